@@ -1,0 +1,67 @@
+"""The `netdiag` command line: a thin layer over the Python API.
+
+Each command lives in `netdiag/commands/<name>.py` with a `register(app)` function, so a new
+command never touches another's code. `main()` turns every `NetdiagError` into one line on
+stderr and an exit code; no traceback reaches the user (set NETDIAG_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from netdiag.errors import NetdiagError
+
+# One entry per command module under netdiag/commands/, in the order `--help` lists them.
+COMMAND_MODULES = [
+    "schema",
+]
+
+app = typer.Typer(
+    name="netdiag",
+    help="Where does the time go when clinicians log on? Reads packet captures and answers with evidence.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Where does the time go when clinicians log on? Reads packet captures and answers with evidence."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"netdiag.commands.{_name}").register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(standalone_mode=False)
+    except NetdiagError as exc:
+        print(f"netdiag: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("netdiag: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        # typer vendors click: recognise its usage errors and exits by shape, not by class
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, typer.Exit) or type(exc).__name__ == "Exit":
+            sys.exit(getattr(exc, "exit_code", 0))
+        if os.environ.get("NETDIAG_DEBUG"):
+            raise
+        print(f"netdiag: internal error: {type(exc).__name__}: {exc} (set NETDIAG_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()
