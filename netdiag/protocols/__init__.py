@@ -1,0 +1,50 @@
+"""Pure protocol parsers: bytes in, records out. One module per protocol, no I/O, no state.
+
+Every parser module (giop, http, tls, dns) exposes the same three functions, so the stream
+driver (netdiag/transactions) treats them alike:
+
+- `looks_like(head: bytes) -> bool`: a cheap test on the first bytes of one direction's byte
+  stream (GIOP: the magic; HTTP: a method or "HTTP/1."; TLS: a record header; DNS: by port).
+- `cut(data, start, *, at_end, context) -> Cut`: where the message that starts at `data[start]`
+  ends. `Cut("message", n)`: n bytes form one message. `Cut("need_more", 0)`: wait for more
+  bytes (unless at_end). `Cut("malformed", n, reason)`: skip n bytes to resynchronise (GIOP
+  searches the next magic). Never raises on garbage; a lying length field (a 4 GB GIOP
+  message_size, a Content-Length beyond the stream) must not make the caller wait forever:
+  parsers bound lengths (GIOP: 10 MB like Wireshark's giop_max_message_size) and report.
+- `parse(message: bytes, *, context) -> list[Record]`: decode one cut message (a TLS record
+  can carry several handshake messages, hence a list). Never raises on garbage: returns a
+  Record with malformed=True and a reason.
+
+`context` is a small mutable object the caller keeps per connection (created with the
+module's `new_context()`), for what framing needs from the other direction (an HTTP response
+to HEAD has no body; TLS after ChangeCipherSpec is encrypted). It is the only state, and it
+belongs to the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """Where the next message ends in a byte stream (see module docstring)."""
+
+    status: Literal["message", "need_more", "malformed"]
+    length: int = 0
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class Record:
+    """One decoded protocol message; maps onto a row of netdiag.schema.MESSAGES."""
+
+    protocol: str
+    msg_type: str
+    request_id: int | None = None
+    operation: str | None = None
+    status: str | None = None
+    malformed: bool = False
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
