@@ -1,0 +1,311 @@
+"""TCP byte-stream reassembly: each direction's payload as the receiver got it, with its timing.
+
+What it does (issue 4, "Byte streams"), per connection and direction:
+
+- Bytes are placed at their stream offset (``seq_rel - 1``: relative sequence 1 is the first data
+  byte, as in Wireshark's relative numbering, with or without a captured SYN).
+- **First copy wins**: a byte already placed is never overwritten, so retransmissions do not
+  duplicate bytes and an overlapping resend carrying different bytes does not change the stream
+  (RFC 9293 §3.10.7.4 leaves overlap policy to the receiver; first-wins is what Linux and
+  Windows receivers keep for data already queued, and what Wireshark's reassembly shows).
+- Out-of-order segments are placed where they belong; parsing only advances over bytes that are
+  contiguous from the parse position (the *frontier*).
+- A hole at the frontier becomes a **gap** (bytes never captured) when the peer acknowledged
+  bytes past it (the receiver had them, the capture did not: a SPAN drop), when more than
+  `HOLE_LIMIT_BYTES` wait behind it, or when the capture ends. Gaps are recorded per direction and
+  the parser resynchronises after them (the driver, netdiag.transactions, does that).
+- Timing is kept per *piece* (a run of bytes that became known from one segment): when it was
+  first seen and in which frame. A message's first/last byte times and frames are then a
+  `searchsorted` over piece boundaries, vectorised over all messages of a step
+  (`StreamDir.timing`). Time lost to resends is not computed here but from the analyzer's
+  retransmission flags (see netdiag.transactions), because a resend can come after the message
+  was already complete at the capture point.
+- Memory is bounded by unparsed bytes: the driver advances `pos` and `compact()` drops consumed
+  bytes and pieces. Per-packet work (copying bytes, first-copy-wins) runs in a numba kernel.
+
+Everything here is in-memory state for one analysis; there is no I/O.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# A direction never buffers more than this many bytes past its parse position. A segment that
+# would need more (a sequence jump from a capture gap of this size, or a lying sequence number)
+# makes the driver declare a gap up to that segment instead of allocating the difference.
+WINDOW_LIMIT_BYTES = 128 * 1024 * 1024
+# Bytes waiting behind a hole before the hole is declared a gap even without an ACK past it.
+HOLE_LIMIT_BYTES = 8 * 1024 * 1024
+
+_I64 = np.int64
+
+
+@njit(cache=True)
+def _place_kernel(buf, filled, base, offs, lens, poffs, payload, ts, frames):  # pragma: no cover - numba
+    """Copy segment bytes into `buf` where not yet filled (first copy wins); return new pieces.
+
+    offs/lens are stream offsets and captured lengths, poffs offsets into `payload`. Bytes before
+    `base` (already consumed) are ignored. Returns (start, end, ts, frame) arrays of the byte runs
+    that became known, in segment order.
+    """
+    n = offs.shape[0]
+    cap = n + 16
+    ps = np.empty(cap, np.int64)
+    pe = np.empty(cap, np.int64)
+    pt = np.empty(cap, np.int64)
+    pf = np.empty(cap, np.int64)
+    k = 0
+    for i in range(n):
+        s = offs[i]
+        e = s + lens[i]
+        if e <= base or lens[i] <= 0:
+            continue
+        j = s if s > base else base
+        while j < e:
+            while j < e and filled[j - base] != 0:
+                j += 1
+            if j >= e:
+                break
+            r0 = j
+            while j < e and filled[j - base] == 0:
+                buf[j - base] = payload[poffs[i] + (j - s)]
+                filled[j - base] = 1
+                j += 1
+            if k == cap:
+                cap *= 2
+                ps2 = np.empty(cap, np.int64)
+                pe2 = np.empty(cap, np.int64)
+                pt2 = np.empty(cap, np.int64)
+                pf2 = np.empty(cap, np.int64)
+                ps2[:k] = ps[:k]
+                pe2[:k] = pe[:k]
+                pt2[:k] = pt[:k]
+                pf2[:k] = pf[:k]
+                ps, pe, pt, pf = ps2, pe2, pt2, pf2
+            ps[k] = r0
+            pe[k] = j
+            pt[k] = ts[i]
+            pf[k] = frames[i]
+            k += 1
+    return ps[:k], pe[:k], pt[:k], pf[:k]
+
+
+@njit(cache=True)
+def _advance_kernel(filled, i, end):  # pragma: no cover - numba
+    """First index in [i, end) whose byte is not filled (end when all are)."""
+    while i < end and filled[i] != 0:
+        i += 1
+    return i
+
+
+@njit(cache=True)
+def _timing_kernel(p_ts, p_frame, lo, hi):  # pragma: no cover - numba
+    """Per message k over pieces lo[k]..hi[k]-1: min/max first-seen time, first and completing frame."""
+    m = lo.shape[0]
+    first_ts = np.empty(m, np.int64)
+    last_ts = np.empty(m, np.int64)
+    first_frame = np.empty(m, np.int64)
+    last_frame = np.empty(m, np.int64)
+    for k in range(m):
+        a = lo[k]
+        first_frame[k] = p_frame[a]
+        tmin = p_ts[a]
+        tmax = p_ts[a]
+        fmax = p_frame[a]
+        for i in range(a + 1, hi[k]):
+            t = p_ts[i]
+            if t < tmin:
+                tmin = t
+            if t > tmax or (t == tmax and p_frame[i] > fmax):
+                tmax = t
+                fmax = p_frame[i]
+        first_ts[k] = tmin
+        last_ts[k] = tmax
+        last_frame[k] = fmax
+    return first_ts, last_ts, first_frame, last_frame
+
+
+class StreamDir:
+    """One direction of one TCP connection: unparsed bytes, their pieces, gaps and end state.
+
+    Offsets are stream offsets (0 = first data byte). `buf[k]` holds the byte at offset
+    `base + k`; `[pos, frontier)` are contiguous bytes not yet parsed; `high` is the end of the
+    highest byte placed.
+    """
+
+    __slots__ = ("base", "buf", "filled", "pos", "frontier", "high", "p_start", "p_end", "p_ts",
+                 "p_frame", "fin", "acked", "reset", "gaps", "bytes_placed", "bytes_duplicate")
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.buf = np.zeros(0, np.uint8)
+        self.filled = np.zeros(0, np.uint8)
+        self.pos = 0
+        self.frontier = 0
+        self.high = 0
+        self.p_start = np.zeros(0, _I64)
+        self.p_end = np.zeros(0, _I64)
+        self.p_ts = np.zeros(0, _I64)
+        self.p_frame = np.zeros(0, _I64)
+        self.fin = -1          # stream offset where the FIN sits (end of data), -1 when not seen
+        self.acked = -1        # highest stream offset the peer acknowledged, -1 when none
+        self.reset = False     # an RST was seen on the connection
+        self.gaps: list[tuple[int, int, int]] = []  # (start, end, frame after the gap)
+        self.bytes_placed = 0
+        self.bytes_duplicate = 0
+
+    # ---------------------------------------------------------------- placement
+    def place(self, offs: np.ndarray, lens: np.ndarray, poffs: np.ndarray, payload: np.ndarray,
+              ts: np.ndarray, frames: np.ndarray) -> None:
+        """Place captured segment bytes (first copy wins) and advance the frontier.
+
+        The caller guarantees every `offs + lens <= base + WINDOW_LIMIT_BYTES`.
+        """
+        if offs.size == 0:
+            return
+        need = int((offs + lens).max()) - self.base
+        if need > self.buf.size:
+            size = max(need, min(2 * self.buf.size, WINDOW_LIMIT_BYTES), 4096)
+            buf = np.zeros(size, np.uint8)
+            filled = np.zeros(size, np.uint8)
+            buf[: self.buf.size] = self.buf
+            filled[: self.filled.size] = self.filled
+            self.buf, self.filled = buf, filled
+        ps, pe, pt, pf = _place_kernel(self.buf, self.filled, self.base, offs, lens, poffs, payload,
+                                       ts, frames)
+        new_bytes = int((pe - ps).sum())
+        self.bytes_placed += new_bytes
+        self.bytes_duplicate += int(np.clip(offs + lens - np.maximum(offs, self.base), 0, None).sum()) - new_bytes
+        if ps.size:
+            self.high = max(self.high, int(pe.max()))
+            starts = np.concatenate([self.p_start, ps])
+            order = np.argsort(starts, kind="stable")
+            self.p_start = starts[order]
+            self.p_end = np.concatenate([self.p_end, pe])[order]
+            self.p_ts = np.concatenate([self.p_ts, pt])[order]
+            self.p_frame = np.concatenate([self.p_frame, pf])[order]
+        self._advance()
+
+    def _advance(self) -> None:
+        if self.frontier < self.high:
+            self.frontier = self.base + int(_advance_kernel(self.filled, self.frontier - self.base,
+                                                            self.high - self.base))
+
+    # ---------------------------------------------------------------- reading
+    def available(self) -> int:
+        """Contiguous unparsed bytes at the parse position."""
+        return self.frontier - self.pos
+
+    def data(self) -> bytes:
+        """The contiguous unparsed bytes `[pos, frontier)` as one bytes object."""
+        return self.buf[self.pos - self.base: self.frontier - self.base].tobytes()
+
+    def bytes_at(self, start: int, end: int) -> bytes:
+        """Bytes `[start, end)` (must still be buffered)."""
+        return self.buf[start - self.base: end - self.base].tobytes()
+
+    def ts_at(self, offset: int) -> int:
+        """When the byte at `offset` was first seen (it must be placed and buffered)."""
+        i = int(np.searchsorted(self.p_start, offset, side="right")) - 1
+        return int(self.p_ts[max(i, 0)]) if self.p_ts.size else 0
+
+    def at_end(self) -> bool:
+        """No more bytes can come at the frontier: FIN reached, or the connection was reset."""
+        return (self.fin >= 0 and self.frontier >= self.fin) or (self.reset and self.frontier >= self.high)
+
+    # ---------------------------------------------------------------- holes and gaps
+    def hole(self) -> tuple[int, int] | None:
+        """The hole at the frontier as (start, end of the hole), or None when none is known.
+
+        End is the next placed byte, or the peer's ACK when nothing was placed beyond it.
+        """
+        if self.frontier < self.high:
+            i = int(np.searchsorted(self.p_start, self.frontier, side="left"))
+            nxt = int(self.p_start[i]) if i < self.p_start.size else self.high
+            return self.frontier, nxt
+        if self.acked > self.frontier:
+            return self.frontier, self.acked
+        return None
+
+    def hole_is_gap(self, final: bool) -> bool:
+        """Is the hole at the frontier bytes the capture will never show?"""
+        h = self.hole()
+        if h is None:
+            return False
+        return final or self.acked > h[0] or (self.high - h[1]) > HOLE_LIMIT_BYTES
+
+    def jump(self, to: int, frame: int) -> None:
+        """Declare `[frontier, to)` a gap and move parse position and frontier past it."""
+        start = self.frontier
+        if to > start:
+            self.gaps.append((start, to, frame))
+        self.pos = max(self.pos, to)
+        self.frontier = max(self.frontier, to)
+        if self.frontier - self.base > self.buf.size:  # jumping past the buffer: start afresh there
+            self.base = self.frontier
+            self.buf = np.zeros(0, np.uint8)
+            self.filled = np.zeros(0, np.uint8)
+        self.high = max(self.high, self.frontier)
+        self._advance()
+
+    def frame_at_or_after(self, offset: int) -> int:
+        """Frame of the first piece starting at or after `offset` (0 when none)."""
+        i = int(np.searchsorted(self.p_start, offset, side="left"))
+        return int(self.p_frame[i]) if i < self.p_frame.size else 0
+
+    # ---------------------------------------------------------------- timing
+    def timing(self, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
+        """For messages `[starts[k], ends[k])` still buffered: first/last byte times and frames.
+
+        first_ts = earliest first-seen time over the message's bytes; last_ts = latest first-seen
+        time (when the message was complete at the capture point); first_frame = frame that
+        brought its first byte; last_frame = frame that completed it (Wireshark's "reassembled
+        in" frame). Bytes inside a gap have no piece and do not count.
+        """
+        m = starts.size
+        first_ts = np.zeros(m, _I64)
+        last_ts = np.zeros(m, _I64)
+        first_frame = np.zeros(m, _I64)
+        last_frame = np.zeros(m, _I64)
+        if m == 0 or self.p_start.size == 0:
+            return first_ts, last_ts, first_frame, last_frame
+        lo = np.searchsorted(self.p_start, starts, side="right") - 1
+        lo = np.where((lo >= 0) & (self.p_end[np.clip(lo, 0, None)] > starts), lo, lo + 1)
+        hi = np.searchsorted(self.p_start, ends, side="left")  # pieces lo..hi-1 overlap
+        hi = np.maximum(hi, lo + 1)
+        lo = np.clip(lo, 0, self.p_start.size - 1)
+        hi = np.clip(hi, 1, self.p_start.size)
+        return _timing_kernel(self.p_ts, self.p_frame, lo.astype(_I64), hi.astype(_I64))
+
+    # ---------------------------------------------------------------- dropping consumed bytes
+    def compact(self) -> None:
+        """Drop bytes and pieces before the parse position (memory follows unparsed bytes)."""
+        drop = self.pos - self.base
+        if drop <= 0:
+            return
+        keep = np.flatnonzero(self.p_end > self.pos)
+        if keep.size < self.p_start.size:
+            self.p_start = self.p_start[keep]
+            self.p_end = self.p_end[keep]
+            self.p_ts = self.p_ts[keep]
+            self.p_frame = self.p_frame[keep]
+        if drop >= self.buf.size:
+            self.buf = np.zeros(0, np.uint8)
+            self.filled = np.zeros(0, np.uint8)
+            self.base = self.pos
+        elif drop >= 65536 and drop * 2 >= self.buf.size:  # amortised: copy only when half is dead
+            self.buf = self.buf[drop:].copy()
+            self.filled = self.filled[drop:].copy()
+            self.base = self.pos
+
+    def release(self) -> None:
+        """Forget all bytes (the connection is not one we parse)."""
+        self.buf = np.zeros(0, np.uint8)
+        self.filled = np.zeros(0, np.uint8)
+        self.p_start = self.p_end = self.p_ts = self.p_frame = np.zeros(0, _I64)
+        self.base = self.pos = self.frontier = self.high
+
+    @property
+    def buffered_bytes(self) -> int:
+        return int(self.buf.size)

@@ -1,0 +1,1068 @@
+"""Messages and transactions: packets -> TCP analysis -> byte streams -> parsers -> paired requests.
+
+This is the driver of issue 4. One pass over the capture:
+
+1. `netdiag.capture.iter_chunks` yields packet chunks; `netdiag.tcp.TcpAnalyzer.feed` turns
+   each into SEGMENTS rows (conn_id, direction, relative sequence numbers, retransmission
+   flags) and UDP rows (`last_udp`).
+2. Payload-carrying segments of each connection are placed into per-direction byte streams
+   (`netdiag.tcp.streams.StreamDir`: first copy wins, out-of-order placed, gaps recorded).
+   A connection is *recognised* when a parser's `looks_like` accepts the first bytes of either
+   direction (GIOP by its magic on any port, then TLS, then HTTP; DNS by port 53/5353/5355).
+   Connections nobody recognises release their bytes and are skipped cheaply from then on.
+3. Each recognised stream is cut into messages with the parser's `cut`, in time order across
+   the two directions (HTTP framing of a response depends on its request; TLS on the
+   ChangeCipherSpec of each side). A `malformed` cut is recorded with the frame where it
+   starts and parsing resynchronises after it (GIOP: next magic; HTTP: next start line). A hole
+   the capture will never fill (see streams.py) ends the message in progress as malformed
+   ("capture gap") and parsing resumes after the hole.
+4. MESSAGES rows get their timing from the stream pieces; `resend_s` comes afterwards from the
+   analyzer's retransmissions (see below). DNS over UDP is parsed from the UDP rows.
+5. TRANSACTIONS pair requests with responses: GIOP by (connection, request direction,
+   request id), fragments joined to their message (1.2 by request id, 1.1 to the previous
+   fragmented message of that direction), LocateRequest/LocateReply alike, CancelRequest
+   noted; HTTP in order per connection (pipelining; 1xx interim answers skipped); DNS by
+   (client, server, question) with retries of an unanswered question folded into one
+   transaction and answers matched by id; TLS one 'tls' transaction per handshake and
+   'turn' transactions (confidence 'inferred') for application data, a turn being the
+   client's records up to the server's records that follow them.
+
+Timing definitions (also in the schema):
+
+- A message's `first_ts_ns` is the earliest first-seen time of its bytes and `last_ts_ns` the
+  latest (when it was complete at the capture point); `last_frame` is the frame completing it
+  (Wireshark's "reassembled in").
+- `resend_s` (messages) and `retransmission_stall_s` (transactions): every retransmitted
+  segment (analyzer flag) stands for the interval [ts - rto_s, ts] (from the send it repeats
+  to the resend); the union of the intervals of the segments that overlap the message's (or the
+  transaction's request and response) bytes, in seconds. A resend counts even when it came
+  after the message was complete at the capture point (a loss downstream of a sender-side
+  capture).
+- `server_think_s` = (rsp_first_ts - req_last_ts) - rtt_server_side - request resend stall
+  inside that interval, clipped at 0. rtt_server_side is the connection's SYN -> SYN/ACK time
+  (capture point -> server -> capture point): ~0 at a server-side capture, the network round
+  trip at a client-side one; 0 when the handshake was not captured and for DNS over UDP. The
+  request resend stall is removed because a request lost after the capture point reaches the
+  server only with its resend. What is left is the server's own time.
+- `request_transfer_s` = req_last - req_first; `response_transfer_s` = rsp_last - rsp_first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from numba import njit
+
+from netdiag.protocols import Cut, Record
+from netdiag.schema import MESSAGES, TRANSACTIONS
+from netdiag.tcp.streams import WINDOW_LIMIT_BYTES, StreamDir
+
+# Parsers tried on the first bytes of a stream, in this order (GIOP first: its magic is exact).
+STREAM_PARSERS = ("giop", "tls", "http")
+# Bytes of a stream's head after which a direction that no parser recognised stops waiting.
+HEAD_DECISION_BYTES = 64
+# A DNS question asked again within this many seconds, still unanswered, is a retry.
+DNS_RETRY_WINDOW_S = 30.0
+
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+
+_GIOP_MAGIC = b"GIOP"
+
+
+def _parser(name: str) -> Any | None:
+    """The parser module, or None when it is not available in this build."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"netdiag.protocols.{name}")
+    except ImportError:
+        return None
+
+
+# ============================================================================================
+# Per-connection stream state and the cut/parse loop
+# ============================================================================================
+class _Conn:
+    __slots__ = ("conn_id", "dirs", "state", "proto", "mod", "ctx", "server_port", "tried")
+
+    def __init__(self, conn_id: int) -> None:
+        self.conn_id = conn_id
+        self.dirs = (StreamDir(), StreamDir())
+        self.state = "pending"   # pending -> keep | skip
+        self.proto: str | None = None
+        self.mod: Any = None
+        self.ctx: Any = None
+        self.server_port = 0
+        self.tried = [False, False]
+
+
+class _MessageSink:
+    """Column lists for MESSAGES rows plus the undecoded detail dicts (for pairing)."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list] = {c: [] for c in MESSAGES.names}
+        self.details: list[dict[str, Any]] = []
+        self.reasons: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.details)
+
+    def add(self, conn_id: int, direction: int, rec: Record, size: int, offset: int | None,
+            timing: tuple[int, int, int, int]) -> None:
+        c = self.cols
+        c["conn_id"].append(conn_id)
+        c["direction"].append(direction)
+        c["protocol"].append(rec.protocol)
+        c["msg_type"].append(rec.msg_type)
+        c["request_id"].append(rec.request_id)
+        c["operation"].append(rec.operation)
+        c["status"].append(rec.status)
+        c["size_bytes"].append(size)
+        c["stream_offset"].append(offset)
+        c["first_ts_ns"].append(timing[0])
+        c["last_ts_ns"].append(timing[1])
+        c["first_frame"].append(timing[2])
+        c["last_frame"].append(timing[3])
+        c["resend_s"].append(0.0)
+        c["malformed"].append(bool(rec.malformed))
+        detail = dict(rec.detail) if rec.detail else {}
+        if rec.malformed and rec.reason:
+            detail["reason"] = rec.reason
+        c["detail"].append(json.dumps(detail, separators=(",", ":"), default=str) if detail else None)
+        self.details.append(detail)
+
+    def frame(self) -> pl.DataFrame:
+        return MESSAGES.conform(pl.DataFrame(self.cols, schema_overrides={
+            "request_id": pl.Int64, "stream_offset": pl.Int64, "operation": pl.String,
+            "status": pl.String, "detail": pl.String}, strict=False))
+
+
+@dataclass
+class StreamStats:
+    """Counts from one analysis (what was parsed, skipped, lost)."""
+
+    connections_parsed: int = 0
+    connections_skipped: int = 0
+    messages: int = 0
+    malformed_messages: int = 0
+    gaps: int = 0
+    gap_bytes: int = 0
+    duplicate_bytes: int = 0
+    unmatched_responses: int = 0
+    by_protocol: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class StreamAnalysis:
+    """Everything one pass produces; later stages (logons, reports) start from this."""
+
+    connections: pl.DataFrame
+    messages: pl.DataFrame
+    transactions: pl.DataFrame
+    gaps: pl.DataFrame
+    stats: StreamStats
+    read_stats: Any = None
+
+    @property
+    def malformed_messages(self) -> int:
+        return self.stats.malformed_messages
+
+
+class StreamParser:
+    """Reassembles TCP streams chunk by chunk and cuts them into messages (one per analysis)."""
+
+    def __init__(self) -> None:
+        self.conns: dict[int, _Conn] = {}
+        self.skip = np.zeros(1024, np.bool_)      # indexed by conn_id: skipped connections
+        self.sink = _MessageSink()
+        self.events: list[pl.DataFrame] = []      # resend intervals (conn, dir, offsets, times)
+        self.parsers = {n: m for n in STREAM_PARSERS if (m := _parser(n)) is not None}
+        self.dns = _parser("dns")
+        self.stats = StreamStats()
+        self.gap_rows: list[tuple[int, int, int, int, int]] = []
+
+    # ------------------------------------------------------------------ chunks
+    def feed(self, segs: pl.DataFrame, payload: np.ndarray, packets: pl.DataFrame | None = None) -> None:
+        """Take one chunk's SEGMENTS rows (with payload_offset/payload_captured) and its payload."""
+        if segs.height == 0:
+            return
+        cid = segs["conn_id"].to_numpy().astype(np.int64)
+        if cid.size and int(cid.max()) >= self.skip.size:
+            grown = np.zeros(max(int(cid.max()) + 1, 2 * self.skip.size), np.bool_)
+            grown[: self.skip.size] = self.skip
+            self.skip = grown
+        live = segs.filter(pl.Series(~self.skip[cid]))
+        if live.height == 0:
+            return
+        flags = pl.col("tcp_flags").cast(pl.Int64)
+        # end-of-stream and acknowledgement bookkeeping, one row per (conn, direction)
+        marks = (live.group_by("conn_id", "direction")
+                 .agg(ack=pl.when((flags & TCP_ACK) > 0).then(pl.col("ack_rel")).max(),
+                      fin=pl.when((flags & TCP_FIN) > 0)
+                      .then(pl.col("seq_rel") + pl.col("payload_len").cast(pl.Int64) - 1).min(),
+                      rst=((flags & TCP_RST) > 0).any()))
+        for conn_id, d, ack, fin, rst in marks.iter_rows():
+            conn = self._conn(conn_id)
+            if conn.state == "skip":
+                continue
+            other = conn.dirs[1 - d]
+            if ack is not None and ack - 1 > other.acked:
+                other.acked = ack - 1
+            own = conn.dirs[d]
+            if fin is not None and (own.fin < 0 or fin < own.fin):
+                own.fin = fin
+            if rst:
+                own.reset = other.reset = True
+        data = live.filter(pl.col("payload_captured") > 0)
+        if packets is not None and data.height:
+            self._learn_ports(data, packets)
+        # resend intervals: [ts - rto_s, ts] of every retransmitted segment
+        rex = data.filter(pl.col("retransmission"))
+        if rex.height:
+            self.events.append(rex.select(
+                "conn_id", "direction",
+                start=pl.col("seq_rel") - 1,
+                end=pl.col("seq_rel") - 1 + pl.col("payload_len").cast(pl.Int64),
+                t0=pl.col("ts_ns") - (pl.col("rto_s").fill_null(0.0) * 1e9).cast(pl.Int64),
+                t1=pl.col("ts_ns")))
+        touched: set[int] = set(marks["conn_id"].to_list())
+        if data.height:
+            data = data.with_row_index("_i").sort("conn_id", "direction", "_i")
+            c = data["conn_id"].to_numpy().astype(np.int64)
+            d = data["direction"].to_numpy().astype(np.int64)
+            offs = data["seq_rel"].to_numpy().astype(np.int64) - 1
+            lens = data["payload_captured"].to_numpy().astype(np.int64)
+            poffs = data["payload_offset"].to_numpy().astype(np.int64)
+            ts = data["ts_ns"].to_numpy().astype(np.int64)
+            fr = data["frame"].to_numpy().astype(np.int64)
+            key = c * 2 + d
+            cuts = np.flatnonzero(np.diff(key)) + 1
+            for a, b in zip(np.r_[0, cuts], np.r_[cuts, key.size], strict=True):
+                conn = self._conn(int(c[a]))
+                if conn.state == "skip":
+                    continue
+                self._place(conn, int(d[a]), offs[a:b], lens[a:b], poffs[a:b], payload, ts[a:b], fr[a:b])
+        for conn_id in touched:
+            conn = self.conns.get(conn_id)
+            if conn is not None and conn.state != "skip":
+                self._step(conn, final=False)
+
+    def _learn_ports(self, data: pl.DataFrame, packets: pl.DataFrame) -> None:
+        new = [cid for cid in data["conn_id"].unique().to_list()
+               if (cn := self.conns.get(cid)) is None or (cn.state == "pending" and not cn.server_port)]
+        if not new:
+            return
+        rows = (data.filter(pl.col("conn_id").is_in(new)).group_by("conn_id")
+                .agg(pl.col("frame").first(), pl.col("direction").first())
+                .join(packets.select("frame", "src_port", "dst_port"), on="frame", how="left"))
+        for conn_id, _frame, d, sp, dp in rows.select("conn_id", "frame", "direction", "src_port",
+                                                      "dst_port").iter_rows():
+            if sp is not None:
+                self._conn(conn_id).server_port = int(dp if d == 0 else sp)
+
+    def _conn(self, conn_id: int) -> _Conn:
+        conn = self.conns.get(conn_id)
+        if conn is None:
+            conn = self.conns[conn_id] = _Conn(conn_id)
+        return conn
+
+    def _place(self, conn: _Conn, d: int, offs: np.ndarray, lens: np.ndarray, poffs: np.ndarray,
+               payload: np.ndarray, ts: np.ndarray, fr: np.ndarray) -> None:
+        sd = conn.dirs[d]
+        while offs.size:
+            over = np.flatnonzero(offs + lens > sd.base + WINDOW_LIMIT_BYTES)
+            if not over.size:
+                sd.place(offs, lens, poffs, payload, ts, fr)
+                return
+            i = int(over[0])
+            if i:
+                sd.place(offs[:i], lens[:i], poffs[:i], payload, ts[:i], fr[:i])
+            self._step(conn, final=False)
+            if conn.state == "skip":
+                return
+            # a jump beyond the reassembly window: what lies between is a gap
+            self._gap(conn, d, to=int(offs[i]), reason="sequence jump beyond the reassembly window")
+            sd.compact()
+            offs, lens, poffs, ts, fr = offs[i:], lens[i:], poffs[i:], ts[i:], fr[i:]
+
+    # ------------------------------------------------------------------ recognising a stream
+    def _classify(self, conn: _Conn, final: bool) -> None:
+        if self.dns is not None and conn.server_port in self.dns.PORTS:
+            conn.proto, conn.mod = "dns", self.dns
+            conn.ctx = self.dns.new_context("tcp")
+            conn.state = "keep"
+            return
+        heads: list[bytes] = []
+        for d in (0, 1):
+            sd = conn.dirs[d]
+            heads.append(sd.bytes_at(sd.pos, min(sd.frontier, sd.pos + 256)) if sd.pos == 0 else b"")
+        for d in sorted((0, 1), key=lambda k: (not heads[k], conn.dirs[k].ts_at(0) if heads[k] else 0)):
+            head = heads[d]
+            if not head:
+                continue
+            for name, mod in self.parsers.items():
+                if mod.looks_like(head):
+                    conn.proto, conn.mod, conn.ctx = name, mod, mod.new_context()
+                    conn.state = "keep"
+                    return
+            if len(head) >= HEAD_DECISION_BYTES or conn.dirs[d].at_end() or final:
+                conn.tried[d] = True
+        # the capture may have joined a GIOP connection mid-message: search the magic
+        if "giop" in self.parsers and any(_GIOP_MAGIC in h for h in heads) and any(conn.tried):
+            conn.proto, conn.mod = "giop", self.parsers["giop"]
+            conn.ctx = conn.mod.new_context()
+            conn.state = "keep"
+            return
+        decided = [conn.tried[d] or (final and not heads[d]) for d in (0, 1)]
+        many = sum(sd.frontier for sd in conn.dirs) > 4096
+        if all(decided) or (any(conn.tried) and many):
+            conn.state = "skip"
+            self.stats.connections_skipped += 1
+            for sd in conn.dirs:
+                sd.release()
+            if conn.conn_id < self.skip.size:
+                self.skip[conn.conn_id] = True
+            self.conns.pop(conn.conn_id, None)
+
+    # ------------------------------------------------------------------ the cut/parse loop
+    def _step(self, conn: _Conn, final: bool) -> None:
+        if conn.state == "pending":
+            self._classify(conn, final)
+            if conn.state != "keep":
+                return
+        mod, ctx = conn.mod, conn.ctx
+        spans: tuple[list, list] = ([], [])       # per direction: (start, end, row index) to time
+        cache: list[tuple[int, bytes] | None] = [None, None]
+        blocked = [False, False]
+        while True:
+            best = -1
+            best_ts = 0
+            for d in (0, 1):
+                sd = conn.dirs[d]
+                if blocked[d]:
+                    continue
+                if sd.pos < sd.frontier:
+                    t = sd.ts_at(sd.pos)
+                    if best < 0 or t < best_ts:
+                        best, best_ts = d, t
+                elif sd.hole_is_gap(final):
+                    self._gap(conn, d, spans=spans[d])
+                    cache[d] = None
+                    if sd.pos < sd.frontier:
+                        best, best_ts = d, sd.ts_at(sd.pos)
+            if best < 0:
+                break
+            d = best
+            sd = conn.dirs[d]
+            cached = cache[d]
+            if cached is None or cached[0] > sd.pos or cached[0] + len(cached[1]) < sd.frontier:
+                cached = cache[d] = (sd.pos, sd.data())
+            start0, data = cached
+            rel = sd.pos - start0
+            avail = sd.frontier - sd.pos
+            hole = sd.hole()
+            at_end = (final and hole is None) or (sd.at_end() and hole is None)
+            try:
+                c = mod.cut(data, rel, at_end=at_end, context=ctx, direction=d)
+            except Exception as exc:  # a parser bug must not stop the run
+                c = Cut("malformed", avail, f"parser error in cut: {exc!r}")
+            if c.status == "need_more":
+                if hole is not None and sd.hole_is_gap(final):
+                    self._gap(conn, d, spans=spans[d])
+                    cache[d] = None
+                    continue
+                if final and hole is None:  # the parser asked for more at the very end
+                    c = Cut("malformed", avail, "stream ended inside the message")
+                else:
+                    blocked[d] = True
+                    continue
+            n = min(max(int(c.length), 1), avail)
+            msg = data[rel: rel + n]
+            if c.status == "message":
+                try:
+                    recs = mod.parse(msg, context=ctx, direction=d)
+                except Exception as exc:
+                    recs = [Record(conn.proto or "", "malformed", malformed=True,
+                                   reason=f"parser error in parse: {exc!r}")]
+            else:
+                recs = [Record(conn.proto or "", "malformed", malformed=True,
+                               reason=c.reason or "malformed", detail={})]
+            self._emit(conn, d, sd.pos, n, recs, spans[d])
+            sd.pos += n
+        for d in (0, 1):
+            self._time(conn, d, spans[d])
+            conn.dirs[d].compact()
+
+    def _emit(self, conn: _Conn, d: int, start: int, n: int, recs: list[Record], spans: list) -> None:
+        for rec in recs or [Record(conn.proto or "", "unknown", malformed=True, reason="parser returned nothing")]:
+            spans.append((start, start + n, len(self.sink)))
+            self.sink.add(conn.conn_id, d, rec, n, start, (0, 0, 0, 0))
+
+    def _time(self, conn: _Conn, d: int, spans: list) -> None:
+        if not spans:
+            return
+        arr = np.asarray(spans, np.int64)
+        fts, lts, ffr, lfr = conn.dirs[d].timing(arr[:, 0], arr[:, 1])
+        cols = self.sink.cols
+        for k, row in enumerate(arr[:, 2].tolist()):
+            cols["first_ts_ns"][row] = int(fts[k])
+            cols["last_ts_ns"][row] = int(lts[k])
+            cols["first_frame"][row] = int(ffr[k])
+            cols["last_frame"][row] = int(lfr[k])
+        spans.clear()
+
+    def _gap(self, conn: _Conn, d: int, *, to: int | None = None, spans: list | None = None,
+             reason: str = "") -> None:
+        """The hole at the frontier will never be filled: end the partial message, jump over it."""
+        sd = conn.dirs[d]
+        hole = sd.hole()
+        if to is None:
+            if hole is None:
+                return
+            to = hole[1]
+        start = sd.frontier
+        why = reason or f"capture gap: stream bytes {start}..{to} never captured"
+        if sd.pos < sd.frontier:  # the message in progress is cut short by the gap
+            part = sd.bytes_at(sd.pos, sd.frontier)
+            try:
+                recs = conn.mod.parse(part, context=None, direction=d) if conn.mod else []
+            except Exception:
+                recs = []
+            recs = recs[:1] or [Record(conn.proto or "", "malformed")]
+            for r in recs:
+                r.malformed = True
+                r.reason = why
+            if spans is None:
+                spans = []
+                self._emit(conn, d, sd.pos, sd.frontier - sd.pos, recs, spans)
+                self._time(conn, d, spans)
+            else:
+                self._emit(conn, d, sd.pos, sd.frontier - sd.pos, recs, spans)
+        frame = sd.frame_at_or_after(to)
+        if to > start:
+            self.gap_rows.append((conn.conn_id, d, start, to, frame))
+        sd.jump(to, frame)
+
+    # ------------------------------------------------------------------ UDP (DNS)
+    def feed_udp(self, udp: pl.DataFrame | None, payload: np.ndarray) -> None:
+        """Parse DNS datagrams from the analyzer's UDP rows (port 53/5353/5355 on either side)."""
+        if udp is None or udp.height == 0 or self.dns is None:
+            return
+        ports = list(self.dns.PORTS)
+        rows = udp.filter((pl.col("payload_captured") > 0)
+                          & (pl.col("src_port").is_in(ports) | pl.col("dst_port").is_in(ports)))
+        if rows.height == 0:
+            return
+        if "direction" not in rows.columns:
+            rows = rows.with_columns(direction=pl.when(pl.col("dst_port").is_in(ports)).then(0).otherwise(1))
+        ctx = self.dns.new_context("udp")
+        for conn_id, d, frame, ts, off, cap in rows.select(
+                "conn_id", "direction", "frame", "ts_ns", "payload_offset", "payload_captured").iter_rows():
+            msg = payload[off: off + cap].tobytes()
+            try:
+                recs = self.dns.parse(msg, context=ctx, direction=d)
+            except Exception as exc:
+                recs = [Record("dns", "malformed", malformed=True, reason=f"parser error: {exc!r}")]
+            for rec in recs:
+                self.sink.add(int(conn_id), int(d), rec, int(cap), None, (ts, ts, frame, frame))
+
+    # ------------------------------------------------------------------ the end
+    def finish(self) -> None:
+        """The capture is over: declare remaining holes gaps and parse every stream to its end."""
+        for conn in list(self.conns.values()):
+            if conn.state != "skip":
+                self._step(conn, final=True)
+            if conn.state == "keep":
+                self.stats.connections_parsed += 1
+                self.stats.duplicate_bytes += sum(sd.bytes_duplicate for sd in conn.dirs)
+                for sd in conn.dirs:
+                    sd.release()
+            elif conn.state == "pending":
+                self.stats.connections_skipped += 1
+
+    def result(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """(messages, resend events, gaps) as DataFrames."""
+        msgs = self.sink.frame()
+        if self.events:
+            ev = pl.concat(self.events, how="vertical_relaxed")
+        else:
+            ev = pl.DataFrame(schema={"conn_id": pl.UInt32, "direction": pl.UInt8, "start": pl.Int64,
+                                      "end": pl.Int64, "t0": pl.Int64, "t1": pl.Int64})
+        gaps = pl.DataFrame(self.gap_rows, schema={"conn_id": pl.UInt32, "direction": pl.UInt8,
+                                                   "start_offset": pl.Int64, "end_offset": pl.Int64,
+                                                   "frame_after": pl.Int64}, orient="row")
+        gaps = gaps.with_columns(bytes=pl.col("end_offset") - pl.col("start_offset"))
+        return msgs, ev, gaps
+
+
+# ============================================================================================
+# Resend intervals -> seconds (union of intervals per message / transaction)
+# ============================================================================================
+@njit(cache=True)
+def _union_kernel(keys, t0, t1, nkeys):  # pragma: no cover - numba
+    """Sum over each key of the union of [t0, t1] intervals; rows sorted by (key, t0)."""
+    out = np.zeros(nkeys, np.int64)
+    n = keys.shape[0]
+    i = 0
+    while i < n:
+        k = keys[i]
+        cur0 = t0[i]
+        cur1 = t1[i]
+        total = 0
+        j = i + 1
+        while j < n and keys[j] == k:
+            if t0[j] > cur1:
+                total += cur1 - cur0
+                cur0 = t0[j]
+                cur1 = t1[j]
+            elif t1[j] > cur1:
+                cur1 = t1[j]
+            j += 1
+        total += cur1 - cur0
+        out[k] = total
+        i = j
+    return out
+
+
+def _union_seconds(keys: np.ndarray, t0: np.ndarray, t1: np.ndarray, nkeys: int) -> np.ndarray:
+    if keys.size == 0:
+        return np.zeros(nkeys, np.float64)
+    ok = t1 > t0
+    keys, t0, t1 = keys[ok], t0[ok], t1[ok]
+    order = np.lexsort((t0, keys))
+    ns = _union_kernel(keys[order].astype(np.int64), t0[order].astype(np.int64),
+                       t1[order].astype(np.int64), nkeys)
+    return ns / 1e9
+
+
+def _event_message_pairs(msgs: pl.DataFrame, ev: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(event index, message row) for every resend event overlapping a message's stream bytes."""
+    if ev.height == 0 or msgs.height == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    m = (msgs.with_row_index("row").filter(pl.col("stream_offset").is_not_null())
+         .select("row", g=pl.col("conn_id").cast(pl.Int64) * 2 + pl.col("direction").cast(pl.Int64),
+                 s=pl.col("stream_offset"), e=pl.col("stream_offset") + pl.col("size_bytes"))
+         .sort("g", "s", "e"))
+    shift = np.int64(1) << np.int64(41)
+    mg, ms, me = (m[c].to_numpy().astype(np.int64) for c in ("g", "s", "e"))
+    mrow = m["row"].to_numpy().astype(np.int64)
+    ks, ke = mg * shift + ms, mg * shift + me
+    eg = (ev["conn_id"].to_numpy().astype(np.int64) * 2 + ev["direction"].to_numpy().astype(np.int64))
+    es = eg * shift + np.clip(ev["start"].to_numpy().astype(np.int64), 0, shift - 1)
+    ee = eg * shift + np.clip(ev["end"].to_numpy().astype(np.int64), 0, shift - 1)
+    # messages of a direction tile its stream (several TLS records may share a span): a message
+    # overlaps [es, ee) when its end > es and its start < ee; ends are sorted like starts
+    lo = np.searchsorted(np.maximum.accumulate(ke), es, side="right")
+    hi = np.searchsorted(ks, ee, side="left")
+    cnt = np.clip(hi - lo, 0, None)
+    ev_idx = np.repeat(np.arange(es.size), cnt)
+    starts = np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+    return ev_idx, mrow[starts]
+
+
+# ============================================================================================
+# Pairing
+# ============================================================================================
+def _d(detail: dict, *names: str) -> Any:
+    for n in names:
+        v = detail.get(n)
+        if v is not None:
+            return v
+    return None
+
+
+class _Part:
+    """One side of a transaction: its messages (rows of the messages table)."""
+
+    __slots__ = ("rows", "open")
+
+    def __init__(self, row: int, more: bool = False) -> None:
+        self.rows = [row]
+        self.open = more  # more fragments follow
+
+
+class _Txn:
+    __slots__ = ("conn_id", "protocol", "operation", "request_id", "status", "req", "rsp",
+                 "exception_id", "confidence", "detail", "forward", "user_agent", "tls_version",
+                 "answered_row")
+
+    def __init__(self, conn_id: int, protocol: str, operation: str | None, request_id: int | None,
+                 req: _Part | None, confidence: str = "exact") -> None:
+        self.conn_id = conn_id
+        self.protocol = protocol
+        self.operation = operation
+        self.request_id = request_id
+        self.status: str | None = None
+        self.req = req
+        self.rsp: _Part | None = None
+        self.exception_id: str | None = None
+        self.confidence = confidence
+        self.detail: dict[str, Any] = {}
+        self.forward: tuple[str | None, int | None] = (None, None)
+        self.user_agent: str | None = None
+        self.tls_version: str | None = None
+        self.answered_row: int | None = None  # DNS: the query the answer belongs to
+
+
+def _more_fragments(detail: dict) -> bool:
+    v = _d(detail, "more_fragments", "fragment_follows")
+    if v is None and isinstance(detail.get("flags"), int):
+        return bool(detail["flags"] & 0x02)
+    return bool(v)
+
+
+def _pair_giop(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: StreamStats) -> None:
+    open_req: dict[tuple[int, int, int], _Txn] = {}
+    frag_by_id: dict[tuple[int, int, int], _Part] = {}
+    frag_last: dict[tuple[int, int], _Part] = {}
+    for row, conn, d, mtype, rid, op in m.select("row", "conn_id", "direction", "msg_type",
+                                                 "request_id", "operation").iter_rows():
+        det = details[row]
+        more = _more_fragments(det)
+        if mtype in ("Request", "LocateRequest"):
+            part = _Part(row, more)
+            op = op or ("LocateRequest" if mtype == "LocateRequest" else None)
+            t = _Txn(conn, "giop", op, rid, part)
+            t.detail["msg_type"] = mtype
+            if rid is not None:
+                key = (conn, d, rid)
+                if key in open_req and open_req[key].rsp is None:
+                    open_req[key].detail["superseded"] = True  # request id reused before an answer
+                open_req[key] = t
+            if _d(det, "response_expected", "rsp_expected") is False or det.get("oneway"):
+                t.status = "oneway"
+            out.append(t)
+            if more:
+                frag_last[(conn, d)] = part
+                if rid is not None:
+                    frag_by_id[(conn, d, rid)] = part
+        elif mtype in ("Reply", "LocateReply"):
+            part = _Part(row, more)
+            t = open_req.pop((conn, 1 - d, rid), None) if rid is not None else None
+            if t is None:
+                stats.unmatched_responses += 1
+            else:
+                t.rsp = part
+                t.exception_id = _d(det, "exception_id", "repository_id")
+                fh, fp = _d(det, "forward_host", "ior_host"), _d(det, "forward_port", "ior_port")
+                t.forward = (fh, fp)
+                if det.get("ior_type_id") or det.get("forward_type_id"):
+                    t.detail["ior_type_id"] = det.get("ior_type_id") or det.get("forward_type_id")
+            if more:
+                frag_last[(conn, d)] = part
+                if rid is not None:
+                    frag_by_id[(conn, d, rid)] = part
+        elif mtype == "Fragment":
+            part = frag_by_id.get((conn, d, rid)) if rid is not None else None
+            if part is None:
+                part = frag_last.get((conn, d))
+            if part is None or not part.open:
+                stats.unmatched_responses += 1
+                continue
+            part.rows.append(row)
+            part.open = more
+            if not more:
+                frag_last.pop((conn, d), None)
+                if rid is not None:
+                    frag_by_id.pop((conn, d, rid), None)
+        elif mtype == "CancelRequest":
+            t = open_req.get((conn, d, rid)) if rid is not None else None
+            if t is not None:
+                t.detail["cancelled"] = True
+
+
+def _pair_http(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: StreamStats) -> None:
+    queues: dict[int, list[_Txn]] = {}
+    seq: dict[int, int] = {}
+    for row, conn, d, mtype, op, _status in m.select("row", "conn_id", "direction", "msg_type",
+                                                     "operation", "status").iter_rows():
+        det = details[row]
+        if mtype == "request" and d == 0:
+            seq[conn] = seq.get(conn, 0) + 1
+            t = _Txn(conn, "http", op, seq[conn], _Part(row))
+            t.user_agent = det.get("user_agent")
+            if det.get("host"):
+                t.detail["host"] = det.get("host")
+            out.append(t)
+            queues.setdefault(conn, []).append(t)
+        elif mtype == "response" and d == 1:
+            code = _status
+            if code is not None and code.isdigit() and 100 <= int(code) < 200 and code != "101":
+                continue  # interim answer: the final response follows
+            q = queues.get(conn)
+            if not q:
+                stats.unmatched_responses += 1
+                continue
+            t = q.pop(0)
+            t.rsp = _Part(row)
+
+
+def _pair_dns(m: pl.DataFrame, details: list[dict], conns: dict[int, tuple], out: list[_Txn],
+              stats: StreamStats) -> None:
+    open_q: dict[tuple, _Txn] = {}
+    for row, conn, mtype, rid, op, ts in m.select("row", "conn_id", "msg_type", "request_id",
+                                                  "operation", "first_ts_ns").iter_rows():
+        det = details[row]
+        cinfo = conns.get(conn, (None, None, None, None))
+        qkey = ((op or "").lower(), str(det.get("qtype")), str(det.get("qclass")))
+        key = (cinfo[0], cinfo[2], qkey)
+        if mtype == "query":
+            t = open_q.get(key)
+            if t is not None and t.rsp is None and (ts - t.detail["_first_ts"]) / 1e9 < DNS_RETRY_WINDOW_S:
+                t.detail["retries"] = t.detail.get("retries", 0) + 1
+                t.detail["_queries"].append((rid, row))
+                continue
+            t = _Txn(conn, "dns", op, rid, _Part(row))
+            t.detail.update(qtype=det.get("qtype"), retries=0, _first_ts=ts, _queries=[(rid, row)])
+            open_q[key] = t
+            out.append(t)
+        elif mtype == "response":
+            t = open_q.get(key)
+            match = None
+            if t is not None:
+                for qid, qrow in reversed(t.detail["_queries"]):
+                    if qid == rid:
+                        match = qrow
+                        break
+            if t is None or match is None:
+                stats.unmatched_responses += 1
+                continue
+            t.rsp = _Part(row)
+            t.answered_row = match
+            if det.get("answers"):
+                t.detail["answers"] = det["answers"][:8]
+            del open_q[key]
+
+
+_TLS_HANDSHAKE_TYPES = frozenset({"ClientHello", "ServerHello", "HelloRetryRequest", "Certificate",
+                                  "ServerKeyExchange", "CertificateRequest", "ServerHelloDone",
+                                  "CertificateVerify", "ClientKeyExchange", "Finished",
+                                  "NewSessionTicket", "EncryptedExtensions", "CertificateStatus",
+                                  "HandshakeFragment", "ChangeCipherSpec"})
+
+
+def _pair_tls(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: StreamStats,
+              first_ts: np.ndarray, last_frame: np.ndarray) -> None:
+    for conn, g in m.group_by("conn_id", maintain_order=True):
+        conn_id = conn[0]
+        hs: _Txn | None = None
+        ccs = [False, False]
+        fin = [False, False]
+        in_hs = False
+        hs_start = 0
+        turn: _Txn | None = None
+        turns = 0
+        tls13 = False
+        for row, d, mtype, status, malformed in g.select("row", "direction", "msg_type", "status",
+                                                         "malformed").iter_rows():
+            det = details[row]
+            if mtype == "ClientHello" and d == 0:
+                hs = _Txn(conn_id, "tls", "handshake", None, _Part(row))
+                if det.get("sni"):
+                    hs.operation = f"handshake {det['sni']}"
+                    hs.detail["sni"] = det["sni"]
+                hs.detail["phases"] = []
+                hs_start = int(first_ts[row])
+                hs.status = "incomplete"
+                out.append(hs)
+                in_hs, ccs, fin, tls13, turn = True, [False, False], [False, False], False, None
+            if in_hs and hs is not None:
+                if mtype != "ClientHello" or row not in hs.req.rows:
+                    if d == 0 and hs.rsp is None:
+                        hs.req.rows.append(row)
+                    elif hs.rsp is None:
+                        hs.rsp = _Part(row)
+                    else:
+                        hs.rsp.rows.append(row)
+                hs.detail["phases"].append([mtype, d, round((int(first_ts[row]) - hs_start) / 1e9, 6),
+                                            int(last_frame[row])])
+                if mtype == "ServerHello":
+                    hs.tls_version = det.get("chosen_version")
+                    hs.detail["resumed"] = det.get("resumed")
+                    tls13 = det.get("chosen_version") == "TLS1.3"
+                elif mtype == "ChangeCipherSpec":
+                    ccs[d] = True
+                elif mtype == "Finished" and ccs[d]:
+                    fin[d] = True
+                elif mtype == "CertificateRequest":
+                    hs.detail["client_certificate_requested"] = True
+                elif mtype == "Alert":
+                    hs.status = f"alert:{status}"
+                    in_hs = False
+                    continue
+                done = (tls13 and mtype == "ApplicationData" and d == 0) or (not tls13 and all(fin))
+                if done:
+                    hs.status = "ok"
+                    in_hs = False
+                continue
+            if mtype != "ApplicationData" or malformed:
+                continue
+            if d == 0:
+                if turn is None or turn.rsp is not None:
+                    turns += 1
+                    turn = _Txn(conn_id, "turn", "tls application data", turns, _Part(row), "inferred")
+                    out.append(turn)
+                else:
+                    turn.req.rows.append(row)
+            elif turn is not None:
+                if turn.rsp is None:
+                    turn.rsp = _Part(row)
+                else:
+                    turn.rsp.rows.append(row)
+
+
+# ============================================================================================
+# Building the transactions table
+# ============================================================================================
+def build_transactions(msgs: pl.DataFrame, details: list[dict], connections: pl.DataFrame,
+                       events: pl.DataFrame, stats: StreamStats | None = None) -> pl.DataFrame:
+    """Pair the messages into TRANSACTIONS rows (see the module docstring for the rules)."""
+    stats = stats or StreamStats()
+    m = msgs.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    m = m.sort("conn_id", "first_ts_ns", "direction", "stream_offset", "row")
+    conns = {r[0]: r[1:] for r in connections.select("conn_id", "client_ip", "client_port", "server_ip",
+                                                     "server_port", "rtt_server_side_ms").iter_rows()}
+    txns: list[_Txn] = []
+    _pair_giop(m.filter(pl.col("protocol") == "giop"), details, txns, stats)
+    _pair_http(m.filter(pl.col("protocol") == "http"), details, txns, stats)
+    _pair_dns(m.filter(pl.col("protocol") == "dns").sort("first_ts_ns", "row"), details, conns, txns, stats)
+    fts_all = msgs["first_ts_ns"].to_numpy()
+    lfr_all = msgs["last_frame"].to_numpy()
+    _pair_tls(m.filter(pl.col("protocol") == "tls"), details, txns, stats, fts_all, lfr_all)
+    if not txns:
+        return TRANSACTIONS.empty()
+    first_ts = fts_all.astype(np.int64)
+    last_ts = msgs["last_ts_ns"].to_numpy().astype(np.int64)
+    first_fr = msgs["first_frame"].to_numpy().astype(np.int64)
+    last_fr = lfr_all.astype(np.int64)
+    size = msgs["size_bytes"].to_numpy().astype(np.int64)
+    offs = msgs["stream_offset"].to_numpy()
+    mstatus = msgs["status"].to_list()
+    mdir = msgs["direction"].to_numpy()
+
+    def span(rows: list[int]) -> tuple[int, int, int, int, int]:
+        r = np.asarray(rows, np.int64)
+        # the records parsed from one TLS record share its span: count those bytes once
+        spans = {(int(mdir[i]), offs[i]): i for i in reversed(rows)}
+        nbytes = int(size[np.asarray(list(spans.values()), np.int64)].sum())
+        return int(first_ts[r].min()), int(last_ts[r].max()), int(first_fr[r].min()), int(last_fr[r].max()), nbytes
+
+    n = len(txns)
+    out: dict[str, list] = {c: [] for c in TRANSACTIONS.names}
+    # transaction -> messages, for the resend union
+    t_of_row: list[tuple[int, int, int]] = []  # (txn, row, side 0 req / 1 rsp)
+    for k, t in enumerate(txns):
+        info = conns.get(t.conn_id, (None, None, None, None, None))
+        rq = span(t.req.rows) if t.req else (None, None, None, None, None)
+        rs = span(t.rsp.rows) if t.rsp else (None, None, None, None, None)
+        if t.protocol == "dns" and t.answered_row is not None:
+            rq_last_for_think = int(last_ts[t.answered_row])
+        else:
+            rq_last_for_think = rq[1]
+        status = t.status
+        if t.rsp is not None and t.protocol in ("giop", "http", "dns"):
+            status = mstatus[t.rsp.rows[0]]
+            if t.rsp.open:
+                t.detail["response_incomplete"] = True
+        elif t.rsp is None and t.protocol != "tls" and status != "oneway":
+            status = "cancelled" if t.detail.get("cancelled") else "unanswered"
+        elif t.protocol == "turn":
+            status = "answered"
+        detail = {k2: v for k2, v in t.detail.items() if not k2.startswith("_")}
+        if t.protocol == "dns" and t.answered_row is not None:
+            detail["answered_query_frame"] = int(last_fr[t.answered_row])
+        out["conn_id"].append(t.conn_id)
+        out["client_ip"].append(info[0])
+        out["client_port"].append(info[1])
+        out["server_ip"].append(info[2])
+        out["server_port"].append(info[3])
+        out["protocol"].append(t.protocol)
+        out["operation"].append(t.operation)
+        out["request_id"].append(t.request_id)
+        out["status"].append(status)
+        out["req_first_ts_ns"].append(rq[0])
+        out["req_last_ts_ns"].append(rq[1])
+        out["rsp_first_ts_ns"].append(rs[0])
+        out["rsp_last_ts_ns"].append(rs[1])
+        out["request_bytes"].append(rq[4])
+        out["response_bytes"].append(rs[4])
+        out["request_transfer_s"].append((rq[1] - rq[0]) / 1e9 if rq[0] is not None else None)
+        out["response_transfer_s"].append((rs[1] - rs[0]) / 1e9 if rs[0] is not None else None)
+        rtt = info[4]
+        out["server_think_s"].append(
+            ((rs[0] - rq_last_for_think) / 1e9 - (rtt or 0.0) / 1e3) if rs[0] is not None and rq_last_for_think is not None else None)
+        out["retransmission_stall_s"].append(0.0)
+        out["exception_id"].append(t.exception_id)
+        out["confidence"].append(t.confidence)
+        out["first_frame"].append(rq[2] if rq[2] is not None else rs[2])
+        out["last_frame"].append(rs[3] if rs[3] is not None else rq[3])
+        out["forward_host"].append(t.forward[0])
+        out["forward_port"].append(t.forward[1])
+        out["user_agent"].append(t.user_agent)
+        out["tls_version"].append(t.tls_version)
+        out["detail"].append(json.dumps(detail, separators=(",", ":"), default=str) if detail else None)
+        for r in t.req.rows if t.req else ():
+            t_of_row.append((k, r, 0))
+        for r in t.rsp.rows if t.rsp else ():
+            t_of_row.append((k, r, 1))
+    if t_of_row and events.height:
+        ev_idx, mrow = _event_message_pairs(msgs, events)
+        if ev_idx.size:
+            tr = np.asarray(t_of_row, np.int64)
+            order = np.argsort(tr[:, 1], kind="stable")
+            tr = tr[order]
+            # each (event, message) pair fans out to the transactions holding that message
+            lo = np.searchsorted(tr[:, 1], mrow, side="left")
+            hi = np.searchsorted(tr[:, 1], mrow, side="right")
+            cnt = hi - lo
+            e_rep = np.repeat(ev_idx, cnt)
+            pos = np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+            tk, side = tr[pos, 0], tr[pos, 2]
+            t0 = events["t0"].to_numpy().astype(np.int64)[e_rep]
+            t1 = events["t1"].to_numpy().astype(np.int64)[e_rep]
+            # one event may overlap several messages of a transaction: count it once
+            uniq = np.unique(np.stack([tk, e_rep, side]), axis=1)
+            tk_u, e_u, side_u = uniq
+            t0u = events["t0"].to_numpy().astype(np.int64)[e_u]
+            t1u = events["t1"].to_numpy().astype(np.int64)[e_u]
+            stall = _union_seconds(tk_u, t0u, t1u, n)
+            out["retransmission_stall_s"] = stall.tolist()
+            # request resends inside the think interval are not the server's time
+            req_last = np.array([v if v is not None else 0 for v in out["req_last_ts_ns"]], np.int64)
+            rsp_first = np.array([v if v is not None else 0 for v in out["rsp_first_ts_ns"]], np.int64)
+            rq_side = side_u == 0
+            c0 = np.maximum(t0u[rq_side], req_last[tk_u[rq_side]])
+            c1 = np.minimum(t1u[rq_side], rsp_first[tk_u[rq_side]])
+            inside = _union_seconds(tk_u[rq_side], c0, c1, n)
+            out["server_think_s"] = [None if v is None else v - float(inside[k]) for k, v in
+                                     enumerate(out["server_think_s"])]
+            del t0, t1
+    out["server_think_s"] = [None if v is None else max(v, 0.0) for v in out["server_think_s"]]
+    df = pl.DataFrame(out, schema_overrides={
+        "request_id": pl.Int64, "client_ip": pl.String, "server_ip": pl.String, "operation": pl.String,
+        "status": pl.String, "exception_id": pl.String, "forward_host": pl.String,
+        "forward_port": pl.Int64, "user_agent": pl.String, "tls_version": pl.String, "detail": pl.String,
+        "req_first_ts_ns": pl.Int64, "req_last_ts_ns": pl.Int64, "rsp_first_ts_ns": pl.Int64,
+        "rsp_last_ts_ns": pl.Int64, "request_bytes": pl.Int64, "response_bytes": pl.Int64,
+        "request_transfer_s": pl.Float64, "response_transfer_s": pl.Float64,
+        "server_think_s": pl.Float64, "retransmission_stall_s": pl.Float64,
+        "first_frame": pl.Int64, "last_frame": pl.Int64, "client_port": pl.Int64, "server_port": pl.Int64},
+        strict=False)
+    return TRANSACTIONS.conform(df.sort("req_first_ts_ns", "first_frame", nulls_last=True))
+
+
+def _message_resend(msgs: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    ev_idx, mrow = _event_message_pairs(msgs, events)
+    if ev_idx.size == 0:
+        return msgs
+    t0 = events["t0"].to_numpy().astype(np.int64)[ev_idx]
+    t1 = events["t1"].to_numpy().astype(np.int64)[ev_idx]
+    resend = _union_seconds(mrow, t0, t1, msgs.height)
+    return msgs.with_columns(resend_s=pl.Series(resend))
+
+
+# ============================================================================================
+# Public API
+# ============================================================================================
+Source = str | Path | Sequence[str | Path]
+
+
+def _paths(source: Source) -> list[str]:
+    if isinstance(source, (str, Path)):
+        return [str(source)]
+    return [str(p) for p in source]
+
+
+def analyze_streams(source: Source, *, progress: Any = None) -> StreamAnalysis:
+    """One pass over the capture(s): connections, messages, transactions, gaps and counts."""
+    from netdiag.capture import iter_chunks
+    from netdiag.tcp import TcpAnalyzer
+
+    kwargs: dict[str, Any] = {}
+    read_stats = None
+    try:
+        from netdiag.capture import ReadStats
+
+        read_stats = ReadStats()
+        kwargs["stats"] = read_stats
+    except ImportError:
+        pass
+    if progress is not None:
+        kwargs["progress"] = progress
+    analyzer = TcpAnalyzer()
+    sp = StreamParser()
+    for chunk in iter_chunks(_paths(source), **kwargs):
+        segs = analyzer.feed(chunk)
+        sp.feed(segs, chunk.payload, chunk.packets)
+        sp.feed_udp(getattr(analyzer, "last_udp", None), chunk.payload)
+    connections = analyzer.finish()
+    return _assemble(sp, connections, read_stats)
+
+
+def _assemble(sp: StreamParser, connections: pl.DataFrame, read_stats: Any = None) -> StreamAnalysis:
+    sp.finish()
+    msgs, events, gaps = sp.result()
+    msgs = _message_resend(msgs, events)
+    stats = sp.stats
+    txns = build_transactions(msgs, sp.sink.details, connections, events, stats)
+    stats.messages = msgs.height
+    stats.malformed_messages = int(msgs["malformed"].sum()) if msgs.height else 0
+    stats.gaps = gaps.height
+    stats.gap_bytes = int(gaps["bytes"].sum()) if gaps.height else 0
+    stats.by_protocol = dict(msgs.group_by("protocol").len().iter_rows()) if msgs.height else {}
+    return StreamAnalysis(connections, msgs, txns, gaps, stats, read_stats)
+
+
+def messages(source: Source) -> pl.DataFrame:
+    """The MESSAGES table of the capture(s)."""
+    return analyze_streams(source).messages
+
+
+def transactions(source: Source) -> pl.DataFrame:
+    """The TRANSACTIONS table of the capture(s)."""
+    return analyze_streams(source).transactions
+
+
+def summarize(txns: pl.DataFrame) -> pl.DataFrame:
+    """Per (protocol, operation): count, p50/p95/max server think (s), errors, unanswered."""
+    err = ~pl.col("status").is_in(["NO_EXCEPTION", "ok", "answered", "NOERROR", "oneway"]) & ~(
+        pl.col("status").str.contains(r"^[123]\d\d$"))
+    return (txns.group_by("protocol", "operation")
+            .agg(count=pl.len(),
+                 think_p50_s=pl.col("server_think_s").quantile(0.5, "nearest"),
+                 think_p95_s=pl.col("server_think_s").quantile(0.95, "nearest"),
+                 think_max_s=pl.col("server_think_s").max(),
+                 errors=err.fill_null(True).sum(),
+                 unanswered=(pl.col("status") == "unanswered").sum())
+            .sort("count", "operation", descending=[True, False]))
+
+
+def filter_transactions(txns: pl.DataFrame, *, protocol: str | None = None, operation: str | None = None,
+                        server: str | None = None) -> pl.DataFrame:
+    """Rows matching a protocol, an operation regex and/or a server HOST[:PORT]."""
+    if protocol:
+        txns = txns.filter(pl.col("protocol") == protocol.lower())
+    if operation:
+        re.compile(operation)  # a bad regex raises re.error here, before polars sees it
+        txns = txns.filter(pl.col("operation").fill_null("").str.contains(operation))
+    if server:
+        host, _, port = server.rpartition(":") if server.count(":") == 1 or server.startswith("[") else (server, "", "")
+        host = host.strip("[]") or server
+        if port and not port.isdigit():
+            host, port = server, ""
+        txns = txns.filter(pl.col("server_ip") == host)
+        if port:
+            txns = txns.filter(pl.col("server_port") == int(port))
+    return txns
+
+
+def iter_protocols(analysis: StreamAnalysis) -> Iterable[tuple[str, int]]:
+    """(protocol, message count) pairs, for a one-line stderr summary."""
+    return sorted(analysis.stats.by_protocol.items())
