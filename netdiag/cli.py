@@ -18,6 +18,7 @@ from netdiag.errors import NetdiagError
 # One entry per command module under netdiag/commands/, in the order `--help` lists them.
 COMMAND_MODULES = [
     "schema",
+    "transactions",
 ]
 
 app = typer.Typer(

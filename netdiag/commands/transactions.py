@@ -1,0 +1,74 @@
+"""`netdiag transactions`: requests paired with responses, with server think and transfer times.
+
+A thin layer over `netdiag.transactions.analyze_streams` (issue 4). Output options match
+`netdiag connections`; the count of malformed messages (and of capture gaps) goes to stderr so
+piped JSON/CSV stays clean.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netdiag.errors import UsageError
+
+PRETTY = ["conn_id", "protocol", "operation", "request_id", "status", "server_ip", "server_port",
+          "request_transfer_s", "server_think_s", "response_transfer_s", "retransmission_stall_s",
+          "first_frame", "last_frame"]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("transactions")
+    def transactions_command(
+        captures: Annotated[list[Path], typer.Argument(help="capture files (pcap, pcapng, .gz) or directories")],
+        as_json: Annotated[bool, typer.Option("--json", help="write a JSON array of rows to stdout")] = False,
+        as_csv: Annotated[bool, typer.Option("--csv", help="write CSV to stdout")] = False,
+        parquet: Annotated[Path | None, typer.Option("--parquet", help="write the table to this Parquet file")] = None,
+        protocol: Annotated[str | None, typer.Option("--protocol", help="giop, http, tls, dns or turn")] = None,
+        operation: Annotated[str | None, typer.Option("--operation", help="regular expression on the operation")] = None,
+        server: Annotated[str | None, typer.Option("--server", help="HOST or HOST:PORT of the server")] = None,
+        summary: Annotated[bool, typer.Option(
+            "--summary", help="per operation: count, p50/p95/max server think, errors")] = False,
+    ) -> None:
+        """Pair requests with responses (GIOP, HTTP, DNS, TLS handshakes, TLS turns) and time them."""
+        from netdiag.output import emit
+        from netdiag.transactions import analyze_streams, filter_transactions, summarize
+
+        if protocol and protocol.lower() not in ("giop", "http", "tls", "dns", "turn"):
+            raise UsageError(f"--protocol {protocol!r}: choose giop, http, tls, dns or turn")
+        if operation:
+            try:
+                re.compile(operation)
+            except re.error as exc:
+                raise UsageError(f"--operation {operation!r} is not a valid regular expression: {exc}") from None
+        analysis = _analyze(analyze_streams, captures)
+        txns = filter_transactions(analysis.transactions, protocol=protocol, operation=operation, server=server)
+        st = analysis.stats
+        for w in getattr(analysis.read_stats, "warnings", None) or []:
+            print(f"netdiag: warning: {w}", file=sys.stderr)
+        print(f"netdiag: {st.messages} messages, {st.malformed_messages} malformed, {st.gaps} capture gaps "
+              f"({st.gap_bytes} bytes), {st.unmatched_responses} responses without a request; "
+              f"{st.connections_parsed} connections parsed, {st.connections_skipped} not recognised",
+              file=sys.stderr)
+        if summary:
+            emit(summarize(txns), as_json=as_json, as_csv=as_csv, parquet=parquet,
+                 title="transactions per operation")
+            return
+        emit(txns, as_json=as_json, as_csv=as_csv, parquet=parquet, pretty_columns=PRETTY,
+             title="transactions")
+
+
+def _analyze(analyze_streams, captures: list[Path]):  # noqa: ANN001, ANN202 - thin wrapper
+    for p in captures:
+        if not p.exists():
+            raise UsageError(f"{p}: no such file or directory")
+    from netdiag.progress import progress_bar
+
+    total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.rglob("*"))
+                if f.is_file())
+    with progress_bar(total, "transactions") as advance:
+        return analyze_streams(captures, progress=advance)
