@@ -1,0 +1,188 @@
+"""Several files in time order, at chunk granularity, with Wireshark's frame numbers.
+
+Frame numbers continue across files in the order given (like `mergecap -a` then Wireshark), so
+with several files a quick first pass walks each file's record headers (no decoding) to learn
+its frame count and time range. The second pass is a k-way merge of per-file chunk streams:
+a file is opened only once the pending data reaches its first timestamp, and rows are released
+up to the smallest "last timestamp pending" of the open files. Ring-buffer files that do not
+overlap therefore stream one at a time, each chunk passed through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from numba import njit
+
+from netdiag.capture import decode as d
+from netdiag.capture.dedup import new_table
+from netdiag.capture.reader import Chunk, ChunkBuilder, FileReader
+from netdiag.progress import Advance
+
+
+def _ensure_file(stats, n: int) -> None:
+    while len(stats.packets_per_file) < n:
+        stats.packets_per_file.append(0)
+        stats.duplicates_per_file.append(0)
+
+
+def file_chunks(path: str, file_id: int, frame_base: int, stats, *, chunk_packets: int, window_ns: int,
+                progress: Advance) -> Iterator[Chunk]:
+    """One file's packets as sorted chunks; counts and warnings go to `stats`."""
+    reader = FileReader(path, stats.warnings.append, frame_base=frame_base, capacity=chunk_packets)
+    builder = ChunkBuilder(chunk_packets, file_id)
+    dedup = new_table()
+    done_bytes = 0
+
+    def account(b: ChunkBuilder) -> None:
+        c = b.counters
+        stats.duplicates_removed += int(c[d.CNT_DUPS])
+        stats.duplicates_per_file[file_id] += int(c[d.CNT_DUPS])
+        stats.non_ip_frames += int(c[d.CNT_NON_IP])
+        stats.snaplen_cut_frames += int(c[d.CNT_SNAPCUT])
+
+    try:
+        for batch in reader.batches():
+            builder.add(batch, dedup, window_ns)
+            stats.packets_read += batch.n
+            stats.packets_per_file[file_id] += batch.n
+            if reader.bytes_read > done_bytes:
+                progress(reader.bytes_read - done_bytes)
+                done_bytes = reader.bytes_read
+            if builder.room == 0:
+                account(builder)
+                yield builder.finish()
+                builder = ChunkBuilder(chunk_packets, file_id)
+            reader.want = builder.room
+        if builder.rows or builder.counters.any():
+            account(builder)
+            if builder.rows:
+                yield builder.finish()
+    finally:
+        stats.bytes_read += reader.bytes_read
+        stats.link_types = sorted(set(stats.link_types) | reader.link_types)
+
+
+@dataclass
+class _FileInfo:
+    file_id: int
+    path: str
+    frame_base: int
+    count: int
+    first_ts: int
+    last_ts: int
+
+
+def _survey(path: str, chunk_packets: int) -> tuple[int, int, int]:
+    """(frames, first ts, last ts) of a file from its record headers only; warnings are ignored here."""
+    reader = FileReader(path, lambda w: None, capacity=min(chunk_packets, 1 << 18))
+    count, lo, hi = 0, 2**63 - 1, -(2**63)
+    for b in reader.batches():
+        ts = b.ts[:b.n]
+        count += b.n
+        lo, hi = min(lo, int(ts.min())), max(hi, int(ts.max()))
+    return count, lo, hi
+
+
+@njit(cache=True)
+def _gather_payload(payload, offsets, lengths, out, new_offsets):
+    pos = 0
+    for i in range(offsets.shape[0]):
+        o = offsets[i]
+        if o < 0:
+            new_offsets[i] = -1
+            continue
+        n = lengths[i]
+        for k in range(n):
+            out[pos + k] = payload[o + k]
+        new_offsets[i] = pos
+        pos += n
+    return pos
+
+
+def _combine(parts: list[Chunk]) -> Chunk:
+    """Rows of several chunks in one chunk, payload compacted, sorted by (ts_ns, frame)."""
+    parts = [p for p in parts if len(p.packets)]
+    if len(parts) == 1:
+        return parts[0]
+    frames, payloads, shift = [], [], 0
+    for p in parts:
+        offs = p.packets["payload_offset"].to_numpy()
+        lens = p.packets["payload_captured"].to_numpy()
+        out = np.empty(int(lens.sum(dtype=np.int64)), np.uint8)
+        new = np.empty(len(offs), np.int64)
+        _gather_payload(p.payload, offs, lens, out, new)
+        new = np.where(new >= 0, new + shift, -1)
+        frames.append(p.packets.with_columns(pl.Series("payload_offset", new, dtype=pl.Int64)))
+        payloads.append(out)
+        shift += len(out)
+    df = pl.concat(frames).sort(["ts_ns", "frame"])
+    return Chunk(df, np.concatenate(payloads))
+
+
+def read_all(files: list[str], stats, *, chunk_packets: int, window_ns: int,
+             progress: Advance) -> Iterator[Chunk]:
+    """All files' chunks in time order (one file: its chunks as they come)."""
+    stats.files = list(files)
+    _ensure_file(stats, len(files))
+    if len(files) == 1:
+        yield from file_chunks(files[0], 0, 1, stats, chunk_packets=chunk_packets, window_ns=window_ns,
+                               progress=progress)
+        return
+    infos: list[_FileInfo] = []
+    base = 1
+    for i, path in enumerate(files):
+        count, lo, hi = _survey(path, chunk_packets)
+        infos.append(_FileInfo(i, path, base, count, lo, hi))
+        base += count
+
+    def stream(info: _FileInfo) -> Iterator[Chunk]:
+        return file_chunks(info.path, info.file_id, info.frame_base, stats, chunk_packets=chunk_packets,
+                           window_ns=window_ns, progress=progress)
+
+    # files with no frames still run once, so their warnings are reported
+    for info in infos:
+        if info.count == 0:
+            for _ in stream(info):
+                pass
+    unopened = sorted((i for i in infos if i.count), key=lambda i: (i.first_ts, i.file_id))
+    active: list[list] = []  # [iterator, pending Chunk]
+
+    def pull(entry: list) -> bool:
+        for chunk in entry[0]:
+            if len(chunk.packets):
+                entry[1] = chunk
+                return True
+        return False
+
+    while True:
+        while unopened:
+            bound = min((int(e[1].packets["ts_ns"][-1]) for e in active), default=None)
+            if bound is not None and unopened[0].first_ts > bound:
+                break
+            entry = [stream(unopened.pop(0)), None]
+            if pull(entry):
+                active.append(entry)
+        if not active:
+            return
+        bound = min(int(e[1].packets["ts_ns"][-1]) for e in active)
+        parts = []
+        for e in active:
+            pending: Chunk = e[1]
+            ts = pending.packets["ts_ns"].to_numpy()
+            k = int(np.searchsorted(ts, bound, side="right"))
+            if k == len(ts):
+                parts.append(pending)
+                e[1] = None
+            elif k:
+                parts.append(Chunk(pending.packets.slice(0, k), pending.payload))
+                e[1] = Chunk(pending.packets.slice(k), pending.payload)
+        yield _combine(parts)
+        still = []
+        for e in active:
+            if e[1] is not None or pull(e):
+                still.append(e)
+        active = still
