@@ -57,6 +57,7 @@ _START_LINE = (rb"(?:" + rb"|".join(METHODS) + rb") [\x21-\x7e]+ HTTP/1\.[01]\r?
                rb"|HTTP/1\.[01] \d{3}[ \r\n]")
 _START_RE = re.compile(_START_LINE)
 # A start line at the beginning of a line (for resync): preceded by \n.
+_START_PREFIX_RE = re.compile(rb"(?:" + rb"|".join(METHODS) + rb") (?:/|\*|https?://|[\w.-]+:\d)[\x21-\x7e]*\Z")
 _RESYNC_RE = re.compile(rb"\n(?=" + _START_LINE + rb")")
 _HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
 _REQUEST_LINE_RE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP/\d\.\d)\Z")
@@ -84,10 +85,13 @@ def new_context() -> HttpContext:
 def looks_like(head: bytes) -> bool:
     """True when the stream starts (after blank lines) with a request line or a status line.
 
-    Needs the whole first line; a shorter head returns False.
+    A first line longer than `head` (a long URL) is judged by its beginning: a known method,
+    a space and a request target ("/", "*", "http://", or host:port for CONNECT).
     """
     head = head[_LEADING_BLANK_RE.match(head).end():]
-    return _START_RE.match(head) is not None
+    if _START_RE.match(head):
+        return True
+    return b"\n" not in head and _START_PREFIX_RE.match(head) is not None
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,12 +23,13 @@ is encrypted).
 
 What is encrypted (no keys): TLS 1.2 handshake records after that direction's
 ChangeCipherSpec are reported as "Finished" with detail encrypted=True (Wireshark's
-"Encrypted Handshake Message"; a renegotiation would look the same). Alerts whose body is not
-2 bytes, or that follow the direction's ChangeCipherSpec, are encrypted. In TLS 1.3 everything
-after the ServerHello travels in ApplicationData records (EncryptedExtensions, Certificate,
-Finished included), so certificate counts and sizes are unknown (null); such records before the
-client's first ApplicationData are flagged encrypted_handshake=True (the client's own first
-ApplicationData flight is its Finished).
+"Encrypted Handshake Message"; a renegotiation would look the same). Alerts whose body is
+not 2 bytes are encrypted (every cipher adds a MAC or tag; a clear alert is 2 bytes). In TLS
+1.3 the ChangeCipherSpec is only for middlebox compatibility (so is the one before a
+ClientHello that answers a HelloRetryRequest) and everything after the ServerHello travels in
+ApplicationData records (EncryptedExtensions, Certificate, Finished included): no Certificate
+record is reported; ApplicationData records before the client's first one, and that first one
+(the client's Finished), are flagged encrypted_handshake=True.
 
 Direction: the context is per connection and keeps per-direction state, so the caller should
 pass `direction=` (0 client to server, 1 server to client) to cut() and parse(). Without it the
@@ -125,6 +126,7 @@ class TlsContext:
     version: int | None = None  # negotiated (supported_versions wins over legacy_version)
     resumed: bool | None = None
     server_hello_seen: bool = False
+    hrr_seen: bool = False
     server_hello_done: bool = False
     last_direction: int = 0
 
@@ -243,7 +245,8 @@ def _parse_record(message: bytes, ctx: TlsContext, direction: int | None) -> lis
         return [Record(PROTOCOL, "ChangeCipherSpec", malformed=not ok,
                        reason="" if ok else "ChangeCipherSpec body is not 0x01", detail=base)]
     if ctype == 21:
-        encrypted = length != 2 or (d.ccs_seen and not tls13) or body[0] not in ALERT_LEVELS
+        # Any cipher adds a MAC or tag, so a 2-byte alert is always in clear.
+        encrypted = length != 2 or body[0] not in ALERT_LEVELS
         if encrypted:
             return [Record(PROTOCOL, "Alert", status="encrypted", detail={**base, "encrypted": True})]
         level, desc = body[0], body[1]
@@ -260,8 +263,10 @@ def _parse_record(message: bytes, ctx: TlsContext, direction: int | None) -> lis
         return [Record(PROTOCOL, "ApplicationData", detail=detail)]
     if ctype == 24:
         return [Record(PROTOCOL, "Heartbeat", detail=base)]
-    # Handshake.
-    if d.ccs_seen and not tls13:
+    # Handshake. After a ChangeCipherSpec it is encrypted, except in TLS 1.3 (CCS is only for
+    # middlebox compatibility) and for the ClientHello that answers a HelloRetryRequest.
+    compat_ccs = tls13 or (ctx.hrr_seen and not ctx.server_hello_seen)
+    if d.ccs_seen and not compat_ccs:
         return [Record(PROTOCOL, "Finished", detail={**base, "encrypted": True})]
     if length == 0:
         return [Record(PROTOCOL, "Handshake", malformed=True, reason="empty handshake record", detail=base)]
@@ -420,6 +425,7 @@ def _client_hello(msg: bytes, ctx: TlsContext) -> Record:
     }
     sni = None
     offered = [legacy]
+    supported: list[str] | None = None
     alpn: list[str] = []
     for etype, ebody in exts:
         e = _Reader(ebody)
@@ -432,6 +438,7 @@ def _client_hello(msg: bytes, ctx: TlsContext) -> Record:
         elif etype == EXT_SUPPORTED_VERSIONS:
             vs = e.vec(1)
             offered = [int.from_bytes(vs[i:i + 2], "big") for i in range(0, len(vs) - 1, 2)]
+            supported = [f"0x{v:04x}" for v in offered]
             offered = [v for v in offered if v not in GREASE]
         elif etype == EXT_ALPN:
             lst = _Reader(e.vec(2))
@@ -439,6 +446,7 @@ def _client_hello(msg: bytes, ctx: TlsContext) -> Record:
                 alpn.append(lst.vec(1).decode("ascii", "replace"))
     ext_types = {t for t, _ in exts}
     detail.update(sni=sni, offered_versions=[_version_name(v) for v in offered],
+                  supported_versions=supported,
                   session_ticket_ext=EXT_SESSION_TICKET in ext_types,
                   psk_offered=EXT_PRE_SHARED_KEY in ext_types, early_data=EXT_EARLY_DATA in ext_types,
                   alpn=alpn)
@@ -456,10 +464,12 @@ def _server_hello(msg: bytes, ctx: TlsContext) -> Record:
     r.u8()  # compression
     exts = _extensions(r)
     chosen = legacy
+    supported: list[str] | None = None
     psk_selected = False
     for etype, ebody in exts:
         if etype == EXT_SUPPORTED_VERSIONS and len(ebody) == 2:
             chosen = int.from_bytes(ebody, "big")
+            supported = [f"0x{chosen:04x}"]
         elif etype == EXT_PRE_SHARED_KEY:
             psk_selected = True
     hrr = random == HRR_RANDOM
@@ -469,8 +479,9 @@ def _server_hello(msg: bytes, ctx: TlsContext) -> Record:
         resumed = bool(session_id) and session_id == ctx.client_session_id
     detail = {"server_version": _version_name(legacy), "chosen_version": _version_name(chosen),
               "cipher_suite": f"0x{cipher:04x}", "session_id_bytes": len(session_id),
-              "resumed": resumed, "extension_count": len(exts)}
+              "supported_versions": supported, "resumed": resumed, "extension_count": len(exts)}
     if hrr:
+        ctx.hrr_seen = True
         detail["resumed"] = None
         return Record(PROTOCOL, "HelloRetryRequest", detail=detail)
     ctx.server_hello_seen = True

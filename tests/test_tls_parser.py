@@ -1,0 +1,217 @@
+"""TLS parser (netdiag.protocols.tls) against openssl s_server/s_client captures and tshark.
+
+captures/proto/tls.pcap (made by captures/proto/make_captures.py, see captures/proto/README.md):
+tcp.stream 0 TLS 1.2 full, 1 TLS 1.2 resumed, 2 TLS 1.3 full, 3 TLS 1.3 resumed (PSK),
+4 TLS 1.2 with a client-certificate request answered with a certificate, 5 the same without a
+certificate (the server alerts handshake_failure), 6 TLS 1.2 server writing 512-byte records
+(the Certificate spans two records). captures/proto/tls_s_client.txt is what s_client said of
+each (New/Reused). captures/proto/tls_coalesced.pcap repacks stream 0's server flight into one
+record (several handshake messages per record, as JSSE and SChannel send them).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import pytest
+from proto_streams import (
+    CAPTURES,
+    HAVE_TSHARK,
+    drive,
+    field_show,
+    fields_show,
+    packet_ports,
+    pdml_packets,
+    tcp_connections,
+)
+
+from netdiag.protocols import tls
+
+PCAP = CAPTURES / "tls.pcap"
+COALESCED = CAPTURES / "tls_coalesced.pcap"
+HEX = {v: f"0x{k:04x}" for k, v in tls.VERSIONS.items()}
+
+
+def _mine(pcap, pass_direction: bool = True) -> dict[tuple[int, int], list[tuple]]:
+    """(stream, direction) -> one tuple per TLS record, in the shape of _theirs()."""
+    out: dict[tuple[int, int], list[tuple]] = {}
+    for conn in tcp_connections(pcap):
+        for c in drive(tls, conn, pass_direction=pass_direction):
+            assert c.cut.status == "message", c.cut
+            recs = c.records
+            d0 = recs[0].detail
+            types = [r.detail["handshake_type"] for r in recs
+                     if "handshake_type" in r.detail and r.msg_type != "HandshakeFragment"]
+            sni = [r.operation for r in recs if r.msg_type == "ClientHello" and r.operation]
+            legacy = [HEX[r.detail.get("client_version") or r.detail.get("server_version")]
+                      for r in recs if r.msg_type in ("ClientHello", "ServerHello")]
+            supported = [v for r in recs for v in (r.detail.get("supported_versions") or [])]
+            alerts = [str(r.detail["description"]) for r in recs
+                      if r.msg_type == "Alert" and not r.detail["encrypted"]]
+            certs = [(r.detail["certificate_count"], r.detail["certificate_bytes"])
+                     for r in recs if r.msg_type == "Certificate"]
+            out.setdefault((conn.stream, c.direction), []).append(
+                (d0["content_type"], types, sni, legacy, supported, alerts, certs))
+    return out
+
+
+def _theirs(pcap, client_ports: dict[int, int]) -> dict[tuple[int, int], list[tuple]]:
+    out: dict[tuple[int, int], list[tuple]] = {}
+    for pkt in pdml_packets(pcap, "tls"):
+        sport, _, stream = packet_ports(pkt)
+        d = 0 if sport == client_ports[stream] else 1
+        for rec in (f for f in pkt.iter("field") if f.get("name") == "tls.record"):
+            ctype = field_show(rec, "tls.record.content_type") or field_show(rec, "tls.record.opaque_type")
+            lengths = [int(x) for x in fields_show(rec, "tls.handshake.certificate_length")]
+            types = [int(t) for t in fields_show(rec, "tls.handshake.type")]
+            out.setdefault((stream, d), []).append((
+                int(ctype), types, fields_show(rec, "tls.handshake.extensions_server_name"),
+                fields_show(rec, "tls.handshake.version"),
+                fields_show(rec, "tls.handshake.extensions.supported_version"),
+                fields_show(rec, "tls.alert_message.desc"),
+                [(len(lengths), sum(lengths))] if 11 in types else []))
+    return out
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
+@pytest.mark.parametrize("pcap", [PCAP, COALESCED], ids=["openssl", "coalesced"])
+def test_every_record_agrees_with_tshark(pcap) -> None:
+    """Content type, handshake types, SNI, legacy and supported versions, alerts, certificates."""
+    client_ports = {c.stream: c.client[1] for c in tcp_connections(pcap)}
+    mine, theirs = _mine(pcap), _theirs(pcap, client_ports)
+    assert mine.keys() == theirs.keys()
+    for key in mine:
+        assert mine[key] == theirs[key], f"tcp.stream {key[0]} direction {key[1]}"
+    if pcap == PCAP:
+        assert sum(len(v) for v in mine.values()) > 90  # not vacuous: all 7 connections compared
+
+
+def test_several_handshake_messages_in_one_record_are_all_reported() -> None:
+    conn = tcp_connections(COALESCED)[0]
+    server = [c for c in drive(tls, conn) if c.direction == 1]
+    assert len(server) == 1
+    assert [r.msg_type for r in server[0].records] == [
+        "ServerHello", "Certificate", "ServerKeyExchange", "ServerHelloDone"]
+
+
+def test_certificate_split_over_two_records_is_reassembled() -> None:
+    conn = tcp_connections(PCAP)[6]
+    server = [r for c in drive(tls, conn) if c.direction == 1 for r in c.records]
+    names = [r.msg_type for r in server]
+    assert names[:4] == ["ServerHello", "HandshakeFragment", "Certificate", "ServerKeyExchange"]
+    cert = server[2]
+    assert cert.detail["records"] == 2 and cert.detail["certificate_count"] == 1
+
+
+def test_resumed_matches_what_s_client_reported() -> None:
+    said = (CAPTURES / "tls_s_client.txt").read_text().splitlines()
+    truth = [line.split(": ", 1)[1].startswith("Reused") for line in said]
+    mine = []
+    for conn in tcp_connections(PCAP):
+        sh = [r for c in drive(tls, conn) for r in c.records if r.msg_type == "ServerHello"]
+        mine.append(sh[0].detail["resumed"])
+    assert mine == truth == [False, True, False, True, False, False, False]
+
+
+def test_client_certificate_request_and_the_alert_without_certificate() -> None:
+    conns = tcp_connections(PCAP)
+    with_cert = [r for c in drive(tls, conns[4]) for r in c.records]
+    assert "CertificateRequest" in [r.msg_type for r in with_cert]
+    client_certs = [r for c in drive(tls, conns[4]) if c.direction == 0 for r in c.records
+                    if r.msg_type == "Certificate"]
+    assert client_certs[0].detail["certificate_count"] == 1
+    without = [(c.direction, r) for c in drive(tls, conns[5]) for r in c.records]
+    alerts = [(d, r.status, r.detail.get("level")) for d, r in without if r.msg_type == "Alert"]
+    assert alerts == [(1, "handshake_failure", "fatal")]  # s_client: "SSL alert number 40"
+    empty = [r for d, r in without if d == 0 and r.msg_type == "Certificate"]
+    assert empty[0].detail["certificate_count"] == 0
+
+
+def test_tls13_negotiation_and_encrypted_records() -> None:
+    conn = tcp_connections(PCAP)[2]
+    recs = [(c.direction, r) for c in drive(tls, conn) for r in c.records]
+    ch = next(r for d, r in recs if r.msg_type == "ClientHello")
+    sh = next(r for d, r in recs if r.msg_type == "ServerHello")
+    assert ch.operation == "epj-app.hosp.test" and "TLS1.3" in ch.detail["offered_versions"]
+    assert sh.detail["chosen_version"] == "TLS1.3" and sh.detail["server_version"] == "TLS1.2"
+    assert not any(r.msg_type == "Certificate" for _, r in recs)  # encrypted in 1.3
+    app = [(d, r.detail.get("encrypted_handshake", False)) for d, r in recs if r.msg_type == "ApplicationData"]
+    assert app[0] == (1, True)  # the server's EncryptedExtensions..Finished
+    closes = [r for _, r in recs if r.msg_type == "Alert"]
+    assert closes == []  # TLS 1.3 close_notify travels as ApplicationData
+
+
+def test_direction_is_inferred_when_the_caller_does_not_pass_it() -> None:
+    assert _mine(PCAP, pass_direction=False) == _mine(PCAP)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+def test_record_of_wrong_type_gives_the_direction_up_as_opaque() -> None:
+    ctx = tls.new_context()
+    good = b"\x15\x03\x03\x00\x02\x02\x28"
+    data = good + b"\x99\x03\x03\x00\x10" + b"\x00" * 16 + good
+    c1 = tls.cut(data, 0, at_end=True, context=ctx, direction=1)
+    assert c1 == tls.Cut("message", 7)
+    c2 = tls.cut(data, 7, at_end=True, context=ctx, direction=1)
+    assert c2.status == "malformed" and "content type 153" in c2.reason and c2.length == len(data) - 7
+    c3 = tls.cut(data + good, len(data), at_end=False, context=ctx, direction=1)
+    assert c3.status == "malformed" and "opaque" in c3.reason
+    # the other direction is unaffected
+    assert tls.cut(good, 0, context=ctx, direction=0).status == "message"
+
+
+def test_oversized_record_and_truncated_record_are_malformed() -> None:
+    big = b"\x17\x03\x03" + (2**14 + 2049).to_bytes(2, "big")
+    c = tls.cut(big, 0, at_end=False, context=tls.new_context(), direction=0)
+    assert c.status == "malformed" and "2^14+2048" in c.reason
+    short = b"\x17\x03\x03\x01\x00" + b"x" * 10
+    assert tls.cut(short, 0, at_end=False, context=tls.new_context()).status == "need_more"
+    c = tls.cut(short, 0, at_end=True, context=tls.new_context())
+    assert c.status == "malformed" and "truncated" in c.reason
+
+
+def test_lying_handshake_length_is_bounded() -> None:
+    rec = b"\x16\x03\x03\x00\x08" + b"\x01\xff\xff\xff" + b"\x00" * 4
+    out = tls.parse(rec, context=tls.new_context(), direction=0)
+    assert out[0].malformed and "1 MiB" in out[0].reason
+
+
+def test_sslv2_format_client_hello_is_decoded() -> None:
+    # RFC 5246 E.2: msg_length, msg_type 1, version 3.1, 2 cipher specs, no session id, 16-byte challenge
+    body = b"\x01\x03\x01" + (6).to_bytes(2, "big") + b"\x00\x00" + (16).to_bytes(2, "big")
+    body += b"\x00\x00\x2f\x00\x00\x35" + bytes(16)
+    msg = bytes([0x80 | (len(body) >> 8), len(body) & 0xFF]) + body
+    ctx = tls.new_context()
+    assert tls.looks_like(msg)
+    assert tls.cut(msg + b"\x16", 0, context=ctx, direction=0) == tls.Cut("message", len(msg))
+    (rec,) = tls.parse(msg, context=ctx, direction=0)
+    assert rec.msg_type == "ClientHello" and rec.detail["sslv2_format"]
+    assert rec.detail["client_version"] == "TLS1.0" and rec.detail["cipher_count"] == 2
+
+
+def test_random_bytes_and_mutated_real_streams_never_raise_or_hang() -> None:
+    rng = random.Random(4)
+    streams = [c.data(d) for c in tcp_connections(PCAP) for d in (0, 1)]
+    inputs = [os.urandom(rng.randint(0, 600)) for _ in range(300)]
+    for s in streams:
+        for _ in range(20):
+            b = bytearray(s[:3000])
+            for _ in range(rng.randint(1, 6)):
+                i = rng.randrange(len(b))
+                b[i] = rng.randrange(256)
+            inputs.append(bytes(b))
+    deadline = time.monotonic() + 20
+    for data in inputs:
+        ctx = tls.new_context()
+        pos = 0
+        while pos < len(data):
+            c = tls.cut(data, pos, at_end=True, context=ctx, direction=pos % 2)
+            assert c.status in ("message", "malformed") and c.length > 0
+            recs = tls.parse(data[pos:pos + c.length], context=ctx, direction=pos % 2)
+            assert recs and all(r.reason for r in recs if r.malformed)
+            pos += c.length
+        assert time.monotonic() < deadline
