@@ -15,8 +15,9 @@ Record: protocol "dns", msg_type "query"/"response" (QR bit), request_id = DNS i
 = the first question's name (lower case as sent, without the trailing dot; "<root>" for the
 root), status = rcode name for responses (NOERROR, NXDOMAIN, SERVFAIL, ...; None for queries),
 detail: opcode, flags (aa, tc, rd, ra), qtype, qclass, question/answer/authority/additional
-counts, answers as compact [type, value, ttl] lists (A/AAAA/CNAME/PTR/NS/MX/SRV decoded,
-others as "<n bytes>"), ttl_min over the answers.
+counts, answers (and authority, additional: e.g. the A record glued to an SRV answer) as
+compact [type, value, ttl] lists (A/AAAA/CNAME/PTR/NS/MX/SRV decoded, others as
+"<n bytes>"; the EDNS OPT record becomes edns_udp_size), ttl_min over the answers.
 
 Bad input (the resync rule is "drop the datagram"): shorter than the 12-byte header, a name
 running past the end, a compression pointer that does not point strictly backwards (which
@@ -168,6 +169,27 @@ def _rdata(msg: bytes, rtype: int, pos: int, rdlen: int) -> str:
     return f"<{rdlen} bytes>"
 
 
+def _resource_record(msg: bytes, pos: int, where: str) -> tuple[int, int, int, str]:
+    """Decode one resource record at msg[pos]: (offset after it, type, ttl, compact value)."""
+    try:
+        _, pos = _name(msg, pos)
+    except _Fault as fault:
+        raise _Fault(f"{where}: {fault}") from None
+    if pos + RR_FIXED.size > len(msg):
+        raise _Fault(f"{where} runs past the end at offset {pos}")
+    rtype, rclass, ttl, rdlen = RR_FIXED.unpack_from(msg, pos)
+    pos += RR_FIXED.size
+    if pos + rdlen > len(msg):
+        raise _Fault(f"{where}: rdata of {rdlen} bytes runs past the end at offset {pos}")
+    if rtype == 41:
+        return pos + rdlen, rtype, ttl, str(rclass)
+    try:
+        value = _rdata(msg, rtype, pos, rdlen)
+    except _Fault as fault:
+        raise _Fault(f"{where}: {fault}") from None
+    return pos + rdlen, rtype, ttl, value
+
+
 def parse(message: bytes, *, context: DnsContext | None = None, direction: int | None = None) -> list[Record]:
     """Decode one DNS message (TCP: with its length prefix) into one Record (never raises)."""
     if context is not None and context.transport == "tcp":
@@ -189,7 +211,8 @@ def _parse(msg: bytes) -> Record:
         "opcode": OPCODES.get((flags >> 11) & 0xF, str((flags >> 11) & 0xF)),
         "aa": bool(flags & 0x0400), "tc": bool(flags & 0x0200), "rd": bool(flags & 0x0100),
         "ra": bool(flags & 0x0080), "qdcount": qd, "ancount": an, "nscount": ns, "arcount": ar,
-        "qtype": None, "qclass": None, "answers": [], "ttl_min": None, "message_bytes": len(msg),
+        "qtype": None, "qclass": None, "answers": [], "authority": [], "additional": [],
+        "ttl_min": None, "message_bytes": len(msg),
     }
     rec = Record(PROTOCOL, "response" if is_response else "query", request_id=ident,
                  status=RCODES.get(rcode, f"RCODE{rcode}") if is_response else None, detail=detail)
@@ -205,28 +228,20 @@ def _parse(msg: bytes) -> Record:
                 rec.operation = name
                 detail["qtype"] = TYPES.get(qtype, str(qtype))
                 detail["qclass"] = CLASSES.get(qclass & 0x7FFF, str(qclass))
-        ttls = []
-        for i in range(an):
-            _, pos = _name(msg, pos)
-            if pos + RR_FIXED.size > len(msg):
-                raise _Fault(f"answer {i + 1} runs past the end at offset {pos}")
-            rtype, _rclass, ttl, rdlen = RR_FIXED.unpack_from(msg, pos)
-            pos += RR_FIXED.size
-            if pos + rdlen > len(msg):
-                raise _Fault(f"answer {i + 1} rdata of {rdlen} bytes runs past the end at offset {pos}")
-            if len(detail["answers"]) < MAX_RECORDS_DECODED:
-                detail["answers"].append([TYPES.get(rtype, str(rtype)), _rdata(msg, rtype, pos, rdlen), ttl])
-            ttls.append(ttl)
-            pos += rdlen
+        ttls: list[int] = []
+        for section, count in (("answers", an), ("authority", ns), ("additional", ar)):
+            kept = detail.setdefault(section, [])
+            for i in range(count):
+                where = f"{section.rstrip('s')} record {i + 1}"
+                pos, rtype, ttl, value = _resource_record(msg, pos, where)
+                if rtype == 41:  # OPT pseudo-record (EDNS): its "ttl" is flags, not a TTL
+                    detail["edns_udp_size"] = int(value)
+                    continue
+                if len(kept) < MAX_RECORDS_DECODED:
+                    kept.append([TYPES.get(rtype, str(rtype)), value, ttl])
+                if section == "answers":
+                    ttls.append(ttl)
         detail["ttl_min"] = min(ttls) if ttls else None
-        for i in range(ns + ar):  # walk authority and additional records to check they fit
-            _, pos = _name(msg, pos)
-            if pos + RR_FIXED.size > len(msg):
-                raise _Fault(f"authority/additional record {i + 1} runs past the end at offset {pos}")
-            rdlen = RR_FIXED.unpack_from(msg, pos)[3]
-            pos += RR_FIXED.size + rdlen
-            if pos > len(msg):
-                raise _Fault(f"authority/additional record {i + 1} rdata runs past the end")
     except _Fault as fault:
         rec.malformed = True
         rec.reason = f"{fault}; datagram dropped"
