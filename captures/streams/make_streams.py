@@ -245,18 +245,18 @@ def overlap_first_wins() -> list:
 
 
 def pipelined_http() -> list:
-    """Three pipelined requests in one segment (GET, HEAD, GET) answered 200, 200 (HEAD), 304."""
+    """Three pipelined GETs in one segment answered 200 (body over two segments), 304, 200."""
     frames: list = []
     c = Conn(frames, 50041, 9080)
     c.handshake(0)
     reqs = b"".join(
-        f"{m} {p} HTTP/1.1\r\nHost: epj.example\r\nUser-Agent: JNLP/1.7.0 javaws/11.0 (b1) Java/1.8.0_202\r\n\r\n".encode()
-        for m, p in (("GET", "/epj/app.jnlp"), ("HEAD", "/epj/lib/core.jar"), ("GET", "/epj/lib/ui.jar")))
+        f"GET {p} HTTP/1.1\r\nHost: epj.example\r\nUser-Agent: JNLP/1.7.0 javaws/11.0 (b1) Java/1.8.0_202\r\n\r\n".encode()
+        for p in ("/epj/app.jnlp", "/epj/lib/core.jar", "/epj/lib/ui.jar"))
     c.send(0, 10 * MS, reqs)
     c.ack(1, 11 * MS)
     r1 = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-java-jnlp-file\r\nContent-Length: 1500\r\n\r\n" + bytes(1500)
-    r2 = b"HTTP/1.1 200 OK\r\nContent-Length: 250000\r\n\r\n"  # HEAD: no body follows
-    r3 = b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"
+    r2 = b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"
+    r3 = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + bytes(100)
     c.send(1, 30 * MS, r1[:1000])
     c.send(1, 31 * MS, r1[1000:] + r2)
     c.send(1, 45 * MS, r3)
@@ -270,8 +270,8 @@ REPLY_ORDER = [8, 3, 1, 5, 2, 7, 4, 6]
 
 
 def many_outstanding() -> list:
-    """Eight requests on one connection (ids 1..8) answered out of order; reply k comes 10*k ms after
-    the last request. Reply 2 is a SYSTEM_EXCEPTION (TRANSIENT), reply 5 a LOCATION_FORWARD to
+    """Eight requests on one connection (ids 1..8) answered out of order; the j-th reply (j = 1..8 in
+    REPLY_ORDER) comes 10*j ms after the last request. Reply 2 is a SYSTEM_EXCEPTION (TRANSIENT), reply 5 a LOCATION_FORWARD to
     10.9.0.7:9811, reply 8 is fragmented (Reply + 2 Fragments, GIOP 1.2)."""
     frames: list = []
     c = Conn(frames, 50051, 2809)
@@ -280,7 +280,7 @@ def many_outstanding() -> list:
         c.send(0, (10 + rid * 0.1) * MS, request(rid, op))
     c.ack(1, 12 * MS)
     last_req = 10.8 * MS
-    t_of = {rid: last_req + 10 * rid * MS for rid in range(1, 9)}
+    t_of = {rid: last_req + 10 * (j + 1) * MS for j, rid in enumerate(REPLY_ORDER)}
     for rid in REPLY_ORDER:
         t = t_of[rid]
         if rid == 2:

@@ -224,8 +224,9 @@ class StreamDir:
             i = int(np.searchsorted(self.p_start, self.frontier, side="left"))
             nxt = int(self.p_start[i]) if i < self.p_start.size else self.high
             return self.frontier, nxt
-        if self.acked > self.frontier:
-            return self.frontier, self.acked
+        acked = self.acked if self.fin < 0 else min(self.acked, self.fin)  # the FIN is not data
+        if acked > self.frontier:
+            return self.frontier, acked
         return None
 
     def hole_is_gap(self, final: bool) -> bool:
@@ -233,7 +234,7 @@ class StreamDir:
         h = self.hole()
         if h is None:
             return False
-        return final or self.acked > h[0] or (self.high - h[1]) > HOLE_LIMIT_BYTES
+        return final or min(self.acked, h[1]) > h[0] or (self.high - h[1]) > HOLE_LIMIT_BYTES
 
     def jump(self, to: int, frame: int) -> None:
         """Declare `[frontier, to)` a gap and move parse position and frontier past it."""

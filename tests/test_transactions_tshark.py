@@ -1,0 +1,238 @@
+"""The stream driver and pairing (netdiag.transactions) driven by tshark's own TCP analysis.
+
+Segments (relative sequence numbers, retransmission flags, rto, payload bytes) come from
+`tshark -T fields` on the crafted captures in captures/streams, so these tests prove the
+reassembly/cut/pairing layer independently of netdiag's reader and TCP analyzer. Truth: tshark's
+GIOP and HTTP dissectors on the same files, and the schedule the generator crafted (think
+times, reply order). The end-to-end tests through netdiag's own reader and analyzer are in
+test_transactions.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from netdiag.transactions import StreamAnalysis, StreamParser, _assemble
+
+STREAMS = Path(__file__).resolve().parent.parent / "captures" / "streams"
+pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+MS = 1_000_000
+
+FIELDS = ["frame.number", "frame.time_epoch", "tcp.stream", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport",
+          "tcp.flags", "tcp.seq", "tcp.ack", "tcp.len", "tcp.analysis.retransmission", "tcp.analysis.rto",
+          "tcp.payload"]
+
+
+def tshark_rows(pcap: Path, fields: list[str], *opts: str, display: str | None = None) -> list[list[str]]:
+    cmd = ["tshark", "-r", str(pcap), *opts, "-T", "fields", "-E", "separator=|", "-E", "occurrence=a",
+           "-E", "aggregator=,"]
+    if display:
+        cmd += ["-Y", display]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
+    return [line.split("|") for line in out.splitlines()]
+
+
+def segments_from_tshark(pcap: Path) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame, pl.DataFrame]:
+    """(segments, payload buffer, packets with ports, connections) built from tshark's analysis."""
+    rows = tshark_rows(pcap, FIELDS, display="tcp")
+    client: dict[int, tuple[str, int]] = {}
+    syn: dict[int, int] = {}
+    rtt: dict[int, float] = {}
+    cols: dict[str, list] = {k: [] for k in ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "seq_rel",
+                                             "ack_rel", "payload_len", "payload_captured", "payload_offset",
+                                             "retransmission", "rto_s", "src_port", "dst_port")}
+    conns: dict[int, dict] = {}
+    payload = bytearray()
+    for fr, t, stream, src, dst, sp, dp, flags, seq, ack, ln, rex, rto, data in rows:
+        s, fl = int(stream), int(flags, 16)
+        ts = int(Decimal(t) * 1_000_000_000)
+        if s not in client:
+            client[s] = (src, int(sp))
+            conns[s] = {"conn_id": s, "client_ip": src, "client_port": int(sp), "server_ip": dst,
+                        "server_port": int(dp), "rtt_server_side_ms": None}
+        if fl & 0x12 == 0x02:
+            syn[s] = ts
+        if fl & 0x12 == 0x12 and s in syn and conns[s]["rtt_server_side_ms"] is None:
+            conns[s]["rtt_server_side_ms"] = (ts - syn[s]) / 1e6
+        d = 0 if (src, int(sp)) == client[s] else 1
+        raw = bytes.fromhex(data.replace(":", "")) if data else b""
+        cols["frame"].append(int(fr))
+        cols["ts_ns"].append(ts)
+        cols["conn_id"].append(s)
+        cols["direction"].append(d)
+        cols["tcp_flags"].append(fl)
+        cols["seq_rel"].append(int(seq))
+        cols["ack_rel"].append(int(ack))
+        cols["payload_len"].append(int(ln))
+        cols["payload_captured"].append(len(raw))
+        cols["payload_offset"].append(len(payload) if raw else -1)
+        cols["retransmission"].append(rex == "1")
+        cols["rto_s"].append(float(rto) if rto else None)
+        cols["src_port"].append(int(sp))
+        cols["dst_port"].append(int(dp))
+        payload += raw
+    del rtt
+    df = pl.DataFrame(cols, schema_overrides={"conn_id": pl.UInt32, "direction": pl.UInt8, "tcp_flags": pl.UInt16,
+                                              "payload_len": pl.UInt32, "payload_captured": pl.UInt32,
+                                              "rto_s": pl.Float64, "src_port": pl.UInt16, "dst_port": pl.UInt16})
+    connections = pl.DataFrame(list(conns.values()), schema_overrides={"rtt_server_side_ms": pl.Float64})
+    return df, np.frombuffer(bytes(payload), np.uint8), df.select("frame", "src_port", "dst_port"), connections
+
+
+def drive(name: str, chunk_rows: int | None = None) -> StreamAnalysis:
+    segs, payload, packets, connections = segments_from_tshark(STREAMS / name)
+    sp = StreamParser()
+    step = chunk_rows or segs.height
+    for a in range(0, segs.height, step):
+        sp.feed(segs.slice(a, step), payload, packets)
+    return _assemble(sp, connections)
+
+
+def tshark_giop(name: str, *opts: str) -> tuple[dict, dict]:
+    """tshark's GIOP view: requests {(stream, id): op} and replies {(stream, id): (status, exc, host, port, frame)}."""
+    fields = ["frame.number", "tcp.stream", "giop.type", "giop.request_id", "giop.request_op",
+              "giop.replystatus", "giop.exceptionid", "giop.iiop.host", "giop.iiop.port"]
+    reqs: dict = {}
+    reps: dict = {}
+    for fr, stream, typ, rid, op, status, exc, host, port in tshark_rows(STREAMS / name, fields, *opts, display="giop"):
+        types, rids = typ.split(","), rid.split(",")
+        ops, stats = op.split(",") if op else [], status.split(",") if status else []
+        for k, (t, r) in enumerate(zip(types, rids, strict=False)):
+            key = (int(stream), int(r))
+            if t == "0":
+                reqs[key] = ops.pop(0) if ops else None
+            elif t == "1" and key not in reps:
+                reps[key] = (int(stats.pop(0)) if stats else None, exc or None, host or None,
+                             int(port) if port else None, int(fr))
+            elif t == "7" and key in reps:
+                reps[key] = (*reps[key][:4], int(fr))  # the final fragment completes the reply
+            del k
+    return reqs, reps
+
+
+STATUS = {0: "NO_EXCEPTION", 1: "USER_EXCEPTION", 2: "SYSTEM_EXCEPTION", 3: "LOCATION_FORWARD",
+          4: "LOCATION_FORWARD_PERM", 5: "NEEDS_ADDRESSING_MODE"}
+
+
+def ours_giop(a: StreamAnalysis) -> tuple[dict, dict]:
+    t = a.transactions.filter(pl.col("protocol") == "giop")
+    reqs = {(r["conn_id"], r["request_id"]): r["operation"] for r in t.iter_rows(named=True)}
+    reps = {(r["conn_id"], r["request_id"]): (r["status"], r["exception_id"], r["forward_host"], r["forward_port"],
+                                             r["last_frame"])
+            for r in t.filter(pl.col("rsp_first_ts_ns").is_not_null()).iter_rows(named=True)}
+    return reqs, reps
+
+
+OOO = ("-o", "tcp.reassemble_out_of_order:TRUE")
+
+
+@pytest.mark.parametrize("name", ["giop_split_retrans.pcap", "giop_out_of_order.pcap", "giop_overlap_first_wins.pcap",
+                                  "giop_many_outstanding.pcap"])
+def test_giop_pairs_operations_statuses_and_reply_frames_agree_with_tshark(name: str) -> None:
+    a = drive(name)
+    reqs, reps = ours_giop(a)
+    t_reqs, t_reps = tshark_giop(name, *OOO)
+    assert reqs == t_reqs
+    assert {k: (STATUS[v[0]], *v[1:]) for k, v in t_reps.items()} == reps
+    assert a.stats.malformed_messages == 0
+
+
+def test_many_outstanding_requests_answered_out_of_order_pair_by_id_with_crafted_think_times() -> None:
+    a = drive("giop_many_outstanding.pcap")
+    t = a.transactions.filter(pl.col("protocol") == "giop").sort("request_id")
+    assert t["request_id"].to_list() == list(range(1, 9))
+    # the generator's schedule: request k leaves at 10 + 0.1 k ms, the j-th reply (in the order
+    # 8, 3, 1, 5, 2, 7, 4, 6) at 10.8 + 10 j ms; the capture-to-server round trip (SYN -> SYN/ACK) is 1 ms
+    order = [8, 3, 1, 5, 2, 7, 4, 6]
+    for r in t.iter_rows(named=True):
+        k = r["request_id"]
+        j = order.index(k) + 1
+        assert r["req_last_ts_ns"] - r["req_first_ts_ns"] == 0
+        assert abs(r["server_think_s"] - ((10.8 + 10 * j) - (10 + 0.1 * k) - 1.0) / 1e3) < 2e-6
+    # replies arrive in the crafted order
+    assert t.sort("rsp_first_ts_ns")["request_id"].to_list() == [8, 3, 1, 5, 2, 7, 4, 6]
+    frag = t.filter(pl.col("request_id") == 8).row(0, named=True)
+    assert frag["response_bytes"] == 1024 + 1016 + 520
+    assert frag["response_transfer_s"] == pytest.approx(0.001, abs=2e-6)
+    assert frag["status"] == "NO_EXCEPTION"
+
+
+def test_split_reply_with_a_resend_is_one_reply_and_its_resend_time_is_counted() -> None:
+    a = drive("giop_split_retrans.pcap")
+    t = a.transactions.filter(pl.col("protocol") == "giop").sort("conn_id")
+    assert t["response_bytes"].to_list() == [6000, 6000]
+    captured, lost = t.row(0, named=True), t.row(1, named=True)
+    # original captured: complete at the capture point with the last segment (64 ms)
+    assert captured["rsp_last_ts_ns"] - captured["rsp_first_ts_ns"] == 4 * MS
+    # original lost before the capture point: complete only with the resend (265 ms)
+    assert lost["rsp_last_ts_ns"] - lost["rsp_first_ts_ns"] == 205 * MS
+    # tshark: rto 0.203 s (original captured) and 0.202 s (since the first segment after the hole)
+    assert captured["retransmission_stall_s"] == pytest.approx(0.203, abs=1e-6)
+    assert lost["retransmission_stall_s"] == pytest.approx(0.202, abs=1e-6)
+    m = a.messages.filter((pl.col("protocol") == "giop") & (pl.col("direction") == 1)).sort("conn_id")
+    assert m["resend_s"].to_list() == pytest.approx([0.203, 0.202], abs=1e-6)
+    assert a.stats.duplicate_bytes == 1200
+
+
+def test_capture_gap_cuts_the_reply_short_records_the_gap_and_resyncs_on_the_next_magic() -> None:
+    a = drive("giop_capture_gap.pcap")
+    assert a.gaps.height == 1
+    gap = a.gaps.row(0, named=True)
+    assert gap["direction"] == 1 and gap["bytes"] == 1000
+    msgs = a.messages.filter(pl.col("direction") == 1)
+    bad = msgs.filter(pl.col("malformed"))
+    assert bad.height >= 1
+    first_bad = bad.row(0, named=True)
+    assert first_bad["request_id"] == 2 and "capture gap" in json.loads(first_bad["detail"])["reason"]
+    # what tshark decodes (without out-of-order reassembly it resyncs too): replies 1 and 3
+    t_reqs, t_reps = tshark_giop("giop_capture_gap.pcap")
+    reqs, reps = ours_giop(a)
+    assert reqs == t_reqs
+    for key, (status, exc, host, port, frame) in t_reps.items():
+        assert reps[key] == (STATUS[status], exc, host, port, frame)
+    good = msgs.filter(~pl.col("malformed") & (pl.col("msg_type") == "Reply"))
+    assert sorted(good["request_id"].to_list()) == [1, 3]
+    assert a.stats.malformed_messages == bad.height
+
+
+def test_overlapping_resend_with_different_bytes_keeps_the_first_copy_like_tshark() -> None:
+    a = drive("giop_overlap_first_wins.pcap")
+    ops = a.transactions.filter(pl.col("protocol") == "giop")["operation"].to_list()
+    assert ops == ["logonUser"]
+    assert tshark_giop("giop_overlap_first_wins.pcap")[0] == {(0, 9): "logonUser"}
+
+
+def test_pipelined_http_pairs_in_order_like_tshark() -> None:
+    a = drive("http_pipelined.pcap")
+    t = a.transactions.filter(pl.col("protocol") == "http").sort("request_id")
+    ours = [(r["operation"], r["status"]) for r in t.iter_rows(named=True)]
+    rows = tshark_rows(STREAMS / "http_pipelined.pcap", ["http.request.method", "http.request.uri",
+                                                         "http.response.code", "http.response_for.uri"],
+                       display="http")
+    methods, uris, codes = [], [], []
+    for method, uri, code, _for in rows:
+        methods += [m for m in method.split(",") if m]
+        uris += [u for u in uri.split(",") if u]
+        codes += [c for c in code.split(",") if c]
+    assert ours == [(f"{m} {u}", c) for m, u, c in zip(methods, uris, codes, strict=True)]
+    assert t["user_agent"].to_list() == ["JNLP/1.7.0 javaws/11.0 (b1) Java/1.8.0_202"] * 3
+    assert t["response_bytes"].to_list() == [1585, len(b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n'), len(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n") + 100]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in STREAMS.glob("*.pcap")))
+def test_feeding_one_packet_per_chunk_gives_the_same_tables(name: str) -> None:
+    whole = drive(name)
+    small = drive(name, chunk_rows=1)
+    assert small.messages.equals(whole.messages)
+    assert small.transactions.equals(whole.transactions)
+    assert small.gaps.equals(whole.gaps)
