@@ -153,3 +153,31 @@ def packet_ports(pkt: ET.Element) -> tuple[int, int, int | None]:
     sport = field_show(pkt, "tcp.srcport") or field_show(pkt, "udp.srcport")
     dport = field_show(pkt, "tcp.dstport") or field_show(pkt, "udp.dstport")
     return int(sport or 0), int(dport or 0), int(stream) if stream is not None else None
+
+
+def cut_in_pieces(module: ModuleType, data: bytes, ctx: Any, seed: int, direction: int = 0
+                  ) -> list[tuple[Cut, list[Record]]]:
+    """Cut `data` as it would arrive: in random-size pieces, at_end only with the last one.
+
+    Asserts the contract on the way: need_more never at the end, every other cut consumes
+    >= 1 byte within what has arrived, and the cuts cover every byte exactly once.
+    """
+    import random
+
+    rng = random.Random(seed)
+    out: list[tuple[Cut, list[Record]]] = []
+    pos = avail = 0
+    while avail < len(data):
+        avail = min(len(data), avail + rng.randint(1, 700))
+        at_end = avail == len(data)
+        buf = data[:avail]
+        while pos < avail:
+            c = module.cut(buf, pos, at_end=at_end, context=ctx, direction=direction)
+            if c.status == "need_more":
+                assert not at_end, f"{module.__name__}: need_more at the end"
+                break
+            assert 0 < c.length <= avail - pos, f"{module.__name__}: {c} at {pos}/{avail}"
+            out.append((c, module.parse(buf[pos:pos + c.length], context=ctx, direction=direction)))
+            pos += c.length
+    assert pos == len(data)
+    return out

@@ -16,7 +16,7 @@ import subprocess
 import time
 
 import pytest
-from proto_streams import CAPTURES, HAVE_TSHARK, drive, tcp_connections, udp_datagrams
+from proto_streams import CAPTURES, HAVE_TSHARK, cut_in_pieces, drive, tcp_connections, udp_datagrams
 
 from netdiag.protocols import dns
 
@@ -190,4 +190,5 @@ def test_random_bytes_and_mutated_real_datagrams_never_raise_or_hang() -> None:
                 (rec,) = dns.parse(data[pos:pos + c.length], context=ctx)
                 assert rec.reason or not rec.malformed
                 pos += c.length
+        cut_in_pieces(dns, data, dns.new_context("tcp"), seed=len(data))
     assert time.monotonic() < deadline

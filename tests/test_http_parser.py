@@ -16,6 +16,7 @@ import pytest
 from proto_streams import (
     CAPTURES,
     HAVE_TSHARK,
+    cut_in_pieces,
     drive,
     field_show,
     packet_ports,
@@ -196,6 +197,14 @@ def test_bad_chunk_size_and_conflicting_lengths_are_malformed() -> None:
     assert c.status == "malformed" and "conflicting" in c.reason
 
 
+def test_operation_is_method_and_path_without_query_or_host() -> None:
+    data = (b"GET /epj/login?cpr=0101011234&x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"GET http://proxy.example:8080/jars/app.jar HTTP/1.1\r\n\r\n")
+    recs = [r[0] for _, r in _cut_all(data)]
+    assert [r.operation for r in recs] == ["GET /epj/login", "GET /jars/app.jar"]
+    assert recs[0].detail["url"] == "/epj/login?cpr=0101011234&x=1"
+
+
 def test_interim_100_continue_does_not_consume_the_request_method() -> None:
     ctx = http.new_context()
     http.cut(b"HEAD /x HTTP/1.1\r\n\r\n", 0, context=ctx)
@@ -236,6 +245,7 @@ def test_random_mutations_of_real_streams_never_raise_hang_or_lose_bytes() -> No
                 if c.status == "malformed":
                     assert c.reason
                 assert len(recs) == 1 and (recs[0].reason or not recs[0].malformed)
+            cut_in_pieces(http, m, http.new_context(), seed=done)  # as it would arrive
             done += 1
         assert time.monotonic() < deadline, "fuzz too slow"
     assert done == len(streams) * 41

@@ -19,6 +19,7 @@ import pytest
 from proto_streams import (
     CAPTURES,
     HAVE_TSHARK,
+    cut_in_pieces,
     drive,
     field_show,
     fields_show,
@@ -214,4 +215,5 @@ def test_random_bytes_and_mutated_real_streams_never_raise_or_hang() -> None:
             recs = tls.parse(data[pos:pos + c.length], context=ctx, direction=pos % 2)
             assert recs and all(r.reason for r in recs if r.malformed)
             pos += c.length
+        cut_in_pieces(tls, data, tls.new_context(), seed=len(data), direction=1)
         assert time.monotonic() < deadline

@@ -12,8 +12,8 @@ TCP each message has a 2-byte length prefix (RFC 1035 4.2.2). The caller says wh
 includes its prefix.
 
 Record: protocol "dns", msg_type "query"/"response" (QR bit), request_id = DNS id, operation
-= the first question's name (lower case as sent, without the trailing dot; "<root>" for the
-root), status = rcode name for responses (NOERROR, NXDOMAIN, SERVFAIL, ...; None for queries),
+= the first question's name (letter case as sent, without the trailing dot; "<root>" for
+the root), status = rcode name for responses (NOERROR, NXDOMAIN, SERVFAIL, ...; None for queries),
 detail: opcode, flags (aa, tc, rd, ra), qtype, qclass, question/answer/authority/additional
 counts, answers (and authority, additional: e.g. the A record glued to an SRV answer) as
 compact [type, value, ttl] lists (A/AAAA/CNAME/PTR/NS/MX/SRV decoded, others as

@@ -12,6 +12,14 @@ Framing follows RFC 9112 section 6.3, in this order:
 4. requests without either have no body; responses without either run until the connection
    closes (`at_end`).
 
+Record: protocol "http", msg_type "request"/"response", operation "METHOD /path" on requests
+(the path without query string or scheme://host, so operations group and query strings, which
+may carry patient identifiers, stay out of it), status = the status code ("200") on responses.
+detail: version, header_bytes, content_length, body_bytes (chunked: the sum of chunk sizes),
+chunked, connection_close, content_type; requests: method, url (full target), host,
+user_agent, java_version ("1.8.0_202" from "Java/1.8.0_202"), if_modified_since,
+if_none_match; responses: reason_phrase, server, last_modified, etag (presence flags).
+
 State: the caller keeps one `HttpContext` per connection (`new_context()`). `cut()` appends
 each request's method to it and takes one off for each final (non-1xx) response, so a
 response to HEAD is framed without a body, also on pipelined connections. The caller must
@@ -75,6 +83,8 @@ class HttpContext:
 
     pending_methods: deque[str] = field(default_factory=deque)
     upgraded: bool = False  # a 101 Switching Protocols (or CONNECT 2xx) ended HTTP here
+    # where the walk of an unfinished chunked body stopped: ((start, head bytes), offset, body)
+    chunk_resume: tuple[tuple[int, bytes], int, int] | None = None
 
 
 def new_context() -> HttpContext:
@@ -185,20 +195,21 @@ def _is_chunked(head: _Head) -> bool:
     return te.replace(" ", "").split(",")[-1:] == ["chunked"] if te else False
 
 
-def _walk_chunks(data: bytes, pos: int) -> tuple[str, int, int, str]:
-    """Walk a chunked body at data[pos:].
+def _walk_chunks(data: bytes, pos: int, body: int = 0) -> tuple[str, int, int, str]:
+    """Walk a chunked body at data[pos:] (`body`: chunk bytes already counted before pos).
 
     Returns (state, end, body_bytes, reason): state "done" (end = past the trailer block),
-    "need_more" (end = where the walk stopped) or "bad" (reason says why).
+    "need_more" (end = start of the first chunk not complete yet, where a later walk may
+    resume; body_bytes counts the complete chunks before it) or "bad" (reason says why).
     """
-    body = 0
     n = len(data)
     while True:
+        chunk_start = pos
         eol = data.find(b"\n", pos, pos + MAX_CHUNK_LINE_BYTES)
         if eol < 0:
             if n - pos >= MAX_CHUNK_LINE_BYTES:
                 return "bad", pos, body, "chunk-size line longer than 1 KiB"
-            return "need_more", pos, body, ""
+            return "need_more", chunk_start, body, ""
         size_text = data[pos:eol].rstrip(b"\r").split(b";", 1)[0].strip()
         if not _HEX_RE.fullmatch(size_text):
             return "bad", pos, body, f"invalid chunk size {size_text[:20]!r}"
@@ -209,8 +220,7 @@ def _walk_chunks(data: bytes, pos: int) -> tuple[str, int, int, str]:
         if size > MAX_BODY_BYTES:
             return "bad", pos, body, f"chunk size {size} beyond the 1 GiB bound"
         if n < pos + size:
-            return "need_more", pos, body + max(0, n - pos), ""
-        body += size
+            return "need_more", chunk_start, body, ""
         pos += size
         # CRLF after the chunk data (accept a bare LF).
         if data[pos:pos + 2] == b"\r\n":
@@ -218,16 +228,17 @@ def _walk_chunks(data: bytes, pos: int) -> tuple[str, int, int, str]:
         elif data[pos:pos + 1] == b"\n":
             pos += 1
         elif data[pos:pos + 2] in (b"", b"\r"):
-            return "need_more", pos, body, ""
+            return "need_more", chunk_start, body, ""
         else:
             return "bad", pos, body, "chunk data not followed by CRLF"
+        body += size
     # Trailer section: header lines up to an empty line (RFC 9112 7.1.2).
     while True:
         eol = data.find(b"\n", pos, pos + MAX_HEADER_BYTES)
         if eol < 0:
             if n - pos >= MAX_HEADER_BYTES:
                 return "bad", pos, body, "trailer section beyond 64 KiB"
-            return "need_more", pos, body, ""
+            return "need_more", chunk_start, body, ""
         line = data[pos:eol].rstrip(b"\r")
         pos = eol + 1
         if not line:
@@ -312,7 +323,13 @@ def cut(data: bytes, start: int = 0, *, at_end: bool = False, context: HttpConte
                           f"truncated: Content-Length {length} but the stream ends after "
                           f"{len(data) - body_start} body bytes")
     if kind[0] == "chunked":
-        state, end, _, reason = _walk_chunks(data, body_start)
+        # Resume where the last need_more stopped (same message: same start, same head bytes),
+        # so a large chunked body arriving segment by segment is walked once, not once per call.
+        key = (start, data[start:body_start])
+        resume = context.chunk_resume
+        walk_from, counted = (resume[1], resume[2]) if resume and resume[0] == key else (body_start, 0)
+        state, end, counted, reason = _walk_chunks(data, walk_from, counted)
+        context.chunk_resume = (key, end, counted) if state == "need_more" else None
         if state == "done":
             _remember(head, context)
             return Cut("message", end - start)
@@ -375,6 +392,18 @@ def _remember(head: _Head, context: HttpContext) -> None:
         context.upgraded = True
 
 
+def _path(target: str) -> str:
+    """The path of a request target: no query or fragment, no scheme://host of absolute-form.
+
+    Operations group by path (a query string would make every request its own operation, and
+    may carry patient identifiers); the full target stays in detail["url"].
+    """
+    if "://" in target[:10]:
+        rest = target.split("://", 1)[1]
+        target = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+    return target.split("?", 1)[0].split("#", 1)[0]
+
+
 def parse(message: bytes, *, context: HttpContext | None = None, direction: int | None = None) -> list[Record]:
     """Decode one cut message into one Record (never raises; never keeps the body)."""
     try:
@@ -424,7 +453,7 @@ def _parse(message: bytes) -> Record:
                       if_none_match=head.get("if-none-match") is not None)
         m = _JAVA_VERSION_RE.search(ua or "")
         detail["java_version"] = m.group(1) if m else None
-        rec = Record(PROTOCOL, "request", operation=f"{head.method} {head.target}", detail=detail)
+        rec = Record(PROTOCOL, "request", operation=f"{head.method} {_path(head.target)}", detail=detail)
     else:
         detail.update(reason_phrase=head.reason_phrase, server=head.get("server"),
                       last_modified=head.get("last-modified") is not None,
