@@ -19,6 +19,10 @@ driver (netdiag/transactions) treats them alike:
 module's `new_context()`), for what framing needs from the other direction (an HTTP response
 to HEAD has no body; TLS after ChangeCipherSpec is encrypted). It is the only state, and it
 belongs to the caller.
+
+`cut` and `parse` also take an optional keyword `direction` (0 client to server, 1 server to
+client, None when unknown), which the caller passes: a per-connection context keeps
+per-direction state by it (TLS handshake reassembly, GIOP fragments).
 """
 
 from __future__ import annotations
