@@ -1,0 +1,244 @@
+"""Logons: group each client's logon across connections, account for every second, label the causes.
+
+Public API (issue 5):
+
+- `analyze_logons(source, profile=None)` -> `LogonAnalysis`: logons, findings, population views
+  and the timeline intervals, all from one pass over the capture(s).
+- `logons(source, profile=None)` -> the LOGONS table; `findings(source, profile=None)` -> the
+  FINDINGS table. Both raise `NoLogonsError` (saying why) when the capture holds no logon.
+- `analyze_tables(connections, transactions, segments, profile)` does the same from tables
+  already built (pure: no I/O), for notebooks and tests.
+
+How: `grouping` chains connections per client process and cuts logons (start/end rules from
+the profile); `findings.label_causes` names what each connect, wait and resend was; `budget`
+turns everything into timeline intervals and sweeps them so each instant belongs to exactly one
+category; `findings.build_findings` sums the seconds per cause; `population` summarises.
+See docs/logons.md for the method and a worked example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from netdiag.errors import NetdiagError
+from netdiag.logons.budget import budget_seconds, build_intervals, sweep
+from netdiag.logons.findings import build_findings, dominant_causes, label_causes
+from netdiag.logons.grouping import group_logons, relevant_connections
+from netdiag.logons.population import population
+from netdiag.profile import Profile, load_profile
+from netdiag.schema import BUDGET_COLUMNS, CONNECTIONS, FINDINGS, LOGONS, TRANSACTIONS
+
+# Columns of the segments table the budget and the findings read (kept from the one pass).
+SEGMENT_COLUMNS = ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "payload_len", "window_bytes",
+                   "retransmission", "spurious_retransmission", "ack_lost_segment", "zero_window",
+                   "zero_window_probe", "window_full", "rto_s", "rto_frame", "ack_rtt_s", "acks_frame")
+
+_REQUEST_PROTOCOLS = ("giop", "http", "turn")
+_EXCEPTION_STATUSES = ("SYSTEM_EXCEPTION", "USER_EXCEPTION", "LOC_SYSTEM_EXCEPTION")
+
+
+class NoLogonsError(NetdiagError):
+    """The capture holds no logon; the message says why (no server traffic, no logon start)."""
+
+    exit_code = 1
+
+
+@dataclass
+class LogonAnalysis:
+    """Everything the logon analysis produces from one pass."""
+
+    logons: pl.DataFrame
+    findings: pl.DataFrame
+    population: dict[str, pl.DataFrame]
+    intervals: pl.DataFrame                      # the timeline intervals with won_ns (for evidence)
+    no_logons_reason: str | None = None
+    orphan_connections: int = 0
+    notes: list[str] = field(default_factory=list)
+    streams: Any = None                          # the transactions stage's result (connections...)
+
+    def require_logons(self) -> LogonAnalysis:
+        """Raise NoLogonsError (with the reason) when there are no logons; else return self."""
+        if self.logons.height == 0:
+            raise NoLogonsError(self.no_logons_reason or "no logons found")
+        return self
+
+
+def _as_profile(profile: Profile | str | Path | None) -> Profile:
+    if profile is None:
+        return Profile()
+    if isinstance(profile, Profile):
+        return profile
+    return load_profile(profile)
+
+
+def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segments: pl.DataFrame | None = None,
+                   profile: Profile | str | Path | None = None) -> LogonAnalysis:
+    """Logons, findings and population views from the connections/transactions/segments tables."""
+    prof = _as_profile(profile)
+    connections = connections if connections.height else CONNECTIONS.empty()
+    transactions = transactions if transactions.height else TRANSACTIONS.empty()
+    grouping = group_logons(connections, transactions, prof)
+    lg = grouping.logons
+    if lg.height == 0:
+        return LogonAnalysis(LOGONS.empty(), FINDINGS.empty(), {}, pl.DataFrame(),
+                             no_logons_reason=_why_no_logons(connections, transactions, prof),
+                             orphan_connections=grouping.orphans)
+    members = grouping.members
+    conn_causes, txn_causes = label_causes(connections, transactions, segments, members, prof)
+    iv = build_intervals(lg, members, connections, transactions, segments, conn_causes, txn_causes)
+    cat_ns, cause_ns, won = sweep(iv, lg)
+    iv = iv.with_columns(won_ns=pl.Series(won, dtype=pl.Int64))
+    duration_ns = (lg["end_ts_ns"] - lg["start_ts_ns"]).to_numpy().astype(np.int64)
+    secs, duration_s = budget_seconds(cat_ns, duration_ns)
+    causes, ev_frames = dominant_causes(cause_ns, iv, lg.height)
+
+    tx = transactions.with_row_index("txn_row").with_columns(pl.col("txn_row").cast(pl.Int64))
+    tm = members.filter(pl.col("txn_row") >= 0).join(tx.drop("conn_id"), on="txn_row", how="inner").join(
+        lg.select("logon_idx", "first_seen_ts_ns", "last_seen_ts_ns"), on="logon_idx")
+    in_window = tm.filter(pl.col("req_first_ts_ns") <= pl.col("last_seen_ts_ns"))
+    counts = in_window.group_by("logon_idx").agg(
+        requests=pl.col("protocol").is_in(list(_REQUEST_PROTOCOLS)).sum(),
+        location_forwards=pl.col("status").is_in(["LOCATION_FORWARD", "LOCATION_FORWARD_PERM", "OBJECT_FORWARD",
+                                                  "OBJECT_FORWARD_PERM"]).sum(),
+        exceptions=pl.col("status").is_in(list(_EXCEPTION_STATUSES)).sum(),
+    )
+    conn_m = members.filter(pl.col("txn_row") < 0).select("logon_idx", "conn_id").unique().join(
+        connections.select("conn_id", "client_port", "retransmitted_segments", "first_frame", "last_frame"),
+        on="conn_id", how="left")
+    udp_m = members.filter(pl.col("kind") == "dns").select("logon_idx", "conn_id").unique().join(
+        connections.select("conn_id", "client_port", "first_frame", "last_frame"), on="conn_id", how="left")
+    per_conn = conn_m.group_by("logon_idx").agg(
+        connections=pl.len(), retransmissions=pl.col("retransmitted_segments").fill_null(0).sum(),
+        conn_ids=pl.col("conn_id").sort(), tcp_ports=pl.col("client_port").unique().sort(),
+        f0=pl.col("first_frame").min(), f1=pl.col("last_frame").max())
+    per_udp = udp_m.group_by("logon_idx").agg(udp_ports=pl.col("client_port").unique().sort(),
+                                              uf0=pl.col("first_frame").min())
+
+    out = lg.with_columns(
+        logon_id=(pl.col("logon_idx") + 1).cast(pl.UInt32),
+        client_group=pl.Series([prof.client_group(ip) for ip in lg["client_ip"].to_list()], dtype=pl.String),
+        duration_s=pl.Series(duration_s),
+        dominant_cause=pl.Series(causes, dtype=pl.String),
+        evidence_frames=pl.Series(ev_frames, dtype=pl.List(pl.Int64)),
+        **{c: pl.Series(secs[:, j]) for j, c in enumerate(BUDGET_COLUMNS)},
+    ).join(counts, on="logon_idx", how="left").join(per_conn, on="logon_idx", how="left").join(
+        per_udp, on="logon_idx", how="left").sort("logon_idx")
+    out = out.with_columns(
+        [pl.col(c).fill_null(0) for c in ("requests", "location_forwards", "exceptions", "connections",
+                                           "retransmissions")],
+        conn_ids=pl.col("conn_ids").fill_null(pl.lit([], pl.List(pl.UInt32))),
+        wireshark_filter=pl.Series([_logon_filter(*r) for r in out.select(
+            "client_ip", "tcp_ports", "udp_ports", "f0", "uf0", "last_seen_ts_ns").iter_rows()], dtype=pl.String)
+        if out.height else pl.lit(None, pl.String),
+    )
+    logons_table = LOGONS.conform(out)
+    findings = build_findings(out, iv, cause_ns, connections, transactions, segments, members, prof)
+    pop = population(logons_table, tm)
+    notes = []
+    if grouping.orphans:
+        notes.append(f"{grouping.orphans} connection(s) to EPJ servers belong to no logon (no logon start seen "
+                     "for their client process)")
+    return LogonAnalysis(logons_table, findings, pop, iv, orphan_connections=grouping.orphans, notes=notes)
+
+
+def _logon_filter(client_ip: str, tcp_ports: list | None, udp_ports: list | None, f0: int | None, uf0: int | None,
+                  _last: int | None) -> str:
+    ipf = f"ipv6.addr == {client_ip}" if ":" in client_ip else f"ip.addr == {client_ip}"
+    ports = []
+    if tcp_ports:
+        ports.append("tcp.port in {" + " ".join(str(p) for p in tcp_ports) + "}")
+    if udp_ports:
+        ports.append("udp.port in {" + " ".join(str(p) for p in udp_ports) + "}")
+    return f"{ipf} && ({' || '.join(ports)})" if ports else ipf
+
+
+def _why_no_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> str:
+    tcp = connections.filter(pl.col("transport") == "tcp") if connections.height else connections
+    if tcp.height == 0:
+        return "no logons: the capture holds no TCP connections"
+    rel = relevant_connections(connections, transactions, profile)
+    if rel.height == 0:
+        where = ("the profile's servers (" + ", ".join(s.name for s in profile.servers) + ")"
+                 if profile.servers else "an EPJ server (no GIOP traffic, no WebSphere port)")
+        return f"no logons: none of the {tcp.height} TCP connection(s) goes to {where}"
+    boot = rel.filter(pl.col("role") == "bootstrap")
+    if boot.height == 0 and profile.start_rule == "bootstrap":
+        return (f"no logons: no logon start seen: {rel.height} connection(s) go to EPJ servers but none to a "
+                "bootstrap port (2809 by default; set the port role in the profile, or start = \"any\")")
+    return "no logons: no logon start seen (bootstrap connections without any request after them)"
+
+
+def _paths(source: Any) -> list[str]:
+    if isinstance(source, str | Path):
+        return [str(source)]
+    return [str(p) for p in source]
+
+
+def _one_pass(source: Any, progress: Any = None) -> tuple[Any, pl.DataFrame | None]:
+    """Run the capture -> TCP -> streams pass once, keeping the segment columns the budget needs."""
+    from netdiag import transactions as txmod
+
+    try:
+        from netdiag.capture import iter_chunks
+        from netdiag.tcp import TcpAnalyzer
+    except ImportError:   # pragma: no cover - the foundation is not built yet
+        return txmod.analyze_streams(source), None
+    kwargs: dict[str, Any] = {}
+    read_stats = None
+    try:
+        from netdiag.capture import ReadStats
+
+        read_stats = ReadStats()
+        kwargs["stats"] = read_stats
+    except ImportError:
+        pass
+    if progress is not None:
+        kwargs["progress"] = progress
+    analyzer = TcpAnalyzer()
+    sp = txmod.StreamParser()
+    kept: list[pl.DataFrame] = []
+    for chunk in iter_chunks(_paths(source), **kwargs):
+        segs = analyzer.feed(chunk)
+        sp.feed(segs, chunk.payload, chunk.packets)
+        sp.feed_udp(getattr(analyzer, "last_udp", None), chunk.payload)
+        if segs is not None and segs.height:
+            kept.append(segs.select([c for c in SEGMENT_COLUMNS if c in segs.columns]))
+    connections = analyzer.finish()
+    streams = txmod._assemble(sp, connections, read_stats)
+    segments = pl.concat(kept, how="vertical_relaxed") if kept else None
+    return streams, segments
+
+
+def analyze_logons(source: str | Path | Sequence[str | Path] | Any, profile: Profile | str | Path | None = None,
+                   *, progress: Any = None) -> LogonAnalysis:
+    """Logons, findings and population views from capture file(s), in one pass.
+
+    `source` is a path, a list of paths, or an object with `connections` and `transactions`
+    tables (and optionally `segments`), e.g. the result of `netdiag.transactions.analyze_streams`.
+    """
+    if hasattr(source, "connections") and hasattr(source, "transactions"):
+        streams, segments = source, getattr(source, "segments", None)
+    else:
+        streams, segments = _one_pass(source, progress)
+    result = analyze_tables(streams.connections, streams.transactions, segments, profile)
+    result.streams = streams
+    return result
+
+
+def logons(source: Any, profile: Profile | str | Path | None = None) -> pl.DataFrame:
+    """The LOGONS table; raises NoLogonsError saying why when there is none."""
+    return analyze_logons(source, profile).require_logons().logons
+
+
+def findings(source: Any, profile: Profile | str | Path | None = None) -> pl.DataFrame:
+    """The FINDINGS table; raises NoLogonsError saying why when there is no logon."""
+    return analyze_logons(source, profile).require_logons().findings
+
+
+__all__ = ["LogonAnalysis", "NoLogonsError", "analyze_logons", "analyze_tables", "findings", "logons"]

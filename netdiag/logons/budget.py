@@ -1,0 +1,355 @@
+"""The wait budget: every instant of a logon's timeline assigned to exactly one category.
+
+Method (docs/logons.md has a worked example):
+
+1. Intervals. Each thing the capture shows becomes an interval [t0, t1) with a category and
+   a cause label, clipped to the logon's [start, end):
+   - connect: first SYN to the handshake's final ACK (SYN retries included); a failed attempt
+     to its last packet.
+   - tls: a TLS handshake transaction, ClientHello to the handshake's last message.
+   - dns: query to answer (retries folded in); an unanswered question to the process's next step.
+   - per request/response transaction (GIOP, HTTP, TLS turns): request_transfer (first to last
+     request byte), server (last request byte to first response byte, less half the
+     server-side round trip at each end, which goes to network_rtt), response_transfer (first
+     to last response byte).
+   - client: from each answer the client received (response, DNS answer, SYN/ACK) to the
+     process's next action, less half the client-side round trip at each end (network_rtt).
+     The logon's start and end are half a client-side round trip outside the first/last packet
+     (see grouping), and those halves are network_rtt too.
+   - loss_recovery: each retransmitted data segment (not SYNs: those are connect time)
+     stands for [its original send, the resend] = [ts - rto_s, ts].
+   - flow_control: a zero window until the window reopens; a window-full segment until the
+     receiver's next segment.
+   - nagle_delayed_ack: segment A, a bare ACK from the receiver 30-500 ms later (a delayed ACK),
+     then the sender's next segment B within its side's round trip + 3 ms after that ACK: the
+     sender held B until the ACK came, so [A, B) is Nagle x delayed-ACK time.
+2. Precedence. Where intervals overlap (several connections at once, a resend inside a
+   transfer), the instant goes to the highest category in PRECEDENCE. Overlapping connections
+   are therefore counted once.
+3. Sweep. All interval boundaries of all logons are sorted once (numpy); between two
+   consecutive boundaries the winning category is the highest-precedence interval active there
+   (difference arrays + cumulative sums, one pass per rank present). An instant no interval
+   covers is `unexplained`.
+4. Seconds. Per logon the nanoseconds per category sum exactly to end - start; converted to
+   seconds, the last column (`unexplained_s`) absorbs float rounding, so the columns add up
+   (left to right) to `duration_s` exactly. This is asserted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from netdiag.schema import BUDGET_COLUMNS
+
+# Highest first. An instant covered by several intervals belongs to the first category here.
+PRECEDENCE: tuple[str, ...] = (
+    "loss_recovery_s", "flow_control_s", "nagle_delayed_ack_s", "connect_s", "tls_s", "dns_s",
+    "server_s", "request_transfer_s", "response_transfer_s", "network_rtt_s", "client_s", "unexplained_s",
+)
+assert set(PRECEDENCE) == set(BUDGET_COLUMNS)
+_CAT_RANK = {c: len(PRECEDENCE) - 1 - i for i, c in enumerate(PRECEDENCE)}   # higher = wins
+
+# Cause labels carried by intervals (which finding a second of time belongs to).
+CAUSES: tuple[str, ...] = (
+    "unexplained", "client_think", "network_latency", "transfer", "server_think", "dns", "dns_delay",
+    "tls", "tls_handshake", "connect", "syn_retransmission", "connect_failure", "listen_backlog",
+    "nagle_delayed_ack", "zero_window", "loss_recovery", "idle_connection_dropped",
+    "request_timeout_retry", "system_exception", "location_forward", "jar_download", "capture_loss",
+)
+CAUSE_ID = {c: i for i, c in enumerate(CAUSES)}
+_NCAUSE = 64
+assert len(CAUSES) < _NCAUSE
+
+# Nagle x delayed ACK: a bare ACK this long after the data it acknowledges is a delayed ACK
+# (Windows 200 ms, Linux ~40 ms; DOMAIN.md §3.2).
+DELAYED_ACK_MIN_S, DELAYED_ACK_MAX_S = 0.030, 0.500
+NAGLE_SLACK_NS = 3_000_000
+
+INTERVAL_SCHEMA = {"logon_idx": pl.Int64, "t0": pl.Int64, "t1": pl.Int64, "category": pl.String,
+                   "cause": pl.String, "conn_id": pl.UInt32, "txn_row": pl.Int64, "frame_a": pl.Int64,
+                   "frame_b": pl.Int64}
+
+
+def _iv(df: pl.DataFrame, t0: pl.Expr, t1: pl.Expr, category: str, cause: pl.Expr | str,
+        frame_a: pl.Expr | None = None, frame_b: pl.Expr | None = None) -> pl.DataFrame:
+    cause_e = pl.lit(cause) if isinstance(cause, str) else cause
+    return df.select(
+        pl.col("logon_idx").cast(pl.Int64),
+        t0.cast(pl.Int64).alias("t0"), t1.cast(pl.Int64).alias("t1"),
+        pl.lit(category).alias("category"), cause_e.cast(pl.String).alias("cause"),
+        (pl.col("conn_id") if "conn_id" in df.columns else pl.lit(None)).cast(pl.UInt32).alias("conn_id"),
+        (pl.col("txn_row") if "txn_row" in df.columns else pl.lit(-1)).cast(pl.Int64).alias("txn_row"),
+        (frame_a if frame_a is not None else pl.lit(None)).cast(pl.Int64).alias("frame_a"),
+        (frame_b if frame_b is not None else pl.lit(None)).cast(pl.Int64).alias("frame_b"),
+    )
+
+
+def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl.DataFrame,
+                    transactions: pl.DataFrame, segments: pl.DataFrame | None,
+                    conn_causes: pl.DataFrame | None = None, txn_causes: pl.DataFrame | None = None
+                    ) -> pl.DataFrame:
+    """All timeline intervals of all logons (see module docstring), clipped to each logon.
+
+    `conn_causes` (conn_id, connect_cause, loss_cause) and `txn_causes` (txn_row, cause) let the
+    findings relabel intervals (e.g. a connect with SYN retries is syn_retransmission time).
+    """
+    parts: list[pl.DataFrame] = []
+    lg = logons.select("logon_idx", "start_ts_ns", "end_ts_ns", "first_seen_ts_ns", "last_seen_ts_ns",
+                       "half_rtt_client_ns")
+    conn_cols = ["conn_id", "syn_ts_ns", "synack_ts_ns", "established_ts_ns", "last_ts_ns", "first_frame",
+                 "last_frame", "rtt_server_side_ms", "syn_retransmissions", "state"]
+    conn_m = (members.filter(pl.col("txn_row") < 0).select("logon_idx", "conn_id").unique()
+              .join(connections.select(conn_cols), on="conn_id", how="inner"))
+    if conn_causes is not None and conn_causes.height:
+        conn_m = conn_m.join(conn_causes, on="conn_id", how="left")
+    else:
+        conn_m = conn_m.with_columns(connect_cause=pl.lit(None, pl.String), loss_cause=pl.lit(None, pl.String))
+
+    # connect: SYN -> final ACK (or SYN/ACK, or the attempt's last packet when it failed)
+    c = conn_m.filter(pl.col("syn_ts_ns").is_not_null())
+    if c.height:
+        end = pl.coalesce("established_ts_ns", "synack_ts_ns", "last_ts_ns")
+        parts.append(_iv(c, pl.col("syn_ts_ns"), end, "connect_s",
+                         pl.col("connect_cause").fill_null("connect"), pl.col("first_frame"), None))
+
+    tx = transactions.with_row_index("txn_row").with_columns(pl.col("txn_row").cast(pl.Int64))
+    tm = (members.filter(pl.col("txn_row") >= 0).select("logon_idx", "txn_row")
+          .join(tx, on="txn_row", how="inner")
+          .join(connections.select("conn_id", pl.col("rtt_server_side_ms").alias("_rtt_ss"),
+                                   pl.col("last_ts_ns").alias("_conn_last")), on="conn_id", how="left")
+          .join(lg.select("logon_idx", "end_ts_ns", "half_rtt_client_ns"), on="logon_idx", how="left"))
+    if txn_causes is not None and txn_causes.height:
+        tm = tm.join(txn_causes, on="txn_row", how="left")
+    else:
+        tm = tm.with_columns(cause=pl.lit(None, pl.String))
+
+    # tls handshakes and dns questions
+    tls = tm.filter(pl.col("protocol") == "tls")
+    if tls.height:
+        parts.append(_iv(tls, pl.col("req_first_ts_ns"),
+                         pl.max_horizontal("req_last_ts_ns", pl.col("rsp_last_ts_ns").fill_null(0)), "tls_s",
+                         pl.col("cause").fill_null("tls"), pl.col("first_frame"), pl.col("last_frame")))
+    # client starts (for unanswered questions and client gaps): what each logon's process did next
+    starts = pl.concat([
+        tm.select("logon_idx", pl.col("req_first_ts_ns").alias("s")),
+        conn_m.select("logon_idx", pl.coalesce("syn_ts_ns", "last_ts_ns").alias("s")),
+    ]).drop_nulls().sort("logon_idx", "s")
+    dns = tm.filter(pl.col("protocol") == "dns")
+    if dns.height:
+        dns = dns.sort("req_last_ts_ns").join_asof(
+            starts.sort("s"), left_on="req_last_ts_ns", right_on="s", by="logon_idx", strategy="forward", check_sortedness=False,
+            allow_exact_matches=False)
+        end = pl.coalesce("rsp_last_ts_ns", "s", "end_ts_ns")
+        parts.append(_iv(dns, pl.col("req_first_ts_ns"), end, "dns_s", pl.col("cause").fill_null("dns"),
+                         pl.col("first_frame"), pl.col("last_frame")))
+
+    app = tm.filter(pl.col("protocol").is_in(["giop", "http", "turn"]))
+    if app.height:
+        half_ss = (pl.col("_rtt_ss").fill_null(0.0).fill_nan(0.0) * 500_000).cast(pl.Int64)  # ms -> ns, halved
+        app = app.with_columns(_hs=half_ss)
+        parts.append(_iv(app, pl.col("req_first_ts_ns"), pl.col("req_last_ts_ns"), "request_transfer_s",
+                         pl.lit("transfer"), pl.col("first_frame"), None))
+        answered = app.filter(pl.col("rsp_first_ts_ns").is_not_null())
+        if answered.height:
+            gap0, gap1 = pl.col("req_last_ts_ns"), pl.col("rsp_first_ts_ns")
+            hs = pl.min_horizontal(pl.col("_hs"), ((gap1 - gap0) // 2).clip(lower_bound=0))
+            parts.append(_iv(answered, gap0 + hs, gap1 - hs, "server_s", pl.col("cause").fill_null("server_think"),
+                             pl.col("first_frame"), pl.col("last_frame")))
+            parts.append(_iv(answered, gap0, gap0 + hs, "network_rtt_s", "network_latency"))
+            parts.append(_iv(answered, gap1 - hs, gap1, "network_rtt_s", "network_latency"))
+            parts.append(_iv(answered, pl.col("rsp_first_ts_ns"), pl.col("rsp_last_ts_ns"), "response_transfer_s",
+                             pl.col("cause").fill_null("transfer"), None, pl.col("last_frame")))
+        unanswered = app.filter(pl.col("rsp_first_ts_ns").is_null())
+        if unanswered.height:
+            # the client waited for an answer that never came, until it gave up (its next step)
+            unanswered = unanswered.sort("req_last_ts_ns").join_asof(
+                starts.sort("s"), left_on="req_last_ts_ns", right_on="s", by="logon_idx", strategy="forward", check_sortedness=False,
+                allow_exact_matches=False)
+            parts.append(_iv(unanswered, pl.col("req_last_ts_ns"),
+                             pl.coalesce("s", pl.min_horizontal("_conn_last", "end_ts_ns")), "server_s",
+                             pl.col("cause").fill_null("request_timeout_retry"), pl.col("first_frame"), None))
+
+    # client: from each answer the process received to its next action, less the client-side trip
+    deliveries = pl.concat([
+        tm.filter(pl.col("rsp_last_ts_ns").is_not_null())
+          .select("logon_idx", pl.col("rsp_last_ts_ns").alias("d"), pl.col("last_frame").alias("fa")),
+        conn_m.filter(pl.col("synack_ts_ns").is_not_null())
+              .select("logon_idx", pl.coalesce("established_ts_ns", "synack_ts_ns").alias("d"),
+                      pl.col("first_frame").alias("fa")),
+        conn_m.filter(pl.col("synack_ts_ns").is_null())
+              .select("logon_idx", pl.col("last_ts_ns").alias("d"), pl.col("last_frame").alias("fa")),
+    ]).drop_nulls("d")
+    if deliveries.height:
+        gaps = (deliveries.sort("d").join_asof(starts.sort("s"), left_on="d", right_on="s", by="logon_idx",
+                                               strategy="forward", allow_exact_matches=False, check_sortedness=False)
+                .join(lg, on="logon_idx", how="inner"))
+        hc = pl.col("half_rtt_client_ns")
+        nxt = pl.coalesce("s", "end_ts_ns")
+        hcg = pl.min_horizontal(hc, ((nxt - pl.col("d")) // 2).clip(lower_bound=0))
+        gaps = gaps.with_columns(_hc=hcg, _n=nxt)
+        parts.append(_iv(gaps, pl.col("d") + pl.col("_hc"), pl.col("_n") - pl.col("_hc"), "client_s",
+                         "client_think", pl.col("fa"), None))
+        parts.append(_iv(gaps, pl.col("d"), pl.col("d") + pl.col("_hc"), "network_rtt_s", "network_latency"))
+        parts.append(_iv(gaps, pl.col("_n") - pl.col("_hc"), pl.col("_n"), "network_rtt_s", "network_latency"))
+    # the half trips before the first and after the last packet the capture saw
+    parts.append(_iv(lg, pl.col("start_ts_ns"), pl.col("first_seen_ts_ns"), "network_rtt_s", "network_latency"))
+    parts.append(_iv(lg, pl.col("last_seen_ts_ns"), pl.col("end_ts_ns"), "network_rtt_s", "network_latency"))
+
+    if segments is not None and segments.height:
+        parts.extend(_segment_intervals(segments, conn_m, connections))
+
+    iv = pl.concat([p for p in parts if p.height], how="vertical_relaxed") if parts else pl.DataFrame(
+        schema=INTERVAL_SCHEMA)
+    iv = (iv.join(lg.select("logon_idx", "start_ts_ns", "end_ts_ns"), on="logon_idx", how="inner")
+          .with_columns(t0=pl.max_horizontal("t0", "start_ts_ns"), t1=pl.min_horizontal("t1", "end_ts_ns"))
+          .filter(pl.col("t1") > pl.col("t0"))
+          .drop("start_ts_ns", "end_ts_ns"))
+    return iv.select(list(INTERVAL_SCHEMA)).cast(INTERVAL_SCHEMA)
+
+
+def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections: pl.DataFrame
+                       ) -> list[pl.DataFrame]:
+    """Loss recovery, flow control and Nagle x delayed-ACK intervals from the segments table."""
+    out: list[pl.DataFrame] = []
+    cm = conn_m.select("logon_idx", "conn_id", "loss_cause")
+    seg = segments.join(cm, on="conn_id", how="inner")
+    if seg.height == 0:
+        return out
+    syn = (pl.col("tcp_flags") & 0x02) != 0
+    rtx = seg.filter(pl.col("retransmission") & ~pl.col("spurious_retransmission").fill_null(False) & ~syn
+                     & pl.col("rto_s").is_not_null() & (pl.col("payload_len") > 0))
+    if rtx.height:
+        out.append(_iv(rtx, pl.col("ts_ns") - (pl.col("rto_s") * 1e9).cast(pl.Int64), pl.col("ts_ns"),
+                       "loss_recovery_s", pl.col("loss_cause").fill_null("loss_recovery"),
+                       pl.col("rto_frame"), pl.col("frame")))
+    seg = seg.sort("conn_id", "ts_ns", "frame")
+    # zero window: until the same side advertises a window again
+    zw = seg.with_columns(
+        _open=pl.when(pl.col("window_bytes") > 0).then(pl.col("ts_ns")).shift(-1).backward_fill()
+        .over("conn_id", "direction"),
+        _open_frame=pl.when(pl.col("window_bytes") > 0).then(pl.col("frame")).shift(-1).backward_fill()
+        .over("conn_id", "direction"),
+    ).filter(pl.col("zero_window") & ~pl.col("zero_window_probe").fill_null(False))
+    if zw.height:
+        zw = zw.join(connections.select("conn_id", "last_ts_ns"), on="conn_id", how="left")
+        out.append(_iv(zw, pl.col("ts_ns"), pl.coalesce("_open", "last_ts_ns"), "flow_control_s", "zero_window",
+                       pl.col("frame"), pl.col("_open_frame")))
+    # window full: until the receiver's next segment
+    seg2 = seg.with_columns(
+        _t_d0=pl.when(pl.col("direction") == 0).then(pl.col("ts_ns")).shift(-1).backward_fill().over("conn_id"),
+        _t_d1=pl.when(pl.col("direction") == 1).then(pl.col("ts_ns")).shift(-1).backward_fill().over("conn_id"),
+    )
+    wf = seg2.filter(pl.col("window_full"))
+    if wf.height:
+        other = pl.when(pl.col("direction") == 0).then(pl.col("_t_d1")).otherwise(pl.col("_t_d0"))
+        out.append(_iv(wf, pl.col("ts_ns"), other.fill_null(pl.col("ts_ns")), "flow_control_s", "zero_window",
+                       pl.col("frame"), None))
+    # Nagle x delayed ACK: data A (side X), bare delayed ACK from the other side, then X's next data B
+    rtt = connections.select("conn_id", "rtt_client_side_ms", "rtt_server_side_ms")
+    n = seg.with_columns(
+        _next_ts=pl.col("ts_ns").shift(-1).over("conn_id"),
+        _next_dir=pl.col("direction").shift(-1).over("conn_id"),
+        _next_len=pl.col("payload_len").shift(-1).over("conn_id"),
+        _next_frame=pl.col("frame").shift(-1).over("conn_id"),
+    ).join(rtt, on="conn_id", how="left")
+    acks = seg.select(pl.col("frame").alias("acks_frame"), pl.col("ts_ns").alias("_a_ts"),
+                      pl.col("direction").alias("_a_dir"), pl.col("payload_len").alias("_a_len"))
+    bare = ((pl.col("payload_len") == 0) & ((pl.col("tcp_flags") & 0x07) == 0)
+            & pl.col("ack_rtt_s").is_between(DELAYED_ACK_MIN_S, DELAYED_ACK_MAX_S)
+            & pl.col("acks_frame").is_not_null())
+    cand = n.filter(bare & (pl.col("_next_dir") != pl.col("direction")) & (pl.col("_next_len") > 0))
+    if cand.height:
+        cand = cand.join(acks, on="acks_frame", how="inner").filter(
+            (pl.col("_a_dir") != pl.col("direction")) & (pl.col("_a_len") > 0))
+        # the held segment B follows the ACK within the sender side's round trip (+3 ms)
+        sender_rtt_ms = pl.when(pl.col("_next_dir") == 0).then(pl.col("rtt_client_side_ms")).otherwise(
+            pl.col("rtt_server_side_ms")).fill_null(0.0).fill_nan(0.0)
+        cand = cand.filter((pl.col("_next_ts") - pl.col("ts_ns"))
+                           <= (sender_rtt_ms * 1e6).cast(pl.Int64) + NAGLE_SLACK_NS)
+        if cand.height:
+            out.append(_iv(cand, pl.col("_a_ts"), pl.col("_next_ts"), "nagle_delayed_ack_s", "nagle_delayed_ack",
+                           pl.col("acks_frame"), pl.col("_next_frame")))
+    return out
+
+
+def sweep(intervals: pl.DataFrame, logons: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Assign each instant of each logon to one (category, cause).
+
+    Returns (category_ns [n_logons, n_categories in BUDGET_COLUMNS order],
+    cause_ns [n_logons, len(CAUSES)], won_ns [n_intervals]: how much of each interval won).
+    """
+    n_logons = logons.height
+    ncat = len(BUDGET_COLUMNS)
+    cat_ns = np.zeros((n_logons, ncat), dtype=np.int64)
+    cause_ns = np.zeros((n_logons, len(CAUSES)), dtype=np.int64)
+    won = np.zeros(intervals.height, dtype=np.int64)
+    if n_logons == 0:
+        return cat_ns, cause_ns, won
+    lstart = logons["start_ts_ns"].to_numpy().astype(np.int64)
+    lend = logons["end_ts_ns"].to_numpy().astype(np.int64)
+    ldur = lend - lstart
+    big = int(ldur.max()) + 1
+    if big * n_logons >= 2**62:
+        raise OverflowError("logon timelines too long to sweep together")
+    lo = intervals["logon_idx"].to_numpy().astype(np.int64)
+    t0 = intervals["t0"].to_numpy().astype(np.int64) - lstart[lo] + lo * big
+    t1 = intervals["t1"].to_numpy().astype(np.int64) - lstart[lo] + lo * big
+    cat_rank = np.array([_CAT_RANK[c] for c in intervals["category"].to_list()], dtype=np.int64)
+    cause_id = np.array([CAUSE_ID.get(c, 0) for c in intervals["cause"].to_list()], dtype=np.int64)
+    rank = cat_rank * _NCAUSE + cause_id
+    idx = np.arange(n_logons, dtype=np.int64)
+    bounds = np.unique(np.concatenate([t0, t1, idx * big, idx * big + ldur]))
+    seg_lo = bounds[:-1] // big
+    valid = seg_lo == (bounds[1:] - 1) // big
+    seg_dur = np.where(valid, np.diff(bounds), 0)
+    si = np.searchsorted(bounds, t0)
+    ei = np.searchsorted(bounds, t1)
+    nseg = bounds.size - 1
+    unexplained = _CAT_RANK["unexplained_s"] * _NCAUSE + CAUSE_ID["unexplained"]
+    winner = np.full(nseg, unexplained, dtype=np.int64)
+    for r in np.unique(rank):   # ascending: higher ranks paint over lower ones
+        m = rank == r
+        diff = np.zeros(nseg + 1, dtype=np.int64)
+        np.add.at(diff, si[m], 1)
+        np.add.at(diff, ei[m], -1)
+        cov = np.cumsum(diff)[:-1] > 0
+        winner[cov] = r
+    # per-interval won time: prefix sums of the time each rank won
+    for r in np.unique(rank):
+        m = rank == r
+        csum = np.concatenate([[0], np.cumsum(np.where(winner == r, seg_dur, 0))])
+        won[m] = csum[ei[m]] - csum[si[m]]
+    seg_cat = winner // _NCAUSE
+    seg_cause = winner % _NCAUSE
+    col_of_rank = {_CAT_RANK[c]: BUDGET_COLUMNS.index(c) for c in BUDGET_COLUMNS}
+    seg_col = np.vectorize(col_of_rank.__getitem__, otypes=[np.int64])(seg_cat) if nseg else seg_cat
+    np.add.at(cat_ns, (seg_lo[valid], seg_col[valid]), seg_dur[valid])
+    np.add.at(cause_ns, (seg_lo[valid], seg_cause[valid]), seg_dur[valid])
+    assert np.array_equal(cat_ns.sum(axis=1), ldur), "budget nanoseconds must cover each logon exactly"
+    return cat_ns, cause_ns, won
+
+
+def budget_seconds(cat_ns: np.ndarray, duration_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds per category whose left-to-right sum equals duration_s exactly (asserted).
+
+    The last category (unexplained_s) absorbs the float rounding of the others.
+    """
+    duration_s = duration_ns / 1e9
+    secs = cat_ns / 1e9
+    acc = np.zeros(len(duration_s))
+    for j in range(secs.shape[1] - 1):
+        acc = acc + secs[:, j]
+    last = duration_s - acc
+    for _ in range(8):
+        total = acc + last
+        off = total != duration_s
+        if not off.any():
+            break
+        last = np.where(off, np.nextafter(last, np.where(total < duration_s, np.inf, -np.inf)), last)
+    secs[:, -1] = last
+    check = np.zeros(len(duration_s))
+    for j in range(secs.shape[1]):
+        check = check + secs[:, j]
+    assert np.array_equal(check, duration_s), "budget columns must sum exactly to duration_s"
+    return secs, duration_s

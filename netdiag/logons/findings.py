@@ -1,0 +1,442 @@
+"""Findings: the causes of lost logon time, each with its detection rule and its evidence.
+
+Two steps:
+
+1. `label_causes` looks at connections, transactions and segments *before* the budget sweep and
+   names what a connect, a server wait, a DNS wait or a resend really was (a connect with SYN
+   retries is `syn_retransmission` time, a server wait ending in a system exception is
+   `system_exception` time...). The sweep then carries these labels, so every second of a
+   finding is a second of the budget, counted once.
+2. `build_findings` sums the seconds each cause won in the sweep, adds what costs no time but
+   changes how to read the rest (capture loss), and writes one row per cause (server think one
+   row per operation, client think one per client software version) with a severity, a
+   sentence for a hospital manager, the measurement, evidence frames and a Wireshark display
+   filter that shows them (`frame.number in {...}`: our conn_id means nothing to Wireshark).
+
+Detection rules (what the capture shows; DOMAIN.md §3.2 and §5):
+
+- capture_loss: bytes ACKed that the capture never saw (connections.unseen_bytes,
+  segments.ack_lost_segment). Listed first: these gaps are the capture's, not the network's.
+- syn_retransmission: a connection whose SYN was sent more than once and then answered;
+  the client's RTO is the gap between its first two SYNs.
+- connect_failure: a SYN never answered, or answered with RST (Zeek states S0, REJ ...).
+- listen_backlog: >= 3 connections to one server port with SYN retries or resets within 10 s,
+  at a moment with >= 10 connection attempts to it, on a port that answers most attempts
+  without retries.
+- dns_delay: a DNS question answered later than `thresholds.dns_s`, unanswered, or retried.
+- tls_handshake: a TLS handshake longer than `thresholds.tls_handshake_s`, or ending in an alert.
+- nagle_delayed_ack: see budget.py (data, delayed bare ACK, held segment right after it).
+- server_think: the server's own time per operation (round trip removed); a warning when an
+  operation's longest server time reaches `thresholds.server_think_s`.
+- client_think: the client's own time per logon, per client software version (HTTP
+  User-Agent, e.g. Java/1.8.0_202, where the logon fetched JNLP/jars); a warning when the mean
+  per logon reaches `thresholds.client_think_s`.
+- request_timeout_retry: a request unanswered (or answered after `thresholds.request_timeout_s`)
+  followed by the same operation again in the same logon.
+- location_forward: LOCATION_FORWARD replies / OBJECT_FORWARD locate replies; a warning when the
+  forwarded host:port then fails to connect or a logon is forwarded more than twice.
+- system_exception: GIOP SYSTEM_EXCEPTION replies (TRANSIENT, COMM_FAILURE, NO_PERMISSION...).
+- loss_recovery: retransmission waits (RTO and fast recovery) inside logons.
+- zero_window: zero-window and window-full waits (a slow reader).
+- idle_connection_dropped: data sent on a connection after >= `thresholds.idle_before_reuse_s`
+  of silence, resent and never answered by the server (a firewall dropped the pooled connection).
+- jar_download: HTTP 200 for a .jar/.jnlp that the same client had already fetched in the
+  capture, or that others got as 304 (a cache that should have answered 304).
+- network_latency: round trips paid per application turn (budget network_rtt_s); a warning when
+  they are more than `thresholds.network_share` of logon time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from netdiag.logons.budget import CAUSE_ID, CAUSES
+from netdiag.logons.grouping import FAILED_CONNECT_STATES, FORWARD_STATUSES
+from netdiag.profile import Profile
+from netdiag.schema import FINDINGS
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+# Causes that can be a logon's dominant cause (neutral labels such as plain transfer are not).
+DOMINANT_CANDIDATES = tuple(c for c in CAUSES if c not in ("unexplained", "transfer", "connect", "tls", "dns"))
+JAR_RE = r"(?i)\.(jar|jnlp|pack\.gz)(\?|$|\s)"
+MAX_EVIDENCE_FRAMES = 40
+
+
+def label_causes(connections: pl.DataFrame, transactions: pl.DataFrame, segments: pl.DataFrame | None,
+                 members: pl.DataFrame, profile: Profile) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(conn_causes: conn_id, connect_cause, loss_cause; txn_causes: txn_row, cause)."""
+    thr = profile.thresholds
+    conns = connections.filter(pl.col("transport") == "tcp")
+    failed = pl.col("state").is_in(list(FAILED_CONNECT_STATES)) | (
+        pl.col("syn_ts_ns").is_not_null() & pl.col("synack_ts_ns").is_null())
+    retried = pl.col("syn_retransmissions").fill_null(0) > 0
+    cc = conns.select("conn_id", "server_ip", "server_port", "syn_ts_ns", "first_ts_ns",
+                      connect_cause=pl.when(failed).then(pl.lit("connect_failure"))
+                      .when(retried).then(pl.lit("syn_retransmission")).otherwise(pl.lit(None, pl.String)))
+    backlog = _listen_backlog(cc)
+    if backlog:
+        cc = cc.with_columns(connect_cause=pl.when(pl.col("conn_id").is_in(list(backlog)))
+                             .then(pl.lit("listen_backlog")).otherwise(pl.col("connect_cause")))
+    idle = _idle_dropped(segments, thr.idle_before_reuse_s) if segments is not None else set()
+    cc = cc.select("conn_id", "connect_cause",
+                   loss_cause=pl.when(pl.col("conn_id").is_in(list(idle))).then(pl.lit("idle_connection_dropped"))
+                   .otherwise(pl.lit(None, pl.String)))
+
+    tx = transactions.with_row_index("txn_row").with_columns(pl.col("txn_row").cast(pl.Int64))
+    dur = (pl.coalesce("rsp_last_ts_ns", "req_last_ts_ns") - pl.col("req_first_ts_ns")) / 1e9
+    wait = (pl.col("rsp_first_ts_ns") - pl.col("req_last_ts_ns")) / 1e9
+    retries = pl.col("detail").str.extract(r'"retries"\s*:\s*(\d+)').cast(pl.Int64).fill_null(0)
+    # same operation again later in the same logon (timeout + retry)
+    in_logon = members.filter(pl.col("txn_row") >= 0).select("logon_idx", "txn_row")
+    tl = tx.join(in_logon, on="txn_row", how="left").sort("req_first_ts_ns")
+    tl = tl.with_columns(
+        _repeated=pl.col("req_first_ts_ns").shift(-1).over("logon_idx", "operation").is_not_null()
+        & pl.col("logon_idx").is_not_null())
+    jar_refetch = _jar_refetch(tx)
+    cause = (
+        pl.when((pl.col("protocol") == "dns") & ((dur > thr.dns_s) | pl.col("rsp_last_ts_ns").is_null()
+                                                 | (retries > 0))).then(pl.lit("dns_delay"))
+        .when((pl.col("protocol") == "tls") & ((dur > thr.tls_handshake_s)
+                                               | pl.col("status").str.contains("(?i)alert").fill_null(False)))
+        .then(pl.lit("tls_handshake"))
+        .when(pl.col("protocol").is_in(["giop", "http", "turn"]) & pl.col("_repeated")
+              & (pl.col("rsp_first_ts_ns").is_null() | (wait >= thr.request_timeout_s)))
+        .then(pl.lit("request_timeout_retry"))
+        .when(pl.col("status") == "SYSTEM_EXCEPTION").then(pl.lit("system_exception"))
+        .when(pl.col("status").is_in(list(FORWARD_STATUSES))).then(pl.lit("location_forward"))
+        .when(pl.col("txn_row").is_in(list(jar_refetch))).then(pl.lit("jar_download"))
+        .otherwise(pl.lit(None, pl.String)))
+    tc = tl.select("txn_row", cause=cause).filter(pl.col("cause").is_not_null())
+    return cc, tc
+
+
+def _listen_backlog(cc: pl.DataFrame, window_ns: int = 10_000_000_000, min_problems: int = 3,
+                    min_attempts: int = 10) -> set[int]:
+    out: set[int] = set()
+    for _key, g in cc.group_by("server_ip", "server_port"):
+        g = g.with_columns(t=pl.coalesce("syn_ts_ns", "first_ts_ns")).sort("t")
+        prob = g["connect_cause"].is_not_null().to_numpy()
+        if prob.sum() < min_problems or prob.mean() > 0.5:
+            continue   # the port does not normally answer: that is a dead target, not a backlog
+        t = g["t"].to_numpy()
+        ids = g["conn_id"].to_numpy()
+        for i in np.flatnonzero(prob):
+            lo, hi = np.searchsorted(t, t[i] - window_ns), np.searchsorted(t, t[i] + window_ns, side="right")
+            if prob[lo:hi].sum() >= min_problems and hi - lo >= min_attempts:
+                out.add(int(ids[i]))
+    return out
+
+
+def _idle_dropped(segments: pl.DataFrame, idle_s: float) -> set[int]:
+    """Connections whose data after a long silence was resent and never answered by the server."""
+    s = segments.sort("conn_id", "ts_ns", "frame").with_columns(
+        _gap=(pl.col("ts_ns") - pl.col("ts_ns").shift(1).over("conn_id")))
+    first_rtx = (s.filter(pl.col("retransmission") & (pl.col("direction") == 0) & (pl.col("payload_len") > 0))
+                 .group_by("conn_id").agg(pl.col("rto_frame").first(), pl.col("ts_ns").first().alias("rtx_ts")))
+    if first_rtx.height == 0:
+        return set()
+    orig = s.select(pl.col("frame").alias("rto_frame"), pl.col("_gap").alias("orig_gap"),
+                    pl.col("ts_ns").alias("orig_ts"))
+    j = first_rtx.join(orig, on="rto_frame", how="inner").filter(pl.col("orig_gap") >= int(idle_s * 1e9))
+    out: set[int] = set()
+    for cid, orig_ts in j.select("conn_id", "orig_ts").iter_rows():
+        answered = s.filter((pl.col("conn_id") == cid) & (pl.col("direction") == 1) & (pl.col("ts_ns") > orig_ts)
+                            & (pl.col("payload_len") > 0)).height
+        if not answered:
+            out.add(int(cid))
+    return out
+
+
+def _jar_refetch(tx: pl.DataFrame) -> set[int]:
+    http = tx.filter((pl.col("protocol") == "http") & pl.col("operation").str.contains(JAR_RE).fill_null(False))
+    if http.height == 0:
+        return set()
+    http = http.with_columns(url=pl.col("operation").str.replace(r"^\S+\s+", "")).sort("req_first_ts_ns")
+    got_304 = set(http.filter(pl.col("status") == "304")["url"].to_list())
+    http = http.with_columns(_seen_before=pl.col("req_first_ts_ns").cum_count().over("client_ip", "url") > 1)
+    hit = http.filter((pl.col("status") == "200") & (pl.col("_seen_before") | pl.col("url").is_in(list(got_304))))
+    return set(hit["txn_row"].to_list())
+
+
+def _filter_for(frames: list[int]) -> str:
+    if not frames:
+        return ""
+    return "frame.number in {" + " ".join(str(f) for f in frames) + "}"
+
+
+def _frames_of(iv: pl.DataFrame, mask: pl.Expr) -> list[int]:
+    sel = iv.filter(mask & (pl.col("won_ns") > 0)).sort("won_ns", descending=True)
+    frames: list[int] = []
+    for a, b in sel.select("frame_a", "frame_b").iter_rows():
+        for f in (a, b):
+            if f is not None and f not in frames:
+                frames.append(int(f))
+        if len(frames) >= MAX_EVIDENCE_FRAMES:
+            break
+    return sorted(frames[:MAX_EVIDENCE_FRAMES])
+
+
+def dominant_causes(cause_ns: np.ndarray, intervals: pl.DataFrame, n_logons: int
+                    ) -> tuple[list[str | None], list[list[int]]]:
+    """Per logon: the candidate cause with the most seconds and the frames that show it."""
+    cand = np.array([CAUSE_ID[c] for c in DOMINANT_CANDIDATES])
+    causes: list[str | None] = []
+    frames: list[list[int]] = []
+    by_logon = intervals.partition_by("logon_idx", as_dict=True) if intervals.height else {}
+    for i in range(n_logons):
+        row = cause_ns[i, cand]
+        if row.size == 0 or row.max() <= 0:
+            causes.append(None)
+            frames.append([])
+            continue
+        cause = CAUSES[int(cand[int(np.argmax(row))])]
+        causes.append(cause)
+        iv = by_logon.get((i,))
+        frames.append(_frames_of(iv, pl.col("cause") == cause) if iv is not None else [])
+    return causes, frames
+
+
+def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.ndarray,
+                   connections: pl.DataFrame, transactions: pl.DataFrame, segments: pl.DataFrame | None,
+                   members: pl.DataFrame, profile: Profile) -> pl.DataFrame:
+    """The FINDINGS table (see module docstring); logons must carry budget columns and logon_id."""
+    thr = profile.thresholds
+    rows: list[dict] = []
+    ids = logons["logon_id"].to_numpy() if logons.height else np.array([], dtype=np.int64)
+    total_logon_s = float(logons["duration_s"].sum()) if logons.height else 0.0
+    tx = transactions.with_row_index("txn_row").with_columns(pl.col("txn_row").cast(pl.Int64))
+    logon_conns = members.select("logon_idx", "conn_id").unique()
+
+    def add(cause: str, severity: str, seconds: float, logon_idx: list[int], summary: str, detail: str,
+            frames: list[int], conn_ids: list[int], wfilter: str | None = None) -> None:
+        frames = sorted(set(int(f) for f in frames))[:MAX_EVIDENCE_FRAMES]
+        rows.append({"cause": cause, "severity": severity, "seconds_lost": float(seconds),
+                     "logons_affected": len(set(logon_idx)), "summary": summary, "detail": detail,
+                     "evidence_frames": frames, "wireshark_filter": wfilter or _filter_for(frames),
+                     "logon_ids": sorted({int(ids[i]) for i in logon_idx}),
+                     "conn_ids": sorted({int(c) for c in conn_ids if c is not None})})
+
+    # capture loss first: it changes how everything after it must be read
+    lc = connections.join(logon_conns, on="conn_id", how="inner") if logon_conns.height else connections.clear()
+    lossy = lc.filter(pl.col("unseen_bytes").fill_null(0) > 0)
+    if lossy.height:
+        frames: list[int] = []
+        if segments is not None and segments.height:
+            frames = segments.filter(pl.col("ack_lost_segment") & pl.col("conn_id").is_in(
+                lossy["conn_id"].to_list()))["frame"].head(MAX_EVIDENCE_FRAMES).to_list()
+        nbytes = int(lossy["unseen_bytes"].sum())
+        add("capture_loss", "warning", 0.0, lossy["logon_idx"].to_list(),
+            f"The capture itself missed {nbytes} bytes in {lossy['logon_idx'].n_unique()} logon(s); "
+            "these gaps are the recording's, not the network's, so read any loss figures with care.",
+            f"{nbytes} bytes were acknowledged by the receiver but never captured (ACKed unseen segments) on "
+            f"{lossy.height} connection(s): the switch mirror or the capture host dropped frames. Retransmission "
+            "and transfer times on these connections may be understated.",
+            frames, lossy["conn_id"].to_list(),
+            "tcp.analysis.ack_lost_segment" if not frames else None)
+
+    if intervals.height == 0 or logons.height == 0:
+        return _finish(rows)
+    iv = intervals
+    won_s = pl.col("won_ns").sum() / 1e9
+
+    def cause_rows(cause: str) -> pl.DataFrame:
+        return iv.filter((pl.col("cause") == cause) & (pl.col("won_ns") > 0))
+
+    per_logon = {c: cause_ns[:, CAUSE_ID[c]] / 1e9 for c in CAUSES}
+
+    def simple(cause: str, severity_of, summary_of, detail_of) -> None:
+        r = cause_rows(cause)
+        if r.height == 0:
+            return
+        secs = float(r["won_ns"].sum()) / 1e9
+        lidx = r["logon_idx"].unique().to_list()
+        worst = float(per_logon[cause].max())
+        add(cause, severity_of(secs, worst, r), secs, lidx, summary_of(secs, len(lidx), worst, r),
+            detail_of(secs, len(lidx), worst, r), _frames_of(r, pl.lit(True)), r["conn_id"].to_list())
+
+    # connects
+    def syn_detail(secs, n, worst, r):
+        rto = _syn_rto(segments, r["conn_id"].unique().to_list())
+        rto_txt = f"; the client's first SYN retransmission came {rto:.2f} s after its first SYN (its RTO)" if rto else ""
+        return (f"{r['conn_id'].n_unique()} connection(s) needed SYN retransmissions before the server answered; "
+                f"{secs:.2f} s of connect time in {n} logon(s){rto_txt}.")
+
+    simple("syn_retransmission", lambda s, w, r: "critical" if w >= thr.slow_logon_s else "warning",
+           lambda s, n, w, r: f"{n} logon(s) waited {s:.1f} s in total because the first connection attempt "
+           "went unanswered and the PC had to try again.",
+           syn_detail)
+    simple("connect_failure", lambda s, w, r: "critical" if w >= thr.slow_logon_s else "warning",
+           lambda s, n, w, r: f"{n} logon(s) lost {s:.1f} s trying to reach a server address that did not answer "
+           "or refused the connection.",
+           lambda s, n, w, r: f"{r['conn_id'].n_unique()} connection attempt(s) got no SYN/ACK or a reset "
+           f"({_targets(connections, r)}); dead or stale target, e.g. an address taken from a forwarded IOR.")
+    simple("listen_backlog", lambda s, w, r: "critical",
+           lambda s, n, w, r: f"At busy moments the server did not accept new connections quickly enough; "
+           f"{n} logon(s) lost {s:.1f} s.",
+           lambda s, n, w, r: "SYN retries or resets clustered within 10 s on a port that normally answers, while "
+           f"many connections were being opened ({_targets(connections, r)}): the listen backlog "
+           "(ServerSocketQueueDepth) was full.")
+    simple("dns_delay", lambda s, w, r: "warning",
+           lambda s, n, w, r: f"Looking up server names was slow or failed: {s:.1f} s in {n} logon(s).",
+           lambda s, n, w, r: f"DNS questions answered after more than {thr.dns_s} s, unanswered or retried: "
+           f"{_ops(tx, r)}.")
+    simple("tls_handshake", lambda s, w, r: "warning",
+           lambda s, n, w, r: f"Setting up encrypted connections took {s:.1f} s in {n} logon(s).",
+           lambda s, n, w, r: f"TLS handshakes longer than {thr.tls_handshake_s} s or ending in an alert "
+           f"({r.height} handshake interval(s)).")
+    simple("nagle_delayed_ack", lambda s, w, r: "warning" if w >= thr.nagle_s else "info",
+           lambda s, n, w, r: f"Small messages were held back by a TCP setting (Nagle with delayed ACK): "
+           f"{s:.2f} s in {n} logon(s).",
+           lambda s, n, w, r: f"{r.height} stall(s): a data segment, the receiver's bare ACK "
+           f"{1000 * float((r['t1'] - r['t0']).median()) / 1e9:.0f} ms later (median), then the sender's held "
+           "segment right after that ACK. Ask the vendor for TCP_NODELAY on the ORB/HTTP sockets.")
+    simple("request_timeout_retry", lambda s, w, r: "critical" if w >= 30 else "warning",
+           lambda s, n, w, r: f"{n} logon(s) waited {s:.1f} s for a server answer that never came, then "
+           "asked again.",
+           lambda s, n, w, r: f"Requests unanswered (or answered after {thr.request_timeout_s} s) and then repeated: "
+           f"{_ops(tx, r)}. Ask for server thread dumps at those times.")
+    simple("system_exception", lambda s, w, r: "warning",
+           lambda s, n, w, r: f"The server answered with an error in {n} logon(s), costing {s:.1f} s and a retry.",
+           lambda s, n, w, r: f"GIOP SYSTEM_EXCEPTION replies: {_exceptions(tx, r)}.")
+    fwd_fail = _forward_failures(tx, connections, members)
+    simple("location_forward",
+           lambda s, w, r: "warning" if fwd_fail or _max_forwards(tx, members) > 2 else "info",
+           lambda s, n, w, r: f"The server redirected {n} logon(s) to another address"
+           + (" that then failed" if fwd_fail else "") + f" ({s:.2f} s).",
+           lambda s, n, w, r: f"LOCATION_FORWARD / OBJECT_FORWARD replies: {_ops(tx, r)}; forwarded to "
+           f"{_forward_targets(tx, r)}" + (f"; failed connects after a forward: {fwd_fail}" if fwd_fail else "") + ".")
+    simple("loss_recovery", lambda s, w, r: "warning" if w >= thr.loss_recovery_s else "info",
+           lambda s, n, w, r: f"Lost network packets had to be sent again: {s:.2f} s in {n} logon(s).",
+           lambda s, n, w, r: f"{r.height} retransmission wait(s) (from the original send to the resend, "
+           f"tcp.analysis.retransmission) on {r['conn_id'].n_unique()} connection(s).")
+    simple("zero_window", lambda s, w, r: "warning" if w >= thr.flow_control_s else "info",
+           lambda s, n, w, r: f"A slow reader made the other side wait: {s:.2f} s in {n} logon(s).",
+           lambda s, n, w, r: f"{r.height} zero-window / window-full wait(s) (tcp.analysis.zero_window, "
+           "window_full): the receiving application did not read fast enough (e.g. a GC pause).")
+    simple("idle_connection_dropped", lambda s, w, r: "critical",
+           lambda s, n, w, r: f"A connection left idle was silently cut by a firewall; {n} logon(s) lost "
+           f"{s:.1f} s before reconnecting.",
+           lambda s, n, w, r: f"Data sent after >= {thr.idle_before_reuse_s} s of silence was resent and never "
+           "answered, then the client gave up and reconnected: a firewall/NAT idle timeout shorter than the "
+           "ORB's keep-alive.")
+    simple("jar_download", lambda s, w, r: "warning",
+           lambda s, n, w, r: f"Program files were downloaded again instead of being reused from the cache: "
+           f"{s:.1f} s in {n} logon(s).",
+           lambda s, n, w, r: f"HTTP 200 (full download) where a 304 (not modified) was expected: {_ops(tx, r)}.")
+
+    # server think, per operation
+    srv = iv.filter((pl.col("cause") == "server_think") & (pl.col("won_ns") > 0) & (pl.col("txn_row") >= 0))
+    if srv.height:
+        srv = srv.join(tx.select("txn_row", "protocol", "operation", "server_think_s"), on="txn_row", how="left")
+        per_op = (srv.group_by("protocol", "operation")
+                  .agg(seconds=won_s, max_s=(pl.col("won_ns").max() / 1e9), n=pl.col("txn_row").n_unique(),
+                       logons=pl.col("logon_idx").unique(), conns=pl.col("conn_id").unique())
+                  .sort("seconds", descending=True))
+        for i, (proto, op, secs, mx, n, lg, cs) in enumerate(per_op.iter_rows()):
+            sev = "warning" if mx >= thr.server_think_s else "info"
+            if sev == "info" and i >= 5:
+                continue
+            sel = srv.filter((pl.col("operation") == op) & (pl.col("protocol") == proto))
+            add("server_think", sev, secs, lg,
+                f"The server took {secs / max(len(lg), 1):.2f} s per logon to answer '{op}' "
+                f"(longest {mx:.2f} s).",
+                f"{proto} operation '{op}': {n} call(s); server's own time (last request byte to first reply "
+                f"byte, less the capture-to-server round trip) sums to {secs:.3f} s, max {mx:.3f} s.",
+                _frames_of(sel, pl.lit(True)), cs)
+
+    # client think, per client software version
+    cli = iv.filter((pl.col("cause") == "client_think") & (pl.col("won_ns") > 0))
+    if cli.height:
+        ua = (members.filter(pl.col("txn_row") >= 0).join(tx.select("txn_row", "user_agent"), on="txn_row")
+              .filter(pl.col("user_agent").is_not_null()).group_by("logon_idx")
+              .agg(pl.col("user_agent").first()))
+        cl = (cli.group_by("logon_idx").agg(secs=won_s, conns=pl.col("conn_id").unique())
+              .join(ua, on="logon_idx", how="left").with_columns(pl.col("user_agent").fill_null("unknown client")))
+        for (agent,), g in cl.group_by("user_agent"):
+            mean = float(g["secs"].mean())
+            sev = "warning" if mean >= thr.client_think_s else "info"
+            sel = cli.filter(pl.col("logon_idx").is_in(g["logon_idx"].to_list()))
+            add("client_think", sev, float(g["secs"].sum()), g["logon_idx"].to_list(),
+                f"PCs running '{agent}' spent {mean:.2f} s per logon on their own work between server answers.",
+                f"Client's own time (answer delivered to next request, less the capture-to-client round trip), "
+                f"{g.height} logon(s), client software '{agent}' (HTTP User-Agent where seen).",
+                _frames_of(sel, pl.lit(True)), [c for cs in g["conns"].to_list() for c in cs])
+
+    # network round trips
+    net = per_logon["network_latency"]
+    if net.sum() > 0:
+        share = float(net.sum()) / total_logon_s if total_logon_s > 0 else 0.0
+        sev = "warning" if share >= thr.network_share else "info"
+        r = cause_rows("network_latency")
+        add("network_latency", sev, float(net.sum()), [int(i) for i in np.flatnonzero(net > 0)],
+            f"Network round trips took {100 * share:.0f}% of logon time ({float(net.sum()):.2f} s).",
+            "Round-trip propagation paid per application turn: the capture-to-server and capture-to-client "
+            "round trips measured on each connection's handshake, once per request/reply turn.",
+            _frames_of(r, pl.lit(True))[:10], r["conn_id"].unique().to_list())
+    return _finish(rows)
+
+
+def _finish(rows: list[dict]) -> pl.DataFrame:
+    if not rows:
+        return FINDINGS.empty()
+    df = pl.DataFrame(rows, schema_overrides={"evidence_frames": pl.List(pl.Int64), "logon_ids": pl.List(pl.UInt32),
+                                              "conn_ids": pl.List(pl.UInt32)})
+    df = df.with_columns(
+        _first=(pl.col("cause") != "capture_loss"),
+        _sev=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int64),
+    ).sort(["_first", "_sev", "seconds_lost"], descending=[False, False, True])
+    df = df.with_columns(id=pl.format("F{}", pl.int_range(1, df.height + 1).cast(pl.String).str.zfill(3)))
+    return FINDINGS.conform(df)
+
+
+def _syn_rto(segments: pl.DataFrame | None, conn_ids: list[int]) -> float | None:
+    if segments is None or segments.height == 0:
+        return None
+    syns = (segments.filter(pl.col("conn_id").is_in(conn_ids) & ((pl.col("tcp_flags") & 0x12) == 0x02))
+            .sort("conn_id", "ts_ns").with_columns(gap=pl.col("ts_ns").diff().over("conn_id"))
+            .filter(pl.col("gap").is_not_null()))
+    if syns.height == 0:
+        return None
+    first_gaps = syns.group_by("conn_id").agg(pl.col("gap").first())
+    return float(first_gaps["gap"].median()) / 1e9
+
+
+def _targets(connections: pl.DataFrame, r: pl.DataFrame) -> str:
+    t = connections.filter(pl.col("conn_id").is_in(r["conn_id"].unique().to_list()))
+    names = sorted({f"{a}:{p}" for a, p in t.select("server_ip", "server_port").iter_rows()})
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def _ops(tx: pl.DataFrame, r: pl.DataFrame) -> str:
+    t = tx.filter(pl.col("txn_row").is_in(r["txn_row"].unique().to_list()))
+    counts = t.group_by("operation").len().sort("len", descending=True)
+    return ", ".join(f"{op} x{n}" for op, n in counts.head(6).iter_rows()) or "n/a"
+
+
+def _exceptions(tx: pl.DataFrame, r: pl.DataFrame) -> str:
+    t = tx.filter(pl.col("txn_row").is_in(r["txn_row"].unique().to_list()))
+    counts = t.group_by("operation", "exception_id").len().sort("len", descending=True)
+    return ", ".join(f"{op}: {ex or 'unknown'} x{n}" for op, ex, n in counts.head(6).iter_rows()) or "n/a"
+
+
+def _forward_targets(tx: pl.DataFrame, r: pl.DataFrame) -> str:
+    t = tx.filter(pl.col("txn_row").is_in(r["txn_row"].unique().to_list()) & pl.col("forward_host").is_not_null())
+    names = sorted({f"{h}:{p}" for h, p in t.select("forward_host", "forward_port").iter_rows()})
+    return ", ".join(names[:5]) or "n/a"
+
+
+def _forward_failures(tx: pl.DataFrame, connections: pl.DataFrame, members: pl.DataFrame) -> str:
+    fw = tx.filter(pl.col("status").is_in(list(FORWARD_STATUSES)) & pl.col("forward_host").is_not_null())
+    if fw.height == 0:
+        return ""
+    failed = connections.filter(pl.col("state").is_in(list(FAILED_CONNECT_STATES)))
+    targets = {(h, int(p)) for h, p in fw.select("forward_host", "forward_port").iter_rows() if p is not None}
+    bad = sorted({f"{a}:{p}" for a, p in failed.select("server_ip", "server_port").iter_rows() if (a, int(p)) in targets})
+    return ", ".join(bad)
+
+
+def _max_forwards(tx: pl.DataFrame, members: pl.DataFrame) -> int:
+    fw = (members.filter(pl.col("txn_row") >= 0).join(tx.select("txn_row", "status"), on="txn_row")
+          .filter(pl.col("status").is_in(list(FORWARD_STATUSES))).group_by("logon_idx").len())
+    return int(fw["len"].max()) if fw.height else 0

@@ -1,0 +1,454 @@
+"""Grouping connections into logons: the chain of connections one client process opens.
+
+A logon is not "everything one address sends in a window": Citrix and terminal servers, and
+NAT, put many users behind one address and their logons overlap. netdiag follows each client
+*process* instead, as a chain of items (a TCP connection to an EPJ server, or a DNS question
+with its retries) built in time order from what the capture shows a process doing:
+
+1. A process works step by step: it sends, waits for the answer, thinks, and starts the next
+   step. A chain is *idle* at time t when none of its items has a connect or a request
+   outstanding at t. A new item from an address joins an idle chain of that address, or
+   starts a new chain when none is idle (another process is starting).
+2. The naming reply or LOCATION_FORWARD that names `host:port` (transactions.forward_host /
+   forward_port, decoded from the IOR) tells which chain the next connection to that
+   `host:port` belongs to: a chain holding an unused referral to it wins, oldest referral
+   first. A DNS question repeated (same name) joins the chain that asked it first.
+3. Otherwise the idle chain that has waited longest since its last answer goes first (first
+   answered, first to act).
+4. A connection to a bootstrap port (2809 by default) starts a logon: it joins a chain that has
+   only lead-in traffic so far (DNS, JNLP/jar HTTP up to `lead_in_s` before it), continues a
+   logon that just failed (re-bootstrap after an exception or a dead target), or starts a new
+   chain. Connections to other ports never start a logon (unless the profile says
+   `start = "any"`): without a chain to join they are left out and counted.
+
+Each logon carries `separation_confidence`: `high` when its address had no other chain open
+whenever one of its items was placed (or an IOR referral decided it), `medium` when a unique
+idle chain or a referral among several decided it, `low` when several idle chains were equally
+possible. The loop runs per item (connection or DNS question), never per packet.
+
+End of a logon (profile `[logon]`): the reply to the first GIOP operation matching
+`end_operation`, or the response to the first HTTP request matching `end_url`; without a
+match, the last answer before `end_quiet_s` of quiet. Start and end are moved by half the
+client-side round trip measured on the logon's connections (`rtt_client_side_ms / 2`): the
+client sent its first packet that much before the capture point saw it, and got its last
+answer that much after, so start and end mean the client's own clock wherever the switch sits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from netdiag.profile import Profile
+
+# Reply statuses that mean the step failed (GIOP reply/locate status, our 'unanswered').
+FAILED_STATUSES = frozenset({"SYSTEM_EXCEPTION", "USER_EXCEPTION", "unanswered", "NEEDS_ADDRESSING_MODE",
+                             "UNKNOWN_OBJECT", "LOC_SYSTEM_EXCEPTION"})
+FORWARD_STATUSES = frozenset({"LOCATION_FORWARD", "LOCATION_FORWARD_PERM", "OBJECT_FORWARD",
+                              "OBJECT_FORWARD_PERM"})
+LEAD_IN_ROLES = frozenset({"http", "https", "dns"})
+# Zeek conn_state values of a connection attempt that never got going.
+FAILED_CONNECT_STATES = frozenset({"S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR"})
+
+_CONFIDENCE_RANK = {"high": 2, "medium": 1, "low": 0}
+
+
+def _is_failed_status(status: str | None) -> bool:
+    if status is None:
+        return False
+    if status in FAILED_STATUSES:
+        return True
+    return status.isdigit() and int(status) >= 400
+
+
+@dataclass
+class Item:
+    """One step of a process: a TCP connection to a server, or a DNS question (with retries)."""
+
+    kind: str                       # 'tcp' or 'dns'
+    conn_id: int
+    txn_rows: list[int]             # rows of the transactions table on this item
+    client_ip: str
+    server_ip: str
+    server_port: int
+    role: str
+    start_ns: int                   # SYN (or first packet / DNS query)
+    last_ns: int                    # last packet of the connection / DNS answer or give-up
+    busy: list[tuple[int, int]]     # connect and request->response intervals
+    deliveries: list[int]           # times answers reached the capture point
+    referrals: list[tuple[int, str, int]]  # (ts, host, port) from IORs in replies on this item
+    failed_connect: bool = False
+    dns_name: str | None = None
+    rtt_client_side_ms: float | None = None
+
+
+@dataclass
+class Chain:
+    """Items of one client process, in the order they started."""
+
+    chain_id: int
+    client_ip: str
+    items: list[Item] = field(default_factory=list)
+    bootstrap_ns: int | None = None
+    confidence: str = "high"
+    used_referrals: set[tuple[int, str, int]] = field(default_factory=set)
+
+    def idle_at(self, t: int) -> bool:
+        return not any(a < t < b for it in self.items for a, b in it.busy)
+
+    def last_delivery_before(self, t: int) -> int:
+        best = -1
+        for it in self.items:
+            for d in it.deliveries:
+                if d <= t and d > best:
+                    best = d
+            if it.start_ns <= t and it.start_ns > best:
+                best = it.start_ns
+        return best
+
+    def last_activity_before(self, t: int) -> int:
+        return max((min(it.last_ns, t) for it in self.items if it.start_ns <= t), default=-1)
+
+    def open_referral(self, t: int, ip: str, port: int) -> tuple[int, str, int] | None:
+        """The oldest unused referral (IOR host:port) to ip:port delivered before t."""
+        best = None
+        for it in self.items:
+            for ref in it.referrals:
+                if ref[0] <= t and ref[2] == port and ref[1] == ip and ref not in self.used_referrals:
+                    if best is None or ref[0] < best[0]:
+                        best = ref
+        return best
+
+    def lower_confidence(self, level: str) -> None:
+        if _CONFIDENCE_RANK[level] < _CONFIDENCE_RANK[self.confidence]:
+            self.confidence = level
+
+
+@dataclass
+class Grouping:
+    """Result of grouping: logon rows (without budget) and the item -> logon assignment."""
+
+    logons: pl.DataFrame             # one row per logon (see LOGON_FRAME_COLUMNS)
+    members: pl.DataFrame            # logon_idx, conn_id, kind, txn_row (-1 for none)
+    orphans: int                     # server connections that joined no logon
+    relevant_connections: int        # connections/questions considered (to EPJ servers, DNS)
+
+
+def relevant_connections(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> pl.DataFrame:
+    """The TCP connections to EPJ servers, with their port role.
+
+    With server addresses in the profile: connections to them. Without: connections carrying
+    GIOP (recognised by the magic), connections to WebSphere's known ports, and any connection
+    to an address that serves GIOP or a bootstrap port (its JNLP/jar HTTP, its TLS ports).
+    """
+    tcp = connections.filter(pl.col("transport") == "tcp")
+    if tcp.height == 0:
+        return tcp.with_columns(role=pl.lit(None, pl.String))
+    protos = (transactions.filter(pl.col("protocol") != "dns").group_by("conn_id")
+              .agg(pl.col("protocol").first().alias("carried")) if transactions.height else
+              pl.DataFrame(schema={"conn_id": pl.UInt32, "carried": pl.String}))
+    tcp = tcp.join(protos, on="conn_id", how="left")
+    roles = []
+    for sip, sport, carried in tcp.select("server_ip", "server_port", "carried").iter_rows():
+        role = profile.port_role(sip, int(sport))
+        if role is None and carried == "giop":
+            role = "orb"
+        roles.append(role)
+    tcp = tcp.with_columns(role=pl.Series(roles, dtype=pl.String))
+    if profile.servers:
+        keep = [bool(profile.is_server(ip)) for ip in tcp["server_ip"].to_list()]
+        tcp = tcp.filter(pl.Series(keep))
+        return tcp.with_columns(pl.col("role").fill_null("other"))
+    epj_ips = set(tcp.filter((pl.col("carried") == "giop") | (pl.col("role") == "bootstrap"))["server_ip"].to_list())
+    was_ports = {p for p, r in _was_roles().items() if r != "dns"}
+    keep = [(ip in epj_ips) or (int(port) in was_ports) or carried == "giop"
+            for ip, port, carried in tcp.select("server_ip", "server_port", "carried").iter_rows()]
+    return tcp.filter(pl.Series(keep, dtype=pl.Boolean)).with_columns(pl.col("role").fill_null("other"))
+
+
+def _was_roles() -> dict[int, str]:
+    from netdiag.profile import DEFAULT_PORT_ROLES
+
+    # the generic web ports (80/443/8080) are not WebSphere's: only kept on EPJ addresses
+    return {p: r for p, r in DEFAULT_PORT_ROLES.items() if p not in (80, 443, 8080)}
+
+
+def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
+    """Build the items (per connection / per DNS question) with their busy intervals."""
+    items: list[Item] = []
+    tx = transactions.with_row_index("txn_row")
+    by_conn: dict[int, pl.DataFrame] = {}
+    if tx.height:
+        for key, g in tx.partition_by("conn_id", as_dict=True, maintain_order=True).items():
+            by_conn[int(key[0])] = g
+    empty = tx.clear()
+    for row in conns.iter_rows(named=True):
+        cid = int(row["conn_id"])
+        g = by_conn.get(cid, empty).filter(pl.col("protocol") != "dns")
+        syn = row["syn_ts_ns"]
+        start = int(syn if syn is not None else row["first_ts_ns"])
+        last = int(row["last_ts_ns"])
+        busy: list[tuple[int, int]] = []
+        deliveries: list[int] = []
+        failed = row["state"] in FAILED_CONNECT_STATES or (syn is not None and row["synack_ts_ns"] is None)
+        if syn is not None:
+            est = row["established_ts_ns"] if row["established_ts_ns"] is not None else row["synack_ts_ns"]
+            busy.append((start, int(est) if est is not None else last))
+            if est is not None:
+                deliveries.append(int(row["synack_ts_ns"] if row["synack_ts_ns"] is not None else est))
+        if failed:
+            deliveries.append(last)   # the attempt's end is what the process reacts to
+        referrals: list[tuple[int, str, int]] = []
+        for rq0, rs1, fh, fp in g.select("req_first_ts_ns", "rsp_last_ts_ns", "forward_host",
+                                         "forward_port").iter_rows():
+            busy.append((int(rq0), int(rs1) if rs1 is not None else last))
+            if rs1 is not None:
+                deliveries.append(int(rs1))
+                if fh is not None and fp is not None:
+                    referrals.append((int(rs1), str(fh), int(fp)))
+        items.append(Item("tcp", cid, g["txn_row"].to_list(), row["client_ip"], row["server_ip"],
+                          int(row["server_port"]), row["role"], start, last, busy, deliveries, referrals,
+                          failed_connect=bool(failed), rtt_client_side_ms=row.get("rtt_client_side_ms")))
+    dns = tx.filter(pl.col("protocol") == "dns")
+    for row in dns.iter_rows(named=True):
+        q0 = int(row["req_first_ts_ns"])
+        answered = row["rsp_last_ts_ns"] is not None
+        end = int(row["rsp_last_ts_ns"]) if answered else int(row["req_last_ts_ns"] or q0)
+        busy = [(q0, end if answered else end + 1)]
+        items.append(Item("dns", int(row["conn_id"]), [int(row["txn_row"])], row["client_ip"], row["server_ip"],
+                          int(row["server_port"] or 53), "dns", q0, end, busy, [end] if answered else [], [],
+                          dns_name=(row["operation"] or "").lower()))
+    items.sort(key=lambda it: (it.start_ns, it.conn_id))
+    return items
+
+
+def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> Grouping:
+    """Chain items per client process and cut logons out of the chains (see module docstring)."""
+    conns = relevant_connections(connections, transactions, profile)
+    items = _items(conns, transactions)
+    quiet_ns = int(profile.start_quiet_s * 1e9)
+    lead_ns = int(profile.lead_in_s * 1e9)
+    chains_by_ip: dict[str, list[Chain]] = {}
+    chains: list[Chain] = []
+    item_chain: list[tuple[Item, Chain | None]] = []
+    # plain lists: the loop reads single cells, which a polars Series makes slow
+    txs = {c: transactions[c].to_list() for c in ("protocol", "operation", "status", "req_first_ts_ns",
+                                                  "req_last_ts_ns", "rsp_last_ts_ns")}
+
+    def logon_ended(ch: Chain, t: int) -> bool:
+        if ch.bootstrap_ns is None:
+            return False
+        end = _end_of(ch, txs, profile, until=t)
+        return end is not None and end[0] < t
+
+    def new_chain(ip: str) -> Chain:
+        ch = Chain(len(chains), ip)
+        chains.append(ch)
+        chains_by_ip.setdefault(ip, []).append(ch)
+        return ch
+
+    for it in items:
+        t = it.start_ns
+        pool = chains_by_ip.get(it.client_ip, [])
+        live = [c for c in pool if t - c.last_activity_before(t) <= quiet_ns]
+        chosen: Chain | None = None
+        conf = "high"
+        is_bootstrap = it.role == "bootstrap" or (profile.start_rule == "any" and it.kind == "tcp")
+        # 1. an IOR referral names this host:port
+        if it.kind == "tcp":
+            refs = [(c.open_referral(t, it.server_ip, it.server_port), c) for c in live]
+            refs = [(r, c) for r, c in refs if r is not None]
+            if refs:
+                refs.sort(key=lambda rc: rc[0][0])
+                chosen = refs[0][1]
+                chosen.used_referrals.add(refs[0][0])
+                conf = "high" if len(refs) == 1 else "medium"
+        # 2. a DNS retry of a question a chain asked
+        if chosen is None and it.kind == "dns":
+            same = [c for c in live if any(x.kind == "dns" and x.dns_name == it.dns_name
+                                            and t - x.last_ns <= quiet_ns for x in c.items)]
+            if len(same) == 1:
+                chosen = same[0]
+        if chosen is None:
+            if is_bootstrap:
+                lead = [c for c in live if c.bootstrap_ns is None and c.idle_at(t)
+                        and t - c.items[0].start_ns <= lead_ns]
+                rebootstrap = [c for c in live if c.bootstrap_ns is not None and not logon_ended(c, t)
+                               and c.idle_at(t) and _last_step_failed(c, txs, t)]
+                cands = lead or rebootstrap
+                if cands:
+                    cands.sort(key=lambda c: c.last_delivery_before(t))
+                    chosen = cands[0]
+                    conf = "high" if len([c for c in live if c.idle_at(t)]) <= 1 else "low"
+            else:
+                active = [c for c in live if not logon_ended(c, t)]
+                idle = [c for c in active if c.idle_at(t)]
+                if len(active) == 1 and (it.role not in LEAD_IN_ROLES or idle):
+                    chosen, conf = active[0], "high"
+                elif idle:
+                    idle.sort(key=lambda c: c.last_delivery_before(t))
+                    chosen = idle[0]
+                    conf = "medium" if len(idle) == 1 else "low"
+                elif it.role in LEAD_IN_ROLES:
+                    chosen = None   # a new process starting with DNS or JNLP download
+                elif active:
+                    active.sort(key=lambda c: c.last_delivery_before(t))
+                    chosen, conf = active[-1], "low"
+        if chosen is None and (is_bootstrap or it.role in LEAD_IN_ROLES):
+            chosen = new_chain(it.client_ip)
+            conf = "high"
+        if chosen is not None:
+            others_open = [c for c in live if c is not chosen and not logon_ended(c, t)]
+            if others_open:
+                chosen.lower_confidence(conf)
+            chosen.items.append(it)
+            if is_bootstrap and chosen.bootstrap_ns is None:
+                chosen.bootstrap_ns = t
+        item_chain.append((it, chosen))
+
+    return _cut_logons(chains, item_chain, conns, transactions, profile, lead_ns)
+
+
+def _last_step_failed(ch: Chain, txs: dict[str, list], t: int) -> bool:
+    """True when the chain's latest answer before t was a failure (exception, dead target)."""
+    last_ts, failed = -1, False
+    for it in ch.items:
+        if it.failed_connect and it.last_ns <= t and it.last_ns > last_ts:
+            last_ts, failed = it.last_ns, True
+        for r in it.txn_rows:
+            rs = txs["rsp_last_ts_ns"][r]
+            status = txs["status"][r]
+            ts = rs if rs is not None else txs["req_first_ts_ns"][r]
+            if ts is not None and ts <= t and ts > last_ts:
+                last_ts, failed = ts, _is_failed_status(status) or status in FORWARD_STATUSES
+    return failed
+
+
+def _end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | None = None
+            ) -> tuple[int, str, int | None] | None:
+    """(end_ts_ns, how, txn_row) of the chain's logon, looking only at events before `until`.
+
+    how: 'end_operation', 'end_url' or 'quiet'. None when nothing happened after the bootstrap.
+    """
+    if ch.bootstrap_ns is None:
+        return None
+    rows = [r for it in ch.items for r in it.txn_rows]
+    events: list[tuple[int, int, int]] = []   # (request start, answer end, row)
+    for r in rows:
+        q0 = txs["req_first_ts_ns"][r]
+        if q0 is None:
+            continue
+        rs = txs["rsp_last_ts_ns"][r]
+        a1 = rs if rs is not None else (txs["req_last_ts_ns"][r] or q0)
+        if until is not None and q0 > until:
+            continue
+        events.append((int(q0), int(a1), r))
+    for it in ch.items:
+        if it.kind == "tcp" and it.failed_connect and (until is None or it.start_ns <= until):
+            events.append((it.start_ns, it.last_ns, -1))
+    events.sort()
+    for q0, a1, r in events:
+        if r < 0 or q0 < ch.bootstrap_ns or txs["rsp_last_ts_ns"][r] is None:
+            continue
+        proto, op = txs["protocol"][r], txs["operation"][r] or ""
+        if profile.end_operation is not None and proto == "giop" and profile.end_operation.search(op):
+            if until is None or a1 <= until:
+                return a1, "end_operation", r
+        if profile.end_url is not None and proto == "http" and profile.end_url.search(op):
+            if until is None or a1 <= until:
+                return a1, "end_url", r
+    quiet = int(profile.end_quiet_s * 1e9)
+    end = None
+    run_end = None
+    for q0, a1, _r in events:
+        if run_end is not None and q0 - run_end >= quiet and run_end >= ch.bootstrap_ns:
+            end = (run_end, "quiet", None)
+            break
+        run_end = a1 if run_end is None else max(run_end, a1)
+    if end is None and run_end is not None:
+        if until is not None and until - run_end < quiet:
+            return None  # still going at `until`
+        end = (run_end, "quiet", None)
+    return end
+
+
+def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]], conns: pl.DataFrame,
+                txs: dict[str, list], profile: Profile, lead_ns: int) -> Grouping:
+    rows: list[dict] = []
+    members: list[tuple[int, int, str, int]] = []
+    orphans = sum(1 for it, ch in item_chain if it.kind == "tcp" and (ch is None or ch.bootstrap_ns is None))
+    for ch in chains:
+        if ch.bootstrap_ns is None:
+            continue
+        end = _end_of(ch, txs, profile)
+        if end is None:
+            continue
+        end_ts, how, end_row = end
+        items = [it for it in ch.items if it.start_ns >= ch.bootstrap_ns - lead_ns and it.start_ns <= end_ts]
+        if not items:
+            continue
+        first_ts = min(it.start_ns for it in items)
+        # one-way client-side delay: the client sent its first packet that long before we saw it
+        rtts = [it.rtt_client_side_ms for it in items if it.kind == "tcp" and it.rtt_client_side_ms is not None
+                and not math.isnan(it.rtt_client_side_ms)]
+        half_rtt_ns = int(float(np.median(rtts)) / 2 * 1e6) if rtts else 0
+        start = first_ts - half_rtt_ns
+        stop = int(end_ts) + half_rtt_ns
+        outcome = _outcome(ch, items, txs, how, end_row, end_ts, profile)
+        logon_idx = len(rows)
+        bootstrap = next(it for it in items if it.start_ns == ch.bootstrap_ns or it.role == "bootstrap")
+        rows.append({
+            "logon_idx": logon_idx,
+            "client_ip": ch.client_ip,
+            "server_ip": bootstrap.server_ip,
+            "start_ts_ns": start,
+            "end_ts_ns": stop,
+            "first_seen_ts_ns": first_ts,
+            "last_seen_ts_ns": int(end_ts),
+            "half_rtt_client_ns": half_rtt_ns,
+            "outcome": outcome,
+            "end_rule": how,
+            "separation_confidence": ch.confidence,
+        })
+        for it in items:
+            if it.kind == "tcp":
+                members.append((logon_idx, it.conn_id, "tcp", -1))
+            for r in it.txn_rows:
+                members.append((logon_idx, it.conn_id, it.kind, r))
+    # number logons by start time (stable ids for a given capture and profile)
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["start_ts_ns"], rows[i]["client_ip"]))
+    remap = {old: new for new, old in enumerate(order)}
+    rows = [dict(rows[i], logon_idx=remap[i]) for i in order]
+    members = [(remap[m[0]], *m[1:]) for m in members]
+    logons = pl.DataFrame(rows, schema={
+        "logon_idx": pl.Int64, "client_ip": pl.String, "server_ip": pl.String, "start_ts_ns": pl.Int64,
+        "end_ts_ns": pl.Int64, "first_seen_ts_ns": pl.Int64, "last_seen_ts_ns": pl.Int64,
+        "half_rtt_client_ns": pl.Int64, "outcome": pl.String, "end_rule": pl.String,
+        "separation_confidence": pl.String})
+    mem = pl.DataFrame(members, schema={"logon_idx": pl.Int64, "conn_id": pl.UInt32, "kind": pl.String,
+                                        "txn_row": pl.Int64}, orient="row")
+    return Grouping(logons, mem, orphans, len(item_chain))
+
+
+def _outcome(ch: Chain, items: list[Item], txs: dict[str, list], how: str, end_row: int | None, end_ts: int,
+             profile: Profile) -> str:
+    if how in ("end_operation", "end_url") and end_row is not None:
+        return "failed" if _is_failed_status(txs["status"][end_row]) else "completed"
+    # the last answer (or failed attempt) decides
+    last_ts, last_failed = -1, False
+    for it in items:
+        if it.failed_connect and it.last_ns <= end_ts and it.last_ns >= last_ts:
+            last_ts, last_failed = it.last_ns, True
+        for r in it.txn_rows:
+            rs = txs["rsp_last_ts_ns"][r]
+            ts = rs if rs is not None else txs["req_first_ts_ns"][r]
+            if ts is not None and ts <= end_ts and ts >= last_ts:
+                last_ts, last_failed = ts, _is_failed_status(txs["status"][r])
+    if last_failed:
+        return "failed"
+    if profile.end_operation is not None or profile.end_url is not None:
+        return "abandoned"
+    return "completed"
