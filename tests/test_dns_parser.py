@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import time
 
@@ -192,3 +193,24 @@ def test_random_bytes_and_mutated_real_datagrams_never_raise_or_hang() -> None:
                 pos += c.length
         cut_in_pieces(dns, data, dns.new_context("tcp"), seed=len(data))
     assert time.monotonic() < deadline
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("dnsmasq") or not shutil.which("dig"),
+                    reason="live recapture needs root, tcpdump, dnsmasq and dig")
+@pytest.mark.lab
+def test_live_recapture_answers_match_the_hosts_file(tmp_path, monkeypatch) -> None:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_proto_captures", CAPTURES / "make_captures.py")
+    mk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mk)
+    monkeypatch.setattr(mk, "HERE", tmp_path)
+    mk.checked(mk.make_dns, "dns.pcap", 2)
+    answers = {}
+    for _, sport, _dport, payload in udp_datagrams(tmp_path / "dns.pcap"):
+        if sport == 53:
+            (rec,) = dns.parse(payload)
+            assert not rec.malformed
+            answers[rec.operation] = (rec.status, [a[:2] for a in rec.detail["answers"]])
+    assert answers["epj-app1.hosp.test"] == ("NOERROR", [["A", "10.20.30.40"]])
+    assert answers["nosuch.hosp.test"] == ("NXDOMAIN", [])
+    assert "host.unanswered.test" not in answers

@@ -251,17 +251,27 @@ def test_random_mutations_of_real_streams_never_raise_hang_or_lose_bytes() -> No
     assert done == len(streams) * 41
 
 
+def _load_generator():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_proto_captures", CAPTURES / "make_captures.py")
+    mk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mk)
+    return mk
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("tcpdump") or not shutil.which("curl"),
                     reason="live recapture needs root, tcpdump and curl")
 @pytest.mark.lab
-def test_live_recapture_still_agrees(tmp_path, monkeypatch) -> None:
+def test_live_recapture_from_the_real_peers_parses_cleanly(tmp_path, monkeypatch) -> None:
     """Rebuild the capture with the real peers and check the parser on the fresh bytes."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("mk", CAPTURES / "make_captures.py")
-    mk = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mk)
+    mk = _load_generator()
     monkeypatch.setattr(mk, "HERE", tmp_path)
-    mk.make_http()
-    for conn in tcp_connections(tmp_path / "http.pcap"):
+    mk.checked(mk.make_http, "http.pcap", 8)
+    conns = tcp_connections(tmp_path / "http.pcap")
+    statuses = []
+    for conn in conns:
         cuts = drive(http, conn)
         assert cuts and not any(r.malformed for c in cuts for r in c.records)
+        statuses += [r.status for c in cuts if c.direction == 1 for r in c.records]
+    assert statuses == ["200", "200", "200", "200", "304", "404", "200", "200", "200", "200",
+                        "200", "204", "200", "100", "201", "200"]

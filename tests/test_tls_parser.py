@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import time
 
 import pytest
@@ -217,3 +218,23 @@ def test_random_bytes_and_mutated_real_streams_never_raise_or_hang() -> None:
             pos += c.length
         cut_in_pieces(tls, data, tls.new_context(), seed=len(data), direction=1)
         assert time.monotonic() < deadline
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("tcpdump") or not shutil.which("openssl"),
+                    reason="live recapture needs root, tcpdump and openssl")
+@pytest.mark.lab
+def test_live_recapture_resumption_matches_s_client(tmp_path, monkeypatch) -> None:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_proto_captures", CAPTURES / "make_captures.py")
+    mk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mk)
+    monkeypatch.setattr(mk, "HERE", tmp_path)
+    mk.checked(mk.make_tls, "tls.pcap", 7)
+    said = (tmp_path / "tls_s_client.txt").read_text().splitlines()
+    truth = [line.split(": ", 1)[1].startswith("Reused") for line in said]
+    mine = []
+    for conn in tcp_connections(tmp_path / "tls.pcap"):
+        recs = [r for c in drive(tls, conn) for r in c.records]
+        assert not any(r.malformed for r in recs)
+        mine.append(next(r for r in recs if r.msg_type == "ServerHello").detail["resumed"])
+    assert mine == truth
