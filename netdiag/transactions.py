@@ -392,13 +392,25 @@ class StreamParser:
                     recs = [Record(conn.proto or "", "malformed", malformed=True,
                                    reason=f"parser error in parse: {exc!r}")]
             else:
-                recs = [Record(conn.proto or "", "malformed", malformed=True,
-                               reason=c.reason or "malformed", detail={})]
+                recs = self._malformed(conn, msg, c.reason or "malformed", d)
             self._emit(conn, d, sd.pos, n, recs, spans[d])
             sd.pos += n
         for d in (0, 1):
             self._time(conn, d, spans[d])
             conn.dirs[d].compact()
+
+    def _malformed(self, conn: _Conn, msg: bytes, reason: str, d: int) -> list[Record]:
+        """A record for bytes the parser could not frame: what parse() still makes of them
+        (an HTTP request line, a GIOP header), always marked malformed with the cut's reason."""
+        try:  # no context: framing state must not learn from bytes we are skipping
+            recs = conn.mod.parse(msg, context=None, direction=d)[:1] if conn.mod else []
+        except Exception:
+            recs = []
+        if not recs or recs[0].msg_type in ("unknown", "malformed"):
+            recs = [Record(conn.proto or "", "malformed")]
+        recs[0].malformed = True
+        recs[0].reason = reason
+        return recs
 
     def _emit(self, conn: _Conn, d: int, start: int, n: int, recs: list[Record], spans: list) -> None:
         for rec in recs or [Record(conn.proto or "", "unknown", malformed=True, reason="parser returned nothing")]:
@@ -622,9 +634,11 @@ def _pair_giop(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: Str
     open_req: dict[tuple[int, int, int], _Txn] = {}
     frag_by_id: dict[tuple[int, int, int], _Part] = {}
     frag_last: dict[tuple[int, int], _Part] = {}
-    for row, conn, d, mtype, rid, op in m.select("row", "conn_id", "direction", "msg_type",
-                                                 "request_id", "operation").iter_rows():
+    for row, conn, d, mtype, rid, op, bad in m.select("row", "conn_id", "direction", "msg_type",
+                                                      "request_id", "operation", "malformed").iter_rows():
         det = details[row]
+        if bad and rid is None:  # garbage or a header we could not trust: nothing to pair on
+            continue
         more = _more_fragments(det)
         if mtype in ("Request", "LocateRequest"):
             part = _Part(row, more)

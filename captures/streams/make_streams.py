@@ -299,6 +299,42 @@ def many_outstanding() -> list:
     return frames
 
 
+def bad_input() -> list:
+    """Lying lengths and garbage, one connection each (see README.md)."""
+    import random
+
+    rnd = random.Random(4)
+    frames: list = []
+    # A: a GIOP header claiming 4 GB, 50 garbage bytes, then a good Request/Reply
+    c = Conn(frames, 50061, 2809)
+    c.handshake(0)
+    c.send(0, 10 * MS, b"GIOP\x01\x02\x00\x00\xff\xff\xff\xf0" + bytes(rnd.randrange(256) for _ in range(50)))
+    c.send(0, 11 * MS, request(1, "ping"))
+    c.ack(1, 12 * MS)
+    c.send(1, 20 * MS, reply(1, 0))
+    c.ack(0, 21 * MS)
+    c.close(30 * MS)
+    # B: an HTTP request whose Content-Length runs beyond the end of the stream
+    c = Conn(frames, 50062, 9080)
+    c.handshake(100 * MS)
+    c.send(0, 110 * MS, b"POST /epj/logon HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n0123456789")
+    c.ack(1, 111 * MS)
+    c.close(130 * MS)
+    # C: a TLS handshake record, then a record of content type 99
+    c = Conn(frames, 50063, 9403)
+    c.handshake(200 * MS)
+    c.send(0, 210 * MS, b"\x16\x03\x01\x00\x04" + b"\x01\x00\x00\x00" + b"\x63\x03\x03\x00\x02\xaa\xbb")
+    c.ack(1, 211 * MS)
+    c.close(230 * MS)
+    # D: random bytes on the bootstrap port: recognised by nobody, skipped
+    c = Conn(frames, 50064, 2809)
+    c.handshake(300 * MS)
+    c.send(0, 310 * MS, bytes(rnd.randrange(256) for _ in range(300)).replace(b"GIOP", b"GIOQ"))
+    c.ack(1, 311 * MS)
+    c.close(330 * MS)
+    return frames
+
+
 CASES = {
     "giop_split_retrans.pcap": split_retrans,
     "giop_out_of_order.pcap": out_of_order,
@@ -306,6 +342,7 @@ CASES = {
     "giop_overlap_first_wins.pcap": overlap_first_wins,
     "http_pipelined.pcap": pipelined_http,
     "giop_many_outstanding.pcap": many_outstanding,
+    "bad_input.pcap": bad_input,
 }
 
 
