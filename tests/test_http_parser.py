@@ -205,6 +205,15 @@ def test_operation_is_method_and_path_without_query_or_host() -> None:
     assert recs[0].detail["url"] == "/epj/login?cpr=0101011234&x=1"
 
 
+def test_transfer_coding_other_than_chunked_runs_until_close() -> None:
+    rsp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabcdef"
+    ctx = http.new_context()
+    assert http.cut(rsp, 0, at_end=False, context=ctx).status == "need_more"
+    assert http.cut(rsp, 0, at_end=True, context=ctx) == http.Cut("message", len(rsp))
+    req = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nxx"
+    assert http.cut(req, 0, at_end=True, context=http.new_context()).status == "malformed"
+
+
 def test_interim_100_continue_does_not_consume_the_request_method() -> None:
     ctx = http.new_context()
     http.cut(b"HEAD /x HTTP/1.1\r\n\r\n", 0, context=ctx)

@@ -149,6 +149,23 @@ def test_direction_is_inferred_when_the_caller_does_not_pass_it() -> None:
     assert _mine(PCAP, pass_direction=False) == _mine(PCAP)
 
 
+def test_looks_like_tells_the_real_streams_apart() -> None:
+    from netdiag.protocols import dns, http
+
+    tls_heads = [c.data(d)[:256] for c in tcp_connections(PCAP) for d in (0, 1)]
+    http_heads = [c.data(d)[:256] for c in tcp_connections(CAPTURES / "http.pcap") for d in (0, 1)]
+    giop_head = b"GIOP\x01\x02\x01\x00" + bytes(24)
+    assert all(tls.looks_like(h) for h in tls_heads)
+    assert all(http.looks_like(h) for h in http_heads)
+    assert not any(tls.looks_like(h) for h in http_heads + [giop_head])
+    assert not any(http.looks_like(h) for h in tls_heads + [giop_head])
+    # a capture joining a TLS connection late starts with ApplicationData records
+    late = b"".join(c.data(1) for c in tcp_connections(PCAP)[:1])
+    first_app = late.index(b"\x17\x03\x03")
+    assert tls.looks_like(late[first_app:first_app + 256])
+    assert not dns.looks_like(b"GET / HTTP/1.1\r\n\r\n")
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ keeps a body (only its size).
 
 Framing follows RFC 9112 section 6.3, in this order:
 1. responses to HEAD, 1xx (incl. 100-continue), 204 and 304 have no body;
-2. `Transfer-Encoding: chunked` -> chunks up to the zero-size chunk and its trailer block;
+2. `Transfer-Encoding: chunked` -> chunks up to the zero-size chunk and its trailer block
+   (another final coding: a response runs until close, a request is malformed);
 3. `Content-Length: N` -> N bytes;
 4. requests without either have no body; responses without either run until the connection
    closes (`at_end`).
@@ -352,6 +353,8 @@ def _body_kind(head: _Head, context: HttpContext, data: bytes, body_start: int) 
     if head.is_request:
         if _is_chunked(head):
             return ("chunked", None)
+        if head.get("transfer-encoding") is not None:  # RFC 9112 6.3 item 4: cannot frame it
+            return ("bad", "request Transfer-Encoding without final chunked")
         length, err = _content_length(head)
         if err:
             return ("bad", err)
@@ -368,6 +371,8 @@ def _body_kind(head: _Head, context: HttpContext, data: bytes, body_start: int) 
         return ("none", None)
     if _is_chunked(head):
         return ("chunked", None)
+    if head.get("transfer-encoding") is not None:  # RFC 9112 6.3 item 4: read until close
+        return ("close", None)
     length, err = _content_length(head)
     if err:
         return ("bad", err)

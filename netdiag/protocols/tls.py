@@ -155,13 +155,21 @@ def _sslv2_hello_len(head: bytes) -> int:
 
 
 def looks_like(head: bytes) -> bool:
-    """True when the stream starts with a plausible TLS record header or an SSLv2 ClientHello."""
-    if len(head) >= 5:
-        ctype, version, length = RECORD_HEADER.unpack_from(head)
-        if ctype in (22, 21) and not _valid_header(ctype, version, length):
+    """True when the stream starts with a plausible TLS record header or an SSLv2 ClientHello.
+
+    Any content type counts (a capture that joins a long-lived IIOP-over-TLS connection
+    starts with ApplicationData); when `head` holds the whole first record, the bytes after it
+    must start another plausible record header too.
+    """
+    if len(head) < 5:
+        return False
+    ctype, version, length = RECORD_HEADER.unpack_from(head)
+    if not _valid_header(ctype, version, length):
+        nxt = head[5 + length:10 + length]
+        if len(nxt) < 5:
             return True
-        return _sslv2_hello_len(head) > 0
-    return False
+        return not _valid_header(*RECORD_HEADER.unpack(nxt))
+    return _sslv2_hello_len(head) > 0
 
 
 # --------------------------------------------------------------------------------------------
