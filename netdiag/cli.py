@@ -19,6 +19,8 @@ from netdiag.errors import NetdiagError
 COMMAND_MODULES = [
     "schema",
     "transactions",
+    "logons",
+    "packets",
 ]
 
 app = typer.Typer(

@@ -127,9 +127,11 @@ def iter_chunks(paths: PathsLike, *, chunk_packets: int = 1_000_000, progress: A
         stats.packets_kept += len(chunk.packets)
         yield PacketChunk(chunk.packets, chunk.payload)
     if stats.packets_read == 0 and stats.warnings:
+        if len(stats.warnings) == 1:
+            w = stats.warnings[0]
+            raise CaptureError(f"nothing could be read: {w.message}", path=w.path, frame=w.frame, offset=w.offset)
         detail = "; ".join(str(w) for w in stats.warnings[:3])
-        raise CaptureError(f"nothing could be read from {len(files)} file(s): {detail}",
-                           path=files[0] if len(files) == 1 else None)
+        raise CaptureError(f"nothing could be read from {len(files)} file(s): {detail}")
 
 
 def read_capture(paths: PathsLike, *, dedup_window_ns: int = DEFAULT_WINDOW_NS,

@@ -247,19 +247,16 @@ def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_li
             if avail >= 4:
                 o_u16[U16_SRC_PORT, row] = _be16(buf, l4)
                 o_u16[U16_DST_PORT, row] = _be16(buf, l4 + 2)
-            if avail >= 8:
+            if avail >= 20:  # like Wireshark: a TCP header cut by the snaplen yields only the ports
                 o_u32[U32_SEQ, row] = _be32(buf, l4 + 4)
-            if avail >= 12:
                 o_u32[U32_ACK, row] = _be32(buf, l4 + 8)
-            if avail >= 14:
                 o_u16[U16_TCP_FLAGS, row] = ((np.int64(buf[l4 + 12]) & 1) << 8) | np.int64(buf[l4 + 13])
-            if avail >= 16:
                 o_u16[U16_WINDOW, row] = _be16(buf, l4 + 14)
-            if avail >= 13:
                 thl = np.int64(buf[l4 + 12] >> 4) * 4
-                if thl >= 20 and thl <= avail:
+                if thl >= 20:
+                    # options as far as they were captured (each one only when complete)
                     j = l4 + 20
-                    oe = l4 + thl
+                    oe = l4 + min(thl, avail)
                     while j < oe:
                         kind_o = buf[j]
                         if kind_o == 0:
@@ -287,13 +284,13 @@ def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_li
                             o_u32[U32_TS_VAL, row] = _be32(buf, j + 2)
                             o_u32[U32_TS_ECR, row] = _be32(buf, j + 6)
                         j += ln
-                if thl >= 20 and l4_len >= thl:
-                    plen_w = l4_len - thl
-                    o_u32[U32_PAYLOAD_LEN, row] = plen_w
-                    if thl <= avail:
-                        _copy_payload(buf, l4 + thl, min(plen_w, avail - thl), row, o_i64, o_u32,
-                                      payload, pay)
-                        pay += o_u32[U32_PAYLOAD_CAPTURED, row]
+                    if thl >= 20 and l4_len >= thl:
+                        plen_w = l4_len - thl
+                        o_u32[U32_PAYLOAD_LEN, row] = plen_w
+                        if thl <= avail:
+                            _copy_payload(buf, l4 + thl, min(plen_w, avail - thl), row, o_i64, o_u32,
+                                          payload, pay)
+                            pay += o_u32[U32_PAYLOAD_CAPTURED, row]
         elif l4 >= 0 and proto == 17:
             avail = end - l4
             if avail >= 4:

@@ -86,7 +86,7 @@ class FileReader:
                 kind = "gzip data that is" if src.compressed else "file"
                 self._w(f"not a capture file: {kind} not pcap or pcapng (first bytes {head[:8].hex(' ')})",
                         offset=0)
-            if src.error:
+            if src.error:  # not already folded into a truncation warning
                 self._w(src.error, frame=self.frame_next)
         finally:
             self._report_unknown_links()
@@ -123,8 +123,8 @@ class FileReader:
                     left = len(src.buf) - pos
                     what = "record header" if left < 16 else "record"
                     self._w(f"truncated last {what}: {left} bytes left where a record was expected; "
-                            f"{self.frame_next - 1} frames read before it", frame=self.frame_next,
-                            offset=src.base + pos)
+                            f"{self.frame_next - 1} frames read before it{self._why(src)}",
+                            frame=self.frame_next, offset=src.base + pos)
                 return
             # ST_TOO_BIG
             big = int(pcap._u32(src.buf, pos + 8, hdr.big_endian))
@@ -160,8 +160,8 @@ class FileReader:
                 if status == pcapng.ST_INCOMPLETE:
                     left = len(src.buf) - pos
                     self._w(f"truncated last block: {left} bytes left where a block was expected; "
-                            f"{self.frame_next - 1} frames read before it", frame=self.frame_next,
-                            offset=src.base + pos)
+                            f"{self.frame_next - 1} frames read before it{self._why(src)}",
+                            frame=self.frame_next, offset=src.base + pos)
                 return
             if status == pcapng.ST_BAD_IFACE:
                 if not bad_iface_warned:
@@ -223,6 +223,12 @@ class FileReader:
                     self.link_types.add(section.interfaces[-1].link_type)
             arrays = section.arrays()
             pos += blen
+
+    @staticmethod
+    def _why(src: Source) -> str:
+        """The gzip problem behind a truncation, once (then it is not reported again)."""
+        err, src.error = src.error, None
+        return f" ({err})" if err else ""
 
     # -- shared -----------------------------------------------------------------------------
     def _record_arrays(self) -> tuple[np.ndarray, ...]:

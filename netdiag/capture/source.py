@@ -9,7 +9,6 @@ frames) and appends the next decompressed block.
 
 from __future__ import annotations
 
-import gzip
 import mmap
 import os
 import zlib
@@ -28,7 +27,9 @@ class Source:
         self.path = path
         self.block = block
         self._mm: mmap.mmap | None = None
-        self._gz: gzip.GzipFile | None = None
+        self._gz = None
+        self._z = None
+        self._fed = False
         self.base = 0
         self.eof = True
         self.error: str | None = None
@@ -37,7 +38,8 @@ class Source:
             magic = f.read(2)
         self.compressed = magic == GZIP_MAGIC
         if self.compressed:
-            self._gz = gzip.open(path, "rb")
+            self._gz = open(path, "rb")  # noqa: SIM115 - closed in close()
+            self._z = zlib.decompressobj(wbits=31)
             self.buf = np.empty(0, np.uint8)
             self.eof = False
             self._read_more()
@@ -49,15 +51,41 @@ class Source:
             self.buf = np.frombuffer(self._mm, dtype=np.uint8)
 
     def _read_more(self) -> bytes:
-        assert self._gz is not None
+        """Decompress about one block more (several gzip members are read one after another)."""
+        assert self._gz is not None and self._z is not None
+        pieces: list[bytes] = []
+        got = 0
+        fed = self._fed
         try:
-            data = self._gz.read(self.block)
-        except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip stream
-            self.error = f"gzip stream ends early or is corrupt after byte {self.base + len(self.buf)} " \
-                         f"of decompressed data ({exc})"
-            data = b""
-        if len(data) < self.block:
+            while got < self.block:
+                if self._z.eof:
+                    rest = self._z.unused_data
+                    self._z = zlib.decompressobj(wbits=31)
+                    fed = bool(rest)
+                    if rest:
+                        piece = self._z.decompress(rest)
+                        pieces.append(piece)
+                        got += len(piece)
+                        continue
+                raw = self._gz.read(1 << 20)
+                if not raw:
+                    self.eof = True
+                    if fed and not self._z.eof:
+                        piece = self._z.flush()
+                        pieces.append(piece)
+                        got += len(piece)
+                        self.error = ("gzip stream is cut short after "
+                                      f"{self.base + len(self.buf) + got} decompressed bytes")
+                    break
+                piece = self._z.decompress(raw)
+                fed = True
+                pieces.append(piece)
+                got += len(piece)
+        except zlib.error as exc:  # corrupt deflate data: keep what came before it
             self.eof = True
+            self.error = f"gzip data is corrupt after {self.base + len(self.buf) + got} decompressed bytes ({exc})"
+        self._fed = fed
+        data = b"".join(pieces)
         if data:
             self.buf = np.concatenate([self.buf, np.frombuffer(data, np.uint8)])
         return data

@@ -1,0 +1,69 @@
+"""`netdiag packets`: read captures and show the packets table (or just what reading found).
+
+A thin layer over `netdiag.capture.iter_chunks`: useful to check a capture before analysing it
+(link types, SPAN duplicates, snaplen cuts, damage) and to export the decoded packet headers.
+Warnings and the read summary go to stderr so piped JSON/CSV stays clean. No payload bytes are
+written, only header fields (the packets table has no payload column).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+PRETTY = ["frame", "ts_ns", "vlan_id", "src_ip", "src_port", "dst_ip", "dst_port", "ip_proto", "tcp_flags",
+          "tcp_seq", "tcp_ack", "payload_len"]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("packets")
+    def packets_command(
+        captures: Annotated[list[Path], typer.Argument(help="capture files (pcap, pcapng, gzip) or directories")],
+        as_json: Annotated[bool, typer.Option("--json", help="write a JSON array of rows to stdout")] = False,
+        as_csv: Annotated[bool, typer.Option("--csv", help="write CSV to stdout")] = False,
+        parquet: Annotated[Path | None, typer.Option("--parquet", help="write the table to this Parquet file")] = None,
+        summary: Annotated[bool, typer.Option("--summary", help="only read and print the summary")] = False,
+        dedup_window_ms: Annotated[float, typer.Option(
+            "--dedup-window-ms", help="SPAN duplicate window in ms (0 turns de-dup off)")] = 5.0,
+    ) -> None:
+        """Decode every frame into the packets table (one row per frame kept after SPAN de-dup)."""
+        import polars as pl
+
+        from netdiag.capture import ReadStats, iter_chunks
+        from netdiag.capture.addresses import format_ip
+        from netdiag.errors import UsageError
+        from netdiag.output import emit
+        from netdiag.progress import progress_bar
+
+        for p in captures:
+            if not p.exists():
+                raise UsageError(f"{p}: no such file or directory")
+        total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.iterdir())
+                    if f.is_file())
+        stats = ReadStats()
+        frames = []
+        with progress_bar(total, "reading") as advance:
+            for chunk in iter_chunks([str(p) for p in captures], stats=stats, progress=advance,
+                                     dedup_window_ns=int(dedup_window_ms * 1e6)):
+                if not summary:
+                    frames.append(chunk.packets)
+        for w in stats.warnings:
+            print(f"netdiag: warning: {w}", file=sys.stderr)
+        print(f"netdiag: {', '.join(stats.files)}: {stats.packets_read} frames read, {stats.packets_kept} kept, "
+              f"{stats.duplicates_removed} SPAN duplicates removed, {stats.snaplen_cut_frames} cut by snaplen, "
+              f"{stats.non_ip_frames} not IP; link types {stats.link_types}", file=sys.stderr)
+        if summary:
+            return
+        df = pl.concat(frames) if frames else None
+        if df is None:
+            from netdiag.schema import PACKETS
+
+            df = PACKETS.empty()
+        df = df.with_columns(
+            pl.when(pl.col("ip_version") > 0).then(format_ip("src_ip_hi", "src_ip_lo")).alias("src_ip"),
+            pl.when(pl.col("ip_version") > 0).then(format_ip("dst_ip_hi", "dst_ip_lo")).alias("dst_ip"),
+        )
+        emit(df, as_json=as_json, as_csv=as_csv, parquet=parquet, pretty_columns=PRETTY, title="packets")
