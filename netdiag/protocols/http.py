@@ -69,8 +69,8 @@ _START_RE = re.compile(_START_LINE)
 _START_PREFIX_RE = re.compile(rb"(?:" + rb"|".join(METHODS) + rb") (?:/|\*|https?://|[\w.-]+:\d)[\x21-\x7e]*\Z")
 _RESYNC_RE = re.compile(rb"\n(?=" + _START_LINE + rb")")
 _HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
-_REQUEST_LINE_RE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP/\d\.\d)\Z")
-_STATUS_LINE_RE = re.compile(rb"(HTTP/\d\.\d) (\d{3})(?: (.*))?\Z")
+_REQUEST_LINE_RE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP/\d\.\d)\Z", re.ASCII)
+_STATUS_LINE_RE = re.compile(r"(HTTP/\d\.\d) (\d{3})(?: (.*))?\Z", re.ASCII)
 _JAVA_VERSION_RE = re.compile(r"\bJava/(\d+(?:\.\d+)*(?:_\d+)?(?:-[0-9A-Za-z.]+)?)")
 _LEADING_BLANK_RE = re.compile(rb"(?:\r?\n)*")
 _HEX_RE = re.compile(rb"[0-9A-Fa-f]{1,15}")
@@ -133,40 +133,36 @@ class _Head:
         return [v for k, v in self.headers if k == name]
 
 
-def _decode(b: bytes) -> str:
-    return b.decode("latin-1")
-
-
 def _read_head(data: bytes, start: int, end: int) -> _Head | None:
     """Decode the start line and headers of the block data[start:end] (end = after the blank line).
 
-    Returns a _Head with `error` set when the start line is not HTTP/1.x.
+    Returns a _Head with `error` set when the start line is not HTTP/1.x. Header bytes are
+    decoded as Latin-1 (RFC 9110 5.5: field values are octets; obs-text stays visible).
     """
-    block = data[start:end].rstrip(b"\r\n")
-    lines = re.split(rb"\r?\n", block)
-    first = lines[0]
+    lines = data[start:end].decode("latin-1").rstrip("\r\n").split("\n")
+    first = lines[0].rstrip("\r")
     m = _REQUEST_LINE_RE.match(first)
     if m:
-        head = _Head(True, method=_decode(m.group(1)), target=_decode(m.group(2)),
-                     version=_decode(m.group(3)))
+        head = _Head(True, method=m.group(1), target=m.group(2), version=m.group(3))
     else:
         m = _STATUS_LINE_RE.match(first)
         if not m:
             return _Head(False, head_len=end - start,
                          error=f"first line is neither a request nor a status line: {first[:40]!r}")
-        head = _Head(False, version=_decode(m.group(1)), status=int(m.group(2)),
-                     reason_phrase=_decode(m.group(3) or b""))
+        head = _Head(False, version=m.group(1), status=int(m.group(2)), reason_phrase=m.group(3) or "")
     head.head_len = end - start
+    headers = head.headers
     for line in lines[1:]:
-        if line[:1] in (b" ", b"\t") and head.headers:  # obsolete line folding (RFC 9112 5.2)
-            k, v = head.headers[-1]
-            head.headers[-1] = (k, v + " " + _decode(line.strip()))
+        line = line.rstrip("\r")
+        if line[:1] in (" ", "\t") and headers:  # obsolete line folding (RFC 9112 5.2)
+            k, v = headers[-1]
+            headers[-1] = (k, v + " " + line.strip())
             continue
-        name, sep, value = line.partition(b":")
+        name, sep, value = line.partition(":")
         if not sep or not name or name != name.strip():
             head.error = f"header line without a name: {line[:40]!r}"
             continue
-        head.headers.append((_decode(name).lower(), _decode(value.strip())))
+        headers.append((name.lower(), value.strip()))
     return head
 
 
