@@ -85,16 +85,54 @@ def segments_from_tshark(pcap: Path) -> tuple[pl.DataFrame, np.ndarray, pl.DataF
     df = pl.DataFrame(cols, schema_overrides={"conn_id": pl.UInt32, "direction": pl.UInt8, "tcp_flags": pl.UInt16,
                                               "payload_len": pl.UInt32, "payload_captured": pl.UInt32,
                                               "rto_s": pl.Float64, "src_port": pl.UInt16, "dst_port": pl.UInt16})
-    connections = pl.DataFrame(list(conns.values()), schema_overrides={"rtt_server_side_ms": pl.Float64})
+    connections = pl.DataFrame(list(conns.values()) or None, schema_overrides={"rtt_server_side_ms": pl.Float64})
     return df, np.frombuffer(bytes(payload), np.uint8), df.select("frame", "src_port", "dst_port"), connections
 
 
-def drive(name: str, chunk_rows: int | None = None) -> StreamAnalysis:
-    segs, payload, packets, connections = segments_from_tshark(STREAMS / name)
+UDP_BASE = 100_000  # conn ids for UDP flows (tshark numbers udp.stream apart from tcp.stream)
+
+
+def udp_from_tshark(pcap: Path) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
+    """UDP datagrams (not ICMP-quoted ones) as analyzer-like UDP rows, their payload and flows."""
+    rows = tshark_rows(pcap, ["frame.number", "frame.time_epoch", "udp.stream", "ip.src", "ip.dst", "udp.srcport",
+                              "udp.dstport", "udp.payload"], display="udp && !icmp && !icmpv6")
+    cols: dict[str, list] = {k: [] for k in ("frame", "ts_ns", "conn_id", "src_port", "dst_port",
+                                             "payload_offset", "payload_captured")}
+    flows: dict[int, dict] = {}
+    payload = bytearray()
+    for fr, t, stream, src, dst, sp, dp, data in rows:
+        raw = bytes.fromhex(data.replace(":", "")) if data else b""
+        cid = UDP_BASE + int(stream)
+        if cid not in flows:  # the client is the side not on the DNS port
+            c_is_src = int(dp) in (53, 5353, 5355)
+            flows[cid] = {"conn_id": cid, "client_ip": src if c_is_src else dst,
+                          "client_port": int(sp if c_is_src else dp), "server_ip": dst if c_is_src else src,
+                          "server_port": int(dp if c_is_src else sp), "rtt_server_side_ms": None}
+        cols["frame"].append(int(fr))
+        cols["ts_ns"].append(int(Decimal(t) * 1_000_000_000))
+        cols["conn_id"].append(cid)
+        cols["src_port"].append(int(sp))
+        cols["dst_port"].append(int(dp))
+        cols["payload_offset"].append(len(payload))
+        cols["payload_captured"].append(len(raw))
+        payload += raw
+    df = pl.DataFrame(cols, schema_overrides={"conn_id": pl.UInt32, "src_port": pl.UInt16, "dst_port": pl.UInt16,
+                                              "payload_captured": pl.UInt32})
+    conns = pl.DataFrame(list(flows.values()), schema_overrides={"rtt_server_side_ms": pl.Float64})
+    return df, np.frombuffer(bytes(payload), np.uint8), conns
+
+
+def drive(name: str | Path, chunk_rows: int | None = None) -> StreamAnalysis:
+    path = name if isinstance(name, Path) else STREAMS / name
+    segs, payload, packets, connections = segments_from_tshark(path)
     sp = StreamParser()
-    step = chunk_rows or segs.height
+    step = max(chunk_rows or segs.height, 1)
     for a in range(0, segs.height, step):
         sp.feed(segs.slice(a, step), payload, packets)
+    udp, upay, uconns = udp_from_tshark(path)
+    if udp.height:
+        sp.feed_udp(udp, upay)
+        connections = pl.concat([connections, uconns], how="vertical_relaxed") if connections.height else uconns
     return _assemble(sp, connections)
 
 
@@ -274,3 +312,80 @@ def test_lying_lengths_and_garbage_are_marked_malformed_at_their_frame_and_parsi
     assert m.filter(pl.col("conn_id") == conn_of[50064]).height == 0
     assert a.stats.connections_skipped == 1
     assert a.stats.malformed_messages == m["malformed"].sum() >= 3
+
+
+PROTO = Path(__file__).resolve().parent.parent / "captures" / "proto"
+
+
+@pytest.mark.skipif(not (PROTO / "dns.pcap").exists(), reason="captures/proto/dns.pcap not present")
+def test_dns_pairs_rcodes_think_times_retries_and_unanswered_questions_agree_with_tshark() -> None:
+    a = drive(PROTO / "dns.pcap")
+    t = a.transactions.filter(pl.col("protocol") == "dns")
+    rows = tshark_rows(PROTO / "dns.pcap", ["frame.number", "tcp.stream", "dns.flags.response", "dns.qry.name",
+                                            "dns.flags.rcode", "dns.response_to", "dns.time"],
+                       display="dns && !icmp")
+    rcode = {0: "NOERROR", 3: "NXDOMAIN", 5: "REFUSED"}
+    answered_queries = {int(r[5]) for r in rows if r[2] == "1"}
+    oracle = sorted((name, rcode[int(rc)], float(dt), bool(tcp)) for _, tcp, resp, name, rc, _to, dt in rows
+                    if resp == "1")
+    rtt = {r["conn_id"]: r["rtt_server_side_ms"] for r in a.connections.iter_rows(named=True)}
+    ours = sorted((r["operation"], r["status"],
+                   r["server_think_s"] + (rtt.get(r["conn_id"]) or 0.0) / 1e3, r["conn_id"] < UDP_BASE)
+                  for r in t.filter(pl.col("status") != "unanswered").iter_rows(named=True))
+    assert [o[:2] + o[3:] for o in ours] == [o[:2] + o[3:] for o in oracle]
+    for (_, _, think, _), (_, _, dns_time, _) in zip(ours, oracle, strict=True):
+        assert think == pytest.approx(dns_time, abs=1e-6)  # dns.time = query -> response at the capture
+    # never answered: frame 15 (client -> dnsmasq), 16 (dnsmasq's forward to 127.0.0.9; 17 is the
+    # ICMP error quoting it), 38+40 (dig +tries=2 to a dead server: same id, two source ports)
+    unanswered_frames = sorted(int(r[0]) for r in rows if r[2] == "0" and int(r[0]) not in answered_queries)
+    u = t.filter(pl.col("status") == "unanswered").sort("first_frame")
+    assert sorted(u["first_frame"].to_list()) == [15, 16, 38]
+    assert set(unanswered_frames) == {15, 16, 38, 40}
+    assert [json.loads(d)["retries"] for d in u["detail"].to_list()] == [0, 0, 1]
+
+
+@pytest.mark.skipif(not (PROTO / "tls.pcap").exists(), reason="captures/proto/tls.pcap not present")
+def test_tls_handshakes_versions_resumption_alerts_and_turns_agree_with_tshark_and_s_client() -> None:
+    a = drive(PROTO / "tls.pcap")
+    hs = a.transactions.filter(pl.col("protocol") == "tls").sort("conn_id")
+    rows = tshark_rows(PROTO / "tls.pcap", ["frame.number", "tcp.stream", "tcp.srcport", "tls.record.content_type",
+                                            "tls.record.opaque_type", "tls.record.length", "tls.handshake.type",
+                                            "tls.handshake.extensions.supported_version", "tls.handshake.version",
+                                            "tls.alert_message.desc"], display="tls")
+    streams = sorted({int(r[1]) for r in rows})
+    assert hs["conn_id"].to_list() == streams  # one handshake per connection
+    truth = [line.split(":", 1)[1].split("|")[0].strip() for line in
+             (PROTO / "tls_s_client.txt").read_text().splitlines()]
+    server_port = {r["conn_id"]: r["server_port"] for r in a.connections.iter_rows(named=True)}
+    for r, said in zip(hs.iter_rows(named=True), truth, strict=True):
+        s = r["conn_id"]
+        mine = [x for x in rows if int(x[1]) == s]
+        detail = json.loads(r["detail"])
+        if "alert" in said:
+            assert r["status"] == "alert:handshake_failure"
+            continue
+        assert r["status"] == "ok"
+        assert detail["resumed"] == said.startswith("Reused")
+        sh = next(x for x in mine if "2" in x[6].split(","))
+        version = "TLS1.3" if "0x0304" in sh[7] else {"0x0303": "TLS1.2"}[sh[8].split(",")[0]]
+        assert r["tls_version"] == version and version.replace("TLS", "TLSv") in said
+        # handshake end: <= 1.2 the last handshake/CCS record before application data; 1.3 the
+        # client's first encrypted record after the ServerHello (its Finished)
+        server = str(server_port[s])
+        if version == "TLS1.3":
+            end = next(int(x[0]) for x in mine if x[2] != server and "23" in x[4].split(",")
+                       and int(x[0]) > int(sh[0]))
+        else:
+            first_app = min(int(x[0]) for x in mine if "23" in x[3].split(","))
+            end = max(int(x[0]) for x in mine if int(x[0]) < first_app and set(x[3].split(",")) & {"20", "22"})
+        assert r["last_frame"] == end, (s, said)
+        # TLS 1.2 turns: request/response bytes are tshark's application-data records (5-byte headers included)
+        if version == "TLS1.2":
+            turns = a.transactions.filter((pl.col("protocol") == "turn") & (pl.col("conn_id") == s))
+            assert turns.height == 1 and turns["confidence"].to_list() == ["inferred"]
+            sizes = {0: 0, 1: 0}
+            for x in mine:
+                for ct, ln in zip(x[3].split(","), x[5].split(","), strict=True):
+                    if ct == "23":
+                        sizes[0 if x[2] != server else 1] += int(ln) + 5
+            assert (turns["request_bytes"][0], turns["response_bytes"][0]) == (sizes[0], sizes[1])
