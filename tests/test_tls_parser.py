@@ -115,6 +115,12 @@ def test_resumed_matches_what_s_client_reported() -> None:
         sh = [r for c in drive(tls, conn) for r in c.records if r.msg_type == "ServerHello"]
         mine.append(sh[0].detail["resumed"])
     assert mine == truth == [False, True, False, True, False, False, False]
+    # the abbreviated handshake's server-first ChangeCipherSpec says the same
+    for conn, resumed in zip(tcp_connections(PCAP), truth, strict=True):
+        ccs = [r for c in drive(tls, conn) if c.direction == 1 for r in c.records
+               if r.msg_type == "ChangeCipherSpec"]
+        if ccs and conn.stream in (0, 1, 4, 6):  # the TLS 1.2 connections that finished
+            assert ccs[0].detail.get("resumed", False) == resumed
 
 
 def test_client_certificate_request_and_the_alert_without_certificate() -> None:

@@ -12,6 +12,12 @@ reassembly buffer per direction), or one for a ChangeCipherSpec, Alert, Applicat
 Heartbeat record. An SSLv2-format ClientHello (old Java clients send "SSLv2Hello") is framed
 and decoded too.
 
+Resumption: ServerHello detail resumed = the session id echoed from the ClientHello (TLS <=
+1.2) or a pre_shared_key selected (TLS 1.3; an echoed id there is only middlebox
+compatibility). A TLS <= 1.2 server ChangeCipherSpec that comes before the client's (the
+abbreviated handshake) carries resumed=True too, which also catches session-ticket resumption
+with an empty session id. `context.resumed` holds the latest verdict.
+
 Record mapping: protocol "tls"; msg_type = handshake message name (ClientHello, ServerHello,
 HelloRetryRequest, Certificate, ServerKeyExchange, CertificateRequest, ServerHelloDone,
 CertificateVerify, ClientKeyExchange, Finished, NewSessionTicket, EncryptedExtensions, ...),
@@ -250,8 +256,14 @@ def _parse_record(message: bytes, ctx: TlsContext, direction: int | None) -> lis
     if ctype == 20:
         d.ccs_seen = True
         ok = body == b"\x01"
+        detail = dict(base)
+        if di == 1 and not tls13 and ctx.server_hello_seen and not ctx.dirs[0].ccs_seen:
+            # TLS <= 1.2: the server changes cipher first only in an abbreviated (resumed)
+            # handshake; catches ticket resumption with an empty session id (RFC 5077 3.4).
+            detail["resumed"] = True
+            ctx.resumed = True
         return [Record(PROTOCOL, "ChangeCipherSpec", malformed=not ok,
-                       reason="" if ok else "ChangeCipherSpec body is not 0x01", detail=base)]
+                       reason="" if ok else "ChangeCipherSpec body is not 0x01", detail=detail)]
     if ctype == 21:
         # Any cipher adds a MAC or tag, so a 2-byte alert is always in clear.
         encrypted = length != 2 or body[0] not in ALERT_LEVELS
