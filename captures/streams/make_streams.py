@@ -320,10 +320,11 @@ def bad_input() -> list:
     c.send(0, 110 * MS, b"POST /epj/logon HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n0123456789")
     c.ack(1, 111 * MS)
     c.close(130 * MS)
-    # C: a TLS handshake record, then a record of content type 99
+    # C: two TLS handshake records (a ClientHello in two pieces), then a record of content type 99
     c = Conn(frames, 50063, 9403)
     c.handshake(200 * MS)
-    c.send(0, 210 * MS, b"\x16\x03\x01\x00\x04" + b"\x01\x00\x00\x00" + b"\x63\x03\x03\x00\x02\xaa\xbb")
+    c.send(0, 210 * MS, b"\x16\x03\x01\x00\x04" + b"\x01\x00\x00\x08" + b"\x16\x03\x01\x00\x04" + bytes(4)
+           + b"\x63\x03\x03\x00\x02\xaa\xbb")
     c.ack(1, 211 * MS)
     c.close(230 * MS)
     # D: random bytes on the bootstrap port: recognised by nobody, skipped
