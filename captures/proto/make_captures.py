@@ -110,7 +110,10 @@ class Netns:
 
     def __enter__(self) -> Netns:
         subprocess.run(["ip", "netns", "add", self.name], check=True)
-        self.run("ip link set lo up")
+        # Wire-sized segments (MSS 1448) as on an Ethernet LAN, not 64 KB loopback chunks:
+        # MTU 1500 and no segmentation offloads, so messages span segments as in the field.
+        self.run("ip link set lo mtu 1500 up")
+        self.run("ethtool -K lo tso off gso off gro off >/dev/null 2>&1 || true")
         cmd = ["ip", "netns", "exec", self.name, "tcpdump", "-i", "lo", "--immediate-mode", "-B", "16384", "-U", "-w", str(self.pcap)]
         if self.bpf:
             cmd.append(self.bpf)
