@@ -38,6 +38,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -345,8 +346,9 @@ class CorbaLogon:
         self.call_seq = 0
         self.app_peer: str | None = None
 
-    def _drain_trace(self, call_seq: int) -> list[int]:
-        ids = []
+    def _drain_trace(self, call_seq: int) -> list[dict]:
+        """Log the GIOP messages omniORB traced since the last call; return the Requests sent."""
+        sent = []
         for ev in self.reader.poll():
             if ev.msg_type in ("Request", "LocateRequest", "Reply", "LocateReply", "CancelRequest",
                                "CloseConnection", "MessageError"):
@@ -357,9 +359,9 @@ class CorbaLogon:
                 self.log.write("giop_sent" if ev.direction == "send" else "giop_received",
                                call_seq=call_seq, **{k: v for k, v in rec.items() if v is not None and k != "direction"})
                 if ev.direction == "send" and ev.msg_type == "Request":
-                    ids.append(ev.request_id)
+                    sent.append({"peer": ev.peer, "request_id": ev.request_id, "op": ev.op})
                     self.app_peer = ev.peer
-        return ids
+        return sent
 
     def call(self, op: str, fn, **info) -> tuple[bool, object]:
         """Run fn() with call_start/call_end logging and one retry after a system exception."""
@@ -375,17 +377,17 @@ class CorbaLogon:
                 ids = self._drain_trace(seq)
                 self.log.write("call_end", op=op, attempt=attempt, call_seq=seq, outcome="system_exception",
                                exception_id=exc._NP_RepositoryId, minor=exc.minor,
-                               completed=str(exc.completed), request_ids=ids)
+                               completed=str(exc.completed), requests=ids)
                 if attempt < attempts:
                     continue
                 return False, None
             except self.CORBA.UserException as exc:
                 ids = self._drain_trace(seq)
                 self.log.write("call_end", op=op, attempt=attempt, call_seq=seq, outcome="user_exception",
-                               exception_id=exc._NP_RepositoryId, request_ids=ids)
+                               exception_id=exc._NP_RepositoryId, requests=ids)
                 return False, None
             ids = self._drain_trace(seq)
-            self.log.write("call_end", op=op, attempt=attempt, call_seq=seq, outcome="ok", request_ids=ids)
+            self.log.write("call_end", op=op, attempt=attempt, call_seq=seq, outcome="ok", requests=ids)
             return True, result
         return False, result
 
@@ -439,9 +441,15 @@ class CorbaLogon:
 
     def _start_pause(self, slow: dict) -> subprocess.Popen:
         """Shrink SO_RCVBUF on the app connection and have a helper SIGSTOP/SIGCONT this process."""
-        names = shrink_rcvbuf(int(slow.get("rcvbuf", 4096)), self.app_peer or "") if self.app_peer else []
-        self.log.write("slow_reader_armed", op=slow.get("op"), rcvbuf=int(slow.get("rcvbuf", 4096)), sockets=names,
+        names = shrink_rcvbuf(int(slow.get("rcvbuf", 16384)), self.app_peer or "") if self.app_peer else []
+        self.log.write("slow_reader_armed", op=slow.get("op"), rcvbuf=int(slow.get("rcvbuf", 16384)), sockets=names,
                        after_ms=float(slow.get("after_ms", 20)), pause_ms=float(slow.get("pause_ms", 1000)))
+        # After the pause, give the socket a large buffer again so the rest of the reply flows at
+        # full speed (a tiny fixed buffer would otherwise throttle it long after the "GC" ended).
+        restore_after = (float(slow.get("after_ms", 20)) + float(slow.get("pause_ms", 1000)) + 10) / 1000.0
+        peer = self.app_peer or ""
+        big = int(slow.get("rcvbuf_after", 4 * 1024 * 1024))
+        threading.Timer(restore_after, lambda: shrink_rcvbuf(big, peer)).start()
         return subprocess.Popen([sys.executable, "-m", "captures.lab.corba.client", "--pause-helper",
                                  str(os.getpid()), str(slow.get("after_ms", 20)), str(slow.get("pause_ms", 1000)),
                                  "--log", str(self.log.path), "--logon-index", str(self.n)],
