@@ -22,13 +22,14 @@ from proto_streams import CAPTURES, HAVE_TSHARK, cut_in_pieces, drive, tcp_conne
 from netdiag.protocols import dns
 
 PCAP = CAPTURES / "dns.pcap"
+SAMPLE = CAPTURES.parent / "sample" / "epj-logon.pcap"  # another engineer's lab capture
 TSHARK_FIELDS = ["frame.number", "dns.id", "dns.flags.response", "dns.qry.name", "dns.qry.type",
                  "dns.flags.rcode", "dns.count.answers", "dns.resp.ttl", "dns.a", "dns.aaaa",
                  "dns.cname", "dns.ptr.domain_name", "dns.srv.target", "dns.srv.port"]
 
 
-def _tshark_rows(proto: str) -> list[dict[str, str]]:
-    cmd = ["tshark", "-r", str(PCAP), "-Y", f"dns && {proto} && !icmp", "-T", "fields",
+def _tshark_rows(proto: str, pcap=PCAP) -> list[dict[str, str]]:
+    cmd = ["tshark", "-r", str(pcap), "-Y", f"dns && {proto} && !icmp && !icmpv6", "-T", "fields",
            "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]
     for f in TSHARK_FIELDS:
         cmd += ["-e", f]
@@ -63,12 +64,11 @@ def _as_tshark(rec: dns.Record) -> dict[str, str]:
     }
 
 
-@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
-def test_udp_messages_agree_with_tshark_field_by_field() -> None:
-    theirs = {int(r.pop("frame.number")): r for r in _tshark_rows("udp")}
+def _compare_udp_with_tshark(pcap) -> int:
+    theirs = {int(r.pop("frame.number")): r for r in _tshark_rows("udp", pcap)}
     mine = {}
     ctx = dns.new_context("udp")
-    for frame, sport, dport, payload in udp_datagrams(PCAP):
+    for frame, sport, dport, payload in udp_datagrams(pcap):
         if 53 not in (sport, dport):
             continue
         c = dns.cut(payload, 0, at_end=True, context=ctx)
@@ -77,7 +77,18 @@ def test_udp_messages_agree_with_tshark_field_by_field() -> None:
         assert not rec.malformed, rec.reason
         mine[frame] = _as_tshark(rec)
     assert mine == theirs
-    assert len(mine) == 18  # 21 DNS frames in tshark's list, less 3 quoted in ICMP errors
+    return len(mine)
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
+def test_udp_messages_agree_with_tshark_field_by_field() -> None:
+    assert _compare_udp_with_tshark(PCAP) == 18  # 21 DNS frames in tshark's list, less 3 quoted in ICMP
+
+
+@pytest.mark.skipif(not HAVE_TSHARK or not SAMPLE.exists(), reason="tshark or the sample capture missing")
+def test_the_sample_logon_capture_agrees_with_tshark_too() -> None:
+    """Second truth: the lab's EPJ logon capture (stdlib resolver -> dnsmasq)."""
+    assert _compare_udp_with_tshark(SAMPLE) > 0
 
 
 @pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
