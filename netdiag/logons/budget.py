@@ -91,26 +91,36 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
                     ) -> pl.DataFrame:
     """All timeline intervals of all logons (see module docstring), clipped to each logon.
 
+    Times are placed where the *client* lives them: with hc = half the client-side round trip
+    and hs = half the server-side one (connections.rtt_*_side_ms, measured on the handshake),
+    the client sent a packet hc before the capture point saw it and received one hc after; the
+    server received a request hs after the capture point saw it and replied hs before. One
+    request/reply turn then tiles the timeline without gaps or double counting:
+
+        request_transfer [q0-hc, q1-hc]  network [q1-hc, q1+hs]  server [q1+hs, r0-hs]
+        network [r0-hs, r0+hc]  response_transfer [r0+hc, r1+hc]  client [r1+hc, next q0-hc]
+
     `conn_causes` (conn_id, connect_cause, loss_cause) and `txn_causes` (txn_row, cause) let the
     findings relabel intervals (e.g. a connect with SYN retries is syn_retransmission time).
     """
     parts: list[pl.DataFrame] = []
-    lg = logons.select("logon_idx", "start_ts_ns", "end_ts_ns", "first_seen_ts_ns", "last_seen_ts_ns",
-                       "half_rtt_client_ns")
+    lg = logons.select("logon_idx", "start_ts_ns", "end_ts_ns", "half_rtt_client_ns")
+    hc = pl.col("half_rtt_client_ns")
     conn_cols = ["conn_id", "syn_ts_ns", "synack_ts_ns", "established_ts_ns", "last_ts_ns", "first_frame",
                  "last_frame", "rtt_server_side_ms", "syn_retransmissions", "state"]
     conn_m = (members.filter(pl.col("txn_row") < 0).select("logon_idx", "conn_id").unique()
-              .join(connections.select(conn_cols), on="conn_id", how="inner"))
+              .join(connections.select(conn_cols), on="conn_id", how="inner")
+              .join(lg.select("logon_idx", "half_rtt_client_ns"), on="logon_idx", how="left"))
     if conn_causes is not None and conn_causes.height:
         conn_m = conn_m.join(conn_causes, on="conn_id", how="left")
     else:
         conn_m = conn_m.with_columns(connect_cause=pl.lit(None, pl.String), loss_cause=pl.lit(None, pl.String))
 
-    # connect: SYN -> final ACK (or SYN/ACK, or the attempt's last packet when it failed)
+    # connect: the client's first SYN until the SYN/ACK reached it (or the failed attempt's end)
     c = conn_m.filter(pl.col("syn_ts_ns").is_not_null())
     if c.height:
-        end = pl.coalesce("established_ts_ns", "synack_ts_ns", "last_ts_ns")
-        parts.append(_iv(c, pl.col("syn_ts_ns"), end, "connect_s",
+        end = pl.coalesce("synack_ts_ns", "last_ts_ns") + hc
+        parts.append(_iv(c, pl.col("syn_ts_ns") - hc, end, "connect_s",
                          pl.col("connect_cause").fill_null("connect"), pl.col("first_frame"), None))
 
     tx = transactions.with_row_index("txn_row").with_columns(pl.col("txn_row").cast(pl.Int64))
@@ -124,77 +134,64 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
     else:
         tm = tm.with_columns(cause=pl.lit(None, pl.String))
 
+    # what each logon's process did next (client-originated starts, seen at the capture point)
+    starts = pl.concat([
+        tm.select("logon_idx", pl.col("req_first_ts_ns").alias("s")),
+        conn_m.select("logon_idx", pl.col("syn_ts_ns").alias("s")),
+    ]).drop_nulls().sort("logon_idx", "s")
+
+    def next_start(df: pl.DataFrame, on: str) -> pl.DataFrame:
+        return df.sort(on).join_asof(starts.sort("s"), left_on=on, right_on="s", by="logon_idx",
+                                     strategy="forward", allow_exact_matches=False, check_sortedness=False)
+
     # tls handshakes and dns questions
     tls = tm.filter(pl.col("protocol") == "tls")
     if tls.height:
-        parts.append(_iv(tls, pl.col("req_first_ts_ns"),
-                         pl.max_horizontal("req_last_ts_ns", pl.col("rsp_last_ts_ns").fill_null(0)), "tls_s",
+        parts.append(_iv(tls, pl.col("req_first_ts_ns") - hc,
+                         pl.max_horizontal("req_last_ts_ns", pl.col("rsp_last_ts_ns").fill_null(0)) + hc, "tls_s",
                          pl.col("cause").fill_null("tls"), pl.col("first_frame"), pl.col("last_frame")))
-    # client starts (for unanswered questions and client gaps): what each logon's process did next
-    starts = pl.concat([
-        tm.select("logon_idx", pl.col("req_first_ts_ns").alias("s")),
-        conn_m.select("logon_idx", pl.coalesce("syn_ts_ns", "last_ts_ns").alias("s")),
-    ]).drop_nulls().sort("logon_idx", "s")
     dns = tm.filter(pl.col("protocol") == "dns")
     if dns.height:
-        dns = dns.sort("req_last_ts_ns").join_asof(
-            starts.sort("s"), left_on="req_last_ts_ns", right_on="s", by="logon_idx", strategy="forward", check_sortedness=False,
-            allow_exact_matches=False)
-        end = pl.coalesce("rsp_last_ts_ns", "s", "end_ts_ns")
-        parts.append(_iv(dns, pl.col("req_first_ts_ns"), end, "dns_s", pl.col("cause").fill_null("dns"),
+        dns = next_start(dns, "req_last_ts_ns")
+        end = pl.coalesce(pl.col("rsp_last_ts_ns") + hc, pl.col("s") - hc, "end_ts_ns")
+        parts.append(_iv(dns, pl.col("req_first_ts_ns") - hc, end, "dns_s", pl.col("cause").fill_null("dns"),
                          pl.col("first_frame"), pl.col("last_frame")))
 
     app = tm.filter(pl.col("protocol").is_in(["giop", "http", "turn"]))
     if app.height:
         half_ss = (pl.col("_rtt_ss").fill_null(0.0).fill_nan(0.0) * 500_000).cast(pl.Int64)  # ms -> ns, halved
         app = app.with_columns(_hs=half_ss)
-        parts.append(_iv(app, pl.col("req_first_ts_ns"), pl.col("req_last_ts_ns"), "request_transfer_s",
-                         pl.lit("transfer"), pl.col("first_frame"), None))
+        q0, q1 = pl.col("req_first_ts_ns"), pl.col("req_last_ts_ns")
+        parts.append(_iv(app, q0 - hc, q1 - hc, "request_transfer_s", pl.lit("transfer"), pl.col("first_frame"), None))
         answered = app.filter(pl.col("rsp_first_ts_ns").is_not_null())
         if answered.height:
-            gap0, gap1 = pl.col("req_last_ts_ns"), pl.col("rsp_first_ts_ns")
-            hs = pl.min_horizontal(pl.col("_hs"), ((gap1 - gap0) // 2).clip(lower_bound=0))
-            parts.append(_iv(answered, gap0 + hs, gap1 - hs, "server_s", pl.col("cause").fill_null("server_think"),
+            r0, r1 = pl.col("rsp_first_ts_ns"), pl.col("rsp_last_ts_ns")
+            hs = pl.min_horizontal(pl.col("_hs"), ((r0 - q1) // 2).clip(lower_bound=0))
+            parts.append(_iv(answered, q1 - hc, q1 + hs, "network_rtt_s", "network_latency"))
+            parts.append(_iv(answered, q1 + hs, r0 - hs, "server_s", pl.col("cause").fill_null("server_think"),
                              pl.col("first_frame"), pl.col("last_frame")))
-            parts.append(_iv(answered, gap0, gap0 + hs, "network_rtt_s", "network_latency"))
-            parts.append(_iv(answered, gap1 - hs, gap1, "network_rtt_s", "network_latency"))
-            parts.append(_iv(answered, pl.col("rsp_first_ts_ns"), pl.col("rsp_last_ts_ns"), "response_transfer_s",
+            parts.append(_iv(answered, r0 - hs, r0 + hc, "network_rtt_s", "network_latency"))
+            parts.append(_iv(answered, r0 + hc, r1 + hc, "response_transfer_s",
                              pl.col("cause").fill_null("transfer"), None, pl.col("last_frame")))
         unanswered = app.filter(pl.col("rsp_first_ts_ns").is_null())
         if unanswered.height:
             # the client waited for an answer that never came, until it gave up (its next step)
-            unanswered = unanswered.sort("req_last_ts_ns").join_asof(
-                starts.sort("s"), left_on="req_last_ts_ns", right_on="s", by="logon_idx", strategy="forward", check_sortedness=False,
-                allow_exact_matches=False)
-            parts.append(_iv(unanswered, pl.col("req_last_ts_ns"),
-                             pl.coalesce("s", pl.min_horizontal("_conn_last", "end_ts_ns")), "server_s",
+            unanswered = next_start(unanswered, "req_last_ts_ns")
+            parts.append(_iv(unanswered, q1 - hc,
+                             pl.coalesce(pl.col("s") - hc, pl.min_horizontal("_conn_last", "end_ts_ns")), "server_s",
                              pl.col("cause").fill_null("request_timeout_retry"), pl.col("first_frame"), None))
 
-    # client: from each answer the process received to its next action, less the client-side trip
+    # client: from each answer reaching the client to the client's next action
     deliveries = pl.concat([
         tm.filter(pl.col("rsp_last_ts_ns").is_not_null())
           .select("logon_idx", pl.col("rsp_last_ts_ns").alias("d"), pl.col("last_frame").alias("fa")),
-        conn_m.filter(pl.col("synack_ts_ns").is_not_null())
-              .select("logon_idx", pl.coalesce("established_ts_ns", "synack_ts_ns").alias("d"),
+        conn_m.select("logon_idx", pl.coalesce("synack_ts_ns", "last_ts_ns").alias("d"),
                       pl.col("first_frame").alias("fa")),
-        conn_m.filter(pl.col("synack_ts_ns").is_null())
-              .select("logon_idx", pl.col("last_ts_ns").alias("d"), pl.col("last_frame").alias("fa")),
     ]).drop_nulls("d")
     if deliveries.height:
-        gaps = (deliveries.sort("d").join_asof(starts.sort("s"), left_on="d", right_on="s", by="logon_idx",
-                                               strategy="forward", allow_exact_matches=False, check_sortedness=False)
-                .join(lg, on="logon_idx", how="inner"))
-        hc = pl.col("half_rtt_client_ns")
-        nxt = pl.coalesce("s", "end_ts_ns")
-        hcg = pl.min_horizontal(hc, ((nxt - pl.col("d")) // 2).clip(lower_bound=0))
-        gaps = gaps.with_columns(_hc=hcg, _n=nxt)
-        parts.append(_iv(gaps, pl.col("d") + pl.col("_hc"), pl.col("_n") - pl.col("_hc"), "client_s",
+        gaps = next_start(deliveries, "d").join(lg, on="logon_idx", how="inner")
+        parts.append(_iv(gaps, pl.col("d") + hc, pl.coalesce(pl.col("s") - hc, "end_ts_ns"), "client_s",
                          "client_think", pl.col("fa"), None))
-        parts.append(_iv(gaps, pl.col("d"), pl.col("d") + pl.col("_hc"), "network_rtt_s", "network_latency"))
-        parts.append(_iv(gaps, pl.col("_n") - pl.col("_hc"), pl.col("_n"), "network_rtt_s", "network_latency"))
-    # the half trips before the first and after the last packet the capture saw
-    parts.append(_iv(lg, pl.col("start_ts_ns"), pl.col("first_seen_ts_ns"), "network_rtt_s", "network_latency"))
-    parts.append(_iv(lg, pl.col("last_seen_ts_ns"), pl.col("end_ts_ns"), "network_rtt_s", "network_latency"))
 
     if segments is not None and segments.height:
         parts.extend(_segment_intervals(segments, conn_m, connections))

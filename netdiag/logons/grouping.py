@@ -36,6 +36,7 @@ answer that much after, so start and end mean the client's own clock wherever th
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -228,7 +229,9 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
 def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> Grouping:
     """Chain items per client process and cut logons out of the chains (see module docstring)."""
     conns = relevant_connections(connections, transactions, profile)
-    items = _items(conns, transactions)
+    all_items = _items(conns, transactions)
+    tcp_items = [it for it in all_items if it.kind == "tcp"]
+    dns_items = [it for it in all_items if it.kind == "dns"]
     quiet_ns = int(profile.start_quiet_s * 1e9)
     lead_ns = int(profile.lead_in_s * 1e9)
     chains_by_ip: dict[str, list[Chain]] = {}
@@ -236,7 +239,7 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
     item_chain: list[tuple[Item, Chain | None]] = []
     # plain lists: the loop reads single cells, which a polars Series makes slow
     txs = {c: transactions[c].to_list() for c in ("protocol", "operation", "status", "req_first_ts_ns",
-                                                  "req_last_ts_ns", "rsp_last_ts_ns")}
+                                                  "req_last_ts_ns", "rsp_last_ts_ns", "detail")}
 
     def logon_ended(ch: Chain, t: int) -> bool:
         if ch.bootstrap_ns is None:
@@ -244,72 +247,110 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
         end = _end_of(ch, txs, profile, until=t)
         return end is not None and end[0] < t
 
+    def has_open_connection(ch: Chain, t: int) -> bool:
+        return any(x.kind == "tcp" and x.start_ns <= t <= x.last_ns for x in ch.items)
+
     def new_chain(ip: str) -> Chain:
         ch = Chain(len(chains), ip)
         chains.append(ch)
         chains_by_ip.setdefault(ip, []).append(ch)
         return ch
 
-    for it in items:
+    def fifo(cands: list[Chain], t: int) -> Chain:
+        # the chain that has waited longest since its last answer acts first
+        return min(cands, key=lambda c: (c.last_delivery_before(t), c.chain_id))
+
+    for it in tcp_items:
         t = it.start_ns
         pool = chains_by_ip.get(it.client_ip, [])
         live = [c for c in pool if t - c.last_activity_before(t) <= quiet_ns]
+        active = [c for c in live if not logon_ended(c, t)]
         chosen: Chain | None = None
         conf = "high"
-        is_bootstrap = it.role == "bootstrap" or (profile.start_rule == "any" and it.kind == "tcp")
-        # 1. an IOR referral names this host:port
-        if it.kind == "tcp":
-            refs = [(c.open_referral(t, it.server_ip, it.server_port), c) for c in live]
-            refs = [(r, c) for r, c in refs if r is not None]
-            if refs:
-                refs.sort(key=lambda rc: rc[0][0])
-                chosen = refs[0][1]
-                chosen.used_referrals.add(refs[0][0])
-                conf = "high" if len(refs) == 1 else "medium"
-        # 2. a DNS retry of a question a chain asked
-        if chosen is None and it.kind == "dns":
-            same = [c for c in live if any(x.kind == "dns" and x.dns_name == it.dns_name
-                                            and t - x.last_ns <= quiet_ns for x in c.items)]
-            if len(same) == 1:
-                chosen = same[0]
-        if chosen is None:
-            if is_bootstrap:
-                lead = [c for c in live if c.bootstrap_ns is None and c.idle_at(t)
-                        and t - c.items[0].start_ns <= lead_ns]
-                rebootstrap = [c for c in live if c.bootstrap_ns is not None and not logon_ended(c, t)
-                               and c.idle_at(t) and _last_step_failed(c, txs, t)]
-                cands = lead or rebootstrap
-                if cands:
-                    cands.sort(key=lambda c: c.last_delivery_before(t))
-                    chosen = cands[0]
-                    conf = "high" if len([c for c in live if c.idle_at(t)]) <= 1 else "low"
+        is_bootstrap = it.role == "bootstrap" or (profile.start_rule == "any" and not active)
+        # 1. an IOR referral (naming reply, LOCATION_FORWARD) names this host:port
+        refs = [(r, c) for c in live if (r := c.open_referral(t, it.server_ip, it.server_port)) is not None]
+        if refs:
+            ref, chosen = min(refs, key=lambda rc: rc[0][0])
+            chosen.used_referrals.add(ref)
+            conf = "high" if len(refs) == 1 else "medium"
+        elif is_bootstrap:
+            # 2. a bootstrap connection: after lead-in traffic, or a re-bootstrap after a failure
+            lead = [c for c in live if c.bootstrap_ns is None and c.idle_at(t) and t - c.items[0].start_ns <= lead_ns]
+            retry = [c for c in active if c.bootstrap_ns is not None and c.idle_at(t) and _last_step_failed(c, txs, t)]
+            cands = lead or retry
+            if cands:
+                chosen = fifo(cands, t)
+                conf = "high" if len(cands) == 1 else "low"
+        elif it.role in LEAD_IN_ROLES:
+            # 3. JNLP/jar HTTP: a process starting, or the one process on this address still connected
+            lead = [c for c in live if c.bootstrap_ns is None and c.idle_at(t)]
+            if lead:
+                chosen = fifo(lead, t)
+                conf = "high" if len(lead) == 1 else "low"
             else:
-                active = [c for c in live if not logon_ended(c, t)]
-                idle = [c for c in active if c.idle_at(t)]
-                if len(active) == 1 and (it.role not in LEAD_IN_ROLES or idle):
-                    chosen, conf = active[0], "high"
-                elif idle:
-                    idle.sort(key=lambda c: c.last_delivery_before(t))
-                    chosen = idle[0]
-                    conf = "medium" if len(idle) == 1 else "low"
-                elif it.role in LEAD_IN_ROLES:
-                    chosen = None   # a new process starting with DNS or JNLP download
-                elif active:
-                    active.sort(key=lambda c: c.last_delivery_before(t))
-                    chosen, conf = active[-1], "low"
+                connected = [c for c in active if has_open_connection(c, t)]
+                if len(connected) == 1 and len(active) == 1:
+                    chosen = connected[0]
+        else:
+            # 4. any other connection of a logon in progress
+            idle = [c for c in active if c.idle_at(t)]
+            if len(active) == 1:
+                chosen = active[0]
+            elif idle:
+                chosen = fifo(idle, t)
+                conf = "medium" if len(idle) == 1 else "low"
+            elif active:
+                chosen = max(active, key=lambda c: c.last_delivery_before(t))
+                conf = "low"
         if chosen is None and (is_bootstrap or it.role in LEAD_IN_ROLES):
             chosen = new_chain(it.client_ip)
-            conf = "high"
         if chosen is not None:
-            others_open = [c for c in live if c is not chosen and not logon_ended(c, t)]
-            if others_open:
+            if any(c is not chosen for c in active):
                 chosen.lower_confidence(conf)
             chosen.items.append(it)
             if is_bootstrap and chosen.bootstrap_ns is None:
                 chosen.bootstrap_ns = t
         item_chain.append((it, chosen))
 
-    return _cut_logons(chains, item_chain, conns, transactions, profile, lead_ns)
+    _attach_dns(dns_items, chains_by_ip, txs, lead_ns, item_chain)
+    return _cut_logons(chains, item_chain, conns, txs, profile, lead_ns)
+
+
+def _dns_answers(detail: str | None) -> set[str]:
+    if not detail:
+        return set()
+    try:
+        d = json.loads(detail)
+    except ValueError:
+        return set()
+    return {str(a[1]) for a in d.get("answers", []) or [] if isinstance(a, list) and len(a) >= 2
+            and a[0] in ("A", "AAAA")}
+
+
+def _attach_dns(dns_items: list[Item], chains_by_ip: dict[str, list[Chain]], txs: dict[str, list], lead_ns: int,
+                item_chain: list[tuple[Item, Chain | None]]) -> None:
+    """Give each DNS question to the process that used its answer.
+
+    The chain whose next connection after the answer goes to an answered address takes it (the
+    earliest such connection, and a chain takes one lookup per name); an unanswered question
+    goes to the chain whose next step follows it most closely (the process gave up and went on).
+    """
+    for it in dns_items:
+        answers = _dns_answers(txs["detail"][it.txn_rows[0]])
+        best: tuple[int, Chain] | None = None
+        for ch in chains_by_ip.get(it.client_ip, []):
+            if any(x.kind == "dns" and x.dns_name == it.dns_name for x in ch.items):
+                continue
+            nxt = [x.start_ns for x in ch.items if x.kind == "tcp" and x.start_ns >= it.last_ns
+                   and x.start_ns - it.last_ns <= lead_ns and (not answers or x.server_ip in answers)]
+            if nxt and (best is None or min(nxt) < best[0]):
+                best = (min(nxt), ch)
+        chosen = best[1] if best else None
+        if chosen is not None:
+            chosen.items.append(it)
+            chosen.items.sort(key=lambda x: (x.start_ns, x.conn_id))
+        item_chain.append((it, chosen))
 
 
 def _last_step_failed(ch: Chain, txs: dict[str, list], t: int) -> bool:

@@ -1,0 +1,150 @@
+"""`netdiag logons`, `netdiag findings` and `netdiag profile init`.
+
+A thin layer over `netdiag.logons.analyze_logons` (issue 5). Output options match the other
+table commands (--json, --csv, --parquet). A capture with no logons is an error that says why
+(no traffic to the profile's servers, or no logon start seen), never an empty table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from netdiag.errors import UsageError
+
+LOGON_COLUMNS = ["logon_id", "client_ip", "client_group", "duration_s", "outcome", "dominant_cause", "dns_s",
+                 "connect_s", "tls_s", "network_rtt_s", "server_s", "client_s", "loss_recovery_s",
+                 "unexplained_s", "connections", "requests", "separation_confidence"]
+FINDING_COLUMNS = ["id", "severity", "cause", "seconds_lost", "logons_affected", "summary", "wireshark_filter"]
+
+CapturesArg = Annotated[list[Path], typer.Argument(help="capture files (pcap, pcapng, .gz) or directories")]
+ProfileOpt = Annotated[Path | None, typer.Option("--profile", "-p", help="site profile (TOML); see `netdiag profile init`")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="write a JSON array of rows to stdout")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="write CSV to stdout")]
+ParquetOpt = Annotated[Path | None, typer.Option("--parquet", help="write the table to this Parquet file")]
+
+
+def _run(captures: list[Path], profile: Path | None) -> Any:
+    from netdiag.logons import analyze_logons
+    from netdiag.profile import Profile, load_profile
+    from netdiag.progress import progress_bar
+
+    for p in captures:
+        if not p.exists():
+            raise UsageError(f"{p}: no such file or directory")
+    prof = load_profile(profile) if profile is not None else Profile()
+    total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+    with progress_bar(total, "logons") as advance:
+        analysis = analyze_logons(captures, prof, progress=advance)
+    read_stats = getattr(analysis.streams, "read_stats", None)
+    for w in getattr(read_stats, "warnings", None) or []:
+        print(f"netdiag: warning: {w}", file=sys.stderr)
+    for note in analysis.notes:
+        print(f"netdiag: note: {note}", file=sys.stderr)
+    return analysis.require_logons()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("logons")
+    def logons_command(
+        captures: CapturesArg,
+        profile: ProfileOpt = None,
+        as_json: JsonOpt = False,
+        as_csv: CsvOpt = False,
+        parquet: ParquetOpt = None,
+        summary: Annotated[bool, typer.Option(
+            "--summary", help="population views: duration percentiles overall, per time bucket, server and "
+                              "client group; budget over all logons and the slowest 5%; server think per operation")
+        ] = False,
+        bucket_s: Annotated[float, typer.Option("--bucket", help="time bucket for --summary, seconds")] = 300.0,
+    ) -> None:
+        """One row per logon with its wait budget (columns sum to duration_s) and dominant cause."""
+        from netdiag.output import emit
+
+        analysis = _run(captures, profile)
+        if summary:
+            from netdiag.logons.population import per_time_bucket
+
+            views = dict(analysis.population)
+            views["per_time_bucket"] = per_time_bucket(analysis.logons, bucket_s)
+            _emit_views(views, as_json=as_json, as_csv=as_csv, parquet=parquet)
+            return
+        emit(analysis.logons, as_json=as_json, as_csv=as_csv, parquet=parquet, pretty_columns=LOGON_COLUMNS,
+             title="logons")
+
+    @app.command("findings")
+    def findings_command(
+        captures: CapturesArg,
+        profile: ProfileOpt = None,
+        as_json: JsonOpt = False,
+        as_csv: CsvOpt = False,
+        parquet: ParquetOpt = None,
+    ) -> None:
+        """Labelled causes of lost logon time, with evidence frames and a Wireshark display filter."""
+        from netdiag.output import emit
+
+        analysis = _run(captures, profile)
+        if analysis.findings.height == 0 and not (as_json or as_csv or parquet):
+            print(f"netdiag: {analysis.logons.height} logon(s), no findings", file=sys.stderr)
+            return
+        emit(analysis.findings, as_json=as_json, as_csv=as_csv, parquet=parquet, pretty_columns=FINDING_COLUMNS,
+             title="findings")
+
+    profile_app = typer.Typer(help="Site profiles: which servers are the EPJ and how a logon starts and ends.",
+                              no_args_is_help=True)
+
+    @profile_app.command("init")
+    def profile_init(
+        path: Annotated[Path, typer.Argument(help="where to write the profile ('-' for stdout)")] = Path(
+            "netdiag-profile.toml"),
+        force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+    ) -> None:
+        """Write a commented starter profile."""
+        from netdiag.profile import STARTER_PROFILE
+
+        if str(path) == "-":
+            sys.stdout.write(STARTER_PROFILE)
+            return
+        if path.exists() and not force:
+            raise UsageError(f"{path} exists; use --force to overwrite it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(STARTER_PROFILE, encoding="utf-8")
+        print(f"wrote a starter profile to {path}; edit it, then: netdiag logons CAPTURE --profile {path}",
+              file=sys.stderr)
+
+    @profile_app.command("check")
+    def profile_check(path: Annotated[Path, typer.Argument(help="profile to validate")]) -> None:
+        """Validate a profile: unknown keys, bad regexes and invalid addresses are named with their line."""
+        from netdiag.profile import load_profile
+
+        p = load_profile(path)
+        print(f"{path}: ok ({len(p.servers)} server entries, {len(p.client_groups)} client groups)")
+
+    app.add_typer(profile_app, name="profile")
+
+
+def _emit_views(views: dict, *, as_json: bool, as_csv: bool, parquet: Path | None) -> None:
+    from netdiag.output import print_table, to_json_rows
+
+    if as_json and as_csv:
+        raise UsageError("choose one of --json and --csv")
+    if parquet is not None:
+        parquet.mkdir(parents=True, exist_ok=True)
+        for name, df in views.items():
+            df.write_parquet(parquet / f"{name}.parquet")
+        print(f"wrote {len(views)} views to {parquet}/", file=sys.stderr)
+        if not (as_json or as_csv):
+            return
+    if as_json:
+        sys.stdout.write("{" + ",".join(f"{json.dumps(k)}:{to_json_rows(v)}" for k, v in views.items()) + "}\n")
+        return
+    if as_csv:
+        for name, df in views.items():
+            sys.stdout.write(f"# {name}\n{df.write_csv()}\n")
+        return
+    for name, df in views.items():
+        print_table(df, title=name.replace("_", " "))
