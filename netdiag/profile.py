@@ -75,6 +75,7 @@ class Thresholds:
     nagle_s: float = 0.1                 # Nagle/delayed-ACK stalls per logon worth a warning
     network_share: float = 0.25          # network round trips above this share of a logon
     idle_before_reuse_s: float = 30.0    # idle time that makes a pooled connection "old"
+    jar_download_s: float = 0.5          # repeated jar downloads per logon worth a warning
 
 
 @dataclass(frozen=True)
@@ -435,4 +436,5 @@ flow_control_s = 0.2        # zero-window / window-full waits per logon
 nagle_s = 0.1               # Nagle x delayed-ACK stalls per logon
 network_share = 0.25        # share of a logon spent on network round trips
 idle_before_reuse_s = 30    # idle time after which a pooled connection counts as old
+jar_download_s = 0.5        # jars downloaded again (200 where 304 was expected) per logon
 '''

@@ -298,7 +298,7 @@ def sweep(intervals: pl.DataFrame, logons: pl.DataFrame) -> tuple[np.ndarray, np
     idx = np.arange(n_logons, dtype=np.int64)
     bounds = np.unique(np.concatenate([t0, t1, idx * big, idx * big + ldur]))
     seg_lo = bounds[:-1] // big
-    valid = seg_lo == (bounds[1:] - 1) // big
+    valid = bounds[1:] <= seg_lo * big + ldur[seg_lo]   # not the gap between two logons
     seg_dur = np.where(valid, np.diff(bounds), 0)
     si = np.searchsorted(bounds, t0)
     ei = np.searchsorted(bounds, t1)

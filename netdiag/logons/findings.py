@@ -40,8 +40,8 @@ Detection rules (what the capture shows; DOMAIN.md §3.2 and §5):
 - zero_window: zero-window and window-full waits (a slow reader).
 - idle_connection_dropped: data sent on a connection after >= `thresholds.idle_before_reuse_s`
   of silence, resent and never answered by the server (a firewall dropped the pooled connection).
-- jar_download: HTTP 200 for a .jar/.jnlp that the same client had already fetched in the
-  capture, or that others got as 304 (a cache that should have answered 304).
+- jar_download: HTTP 200 for a .jar that the same client had already fetched earlier in the
+  capture, where a 304 (not modified) was expected (the first download and the .jnlp are not findings).
 - network_latency: round trips paid per application turn (budget network_rtt_s); a warning when
   they are more than `thresholds.network_share` of logon time.
 """
@@ -149,13 +149,18 @@ def _idle_dropped(segments: pl.DataFrame, idle_s: float) -> set[int]:
 
 
 def _jar_refetch(tx: pl.DataFrame) -> set[int]:
-    http = tx.filter((pl.col("protocol") == "http") & pl.col("operation").str.contains(JAR_RE).fill_null(False))
+    """HTTP 200 for a jar the same client already fetched earlier in the capture.
+
+    Java Web Start re-fetches the .jnlp every time by design; a jar it already has should come
+    back 304 (or not be asked for). The first download of a jar is not a finding.
+    """
+    http = tx.filter((pl.col("protocol") == "http") & pl.col("operation").str.contains(JAR_RE).fill_null(False)
+                     & ~pl.col("operation").str.contains(r"(?i)\.jnlp(\?|$|\s)").fill_null(False))
     if http.height == 0:
         return set()
     http = http.with_columns(url=pl.col("operation").str.replace(r"^\S+\s+", "")).sort("req_first_ts_ns")
-    got_304 = set(http.filter(pl.col("status") == "304")["url"].to_list())
     http = http.with_columns(_seen_before=pl.col("req_first_ts_ns").cum_count().over("client_ip", "url") > 1)
-    hit = http.filter((pl.col("status") == "200") & (pl.col("_seen_before") | pl.col("url").is_in(list(got_304))))
+    hit = http.filter((pl.col("status") == "200") & pl.col("_seen_before"))
     return set(hit["txn_row"].to_list())
 
 
@@ -320,10 +325,11 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
            lambda s, n, w, r: f"Data sent after >= {thr.idle_before_reuse_s} s of silence was resent and never "
            "answered, then the client gave up and reconnected: a firewall/NAT idle timeout shorter than the "
            "ORB's keep-alive.")
-    simple("jar_download", lambda s, w, r: "warning",
+    simple("jar_download", lambda s, w, r: "warning" if w >= thr.jar_download_s else "info",
            lambda s, n, w, r: f"Program files were downloaded again instead of being reused from the cache: "
            f"{s:.1f} s in {n} logon(s).",
-           lambda s, n, w, r: f"HTTP 200 (full download) where a 304 (not modified) was expected: {_ops(tx, r)}.")
+           lambda s, n, w, r: "HTTP 200 (full download) of a jar the same client had already fetched earlier in "
+           f"the capture, where a 304 (not modified) was expected: {_ops(tx, r)}.")
 
     # server think, per operation
     srv = iv.filter((pl.col("cause") == "server_think") & (pl.col("won_ns") > 0) & (pl.col("txn_row") >= 0))
@@ -365,8 +371,8 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
 
     # network round trips
     net = per_logon["network_latency"]
-    if net.sum() > 0:
-        share = float(net.sum()) / total_logon_s if total_logon_s > 0 else 0.0
+    share = float(net.sum()) / total_logon_s if total_logon_s > 0 else 0.0
+    if share >= 0.01:   # below 1 % of logon time round trips are not worth a row
         sev = "warning" if share >= thr.network_share else "info"
         r = cause_rows("network_latency")
         add("network_latency", sev, float(net.sum()), [int(i) for i in np.flatnonzero(net > 0)],
