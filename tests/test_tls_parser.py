@@ -4,7 +4,8 @@ captures/proto/tls.pcap (made by captures/proto/make_captures.py, see captures/p
 tcp.stream 0 TLS 1.2 full, 1 TLS 1.2 resumed, 2 TLS 1.3 full, 3 TLS 1.3 resumed (PSK),
 4 TLS 1.2 with a client-certificate request answered with a certificate, 5 the same without a
 certificate (the server alerts handshake_failure), 6 TLS 1.2 server writing 512-byte records
-(the Certificate spans two records). captures/proto/tls_s_client.txt is what s_client said of
+(the Certificate spans two records), 7 TLS 1.3 with a HelloRetryRequest, 8 TLS 1.2 where the
+client rejects the server's certificate (unknown_ca alert from the client). captures/proto/tls_s_client.txt is what s_client said of
 each (New/Reused). captures/proto/tls_coalesced.pcap repacks stream 0's server flight into one
 record (several handshake messages per record, as JSSE and SChannel send them).
 """
@@ -48,7 +49,7 @@ def _mine(pcap, pass_direction: bool = True) -> dict[tuple[int, int], list[tuple
                      if "handshake_type" in r.detail and r.msg_type != "HandshakeFragment"]
             sni = [r.operation for r in recs if r.msg_type == "ClientHello" and r.operation]
             legacy = [HEX[r.detail.get("client_version") or r.detail.get("server_version")]
-                      for r in recs if r.msg_type in ("ClientHello", "ServerHello")]
+                      for r in recs if r.msg_type in ("ClientHello", "ServerHello", "HelloRetryRequest")]
             supported = [v for r in recs for v in (r.detail.get("supported_versions") or [])]
             alerts = [str(r.detail["description"]) for r in recs
                       if r.msg_type == "Alert" and not r.detail["encrypted"]]
@@ -114,7 +115,7 @@ def test_resumed_matches_what_s_client_reported() -> None:
     for conn in tcp_connections(PCAP):
         sh = [r for c in drive(tls, conn) for r in c.records if r.msg_type == "ServerHello"]
         mine.append(sh[0].detail["resumed"])
-    assert mine == truth == [False, True, False, True, False, False, False]
+    assert mine == truth == [False, True, False, True, False, False, False, False, False]
     # the abbreviated handshake's server-first ChangeCipherSpec says the same
     for conn, resumed in zip(tcp_connections(PCAP), truth, strict=True):
         ccs = [r for c in drive(tls, conn) if c.direction == 1 for r in c.records
@@ -149,6 +150,23 @@ def test_tls13_negotiation_and_encrypted_records() -> None:
     assert app[0] == (1, True)  # the server's EncryptedExtensions..Finished
     closes = [r for _, r in recs if r.msg_type == "Alert"]
     assert closes == []  # TLS 1.3 close_notify travels as ApplicationData
+
+
+def test_hello_retry_request_then_second_client_hello_in_clear() -> None:
+    conn = tcp_connections(PCAP)[7]
+    recs = [(c.direction, r.msg_type) for c in drive(tls, conn) for r in c.records]
+    client = [m for d, m in recs if d == 0]
+    server = [m for d, m in recs if d == 1]
+    # after HRR the client's compatibility CCS does not encrypt its second ClientHello
+    assert client[:3] == ["ClientHello", "ChangeCipherSpec", "ClientHello"]
+    assert server[:3] == ["HelloRetryRequest", "ChangeCipherSpec", "ServerHello"]
+
+
+def test_client_alert_when_it_rejects_the_server_certificate() -> None:
+    conn = tcp_connections(PCAP)[8]
+    alerts = [(c.direction, r.status, r.detail["level"]) for c in drive(tls, conn) for r in c.records
+              if r.msg_type == "Alert"]
+    assert alerts == [(0, "unknown_ca", "fatal")]
 
 
 def test_direction_is_inferred_when_the_caller_does_not_pass_it() -> None:
@@ -252,7 +270,7 @@ def test_live_recapture_resumption_matches_s_client(tmp_path, monkeypatch) -> No
     mk = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mk)
     monkeypatch.setattr(mk, "HERE", tmp_path)
-    mk.checked(mk.make_tls, "tls.pcap", 7)
+    mk.checked(mk.make_tls, "tls.pcap", 9)
     said = (tmp_path / "tls_s_client.txt").read_text().splitlines()
     truth = [line.split(": ", 1)[1].startswith("Reused") for line in said]
     mine = []

@@ -226,7 +226,8 @@ def make_tls() -> None:
         ns.start([*srv, "-accept", "9443"], **null)
         ns.start([*srv, "-accept", "9402", "-Verify", "1", "-CAfile", str(t / "client.crt")], **null)
         ns.start([*srv, "-accept", "9403", "-max_send_frag", "512"], **null)
-        for port in (9443, 9402, 9403):
+        ns.start([*srv, "-accept", "9444", "-groups", "P-256"], **null)
+        for port in (9443, 9402, 9403, 9444):
             wait_port(ns, port)
         cli = "openssl s_client -connect 127.0.0.1:%d -servername epj-app.hosp.test -ign_eof"
         get = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | "
@@ -243,6 +244,12 @@ def make_tls() -> None:
             ("tls1.2 no client cert", cli % 9402 + " -tls1_2"),
             # server writing at most 512-byte records: the Certificate spans two records
             ("tls1.2 512-byte records", cli % 9403 + " -tls1_2 -no_ticket"),
+            # TLS 1.3 where the client's key share (X25519) is not the server's group (P-256):
+            # HelloRetryRequest, then a second ClientHello after a compatibility CCS
+            ("tls1.3 hello retry", cli % 9444 + " -tls1_3"),
+            # the client rejects the server's certificate (not signed by the CA it trusts):
+            # a fatal unknown_ca alert from the client
+            ("tls1.2 client rejects cert", cli % 9443 + f" -tls1_2 -verify_return_error -CAfile {t}/client.crt"),
         ]
         log = []
         for label, cmd in runs:
@@ -330,7 +337,7 @@ if __name__ == "__main__":
     else:
         for what in sys.argv[1:] or ["http", "tls", "tls_coalesced", "dns"]:
             {"http": lambda: checked(make_http, "http.pcap", 8),
-             "tls": lambda: checked(make_tls, "tls.pcap", 7),
+             "tls": lambda: checked(make_tls, "tls.pcap", 9),
              "dns": lambda: checked(make_dns, "dns.pcap", 2),
              "tls_coalesced": make_tls_coalesced}[what]()
             print(f"made captures/proto/{what}.pcap")
