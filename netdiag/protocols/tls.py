@@ -27,6 +27,16 @@ spanned), "ChangeCipherSpec", "Alert", "ApplicationData" or "Heartbeat"; operati
 ClientHello; status = alert description ("handshake_failure", ...; "encrypted" when the alert
 is encrypted).
 
+detail, every record: content_type, record_version ("0x0303"), record_bytes; handshake
+messages add handshake_type, handshake_bytes, records (records it spanned). ClientHello: sni,
+client_version, offered_versions (names, GREASE dropped), supported_versions (the extension's
+raw list, None when absent), cipher_count, session_id_bytes, session_ticket_ext, psk_offered,
+early_data, alpn, extension_count (SSLv2 format: sslv2_format=True). ServerHello /
+HelloRetryRequest: server_version, chosen_version, supported_versions, cipher_suite,
+session_id_bytes, resumed. Certificate: certificate_count, certificate_bytes.
+NewSessionTicket: lifetime_hint_s, ticket_bytes. Alert: encrypted, level, description (number).
+ApplicationData: data_bytes, encrypted_handshake. Encrypted Finished: encrypted=True.
+
 What is encrypted (no keys): TLS 1.2 handshake records after that direction's
 ChangeCipherSpec are reported as "Finished" with detail encrypted=True (Wireshark's
 "Encrypted Handshake Message"; a renegotiation would look the same). Alerts whose body is
