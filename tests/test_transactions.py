@@ -1,0 +1,223 @@
+"""End to end: netdiag's own reader and TCP analyzer -> streams -> parsers -> transactions.
+
+Truth: (1) the same tables built from tshark's TCP analysis (test_transactions_tshark.py proves
+those against tshark's dissectors and the crafted schedules); (2) on the lab and sample captures
+(any `*.truth.json` beside a capture under captures/), tshark's GIOP dissector for every
+request/reply pair, operation, reply status and exception id, and the server's own log for
+server think time (within 2 ms); (3) the CLI on real files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from netdiag.transactions import analyze_streams
+
+ROOT = Path(__file__).resolve().parent.parent
+CAPTURES = ROOT / "captures"
+HAVE_TSHARK = shutil.which("tshark") is not None
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SAME_AS_TSHARK = sorted(
+    [p for p in (CAPTURES / "streams").glob("*.pcap")]
+    + [p for p in (CAPTURES / "proto").glob("*.pcap")]
+    + [p for p in (CAPTURES / "sample").glob("*.pcap")])
+
+
+def _truth_captures() -> list[tuple[Path, Path]]:
+    out = []
+    for truth in sorted(CAPTURES.rglob("*.truth.json")):
+        stem = truth.name[: -len(".truth.json")]
+        for ext in (".pcap", ".pcapng", ".pcap.gz", ".pcapng.gz"):
+            cap = truth.with_name(stem + ext)
+            if cap.exists():
+                out.append((cap, truth))
+                break
+    return out
+
+
+LAB = _truth_captures()
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
+@pytest.mark.parametrize("cap", SAME_AS_TSHARK, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_own_reader_and_analyzer_give_the_tables_tsharks_tcp_analysis_gives(cap: Path) -> None:
+    from test_transactions_tshark import drive
+
+    ours = analyze_streams(cap)
+    oracle = drive(cap)
+    for attr in ("messages", "transactions"):
+        a = getattr(ours, attr).drop("conn_id")
+        b = getattr(oracle, attr).drop("conn_id")
+        assert a.sort(pl.all()).equals(b.sort(pl.all())), attr
+    assert ours.gaps.drop("conn_id").equals(oracle.gaps.drop("conn_id"))
+    assert ours.stats.malformed_messages == oracle.stats.malformed_messages
+
+
+def _tshark_giop_by_port(cap: Path) -> tuple[dict, dict]:
+    """tshark's GIOP requests {(client port, id): op} and replies {(client port, id): (status, exception)}
+    (LocateRequest/LocateReply included, with the locate status)."""
+    fields = ["tcp.srcport", "tcp.dstport", "giop.type", "giop.request_id", "giop.request_op",
+              "giop.replystatus", "giop.exceptionid", "giop.locale_status"]
+    cmd = ["tshark", "-r", str(cap), "-Y", "giop", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a",
+           "-E", "aggregator=,"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+    status = {"0": "NO_EXCEPTION", "1": "USER_EXCEPTION", "2": "SYSTEM_EXCEPTION", "3": "LOCATION_FORWARD",
+              "4": "LOCATION_FORWARD_PERM", "5": "NEEDS_ADDRESSING_MODE"}
+    locate = {"0": "UNKNOWN_OBJECT", "1": "OBJECT_HERE", "2": "OBJECT_FORWARD", "3": "OBJECT_FORWARD_PERM",
+              "4": "LOC_SYSTEM_EXCEPTION", "5": "LOC_NEEDS_ADDRESSING_MODE"}
+    reqs: dict = {}
+    reps: dict = {}
+    for line in out.splitlines():
+        sp, dp, typ, rid, op, st, exc, loc = line.split("|")
+        locs = loc.split(",") if loc else []
+        ops = op.split(",") if op else []
+        sts = st.split(",") if st else []
+        excs = exc.split(",") if exc else []
+        for t, r in zip(typ.split(","), rid.split(","), strict=False):
+            if not r:
+                continue
+            if t == "0":
+                reqs[(int(sp), int(r))] = ops.pop(0) if ops else None
+            elif t == "3":
+                reqs[(int(sp), int(r))] = "LocateRequest"
+            elif t == "1" and (int(dp), int(r)) not in reps:
+                s = status[sts.pop(0)] if sts else None
+                reps[(int(dp), int(r))] = (s, excs.pop(0) if s == "SYSTEM_EXCEPTION" and excs else None)
+            elif t == "4" and (int(dp), int(r)) not in reps:
+                reps[(int(dp), int(r))] = (locate[locs.pop(0)] if locs else None, None)
+    return reqs, reps
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
+@pytest.mark.skipif(not LAB, reason="no lab/sample captures with *.truth.json yet")
+@pytest.mark.parametrize("cap,truth", LAB, ids=lambda p: p.name)
+def test_lab_giop_pairs_operations_statuses_and_exceptions_agree_with_tshark(cap: Path, truth: Path) -> None:
+    a = analyze_streams(cap)
+    t = a.transactions.filter(pl.col("protocol") == "giop")
+    reqs, reps = _tshark_giop_by_port(cap)
+    # a port can be reused by a later connection: keep the pairs unique per (port, id) like tshark
+    ours_req = {(r["client_port"], r["request_id"]): r["operation"] for r in t.iter_rows(named=True)}
+    ours_rep = {(r["client_port"], r["request_id"]): (r["status"], r["exception_id"])
+                for r in t.filter(pl.col("rsp_first_ts_ns").is_not_null()).iter_rows(named=True)}
+    assert ours_req == reqs
+    # tshark gives exception ids for SYSTEM_EXCEPTION only; user exceptions carry theirs in ours
+    assert {k: (s, e if s == "SYSTEM_EXCEPTION" else None) for k, (s, e) in ours_rep.items()} == reps
+    assert len(reqs) > 0
+
+
+@pytest.mark.skipif(not LAB, reason="no lab/sample captures with *.truth.json yet")
+@pytest.mark.parametrize("cap,truth", LAB, ids=lambda p: p.name)
+def test_lab_server_think_agrees_with_the_servers_own_log_within_2_ms(cap: Path, truth: Path) -> None:
+    logged = json.loads(truth.read_text()).get("server_requests") or []
+    if not logged:
+        pytest.skip(f"{truth.name} has no server_requests log")
+    t = analyze_streams(cap).transactions.filter(pl.col("protocol") == "giop")
+    by_key: dict[tuple, list[dict]] = {}
+    for r in t.iter_rows(named=True):
+        by_key.setdefault((r["client_ip"], r["client_port"], r["request_id"]), []).append(r)
+    checked = 0
+    for s in logged:
+        if s.get("server_time_ms") is None or s.get("message_type") not in ("Request", "LocateRequest"):
+            continue
+        ip, port = s["client"].rsplit(":", 1)
+        cands = by_key.get((ip, int(port), s["request_id"]), [])
+        assert cands, f"no transaction for {s}"
+        # the transaction whose request the server read (nearest in time; ids repeat per connection)
+        ours = min(cands, key=lambda r: abs(r["req_last_ts_ns"] - s["received_ts_ns"]))
+        if s["message_type"] == "Request":
+            assert ours["operation"] == s["op"]
+        assert ours["server_think_s"] is not None
+        assert abs(ours["server_think_s"] * 1e3 - s["server_time_ms"]) <= 2.0, (s, ours["server_think_s"])
+        checked += 1
+    assert checked > 0
+
+
+@pytest.mark.skipif(not LAB, reason="no lab/sample captures with *.truth.json yet")
+@pytest.mark.parametrize("cap,truth", LAB, ids=lambda p: p.name)
+def test_lab_request_counts_agree_with_the_peers_logs(cap: Path, truth: Path) -> None:
+    exp = json.loads(truth.read_text()).get("expected") or {}
+    t = analyze_streams(cap).transactions
+    giop = t.filter(pl.col("protocol") == "giop")
+    if "giop_requests_by_op" in exp:
+        ops = dict(giop.filter(pl.col("operation") != "LocateRequest").group_by("operation").len().iter_rows())
+        assert ops == exp["giop_requests_by_op"]
+    if "giop_locate_requests" in exp:
+        assert giop.filter(pl.col("operation") == "LocateRequest").height == exp["giop_locate_requests"]
+    if "http_requests" in exp:
+        assert t.filter(pl.col("protocol") == "http").height == exp["http_requests"]
+    if "http_status_counts" in exp:
+        got = dict(t.filter(pl.col("protocol") == "http").group_by("status").len().iter_rows())
+        assert got == {str(k): v for k, v in exp["http_status_counts"].items()}
+    if "dns_queries_sent_by_client" in exp:
+        dns = t.filter(pl.col("protocol") == "dns")
+        retries = sum(json.loads(d).get("retries", 0) for d in dns["detail"].to_list() if d)
+        assert dns.height + retries == exp["dns_queries_sent_by_client"]
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netdiag.cli", *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+
+
+def test_cli_writes_json_rows_and_reports_malformed_count_on_stderr() -> None:
+    cap = CAPTURES / "streams" / "giop_capture_gap.pcap"
+    r = _cli("transactions", str(cap), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [(x["operation"], x["request_id"]) for x in rows] == [("op1", 1), ("op2", 2), ("op3", 3)]
+    assert "2 malformed" in r.stderr and "1 capture gaps (1000 bytes)" in r.stderr
+
+
+def test_cli_filters_by_protocol_operation_and_server() -> None:
+    cap = CAPTURES / "streams" / "giop_many_outstanding.pcap"
+    r = _cli("transactions", str(cap), "--json", "--protocol", "giop", "--operation", "^get",
+             "--server", "10.9.0.2:2809")
+    assert r.returncode == 0, r.stderr
+    assert sorted(x["operation"] for x in json.loads(r.stdout)) == ["getContext", "getPatientList", "getRoles",
+                                                                     "getUser"]
+    r = _cli("transactions", str(cap), "--json", "--server", "10.9.0.2:9999")
+    assert json.loads(r.stdout) == []
+
+
+def test_cli_summary_counts_errors_and_think_percentiles_per_operation() -> None:
+    cap = CAPTURES / "streams" / "giop_many_outstanding.pcap"
+    r = _cli("transactions", str(cap), "--summary", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {x["operation"]: x for x in json.loads(r.stdout)}
+    assert rows["checkMember"]["errors"] == 1           # SYSTEM_EXCEPTION
+    assert rows["getContext"]["errors"] == 1            # LOCATION_FORWARD is not NO_EXCEPTION
+    assert rows["getUser"]["errors"] == 0 and rows["getUser"]["count"] == 1
+    assert rows["getUser"]["think_max_s"] == pytest.approx(rows["getUser"]["think_p50_s"])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--operation", "(unclosed"], "not a valid regular expression"),
+    (["--protocol", "smtp"], "choose giop, http, tls, dns or turn"),
+])
+def test_cli_bad_options_give_one_clear_line_and_no_traceback(args: list[str], needle: str) -> None:
+    r = _cli("transactions", str(CAPTURES / "streams" / "http_pipelined.pcap"), *args)
+    assert r.returncode == 2
+    assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_missing_file_is_one_clear_line() -> None:
+    r = _cli("transactions", "/nonexistent/x.pcap")
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_garbage_file_is_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "garbage.pcap"
+    bad.write_bytes(b"this is not a capture file at all" * 10)
+    r = _cli("transactions", str(bad))
+    assert r.returncode == 2 and str(bad) in r.stderr and "Traceback" not in r.stderr
