@@ -152,9 +152,9 @@ def _logon_filter(client_ip: str, tcp_ports: list | None, udp_ports: list | None
     ipf = f"ipv6.addr == {client_ip}" if ":" in client_ip else f"ip.addr == {client_ip}"
     ports = []
     if tcp_ports:
-        ports.append("tcp.port in {" + " ".join(str(p) for p in tcp_ports) + "}")
+        ports.append("tcp.port in {" + ",".join(str(p) for p in tcp_ports) + "}")
     if udp_ports:
-        ports.append("udp.port in {" + " ".join(str(p) for p in udp_ports) + "}")
+        ports.append("udp.port in {" + ",".join(str(p) for p in udp_ports) + "}")
     return f"{ipf} && ({' || '.join(ports)})" if ports else ipf
 
 

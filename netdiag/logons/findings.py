@@ -167,7 +167,7 @@ def _jar_refetch(tx: pl.DataFrame) -> set[int]:
 def _filter_for(frames: list[int]) -> str:
     if not frames:
         return ""
-    return "frame.number in {" + " ".join(str(f) for f in frames) + "}"
+    return "frame.number in {" + ",".join(str(f) for f in frames) + "}"
 
 
 def _frames_of(iv: pl.DataFrame, mask: pl.Expr) -> list[int]:
