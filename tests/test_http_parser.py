@@ -238,6 +238,20 @@ def test_transfer_coding_other_than_chunked_runs_until_close() -> None:
     assert http.cut(req, 0, at_end=True, context=http.new_context()).status == "malformed"
 
 
+def test_connect_tunnel_bytes_become_tunnel_records_not_malformed() -> None:
+    ctx = http.new_context()
+    req = b"CONNECT epj.hosp.test:9443 HTTP/1.1\r\nHost: epj.hosp.test:9443\r\n\r\n"
+    hello = b"\x16\x03\x01\x00\x05hello"
+    assert http.cut(req + hello, 0, context=ctx) == http.Cut("message", len(req))
+    rsp = b"HTTP/1.1 200 Connection established\r\n\r\n"
+    c = http.cut(rsp + b"\x16\x03\x03", 0, context=ctx)
+    assert c == http.Cut("message", len(rsp)) and http.parse(rsp, context=ctx)[0].status == "200"
+    c = http.cut(req + hello, len(req), context=ctx)
+    assert c == http.Cut("message", len(hello))
+    (rec,) = http.parse(hello, context=ctx)
+    assert rec.msg_type == "tunnel" and rec.detail["data_bytes"] == len(hello) and not rec.malformed
+
+
 def test_interim_100_continue_does_not_consume_the_request_method() -> None:
     ctx = http.new_context()
     http.cut(b"HEAD /x HTTP/1.1\r\n\r\n", 0, context=ctx)

@@ -21,6 +21,10 @@ chunked, connection_close, content_type; requests: method, url (full target), ho
 user_agent, java_version ("1.8.0_202" from "Java/1.8.0_202"), if_modified_since,
 if_none_match; responses: reason_phrase, server, last_modified, etag (presence flags).
 
+After a 101 Switching Protocols or a 2xx answer to CONNECT the connection carries something
+else (a WebSocket, TLS through a proxy): every later cut() returns what is there as one
+message and parse() reports it as msg_type "tunnel" with detail data_bytes.
+
 State: the caller keeps one `HttpContext` per connection (`new_context()`). `cut()` appends
 each request's method to it and takes one off for each final (non-1xx) response, so a
 response to HEAD is framed without a body, also on pipelined connections. The caller must
@@ -273,7 +277,7 @@ def cut(data: bytes, start: int = 0, *, at_end: bool = False, context: HttpConte
     if pos == len(data):
         return Cut("malformed", avail, "blank lines only") if at_end else Cut("need_more", 0)
     if context.upgraded:
-        return Cut("malformed", avail, "not HTTP after 101 Switching Protocols / CONNECT tunnel")
+        return Cut("message", avail)  # tunnel bytes: one "tunnel" record per call, not HTTP
     first_eol = data.find(b"\n", pos, pos + MAX_HEADER_BYTES)
     if first_eol < 0:
         if len(data) - pos >= MAX_HEADER_BYTES:
@@ -407,6 +411,8 @@ def _path(target: str) -> str:
 
 def parse(message: bytes, *, context: HttpContext | None = None, direction: int | None = None) -> list[Record]:
     """Decode one cut message into one Record (never raises; never keeps the body)."""
+    if context is not None and context.upgraded and not _START_RE.match(message):
+        return [Record(PROTOCOL, "tunnel", detail={"data_bytes": len(message)})]
     try:
         return [_parse(message)]
     except Exception as exc:  # a parser bug must not stop a run; report it as malformed
