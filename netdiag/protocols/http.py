@@ -59,6 +59,7 @@ PROTOCOL = "http"
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1 << 30
 MAX_CHUNK_LINE_BYTES = 1024
+MAX_PENDING_REQUESTS = 4096  # pipelined requests remembered per connection
 
 # RFC 9110 section 9 methods plus the WebDAV ones seen on application servers. Resync and
 # looks_like only trust these; parse() accepts any token as a method.
@@ -86,7 +87,8 @@ NO_BODY_STATUSES = frozenset({204, 304})
 class HttpContext:
     """Per-connection state: methods of requests cut so far and not yet answered."""
 
-    pending_methods: deque[str] = field(default_factory=deque)
+    # bounded: a capture holding only the client side must not grow it for ever
+    pending_methods: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_PENDING_REQUESTS))
     upgraded: bool = False  # a 101 Switching Protocols (or CONNECT 2xx) ended HTTP here
     # where the walk of an unfinished chunked body stopped: ((start, head bytes), offset, body)
     chunk_resume: tuple[tuple[int, bytes], int, int] | None = None
