@@ -75,13 +75,16 @@ class CdrReader:
 
     def _fixed(self, codecs: tuple[struct.Struct, struct.Struct], what: str) -> int:
         codec = codecs[self.little]
-        self.align(codec.size)
-        if self.pos + codec.size > self.end:
-            raise CdrError(f"{what} at offset {self.pos}: needs {codec.size} bytes, "
-                           f"only {max(0, self.end - self.pos)} left")
-        (value,) = codec.unpack_from(self.buf, self.pos)
-        self.pos += codec.size
-        return value
+        size = codec.size
+        pos = self.pos
+        rel = (pos - self.base) % size  # alignment inlined: this is the hot path
+        if rel:
+            pos += size - rel
+        if pos + size > self.end:
+            raise CdrError(f"{what} at offset {pos}: needs {size} bytes, "
+                           f"only {max(0, self.end - pos)} left")
+        self.pos = pos + size
+        return codec.unpack_from(self.buf, pos)[0]
 
     # ----------------------------------------------------------------------------- primitives
     def octet(self, what: str = "octet") -> int:

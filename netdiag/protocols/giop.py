@@ -214,8 +214,11 @@ def cut(data: bytes, start: int = 0, *, at_end: bool = False, context: GiopConte
 # ------------------------------------------------------------------------------------------
 # Small decoders (IOR, target address, service contexts, object keys)
 # ------------------------------------------------------------------------------------------
+_PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))  # others -> "."
+
+
 def _printable(raw: bytes) -> str:
-    return "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in raw)
+    return raw.translate(_PRINTABLE).decode("ascii")
 
 
 def _key_fields(raw: bytes, prefix: str = "object_key") -> dict[str, Any]:
@@ -416,6 +419,7 @@ def _reply(r: CdrReader, minor: int, rec: Record, detail: dict[str, Any],
     else:
         rec.request_id = r.ulong("request id")
         status = r.ulong("reply status")
+        rec.status = REPLY_STATUS.get(status, f"unknown ({status})")
         _service_contexts(r, detail)
         if r.remaining() > 0:
             r.align(8)
