@@ -376,21 +376,24 @@ def _end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | N
     """
     if ch.bootstrap_ns is None:
         return None
-    rows = [r for it in ch.items for r in it.txn_rows]
+    conn_last = {r: it.last_ns for it in ch.items for r in it.txn_rows}
     events: list[tuple[int, int, int]] = []   # (request start, answer end, row)
-    for r in rows:
+    for r, last in conn_last.items():
         q0 = txs["req_first_ts_ns"][r]
-        if q0 is None:
+        if q0 is None or (until is not None and q0 > until):
             continue
         rs = txs["rsp_last_ts_ns"][r]
-        a1 = rs if rs is not None else (txs["req_last_ts_ns"][r] or q0)
-        if until is not None and q0 > until:
-            continue
+        # an unanswered request keeps the process waiting until it gives up: until its next
+        # step (below) or the connection's end, so the wait is never mistaken for quiet
+        a1 = rs if rs is not None else max(last, txs["req_last_ts_ns"][r] or q0)
         events.append((int(q0), int(a1), r))
     for it in ch.items:
         if it.kind == "tcp" and it.failed_connect and (until is None or it.start_ns <= until):
             events.append((it.start_ns, it.last_ns, -1))
     events.sort()
+    for i, (q0, a1, r) in enumerate(events):
+        if r >= 0 and txs["rsp_last_ts_ns"][r] is None and i + 1 < len(events):
+            events[i] = (q0, min(a1, events[i + 1][0]), r)
     for q0, a1, r in events:
         if r < 0 or q0 < ch.bootstrap_ns or txs["rsp_last_ts_ns"][r] is None:
             continue
