@@ -3,19 +3,16 @@
 Method (docs/logons.md has a worked example):
 
 1. Intervals. Each thing the capture shows becomes an interval [t0, t1) with a category and
-   a cause label, clipped to the logon's [start, end):
-   - connect: first SYN to the handshake's final ACK (SYN retries included); a failed attempt
-     to its last packet.
-   - tls: a TLS handshake transaction, ClientHello to the handshake's last message.
-   - dns: query to answer (retries folded in); an unanswered question to the process's next step.
-   - per request/response transaction (GIOP, HTTP, TLS turns): request_transfer (first to last
-     request byte), server (last request byte to first response byte, less half the
-     server-side round trip at each end, which goes to network_rtt), response_transfer (first
-     to last response byte).
-   - client: from each answer the client received (response, DNS answer, SYN/ACK) to the
-     process's next action, less half the client-side round trip at each end (network_rtt).
-     The logon's start and end are half a client-side round trip outside the first/last packet
-     (see grouping), and those halves are network_rtt too.
+   a cause label, clipped to the logon's [start, end) and placed where the *client* lives it
+   (hc / hs = half the client-side / server-side round trip; see build_intervals):
+   - connect: first SYN - hc to SYN/ACK + hc (SYN retries included; a failed attempt to its
+     last packet + hc).
+   - tls: a TLS handshake transaction, ClientHello - hc to its last message + hc.
+   - dns: query - hc to answer + hc (retries folded in); unanswered: to the process's next step.
+   - per request/response transaction (GIOP, HTTP, TLS turns): request_transfer, network_rtt
+     (request in flight), server (the server's own time), network_rtt (reply in flight),
+     response_transfer, tiling the turn exactly.
+   - client: from each answer reaching the client to the process's next action.
    - loss_recovery: each retransmitted data segment (not SYNs: those are connect time)
      stands for [its original send, the resend] = [ts - rto_s, ts].
    - flow_control: a zero window until the window reopens; a window-full segment until the
