@@ -11,9 +11,8 @@ What it does (bounded, loopback only, every process it starts is stopped by its 
    "Fwd" (every call answers omniORB.LOCATION_FORWARD to "Echo"), and "Lost" in a POA whose
    ServantActivator raises PortableServer.ForwardRequest (so a LocateRequest gets
    OBJECT_FORWARD), plus omniNames-free naming: none (kept small);
-3. runs the client three times, with -ORBmaxGIOPVersion 1.0, 1.1 and 1.2: echo, a large
-   reply (fragmented by omniORB in 1.1/1.2: -ORBgiopMaxMsgSize stays default, the server's
-   buffer splits it), CORBA.TRANSIENT, a user exception, a oneway, a call through "Fwd",
+3. runs the client three times (CLIENT_RUNS: -ORBmaxGIOPVersion 1.0, 1.1, 1.2): echo, a large reply (fragmented by the server in
+   1.1/1.2, see SERVER_ORB_ARGS), CORBA.TRANSIENT, a user exception, a oneway, a call through "Fwd",
    and _non_existent() on "Echo", "Lost" and an unknown key (omniORB sends LocateRequests
    on its own for corbaloc references); then a hand-made LocateRequest for "Lost" on a raw
    socket, so omniORB answers a LocateReply OBJECT_FORWARD;
@@ -34,9 +33,16 @@ import time
 from pathlib import Path
 
 SERVER_PORT = 28109
-BIG_REPLY_BYTES = 300_000  # large enough for omniORB to send fragments (1.1/1.2)
+BIG_REPLY_BYTES = 100_000  # several GIOP fragments at omniORB's buffer size (1.1/1.2)
+# Server: marshal everything through 16 KB buffers (no direct send of big sequences), so a
+# large reply leaves as a first fragment plus a chain of Fragments, as an IBM ORB with
+# com.ibm.CORBA.FragmentSize would send it.
+SERVER_ORB_ARGS = ("-ORBgiopBufferSize", "16384", "-ORBgiopDirectSendCutOff", "1048576")
+# Client runs: GIOP version and extra ORB arguments. (-ORBgiopTargetAddressMode 1/2 did not
+# change the client's KeyAddr requests in omniORB 4.3.1, so ProfileAddr/ReferenceAddr are
+# covered by crafted bytes only.)
+CLIENT_RUNS = (("1.0", ()), ("1.1", ()), ("1.2", ()))
 TRANSIENT_MINOR = 0x4F4D0002  # OMG minor code base "OM" + 2
-VERSIONS = ("1.0", "1.1", "1.2")
 
 IDL = """
 module NDT {
@@ -205,7 +211,7 @@ def record(pcap: Path) -> None:
             ior_file = work / "lost.ior"
             server = subprocess.Popen(
                 [sys.executable, str(work / "server.py"), "-ORBendPoint",
-                 f"giop:tcp:127.0.0.1:{SERVER_PORT}", str(ior_file)],
+                 f"giop:tcp:127.0.0.1:{SERVER_PORT}", *SERVER_ORB_ARGS, str(ior_file)],
                 env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             for _ in range(100):
                 if ior_file.exists() and ior_file.stat().st_size > 0:
@@ -216,10 +222,10 @@ def record(pcap: Path) -> None:
             key_file = work / "lost.key"
             key_file.write_text(_corbaloc_key(ior_file.read_text().strip(), env))
             time.sleep(0.3)
-            for version in VERSIONS:
+            for version, extra in CLIENT_RUNS:
                 subprocess.run([sys.executable, str(work / "client.py"), "-ORBmaxGIOPVersion", version,
-                                version, str(key_file)], env=env, cwd=work, check=True, timeout=60,
-                               capture_output=True)
+                                *extra, version, str(key_file)], env=env, cwd=work, check=True,
+                               timeout=60, capture_output=True)
             time.sleep(0.5)
         finally:
             if server is not None:
