@@ -2,7 +2,8 @@
 
 captures/giop/omniorb.pcap was recorded by captures/giop/omniorb_lab.py: an omniORB server
 and three client runs (-ORBmaxGIOPVersion 1.0 / 1.1 / 1.2) on loopback, captured with
-tcpdump. It holds echo calls, a 100 kB reply (sent as a first fragment plus six Fragments in
+tcpdump, plus omniNames. It holds naming calls (rebind, resolve: the reply's IOR host/port
+is compared with tshark's), echo calls, a 100 kB reply (sent as a first fragment plus six Fragments in
 1.1 and 1.2), CORBA.TRANSIENT, a user exception, a oneway, LOCATION_FORWARD (from a servant
 and from a ServantActivator's ForwardRequest), OBJECT_NOT_EXIST, omniORB's own
 LocateRequests, and a hand-made LocateRequest per version.
@@ -23,12 +24,12 @@ import pytest
 from test_giop_tshark import GIOP_CAPTURES, HAVE_TSHARK, compare, giop_messages, paired, tshark_giop
 
 OMNIORB_PCAP = GIOP_CAPTURES / "omniorb.pcap"
-SERVER_PORT = 28109  # omniorb_lab.SERVER_PORT
+SERVER_PORT, NAMING_PORT = 28109, 28110  # omniorb_lab.SERVER_PORT, NAMING_PORT
 
 
 def _check_against_tshark(pcap: Path) -> list:
     ours = giop_messages(pcap)
-    pairs = paired(ours, tshark_giop(pcap, [SERVER_PORT]))
+    pairs = paired(ours, tshark_giop(pcap, [SERVER_PORT, NAMING_PORT]))
     diffs = [f"frame {o.frame} {o.record.msg_type} id={o.record.request_id}: {d}"
              for o, t in pairs if (d := compare(o, t))]
     assert not diffs, "\n".join(diffs)
@@ -47,6 +48,10 @@ def _check_coverage(ours: list) -> None:
     assert {(r.detail["minor_code_hex"], r.detail["completion_status"]) for r in transient} == {
         ("0x4f4d0002", "COMPLETED_NO")}
     assert any(r.operation == "note" and r.detail["response_expected"] is False for r in recs)
+    named = [r for r in recs if r.detail.get("request_operation") == "resolve"]
+    assert len(named) == 3 and all(
+        (r.detail["ior_type_id"], r.detail["ior_host"], r.detail["ior_port"]) == (
+            "IDL:NDT/Desk:1.0", "127.0.0.1", SERVER_PORT) for r in named)
     fwd = [r for r in recs if r.status == "LOCATION_FORWARD"]
     assert fwd and all((r.detail["forward_host"], r.detail["forward_port"]) == ("127.0.0.1", SERVER_PORT)
                        for r in fwd)
@@ -79,7 +84,7 @@ def _check_fragments(ours: list) -> None:
 @pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
 def test_omniorb_capture_agrees_with_tshark_on_every_giop_message() -> None:
     ours = _check_against_tshark(OMNIORB_PCAP)
-    assert len(ours) >= 130
+    assert len(ours) >= 150
     _check_coverage(ours)
 
 

@@ -6,16 +6,18 @@ LocateReply body offset). omniORB (cmeel-omniorbpy) is the real peer available h
 
 What it does (bounded, loopback only, every process it starts is stopped by its pid):
 1. writes a tiny IDL (module NDT, interface Desk) and compiles it with omniidl;
-2. starts tcpdump on lo for the server port, then a server with three objects under
+2. starts tcpdump on lo for the server and naming ports, omniNames, then a server that binds
+   "Desk" in the naming service and has three objects under
    fixed corbaloc keys (omniINSPOA): "Echo" (echo, big, fail_transient, fail_user, note),
    "Fwd" (every call answers omniORB.LOCATION_FORWARD to "Echo"), and "Lost" in a POA whose
-   ServantActivator raises PortableServer.ForwardRequest (so a LocateRequest gets
-   OBJECT_FORWARD), plus omniNames-free naming: none (kept small);
-3. runs the client three times (CLIENT_RUNS: -ORBmaxGIOPVersion 1.0, 1.1, 1.2): echo, a large reply (fragmented by the server in
-   1.1/1.2, see SERVER_ORB_ARGS), CORBA.TRANSIENT, a user exception, a oneway, a call through "Fwd",
-   and _non_existent() on "Echo", "Lost" and an unknown key (omniORB sends LocateRequests
-   on its own for corbaloc references); then a hand-made LocateRequest for "Lost" on a raw
-   socket, so omniORB answers a LocateReply OBJECT_FORWARD;
+   ServantActivator raises PortableServer.ForwardRequest (a Request to it is forwarded);
+3. runs the client three times (CLIENT_RUNS: -ORBmaxGIOPVersion 1.0, 1.1, 1.2): a naming
+   `resolve` of "Desk" (the reply carries its IOR, which tshark decodes too), echo, a large
+   reply (fragmented by the server in 1.1/1.2, see SERVER_ORB_ARGS), CORBA.TRANSIENT, a user
+   exception, a oneway, a call through "Fwd", and _non_existent() on "Echo", "Lost" and an
+   unknown key (omniORB sends LocateRequests on its own for corbaloc references); then a
+   hand-made LocateRequest for "Lost" on a raw socket (omniORB answers OBJECT_HERE: it does
+   not ask the ServantActivator, see captures/giop/README.md);
 4. stops everything and leaves the pcap.
 
     sudo python captures/giop/omniorb_lab.py captures/giop/omniorb.pcap
@@ -33,6 +35,7 @@ import time
 from pathlib import Path
 
 SERVER_PORT = 28109
+NAMING_PORT = 28110  # omniNames: the client's `resolve` reply carries the server's IOR
 BIG_REPLY_BYTES = 100_000  # several GIOP fragments at omniORB's buffer size (1.1/1.2)
 # Server: marshal everything through 16 KB buffers (no direct send of big sequences), so a
 # large reply leaves as a first fragment plus a chain of Fragments, as an IBM ORB with
@@ -92,6 +95,9 @@ policies = [root.create_request_processing_policy(PortableServer.USE_SERVANT_MAN
 lost_poa = root.create_POA("lost", root._get_the_POAManager(), policies)
 lost_poa.set_servant_manager(Activator(target))
 lost = lost_poa.create_reference_with_id(b"Lost", "IDL:NDT/Desk:1.0")
+import CosNaming
+ns = orb.resolve_initial_references("NameService")._narrow(CosNaming.NamingContext)
+ns.rebind([CosNaming.NameComponent("Desk", "")], target)
 open(sys.argv[-1], "w").write(orb.object_to_string(lost))
 root._get_the_POAManager().activate()
 ins._get_the_POAManager().activate()
@@ -106,6 +112,10 @@ version, lost_key = sys.argv[-2], open(sys.argv[-1]).read()
 orb = CORBA.ORB_init(sys.argv[:-2], CORBA.ORB_ID)
 # corbaloc defaults to GIOP 1.0: name the version so -ORBmaxGIOPVersion decides
 base = "corbaloc::" + version + "@127.0.0.1:{SERVER_PORT}/"
+import CosNaming
+ns = orb.resolve_initial_references("NameService")._narrow(CosNaming.NamingContext)
+named = ns.resolve([CosNaming.NameComponent("Desk", "")])._narrow(NDT.Desk)
+named.echo("found by name")
 echo = orb.string_to_object(base + "Echo")._narrow(NDT.Desk)
 echo.echo("hello")
 assert len(echo.big({BIG_REPLY_BYTES})) == {BIG_REPLY_BYTES}
@@ -203,15 +213,22 @@ def record(pcap: Path) -> None:
         env["PYTHONPATH"] = f"{work}:{env.get('PYTHONPATH', '')}"
         raw = work / "lab.pcap"
         dump = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "-s", "0", "-w", str(raw),
-                                 f"tcp port {SERVER_PORT}"],
+                                 f"tcp port {SERVER_PORT} or tcp port {NAMING_PORT}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        server = None
+        server = names = None
+        init_ref = ["-ORBInitRef", f"NameService=corbaloc::1.2@127.0.0.1:{NAMING_PORT}/NameService"]
         try:
-            time.sleep(1.0)  # tcpdump needs a moment to attach
+            (work / "names").mkdir()
+            names = subprocess.Popen(["omniNames", "-start", str(NAMING_PORT), "-always", "-datadir",
+                                      str(work / "names"), "-ORBendPoint",
+                                      f"giop:tcp:127.0.0.1:{NAMING_PORT}"],
+                                     env=env, cwd=work, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # tcpdump needs a moment to attach, omniNames to listen
             ior_file = work / "lost.ior"
             server = subprocess.Popen(
                 [sys.executable, str(work / "server.py"), "-ORBendPoint",
-                 f"giop:tcp:127.0.0.1:{SERVER_PORT}", *SERVER_ORB_ARGS, str(ior_file)],
+                 f"giop:tcp:127.0.0.1:{SERVER_PORT}", *SERVER_ORB_ARGS, *init_ref, str(ior_file)],
                 env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             for _ in range(100):
                 if ior_file.exists() and ior_file.stat().st_size > 0:
@@ -224,12 +241,13 @@ def record(pcap: Path) -> None:
             time.sleep(0.3)
             for version, extra in CLIENT_RUNS:
                 subprocess.run([sys.executable, str(work / "client.py"), "-ORBmaxGIOPVersion", version,
-                                *extra, version, str(key_file)], env=env, cwd=work, check=True,
-                               timeout=60, capture_output=True)
+                                *extra, *init_ref, version, str(key_file)], env=env, cwd=work,
+                               check=True, timeout=60, capture_output=True)
             time.sleep(0.5)
         finally:
-            if server is not None:
-                _stop(server)
+            for proc in (server, names):
+                if proc is not None:
+                    _stop(proc)
             time.sleep(0.5)
             _stop(dump, signal.SIGINT)
         shutil.copyfile(raw, pcap)
