@@ -1,0 +1,153 @@
+"""The lab's scenarios: which fault each one injects, where it captures, and how the peers are configured.
+
+A scenario is data (a ``Scenario``): the impairment config for the bridge (impair.py), server
+operation overrides (think time, TRANSIENT, LOCATION_FORWARD, hang; keys of
+captures/lab/corba/server.py), web server mode (Nagle), client phases (each phase is one run of
+captures/lab/corba/client.py with the base client config plus overrides), the capture point and
+the frames to cut out of the capture afterwards. run.py turns it into a capture and a truth file.
+
+Durations are kept to a few seconds (request timeouts of 1.5 s, not WebSphere's 180 s) so the
+whole set regenerates in a few minutes on 2 cores and each capture stays well under 2 MB.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from captures.lab.netns import APP2_IP, APP_IP, DNS_IP, WEB_IP
+
+APP_NAME, APP2_NAME, WEB_NAME = "epj-app.lab.test", "epj-app2.lab.test", "epj-web.lab.test"
+NAMES = {APP_NAME: APP_IP, APP2_NAME: APP2_IP, WEB_NAME: WEB_IP}
+PORTS = {"naming": 2809, "orb": 9100, "http": 9080, "https": 9443, "dns": 53}
+IMS = "Mon, 03 Feb 2025 08:00:00 GMT"   # after the jars' Last-Modified (2025-01-06), so 304
+JAR_PATHS = ["/epj/lib/epj-client.jar", "/epj/lib/epj-common.jar", "/epj/lib/epj-ui.jar"]
+
+BASE_SERVER_OPS: dict[str, dict] = {
+    "authenticate": {"think_ms": 80, "reply_bytes": 1200},
+    "getUserContext": {"think_ms": 20, "reply_bytes": 2500},
+    "getWorklist": {"think_ms": 40, "reply_bytes": 30000},
+    "fetchPatientList": {"think_ms": 30, "reply_bytes": 20000},
+    "logout": {"think_ms": 5, "reply_bytes": 0},
+}
+
+BASE_CLIENT: dict = {
+    "logons": 1, "concurrency": 1, "start_interval_ms": 0, "client_name": "ws-lab-01", "max_runtime_s": 90,
+    "dns": {"server": DNS_IP, "timeouts_s": [1.0, 2.0, 4.0]},
+    "http": {"enabled": True, "host": WEB_NAME, "port": PORTS["http"], "jnlp": "/epj/epj.jnlp",
+             "jars": JAR_PATHS, "if_modified_since": IMS, "conditional_from_logon": 1},
+    "https": {"enabled": False, "host": WEB_NAME, "port": PORTS["https"], "path": "/epj/ping", "tls_version": "1.3"},
+    "corba": {"host": APP_NAME, "naming_port": PORTS["naming"], "name": "epj/Session", "think_ms": 50,
+              "startup_ms": 100, "retries": 1, "call_timeout_ms": 0},
+}
+
+
+@dataclass
+class Scenario:
+    """One capture: a fault, a capture point and the peers' settings (see module docstring)."""
+
+    name: str
+    description: str
+    capture_point: str = "client"                     # client | middle | server
+    impair: dict = field(default_factory=dict)         # impair.py config
+    server_ops: dict = field(default_factory=dict)     # per-op overrides merged into BASE_SERVER_OPS
+    server_nagle: bool = False
+    second_server: bool = False                        # app2 on APP2_IP:9100 (LOCATION_FORWARD target)
+    web_nagle: bool = False
+    client: dict = field(default_factory=dict)         # deep-merged into BASE_CLIENT
+    phases: list[dict] = field(default_factory=lambda: [{}])   # one client run per phase (overrides)
+    capture_drops: list[dict] = field(default_factory=list)    # frames to cut from the file afterwards
+    keylog: bool = False
+    giop: dict = field(default_factory=lambda: {"max_version": "1.2", "buffer_size": 8192})
+
+    def server_config(self, name: str, host: str, naming: bool) -> dict:
+        ops = copy.deepcopy(BASE_SERVER_OPS)
+        if naming:   # faults belong to the first server; the forward target answers plainly
+            for op, over in self.server_ops.items():
+                ops[op].update(over)
+        return {"name": name, "listen_host": host, "orb_port": PORTS["orb"],
+                "naming": {"mode": "omninames" if naming else "none", "port": PORTS["naming"],
+                           "bind_name": "epj/Session"},
+                "giop": self.giop, "nagle": self.server_nagle, "ops": ops}
+
+    def client_configs(self) -> list[dict]:
+        base = merge(BASE_CLIENT, self.client)
+        return [merge(base, p) for p in self.phases]
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Deep merge (dicts recursively, everything else replaced); inputs untouched."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario("baseline", "two clean logons (200s then 304s for the jars), no impairment; capture at the client",
+             client={"logons": 2}),
+    Scenario("added_rtt", "25 ms added each way by the bridge (RTT +50 ms) on every frame; capture in the middle "
+             "(server-facing veth: client->server frames after their delay, server->client before theirs)",
+             capture_point="middle", impair={"c2s": {"delay_ms": 25}, "s2c": {"delay_ms": 25}}),
+    Scenario("loss_c2s", "client->server loss: the first frame carrying 'authenticate' and the first GET of a "
+             "jar are dropped, plus seeded 3% loss of client data frames; capture at the server (drops unseen)",
+             capture_point="server",
+             impair={"c2s": {"loss": {"p": 0.03, "seed": 11, "tcp_payload_only": True}},
+                     "rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "contains": "authenticate",
+                                "nth": [1], "action": "drop"},
+                               {"dir": "c2s", "proto": "tcp", "dport": 9080, "contains": "GET /epj/lib/",
+                                "nth": [1], "action": "drop"}]}),
+    Scenario("loss_s2c", "server->client loss: data frames 4 and 5 of the ORB port's replies dropped, plus "
+             "seeded 3% loss of server data frames; capture in the middle (drops seen, then their resends)",
+             capture_point="middle",
+             impair={"s2c": {"loss": {"p": 0.03, "seed": 5, "tcp_payload_only": True}},
+                     "rules": [{"dir": "s2c", "proto": "tcp", "sport": 9100, "payload": True, "nth": [4, 5],
+                                "action": "drop"}]}),
+    Scenario("slow_auth", "authenticate thinks 2000 ms at the server; capture at the server",
+             capture_point="server", server_ops={"authenticate": {"think_ms": 2000}}),
+    Scenario("dropped_syn", "the first SYN to the ORB port (9100) is dropped: the client resends it after ~1 s; "
+             "capture at the client", impair={"rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "syn": True,
+                                                          "nth": [1], "action": "drop"}]}),
+    Scenario("slow_dns", "the first DNS query is dropped (resolver resends after 1 s) and every DNS answer "
+             "is held 300 ms; capture at the client",
+             impair={"rules": [{"dir": "c2s", "proto": "udp", "dport": 53, "nth": [1], "action": "drop"},
+                               {"dir": "s2c", "proto": "udp", "sport": 53, "action": "delay", "delay_ms": 300}]}),
+    Scenario("tls", "HTTPS GET over TLS 1.2 (logon 0) then TLS 1.3 (logon 1) with NSS key log (tls.keys); "
+             "capture at the client", keylog=True,
+             phases=[{"https": {"enabled": True, "tls_version": "1.2"}},
+                     {"first_logon": 1, "https": {"enabled": True, "tls_version": "1.3"}}]),
+    Scenario("zero_window", "slow reader: the client's receive buffer shrinks to 4 KB and the client process "
+             "is stopped 1500 ms while a 120 KB getWorklist reply arrives -> zero window; capture at the client",
+             server_ops={"getWorklist": {"reply_bytes": 120000}},
+             client={"corba": {"slow_reader": {"op": "getWorklist", "rcvbuf": 4096, "after_ms": 20,
+                                               "pause_ms": 1500}}}),
+    Scenario("nagle_delayed_ack", "web server writes head and body in two small writes with Nagle on, and the "
+             "ORB server keeps Nagle on (TCP_NODELAY cleared): second writes wait for the client's delayed ACK; "
+             "capture at the server", capture_point="server", web_nagle=True, server_nagle=True,
+             client={"logons": 2}),
+    Scenario("system_exception_retry", "getUserContext raises CORBA::TRANSIENT on its first call; the client "
+             "retries once; capture at the server", capture_point="server",
+             server_ops={"getUserContext": {"transient_first_n": 1}}),
+    Scenario("location_forward", "authenticate answers LOCATION_FORWARD to a second server (epj-app2, "
+             "10.77.1.11:9100) on its first call; the client's ORB re-sends there; capture at the client",
+             second_server=True,
+             server_ops={"authenticate": {"forward_first_n": 1,
+                                          "forward_to": f"corbaloc::1.2@{APP2_IP}:9100/EPJSession"}}),
+    Scenario("request_timeout_retry", "getWorklist never answers its first call (3 s hang); the client's "
+             "1.5 s call timeout fires and it retries once; capture at the client",
+             server_ops={"getWorklist": {"hang_first_n": 1, "hang_s": 3.0}},
+             client={"corba": {"call_timeout_ms": 1500, "retries": 1}}),
+    Scenario("capture_drops", "a clean logon, then frames removed from the capture file (not the network): "
+             "the frame with the authenticate request, the first frame of the getWorklist reply data and every "
+             "40th frame; capture at the client",
+             capture_drops=[{"contains": "authenticate", "nth": 1}, {"sport": 9100, "payload": True, "nth": 3},
+                            {"every": 40}]),
+    Scenario("storm", "20 logons at once from one workstation address (each its own process, ORB and "
+             "connections); jars answered 304; smaller replies; capture at the server", capture_point="server",
+             server_ops={"getWorklist": {"reply_bytes": 8000}, "fetchPatientList": {"reply_bytes": 6000}},
+             client={"logons": 20, "concurrency": 20, "max_runtime_s": 120,
+                     "http": {"conditional_from_logon": 0}, "corba": {"think_ms": 20, "startup_ms": 0}}),
+]}
