@@ -184,3 +184,17 @@ def test_parse_and_cut_cost_does_not_grow_with_the_body() -> None:
     small_s, big_s = per_call(small), per_call(big)
     # copying 10 MB costs ~1 ms; O(header) work stays in the tens of microseconds
     assert big_s < 200e-6 and big_s < 5 * small_s + 50e-6, (small_s, big_s)
+
+
+def test_unknown_reply_status_names_its_offset() -> None:
+    msg = bytearray(craft.reply(2, False, 5, 0))
+    struct.pack_into(">I", msg, 16, 9)
+    r = giop.parse(bytes(msg))[0]
+    assert r.malformed and r.status == "unknown (9)" and "reply status 9 at offset 16" in r.reason
+
+
+def test_giop_1_2_reply_with_fewer_trailing_bytes_than_its_padding_is_not_malformed() -> None:
+    msg = craft.reply(2, True, 5, 0, scs=[craft.sc_opaque(0x49424D0A, b"\x01\x02")])
+    odd = _with_size(msg + b"\x00\x00", len(msg) + 2 - 12)
+    r = giop.parse(odd)[0]
+    assert (r.status, r.malformed, r.detail["body_bytes"]) == ("NO_EXCEPTION", False, 0)

@@ -414,21 +414,19 @@ def _reply(r: CdrReader, minor: int, rec: Record, detail: dict[str, Any],
            asked: tuple[str, str] | None) -> None:
     if minor <= 1:
         _service_contexts(r, detail)
-        rec.request_id = r.ulong("request id")
-        status = r.ulong("reply status")
-    else:
-        rec.request_id = r.ulong("request id")
-        status = r.ulong("reply status")
-        rec.status = REPLY_STATUS.get(status, f"unknown ({status})")
-        _service_contexts(r, detail)
-        if r.remaining() > 0:
-            r.align(8)
+    rec.request_id = r.ulong("request id")
+    status_at = r.pos
+    status = r.ulong("reply status")
     rec.status = REPLY_STATUS.get(status, f"unknown ({status})")
+    if minor >= 2:
+        _service_contexts(r, detail)
+        if r.remaining() > 0:  # 8-aligned body; fewer bytes than the padding means no body
+            r.pos = min(r.aligned_pos(8), r.end)
     detail["body_bytes"] = r.remaining()
     if asked is not None:
         detail["request_operation"] = asked[0]
     if status not in REPLY_STATUS:
-        raise CdrError(f"reply status {status} at offset {r.pos - 4} is not 0..5")
+        raise CdrError(f"reply status {status} at offset {status_at} is not 0..5")
     if status == 1:
         detail["exception_id"] = r.string("user exception repository id")
     elif status == 2:
@@ -601,7 +599,8 @@ def _remember(rec: Record, detail: dict[str, Any], context: GiopContext | None,
               direction: int | None, more: bool) -> None:
     if context is None:
         return
-    if rec.msg_type == "Request" and rec.request_id is not None and rec.operation is not None:
+    if (rec.msg_type == "Request" and rec.request_id is not None and rec.operation is not None
+            and detail.get("response_expected") is not False):  # a oneway gets no reply to wait for
         if len(context.pending) >= MAX_PENDING_REQUESTS:
             context.pending.pop(next(iter(context.pending)))
         context.pending[(direction, rec.request_id)] = (rec.operation, detail.get("object_key", ""))
