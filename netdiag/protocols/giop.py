@@ -26,12 +26,29 @@ Contract (netdiag/protocols/__init__.py): `looks_like`, `cut`, `parse`, `new_con
   does for `resolve`; and the last fragmented message per direction, so a GIOP 1.1 Fragment
   (which carries no request id) is tied to the message it continues.
 
+Record mapping: msg_type as above; request_id (None for CloseConnection/MessageError; for a
+1.1 Fragment the id of the message it continues, with detail["request_id_inferred"]);
+operation = the Request's operation, "LocateRequest" for a LocateRequest; status = reply
+status name (NO_EXCEPTION, ..., NEEDS_ADDRESSING_MODE) or locate status name (UNKNOWN_OBJECT,
+..., LOC_NEEDS_ADDRESSING_MODE). detail (JSON-ready): version "1.2", little_endian,
+message_size, more_fragments, body_bytes; Requests: response_expected (+ response_flags in
+1.2), object_key (printable, "." for other bytes) / object_key_hex / object_key_bytes,
+addressing_disposition and target_host/port (1.2), service_context_ids, codeset_char/wchar,
+csiv2_msg_type (+ csiv2_client_context_id, csiv2_major/minor_status for ContextError),
+principal_bytes (1.0/1.1); Replies: request_operation (from the context), exception_id (system
+or user exception), minor_code / minor_code_hex / completion_status, forward_type_id /
+forward_host / forward_port / forward_tls_port / forward_tls_host /
+forward_alternate_addresses (LOCATION_FORWARD(_PERM), OBJECT_FORWARD(_PERM)), ior_* (the
+same for a naming result); Fragments: fragment_of.
+
 Wire quirks handled:
 - GIOP 1.2 Request/Reply bodies start 8-aligned from the header start (15.4.2.1/15.4.3.1);
   1.0/1.1 bodies follow at once.
 - 1.2 LocateReply: the spec puts the body right after the 8-byte header (offset 20);
   Wireshark pads it to offset 24. We read it at 20 and fall back to 24 when offset 20 cannot
-  start the body (an IOR type-id length of 0 there, with a plausible string at 24).
+  start the body (an IOR type-id length of 0 there, with a plausible string at 24). The
+  LOC_NEEDS_ADDRESSING_MODE short is read at 20. (omniORB 4.3.1 answered our LocateRequests
+  only with OBJECT_HERE/UNKNOWN_OBJECT, so no real peer has settled which offset ORBs send.)
 - Encapsulations (service-context data, IOR profiles, components) carry their own byte order
   and align relative to their first octet (cdr.CdrReader.encapsulation).
 
