@@ -48,13 +48,17 @@ def _check_coverage(ours: list) -> None:
     assert {(r.detail["minor_code_hex"], r.detail["completion_status"]) for r in transient} == {
         ("0x4f4d0002", "COMPLETED_NO")}
     assert any(r.operation == "note" and r.detail["response_expected"] is False for r in recs)
+    # the server listens on 127.0.0.1 and 127.0.0.2 (two -ORBendPoint): omniORB publishes the
+    # second one as TAG_ALTERNATE_IIOP_ADDRESS in every IOR it hands out
     named = [r for r in recs if r.detail.get("request_operation") == "resolve"]
     assert len(named) == 3 and all(
-        (r.detail["ior_type_id"], r.detail["ior_host"], r.detail["ior_port"]) == (
-            "IDL:NDT/Desk:1.0", "127.0.0.1", SERVER_PORT) for r in named)
+        (r.detail["ior_type_id"], r.detail["ior_host"], r.detail["ior_port"],
+         r.detail["ior_alternate_addresses"]) == (
+            "IDL:NDT/Desk:1.0", "127.0.0.1", SERVER_PORT, [f"127.0.0.2:{SERVER_PORT}"]) for r in named)
     fwd = [r for r in recs if r.status == "LOCATION_FORWARD"]
-    assert fwd and all((r.detail["forward_host"], r.detail["forward_port"]) == ("127.0.0.1", SERVER_PORT)
-                       for r in fwd)
+    assert len(fwd) == 6 and all(
+        (r.detail["forward_host"], r.detail["forward_port"], r.detail["forward_alternate_addresses"]) == (
+            "127.0.0.1", SERVER_PORT, [f"127.0.0.2:{SERVER_PORT}"]) for r in fwd)
 
 
 def _check_fragments(ours: list) -> None:

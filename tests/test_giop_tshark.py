@@ -204,6 +204,10 @@ def compare(o: Ours, t: Theirs) -> list[str]:
         check("giop.iiop.port", port, _num(t.first("giop.iiop.port")))
         if host is not None:
             check("giop.typeid", det.get("forward_type_id", det.get("ior_type_id")), t.first("giop.typeid"))
+            # tshark lists component tags but not their content: TAG_ALTERNATE_IIOP_ADDRESS (3)
+            # must be there exactly as often as we decoded alternate addresses
+            alternates = det.get("forward_alternate_addresses", det.get("ior_alternate_addresses", []))
+            check("TAG_ALTERNATE_IIOP_ADDRESS count", len(alternates), t.fields.get("giop.iioptag", []).count("3"))
     if r.msg_type in ("Request", "LocateRequest") and det.get("addressing_disposition") == "ProfileAddr":
         check("giop.iiop.host", det.get("target_host"), t.first("giop.iiop.host"))
         check("giop.iiop.port", det.get("target_port"), _num(t.first("giop.iiop.port")))

@@ -6,7 +6,8 @@ LocateReply body offset). omniORB (cmeel-omniorbpy) is the real peer available h
 
 What it does (bounded, loopback only, every process it starts is stopped by its pid):
 1. writes a tiny IDL (module NDT, interface Desk) and compiles it with omniidl;
-2. starts tcpdump on lo for the server and naming ports, omniNames, then a server that binds
+2. starts tcpdump on lo for the server and naming ports, omniNames, then a server listening
+   on 127.0.0.1 and 127.0.0.2 (so its IORs carry a TAG_ALTERNATE_IIOP_ADDRESS), that binds
    "Desk" in the naming service and has three objects under
    fixed corbaloc keys (omniINSPOA): "Echo" (echo, big, fail_transient, fail_user, note),
    "Fwd" (every call answers omniORB.LOCATION_FORWARD to "Echo"), and "Lost" in a POA whose
@@ -228,7 +229,8 @@ def record(pcap: Path) -> None:
             ior_file = work / "lost.ior"
             server = subprocess.Popen(
                 [sys.executable, str(work / "server.py"), "-ORBendPoint",
-                 f"giop:tcp:127.0.0.1:{SERVER_PORT}", *SERVER_ORB_ARGS, *init_ref, str(ior_file)],
+                 f"giop:tcp:127.0.0.1:{SERVER_PORT}", "-ORBendPoint", f"giop:tcp:127.0.0.2:{SERVER_PORT}",
+                 *SERVER_ORB_ARGS, *init_ref, str(ior_file)],
                 env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             for _ in range(100):
                 if ior_file.exists() and ior_file.stat().st_size > 0:

@@ -47,8 +47,8 @@ Wire quirks handled:
 - 1.2 LocateReply: the spec puts the body right after the 8-byte header (offset 20);
   Wireshark pads it to offset 24. We read it at 20 and fall back to 24 when offset 20 cannot
   start the body (an IOR type-id length of 0 there, with a plausible string at 24). The
-  LOC_NEEDS_ADDRESSING_MODE short is read at 20. (omniORB 4.3.1 answered our LocateRequests
-  only with OBJECT_HERE/UNKNOWN_OBJECT, so no real peer has settled which offset ORBs send.)
+  LOC_NEEDS_ADDRESSING_MODE short is read at 20. (omniORB 4.3.1 answered every LocateRequest
+  we could make it receive with OBJECT_HERE, so no real peer has settled which offset ORBs send.)
 - Encapsulations (service-context data, IOR profiles, components) carry their own byte order
   and align relative to their first octet (cdr.CdrReader.encapsulation).
 
