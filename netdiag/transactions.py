@@ -74,6 +74,13 @@ DNS_RETRY_WINDOW_S = 30.0
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 _GIOP_MAGIC = b"GIOP"
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+_EMPTY: dict[str, Any] = {}
+# Record.detail fields the pairing reads (everything else lives only in the JSON column).
+PAIR_KEYS = frozenset({
+    "more_fragments", "response_expected", "exception_id", "forward_host", "forward_port", "forward_type_id",
+    "forward_tls_port", "ior_host", "ior_port", "ior_type_id", "ior_tls_port",
+    "user_agent", "host", "qtype", "qclass", "answers", "sni", "chosen_version", "resumed"})
 
 
 def _parser(name: str) -> Any | None:
@@ -135,8 +142,9 @@ class _MessageSink:
         detail = dict(rec.detail) if rec.detail else {}
         if rec.malformed and rec.reason:
             detail["reason"] = rec.reason
-        c["detail"].append(json.dumps(detail, separators=(",", ":"), default=str) if detail else None)
-        self.details.append(detail)
+        c["detail"].append(_JSON.encode(detail) if detail else None)
+        # pairing needs a few fields only: keep those, not every decoded dict (memory per message)
+        self.details.append({k: detail[k] for k in detail.keys() & PAIR_KEYS} if detail else _EMPTY)
 
     def frame(self) -> pl.DataFrame:
         return MESSAGES.conform(pl.DataFrame(self.cols, schema_overrides={
@@ -341,25 +349,23 @@ class StreamParser:
         spans: tuple[list, list] = ([], [])       # per direction: (start, end, row index) to time
         cache: list[tuple[int, bytes] | None] = [None, None]
         blocked = [False, False]
+        dirs = conn.dirs
         while True:
-            best = -1
-            best_ts = 0
+            ready = []
             for d in (0, 1):
-                sd = conn.dirs[d]
+                sd = dirs[d]
                 if blocked[d]:
                     continue
-                if sd.pos < sd.frontier:
-                    t = sd.ts_at(sd.pos)
-                    if best < 0 or t < best_ts:
-                        best, best_ts = d, t
-                elif sd.hole_is_gap(final):
+                if sd.pos >= sd.frontier and sd.hole_is_gap(final):
                     self._gap(conn, d, spans=spans[d])
                     cache[d] = None
-                    if sd.pos < sd.frontier:
-                        best, best_ts = d, sd.ts_at(sd.pos)
-            if best < 0:
+                if sd.pos < sd.frontier:
+                    ready.append(d)
+            if not ready:
                 break
-            d = best
+            # both sides have bytes: the message that started first goes first (time order)
+            d = ready[0] if len(ready) == 1 else (
+                0 if dirs[0].ts_at(dirs[0].pos) <= dirs[1].ts_at(dirs[1].pos) else 1)
             sd = conn.dirs[d]
             cached = cache[d]
             if cached is None or cached[0] > sd.pos or cached[0] + len(cached[1]) < sd.frontier:
@@ -624,10 +630,7 @@ class _Txn:
 
 
 def _more_fragments(detail: dict) -> bool:
-    v = _d(detail, "more_fragments", "fragment_follows")
-    if v is None and isinstance(detail.get("flags"), int):
-        return bool(detail["flags"] & 0x02)
-    return bool(v)
+    return bool(detail.get("more_fragments"))
 
 
 def _pair_giop(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: StreamStats) -> None:
@@ -650,7 +653,7 @@ def _pair_giop(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: Str
                 if key in open_req and open_req[key].rsp is None:
                     open_req[key].detail["superseded"] = True  # request id reused before an answer
                 open_req[key] = t
-            if _d(det, "response_expected", "rsp_expected") is False or det.get("oneway"):
+            if det.get("response_expected") is False:
                 t.status = "oneway"
             out.append(t)
             if more:
@@ -664,11 +667,14 @@ def _pair_giop(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: Str
                 stats.unmatched_responses += 1
             else:
                 t.rsp = part
-                t.exception_id = _d(det, "exception_id", "repository_id")
+                t.exception_id = det.get("exception_id")
                 fh, fp = _d(det, "forward_host", "ior_host"), _d(det, "forward_port", "ior_port")
                 t.forward = (fh, fp)
                 if det.get("ior_type_id") or det.get("forward_type_id"):
                     t.detail["ior_type_id"] = det.get("ior_type_id") or det.get("forward_type_id")
+                tls_port = _d(det, "forward_tls_port", "ior_tls_port")
+                if tls_port:
+                    t.detail["forward_tls_port"] = tls_port
             if more:
                 frag_last[(conn, d)] = part
                 if rid is not None:
@@ -777,7 +783,9 @@ def _pair_tls(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: Stre
         for row, d, mtype, status, malformed in g.select("row", "direction", "msg_type", "status",
                                                          "malformed").iter_rows():
             det = details[row]
-            if mtype == "ClientHello" and d == 0:
+            if mtype == "ClientHello" and d == 0 and in_hs and hs is not None and hs.detail.get("hello_retry"):
+                pass  # the second ClientHello after a HelloRetryRequest belongs to the same handshake
+            elif mtype == "ClientHello" and d == 0:
                 hs = _Txn(conn_id, "tls", "handshake", None, _Part(row))
                 if det.get("sni"):
                     hs.operation = f"handshake {det['sni']}"
@@ -805,6 +813,8 @@ def _pair_tls(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: Stre
                     ccs[d] = True
                 elif mtype == "Finished" and ccs[d]:
                     fin[d] = True
+                elif mtype == "HelloRetryRequest":
+                    hs.detail["hello_retry"] = True
                 elif mtype == "CertificateRequest":
                     hs.detail["client_certificate_requested"] = True
                 elif mtype == "Alert":
@@ -852,21 +862,25 @@ def build_transactions(msgs: pl.DataFrame, details: list[dict], connections: pl.
     _pair_tls(m.filter(pl.col("protocol") == "tls"), details, txns, stats, fts_all, lfr_all)
     if not txns:
         return TRANSACTIONS.empty()
-    first_ts = fts_all.astype(np.int64)
-    last_ts = msgs["last_ts_ns"].to_numpy().astype(np.int64)
-    first_fr = msgs["first_frame"].to_numpy().astype(np.int64)
-    last_fr = lfr_all.astype(np.int64)
-    size = msgs["size_bytes"].to_numpy().astype(np.int64)
-    offs = msgs["stream_offset"].to_numpy()
+    # plain lists: the per-transaction lookups below touch a few rows each
+    first_ts = msgs["first_ts_ns"].to_list()
+    last_ts = msgs["last_ts_ns"].to_list()
+    first_fr = msgs["first_frame"].to_list()
+    last_fr = msgs["last_frame"].to_list()
+    size = msgs["size_bytes"].to_list()
+    offs = msgs["stream_offset"].to_list()
     mstatus = msgs["status"].to_list()
-    mdir = msgs["direction"].to_numpy()
+    mdir = msgs["direction"].to_list()
 
     def span(rows: list[int]) -> tuple[int, int, int, int, int]:
-        r = np.asarray(rows, np.int64)
+        if len(rows) == 1:
+            i = rows[0]
+            return first_ts[i], last_ts[i], first_fr[i], last_fr[i], size[i]
         # the records parsed from one TLS record share its span: count those bytes once
-        spans = {(int(mdir[i]), offs[i]): i for i in reversed(rows)}
-        nbytes = int(size[np.asarray(list(spans.values()), np.int64)].sum())
-        return int(first_ts[r].min()), int(last_ts[r].max()), int(first_fr[r].min()), int(last_fr[r].max()), nbytes
+        spans = {(mdir[i], offs[i]): i for i in reversed(rows)}
+        return (min(first_ts[i] for i in rows), max(last_ts[i] for i in rows),
+                min(first_fr[i] for i in rows), max(last_fr[i] for i in rows),
+                sum(size[i] for i in spans.values()))
 
     n = len(txns)
     out: dict[str, list] = {c: [] for c in TRANSACTIONS.names}
@@ -877,7 +891,7 @@ def build_transactions(msgs: pl.DataFrame, details: list[dict], connections: pl.
         rq = span(t.req.rows) if t.req else (None, None, None, None, None)
         rs = span(t.rsp.rows) if t.rsp else (None, None, None, None, None)
         if t.protocol == "dns" and t.answered_row is not None:
-            rq_last_for_think = int(last_ts[t.answered_row])
+            rq_last_for_think = last_ts[t.answered_row]
         else:
             rq_last_for_think = rq[1]
         status = t.status
@@ -891,7 +905,7 @@ def build_transactions(msgs: pl.DataFrame, details: list[dict], connections: pl.
             status = "answered"
         detail = {k2: v for k2, v in t.detail.items() if not k2.startswith("_")}
         if t.protocol == "dns" and t.answered_row is not None:
-            detail["answered_query_frame"] = int(last_fr[t.answered_row])
+            detail["answered_query_frame"] = last_fr[t.answered_row]
         out["conn_id"].append(t.conn_id)
         out["client_ip"].append(info[0])
         out["client_port"].append(info[1])
