@@ -141,12 +141,13 @@ def _link_to_l3(b, off, end, link):
 
 @njit(cache=True)
 def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_link, frame0,
-                  o_i64, o_u64, o_u32, o_u16, o_u8, o_i8, row0, payload, pay0,
-                  dd_hash, dd_ts, dd_off, dd_len, dd_window_ns, buf_base, dedup_on, counters):
+                  o_i64, o_u64, o_u32, o_u16, o_u8, o_i8, row0, pay_src, pay0,
+                  dd, dd_window_ns, buf_base, dedup_on, counters):
     """Decode `n` records into rows starting at `row0`; payload bytes go to `payload` from `pay0`.
 
     `rec_off` are positions in `buf`; `buf_base` is the stream offset of buf[0] (for de-dup).
-    Duplicates are skipped (no row). Counters are added to `counters`.
+    Duplicates are skipped (no row). Counters are added to `counters`. Payload bytes are only
+    located here (`pay_src`, payload_offset, payload_captured); `copy_payloads` copies them.
     """
     row = row0
     pay = pay0
@@ -155,8 +156,7 @@ def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_li
         cap = np.int64(rec_cap[i])
         end = off + cap
         ts = rec_ts[i]
-        if dedup_on and dedup_is_duplicate(buf, off, cap, ts, buf_base, dd_hash, dd_ts, dd_off, dd_len,
-                                           dd_window_ns):
+        if dedup_on and dedup_is_duplicate(buf, off, cap, ts, buf_base, dd, dd_window_ns):
             counters[CNT_DUPS] += 1
             continue
         iface = rec_iface[i]
@@ -288,8 +288,8 @@ def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_li
                         plen_w = l4_len - thl
                         o_u32[U32_PAYLOAD_LEN, row] = plen_w
                         if thl <= avail:
-                            _copy_payload(buf, l4 + thl, min(plen_w, avail - thl), row, o_i64, o_u32,
-                                          payload, pay)
+                            _note_payload(l4 + thl, min(plen_w, avail - thl), row, o_i64, o_u32,
+                                          pay_src, pay)
                             pay += o_u32[U32_PAYLOAD_CAPTURED, row]
         elif l4 >= 0 and proto == 17:
             avail = end - l4
@@ -300,7 +300,7 @@ def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_li
                 plen_w = l4_len - 8
                 o_u32[U32_PAYLOAD_LEN, row] = plen_w
                 if avail >= 8:
-                    _copy_payload(buf, l4 + 8, min(plen_w, avail - 8), row, o_i64, o_u32, payload, pay)
+                    _note_payload(l4 + 8, min(plen_w, avail - 8), row, o_i64, o_u32, pay_src, pay)
                     pay += o_u32[U32_PAYLOAD_CAPTURED, row]
         row += 1
     counters[CNT_ROWS] += row - row0
@@ -308,10 +308,23 @@ def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_li
 
 
 @njit(cache=True, inline="always")
-def _copy_payload(buf, start, count, row, o_i64, o_u32, payload, pay):
+def _note_payload(start, count, row, o_i64, o_u32, pay_src, pay):
     if count <= 0:
         return
-    for k in range(count):
-        payload[pay + k] = buf[start + k]
+    pay_src[row] = start
     o_u32[U32_PAYLOAD_CAPTURED, row] = count
     o_i64[I64_PAYLOAD_OFFSET, row] = pay
+
+
+@njit(cache=True)
+def copy_payloads(buf, pay_src, o_i64, o_u32, row0, row1, payload):
+    """Copy the payload bytes noted by decode_frames (a separate tight loop LLVM can vectorise)."""
+    for r in range(row0, row1):
+        dst = o_i64[I64_PAYLOAD_OFFSET, r]
+        if dst < 0:
+            continue
+        # unsigned indices: numba then skips negative-index wraparound and LLVM vectorises the copy
+        src = np.uint64(pay_src[r])
+        udst = np.uint64(dst)
+        for k in range(np.uint64(o_u32[U32_PAYLOAD_CAPTURED, r])):
+            payload[udst + k] = buf[src + k]

@@ -33,7 +33,20 @@ def file_chunks(path: str, file_id: int, frame_base: int, stats, *, chunk_packet
                 progress: Advance) -> Iterator[Chunk]:
     """One file's packets as sorted chunks; counts and warnings go to `stats`."""
     reader = FileReader(path, stats.warnings.append, frame_base=frame_base, capacity=chunk_packets)
-    builder = ChunkBuilder(chunk_packets, file_id)
+    pool: list[ChunkBuilder] = []
+
+    def new_builder() -> ChunkBuilder:
+        # double buffering: reuse the arrays of a chunk the consumer has let go of
+        for b in pool:
+            if b.reusable():
+                b.reset()
+                return b
+        b = ChunkBuilder(chunk_packets, file_id)
+        if len(pool) < 2:
+            pool.append(b)
+        return b
+
+    builder = new_builder()
     dedup = new_table()
     done_bytes = 0
 
@@ -54,8 +67,10 @@ def file_chunks(path: str, file_id: int, frame_base: int, stats, *, chunk_packet
                 done_bytes = reader.bytes_read
             if builder.room == 0:
                 account(builder)
-                yield builder.finish()
-                builder = ChunkBuilder(chunk_packets, file_id)
+                chunk = builder.finish()
+                yield chunk
+                del chunk
+                builder = new_builder()
             reader.want = builder.room
         if builder.rows or builder.counters.any():
             account(builder)

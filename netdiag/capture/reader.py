@@ -14,6 +14,7 @@ ring buffers (which do not overlap) pass through one file at a time at almost no
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -278,7 +279,19 @@ class ChunkBuilder:
         self.u8 = np.empty((d.N_U8, capacity), np.uint8)
         self.i8 = np.empty((d.N_I8, capacity), np.int8)
         self.payload = np.empty(1 << 16, np.uint8)
+        self.pay_src = np.empty(capacity, np.int64)
         self.counters = np.zeros(5, np.int64)
+
+    def reusable(self) -> bool:
+        """True when no chunk made from these arrays is alive any more (only we refer to them).
+
+        Reusing them saves fresh pages: first-touch page faults cost more than decoding here.
+        """
+        return all(sys.getrefcount(a) <= 2 for a in (self.i64, self.u64, self.u32, self.u16, self.u8,
+                                                       self.i8, self.payload))
+
+    def reset(self) -> None:
+        self.counters[:] = 0
 
     @property
     def rows(self) -> int:
@@ -290,15 +303,22 @@ class ChunkBuilder:
 
     def add(self, b: Batch, dedup: tuple[np.ndarray, ...], window_ns: int) -> None:
         used = int(self.counters[d.CNT_PAYLOAD])
-        need = used + int(b.cap[:b.n].sum(dtype=np.int64))
+        batch_bytes = int(b.cap[:b.n].sum(dtype=np.int64))
+        need = used + batch_bytes
         if need > len(self.payload):
-            grown = np.empty(max(need, 2 * len(self.payload)), np.uint8)
+            # Size for the whole chunk from this batch's bytes per frame, generously: np.empty does
+            # not touch the pages, so unused capacity costs address space, not memory, while every
+            # grow-and-copy costs fresh pages and a copy.
+            per_frame = batch_bytes / max(b.n, 1)
+            estimate = need + int(1.5 * per_frame * max(self.room - b.n, 0))
+            grown = np.empty(max(estimate, 2 * len(self.payload), need), np.uint8)
             grown[:used] = self.payload[:used]
             self.payload = grown
+        row0 = self.rows
         d.decode_frames(b.buf, b.off, b.cap, b.length, b.ts, b.iface, b.n, b.iface_link, b.frame0,
-                        self.i64, self.u64, self.u32, self.u16, self.u8, self.i8, self.rows, self.payload,
-                        used, dedup[0], dedup[1], dedup[2], dedup[3], window_ns, b.base, window_ns > 0,
-                        self.counters)
+                        self.i64, self.u64, self.u32, self.u16, self.u8, self.i8, row0, self.pay_src,
+                        used, dedup, window_ns, b.base, window_ns > 0, self.counters)
+        d.copy_payloads(b.buf, self.pay_src, self.i64, self.u32, row0, self.rows, self.payload)
 
     def finish(self) -> Chunk:
         r = self.rows
