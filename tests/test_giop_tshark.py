@@ -281,7 +281,6 @@ def test_giop_1_3_is_parsed_although_tshark_reports_it_unsupported() -> None:
         assert o.frame not in theirs or "giop.request_id" not in theirs[o.frame].fields
 
 
-@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
 def test_every_crafted_message_is_framed_once_with_its_declared_size() -> None:
     ours = giop_messages(CRAFTED)
     assert not [o for o in ours if o.record.malformed]
