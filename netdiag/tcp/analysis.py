@@ -1,0 +1,887 @@
+"""Per-segment TCP analysis: Wireshark's `tcp.analysis.*` judgements, one numba pass per chunk.
+
+What and why: every later table (transactions, logons, findings) explains lost time with these
+judgements, so they follow Wireshark 4.0's `tcp_analyze_sequence_number()` (epan/dissectors/
+packet-tcp.c) rule for rule, in its precedence order, on raw (absolute) 32-bit sequence numbers
+with RFC 1982-style wrap-around comparisons, exactly as Wireshark does:
+
+- zero-window probe (1 byte at the next expected sequence while the peer's window is 0) ends the
+  forward checks; zero window (window 0 without SYN/FIN/RST); previous segment not captured
+  (sequence beyond the highest seen, not RST); keep-alive (0/1 byte one below next expected);
+  window update; window full (only when the peer's scale is known); keep-alive ACK, zero-window
+  probe ACK and duplicate ACK (same seq/ack/window, no payload) end the forward checks.
+- ACKed unseen segment (ACK beyond what the peer was seen sending, with Wireshark 4.0's guard
+  against repeating the message for the same loss).
+- For segments with payload or SYN/FIN: keep-alives are not resends; spurious retransmission
+  (all of it already ACKed by the peer); fast retransmission (>= 2 duplicate ACKs, at the
+  peer's last ACK, within 20 ms of it); out-of-order (sequence not advanced, within the
+  reordering window since the highest segment: the connection's initial RTT, or 3 ms when the
+  handshake was not seen); otherwise retransmission, with rto/rto_frame taken from the oldest
+  unacknowledged segment still listed.
+- acks_frame/ack_rtt from the peer's unacknowledged-segment list (an ACK equal to a segment's
+  end); bytes in flight from the sender's list (payload method, Wireshark's default).
+
+Deliberate differences (documented in netdiag.schema SEGMENTS and asserted in the tests):
+- SACK blocks are not subtracted from bytes in flight (the packets table keeps only the first
+  SACK block), so bytes_in_flight can be higher than Wireshark's on SACK-recovery segments.
+- `retransmission` is true for fast and spurious retransmissions too, as tshark's
+  `tcp.analysis.retransmission` field is (Wireshark adds that expert item for all three).
+- IP fragments are not reassembled: TCP/UDP rows flagged `ip_fragment` are left out.
+- A TCP row whose header the snaplen cut off (the packets table then holds flags, seq, ack and
+  window all 0) is left out and counted in `TcpAnalyzer.truncated_headers` (tshark marks it
+  "TCP truncated", skips its analysis and leaves it out of `-z conv,tcp` too).
+
+The state machine runs in one `@njit(cache=True)` kernel over the chunk's TCP and UDP rows in
+analysis order. State lives in growable 2-D int64 arrays: one row per connection (`C_*`), one
+per connection direction (`D_*`), one per 4-tuple/5-tuple flow, and a pool of unacknowledged
+segment records (Wireshark's `tcp_unacked_t` lists, linked through the pool). Memory is bounded
+by connections and segments in flight, not by packets. When the kernel runs out of room it
+returns the row it stopped at; the driver grows the arrays and calls it again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# ---- TCP header flags (packets.tcp_flags) ---------------------------------------------------
+TH_FIN = 0x01
+TH_SYN = 0x02
+TH_RST = 0x04
+TH_PUSH = 0x08
+TH_ACK = 0x10
+
+# ---- analysis flags: the same bits as Wireshark's TCP_A_* -----------------------------------
+A_RETRANSMISSION = 0x0001
+A_LOST_PACKET = 0x0002
+A_ACK_LOST_PACKET = 0x0004
+A_KEEP_ALIVE = 0x0008
+A_DUPLICATE_ACK = 0x0010
+A_ZERO_WINDOW = 0x0020
+A_ZERO_WINDOW_PROBE = 0x0040
+A_ZERO_WINDOW_PROBE_ACK = 0x0080
+A_KEEP_ALIVE_ACK = 0x0100
+A_OUT_OF_ORDER = 0x0200
+A_FAST_RETRANSMISSION = 0x0400
+A_WINDOW_UPDATE = 0x0800
+A_WINDOW_FULL = 0x1000
+A_REUSED_PORTS = 0x2000
+A_SPURIOUS_RETRANSMISSION = 0x4000
+
+# Wireshark's limits and thresholds (packet-tcp.c)
+MAX_UNACKED_SEGMENTS = 10000         # TCP_MAX_UNACKED_SEGMENTS: list length per direction
+FAST_RETRANS_WINDOW_NS = 20_000_000  # a fast retransmission follows the dup ACKs within 20 ms
+DEFAULT_OOO_THRESHOLD_NS = 3_000_000  # reordering window when the initial RTT is unknown
+HISTORY_LEN = 40                     # Zeek history letters kept per connection
+
+M32 = 0xFFFFFFFF
+
+# ---- per-connection state columns (C[conn, C_*]) ---------------------------------------------
+C_FLOW = 0
+C_PROTO = 1
+C_CLIENT_IS_A = 2
+C_FIRST_TS = 3
+C_LAST_TS = 4
+C_FIRST_FRAME = 5
+C_LAST_FRAME = 6
+C_SYN_TS = 7            # first SYN
+C_LAST_SYN_TS = 8       # most recent SYN (Wireshark ts_mru_syn)
+C_SYN_COUNT = 9
+C_SYNACK_TS = 10
+C_SYN_BEFORE_SYNACK = 11
+C_EST_TS = 12
+C_FIRST_RTT = 13        # Wireshark ts_first_rtt (iRTT), -1 unknown
+C_RETRANS_SEGS = 14
+C_RETRANS_BYTES = 15
+C_STALL_NS = 16
+C_FAST = 17
+C_OOO = 18
+C_DUPACK = 19
+C_LOST = 20
+C_ZW_EVENTS = 21
+C_ZW_NS = 22
+C_WINFULL = 23
+C_KEEPALIVE = 24
+C_HIST_LEN = 25
+C_FIRST_RST_DIR = 26    # direction of the first RST (-1 none)
+C_MSS_C = 27
+C_MSS_S = 28
+C_WS_C = 29
+C_WS_S = 30
+C_SACKP_C = 31
+C_SACKP_S = 32
+C_NCOLS = 33
+
+# ---- per-direction state columns (D[conn * 2 + dir, D_*]) ------------------------------------
+D_BASE = 0
+D_BASE_SET = 1
+D_NEXTSEQ = 2
+D_NEXTSEQ_TS = 3
+D_NEXTSEQ_FRAME = 4
+D_MAXSEQTOBEACKED = 5
+D_LASTACK = 6
+D_LASTACK_TS = 7
+D_WINDOW = 8            # raw window field of the last segment (UINT32_MAX before any)
+D_WIN_SCALE = 9         # -1 unknown, -2 no scaling, >= 0 shift
+D_WIN_FROM_SYN = 10     # the stored window came from a SYN (never scaled)
+D_DUPACKNUM = 11
+D_LASTNONDUPACK = 12
+D_LASTSEGFLAGS = 13
+D_VALID_BIF = 14
+D_LIST_HEAD = 15        # pool index of the newest unacked segment, -1 empty
+D_LIST_COUNT = 16
+D_PACKETS = 17
+D_BYTES = 18
+D_FRAME_BYTES = 19
+D_ZW_START = 20         # ts a zero window started, -1 none
+D_MAXACKED = 21         # highest ACK the *peer* sent for this direction's data
+D_MAXACKED_SET = 22
+D_SAW_SYN = 23
+D_SAW_FIN = 24
+D_SAW_RST = 25
+D_HISTBITS = 26         # Zeek letters already recorded in this direction
+D_RETRANS_N = 27        # count for Zeek's logarithmic T letter
+D_ZW_N = 28             # count for Zeek's logarithmic W letter
+D_NHOLES = 29
+D_HOLES = 30            # 8 holes, (start, end) raw sequence pairs: columns 30..45
+N_HOLES = 8
+D_NCOLS = 30 + 2 * N_HOLES
+
+# ---- unacked segment pool (P[idx, P_*]) ------------------------------------------------------
+P_SEQ = 0
+P_NEXTSEQ = 1
+P_FRAME = 2
+P_TS = 3
+P_NEXT = 4
+P_NCOLS = 5
+
+# ---- kernel output columns (O[row, O_*]) -----------------------------------------------------
+O_CONN = 0
+O_DIR = 1
+O_SEQ_REL = 2
+O_NXT_REL = 3
+O_ACK_REL = 4
+O_WIN = 5
+O_BIF = 6
+O_FLAGS = 7
+O_DUP_NUM = 8
+O_DUP_FRAME = 9
+O_RTO_NS = 10
+O_RTO_FRAME = 11
+O_RTT_NS = 12
+O_ACKS_FRAME = 13
+O_NCOLS = 14
+
+# Zeek history letter bits (upper case = client); T and W are logarithmic (1st, 10th, 100th...)
+H_S, H_H, H_A, H_D, H_F, H_R = 1, 2, 4, 8, 16, 32
+
+
+@njit(cache=True, inline="always")
+def _gt(a, b):  # pragma: no cover - numba
+    """GT_SEQ(a, b): a is after b in 32-bit sequence space."""
+    d = (a - b) & 0xFFFFFFFF
+    return d != 0 and d < 0x80000000
+
+
+@njit(cache=True, inline="always")
+def _lt(a, b):  # pragma: no cover - numba
+    d = (b - a) & 0xFFFFFFFF
+    return d != 0 and d < 0x80000000
+
+
+@njit(cache=True, inline="always")
+def _le(a, b):  # pragma: no cover - numba
+    return ((b - a) & 0xFFFFFFFF) < 0x80000000
+
+
+@njit(cache=True)
+def _hist(C, H, c, d, letter):  # pragma: no cover - numba
+    n = C[c, C_HIST_LEN]
+    if n < HISTORY_LEN:
+        H[c, n] = letter if d == 0 else letter + 32  # upper case = client, lower = server
+        C[c, C_HIST_LEN] = n + 1
+
+
+@njit(cache=True)
+def _hist_once(C, D, H, c, d, bit, letter):  # pragma: no cover - numba
+    k = c * 2 + d
+    if (D[k, D_HISTBITS] & bit) == 0:
+        D[k, D_HISTBITS] |= bit
+        _hist(C, H, c, d, letter)
+
+
+@njit(cache=True)
+def _hist_log(C, H, c, d, count, letter):  # pragma: no cover - numba
+    # Zeek records T/W/C at the 1st, 10th, 100th... occurrence
+    x = count
+    while x >= 10 and x % 10 == 0:
+        x //= 10
+    if x == 1:
+        _hist(C, H, c, d, letter)
+
+
+@njit(cache=True)
+def _fill_holes(D, k, s, e):  # pragma: no cover - numba
+    """Remove raw range [s, e) from direction k's list of sequence holes."""
+    n = D[k, D_NHOLES]
+    i = 0
+    while i < n:
+        hs = D[k, D_HOLES + 2 * i]
+        he = D[k, D_HOLES + 2 * i + 1]
+        # work in offsets from the hole start so wrap-around is harmless
+        ln = (he - hs) & M32
+        a = (s - hs) & M32
+        b = (e - hs) & M32
+        if a >= 0x80000000:
+            a = 0 if ((hs - s) & M32) < 0x80000000 else a
+        if b >= 0x80000000:
+            b = 0
+        if a > ln:
+            a = ln
+        if b > ln:
+            b = ln
+        if b <= a:
+            i += 1
+            continue
+        if a == 0 and b == ln:  # hole filled completely
+            for j in range(i, n - 1):
+                D[k, D_HOLES + 2 * j] = D[k, D_HOLES + 2 * j + 2]
+                D[k, D_HOLES + 2 * j + 1] = D[k, D_HOLES + 2 * j + 3]
+            n -= 1
+            continue
+        if a == 0:
+            D[k, D_HOLES + 2 * i] = (hs + b) & M32
+        elif b == ln:
+            D[k, D_HOLES + 2 * i + 1] = (hs + a) & M32
+        else:  # split in two; if no room, keep the larger part (an undercount, never an overcount)
+            if n < N_HOLES:
+                for j in range(n, i + 1, -1):
+                    D[k, D_HOLES + 2 * j] = D[k, D_HOLES + 2 * j - 2]
+                    D[k, D_HOLES + 2 * j + 1] = D[k, D_HOLES + 2 * j - 1]
+                D[k, D_HOLES + 2 * i + 1] = (hs + a) & M32
+                D[k, D_HOLES + 2 * (i + 1)] = (hs + b) & M32
+                D[k, D_HOLES + 2 * (i + 1) + 1] = he
+                n += 1
+                i += 1
+            elif a > ln - b:
+                D[k, D_HOLES + 2 * i + 1] = (hs + a) & M32
+            else:
+                D[k, D_HOLES + 2 * i] = (hs + b) & M32
+        i += 1
+    D[k, D_NHOLES] = n
+
+
+@njit(cache=True)
+def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen, frame_len,
+                   mss, wscale, sackp, src_port, dst_port, server_port_lut,
+                   flow_cur, C, D, H, P, meta, OUT):  # pragma: no cover - numba
+    """Process rows start.. of one chunk; return the row to resume at (== n when done).
+
+    meta: [n_conns, pool_free_head, pool_free_count]. Returns early (before touching a row)
+    when a new connection or pool record might not fit; the caller grows and calls again.
+    """
+    n = frame.shape[0]
+    for i in range(start, n):
+        if meta[0] + 1 >= C.shape[0] or meta[2] < 2:
+            return i
+        fl = flags[i]
+        f = flow[i]
+        c = flow_cur[f]
+        syn_only = (fl & (TH_SYN | TH_ACK)) == TH_SYN
+        sq = seq[i]
+        # ---- connection lookup; a SYN with a new ISN starts a new connection (tcp.stream) ----
+        if c >= 0 and proto[i] == 6 and syn_only:
+            d0 = 0 if src_is_a[i] == C[c, C_CLIENT_IS_A] else 1
+            k0 = c * 2 + d0
+            if D[k0, D_BASE_SET] == 1 and sq != D[k0, D_BASE]:
+                c = -1
+        if c < 0:
+            c = meta[0]
+            meta[0] = c + 1
+            C[c, :] = 0
+            C[c, C_FLOW] = f
+            C[c, C_PROTO] = proto[i] if proto[i] != 0 else 6
+            C[c, C_FIRST_TS] = ts[i]
+            C[c, C_FIRST_FRAME] = frame[i]
+            for x in (C_SYN_TS, C_LAST_SYN_TS, C_SYNACK_TS, C_SYN_BEFORE_SYNACK, C_EST_TS,
+                      C_FIRST_RTT, C_FIRST_RST_DIR, C_WS_C, C_WS_S):
+                C[c, x] = -1
+            # who is the client: the SYN sender; the SYN/ACK receiver; else by ports
+            sp = src_port[i]
+            dp = dst_port[i]
+            src_client = True
+            if proto[i] == 6 and syn_only:
+                src_client = True
+            elif proto[i] == 6 and (fl & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK):
+                src_client = False
+            elif server_port_lut[dp] and not server_port_lut[sp]:
+                src_client = True
+            elif server_port_lut[sp] and not server_port_lut[dp]:
+                src_client = False
+            elif dp < 1024 and sp >= 1024:
+                src_client = True
+            elif sp < 1024 and dp >= 1024:
+                src_client = False
+            elif dp < 32768 and sp >= 32768:
+                src_client = True
+            elif sp < 32768 and dp >= 32768:
+                src_client = False
+            C[c, C_CLIENT_IS_A] = src_is_a[i] if src_client else 1 - src_is_a[i]
+            for d in range(2):
+                k = c * 2 + d
+                D[k, :] = 0
+                D[k, D_WINDOW] = M32
+                D[k, D_WIN_SCALE] = -1
+                D[k, D_LIST_HEAD] = -1
+                D[k, D_ZW_START] = -1
+                D[k, D_VALID_BIF] = 1
+            flow_cur[f] = c
+        d = 0 if src_is_a[i] == C[c, C_CLIENT_IS_A] else 1
+        k = c * 2 + d
+        r = c * 2 + (1 - d)
+        t = ts[i]
+        prev_ts = C[c, C_LAST_TS] if C[c, C_LAST_FRAME] > 0 else t
+        C[c, C_LAST_TS] = t
+        C[c, C_LAST_FRAME] = frame[i]
+        ln = seglen[i]
+        D[k, D_PACKETS] += 1
+        D[k, D_BYTES] += ln
+        D[k, D_FRAME_BYTES] += frame_len[i]
+        OUT[i, O_CONN] = c
+        OUT[i, O_DIR] = d
+        OUT[i, O_BIF] = -1
+        OUT[i, O_DUP_FRAME] = -1
+        OUT[i, O_RTO_NS] = -1
+        OUT[i, O_RTO_FRAME] = -1
+        OUT[i, O_RTT_NS] = -1
+        OUT[i, O_ACKS_FRAME] = -1
+        OUT[i, O_FLAGS] = 0
+        OUT[i, O_DUP_NUM] = 0
+        if proto[i] != 6:  # UDP, or a TCP row whose header the capture cut off (proto 0)
+            if proto[i] == 17 and ln > 0:
+                _hist_once(C, D, H, c, d, H_D, 68)
+            continue
+
+        ak = ack[i]
+        w = win[i]
+        is_ack = (fl & TH_ACK) != 0
+        sfr = (fl & (TH_SYN | TH_FIN | TH_RST)) != 0
+        # ---- connection timing: SYN, SYN/ACK, final ACK; iRTT as Wireshark computes it ----
+        if syn_only:
+            if C[c, C_SYN_TS] < 0:
+                C[c, C_SYN_TS] = t
+            elif d == 0:
+                C[c, C_SYN_COUNT] += 1
+            C[c, C_LAST_SYN_TS] = t
+            if d == 0 and C[c, C_MSS_C] == 0:
+                C[c, C_MSS_C] = mss[i]
+                C[c, C_WS_C] = wscale[i]
+                C[c, C_SACKP_C] = sackp[i]
+        elif (fl & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK):
+            if d == 1 and C[c, C_SYNACK_TS] < 0:
+                C[c, C_SYNACK_TS] = t
+                C[c, C_SYN_BEFORE_SYNACK] = C[c, C_LAST_SYN_TS]
+                C[c, C_MSS_S] = mss[i]
+                C[c, C_WS_S] = wscale[i]
+                C[c, C_SACKP_S] = sackp[i]
+        elif is_ack:
+            if C[c, C_LAST_SYN_TS] >= 0 and C[c, C_FIRST_RTT] <= 0:
+                C[c, C_FIRST_RTT] = t - C[c, C_LAST_SYN_TS]
+            if d == 0 and C[c, C_SYNACK_TS] >= 0 and C[c, C_EST_TS] < 0:
+                C[c, C_EST_TS] = t
+
+        # ---- relative sequence bases (Wireshark: SYN's seq, else seq-1; peer's from ack-1) ----
+        if D[k, D_BASE_SET] == 0:
+            D[k, D_BASE] = sq if (fl & TH_SYN) else (sq - 1) & M32
+            D[k, D_BASE_SET] = 1
+        if D[r, D_BASE_SET] == 0 and is_ack:
+            D[r, D_BASE] = (ak - 1) & M32
+            D[r, D_BASE_SET] = 1
+
+        ta = 0
+        nextseq = D[k, D_NEXTSEQ]
+        if is_ack:
+            D[r, D_VALID_BIF] = 1
+        # ZERO WINDOW PROBE
+        if ln == 1 and sq == nextseq and D[r, D_WINDOW] == 0:
+            ta |= A_ZERO_WINDOW_PROBE
+        else:
+            # ZERO WINDOW
+            if w == 0 and (fl & (TH_RST | TH_FIN | TH_SYN)) == 0:
+                ta |= A_ZERO_WINDOW
+            # LOST PACKET
+            if nextseq != 0 and _gt(sq, nextseq) and (fl & TH_RST) == 0:
+                ta |= A_LOST_PACKET
+                D[k, D_VALID_BIF] = 0
+            # KEEP ALIVE
+            if (ln == 0 or ln == 1) and sq == ((nextseq - 1) & M32) and not sfr:
+                ta |= A_KEEP_ALIVE
+            # WINDOW UPDATE
+            if (ln == 0 and w != 0 and w != D[k, D_WINDOW] and sq == nextseq
+                    and ak == D[k, D_LASTACK] and not sfr):
+                ta |= A_WINDOW_UPDATE
+            # WINDOW FULL
+            if ln > 0 and D[r, D_WIN_SCALE] != -1 and not sfr:
+                sh = 0
+                if D[r, D_WIN_FROM_SYN] == 0 and D[r, D_WIN_SCALE] >= 0:
+                    sh = D[r, D_WIN_SCALE]
+                if ((sq + ln) & M32) == ((D[r, D_LASTACK] + (D[r, D_WINDOW] << sh)) & M32):
+                    ta |= A_WINDOW_FULL
+            same = (ln == 0 and sq == nextseq and ak == D[k, D_LASTACK] and not sfr)
+            if same and w != 0 and w == D[k, D_WINDOW] and (D[r, D_LASTSEGFLAGS] & A_KEEP_ALIVE):
+                ta |= A_KEEP_ALIVE_ACK
+            elif (ln == 0 and w == 0 and w == D[k, D_WINDOW] and sq == nextseq and not sfr
+                  and (ak == D[k, D_LASTACK] or ak == ((D[k, D_LASTACK] + 1) & M32))
+                  and (D[r, D_LASTSEGFLAGS] & A_ZERO_WINDOW_PROBE)):
+                ta |= A_ZERO_WINDOW_PROBE_ACK
+                if ak == ((D[k, D_LASTACK] + 1) & M32):  # the receiver took the probe's byte
+                    D[r, D_NEXTSEQ] = ak
+                    D[r, D_MAXSEQTOBEACKED] = ak
+            elif same and w != 0 and w == D[k, D_WINDOW]:
+                D[k, D_DUPACKNUM] += 1
+                ta |= A_DUPLICATE_ACK
+                OUT[i, O_DUP_NUM] = D[k, D_DUPACKNUM]
+                OUT[i, O_DUP_FRAME] = D[k, D_LASTNONDUPACK]
+        # finished_fwd: a new ack number resets the duplicate-ACK counter
+        if ak != D[k, D_LASTACK]:
+            D[k, D_LASTNONDUPACK] = frame[i]
+            D[k, D_DUPACKNUM] = 0
+        # ACKED LOST PACKET (or the ACK that reopens a window after a zero-window probe)
+        if D[r, D_MAXSEQTOBEACKED] != 0 and _gt(ak, D[r, D_MAXSEQTOBEACKED]) and is_ack:
+            if (ak == ((D[k, D_LASTACK] + 1) & M32) and sq == nextseq
+                    and (D[r, D_LASTSEGFLAGS] & A_ZERO_WINDOW_PROBE)):
+                D[r, D_NEXTSEQ] = ak
+                D[r, D_MAXSEQTOBEACKED] = ak
+                ta |= A_WINDOW_UPDATE
+            else:  # don't repeat the message for the same loss: resume from what the peer sent
+                D[r, D_MAXSEQTOBEACKED] = D[r, D_NEXTSEQ]
+                ta |= A_ACK_LOST_PACKET
+        # RETRANSMISSION / FAST RETRANSMISSION / OUT-OF-ORDER / SPURIOUS
+        if (ln > 0 or (fl & (TH_SYN | TH_FIN))) and (ta & A_KEEP_ALIVE) == 0:
+            not_adv = nextseq != 0 and _lt(sq, nextseq)
+            if ln > 1 and ((nextseq - 1) & M32) == sq:
+                not_adv = False
+            if ln > 0 and D[r, D_LASTACK] != 0 and _le((sq + ln) & M32, D[r, D_LASTACK]):
+                ta |= A_SPURIOUS_RETRANSMISSION
+            else:
+                dt = t - D[r, D_LASTACK_TS]
+                if (not_adv and D[r, D_DUPACKNUM] >= 2 and D[r, D_LASTACK] == sq
+                        and dt < FAST_RETRANS_WINDOW_NS):
+                    ta |= A_FAST_RETRANSMISSION
+                else:
+                    dt = t - D[k, D_NEXTSEQ_TS]
+                    thres = C[c, C_FIRST_RTT] if C[c, C_FIRST_RTT] > 0 else DEFAULT_OOO_THRESHOLD_NS
+                    extra = 1 if (fl & (TH_SYN | TH_FIN)) else 0
+                    if not_adv and dt < thres and nextseq != ((sq + ln + extra) & M32):
+                        ta |= A_OUT_OF_ORDER
+                    elif not_adv:
+                        ta |= A_RETRANSMISSION
+                        OUT[i, O_RTO_NS] = t - D[k, D_NEXTSEQ_TS]
+                        OUT[i, O_RTO_FRAME] = D[k, D_NEXTSEQ_FRAME]
+                        u = D[k, D_LIST_HEAD]
+                        while u >= 0:  # the oldest listed segment is the likely original
+                            OUT[i, O_RTO_NS] = t - P[u, P_TS]
+                            OUT[i, O_RTO_FRAME] = P[u, P_FRAME]
+                            u = P[u, P_NEXT]
+        # ---- sequence-space holes, for unseen_bytes (bytes the capture never saw) ----
+        end = (sq + ln + (1 if (fl & (TH_SYN | TH_FIN)) else 0)) & M32
+        if ln > 0 or (fl & (TH_SYN | TH_FIN)):
+            if nextseq != 0 and _gt(sq, nextseq) and (ta & A_ZERO_WINDOW_PROBE) == 0:
+                nh = D[k, D_NHOLES]
+                if nh < N_HOLES:
+                    D[k, D_HOLES + 2 * nh] = nextseq
+                    D[k, D_HOLES + 2 * nh + 1] = sq
+                    D[k, D_NHOLES] = nh + 1
+            elif nextseq != 0 and _lt(sq, nextseq) and D[k, D_NHOLES] > 0:
+                _fill_holes(D, k, sq, end)
+        # ---- remember this segment in the sender's unacked list ----
+        nxt = (sq + ln) & M32
+        if (ln > 0 or (fl & (TH_SYN | TH_FIN))) and D[k, D_LIST_COUNT] < MAX_UNACKED_SEGMENTS:
+            u = meta[1]
+            meta[1] = P[u, P_NEXT]
+            meta[2] -= 1
+            if fl & (TH_SYN | TH_FIN):
+                nxt = (nxt + 1) & M32
+            P[u, P_SEQ] = sq
+            P[u, P_NEXTSEQ] = nxt
+            P[u, P_FRAME] = frame[i]
+            P[u, P_TS] = t
+            P[u, P_NEXT] = D[k, D_LIST_HEAD]
+            D[k, D_LIST_HEAD] = u
+            D[k, D_LIST_COUNT] += 1
+        if (_gt(nxt, nextseq) or nextseq == 0) and (ta & A_ZERO_WINDOW_PROBE) == 0:
+            D[k, D_NEXTSEQ] = nxt
+            D[k, D_NEXTSEQ_TS] = t
+            D[k, D_NEXTSEQ_FRAME] = frame[i]
+        if (sq == D[k, D_MAXSEQTOBEACKED] or D[k, D_MAXSEQTOBEACKED] == 0) and (ta & A_ZERO_WINDOW_PROBE) == 0:
+            D[k, D_MAXSEQTOBEACKED] = D[k, D_NEXTSEQ]
+        D[k, D_WINDOW] = w
+        D[k, D_WIN_FROM_SYN] = 1 if (fl & TH_SYN) else 0
+        D[k, D_LASTACK] = ak
+        D[k, D_LASTACK_TS] = t
+        D[k, D_LASTSEGFLAGS] = ta
+        # ---- the ACK removes what it covers from the peer's list (acks_frame, ack_rtt) ----
+        prev = -1
+        u = D[r, D_LIST_HEAD]
+        while u >= 0:
+            nx = P[u, P_NEXT]
+            if ak == P[u, P_NEXTSEQ]:
+                OUT[i, O_ACKS_FRAME] = P[u, P_FRAME]
+                OUT[i, O_RTT_NS] = t - P[u, P_TS]
+            elif _gt(ak, P[u, P_SEQ]) and _le(ak, P[u, P_NEXTSEQ]):
+                P[u, P_SEQ] = ak
+                prev = u
+                u = nx
+                continue
+            elif _gt(P[u, P_NEXTSEQ], ak):
+                prev = u
+                u = nx
+                continue
+            # old or exactly acknowledged: unlink and free
+            if prev < 0:
+                D[r, D_LIST_HEAD] = nx
+            else:
+                P[prev, P_NEXT] = nx
+            P[u, P_NEXT] = meta[1]
+            meta[1] = u
+            meta[2] += 1
+            D[r, D_LIST_COUNT] -= 1
+            u = nx
+        # ---- bytes in flight (payload method, SACK not subtracted) ----
+        if ln != 0 and D[k, D_LIST_HEAD] >= 0 and D[k, D_VALID_BIF] == 1:
+            base = D[k, D_BASE]
+            u = D[k, D_LIST_HEAD]
+            first = (P[u, P_SEQ] - base) & M32
+            last = (P[u, P_NEXTSEQ] - base) & M32
+            while u >= 0:
+                a = (P[u, P_NEXTSEQ] - base) & M32
+                if a > last:
+                    last = a
+                a = (P[u, P_SEQ] - base) & M32
+                if a < first:
+                    first = a
+                u = P[u, P_NEXT]
+            fl_bytes = (last - first) & M32
+            if fl_bytes > 0 and fl_bytes < 2000000000:
+                OUT[i, O_BIF] = fl_bytes - (1 if (fl & (TH_SYN | TH_FIN)) else 0)
+        # ---- window scaling (Wireshark's verify_tcp_window_scaling) ----
+        if fl & TH_SYN:
+            if wscale[i] >= 0:
+                D[k, D_WIN_SCALE] = wscale[i]
+            if D[k, D_WIN_SCALE] == -1:
+                D[k, D_WIN_SCALE] = -2
+                D[r, D_WIN_SCALE] = -2
+            elif is_ack and D[r, D_WIN_SCALE] == -2:
+                D[k, D_WIN_SCALE] = -2
+        # ---- the segment's own output columns ----
+        OUT[i, O_FLAGS] = ta
+        base = D[k, D_BASE]
+        OUT[i, O_SEQ_REL] = (sq - base) & M32
+        OUT[i, O_NXT_REL] = (sq - base + ln + (1 if (fl & (TH_SYN | TH_FIN)) else 0)) & M32
+        OUT[i, O_ACK_REL] = ((ak - D[r, D_BASE]) & M32) if is_ack else 0
+        if (fl & TH_SYN) == 0 and D[k, D_WIN_SCALE] >= 0:
+            OUT[i, O_WIN] = w << D[k, D_WIN_SCALE]
+        else:
+            OUT[i, O_WIN] = w
+        # ---- per-connection counters ----
+        if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION):
+            C[c, C_RETRANS_SEGS] += 1
+            C[c, C_RETRANS_BYTES] += ln
+            gap = t - prev_ts
+            if OUT[i, O_RTO_NS] >= 0 and OUT[i, O_RTO_NS] < gap:
+                gap = OUT[i, O_RTO_NS]
+            C[c, C_STALL_NS] += gap
+            D[k, D_RETRANS_N] += 1
+            _hist_log(C, H, c, d, D[k, D_RETRANS_N], 84)  # T
+        if ta & A_FAST_RETRANSMISSION:
+            C[c, C_FAST] += 1
+        if ta & A_OUT_OF_ORDER:
+            C[c, C_OOO] += 1
+        if ta & A_DUPLICATE_ACK:
+            C[c, C_DUPACK] += 1
+        if ta & A_LOST_PACKET:
+            C[c, C_LOST] += 1
+        if ta & A_WINDOW_FULL:
+            C[c, C_WINFULL] += 1
+        if ta & A_KEEP_ALIVE:
+            C[c, C_KEEPALIVE] += 1
+        if ta & A_ZERO_WINDOW:
+            C[c, C_ZW_EVENTS] += 1
+            if D[k, D_ZW_START] < 0:
+                D[k, D_ZW_START] = t
+            D[k, D_ZW_N] += 1
+            _hist_log(C, H, c, d, D[k, D_ZW_N], 87)  # W
+        elif w != 0 and D[k, D_ZW_START] >= 0 and (fl & TH_RST) == 0:
+            C[c, C_ZW_NS] += t - D[k, D_ZW_START]
+            D[k, D_ZW_START] = -1
+        if is_ack and (D[r, D_MAXACKED_SET] == 0 or _gt(ak, D[r, D_MAXACKED])):
+            D[r, D_MAXACKED] = ak  # the peer's data is acknowledged up to here
+            D[r, D_MAXACKED_SET] = 1
+        # ---- Zeek history letters ----
+        if syn_only:
+            D[k, D_SAW_SYN] = 1
+            _hist_once(C, D, H, c, d, H_S, 83)
+        elif (fl & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK):
+            D[k, D_SAW_SYN] = 1
+            _hist_once(C, D, H, c, d, H_H, 72)
+        if is_ack and ln == 0 and not sfr:
+            _hist_once(C, D, H, c, d, H_A, 65)
+        if ln > 0:
+            _hist_once(C, D, H, c, d, H_D, 68)
+        if fl & TH_FIN:
+            D[k, D_SAW_FIN] = 1
+            _hist_once(C, D, H, c, d, H_F, 70)
+        if fl & TH_RST:
+            D[k, D_SAW_RST] = 1
+            if C[c, C_FIRST_RST_DIR] < 0:
+                C[c, C_FIRST_RST_DIR] = d
+            _hist_once(C, D, H, c, d, H_R, 82)
+    return n
+
+
+@njit(cache=True)
+def unseen_bytes_kernel(D, n_conns, out):  # pragma: no cover - numba
+    """Per connection: bytes the peer ACKed that were never captured (holes + unseen tail)."""
+    for c in range(n_conns):
+        total = 0
+        for d in range(2):
+            k = c * 2 + d
+            if D[k, D_MAXACKED_SET] == 0 or D[k, D_NEXTSEQ] == 0:
+                continue
+            ma = D[k, D_MAXACKED]
+            for h in range(D[k, D_NHOLES]):
+                hs = D[k, D_HOLES + 2 * h]
+                he = D[k, D_HOLES + 2 * h + 1]
+                if _le(he, ma):
+                    total += (he - hs) & M32
+                elif _gt(ma, hs):
+                    total += (ma - hs) & M32
+            nx = D[k, D_NEXTSEQ]
+            if _gt(ma, nx):
+                tail = (ma - nx) & M32
+                if tail < 0x40000000:
+                    total += tail
+        out[c] = total
+
+
+# =============================================================================================
+# The driver: chunk in, SEGMENTS rows out; state carried across chunks.
+# =============================================================================================
+
+import polars as pl  # noqa: E402
+
+from netdiag.schema import SEGMENTS  # noqa: E402
+
+_KEY = ["ip_proto", "a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port"]
+_KEY_SCHEMA = {"ip_proto": pl.UInt8, "a_hi": pl.UInt64, "a_lo": pl.UInt64, "a_port": pl.UInt16,
+               "b_hi": pl.UInt64, "b_lo": pl.UInt64, "b_port": pl.UInt16, "flow_id": pl.Int64}
+
+# SEGMENTS boolean columns and the analysis bits behind them
+FLAG_COLUMNS: dict[str, int] = {
+    "retransmission": A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION,
+    "fast_retransmission": A_FAST_RETRANSMISSION,
+    "spurious_retransmission": A_SPURIOUS_RETRANSMISSION,
+    "out_of_order": A_OUT_OF_ORDER,
+    "lost_segment": A_LOST_PACKET,
+    "ack_lost_segment": A_ACK_LOST_PACKET,
+    "duplicate_ack": A_DUPLICATE_ACK,
+    "zero_window": A_ZERO_WINDOW,
+    "zero_window_probe": A_ZERO_WINDOW_PROBE,
+    "zero_window_probe_ack": A_ZERO_WINDOW_PROBE_ACK,
+    "window_full": A_WINDOW_FULL,
+    "window_update": A_WINDOW_UPDATE,
+    "keep_alive": A_KEEP_ALIVE,
+    "keep_alive_ack": A_KEEP_ALIVE_ACK,
+}
+
+UDP_COLUMNS = ["frame", "ts_ns", "conn_id", "direction", "src_port", "dst_port", "payload_offset",
+               "payload_captured", "payload_len"]
+
+
+def _grow_rows(a: np.ndarray, rows: int) -> np.ndarray:
+    out = np.zeros((rows,) + a.shape[1:], a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+def _ns_or_null(name: str, out: str) -> pl.Expr:
+    return pl.when(pl.col(name) >= 0).then(pl.col(name).cast(pl.Float64) / 1e9).otherwise(None).alias(out)
+
+
+def _int_or_null(name: str, out: str) -> pl.Expr:
+    return pl.when(pl.col(name) >= 0).then(pl.col(name)).otherwise(None).alias(out)
+
+
+class TcpAnalyzer:
+    """Streaming TCP/UDP analysis: `feed(chunk)` per PacketChunk, then `finish()`.
+
+    - `feed` returns the chunk's SEGMENTS rows (netdiag.schema.SEGMENTS, in analysis order)
+      plus `payload_offset` and `payload_captured` copied from the packets, so a stream
+      reassembler can find each segment's bytes in `chunk.payload`. UDP rows are not in it;
+      they are in `last_udp` after each feed (columns UDP_COLUMNS).
+    - `finish` returns the CONNECTIONS table (TCP connections and UDP flows).
+    - conn_id is assigned in order of first appearance across TCP and UDP. TCP connections
+      are split like Wireshark's tcp.stream: a SYN (without ACK) whose sequence number differs
+      from the ISN already seen in that direction starts a new connection.
+    - server_ports: ports known to be servers (decides client/server when no SYN was seen).
+    """
+
+    def __init__(self, server_ports: set[int] | None = None) -> None:
+        self.server_ports = set(server_ports or ())
+        self._lut = np.zeros(65536, np.bool_)
+        for p in self.server_ports:
+            if 0 <= int(p) < 65536:
+                self._lut[int(p)] = True
+        self._flows = pl.DataFrame(schema=_KEY_SCHEMA)
+        self._flow_cur = np.full(1024, -1, np.int64)
+        self._C = np.zeros((1024, C_NCOLS), np.int64)
+        self._D = np.zeros((2048, D_NCOLS), np.int64)
+        self._H = np.zeros((1024, HISTORY_LEN), np.uint8)
+        self._P = np.zeros((0, P_NCOLS), np.int64)
+        self._meta = np.array([0, -1, 0], np.int64)
+        self._grow_pool(8192)
+        self.last_udp: pl.DataFrame = pl.DataFrame(schema={c: pl.Int64 for c in UDP_COLUMNS})
+        self.tcp_segments = 0
+        self.udp_packets = 0
+        self.fragments_skipped = 0
+        self.truncated_headers = 0
+
+    # ------------------------------------------------------------------ growth
+    def _grow_pool(self, extra: int) -> None:
+        old = self._P.shape[0]
+        self._P = _grow_rows(self._P, old + extra)
+        idx = np.arange(old, old + extra, dtype=np.int64)
+        self._P[old:, P_NEXT] = idx + 1
+        self._P[-1, P_NEXT] = self._meta[1]
+        self._meta[1] = old
+        self._meta[2] += extra
+
+    def _grow_conns(self) -> None:
+        rows = self._C.shape[0] * 2
+        self._C = _grow_rows(self._C, rows)
+        self._D = _grow_rows(self._D, rows * 2)
+        self._H = _grow_rows(self._H, rows)
+
+    # ------------------------------------------------------------------ flows
+    def _flow_ids(self, sel: pl.DataFrame) -> pl.DataFrame:
+        """Add flow_id (direction-free 4/5-tuple id) and src_is_a to the selected rows."""
+        src_first = ((pl.col("src_ip_hi") < pl.col("dst_ip_hi"))
+                     | ((pl.col("src_ip_hi") == pl.col("dst_ip_hi"))
+                        & ((pl.col("src_ip_lo") < pl.col("dst_ip_lo"))
+                           | ((pl.col("src_ip_lo") == pl.col("dst_ip_lo"))
+                              & (pl.col("src_port") <= pl.col("dst_port"))))))
+
+        def pick(a: str, b: str) -> pl.Expr:
+            return pl.when(pl.col("src_is_a")).then(pl.col(a)).otherwise(pl.col(b))
+
+        keyed = sel.with_columns(src_is_a=src_first).with_columns(
+            a_hi=pick("src_ip_hi", "dst_ip_hi"), a_lo=pick("src_ip_lo", "dst_ip_lo"),
+            a_port=pick("src_port", "dst_port"), b_hi=pick("dst_ip_hi", "src_ip_hi"),
+            b_lo=pick("dst_ip_lo", "src_ip_lo"), b_port=pick("dst_port", "src_port"))
+        joined = keyed.join(self._flows, on=_KEY, how="left", maintain_order="left")
+        missing = joined.filter(pl.col("flow_id").is_null())
+        if missing.height:
+            n0 = self._flows.height
+            new = (missing.select(_KEY).unique(maintain_order=True)
+                   .with_row_index("flow_id", offset=n0).with_columns(pl.col("flow_id").cast(pl.Int64)))
+            self._flows = pl.concat([self._flows, new.select(list(_KEY_SCHEMA))])
+            if self._flows.height > self._flow_cur.size:
+                grown = np.full(max(self._flows.height, 2 * self._flow_cur.size), -1, np.int64)
+                grown[: self._flow_cur.size] = self._flow_cur
+                self._flow_cur = grown
+            joined = keyed.join(self._flows, on=_KEY, how="left", maintain_order="left")
+        return joined
+
+    # ------------------------------------------------------------------ feed
+    def feed(self, chunk) -> pl.DataFrame:  # noqa: ANN001 - PacketChunk (import cycle avoided)
+        """Analyse one PacketChunk; return its SEGMENTS rows (+ payload_offset, payload_captured)."""
+        pk = chunk.packets
+        l4 = pk.filter(pl.col("ip_proto").is_in([6, 17]) & (pl.col("ip_version") > 0))
+        frag = l4.filter(pl.col("ip_fragment"))
+        self.fragments_skipped += frag.height
+        sel = l4.filter(~pl.col("ip_fragment")) if frag.height else l4
+        # a TCP header cut off by the snaplen decodes as all zeros: leave it out, as tshark does
+        no_header = ((pl.col("ip_proto") == 6) & (pl.col("tcp_flags") == 0) & (pl.col("tcp_seq") == 0)
+                     & (pl.col("tcp_ack") == 0) & (pl.col("tcp_window") == 0))
+        cut = sel.filter(no_header)
+        if cut.height:
+            self.truncated_headers += cut.height
+            sel = sel.filter(~no_header)
+        if sel.height == 0:
+            self.last_udp = pl.DataFrame(schema={c: pl.Int64 for c in UDP_COLUMNS})
+            return self._empty_segments()
+        sel = self._flow_ids(sel)
+
+        def col(name: str) -> np.ndarray:
+            return sel[name].to_numpy().astype(np.int64, copy=False)
+
+        frame, ts, flow = col("frame"), col("ts_ns"), col("flow_id")
+        src_is_a = sel["src_is_a"].to_numpy().astype(np.int64)
+        proto, flags = col("ip_proto"), col("tcp_flags")
+        seq, ack, win = col("tcp_seq"), col("tcp_ack"), col("tcp_window")
+
+        seglen, frame_len = col("payload_len"), col("frame_len")
+        mss, wscale = col("tcp_mss"), col("tcp_wscale")
+        sackp = sel["tcp_sack_perm"].to_numpy().astype(np.int64)
+        sport, dport = col("src_port"), col("dst_port")
+        n = frame.size
+        out = np.zeros((n, O_NCOLS), np.int64)
+        pos = 0
+        while True:
+            pos = analyze_kernel(pos, frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen,
+                                 frame_len, mss, wscale, sackp, sport, dport, self._lut,
+                                 self._flow_cur, self._C, self._D, self._H, self._P, self._meta, out)
+            if pos >= n:
+                break
+            if self._meta[0] + 1 >= self._C.shape[0]:
+                self._grow_conns()
+            if self._meta[2] < 2:
+                self._grow_pool(max(8192, self._P.shape[0]))
+        res = sel.select("frame", "ts_ns", "ip_proto", "tcp_flags", "payload_len", "payload_offset",
+                         "payload_captured", "src_port", "dst_port").with_columns(
+            pl.Series("conn_id", out[:, O_CONN]).cast(pl.UInt32),
+            pl.Series("direction", out[:, O_DIR]).cast(pl.UInt8))
+        is_tcp = proto == 6
+        is_udp = proto == 17
+        udp = res.filter(pl.Series(is_udp)) if is_udp.any() else res.clear()
+        self.last_udp = udp.select(UDP_COLUMNS)
+        self.udp_packets += udp.height
+        if not is_tcp.any():
+            return self._empty_segments()
+        o = out[is_tcp]
+        tcp = res.filter(pl.Series(is_tcp)) if not is_tcp.all() else res
+        self.tcp_segments += tcp.height
+        seg = tcp.with_columns(
+            pl.Series("seq_rel", o[:, O_SEQ_REL]), pl.Series("next_seq_rel", o[:, O_NXT_REL]),
+            pl.Series("ack_rel", o[:, O_ACK_REL]), pl.Series("window_bytes", o[:, O_WIN]),
+            pl.Series("_bif", o[:, O_BIF]), pl.Series("_f", o[:, O_FLAGS]),
+            pl.Series("duplicate_ack_num", o[:, O_DUP_NUM]), pl.Series("_dupf", o[:, O_DUP_FRAME]),
+            pl.Series("_rto", o[:, O_RTO_NS]), pl.Series("_rtof", o[:, O_RTO_FRAME]),
+            pl.Series("_rtt", o[:, O_RTT_NS]), pl.Series("_acksf", o[:, O_ACKS_FRAME]),
+        ).with_columns(
+            [((pl.col("_f") & bit) != 0).alias(name) for name, bit in FLAG_COLUMNS.items()]
+            + [_int_or_null("_bif", "bytes_in_flight"), _int_or_null("_dupf", "duplicate_ack_frame"),
+               _ns_or_null("_rto", "rto_s"), _int_or_null("_rtof", "rto_frame"),
+               _ns_or_null("_rtt", "ack_rtt_s"), _int_or_null("_acksf", "acks_frame")])
+        return self._conform(seg)
+
+    @staticmethod
+    def _conform(seg: pl.DataFrame) -> pl.DataFrame:
+        body = SEGMENTS.conform(seg)
+        return body.with_columns(seg["payload_offset"].cast(pl.Int64), seg["payload_captured"].cast(pl.UInt32))
+
+    def _empty_segments(self) -> pl.DataFrame:
+        return SEGMENTS.empty().with_columns(pl.Series("payload_offset", [], pl.Int64),
+                                             pl.Series("payload_captured", [], pl.UInt32))
+
+    # ------------------------------------------------------------------ finish
+    @property
+    def connection_count(self) -> int:
+        return int(self._meta[0])
+
+    def finish(self) -> pl.DataFrame:
+        """The CONNECTIONS table of everything fed so far (see netdiag.tcp.connections)."""
+        from netdiag.tcp.connections import build_connections
+
+        n = int(self._meta[0])
+        return build_connections(self._C[:n], self._D[: 2 * n], self._H[:n], self._flows)
