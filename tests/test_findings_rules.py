@@ -144,3 +144,22 @@ def test_syn_retries_clustered_on_a_busy_port_that_normally_answers_are_listen_b
     f = res.findings.filter(pl.col("cause") == "listen_backlog").row(0, named=True)
     assert f["logons_affected"] == 3 and f["severity"] == "critical"
     assert "syn_retransmission" not in res.findings["cause"].to_list()
+
+
+def test_request_asked_again_before_its_late_answer_counts_only_until_the_client_gave_up():
+    # getWorklist sent at 10 ms; the client's 1.5 s call timeout fires and it asks again on a new
+    # connection at 1510 ms (answered at 1550); the first answer still arrives at 3010 ms
+    conns, txns = _clean()
+    conns[0]["last_ts_ns"] += 5_000_000_000
+    txns.append(transaction(1, C, S, 2809, "giop", "getWorklist", 40, 40, 3010, 3010))
+    conns.append(connection(2, C, 50001, S, 2809, 1500, 1500.2, 1500.3, 1600, first_frame=400))
+    txns.append(transaction(2, C, S, 2809, "giop", "getWorklist", 1510, 1510, 1550, 1550))
+    prof = parse_profile('[logon]\nend_operation = "getWorklist"\n')
+    res = _findings(conns, txns, profile=prof)
+    row = res.logons.row(0, named=True)
+    assert row["end_ts_ns"] < conns[0]["first_ts_ns"] + 1_560_000_000      # ends with the retry's answer
+    f = res.findings.filter(pl.col("cause") == "request_timeout_retry").row(0, named=True)
+    # the client waited from the first request (40 ms) until it asked again (1510 ms), less the
+    # 0.3 ms of the new connection's connect (connect beats server time); not until the late 3010 ms answer
+    assert f["seconds_lost"] == pytest.approx(1.470 - 0.0003, abs=0.0002)
+    assert row["dominant_cause"] == "request_timeout_retry"

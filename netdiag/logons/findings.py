@@ -31,8 +31,8 @@ Detection rules (what the capture shows; DOMAIN.md §3.2 and §5):
 - client_think: the client's own time per logon, per client software version (HTTP
   User-Agent, e.g. Java/1.8.0_202, where the logon fetched JNLP/jars); a warning when the mean
   per logon reaches `thresholds.client_think_s`.
-- request_timeout_retry: a request unanswered (or answered after `thresholds.request_timeout_s`)
-  followed by the same operation again in the same logon.
+- request_timeout_retry: a request unanswered, answered after `thresholds.request_timeout_s`, or
+  asked again before its answer came, followed by the same operation again in the same logon.
 - location_forward: LOCATION_FORWARD replies / OBJECT_FORWARD locate replies; a warning when the
   forwarded host:port then fails to connect or a logon is forwarded more than twice.
 - system_exception: GIOP SYSTEM_EXCEPTION replies (TRANSIENT, COMM_FAILURE, NO_PERMISSION...).
@@ -65,7 +65,11 @@ MAX_EVIDENCE_FRAMES = 40
 
 def label_causes(connections: pl.DataFrame, transactions: pl.DataFrame, segments: pl.DataFrame | None,
                  members: pl.DataFrame, profile: Profile) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(conn_causes: conn_id, connect_cause, loss_cause; txn_causes: txn_row, cause)."""
+    """(conn_causes: conn_id, connect_cause, loss_cause; txn_causes: txn_row, cause, give_up_ts_ns).
+
+    give_up_ts_ns: when the client asked the same operation again before this one's answer
+    came; the client stopped waiting for it then.
+    """
     thr = profile.thresholds
     conns = connections.filter(pl.col("transport") == "tcp")
     failed = pl.col("state").is_in(list(FAILED_CONNECT_STATES)) | (
@@ -90,8 +94,12 @@ def label_causes(connections: pl.DataFrame, transactions: pl.DataFrame, segments
     # same operation again later in the same logon (timeout + retry)
     in_logon = members.filter(pl.col("txn_row") >= 0).select("logon_idx", "txn_row")
     tl = tx.join(in_logon, on="txn_row", how="left").sort("req_first_ts_ns")
+    nxt = pl.col("req_first_ts_ns").shift(-1).over("logon_idx", "operation")
     tl = tl.with_columns(
-        _repeated=pl.col("req_first_ts_ns").shift(-1).over("logon_idx", "operation").is_not_null()
+        _next_same=nxt,
+        _repeated=nxt.is_not_null() & pl.col("logon_idx").is_not_null(),
+        # asked again before its answer came: the client gave up waiting (its own timeout)
+        _retried_early=(nxt < pl.col("rsp_first_ts_ns").fill_null(2**62)).fill_null(False)
         & pl.col("logon_idx").is_not_null())
     jar_refetch = _jar_refetch(tx)
     cause = (
@@ -101,13 +109,15 @@ def label_causes(connections: pl.DataFrame, transactions: pl.DataFrame, segments
                                                | pl.col("status").str.contains("(?i)alert").fill_null(False)))
         .then(pl.lit("tls_handshake"))
         .when(pl.col("protocol").is_in(["giop", "http", "turn"]) & pl.col("_repeated")
-              & (pl.col("rsp_first_ts_ns").is_null() | (wait >= thr.request_timeout_s)))
+              & (pl.col("rsp_first_ts_ns").is_null() | (wait >= thr.request_timeout_s) | pl.col("_retried_early")))
         .then(pl.lit("request_timeout_retry"))
         .when(pl.col("status") == "SYSTEM_EXCEPTION").then(pl.lit("system_exception"))
         .when(pl.col("status").is_in(list(FORWARD_STATUSES))).then(pl.lit("location_forward"))
         .when(pl.col("txn_row").is_in(list(jar_refetch))).then(pl.lit("jar_download"))
         .otherwise(pl.lit(None, pl.String)))
-    tc = tl.select("txn_row", cause=cause).filter(pl.col("cause").is_not_null())
+    tc = tl.select("txn_row", cause=cause,
+                   give_up_ts_ns=pl.when(pl.col("_retried_early")).then(pl.col("_next_same"))
+                   .otherwise(pl.lit(None, pl.Int64))).filter(pl.col("cause").is_not_null())
     return cc, tc
 
 
@@ -343,7 +353,7 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
             sev = "warning" if mx >= thr.server_think_s else "info"
             if sev == "info" and i >= 5:
                 continue
-            sel = srv.filter((pl.col("operation") == op) & (pl.col("protocol") == proto))
+            sel = srv.filter(pl.col("operation").eq_missing(op) & (pl.col("protocol") == proto))
             add("server_think", sev, secs, lg,
                 f"The server took {secs / max(len(lg), 1):.2f} s per logon to answer '{op}' "
                 f"(longest {mx:.2f} s).",

@@ -55,6 +55,9 @@ LEAD_IN_ROLES = frozenset({"http", "https", "dns"})
 FAILED_CONNECT_STATES = frozenset({"S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR"})
 
 _CONFIDENCE_RANK = {"high": 2, "medium": 1, "low": 0}
+# A bootstrap while one of the chain's requests has been outstanding this long is a re-bootstrap
+# of that process (it gave up waiting), not a new process; ORB call timeouts are >= 1 s.
+GIVE_UP_MIN_NS = 1_000_000_000
 
 
 def _is_failed_status(status: str | None) -> bool:
@@ -277,7 +280,7 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
         elif is_bootstrap:
             # 2. a bootstrap connection: after lead-in traffic, or a re-bootstrap after a failure
             lead = [c for c in live if c.bootstrap_ns is None and c.idle_at(t) and t - c.items[0].start_ns <= lead_ns]
-            retry = [c for c in active if c.bootstrap_ns is not None and c.idle_at(t) and _last_step_failed(c, txs, t)]
+            retry = [c for c in active if c.bootstrap_ns is not None and _last_step_failed(c, txs, t)]
             cands = lead or retry
             if cands:
                 chosen = fifo(cands, t)
@@ -361,8 +364,11 @@ def _last_step_failed(ch: Chain, txs: dict[str, list], t: int) -> bool:
             last_ts, failed = it.last_ns, True
         for r in it.txn_rows:
             rs = txs["rsp_last_ts_ns"][r]
+            q0 = txs["req_first_ts_ns"][r]
+            if q0 is not None and t - q0 >= GIVE_UP_MIN_NS and (rs is None or rs > t):
+                return True     # a request outstanding for a while: the process gave up on it
             status = txs["status"][r]
-            ts = rs if rs is not None else txs["req_first_ts_ns"][r]
+            ts = rs if rs is not None else q0
             if ts is not None and ts <= t and ts > last_ts:
                 last_ts, failed = ts, _is_failed_status(status) or status in FORWARD_STATUSES
     return failed
@@ -394,16 +400,17 @@ def _end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | N
     for i, (q0, a1, r) in enumerate(events):
         if r >= 0 and txs["rsp_last_ts_ns"][r] is None and i + 1 < len(events):
             events[i] = (q0, min(a1, events[i + 1][0]), r)
+    matched: list[tuple[int, str, int]] = []   # the first *answer* to a matching request ends it
     for q0, a1, r in events:
-        if r < 0 or q0 < ch.bootstrap_ns or txs["rsp_last_ts_ns"][r] is None:
+        if r < 0 or q0 < ch.bootstrap_ns or txs["rsp_last_ts_ns"][r] is None or (until is not None and a1 > until):
             continue
         proto, op = txs["protocol"][r], txs["operation"][r] or ""
         if profile.end_operation is not None and proto == "giop" and profile.end_operation.search(op):
-            if until is None or a1 <= until:
-                return a1, "end_operation", r
-        if profile.end_url is not None and proto == "http" and profile.end_url.search(op):
-            if until is None or a1 <= until:
-                return a1, "end_url", r
+            matched.append((a1, "end_operation", r))
+        elif profile.end_url is not None and proto == "http" and profile.end_url.search(op):
+            matched.append((a1, "end_url", r))
+    if matched:
+        return min(matched)
     quiet = int(profile.end_quiet_s * 1e9)
     end = None
     run_end = None

@@ -1,0 +1,78 @@
+"""`netdiag logons` / `netdiag findings` on real captures: output options, and captures without logons."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netdiag.schema import BUDGET_COLUMNS, FINDINGS, LOGONS
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "captures" / "sample" / "epj-logon.pcap"
+HTTP_ONLY = ROOT / "captures" / "crafted" / "real_loopback_http.pcap"
+OMNIORB = ROOT / "captures" / "giop" / "omniorb.pcap"
+
+
+def _netdiag(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netdiag.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="sample capture not present")
+def test_logons_json_has_the_declared_columns_and_budgets_that_sum(tmp_path):
+    r = _netdiag("logons", SAMPLE, "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert len(rows) == 3 and list(rows[0]) == LOGONS.names
+    for row in rows:
+        total = 0.0
+        for c in BUDGET_COLUMNS:
+            total += row[c]
+        assert total == row["duration_s"]
+    pq = tmp_path / "logons.parquet"
+    assert _netdiag("logons", SAMPLE, "--parquet", pq).returncode == 0
+    import polars as pl
+
+    assert pl.read_parquet(pq).height == 3
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="sample capture not present")
+def test_logons_summary_and_findings_csv():
+    r = _netdiag("logons", SAMPLE, "--summary", "--json")
+    assert r.returncode == 0, r.stderr
+    views = json.loads(r.stdout)
+    assert {"overall", "per_time_bucket", "per_server", "per_client_group", "budget",
+            "server_think_per_operation"} <= set(views)
+    assert views["overall"][0]["logons"] == 3
+    ops = {v["operation"] for v in views["server_think_per_operation"]}
+    assert {"authenticate", "getWorklist", "logout"} <= ops
+    f = _netdiag("findings", SAMPLE, "--csv")
+    assert f.returncode == 0, f.stderr
+    assert f.stdout.splitlines()[0].split(",") == FINDINGS.names
+
+
+@pytest.mark.skipif(not HTTP_ONLY.exists() or shutil.which("tshark") is None, reason="capture or tshark missing")
+def test_capture_without_epj_traffic_says_so_plainly_instead_of_an_empty_table():
+    conv = subprocess.run(["tshark", "-r", str(HTTP_ONLY), "-q", "-z", "conv,tcp"], capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    n_tcp = sum(1 for line in conv.splitlines() if "<->" in line)
+    r = _netdiag("logons", HTTP_ONLY)
+    assert r.returncode == 1 and r.stdout == ""
+    assert f"no logons: none of the {n_tcp} TCP connection(s) goes to an EPJ server" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not OMNIORB.exists(), reason="capture missing")
+def test_giop_without_a_bootstrap_connection_says_no_logon_start_seen_and_start_any_finds_it(tmp_path):
+    r = _netdiag("findings", OMNIORB)
+    assert r.returncode == 1 and "no logon start seen" in r.stderr
+    prof = tmp_path / "any.toml"
+    prof.write_text('[logon]\nstart = "any"\n')
+    ok = _netdiag("logons", OMNIORB, "--profile", prof, "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert len(json.loads(ok.stdout)) >= 1
