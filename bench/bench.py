@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Time netdiag against tshark and a plain dpkt loop on the same capture (a benchmark, not a test).
+
+Every measurement is a child process run the same way: wall time, and peak RSS from the child's
+own rusage (os.wait4), best of --repeat runs. packets/s = packets in the file / wall time, so
+interpreter start-up and numba's cache load count against netdiag. The ingest child also prints
+its in-loop rate (reading every chunk, start-up excluded).
+
+To add a measurement, append a (name, argv) pair in `measurements()`; everything else (timing,
+RSS, ratio vs tshark) is shared.
+
+Usage:
+  python bench/gen_capture.py                      # writes bench/out/synthetic_2m.pcap (~2 M packets)
+  python bench/bench.py [FILE] [--repeat 3] [--only ingest,tshark]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+DEFAULT = HERE.parent / "out" / "synthetic_2m.pcap"
+
+
+def measurements(capture: Path) -> list[tuple[str, list[str]]]:
+    """(name, argv) of every command timed on `capture`; the first must be 'ingest'."""
+    py = sys.executable
+    out = [
+        ("ingest", [py, str(HERE), "--child-ingest", str(capture)]),
+        ("dpkt", [py, str(HERE), "--child-dpkt", str(capture)]),
+    ]
+    if shutil.which("tshark"):
+        out.append(("tshark", ["tshark", "-n", "-r", str(capture), "-q", "-z", "conv,tcp"]))
+    return out
+
+
+def run_child(argv: list[str]) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS bytes, stdout) of one run."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} exited with {proc.returncode}")
+    return wall, usage.ru_maxrss * 1024, out.decode(errors="replace")
+
+
+def child_ingest(path: str) -> None:
+    """Read every chunk; print packets and the in-loop rate as JSON."""
+    from netdiag.capture import ReadStats, iter_chunks
+
+    t0 = time.perf_counter()
+    stats = ReadStats()
+    n = 0
+    for chunk in iter_chunks(path, stats=stats):
+        n += len(chunk.packets)
+    dt = time.perf_counter() - t0
+    print(json.dumps({"packets": stats.packets_read, "kept": n, "loop_s": dt,
+                      "duplicates": stats.duplicates_removed}))
+
+
+def child_dpkt(path: str) -> None:
+    """The plain-Python baseline: dpkt parses Ethernet/IP/TCP and we touch the TCP fields."""
+    import dpkt
+
+    n = total = 0
+    with open(path, "rb") as f:
+        for _ts, buf in dpkt.pcap.Reader(f):
+            n += 1
+            eth = dpkt.ethernet.Ethernet(buf)
+            ip = eth.data
+            if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP):
+                tcp = ip.data
+                total += tcp.seq + tcp.ack + len(tcp.data)
+    print(json.dumps({"packets": n}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="time netdiag vs tshark vs dpkt on one capture")
+    ap.add_argument("capture", nargs="?", type=Path, default=DEFAULT)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated measurement names")
+    ap.add_argument("--child-ingest")
+    ap.add_argument("--child-dpkt")
+    args = ap.parse_args()
+    if args.child_ingest:
+        return child_ingest(args.child_ingest)
+    if args.child_dpkt:
+        return child_dpkt(args.child_dpkt)
+    if not args.capture.exists():
+        sys.exit(f"{args.capture} not found: run python bench/gen_capture.py first")
+    only = {s for s in args.only.split(",") if s}
+    size_mb = args.capture.stat().st_size / 1e6
+    print(f"capture: {args.capture} ({size_mb:.0f} MB); {os.cpu_count()} CPUs; best of {args.repeat}")
+    results: dict[str, tuple[float, int]] = {}
+    packets = None
+    for name, argv in measurements(args.capture):
+        if only and name not in only and not (name == "ingest" and packets is None):
+            continue
+        best = None
+        for _ in range(args.repeat):
+            wall, rss, out = run_child(argv)
+            if name == "ingest":
+                info = json.loads(out.strip().splitlines()[-1])
+                packets = info["packets"]
+                loop = info["loop_s"]
+            if best is None or wall < best[0]:
+                best = (wall, rss)
+        results[name] = best
+        if name == "ingest":
+            print(f"  ingest in-loop (start-up excluded): {loop:.2f} s, {packets / loop / 1e6:.2f} M packets/s")
+    tshark = results.get("tshark")
+    print(f"{'measurement':<22}{'wall s':>9}{'M pkt/s':>10}{'peak RSS MB':>13}{'vs tshark':>11}")
+    for name, (wall, rss) in results.items():
+        ratio = f"{tshark[0] / wall:.1f}x" if tshark else "-"
+        print(f"{name:<22}{wall:>9.2f}{packets / wall / 1e6:>10.2f}{rss / 1e6:>13.0f}{ratio:>11}")
+
+
+if __name__ == "__main__":
+    main()
