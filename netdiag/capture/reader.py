@@ -287,8 +287,11 @@ class ChunkBuilder:
 
         Reusing them saves fresh pages: first-touch page faults cost more than decoding here.
         """
-        return all(sys.getrefcount(a) <= 2 for a in (self.i64, self.u64, self.u32, self.u16, self.u8,
-                                                       self.i8, self.payload))
+        # each reference counted here is our attribute plus getrefcount's own argument
+        return (sys.getrefcount(self.i64) <= 2 and sys.getrefcount(self.u64) <= 2
+                and sys.getrefcount(self.u32) <= 2 and sys.getrefcount(self.u16) <= 2
+                and sys.getrefcount(self.u8) <= 2 and sys.getrefcount(self.i8) <= 2
+                and sys.getrefcount(self.payload) <= 2)
 
     def reset(self) -> None:
         self.counters[:] = 0
