@@ -18,9 +18,12 @@ from netdiag.errors import NetdiagError
 # One entry per command module under netdiag/commands/, in the order `--help` lists them.
 COMMAND_MODULES = [
     "schema",
+    "connections",
     "transactions",
     "logons",
     "packets",
+    "evidence",
+    "sanitize",
 ]
 
 app = typer.Typer(

@@ -1,0 +1,82 @@
+"""`netdiag connections`: one row per TCP connection / UDP flow, with handshake times and trouble counts.
+
+A thin layer over `netdiag.tcp.analyze` (issue 2). Read problems (CaptureWarning) and the number
+of SPAN duplicates removed go to stderr, one line each, so piped JSON/CSV stays clean. Exit 0
+on success; a capture nothing could be read from raises CaptureError, which `netdiag.cli.main`
+turns into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+
+from netdiag.errors import UsageError
+
+PRETTY = ["conn_id", "proto", "client", "server", "frame", "duration_s", "connect_s", "rtt_srv_ms", "rtt_cli_ms",
+          "pkts", "bytes", "resent", "stall_s", "zero_win_s", "unseen_bytes", "state", "history"]
+
+
+def pretty(table: pl.DataFrame) -> pl.DataFrame:
+    """The terminal view: the most useful columns, endpoints as ip:port, both directions as a/b."""
+    def both(a: str, b: str) -> pl.Expr:
+        return pl.format("{}/{}", pl.col(a), pl.col(b))
+
+    return table.select(
+        "conn_id", pl.col("transport").alias("proto"),
+        pl.format("{}:{}", "client_ip", "client_port").alias("client"),
+        pl.format("{}:{}", "server_ip", "server_port").alias("server"),
+        pl.col("first_frame").alias("frame"), "duration_s", "connect_s",
+        pl.col("rtt_server_side_ms").alias("rtt_srv_ms"), pl.col("rtt_client_side_ms").alias("rtt_cli_ms"),
+        both("packets_c2s", "packets_s2c").alias("pkts"), both("bytes_c2s", "bytes_s2c").alias("bytes"),
+        pl.col("retransmitted_segments").alias("resent"), pl.col("retransmission_stall_s").alias("stall_s"),
+        pl.col("zero_window_s").alias("zero_win_s"), "unseen_bytes", "state", "history")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("connections")
+    def connections_command(
+        captures: Annotated[list[Path], typer.Argument(help="capture files (pcap, pcapng, .gz) or directories")],
+        as_json: Annotated[bool, typer.Option("--json", help="write a JSON array of rows to stdout")] = False,
+        as_csv: Annotated[bool, typer.Option("--csv", help="write CSV to stdout")] = False,
+        parquet: Annotated[Path | None, typer.Option("--parquet", help="write the table to this Parquet file")] = None,
+        server_port: Annotated[list[int] | None, typer.Option(
+            "--server-port", help="a port that is a server (decides client/server when no SYN was seen); repeatable")] = None,
+    ) -> None:
+        """TCP connections and UDP flows: handshake times, resends, zero windows, Zeek state and history."""
+        from netdiag.capture import ReadStats, iter_chunks
+        from netdiag.output import emit
+        from netdiag.progress import progress_bar
+        from netdiag.tcp import TcpAnalyzer
+
+        for p in captures:
+            if not p.exists():
+                raise UsageError(f"{p}: no such file or directory")
+        for port in server_port or []:
+            if not 0 < port < 65536:
+                raise UsageError(f"--server-port {port}: not a port number (1-65535)")
+        total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.rglob("*"))
+                    if f.is_file())
+        stats = ReadStats()
+        analyzer = TcpAnalyzer(set(server_port or []))
+        with progress_bar(total, "connections") as advance:
+            for chunk in iter_chunks([str(p) for p in captures], stats=stats, progress=advance):
+                analyzer.feed(chunk)
+        table = analyzer.finish()
+        for w in stats.warnings:
+            print(f"netdiag: warning: {w}", file=sys.stderr)
+        notes = [f"{stats.packets_kept} packets", f"{stats.duplicates_removed} SPAN duplicates removed"]
+        if analyzer.fragments_skipped:
+            notes.append(f"{analyzer.fragments_skipped} IP fragments not analysed")
+        if analyzer.truncated_headers:
+            notes.append(f"{analyzer.truncated_headers} TCP headers cut off by the snaplen")
+        print(f"netdiag: {table.height} connections; " + ", ".join(notes), file=sys.stderr)
+        if as_json or as_csv or parquet is not None:
+            emit(table, as_json=as_json, as_csv=as_csv, parquet=parquet)
+        else:
+            emit(pretty(table), pretty_columns=PRETTY,
+                 title="connections (pkts/bytes: client-to-server/server-to-client)")
