@@ -1,0 +1,58 @@
+"""`netdiag evidence`: write the smallest pcapng that shows one logon or finding, with frame comments.
+
+A thin layer over `netdiag.evidence` (issue 6). `--sanitize --key-file K` writes the excerpt
+through `netdiag.sanitize` (addresses mapped, payload policy applied, CPR numbers redacted) and
+maps the addresses named in the comments with the same key.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evidence")
+    def evidence_command(
+        captures: Annotated[list[Path], typer.Argument(help="capture files (pcap, pcapng, .gz) or directories")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="pcapng file to write")],
+        logon: Annotated[int | None, typer.Option("--logon", help="logon id (see `netdiag logons`)")] = None,
+        finding: Annotated[str | None, typer.Option("--finding", help="finding id, e.g. F001 (see `netdiag findings`)")] = None,
+        sanitize: Annotated[bool, typer.Option("--sanitize", help="sanitise the excerpt (needs --key-file)")] = False,
+        key_file: Annotated[Path | None, typer.Option("--key-file", help="sanitising key (netdiag sanitize --make-key K)")] = None,
+        profile: Annotated[Path | None, typer.Option("--profile", "-p", help="site profile (TOML)")] = None,
+        force: Annotated[bool, typer.Option("--force", help="overwrite --out when it exists")] = False,
+    ) -> None:
+        """Frames of the involved connections and their DNS, as pcapng with per-frame comments."""
+        from netdiag.errors import UsageError
+        from netdiag.evidence import analyze, select_evidence, write_excerpt
+        from netdiag.profile import Profile, load_profile
+
+        if (logon is None) == (finding is None):
+            raise UsageError("give exactly one of --logon ID and --finding ID")
+        if out.exists() and not force:
+            raise UsageError(f"{out} exists; use --force to overwrite it")
+        if out.is_dir():
+            raise UsageError(f"{out} is a directory; --out names the pcapng file to write")
+        mapper = None
+        if sanitize or key_file is not None:
+            from netdiag.sanitize import AddressMapper, load_key
+
+            mapper = AddressMapper(load_key(key_file))
+        prof = load_profile(profile) if profile is not None else Profile()
+        a = analyze(captures, prof)
+        ex = select_evidence(a, logon_id=logon, finding_id=finding)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        n = write_excerpt(a.paths, ex, out, mapper=mapper)
+        title = ex.title
+        if mapper is not None:
+            from netdiag.evidence import map_text
+
+            title = map_text(title, mapper)
+        print(f"netdiag: wrote {n} frames ({len(ex.comments)} with comments) to {out}"
+              f"{' (sanitised)' if mapper is not None else ''}: {title}", file=sys.stderr)
+        print("netdiag: in Wireshark, apply the display filter `frame.comment` to see the annotated frames",
+              file=sys.stderr)

@@ -1,0 +1,69 @@
+"""`netdiag sanitize`: captures a vendor may receive (addresses mapped, patient data removed).
+
+A thin layer over `netdiag.sanitize`; the policy is in that module's docstring and
+docs/sanitize.md. `--make-key K` creates a key file; the same key keeps several captures
+(before/after a change) comparable.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+MARKER = ".netdiag-sanitized"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sanitize")
+    def sanitize_command(
+        captures: Annotated[list[Path] | None, typer.Argument(help="capture files (pcap, pcapng, .gz) or directories")] = None,
+        out: Annotated[Path | None, typer.Option("--out", "-o", help="directory for the sanitised pcapng files")] = None,
+        key_file: Annotated[Path | None, typer.Option("--key-file", help="key file (64 hex digits)")] = None,
+        make_key: Annotated[Path | None, typer.Option("--make-key", help="create a new key file and exit")] = None,
+        force: Annotated[bool, typer.Option("--force", help="write into --out even when it holds other files")] = False,
+    ) -> None:
+        """Map addresses (Crypto-PAn), pseudonymise MACs, keep only protocol metadata, redact CPR numbers."""
+        from netdiag.capture import expand_paths
+        from netdiag.errors import UsageError
+        from netdiag.sanitize import AddressMapper, load_key, sanitize_file, sanitized_name
+
+        if make_key is not None:
+            from netdiag.sanitize import make_key as mk
+
+            mk(make_key)
+            print(f"netdiag: wrote a new key to {make_key}; keep it private and reuse it for later captures",
+                  file=sys.stderr)
+            if not captures:
+                return
+        if not captures:
+            raise UsageError("no capture given: netdiag sanitize CAPTURE... --out DIR --key-file K")
+        if out is None:
+            raise UsageError("--out DIR is required (the sanitised files are written there)")
+        for p in captures:
+            if not p.exists():
+                raise UsageError(f"{p}: no such file or directory")
+        mapper = AddressMapper(load_key(key_file))
+        prepare_out_dir(out, force, MARKER)
+        for path in expand_paths([str(p) for p in captures]):
+            target = out / sanitized_name(path)
+            stats = sanitize_file(path, target, mapper)
+            print(f"netdiag: {path} -> {target}: {stats.frames} frames, {stats.streams} TCP connections "
+                  f"sanitised, {stats.cpr_redacted} CPR numbers redacted, {stats.checksums_fixed} checksums "
+                  f"recomputed", file=sys.stderr)
+
+
+def prepare_out_dir(out: Path, force: bool, marker: str) -> None:
+    """Create `out`, or reuse it when it is ours (marker file) or empty; otherwise need --force."""
+    from netdiag.errors import UsageError
+
+    if out.exists():
+        if not out.is_dir():
+            raise UsageError(f"{out} exists and is not a directory")
+        ours = (out / marker).exists()
+        if not ours and any(out.iterdir()) and not force:
+            raise UsageError(f"{out} exists and was not written by netdiag; use --force to write into it anyway")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / marker).write_text("written by netdiag; netdiag may overwrite the files in this directory\n")

@@ -1,0 +1,393 @@
+"""Evidence excerpts: the smallest capture that shows one logon or finding, with per-frame notes.
+
+Why: a vendor engineer (IBM, the EPJ supplier) will not open a 5 GB hospital capture, but will
+open a 200-frame pcapng in Wireshark in which the frames that matter say what they show
+("SYN retransmitted after 3.0 s: connect delayed", "server think 4.20 s for authenticate").
+
+What goes in: every frame of the connections involved (a logon's connections; a finding's
+connections, or those of its logons when the finding names none) between the first and the
+last packet of those connections, plus the DNS flows (UDP/TCP to a DNS port) of the same client
+addresses from DNS_LEAD_S before that window to its end. Frames keep their original bytes
+(or sanitised bytes, see netdiag.sanitize), lengths and timestamps to the nanosecond; frame
+numbers change (the excerpt is a new file), so each comment names the original frame number.
+
+Comments come from the analysis tables, never from re-reading payload: SYN and data
+retransmissions (segments.rto_s), zero windows, capture loss, slow server answers
+(transactions.server_think_s), GIOP exceptions and forwards, slow or unanswered DNS, and the
+finding's or logon's own evidence frames. Written with netdiag.pcapng_writer (pcapng
+opt_comment, shown by Wireshark/tshark 4.0 as `frame.comment`).
+
+Also here: `read_raw_frames`, the original frame bytes by Wireshark frame number, read with
+netdiag.capture's own file walkers (pcap, pcapng, gzip) so frame numbers agree with every table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from netdiag.errors import CaptureError, CaptureWarning, UsageError
+
+DNS_LEAD_S = 5.0          # DNS asked this long before the first connection still belongs to it
+SLOW_THINK_S = 0.5        # a server answer at least this slow gets a comment even outside the finding
+MIN_EVIDENCE_THINK_S = 0.01  # ... and so does one among the evidence frames from this
+SLOW_DNS_S = 0.2          # a DNS answer at least this slow gets a comment
+MAX_COMMENT_CHARS = 300
+TCP_SYN, TCP_ACK, TCP_RST = 0x02, 0x10, 0x04
+
+
+# ------------------------------------------------------------------------------------------
+# Original frames
+# ------------------------------------------------------------------------------------------
+@dataclass
+class RawFrames:
+    """Original frames (Wireshark numbering across the files given), columnar."""
+
+    frame: np.ndarray       # int64
+    ts_ns: np.ndarray       # int64
+    link_type: np.ndarray   # uint16
+    orig_len: np.ndarray    # uint32
+    datas: list[bytes]
+    warnings: list[CaptureWarning] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.datas)
+
+
+def read_raw_frames(paths: Sequence[str | Path], frames: np.ndarray | None = None) -> RawFrames:
+    """The original bytes of the given frame numbers (all when None), in file order.
+
+    Raises CaptureError naming the file when a file yields no frame at all.
+    """
+    from netdiag.capture import expand_paths
+    from netdiag.capture.reader import FileReader
+
+    wanted = None if frames is None else np.unique(np.asarray(frames, dtype=np.int64))
+    out_f: list[np.ndarray] = []
+    out_ts: list[np.ndarray] = []
+    out_lt: list[np.ndarray] = []
+    out_len: list[np.ndarray] = []
+    datas: list[bytes] = []
+    warnings: list[CaptureWarning] = []
+    next_frame = 1
+    for path in expand_paths([str(p) for p in paths]):
+        reader = FileReader(path, warnings.append, frame_base=next_frame)
+        for b in reader.batches():
+            nums = b.frame0 + np.arange(b.n, dtype=np.int64)
+            idx = np.arange(b.n) if wanted is None else np.flatnonzero(np.isin(nums, wanted))
+            if not idx.size:
+                continue
+            off, cap = b.off[idx], b.cap[idx]
+            out_f.append(nums[idx])
+            out_ts.append(b.ts[idx].astype(np.int64))
+            out_lt.append(b.iface_link[b.iface[idx]].astype(np.uint16))
+            out_len.append(b.length[idx].astype(np.uint32))
+            buf = b.buf
+            datas.extend(buf[o:o + c].tobytes() for o, c in zip(off.tolist(), cap.tolist(), strict=True))
+        if not reader.ok and reader.frame_next == next_frame:
+            detail = "; ".join(w.message for w in warnings if w.path == path) or "no frames"
+            raise CaptureError(f"cannot read frames: {detail}", path=path)
+        next_frame = reader.frame_next
+
+    def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
+
+    return RawFrames(cat(out_f, np.int64), cat(out_ts, np.int64), cat(out_lt, np.uint16),
+                     cat(out_len, np.uint32), datas, warnings)
+
+
+# ------------------------------------------------------------------------------------------
+# Choosing the frames and their comments
+# ------------------------------------------------------------------------------------------
+@dataclass
+class Excerpt:
+    """What an evidence file holds: frames (original numbers), their comments, and why."""
+
+    title: str
+    frames: list[int]
+    comments: dict[int, str]
+    conn_ids: list[int]
+    start_ts_ns: int
+    end_ts_ns: int
+    wireshark_filter: str
+    subject: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    """The tables evidence needs from one pass (see `analyze`)."""
+
+    connections: pl.DataFrame
+    transactions: pl.DataFrame
+    segments: pl.DataFrame | None
+    logons: pl.DataFrame
+    findings: pl.DataFrame
+    paths: list[str]
+    result: Any = None  # the LogonAnalysis
+
+
+def analyze(paths: Sequence[str | Path], profile: Any = None, progress: Any = None) -> Analysis:
+    """One pass: connections, transactions, segments, logons and findings."""
+    from netdiag.logons import _one_pass, analyze_tables
+
+    paths = [str(p) for p in paths]
+    for p in paths:
+        if not Path(p).exists():
+            raise UsageError(f"{p}: no such file or directory")
+    streams, segments = _one_pass(paths, progress)
+    result = analyze_tables(streams.connections, streams.transactions, segments, profile)
+    result.streams = streams
+    return Analysis(streams.connections, streams.transactions, segments, result.logons, result.findings,
+                    paths, result)
+
+
+def _valid_ids(df: pl.DataFrame, col: str) -> str:
+    ids = [str(v) for v in df[col].to_list()] if df.height else []
+    return ", ".join(ids) if ids else "none (the capture holds no logon)"
+
+
+def _subject(a: Analysis, logon_id: int | None, finding_id: str | None) -> tuple[str, list[int], list[int],
+                                                                              list[int], dict[str, Any]]:
+    """(title, conn_ids, evidence frames, logon ids, subject row) for the logon or finding asked for."""
+    if (logon_id is None) == (finding_id is None):
+        raise UsageError("give exactly one of --logon ID and --finding ID")
+    if logon_id is not None:
+        row = a.logons.filter(pl.col("logon_id") == logon_id)
+        if row.height == 0:
+            raise UsageError(f"no logon {logon_id}; valid logon ids: {_valid_ids(a.logons, 'logon_id')}")
+        r = row.row(0, named=True)
+        title = (f"logon {logon_id}: {r['duration_s']:.2f} s, {r['outcome']}, dominant cause "
+                 f"{r['dominant_cause']}")
+        return title, list(r["conn_ids"] or []), list(r["evidence_frames"] or []), [logon_id], r
+    row = a.findings.filter(pl.col("id") == finding_id)
+    if row.height == 0:
+        raise UsageError(f"no finding {finding_id!r}; valid finding ids: {_valid_ids(a.findings, 'id')}")
+    r = row.row(0, named=True)
+    conns = list(r["conn_ids"] or [])
+    if not conns:
+        conns = sorted({int(c) for lst in a.logons.filter(pl.col("logon_id").is_in(r["logon_ids"] or []))
+                        ["conn_ids"].to_list() for c in (lst or [])})
+    title = f"finding {finding_id} ({r['cause']}, {r['severity']}): {r['summary']}"
+    return title, conns, list(r["evidence_frames"] or []), list(r["logon_ids"] or []), r
+
+
+def _packets(paths: list[str]) -> pl.DataFrame:
+    from netdiag.capture import read_capture
+    from netdiag.capture.addresses import format_ip
+
+    cap = read_capture(paths)
+    return cap.packets.select(
+        "frame", "ts_ns", "ip_proto", "src_port", "dst_port", "tcp_flags",
+        format_ip("src_ip_hi", "src_ip_lo").alias("src_ip"), format_ip("dst_ip_hi", "dst_ip_lo").alias("dst_ip"))
+
+
+def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str | None = None,
+                    packets: pl.DataFrame | None = None) -> Excerpt:
+    """The frames and comments of the excerpt for one logon or finding (see the module doc)."""
+    from netdiag.protocols.dns import PORTS as DNS_PORTS
+
+    title, conn_ids, ev_frames, logon_ids, subject = _subject(a, logon_id, finding_id)
+    conns = a.connections.filter(pl.col("conn_id").is_in(conn_ids))
+    if conns.height == 0 and ev_frames:
+        # a finding without connections: take the connections its evidence frames belong to
+        if a.segments is not None:
+            ids = a.segments.filter(pl.col("frame").is_in(ev_frames))["conn_id"].unique().to_list()
+            conns = a.connections.filter(pl.col("conn_id").is_in(ids))
+    if conns.height == 0:
+        raise UsageError(f"{title}: no connection to excerpt (nothing in the capture shows it)")
+    t0 = int(conns["first_ts_ns"].min())
+    t1 = int(conns["last_ts_ns"].max())
+    clients = conns["client_ip"].unique().to_list()
+    dns = _dns_of_logons(a, logon_ids)
+    if dns is None:  # no timeline to ask: the DNS flows of the same clients shortly before
+        dns = a.connections.filter(pl.col("client_ip").is_in(clients) & pl.col("server_port").is_in(list(DNS_PORTS))
+                                   & (pl.col("first_ts_ns") >= t0 - int(DNS_LEAD_S * 1e9))
+                                   & (pl.col("first_ts_ns") <= t1))
+    involved = pl.concat([conns, dns]).unique("conn_id", maintain_order=True)
+    lo = min(t0, int(dns["first_ts_ns"].min()) if dns.height else t0)
+    pk = packets if packets is not None else _packets(a.paths)
+    keys = involved.select(
+        pl.col("conn_id"), pl.when(pl.col("transport") == "udp").then(17).otherwise(6).cast(pl.UInt8).alias("ip_proto"),
+        pl.col("client_ip").alias("a_ip"), pl.col("client_port").cast(pl.UInt16).alias("a_port"),
+        pl.col("server_ip").alias("b_ip"), pl.col("server_port").cast(pl.UInt16).alias("b_port"))
+    fwd = keys.rename({"a_ip": "src_ip", "a_port": "src_port", "b_ip": "dst_ip", "b_port": "dst_port"})
+    rev = keys.rename({"a_ip": "dst_ip", "a_port": "dst_port", "b_ip": "src_ip", "b_port": "src_port"})
+    on = ["ip_proto", "src_ip", "src_port", "dst_ip", "dst_port"]
+    sel = (pl.concat([pk.join(fwd, on=on, how="inner"), pk.join(rev, on=on, how="inner")])
+           .filter((pl.col("ts_ns") >= lo) & (pl.col("ts_ns") <= t1))
+           .unique("frame").sort("frame"))
+    frames = sel["frame"].to_list()
+    comments = _comments(a, involved, sel, ev_frames, subject, finding_id)
+    comments = {f: c[:MAX_COMMENT_CHARS] for f, c in comments.items() if f in set(frames)}
+    if frames:
+        first = frames[0]
+        head = f"netdiag evidence: {title}"
+        comments[first] = head + (f" | {comments[first]}" if first in comments else "")
+        comments[first] = comments[first][:MAX_COMMENT_CHARS * 2]
+    wfilter = "frame.comment" if comments else ""
+    return Excerpt(title, frames, comments, involved["conn_id"].to_list(), lo, t1, wfilter,
+                   {"logon_id": logon_id, "finding_id": finding_id, "logon_ids": logon_ids,
+                    "evidence_frames": ev_frames})
+
+
+def _dns_of_logons(a: Analysis, logon_ids: list[int]) -> pl.DataFrame | None:
+    """The DNS flows the logon analysis attached to these logons (its dns_s intervals)."""
+    iv = getattr(a.result, "intervals", None)
+    if iv is None or not logon_ids or "category" not in iv.columns:
+        return None
+    idx = a.logons.with_row_index("logon_idx").filter(pl.col("logon_id").is_in(logon_ids))["logon_idx"]
+    ids = iv.filter((pl.col("category") == "dns_s") & pl.col("logon_idx").is_in(idx.cast(pl.Int64).to_list())
+                    )["conn_id"].unique().to_list()
+    return a.connections.filter(pl.col("conn_id").is_in(ids))
+
+
+def _add(comments: dict[int, str], frame: int | None, text: str) -> None:
+    if frame is None:
+        return
+    frame = int(frame)
+    comments[frame] = f"{comments[frame]}; {text}" if frame in comments else text
+
+
+def _comments(a: Analysis, involved: pl.DataFrame, sel: pl.DataFrame, ev_frames: list[int],
+              subject: dict[str, Any], finding_id: str | None) -> dict[int, str]:
+    comments: dict[int, str] = {}
+    cids = involved["conn_id"].to_list()
+    seg = a.segments.filter(pl.col("conn_id").is_in(cids)) if a.segments is not None else None
+    if seg is not None and seg.height:
+        syn = (pl.col("tcp_flags") & TCP_SYN) != 0
+        ack = (pl.col("tcp_flags") & TCP_ACK) != 0
+        for f, flags, rto in seg.filter(pl.col("retransmission") & syn).select(
+                "frame", "tcp_flags", "rto_s").iter_rows():
+            what = "SYN/ACK" if flags & TCP_ACK else "SYN"
+            after = f" after {rto:.1f} s" if rto is not None else ""
+            _add(comments, f, f"{what} retransmitted{after}: connect delayed")
+        for f, rto, rf in seg.filter(pl.col("retransmission") & ~syn).select("frame", "rto_s", "rto_frame").iter_rows():
+            after = f" {rto:.3f} s after frame {rf}" if rto is not None and rf is not None else ""
+            _add(comments, f, f"retransmission{after}: data lost on the way, resent")
+        for (f,) in seg.filter(pl.col("zero_window")).select("frame").iter_rows():
+            _add(comments, f, "zero window: the receiver cannot take more data, the sender must wait")
+        for (f,) in seg.filter(pl.col("ack_lost_segment")).select("frame").iter_rows():
+            _add(comments, f, "ACKs data the capture never saw (capture loss, not network loss)")
+        _ = ack
+    tx = a.transactions.filter(pl.col("conn_id").is_in(cids))
+    ev = set(int(f) for f in ev_frames)
+    rsp_frames = _response_first_frames(tx, seg)
+    covered: set[int] = set()
+    for r, rf in zip(tx.iter_rows(named=True), rsp_frames, strict=True):
+        op = r["operation"] or r["protocol"]
+        think = r["server_think_s"]
+        in_ev = bool(ev & {r["first_frame"], r["last_frame"], rf})
+        if r["protocol"] == "dns":
+            if r["status"] == "unanswered":
+                _add(comments, r["first_frame"], f"DNS question for {op} never answered")
+            elif r["rsp_first_ts_ns"] is not None and (
+                    (r["rsp_first_ts_ns"] - r["req_first_ts_ns"]) / 1e9 >= SLOW_DNS_S or in_ev):
+                wait = (r["rsp_first_ts_ns"] - r["req_first_ts_ns"]) / 1e9
+                _add(comments, r["last_frame"], f"DNS answer for {op} after {wait:.3f} s ({r['status']})")
+            continue
+        if think is not None and r["rsp_first_ts_ns"] is not None and (
+                think >= SLOW_THINK_S or (in_ev and think >= MIN_EVIDENCE_THINK_S)):
+            _add(comments, rf if rf is not None else r["last_frame"],
+                 f"server think {think:.2f} s for {op} (request frame {r['first_frame']})")
+            covered.update(f for f in (r["first_frame"], r["last_frame"], rf) if f is not None)
+        status = r["status"] or ""
+        if r["protocol"] == "giop" and status not in ("", "NO_EXCEPTION", "OBJECT_HERE"):
+            extra = f" {r['exception_id']}" if r["exception_id"] else ""
+            fwd = f" to {r['forward_host']}:{r['forward_port']}" if r["forward_host"] else ""
+            _add(comments, rf if rf is not None else r["last_frame"], f"{op}: reply {status}{extra}{fwd}")
+        elif r["protocol"] == "http" and status[:1] in ("4", "5"):
+            _add(comments, rf if rf is not None else r["last_frame"], f"{op}: HTTP {status}")
+        elif status == "unanswered":
+            _add(comments, r["first_frame"], f"{op}: no answer seen")
+    label = f"{finding_id} {subject.get('cause')}" if finding_id else f"logon {subject.get('logon_id')} " \
+        f"dominant cause {subject.get('dominant_cause')}"
+    for f in ev_frames:
+        if int(f) not in comments and int(f) not in covered:
+            _add(comments, f, f"evidence for {label}")
+    return comments
+
+
+def _response_first_frames(tx: pl.DataFrame, seg: pl.DataFrame | None) -> list[int | None]:
+    """Frame carrying each transaction's first response byte (server-to-client data at rsp_first_ts_ns)."""
+    if tx.height == 0:
+        return []
+    if seg is None or seg.height == 0:
+        return [None] * tx.height
+    data = (seg.filter((pl.col("direction") == 1) & (pl.col("payload_len") > 0))
+            .group_by("conn_id", "ts_ns").agg(pl.col("frame").min().alias("rsp_frame")))
+    got = (tx.with_row_index("_i").join(data, left_on=["conn_id", "rsp_first_ts_ns"], right_on=["conn_id", "ts_ns"],
+                                        how="left").sort("_i"))
+    return got["rsp_frame"].to_list()
+
+
+# ------------------------------------------------------------------------------------------
+# Writing
+# ------------------------------------------------------------------------------------------
+def write_excerpt(paths: Sequence[str | Path], excerpt: Excerpt, out: str | Path, *,
+                  mapper: Any = None) -> int:
+    """Write the excerpt as pcapng (sanitised when `mapper` is an AddressMapper); returns frames."""
+    from netdiag.pcapng_writer import OutFrame, write_pcapng
+
+    raw = read_raw_frames(paths, np.asarray(excerpt.frames, dtype=np.int64))
+    datas = raw.datas
+    comments = excerpt.comments
+    if mapper is not None:
+        from netdiag.sanitize import sanitize_frames
+
+        datas = sanitize_frames(raw.link_type, datas, mapper)
+        comments = {f: map_text(c, mapper) for f, c in comments.items()}
+    frames = raw.frame.tolist()
+    note = {f: f"[frame {f} of the original capture] {comments[f]}" for f in frames if f in comments}
+    return write_pcapng(out, (OutFrame(int(lt), int(ts), d, int(ol), note.get(f)) for f, lt, ts, d, ol in
+                              zip(frames, raw.link_type.tolist(), raw.ts_ns.tolist(), datas,
+                                  raw.orig_len.tolist(), strict=True)),
+                        application="netdiag evidence")
+
+
+def map_text(text: str, mapper: Any) -> str:
+    """Addresses in free text (comments, reports) mapped with the sanitising key; CPRs redacted.
+
+    Unlike payload, text may change length, so every IPv4/IPv6 literal becomes its Crypto-PAn
+    mapping.
+    """
+    import ipaddress
+    import re
+
+    from netdiag.sanitize import CPR_RE, IPV4_TEXT_RE, IPV6_TEXT_RE, _valid_cpr
+
+    def cpr(m: re.Match[str]) -> str:
+        mb = CPR_RE.match(m.group().encode())
+        if mb is None or not _valid_cpr(mb):
+            return m.group()
+        return "".join("-" if ch == "-" else "X" for ch in m.group())
+
+    text = re.sub(CPR_RE.pattern.decode(), cpr, text)
+    text = re.sub(IPV4_TEXT_RE.pattern.decode(), lambda m: mapper.ip_text(m.group()), text)
+
+    def v6(m: re.Match[str]) -> str:
+        try:
+            ipaddress.IPv6Address(m.group())
+        except ValueError:
+            return m.group()
+        return mapper.ip_text(m.group())
+
+    return re.sub(IPV6_TEXT_RE.pattern.decode(), v6, text)
+
+
+def evidence(paths: Sequence[str | Path], out: str | Path, *, logon_id: int | None = None,
+             finding_id: str | None = None, mapper: Any = None, profile: Any = None,
+             analysis: Analysis | None = None) -> tuple[Excerpt, int]:
+    """Analyse (unless given), choose the excerpt, write it. Returns (excerpt, frames written)."""
+    a = analysis if analysis is not None else analyze(paths, profile)
+    ex = select_evidence(a, logon_id=logon_id, finding_id=finding_id)
+    n = write_excerpt(a.paths, ex, out, mapper=mapper)
+    return ex, n
+
+
+__all__ = ["Analysis", "Excerpt", "RawFrames", "analyze", "evidence", "map_text", "read_raw_frames",
+           "select_evidence", "write_excerpt"]

@@ -1,0 +1,960 @@
+"""Sanitising captures for a vendor: keyed address mapping, payload policy per protocol, CPR redaction.
+
+Why: hospital captures carry patient data (CPR numbers, names, worklists) and the hospital's
+addressing plan; IBM or the EPJ vendor must get neither, yet must be able to read the same
+delays netdiag found. So everything that timing and sequence analysis needs stays (timestamps,
+ports, TCP sequence/ack/window/options, frame and payload lengths), identifying bytes are
+mapped with a key, and payload is kept only where a protocol's *metadata* is needed.
+
+What happens to each frame (docs/sanitize.md has the full policy and its reasons):
+
+- IPv4 and IPv6 addresses (IP headers, ARP, DNS A/AAAA answers) are mapped with Crypto-PAn
+  (Xu, Fan, Ammar, Moon 2002; the maintained `yacryptopan` implementation), prefix-preserving
+  and keyed: two captures sanitised with the same key map every address the same way, so
+  before/after captures stay comparable. MAC addresses are pseudonymised with HMAC-SHA256 of
+  the key; the result keeps the group (multicast) bit of the original and sets the locally
+  administered bit; the broadcast address stays broadcast.
+- Ports, timestamps, lengths and all TCP header fields are untouched. The IPv4 header, TCP,
+  UDP, ICMP and ICMPv6 checksums are recomputed (RFC 791, 793, 768, 792, 8200 8.1) so
+  Wireshark with checksum validation on flags nothing (snaplen-cut segments cannot be
+  verified by anyone and keep their field).
+- Payload is never truncated: every byte not explicitly kept becomes 0x00, so frame lengths,
+  TCP lengths and sequence numbers stay exactly as captured. TCP payload is decided per byte
+  stream (each direction reassembled by sequence number, first copy wins), cut into messages by
+  netdiag's own parsers (`netdiag.protocols.*.cut`) and kept as follows:
+  - GIOP (CORBA 3.0 ch. 15): the 12-byte header and every header field the GIOP parser itself
+    reads (request id, response flags, target object key, operation, service-context ids and
+    lengths, the CodeSets and CSIv2 discriminants, reply/locate status, exception repository id,
+    minor code and completion status, IOR type id/host/port/object key of forwards and naming
+    results). Bodies, principals and other service-context data are zeroed. The kept set is
+    decided by running `netdiag.protocols.giop`'s own decoders on a CDR reader that records
+    what they read, so the policy cannot drift from the parser.
+  - HTTP/1.x (RFC 9112): the request or status line and the headers in SAFE_HTTP_HEADERS are
+    kept; other header values (Cookie, Authorization, ...) are overwritten with 'x'; bodies are
+    zeroed (chunk-size lines kept so the framing still works).
+  - TLS (RFC 5246/8446): record headers; in clear handshake messages their type and length,
+    versions, cipher suites, compression, extension types and lengths, and the data of the
+    extensions in SAFE_TLS_EXTENSIONS (SNI, ALPN, supported_versions, groups, signature
+    algorithms, point formats). Randoms are zeroed (the HelloRetryRequest value is kept);
+    session ids are replaced by a keyed HMAC of the same length (so resumption still shows);
+    certificates keep their list and per-certificate lengths only; everything encrypted is
+    zeroed except ChangeCipherSpec and clear Alerts. SNI is a server's host name, not patient
+    data: it is kept (host names also appear in DNS), so the vendor sees which service it was.
+  - DNS (RFC 1035) over UDP or TCP: header, question and answer names, types, classes, TTLs;
+    A/AAAA data mapped with the same Crypto-PAn key (so netdiag still ties names to
+    connections); name-valued data (NS, CNAME, PTR, MX, SRV, SOA names) kept; other data zeroed.
+    Reverse-lookup names (in-addr.arpa, ip6.arpa) have their address labels overwritten.
+  - anything else (unrecognised TCP streams, other UDP, ICMP bodies, non-IP frames after the
+    link header): zeroed after the TCP/UDP/ICMP header.
+- Wherever text is kept, CPR numbers (DDMMYY-NNNN and DDMMYYNNNN with a valid day and month)
+  are overwritten with 'X' (the dash kept), and IPv4/IPv6 literals are replaced by their
+  Crypto-PAn mapping when that has the same length and by 'x' otherwise (lengths must not
+  change). An IOR host written as an IPv4 literal therefore maps only when the lengths agree;
+  otherwise netdiag cannot follow that referral in the sanitised file (see docs/sanitize.md).
+
+Keys: a key file holds 32 random bytes as 64 hex digits (`netdiag sanitize --make-key FILE`).
+
+Limits: the sanitiser reads one capture file at a time into memory (frames and reassembled
+streams; each direction bounded by MAX_STREAM_BYTES, bytes beyond are zeroed), and walks frame
+headers in Python: about 30-60k frames/s on this machine. pcapng comments and other options
+of the input are not carried over (they may hold free text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+import re
+import secrets
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from netdiag.errors import ConfigError, UsageError
+from netdiag.protocols import dns as dns_parser
+from netdiag.protocols import giop as giop_parser
+from netdiag.protocols import http as http_parser
+from netdiag.protocols import tls as tls_parser
+from netdiag.protocols.cdr import CdrError, CdrReader
+
+KEY_BYTES = 32  # Crypto-PAn: 16-byte AES key + 16-byte pad
+MAX_STREAM_BYTES = 256 * 1024 * 1024  # per direction; bytes beyond are zeroed, never kept
+
+# Link types (LINKTYPE_*) and ether types used below
+LINK_ETHERNET, LINK_SLL, LINK_SLL2 = 1, 113, 276
+ETH_ARP = 0x0806
+IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, IP_PROTO_ICMPV6 = 1, 6, 17, 58
+IPV6_EXT_HEADERS = (0, 43, 44, 60)  # hop-by-hop, routing, fragment, destination options
+
+SAFE_HTTP_HEADERS = frozenset({
+    "host", "user-agent", "content-length", "content-type", "transfer-encoding", "connection",
+    "keep-alive", "accept", "accept-encoding", "accept-language", "accept-ranges", "cache-control",
+    "pragma", "date", "last-modified", "if-modified-since", "if-none-match", "etag", "expires",
+    "server", "upgrade", "content-encoding", "vary", "age", "expect", "te", "trailer", "via",
+})
+SAFE_TLS_EXTENSIONS = frozenset({0, 10, 11, 13, 16, 43, 0xFF01})  # SNI, groups, formats, sigalgs, ALPN, versions, reneg
+TLS_HANDSHAKE, TLS_CCS, TLS_ALERT = 22, 20, 21
+
+# CPR: DDMMYY then 4 digits, optionally with a dash; not inside a longer digit run.
+CPR_RE = re.compile(rb"(?<![0-9])(0[1-9]|[12][0-9]|3[01])(0[1-9]|1[0-2])([0-9]{2})(-?)([0-9]{4})(?![0-9])")
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # Feb 29 allowed: the century is unknown
+IPV4_TEXT_RE = re.compile(rb"(?<![0-9.])(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                          rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?![0-9])")
+IPV6_TEXT_RE = re.compile(rb"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])")
+
+
+# ------------------------------------------------------------------------------------------
+# Keys
+# ------------------------------------------------------------------------------------------
+def make_key(path: str | Path) -> None:
+    """Write a new random key (64 hex digits) to `path`, readable by the owner only."""
+    path = Path(path)
+    if path.exists():
+        raise UsageError(f"{path}: key file exists; refusing to overwrite a key (captures sanitised "
+                         "with it would no longer be comparable)")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(KEY_BYTES) + "\n")
+
+
+def load_key(path: str | Path | None) -> bytes:
+    """The 32-byte key from a key file; a clear message says how to create one when missing."""
+    how = "create one with `netdiag sanitize --make-key KEYFILE` and keep it to sanitise later captures alike"
+    if path is None:
+        raise UsageError(f"no key file given (--key-file); {how}")
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: key file not found; {how}")
+    text = p.read_text(errors="replace").strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise ConfigError(f"{p}: a key file holds {KEY_BYTES * 2} hex digits ({KEY_BYTES} bytes); {how}")
+    return key
+
+
+# ------------------------------------------------------------------------------------------
+# Address mapping
+# ------------------------------------------------------------------------------------------
+class AddressMapper:
+    """Keyed, cached mappings: Crypto-PAn for IPv4/IPv6, HMAC pseudonyms for MACs and ids."""
+
+    def __init__(self, key: bytes) -> None:
+        from yacryptopan import CryptoPAn
+
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"key must be {KEY_BYTES} bytes")
+        self._cp = CryptoPAn(key)
+        self._mac_key = hmac.new(key, b"netdiag mac", hashlib.sha256).digest()
+        self._id_key = hmac.new(key, b"netdiag id", hashlib.sha256).digest()
+        self._ip: dict[bytes, bytes] = {}
+        self._mac: dict[bytes, bytes] = {}
+        self._text: dict[bytes, bytes] = {}
+
+    def ip(self, raw: bytes) -> bytes:
+        """4 or 16 address bytes -> mapped bytes (prefix-preserving)."""
+        out = self._ip.get(raw)
+        if out is None:
+            version = 4 if len(raw) == 4 else 6
+            value = self._cp.anonymize_bin(int.from_bytes(raw, "big"), version)
+            out = self._ip[raw] = int(value).to_bytes(len(raw), "big")
+        return out
+
+    def ip_text(self, text: str) -> str:
+        """An address in text form -> the mapped address in text form."""
+        addr = ipaddress.ip_address(text)
+        return str(ipaddress.ip_address(self.ip(addr.packed)))
+
+    def mac(self, raw: bytes) -> bytes:
+        """6-byte MAC -> keyed pseudonym; group bit kept, locally administered bit set."""
+        if raw == b"\xff" * 6 or raw == b"\x00" * 6:
+            return raw
+        out = self._mac.get(raw)
+        if out is None:
+            h = bytearray(hmac.new(self._mac_key, raw, hashlib.sha256).digest()[:6])
+            h[0] = (h[0] & 0xFC) | 0x02 | (raw[0] & 0x01)
+            out = self._mac[raw] = bytes(h)
+        return out
+
+    def opaque_id(self, raw: bytes) -> bytes:
+        """Keyed pseudonym of the same length (TLS session ids): equal in, equal out."""
+        out = b""
+        counter = 0
+        while len(out) < len(raw):
+            out += hmac.new(self._id_key, bytes([counter]) + raw, hashlib.sha256).digest()
+            counter += 1
+        return out[:len(raw)]
+
+    def text_address(self, literal: bytes) -> bytes:
+        """An IP literal found in kept text -> its mapping when the length fits, else 'x'*len."""
+        out = self._text.get(literal)
+        if out is None:
+            try:
+                mapped = self.ip_text(literal.decode("ascii")).encode()
+            except ValueError:
+                return literal
+            out = mapped if len(mapped) == len(literal) else b"x" * len(literal)
+            self._text[literal] = out
+        return out
+
+
+def _valid_cpr(m: re.Match[bytes]) -> bool:
+    return int(m.group(1)) <= _DAYS_IN_MONTH[int(m.group(2)) - 1]
+
+
+def redact_text(buf: bytearray, mapper: AddressMapper) -> int:
+    """CPR numbers -> 'X' digits; IPv4/IPv6 literals -> mapped (same length) or 'x'. In place.
+
+    Runs over kept bytes only (everything else is already zero). Returns the number of CPR
+    numbers redacted.
+    """
+    cprs = _redact_cpr(buf)
+    data = bytes(buf)
+    for m in IPV4_TEXT_RE.finditer(data):
+        a, b = m.span()
+        buf[a:b] = mapper.text_address(m.group())
+    if b":" in data:
+        for m in IPV6_TEXT_RE.finditer(data):
+            lit = m.group()
+            if lit.count(b":") < 2 or (b"::" not in lit and lit.count(b":") != 7):
+                continue
+            try:
+                ipaddress.IPv6Address(lit.decode())
+            except ValueError:
+                continue
+            a, b = m.span()
+            buf[a:b] = mapper.text_address(lit)
+    return cprs
+
+
+# ------------------------------------------------------------------------------------------
+# Payload policy per protocol: message bytes -> kept ranges / replacement written into `out`
+# ------------------------------------------------------------------------------------------
+class _KeepReader(CdrReader):
+    """A CdrReader that records the byte ranges its caller reads (GIOP's own decoders)."""
+
+    __slots__ = ("keep", "profiles")
+
+    def __init__(self, buf: bytes, pos: int = 0, end: int | None = None, *, base: int = 0,
+                 little: bool = False, keep: list[tuple[int, int]] | None = None,
+                 profiles: list[tuple[int, int, bool]] | None = None) -> None:
+        super().__init__(buf, pos, end, base=base, little=little)
+        self.keep = keep if keep is not None else []
+        self.profiles = profiles if profiles is not None else []
+
+    def _fixed(self, codecs, what):  # noqa: ANN001, ANN202 - CdrReader's signature
+        value = super()._fixed(codecs, what)
+        self.keep.append((self.pos - codecs[self.little].size, self.pos))
+        return value
+
+    def octet(self, what: str = "octet") -> int:
+        value = super().octet(what)
+        self.keep.append((self.pos - 1, self.pos))
+        return value
+
+    def octets(self, n: int, what: str = "octets") -> bytes:
+        start = self.pos
+        value = super().octets(n, what)
+        self.keep.append((start, self.pos))
+        return value
+
+    def encapsulation(self, what: str = "encapsulation") -> CdrReader:
+        inner = super().encapsulation(what)
+        self.keep.append((inner.base, inner.base + 1))  # the byte-order octet
+        if what in IIOP_PROFILE_ENCAPSULATIONS:
+            self.profiles.append((inner.base, inner.end - inner.base, inner.little))
+        return _KeepReader(inner.buf, inner.pos, inner.end, base=inner.base, little=inner.little,
+                           keep=self.keep, profiles=self.profiles)
+
+
+# the `what` names giop.py gives the encapsulations that hold an IIOP ProfileBody (host, port, key)
+IIOP_PROFILE_ENCAPSULATIONS = frozenset({"IIOP profile", "ProfileAddr profile"})
+
+
+def rewrite_iiop_profile(body: bytes, clean: bytes | bytearray, mapper: AddressMapper) -> bytes | None:
+    """An IIOP ProfileBody encapsulation whose host is an IP literal, re-encoded with the mapped
+    address and the same total length (CORBA 3.0 13.6.3): the object key that follows the host is
+    shortened or zero-padded to absorb the difference (forwards are followed by host and port;
+    the key of a referral is not used by any analysis). `body` is the original encapsulation,
+    `clean` the same bytes after the payload policy: tagged components are taken from `clean`.
+    None when the host is a name or it cannot fit.
+    """
+    n = len(body)
+    if n < 8 or body[0] > 1:
+        return None
+    little = bool(body[0])
+    try:
+        r = CdrReader(body, 1, n, base=0, little=little)
+        major, minor = r.octet(), r.octet()
+        host = r.string("host")
+        port = r.ushort("port")
+        key = r.octet_seq("key")
+        comps = b""
+        if minor >= 1 and r.remaining() > 0:
+            start = r.aligned_pos(4)
+            comps = bytes(clean[start:])
+        new_host = mapper.ip_text(host).encode()
+    except (CdrError, ValueError):
+        return None
+    u32, u16 = ("<I", "<H") if little else (">I", ">H")
+    w = bytearray(body[:1]) + bytes([major, minor])
+    w += bytes(-len(w) % 4)
+    w += struct.pack(u32, len(new_host) + 1) + new_host + b"\x00"
+    w += bytes(-len(w) % 2)
+    w += struct.pack(u16, port)
+    w += bytes(-len(w) % 4)
+    key_start = len(w) + 4
+    if comps:
+        room = [k for k in range(n - len(comps) - key_start, n - len(comps) - key_start - 4, -1)
+                if k >= 0 and key_start + k + (-(key_start + k) % 4) + len(comps) == n]
+        if not room:
+            return None
+        klen = room[0]
+    else:
+        klen = n - key_start
+        if klen < 0:
+            return None
+    new_key = bytearray(key[:klen].ljust(klen, b"\x00"))
+    _redact_cpr(new_key)
+    w += struct.pack(u32, klen) + new_key
+    w += bytes(-len(w) % 4) if comps else b""
+    w += comps
+    return bytes(w) if len(w) == n else None
+
+
+def _redact_cpr(buf: bytearray) -> int:
+    data = bytes(buf)
+    count = 0
+    for m in CPR_RE.finditer(data):
+        if _valid_cpr(m):
+            a, b = m.span()
+            buf[a:b] = bytes(0x2D if c == 0x2D else 0x58 for c in data[a:b])
+            count += 1
+    return count
+
+
+def giop_keep(msg: bytes, out: bytearray, ctx: giop_parser.GiopContext, direction: int
+              ) -> list[tuple[int, int, bool]]:
+    """Copy into `out` the GIOP header and the header fields giop.py's decoders read.
+
+    Returns the IIOP profile encapsulations read (offset, length, little-endian) for
+    `rewrite_iiop_profile`.
+    """
+    g = giop_parser
+    if len(msg) < g.HEADER_SIZE:
+        return []
+    out[:g.HEADER_SIZE] = msg[:g.HEADER_SIZE]
+    problem, size = g._header_problem(msg, 0)
+    if problem:
+        return []
+    minor, flags, mtype = msg[5], msg[6], msg[7]
+    little = bool(flags & g.FLAG_LITTLE_ENDIAN)
+    more = bool(flags & g.FLAG_MORE_FRAGMENTS) and minor >= 1
+    r = _KeepReader(msg, g.HEADER_SIZE, g.HEADER_SIZE + size, base=0, little=little)
+    rec = g.Record(g.PROTOCOL, g.MESSAGE_TYPES.get(mtype, "unknown"))
+    detail: dict = {}
+    try:
+        if mtype == 0:
+            g._request(r, minor, rec, detail)
+        elif mtype == 1:
+            asked = g._peek_reply_request(msg, r, minor, ctx, direction)
+            g._reply(r, minor, rec, detail, asked)
+        elif mtype == 2:
+            r.ulong("request id")
+        elif mtype == 3:
+            g._locate_request(r, minor, rec, detail)
+        elif mtype == 4:
+            g._locate_reply(r, minor, rec, detail)
+        elif mtype == 7:
+            g._fragment(r, minor, rec, detail, ctx, direction)
+    except (CdrError, ValueError, IndexError, struct.error):
+        pass
+    g._remember(rec, detail, ctx, direction, more)
+    for a, b in r.keep:
+        out[a:b] = msg[a:b]
+    return r.profiles
+
+
+def http_keep(msg: bytes, out: bytearray) -> None:
+    """Start line and safe headers kept, other header values 'x', body zero (chunk lines kept)."""
+    end = http_parser._find_head_end(msg, 0)
+    head_end = end if end > 0 else len(msg)
+    lines = msg[:head_end].split(b"\n")
+    pos = 0
+    chunked = False
+    for i, line in enumerate(lines):
+        n = len(line) + (1 if pos + len(line) < len(msg) and i < len(lines) - 1 else 0)
+        if i == 0:
+            out[pos:pos + n] = msg[pos:pos + n]
+        else:
+            colon = line.find(b":")
+            name = line[:colon].strip().lower() if colon > 0 else b""
+            if not line.strip() or (colon > 0 and name.decode("latin-1") in SAFE_HTTP_HEADERS):
+                out[pos:pos + n] = msg[pos:pos + n]
+                if name == b"transfer-encoding" and b"chunked" in line.lower():
+                    chunked = True
+            elif colon > 0:
+                out[pos:pos + colon + 1] = msg[pos:pos + colon + 1]
+                value = line[colon + 1:]
+                masked = bytes(c if c in b" \t\r" else 0x78 for c in value)
+                out[pos + colon + 1:pos + len(line)] = masked
+                out[pos + len(line):pos + n] = msg[pos + len(line):pos + n]
+        pos += n
+    if end > 0 and chunked:
+        _keep_chunk_lines(msg, end, out)
+
+
+def _keep_chunk_lines(msg: bytes, pos: int, out: bytearray) -> None:
+    """Chunked body (RFC 9112 7.1): keep size lines and CRLFs, zero the chunk data."""
+    n = len(msg)
+    while pos < n:
+        eol = msg.find(b"\n", pos, pos + http_parser.MAX_CHUNK_LINE_BYTES)
+        if eol < 0:
+            return
+        out[pos:eol + 1] = msg[pos:eol + 1]
+        size_text = msg[pos:eol].split(b";")[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return
+        pos = eol + 1
+        if size == 0:
+            out[pos:n] = msg[pos:n]  # trailers end the message; keep the terminating CRLF
+            if msg[pos:n].strip():    # a trailer section could carry anything: blank its values
+                out[pos:n] = bytes(c if c in b"\r\n" else 0x78 for c in msg[pos:n])
+            return
+        pos += size
+        crlf_end = min(n, pos + 2)
+        out[pos:crlf_end] = msg[pos:crlf_end]
+        pos = crlf_end
+
+
+@dataclass
+class _TlsState:
+    encrypted: list[bool] = field(default_factory=lambda: [False, False])
+
+
+def tls_keep(msg: bytes, out: bytearray, state: _TlsState, direction: int, mapper: AddressMapper) -> None:
+    """Record header; clear handshake metadata (see the module docstring); the rest zero."""
+    if len(msg) < 5 or msg[0] & 0x80:
+        out[:min(len(msg), 5)] = msg[:5]
+        return
+    out[:5] = msg[:5]
+    ctype = msg[0]
+    body = msg[5:]
+    if ctype == TLS_CCS:
+        out[5:] = body
+        state.encrypted[direction] = True
+        return
+    if state.encrypted[direction]:
+        return
+    if ctype == TLS_ALERT and len(body) == 2:
+        out[5:] = body
+        return
+    if ctype != TLS_HANDSHAKE:
+        return
+    pos = 5
+    while pos + 4 <= len(msg):
+        htype = msg[pos]
+        hlen = int.from_bytes(msg[pos + 1:pos + 4], "big")
+        out[pos:pos + 4] = msg[pos:pos + 4]
+        start, end = pos + 4, min(len(msg), pos + 4 + hlen)
+        try:
+            if htype in (1, 2):
+                _tls_hello(msg, out, start, end, htype, mapper)
+                if htype == 2 and msg[start + 2:start + 34] != tls_parser.HRR_RANDOM:
+                    sv = _server_hello_version(msg, start, end)
+                    if sv == 0x0304:
+                        state.encrypted[direction] = True  # TLS 1.3: encrypted after ServerHello
+            elif htype == 11:
+                _tls_certificate(msg, out, start, end)
+            elif htype == 4 and end - start >= 4:
+                out[start:start + 4] = msg[start:start + 4]  # ticket lifetime hint
+        except IndexError:
+            pass
+        pos += 4 + hlen
+
+
+def _keep(msg: bytes, out: bytearray, a: int, b: int) -> None:
+    out[a:b] = msg[a:b]
+
+
+def _tls_hello(msg: bytes, out: bytearray, p: int, end: int, htype: int, mapper: AddressMapper) -> None:
+    _keep(msg, out, p, p + 2)  # legacy version
+    if msg[p + 2:p + 34] == tls_parser.HRR_RANDOM:
+        _keep(msg, out, p + 2, p + 34)
+    p += 34
+    sid_len = msg[p]
+    _keep(msg, out, p, p + 1)
+    out[p + 1:p + 1 + sid_len] = mapper.opaque_id(msg[p + 1:p + 1 + sid_len])
+    p += 1 + sid_len
+    if htype == 1:
+        n = int.from_bytes(msg[p:p + 2], "big")
+        _keep(msg, out, p, p + 2 + n)  # cipher suites
+        p += 2 + n
+        n = msg[p]
+        _keep(msg, out, p, p + 1 + n)  # compression methods
+        p += 1 + n
+    else:
+        _keep(msg, out, p, p + 3)  # cipher suite, compression
+        p += 3
+    if p + 2 > end:
+        return
+    _keep(msg, out, p, p + 2)
+    ext_end = min(end, p + 2 + int.from_bytes(msg[p:p + 2], "big"))
+    p += 2
+    while p + 4 <= ext_end:
+        etype = int.from_bytes(msg[p:p + 2], "big")
+        elen = int.from_bytes(msg[p + 2:p + 4], "big")
+        _keep(msg, out, p, p + 4)
+        if etype in SAFE_TLS_EXTENSIONS or (htype == 2 and etype == tls_parser.EXT_SUPPORTED_VERSIONS):
+            _keep(msg, out, p + 4, min(ext_end, p + 4 + elen))
+        elif etype == tls_parser.EXT_KEY_SHARE and htype == 2 and elen >= 2:
+            _keep(msg, out, p + 4, p + 6)  # the group the server chose
+        p += 4 + elen
+
+
+def _server_hello_version(msg: bytes, p: int, end: int) -> int:
+    try:
+        rec = tls_parser._server_hello(bytes(msg[p:end]), tls_parser.new_context())
+    except (ValueError, IndexError):
+        return 0
+    return {"TLS1.3": 0x0304}.get(str(rec.detail.get("chosen_version")), 0)
+
+
+def _tls_certificate(msg: bytes, out: bytearray, p: int, end: int) -> None:
+    _keep(msg, out, p, p + 3)  # certificate_list length
+    q = p + 3
+    while q + 3 <= end:
+        n = int.from_bytes(msg[q:q + 3], "big")
+        _keep(msg, out, q, q + 3)
+        q += 3 + n
+
+
+_REVERSE_SUFFIXES = (b"in-addr.arpa", b"ip6.arpa")
+
+
+def dns_keep(msg: bytes, out: bytearray, mapper: AddressMapper) -> None:
+    """DNS message (no TCP prefix): header, names, fixed RR fields; A/AAAA mapped; other data zero."""
+    if len(msg) < 12:
+        return
+    out[:12] = msg[:12]
+    qd, an, ns, ar = struct.unpack_from("!HHHH", msg, 4)
+    pos = 12
+
+    def name(p: int) -> int:
+        text, after = dns_parser._name(msg, p)
+        _keep(msg, out, p, after)
+        if text.lower().endswith(("in-addr.arpa", "ip6.arpa")):
+            _mask_reverse(out, p, after)
+        return after
+
+    try:
+        for _ in range(qd):
+            pos = name(pos)
+            _keep(msg, out, pos, pos + 4)
+            pos += 4
+        for _ in range(an + ns + ar):
+            pos = name(pos)
+            rtype, _rclass, _ttl, rdlen = dns_parser.RR_FIXED.unpack_from(msg, pos)
+            _keep(msg, out, pos, pos + 10)
+            pos += 10
+            rd = msg[pos:pos + rdlen]
+            if rtype == 1 and rdlen == 4:
+                out[pos:pos + 4] = mapper.ip(rd)
+            elif rtype == 28 and rdlen == 16:
+                out[pos:pos + 16] = mapper.ip(rd)
+            elif rtype in (2, 5, 12, 39):
+                name(pos)
+            elif rtype == 15 and rdlen > 2:
+                _keep(msg, out, pos, pos + 2)
+                name(pos + 2)
+            elif rtype == 33 and rdlen > 6:
+                _keep(msg, out, pos, pos + 6)
+                name(pos + 6)
+            pos += rdlen
+    except (dns_parser._Fault, struct.error, IndexError):
+        return
+
+
+def _mask_reverse(out: bytearray, p: int, end: int) -> None:
+    """Overwrite the address labels of a reverse name (inline labels only) with 'x'."""
+    while p < end:
+        n = out[p]
+        if n == 0 or n >= 0xC0:
+            return
+        label = bytes(out[p + 1:p + 1 + n]).lower()
+        if label in (b"in-addr", b"ip6", b"arpa"):
+            return
+        out[p + 1:p + 1 + n] = b"x" * n
+        p += 1 + n
+
+
+# ------------------------------------------------------------------------------------------
+# Byte streams: which protocol, and the sanitised bytes of each direction
+# ------------------------------------------------------------------------------------------
+STREAM_PARSERS = (("giop", giop_parser), ("tls", tls_parser), ("http", http_parser))
+
+
+def sanitize_stream_pair(streams: tuple[bytes, bytes], server_port: int, mapper: AddressMapper,
+                         stats: SanitizeStats | None = None) -> tuple[bytearray, bytearray]:
+    """Both directions of one TCP connection (0 = client to server) -> sanitised copies."""
+    outs = (bytearray(len(streams[0])), bytearray(len(streams[1])))
+    proto = None
+    if server_port in dns_parser.PORTS:
+        proto = "dns"
+    else:
+        for name, mod in STREAM_PARSERS:
+            if any(s and mod.looks_like(s[:256]) for s in streams):
+                proto = name
+                break
+        if proto is None and any(giop_parser.MAGIC in s[:65536] for s in streams):
+            proto = "giop"  # joined mid-message: the parser resynchronises on the magic
+    if proto is None:
+        return outs
+    mod = {"giop": giop_parser, "tls": tls_parser, "http": http_parser, "dns": dns_parser}[proto]
+    ctx = dns_parser.new_context("tcp") if proto == "dns" else mod.new_context()
+    tls_state = _TlsState()
+    for d in (0, 1):
+        data, out = streams[d], outs[d]
+        pos = 0
+        steps = 0
+        profiles: list[tuple[int, int]] = []
+        while pos < len(data) and steps <= len(data):
+            steps += 1
+            c = mod.cut(data, pos, at_end=True, context=ctx, direction=d)
+            if c.status == "need_more" or c.length <= 0:
+                break
+            if c.status == "message":
+                msg = data[pos:pos + c.length]
+                view = bytearray(len(msg))
+                if proto == "giop":
+                    profiles += [(pos + a, n) for a, n, _ in giop_keep(msg, view, ctx, d)]
+                elif proto == "http":
+                    http_keep(msg, view)
+                elif proto == "tls":
+                    tls_keep(msg, view, tls_state, d, mapper)
+                else:
+                    view[:2] = msg[:2]
+                    sub = bytearray(len(msg) - 2)
+                    dns_keep(msg[2:], sub, mapper)
+                    view[2:] = sub
+                out[pos:pos + c.length] = view
+            pos += c.length
+        cprs = redact_text(out, mapper)
+        for a, n in profiles:  # after the text pass: the mapped host must not be mapped twice
+            body = rewrite_iiop_profile(data[a:a + n], out[a:a + n], mapper)
+            if body is not None:
+                out[a:a + n] = body
+        if stats is not None:
+            stats.cpr_redacted += cprs
+    return outs
+
+
+# ------------------------------------------------------------------------------------------
+# Checksums (RFC 1071)
+# ------------------------------------------------------------------------------------------
+def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """16-bit one's-complement checksum of `data` (padded to even length)."""
+    b = bytes(data)
+    if len(b) % 2:
+        b += b"\x00"
+    total = int(np.frombuffer(b, dtype=">u2").sum(dtype=np.uint64)) + initial
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return (~total) & 0xFFFF
+
+
+def _pseudo_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
+    if len(src) == 4:
+        ph = src + dst + struct.pack("!BBH", 0, proto, length)
+    else:
+        ph = src + dst + struct.pack("!IxxxB", length, proto)
+    return int(np.frombuffer(ph, dtype=">u2").sum(dtype=np.uint64))
+
+
+# ------------------------------------------------------------------------------------------
+# Frames
+# ------------------------------------------------------------------------------------------
+@dataclass
+class _L4:
+    """Where one frame's TCP/UDP payload lies (offsets into the frame) and its flow."""
+
+    row: int
+    proto: int
+    src: bytes
+    dst: bytes
+    sport: int
+    dport: int
+    seq: int
+    flags: int
+    pay_start: int
+    pay_end: int  # captured end (exclusive)
+
+
+@dataclass
+class SanitizeStats:
+    """What sanitising one file did (for the command's summary line)."""
+
+    frames: int = 0
+    addresses: int = 0
+    macs: int = 0
+    cpr_redacted: int = 0
+    streams: int = 0
+    checksums_fixed: int = 0
+    unverifiable: int = 0
+
+
+def sanitize_frames(link_types: np.ndarray, datas: list[bytes], mapper: AddressMapper,
+                    stats: SanitizeStats | None = None) -> list[bytes]:
+    """Sanitise frames (in file order); returns new frame bytes of the same lengths."""
+    from netdiag.capture.decode import _link_to_l3
+
+    stats = stats if stats is not None else SanitizeStats()
+    outs = [bytearray(d) for d in datas]
+    l4s: list[_L4] = []
+    cks: list[tuple[int, int, int, int, int, bytes, bytes, int]] = []  # row, l4, l4end, proto, ck_off, src, dst, wire_len
+    for i, (link, frame) in enumerate(zip(link_types.tolist(), outs, strict=True)):
+        stats.frames += 1
+        n = len(frame)
+        arr = np.frombuffer(bytes(frame), np.uint8)
+        try:
+            l3, kind, _vlan = _link_to_l3(arr, 0, n, int(link))
+        except Exception:  # noqa: BLE001 - a frame the link decoder cannot read is blanked
+            l3, kind = 0, 0
+        _map_link(frame, int(link), mapper, stats)
+        if kind == 0:
+            etype = int.from_bytes(frame[l3 - 2:l3], "big") if int(link) == LINK_ETHERNET and l3 >= 14 else 0
+            if etype == ETH_ARP and n >= l3 + 28 and frame[l3:l3 + 6] == b"\x00\x01\x08\x00\x06\x04":
+                for off, size in ((8, 6), (14, 4), (18, 6), (24, 4)):
+                    a = l3 + off
+                    frame[a:a + size] = mapper.mac(bytes(frame[a:a + 6])) if size == 6 else mapper.ip(bytes(frame[a:a + 4]))
+                frame[l3 + 28:] = bytes(n - l3 - 28)
+            else:
+                start = l3 if l3 > 0 else (0 if int(link) not in (LINK_ETHERNET, LINK_SLL, LINK_SLL2) else n)
+                frame[start:] = bytes(n - start)
+            continue
+        _ip_frame(i, frame, l3, kind, mapper, stats, l4s, cks)
+    _fill_payloads(outs, datas, l4s, mapper, stats)
+    for row, l4, l4end, proto, ck_off, src, dst, wire_len in cks:
+        frame = outs[row]
+        frame[ck_off:ck_off + 2] = b"\x00\x00"
+        if proto == IP_PROTO_ICMP:
+            ck = internet_checksum(frame[l4:l4end])
+        else:
+            ck = internet_checksum(frame[l4:l4end], _pseudo_sum(src, dst, proto, wire_len))
+            if proto == IP_PROTO_UDP and ck == 0:
+                ck = 0xFFFF
+        frame[ck_off:ck_off + 2] = ck.to_bytes(2, "big")
+        stats.checksums_fixed += 1
+    return [bytes(o) for o in outs]
+
+
+def _map_link(frame: bytearray, link: int, mapper: AddressMapper, stats: SanitizeStats) -> None:
+    if link == LINK_ETHERNET and len(frame) >= 12:
+        frame[0:6] = mapper.mac(bytes(frame[0:6]))
+        frame[6:12] = mapper.mac(bytes(frame[6:12]))
+        stats.macs += 2
+    elif link == LINK_SLL and len(frame) >= 14:
+        alen = int.from_bytes(frame[4:6], "big")
+        if alen == 6:
+            frame[6:12] = mapper.mac(bytes(frame[6:12]))
+            stats.macs += 1
+        else:
+            frame[6:14] = bytes(8)
+    elif link == LINK_SLL2 and len(frame) >= 20:
+        if frame[11] == 6:
+            frame[12:18] = mapper.mac(bytes(frame[12:18]))
+            stats.macs += 1
+        else:
+            frame[12:20] = bytes(8)
+
+
+def _ip_frame(i: int, frame: bytearray, l3: int, kind: int, mapper: AddressMapper, stats: SanitizeStats,
+              l4s: list[_L4], cks: list) -> None:
+    n = len(frame)
+    if kind == 4:
+        if n < l3 + 20:
+            frame[l3:] = bytes(n - l3)
+            return
+        ihl = (frame[l3] & 0x0F) * 4
+        total = int.from_bytes(frame[l3 + 2:l3 + 4], "big")
+        src, dst = mapper.ip(bytes(frame[l3 + 12:l3 + 16])), mapper.ip(bytes(frame[l3 + 16:l3 + 20]))
+        frame[l3 + 12:l3 + 16], frame[l3 + 16:l3 + 20] = src, dst
+        stats.addresses += 2
+        if ihl > 20 and n >= l3 + ihl:
+            frame[l3 + 20:l3 + ihl] = b"\x01" * (ihl - 20)  # options may hold addresses: NOPs
+        if n >= l3 + max(ihl, 20):
+            frame[l3 + 10:l3 + 12] = b"\x00\x00"
+            frame[l3 + 10:l3 + 12] = internet_checksum(frame[l3:l3 + ihl]).to_bytes(2, "big")
+        proto = frame[l3 + 9]
+        frag = int.from_bytes(frame[l3 + 6:l3 + 8], "big")
+        l4 = l3 + ihl
+        wire_end = l3 + (total if total >= ihl else n - l3)
+        first_fragment = (frag & 0x1FFF) == 0
+        whole = first_fragment and not (frag & 0x2000)
+    else:
+        if n < l3 + 40:
+            frame[l3:] = bytes(n - l3)
+            return
+        src, dst = mapper.ip(bytes(frame[l3 + 8:l3 + 24])), mapper.ip(bytes(frame[l3 + 24:l3 + 40]))
+        frame[l3 + 8:l3 + 24], frame[l3 + 24:l3 + 40] = src, dst
+        stats.addresses += 2
+        plen = int.from_bytes(frame[l3 + 4:l3 + 6], "big")
+        wire_end = l3 + 40 + plen
+        proto = frame[l3 + 6]
+        l4 = l3 + 40
+        first_fragment = whole = True
+        while proto in IPV6_EXT_HEADERS and l4 + 8 <= n:
+            nxt, hlen = frame[l4], (frame[l4 + 1] + 1) * 8
+            if proto == 44:
+                hlen = 8
+                fo = int.from_bytes(frame[l4 + 2:l4 + 4], "big")
+                first_fragment = (fo >> 3) == 0
+                whole = False
+            elif proto == 43:
+                frame[l4 + 4:min(n, l4 + hlen)] = bytes(max(0, min(n, l4 + hlen) - l4 - 4))
+            else:
+                frame[l4 + 2:min(n, l4 + hlen)] = bytes(max(0, min(n, l4 + hlen) - l4 - 2))
+            proto, l4 = nxt, l4 + hlen
+    cap_end = min(n, wire_end)
+    if not first_fragment or l4 >= n:
+        frame[min(l4, n):] = bytes(n - min(l4, n))
+        return
+    wire_len = wire_end - l4
+    verifiable = whole and wire_end <= n
+    if proto == IP_PROTO_TCP and cap_end >= l4 + 20:
+        hl = (frame[l4 + 12] >> 4) * 4
+        sport, dport = int.from_bytes(frame[l4:l4 + 2], "big"), int.from_bytes(frame[l4 + 2:l4 + 4], "big")
+        seq = int.from_bytes(frame[l4 + 4:l4 + 8], "big")
+        flags = int.from_bytes(frame[l4 + 12:l4 + 14], "big") & 0x1FF
+        ps = min(l4 + hl, cap_end)
+        l4s.append(_L4(i, IP_PROTO_TCP, src, dst, sport, dport, seq, flags, ps, cap_end))
+        frame[ps:] = bytes(n - ps)  # filled from the sanitised stream later
+        if verifiable:
+            cks.append((i, l4, wire_end, proto, l4 + 16, src, dst, wire_len))
+        else:
+            stats.unverifiable += 1
+    elif proto == IP_PROTO_UDP and cap_end >= l4 + 8:
+        sport, dport = int.from_bytes(frame[l4:l4 + 2], "big"), int.from_bytes(frame[l4 + 2:l4 + 4], "big")
+        l4s.append(_L4(i, IP_PROTO_UDP, src, dst, sport, dport, 0, 0, l4 + 8, cap_end))
+        frame[l4 + 8:] = bytes(n - l4 - 8)
+        if verifiable:
+            cks.append((i, l4, wire_end, proto, l4 + 6, src, dst, wire_len))
+        else:
+            stats.unverifiable += 1
+    elif proto in (IP_PROTO_ICMP, IP_PROTO_ICMPV6) and cap_end >= l4 + 8:
+        frame[l4 + 8:] = bytes(n - l4 - 8)  # error bodies quote the original addresses
+        if verifiable:
+            cks.append((i, l4, wire_end, proto, l4 + 2, src, dst, wire_len))
+    else:
+        frame[l4:] = bytes(n - l4)
+
+
+def _fill_payloads(outs: list[bytearray], originals: list[bytes], l4s: list[_L4], mapper: AddressMapper,
+                   stats: SanitizeStats) -> None:
+    """Put the sanitised payload bytes back into each TCP/UDP frame."""
+    dns_ports = dns_parser.PORTS
+    flows: dict[tuple, list[_L4]] = {}
+    for x in l4s:
+        if x.proto == IP_PROTO_UDP:
+            if (x.sport in dns_ports or x.dport in dns_ports) and x.pay_end > x.pay_start:
+                msg = originals[x.row][x.pay_start:x.pay_end]
+                view = bytearray(len(msg))
+                dns_keep(msg, view, mapper)
+                stats.cpr_redacted += redact_text(view, mapper)
+                outs[x.row][x.pay_start:x.pay_end] = view
+            continue
+        flows.setdefault((x.src, x.sport, x.dst, x.dport), []).append(x)
+    done: set[tuple] = set()
+    for key, segs in flows.items():
+        if key in done:
+            continue
+        rkey = (key[2], key[3], key[0], key[1])
+        other = flows.get(rkey, [])
+        done.add(key)
+        done.add(rkey)
+        # the client sent the SYN (no ACK); without one, the higher (ephemeral) port is the client
+        c_key, c_segs, s_segs = key, segs, other
+        if any(s.flags & 0x12 == 0x12 for s in segs) or (
+                not any(s.flags & 0x12 == 0x02 for s in segs) and not any(s.flags & 0x12 == 0x12 for s in other)
+                and key[1] < key[3]):
+            c_key, c_segs, s_segs = rkey, other, segs
+        placed = []
+        streams = []
+        for segs_d in (c_segs, s_segs):
+            data, where = _stream_of(originals, segs_d)
+            streams.append(data)
+            placed.append(where)
+        if not streams[0] and not streams[1]:
+            continue
+        stats.streams += 1
+        clean = sanitize_stream_pair((streams[0], streams[1]), c_key[3], mapper, stats)
+        for d in (0, 1):
+            for s, off in placed[d]:
+                n = s.pay_end - s.pay_start
+                outs[s.row][s.pay_start:s.pay_end] = clean[d][off:off + n]
+
+
+def _stream_of(originals: list[bytes], segs: list[_L4]) -> tuple[bytes, list[tuple[_L4, int]]]:
+    """Reassemble one direction from the original frames: (stream bytes, [(segment, offset)])."""
+    if not segs:
+        return b"", []
+    syn = next((s for s in segs if s.flags & 0x02), None)
+    data_segs = [s for s in segs if s.pay_end > s.pay_start]
+    if not data_segs:
+        return b"", []
+    if syn is not None:
+        base = (syn.seq + 1) & 0xFFFFFFFF
+    else:
+        first = data_segs[0].seq
+        base = (min(((s.seq - first + (1 << 31)) & 0xFFFFFFFF) - (1 << 31) for s in data_segs) + first) & 0xFFFFFFFF
+    placed: list[tuple[_L4, int]] = []
+    end = 0
+    for s in data_segs:
+        off = (s.seq - base) & 0xFFFFFFFF
+        if off >= (1 << 31) or off + (s.pay_end - s.pay_start) > MAX_STREAM_BYTES:
+            continue  # before the SYN or beyond the bound: stays zero
+        placed.append((s, off))
+        end = max(end, off + s.pay_end - s.pay_start)
+    buf = np.zeros(end, np.uint8)
+    filled = np.zeros(end, np.bool_)
+    for s, off in placed:
+        n = s.pay_end - s.pay_start
+        piece = np.frombuffer(originals[s.row], np.uint8, n, s.pay_start)
+        hole = ~filled[off:off + n]
+        buf[off:off + n][hole] = piece[hole]   # first copy wins
+        filled[off:off + n] = True
+    return buf.tobytes(), placed
+
+
+# ------------------------------------------------------------------------------------------
+# Files
+# ------------------------------------------------------------------------------------------
+def sanitized_name(path: str | Path) -> str:
+    """Output file name for an input capture: <stem>.sanitized.pcapng (.gz dropped)."""
+    name = Path(path).name
+    for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return f"{name}.sanitized.pcapng"
+
+
+def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper) -> SanitizeStats:
+    """Read one capture, sanitise every frame, write pcapng (ns timestamps, original lengths)."""
+    from netdiag.evidence import read_raw_frames
+    from netdiag.pcapng_writer import OutFrame, write_pcapng
+
+    raw = read_raw_frames([path])
+    stats = SanitizeStats()
+    clean = sanitize_frames(raw.link_type, raw.datas, mapper, stats)
+    write_pcapng(out_path, (OutFrame(int(lt), int(ts), d, int(ol)) for lt, ts, d, ol in
+                            zip(raw.link_type.tolist(), raw.ts_ns.tolist(), clean, raw.orig_len.tolist(),
+                                strict=True)), application="netdiag sanitize")
+    return stats
