@@ -78,7 +78,7 @@ PACKETS = _t(
     "packets", "captured frame kept after SPAN de-duplication",
     ("frame", pl.Int64, "Wireshark frame number: 1-based, file order, counted across files in the order given"),
     ("file_id", pl.UInt16, "index (0-based) of the capture file in the order given"),
-    ("ts_ns", pl.Int64, "capture timestamp, ns since the epoch (pcapng if_tsresol/if_tsoffset applied)"),
+    ("ts_ns", pl.Int64, "capture timestamp, ns since the epoch (pcapng if_tsresol/if_tsoffset applied; a pcapng Simple Packet Block has none and takes the previous packet's)"),
     ("interface_id", pl.UInt16, "pcapng interface id (0 for classic pcap)"),
     ("link_type", pl.UInt16, "LINKTYPE_* of the frame's interface (1 Ethernet, 113 SLL, 276 SLL2, 101 raw, 0 BSD loopback...)"),
     ("frame_len", pl.UInt32, "original length of the frame on the wire"),
@@ -108,7 +108,7 @@ PACKETS = _t(
     ("tcp_sack_blocks", pl.UInt8, "number of SACK blocks in the options"),
     ("tcp_sack_left", pl.UInt32, "left edge of the first SACK block (raw sequence; 0 when none)"),
     ("tcp_sack_right", pl.UInt32, "right edge of the first SACK block (raw sequence; 0 when none)"),
-    ("payload_len", pl.UInt32, "TCP/UDP payload length on the wire, from the IP lengths (not reduced by snaplen)"),
+    ("payload_len", pl.UInt32, "TCP/UDP payload length on the wire, from the IP lengths (not reduced by snaplen; 0 when the snaplen cut the TCP header itself, as in Wireshark)"),
     ("payload_captured", pl.UInt32, "payload bytes actually present in the capture (< payload_len when snaplen-cut)"),
     ("payload_offset", pl.Int64, "offset of the first payload byte in the chunk's payload buffer (-1 when none captured)"),
 )

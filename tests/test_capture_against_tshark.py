@@ -123,3 +123,19 @@ def test_spb_without_timestamp_takes_the_previous_packets_time() -> None:
     assert rows[1]["frame.time_epoch"] == ""  # tshark shows no time for the SPB
     cap = read_capture(CRAFTED / "pcapng_spb.pcapng")
     assert cap.packets["ts_ns"].to_list()[1] == cap.packets["ts_ns"].to_list()[0]
+
+
+def test_time_going_backwards_across_a_chunk_boundary_is_warned(tmp_path: Path) -> None:
+    from scapy.all import IP, TCP, Ether, wrpcap
+
+    pkts = [Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=1000 + i) for i in range(4)]
+    for p, t in zip(pkts, [3.0, 4.0, 1.0, 2.0], strict=True):
+        p.time = 1_700_000_000 + t
+    wrpcap(str(tmp_path / "late.pcap"), pkts)
+    from netdiag.capture import ReadStats
+
+    stats = ReadStats()
+    frames = [f for c in iter_chunks(tmp_path / "late.pcap", chunk_packets=2, stats=stats)
+              for f in c.packets["frame"].to_list()]
+    assert frames == [1, 2, 3, 4]  # each chunk sorted; the second starts before the first ended
+    assert len(stats.warnings) == 1 and "backwards" in str(stats.warnings[0])

@@ -6,12 +6,16 @@ its frame count and time range. The second pass is a k-way merge of per-file chu
 a file is opened only once the pending data reaches its first timestamp, and rows are released
 up to the smallest "last timestamp pending" of the open files. Ring-buffer files that do not
 overlap therefore stream one at a time, each chunk passed through untouched.
+
+The survey costs one extra pass over record headers (cheap for plain files; for gzip files it
+means decompressing twice). SPAN de-dup works within each file, not across files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -22,14 +26,17 @@ from netdiag.capture.dedup import new_table
 from netdiag.capture.reader import Chunk, ChunkBuilder, FileReader
 from netdiag.progress import Advance
 
+if TYPE_CHECKING:
+    from netdiag.capture import ReadStats
 
-def _ensure_file(stats, n: int) -> None:
+
+def _ensure_file(stats: ReadStats, n: int) -> None:
     while len(stats.packets_per_file) < n:
         stats.packets_per_file.append(0)
         stats.duplicates_per_file.append(0)
 
 
-def file_chunks(path: str, file_id: int, frame_base: int, stats, *, chunk_packets: int, window_ns: int,
+def file_chunks(path: str, file_id: int, frame_base: int, stats: ReadStats, *, chunk_packets: int, window_ns: int,
                 progress: Advance) -> Iterator[Chunk]:
     """One file's packets as sorted chunks; counts and warnings go to `stats`."""
     reader = FileReader(path, stats.warnings.append, frame_base=frame_base, capacity=chunk_packets)
@@ -138,7 +145,7 @@ def _combine(parts: list[Chunk]) -> Chunk:
     return Chunk(df, np.concatenate(payloads))
 
 
-def read_all(files: list[str], stats, *, chunk_packets: int, window_ns: int,
+def read_all(files: list[str], stats: ReadStats, *, chunk_packets: int, window_ns: int,
              progress: Advance) -> Iterator[Chunk]:
     """All files' chunks in time order (one file: its chunks as they come)."""
     stats.files = list(files)

@@ -81,6 +81,9 @@ class FileReader:
                 yield from self._pcapng(src)
             elif (hdr := pcap.parse_header(head)) is not None:
                 yield from self._pcap(src, hdr)
+            elif head[:4] in (b"\xa1\xb2\xcd\x34", b"\x34\xcd\xb2\xa1"):
+                self._w("modified (Kuznetzov) pcap format is not supported; convert it with "
+                        "`editcap -F pcap IN OUT`", offset=0)
             elif len(head) < 24 and pcap.parse_header(head.ljust(24, b"\0")) is not None:
                 self._w(f"truncated pcap file header ({len(head)} of 24 bytes)", offset=0)
             else:
