@@ -196,19 +196,22 @@ def dominant_causes(cause_ns: np.ndarray, intervals: pl.DataFrame, n_logons: int
                     ) -> tuple[list[str | None], list[list[int]]]:
     """Per logon: the candidate cause with the most seconds and the frames that show it."""
     cand = np.array([CAUSE_ID[c] for c in DOMINANT_CANDIDATES])
-    causes: list[str | None] = []
-    frames: list[list[int]] = []
-    by_logon = intervals.partition_by("logon_idx", as_dict=True) if intervals.height else {}
-    for i in range(n_logons):
-        row = cause_ns[i, cand]
-        if row.size == 0 or row.max() <= 0:
-            causes.append(None)
-            frames.append([])
-            continue
-        cause = CAUSES[int(cand[int(np.argmax(row))])]
-        causes.append(cause)
-        iv = by_logon.get((i,))
-        frames.append(_frames_of(iv, pl.col("cause") == cause) if iv is not None else [])
+    sub = cause_ns[:, cand] if n_logons else np.zeros((0, len(cand)), dtype=np.int64)
+    best = np.argmax(sub, axis=1) if n_logons else np.array([], dtype=np.int64)
+    has = sub.max(axis=1) > 0 if n_logons else np.array([], dtype=bool)
+    causes: list[str | None] = [CAUSES[int(cand[b])] if h else None for b, h in zip(best, has, strict=True)]
+    frames: list[list[int]] = [[] for _ in range(n_logons)]
+    if intervals.height and n_logons:
+        dom = pl.DataFrame({"logon_idx": np.arange(n_logons, dtype=np.int64),
+                            "_dom": pl.Series(causes, dtype=pl.String)})
+        ev = (intervals.filter(pl.col("won_ns") > 0).join(dom, on="logon_idx")
+              .filter(pl.col("cause") == pl.col("_dom"))
+              .sort(["logon_idx", "won_ns"], descending=[False, True])
+              .select("logon_idx", f=pl.concat_list("frame_a", "frame_b")).explode("f").drop_nulls("f")
+              .group_by("logon_idx", maintain_order=True)
+              .agg(pl.col("f").unique(maintain_order=True).head(MAX_EVIDENCE_FRAMES)))
+        for i, f in ev.iter_rows():
+            frames[int(i)] = sorted(int(x) for x in f)
     return causes, frames
 
 

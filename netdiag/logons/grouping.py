@@ -99,6 +99,12 @@ class Chain:
     bootstrap_ns: int | None = None
     confidence: str = "high"
     used_referrals: set[tuple[int, str, int]] = field(default_factory=set)
+    max_last_ns: int = -1            # latest last packet of its items (cache)
+    ended: bool = False              # its logon reached its end rule (monotone, cached)
+
+    def add(self, it: Item) -> None:
+        self.items.append(it)
+        self.max_last_ns = max(self.max_last_ns, it.last_ns)
 
     def idle_at(self, t: int) -> bool:
         return not any(a < t < b for it in self.items for a, b in it.busy)
@@ -114,7 +120,8 @@ class Chain:
         return best
 
     def last_activity_before(self, t: int) -> int:
-        return max((min(it.last_ns, t) for it in self.items if it.start_ns <= t), default=-1)
+        # items are added in start order, all starting at or before t: max(min(last, t)) = min(max(last), t)
+        return min(self.max_last_ns, t)
 
     def open_referral(self, t: int, ip: str, port: int) -> tuple[int, str, int] | None:
         """The oldest unused referral (IOR host:port) to ip:port delivered before t."""
@@ -184,14 +191,15 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
     """Build the items (per connection / per DNS question) with their busy intervals."""
     items: list[Item] = []
     tx = transactions.with_row_index("txn_row")
-    by_conn: dict[int, pl.DataFrame] = {}
-    if tx.height:
-        for key, g in tx.partition_by("conn_id", as_dict=True, maintain_order=True).items():
-            by_conn[int(key[0])] = g
-    empty = tx.clear()
+    # transactions per connection as plain lists (one pass; no per-connection polars calls)
+    app = tx.filter(pl.col("protocol") != "dns").select("conn_id", "txn_row", "req_first_ts_ns", "rsp_last_ts_ns",
+                                                         "forward_host", "forward_port")
+    by_conn: dict[int, list[tuple]] = {}
+    for cid, row, rq0, rs1, fh, fp in app.iter_rows():
+        by_conn.setdefault(int(cid), []).append((int(row), rq0, rs1, fh, fp))
     for row in conns.iter_rows(named=True):
         cid = int(row["conn_id"])
-        g = by_conn.get(cid, empty).filter(pl.col("protocol") != "dns")
+        g = by_conn.get(cid, [])
         syn = row["syn_ts_ns"]
         start = int(syn if syn is not None else row["first_ts_ns"])
         last = int(row["last_ts_ns"])
@@ -206,14 +214,13 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
         if failed:
             deliveries.append(last)   # the attempt's end is what the process reacts to
         referrals: list[tuple[int, str, int]] = []
-        for rq0, rs1, fh, fp in g.select("req_first_ts_ns", "rsp_last_ts_ns", "forward_host",
-                                         "forward_port").iter_rows():
+        for _r, rq0, rs1, fh, fp in g:
             busy.append((int(rq0), int(rs1) if rs1 is not None else last))
             if rs1 is not None:
                 deliveries.append(int(rs1))
                 if fh is not None and fp is not None:
                     referrals.append((int(rs1), str(fh), int(fp)))
-        items.append(Item("tcp", cid, g["txn_row"].to_list(), row["client_ip"], row["server_ip"],
+        items.append(Item("tcp", cid, [r[0] for r in g], row["client_ip"], row["server_ip"],
                           int(row["server_port"]), row["role"], start, last, busy, deliveries, referrals,
                           failed_connect=bool(failed), rtt_client_side_ms=row.get("rtt_client_side_ms")))
     dns = tx.filter(pl.col("protocol") == "dns")
@@ -247,8 +254,10 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
     def logon_ended(ch: Chain, t: int) -> bool:
         if ch.bootstrap_ns is None:
             return False
-        end = _end_of(ch, txs, profile, until=t)
-        return end is not None and end[0] < t
+        if not ch.ended:   # once ended (end rule met before t), ended for every later t
+            end = _end_of(ch, txs, profile, until=t)
+            ch.ended = end is not None and end[0] < t
+        return ch.ended
 
     def has_open_connection(ch: Chain, t: int) -> bool:
         return any(x.kind == "tcp" and x.start_ns <= t <= x.last_ns for x in ch.items)
@@ -311,7 +320,7 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
         if chosen is not None:
             if any(c is not chosen for c in active):
                 chosen.lower_confidence(conf)
-            chosen.items.append(it)
+            chosen.add(it)
             if is_bootstrap and chosen.bootstrap_ns is None:
                 chosen.bootstrap_ns = t
         item_chain.append((it, chosen))
@@ -351,7 +360,7 @@ def _attach_dns(dns_items: list[Item], chains_by_ip: dict[str, list[Chain]], txs
                 best = (min(nxt), ch)
         chosen = best[1] if best else None
         if chosen is not None:
-            chosen.items.append(it)
+            chosen.add(it)
             chosen.items.sort(key=lambda x: (x.start_ns, x.conn_id))
         item_chain.append((it, chosen))
 
