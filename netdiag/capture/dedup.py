@@ -56,7 +56,12 @@ def _hash(buf, off, cap):
     while k < m:
         h = (h ^ np.uint64(buf[off + k])) * np.uint64(0x100000001B3)
         k += 1
-    return h ^ (h >> np.uint64(29))
+    # murmur3 finaliser: every input bit reaches the low bits that pick the bucket
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
 
 
 @njit(cache=True)
