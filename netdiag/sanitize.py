@@ -452,7 +452,7 @@ def tls_keep(msg: bytes, out: bytearray, state: _TlsState, direction: int, mappe
         out[5:] = body
         state.encrypted[direction] = True
         return
-    if state.encrypted[direction]:
+    if state.encrypted[direction] and not _clear_hello_after_ccs(msg):
         return
     if ctype == TLS_ALERT and len(body) == 2:
         out[5:] = body
@@ -479,6 +479,14 @@ def tls_keep(msg: bytes, out: bytearray, state: _TlsState, direction: int, mappe
         except IndexError:
             pass
         pos += 4 + hlen
+
+
+def _clear_hello_after_ccs(msg: bytes) -> bool:
+    """A TLS 1.3 client's second ClientHello follows its compatibility ChangeCipherSpec in clear
+    (RFC 8446 D.4): a Handshake record holding exactly one ClientHello/ServerHello header whose
+    length fills the record (an encrypted Finished matching that by chance is ~2^-32)."""
+    return (len(msg) >= 11 and msg[0] == TLS_HANDSHAKE and msg[5] in (1, 2)
+            and int.from_bytes(msg[6:9], "big") == len(msg) - 9 and msg[9] == 3)
 
 
 def _keep(msg: bytes, out: bytearray, a: int, b: int) -> None:
@@ -850,11 +858,43 @@ def _ip_frame(i: int, frame: bytearray, l3: int, kind: int, mapper: AddressMappe
         else:
             stats.unverifiable += 1
     elif proto in (IP_PROTO_ICMP, IP_PROTO_ICMPV6) and cap_end >= l4 + 8:
+        body = bytes(frame[l4:cap_end])
         frame[l4 + 8:] = bytes(n - l4 - 8)  # error bodies quote the original addresses
+        if proto == IP_PROTO_ICMPV6 and body[0] in ND_OPTIONS_AT:
+            frame[l4:cap_end] = _neighbour_discovery(body, mapper)
         if verifiable:
             cks.append((i, l4, wire_end, proto, l4 + 2, src, dst, wire_len))
     else:
         frame[l4:] = bytes(n - l4)
+
+
+# ICMPv6 neighbour discovery (RFC 4861 4.1-4.5): where the options start; target addresses at 8 (and 24)
+ND_OPTIONS_AT = {133: 8, 134: 16, 135: 24, 136: 24, 137: 40}
+
+
+def _neighbour_discovery(body: bytes, mapper: AddressMapper) -> bytearray:
+    """ND message with its addresses mapped: targets, link-layer address and prefix options."""
+    out = bytearray(len(body))
+    start = ND_OPTIONS_AT[body[0]]
+    out[:min(len(body), 16 if body[0] == 134 else 8)] = body[:16 if body[0] == 134 else 8]
+    for a in range(8, start, 16):
+        if a + 16 <= len(body):
+            out[a:a + 16] = mapper.ip(body[a:a + 16])
+    p = start
+    while p + 2 <= len(body):
+        otype, olen = body[p], body[p + 1] * 8
+        out[p:p + 2] = body[p:p + 2]
+        if olen == 0 or p + olen > len(body):
+            break
+        if otype in (1, 2) and olen == 8:
+            out[p + 2:p + 8] = mapper.mac(body[p + 2:p + 8])
+        elif otype == 3 and olen == 32:
+            out[p + 2:p + 16] = body[p + 2:p + 16]
+            out[p + 16:p + 32] = mapper.ip(body[p + 16:p + 32])
+        elif otype == 5:
+            out[p + 2:p + olen] = body[p + 2:p + olen]
+        p += olen
+    return out
 
 
 def _fill_payloads(outs: list[bytearray], originals: list[bytes], l4s: list[_L4], mapper: AddressMapper,
