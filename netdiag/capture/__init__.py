@@ -15,6 +15,18 @@ CONTRACT (other modules code against this; the implementation fills it in):
   byte offset); `CaptureError` is raised only when nothing at all could be read.
 - `netdiag.capture.addresses.format_ip(hi, lo)` turns the hi/lo address columns into strings
   (IPv4 for v4-mapped addresses) as a polars expression.
+
+IMPLEMENTATION (how the pieces fit):
+
+- source.py reads a file (plain or gzip, by magic) in 4 MiB blocks into one reused window.
+- pcap.py / pcapng.py: numba walkers find records in the window (pcapng SHB/IDB and other rare
+  blocks are handled in Python between walker calls).
+- decode.py: a numba kernel decodes link layer / IP / TCP / UDP into per-dtype column arrays and
+  notes payload locations; a second kernel copies the payload bytes. dedup.py drops SPAN copies
+  inside the same kernel. linktypes.py names the link types; addresses.py formats addresses.
+- reader.py builds sorted chunks of one file; merge.py numbers frames across files and merges
+  files in time order. Rows of one file that go back in time across a chunk boundary are
+  yielded in file order and warned about once (each chunk itself is sorted).
 """
 
 from __future__ import annotations
