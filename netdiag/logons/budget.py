@@ -17,9 +17,11 @@ Method (docs/logons.md has a worked example):
      stands for [its original send, the resend] = [ts - rto_s, ts].
    - flow_control: a zero window until the window reopens; a window-full segment until the
      receiver's next segment.
-   - nagle_delayed_ack: segment A, a bare ACK from the receiver 30-500 ms later (a delayed ACK),
-     then the sender's next segment B within its side's round trip + 3 ms after that ACK: the
-     sender held B until the ACK came, so [A, B) is Nagle x delayed-ACK time.
+   - nagle_delayed_ack: segment A (the last data its sender sent), the receiver's bare ACK of it
+     30-500 ms later than the receiver side's round trip explains (a delayed ACK, not ACK
+     clocking), then the sender's next segment B, smaller than an MSS, within its side's round
+     trip + 3 ms after that ACK: the sender held B until the ACK came, so [A, B) is Nagle x
+     delayed-ACK time.
 2. Precedence. Where intervals overlap (several connections at once, a resend inside a
    transfer), the instant goes to the highest category in PRECEDENCE. Overlapping connections
    are therefore counted once.
@@ -248,20 +250,31 @@ def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections
         other = pl.when(pl.col("direction") == 0).then(pl.col("_t_d1")).otherwise(pl.col("_t_d0"))
         out.append(_iv(wf, pl.col("ts_ns"), other.fill_null(pl.col("ts_ns")), "flow_control_s", "zero_window",
                        pl.col("frame"), None))
-    # Nagle x delayed ACK: data A (side X), bare delayed ACK from the other side, then X's next data B
-    rtt = connections.select("conn_id", "rtt_client_side_ms", "rtt_server_side_ms")
+    # Nagle x delayed ACK: data A (side X) was the last data X sent, the other side's bare ACK of
+    # it came >= 30 ms later than that side's round trip explains (a delayed ACK, not ACK clocking),
+    # and X's next segment B, smaller than an MSS (the held tail), follows right after the ACK
+    rtt = connections.select("conn_id", "rtt_client_side_ms", "rtt_server_side_ms", "mss_client", "mss_server")
+    data = pl.col("payload_len") > 0
     n = seg.with_columns(
         _next_ts=pl.col("ts_ns").shift(-1).over("conn_id"),
         _next_dir=pl.col("direction").shift(-1).over("conn_id"),
         _next_len=pl.col("payload_len").shift(-1).over("conn_id"),
         _next_frame=pl.col("frame").shift(-1).over("conn_id"),
+        _last_d0=pl.when(data & (pl.col("direction") == 0)).then(pl.col("frame")).forward_fill().over("conn_id"),
+        _last_d1=pl.when(data & (pl.col("direction") == 1)).then(pl.col("frame")).forward_fill().over("conn_id"),
     ).join(rtt, on="conn_id", how="left")
     acks = seg.select(pl.col("frame").alias("acks_frame"), pl.col("ts_ns").alias("_a_ts"),
                       pl.col("direction").alias("_a_dir"), pl.col("payload_len").alias("_a_len"))
-    bare = ((pl.col("payload_len") == 0) & ((pl.col("tcp_flags") & 0x07) == 0)
-            & pl.col("ack_rtt_s").is_between(DELAYED_ACK_MIN_S, DELAYED_ACK_MAX_S)
-            & pl.col("acks_frame").is_not_null())
-    cand = n.filter(bare & (pl.col("_next_dir") != pl.col("direction")) & (pl.col("_next_len") > 0))
+    # the ACK's sender is the data's receiver: its side of the capture point adds its round trip
+    recv_rtt_s = (pl.when(pl.col("direction") == 0).then(pl.col("rtt_client_side_ms"))
+                  .otherwise(pl.col("rtt_server_side_ms")).fill_null(0.0).fill_nan(0.0) / 1000)
+    bare = ((pl.col("payload_len") == 0) & ((pl.col("tcp_flags") & 0x07) == 0) & pl.col("acks_frame").is_not_null()
+            & (pl.col("ack_rtt_s") - recv_rtt_s).is_between(DELAYED_ACK_MIN_S, DELAYED_ACK_MAX_S))
+    last_other = pl.when(pl.col("direction") == 0).then(pl.col("_last_d1")).otherwise(pl.col("_last_d0"))
+    sender_mss = pl.when(pl.col("_next_dir") == 0).then(pl.col("mss_client")).otherwise(pl.col("mss_server"))
+    cand = n.filter(bare & (pl.col("_next_dir") != pl.col("direction")) & (pl.col("_next_len") > 0)
+                    & (pl.col("acks_frame") == last_other)
+                    & (pl.col("_next_len") < sender_mss.cast(pl.Int64).fill_null(1200)))
     if cand.height:
         cand = cand.join(acks, on="acks_frame", how="inner").filter(
             (pl.col("_a_dir") != pl.col("direction")) & (pl.col("_a_len") > 0))
@@ -280,7 +293,8 @@ def sweep(intervals: pl.DataFrame, logons: pl.DataFrame) -> tuple[np.ndarray, np
     """Assign each instant of each logon to one (category, cause).
 
     Returns (category_ns [n_logons, n_categories in BUDGET_COLUMNS order],
-    cause_ns [n_logons, len(CAUSES)], won_ns [n_intervals]: how much of each interval won).
+    cause_ns [n_logons, len(CAUSES)], won_ns [n_intervals]: the time each interval won, an instant
+    won by several intervals of the same rank being shared equally among them).
     """
     n_logons = logons.height
     ncat = len(BUDGET_COLUMNS)
@@ -318,11 +332,19 @@ def sweep(intervals: pl.DataFrame, logons: pl.DataFrame) -> tuple[np.ndarray, np
         np.add.at(diff, ei[m], -1)
         cov = np.cumsum(diff)[:-1] > 0
         winner[cov] = r
-    # per-interval won time: prefix sums of the time each rank won
+    # per-interval won time: the time its rank won, shared equally among that rank's intervals
+    # active at the same instant (so summing won time over intervals never counts an instant twice)
+    wonf = np.zeros(intervals.height, dtype=np.float64)
     for r in np.unique(rank):
         m = rank == r
-        csum = np.concatenate([[0], np.cumsum(np.where(winner == r, seg_dur, 0))])
-        won[m] = csum[ei[m]] - csum[si[m]]
+        diff = np.zeros(nseg + 1, dtype=np.int64)
+        np.add.at(diff, si[m], 1)
+        np.add.at(diff, ei[m], -1)
+        cnt = np.cumsum(diff)[:-1]
+        share = np.where((winner == r) & (cnt > 0), seg_dur / np.maximum(cnt, 1), 0.0)
+        csum = np.concatenate([[0.0], np.cumsum(share)])
+        wonf[m] = csum[ei[m]] - csum[si[m]]
+    won = np.rint(wonf).astype(np.int64)
     seg_cat = winner // _NCAUSE
     seg_cause = winner % _NCAUSE
     col_of_rank = {_CAT_RANK[c]: BUDGET_COLUMNS.index(c) for c in BUDGET_COLUMNS}

@@ -267,7 +267,7 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
         r = cause_rows(cause)
         if r.height == 0:
             return
-        secs = float(r["won_ns"].sum()) / 1e9
+        secs = float(per_logon[cause].sum())     # exact: the sweep's seconds, each instant once
         lidx = r["logon_idx"].unique().to_list()
         worst = float(per_logon[cause].max())
         add(cause, severity_of(secs, worst, r), secs, lidx, summary_of(secs, len(lidx), worst, r),
