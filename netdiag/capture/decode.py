@@ -22,8 +22,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from netdiag.capture.dedup import dedup_is_duplicate
-
 # Column positions inside the per-dtype 2-D arrays (rows = columns of the packets table).
 I64_FRAME, I64_TS, I64_PAYLOAD_OFFSET = 0, 1, 2
 N_I64 = 3
@@ -142,11 +140,11 @@ def _link_to_l3(b, off, end, link):
 @njit(cache=True)
 def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_link, frame0,
                   o_i64, o_u64, o_u32, o_u16, o_u8, o_i8, row0, pay_src, pay0,
-                  dd, dd_window_ns, buf_base, dedup_on, counters):
+                  rec_dup, counters):
     """Decode `n` records into rows starting at `row0`; payload bytes go to `payload` from `pay0`.
 
-    `rec_off` are positions in `buf`; `buf_base` is the stream offset of buf[0] (for de-dup).
-    Duplicates are skipped (no row). Counters are added to `counters`. Payload bytes are only
+    `rec_off` are positions in `buf`. Records flagged in `rec_dup` (SPAN copies, see
+    dedup.mark_duplicates) are skipped: no row. Counters are added to `counters`. Payload bytes are only
     located here (`pay_src`, payload_offset, payload_captured); `copy_payloads` copies them.
     """
     row = row0
@@ -156,7 +154,7 @@ def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_li
         cap = np.int64(rec_cap[i])
         end = off + cap
         ts = rec_ts[i]
-        if dedup_on and dedup_is_duplicate(buf, off, cap, ts, buf_base, dd, dd_window_ns):
+        if rec_dup[i]:
             counters[CNT_DUPS] += 1
             continue
         iface = rec_iface[i]

@@ -90,3 +90,10 @@ def dedup_is_duplicate(buf, off, cap, ts, buf_base, dd, window_ns):
     dd[oldest, 2] = buf_base + off
     dd[oldest, 3] = cap
     return False
+
+
+@njit(cache=True)
+def mark_duplicates(buf, rec_off, rec_cap, rec_ts, n, buf_base, dd, window_ns, out):
+    """out[i] = 1 when record i repeats a recent frame (its own tight loop: faster than inline)."""
+    for i in range(n):
+        out[i] = dedup_is_duplicate(buf, rec_off[i], np.int64(rec_cap[i]), rec_ts[i], buf_base, dd, window_ns)

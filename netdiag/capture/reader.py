@@ -23,6 +23,7 @@ import polars as pl
 
 from netdiag.capture import decode as d
 from netdiag.capture import pcap, pcapng
+from netdiag.capture.dedup import mark_duplicates
 from netdiag.capture.linktypes import link_type_name
 from netdiag.capture.source import Source
 from netdiag.errors import CaptureWarning
@@ -283,6 +284,7 @@ class ChunkBuilder:
         self.i8 = np.empty((d.N_I8, capacity), np.int8)
         self.payload = np.empty(1 << 16, np.uint8)
         self.pay_src = np.empty(capacity, np.int64)
+        self.dup = np.empty(capacity, np.bool_)
         self.counters = np.zeros(5, np.int64)
 
     def reusable(self) -> bool:
@@ -307,7 +309,7 @@ class ChunkBuilder:
     def room(self) -> int:
         return self.capacity - self.rows
 
-    def add(self, b: Batch, dedup: tuple[np.ndarray, ...], window_ns: int) -> None:
+    def add(self, b: Batch, dedup: np.ndarray, window_ns: int) -> None:
         used = int(self.counters[d.CNT_PAYLOAD])
         batch_bytes = int(b.cap[:b.n].sum(dtype=np.int64))
         need = used + batch_bytes
@@ -321,9 +323,14 @@ class ChunkBuilder:
             grown[:used] = self.payload[:used]
             self.payload = grown
         row0 = self.rows
+        dup = self.dup[:b.n]
+        if window_ns > 0:
+            mark_duplicates(b.buf, b.off, b.cap, b.ts, b.n, b.base, dedup, window_ns, dup)
+        else:
+            dup[:] = False
         d.decode_frames(b.buf, b.off, b.cap, b.length, b.ts, b.iface, b.n, b.iface_link, b.frame0,
                         self.i64, self.u64, self.u32, self.u16, self.u8, self.i8, row0, self.pay_src,
-                        used, dedup, window_ns, b.base, window_ns > 0, self.counters)
+                        used, dup, self.counters)
         d.copy_payloads(b.buf, self.pay_src, self.i64, self.u32, row0, self.rows, self.payload)
 
     def finish(self) -> Chunk:
