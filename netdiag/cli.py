@@ -17,6 +17,7 @@ from netdiag.errors import NetdiagError
 
 # One entry per command module under netdiag/commands/, in the order `--help` lists them.
 COMMAND_MODULES = [
+    "analyze",
     "schema",
     "connections",
     "transactions",

@@ -1,0 +1,71 @@
+"""`netdiag analyze [CAPTURE...] [--profile P] [--out DIR] [--force]`: the whole pipeline and the report.
+
+A thin layer over `netdiag.analyze.analyze` (issue 6). With no CAPTURE it analyses the bundled
+sample capture and says so on stderr. Ends with a few plain-words lines on stdout and the path of
+report.html. An existing DIR that netdiag did not write is left alone unless --force.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+CapturesArg = Annotated[list[Path] | None, typer.Argument(
+    help="capture files (pcap, pcapng, .gz) or directories; none: the bundled sample capture", show_default=False)]
+ProfileOpt = Annotated[Path | None, typer.Option("--profile", "-p", help="site profile (TOML); see `netdiag profile init`")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="directory for report.html, report.md, findings.json, tables/")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="write into --out even if netdiag did not create it")]
+
+
+def _size(paths: list[Path]) -> int:
+    return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+
+
+def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
+                    out: OutOpt = Path("netdiag-report"), force: ForceOpt = False) -> None:
+    """Analyse capture(s) end to end and write an HTML/Markdown report with tables and findings."""
+    from netdiag.analyze import analyze, prepare_out_dir, sample_capture
+    from netdiag.errors import UsageError
+    from netdiag.progress import progress_bar
+    from netdiag.report import CATEGORY_LABELS, fmt_pct, fmt_s, summarize
+
+    paths: list[Path] | None = list(captures) if captures else None
+    if paths is None:
+        sample = sample_capture()
+        if not sample.is_file():
+            raise UsageError(f"{sample}: the bundled sample capture is missing from this installation")
+        print(f"netdiag: no capture given: analysing the bundled sample capture {sample}", file=sys.stderr)
+    else:
+        for p in paths:
+            if not p.exists():
+                raise UsageError(f"{p}: no such file or directory")
+    prepare_out_dir(out, force=force)
+    total = _size(paths or [sample_capture()])
+    with progress_bar(total, "analyze") as advance:
+        a = analyze(paths, profile, out=out, progress=advance, force=force)
+    for w in a.warnings[:20]:
+        print(f"netdiag: warning: {w}", file=sys.stderr)
+    if len(a.warnings) > 20:
+        print(f"netdiag: ... {len(a.warnings) - 20} more warnings (listed in the report)", file=sys.stderr)
+    for n in a.notes:
+        print(f"netdiag: note: {n}", file=sys.stderr)
+
+    s = summarize(a)
+    if s.logons == 0:
+        print(f"No logons found. {a.no_logons_reason or ''}".rstrip())
+    else:
+        print(f"{s.logons} logon{'s' if s.logons != 1 else ''}: typical {fmt_s(s.p50_s)}, p95 {fmt_s(s.p95_s)}, "
+              f"slowest {fmt_s(s.max_s)} (logon {s.slowest_logon_id}); {s.slow_logons} slower than "
+              f"{fmt_s(s.slow_threshold_s)}.")
+        top = [f"{CATEGORY_LABELS[c]} {fmt_pct(sh)}" for c, _, sh in s.budget_share[:3] if sh > 0]
+        print("Time went to: " + ", ".join(top) + ".")
+        for r in s.top_findings:
+            print(f"{r['id']} {r['severity']}: {r['summary']}")
+    print(f"Report: {(out / 'report.html').resolve()}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("analyze")(analyze_command)

@@ -1,0 +1,194 @@
+"""The report: what `netdiag analyze` tells people, as HTML (html.py) and Markdown (markdown.py).
+
+Rendering only: every number comes from the `netdiag.analyze.Analysis` tables and views; this
+package computes no network figure of its own except simple order statistics over those tables
+(percentiles with numpy's linear rule, as netdiag.logons.population). Both renderers share the
+facts below so the HTML and the Markdown say the same thing in the same words.
+
+Numbers are shown in seconds (STYLE.md: seconds in reports), times of day in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from netdiag.schema import BUDGET_COLUMNS
+
+if TYPE_CHECKING:
+    from netdiag.analyze import Analysis
+
+# Plain words for the budget categories (what a hospital manager reads).
+CATEGORY_LABELS: dict[str, str] = {
+    "dns_s": "DNS lookups",
+    "connect_s": "TCP connects",
+    "tls_s": "TLS handshakes",
+    "network_rtt_s": "network round trips",
+    "request_transfer_s": "sending requests",
+    "server_s": "server processing",
+    "response_transfer_s": "receiving answers",
+    "loss_recovery_s": "waiting for resent packets",
+    "flow_control_s": "receiver not keeping up (TCP window)",
+    "nagle_delayed_ack_s": "Nagle / delayed-ACK stalls",
+    "client_s": "the PC's own work",
+    "unexplained_s": "unexplained",
+}
+SHORT_LABELS: dict[str, str] = {
+    "dns_s": "DNS", "connect_s": "connect", "tls_s": "TLS", "network_rtt_s": "network",
+    "request_transfer_s": "send", "server_s": "server", "response_transfer_s": "receive",
+    "loss_recovery_s": "resends", "flow_control_s": "window", "nagle_delayed_ack_s": "Nagle",
+    "client_s": "PC", "unexplained_s": "unexplained",
+}
+# One colour per category, the same in every chart (Okabe-Ito based, colour-blind safe-ish).
+CATEGORY_COLOURS: dict[str, str] = {
+    "dns_s": "#56B4E9", "connect_s": "#0072B2", "tls_s": "#009E73", "network_rtt_s": "#999999",
+    "request_transfer_s": "#CC79A7", "server_s": "#E69F00", "response_transfer_s": "#F0E442",
+    "loss_recovery_s": "#D55E00", "flow_control_s": "#8B0000", "nagle_delayed_ack_s": "#6A3D9A",
+    "client_s": "#7FB8A4", "unexplained_s": "#DDDDDD",
+}
+assert set(CATEGORY_LABELS) == set(BUDGET_COLUMNS) == set(CATEGORY_COLOURS) == set(SHORT_LABELS)
+
+# Plain words for finding causes / dominant causes (netdiag.logons.budget.CAUSES).
+CAUSE_LABELS: dict[str, str] = {
+    "unexplained": "unexplained time", "client_think": "the PC's own work", "network_latency": "network round trips",
+    "transfer": "data transfer", "server_think": "server processing", "dns": "DNS lookups", "dns_delay": "slow DNS",
+    "tls": "TLS handshakes", "tls_handshake": "slow TLS handshakes", "connect": "TCP connects",
+    "syn_retransmission": "repeated connection attempts (SYN retries)", "connect_failure": "failed connections",
+    "listen_backlog": "server not accepting connections (listen backlog)",
+    "nagle_delayed_ack": "Nagle / delayed-ACK stalls", "zero_window": "receiver not keeping up (zero window)",
+    "loss_recovery": "resent packets (packet loss)", "idle_connection_dropped": "idle connection dropped (firewall)",
+    "request_timeout_retry": "request timed out and retried", "system_exception": "server errors (exceptions)",
+    "location_forward": "redirects between servers (LOCATION_FORWARD)", "jar_download": "jar files downloaded again",
+    "capture_loss": "capture loss",
+}
+
+
+def cause_label(cause: str | None) -> str:
+    """A finding cause in plain words (the code itself when unknown)."""
+    if not cause:
+        return "n/a"
+    return CAUSE_LABELS.get(cause, cause.replace("_", " "))
+
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+TOP_FINDINGS = 3
+
+
+def fmt_s(x: float | None, *, unit: bool = True) -> str:
+    """Seconds for people: 2 decimals from 1 s, 3 from 1 ms, else 6 (never scientific)."""
+    if x is None:
+        return "n/a"
+    a = abs(x)
+    if a == 0:
+        s = "0"
+    elif a >= 1:
+        s = f"{x:.2f}"
+    elif a >= 0.001:
+        s = f"{x:.3f}"
+    else:
+        s = f"{x:.6f}"
+    return s + " s" if unit else s
+
+
+def fmt_pct(share: float) -> str:
+    """A share as a percentage for people ('<1 %' for small non-zero shares)."""
+    if share <= 0:
+        return "0 %"
+    if share < 0.01:
+        return "<1 %"
+    return f"{share * 100:.0f} %"
+
+
+def fmt_time(ts_ns: int | None, *, date: bool = False) -> str:
+    """A timestamp as UTC time of day (with the date when asked)."""
+    if ts_ns is None:
+        return "n/a"
+    t = _dt.datetime.fromtimestamp(ts_ns / 1e9, tz=_dt.UTC)
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC" if date else "%H:%M:%S")
+
+
+@dataclass
+class Summary:
+    """The headline facts, shared by report.html, report.md and the CLI's closing lines."""
+
+    logons: int
+    clients: int
+    completed: int
+    failed: int
+    p50_s: float | None
+    p95_s: float | None
+    max_s: float | None
+    slowest_logon_id: int | None
+    slow_threshold_s: float
+    slow_logons: int
+    budget_share: list[tuple[str, float, float]]      # (category, seconds, share) largest first
+    top_findings: list[dict] = field(default_factory=list)
+    sentences: list[str] = field(default_factory=list)
+
+
+def summarize(a: Analysis) -> Summary:
+    """Headline numbers and the plain-words summary sentences."""
+    from netdiag.analyze import percentile
+
+    lg = a.logons
+    n = lg.height
+    thr = a.profile.thresholds.slow_logon_s
+    if n:
+        d = lg["duration_s"]
+        p50, p95, mx = percentile(d, 50), percentile(d, 95), float(d.max())
+        slowest = int(lg.sort("duration_s", descending=True)["logon_id"][0])
+        totals = {c: float(lg[c].sum()) for c in BUDGET_COLUMNS}
+        total = sum(totals.values())
+        share = sorted(((c, s, s / total if total else 0.0) for c, s in totals.items()), key=lambda t: -t[1])
+        completed = int((lg["outcome"] == "completed").sum())
+        failed = int((lg["outcome"] == "failed").sum())
+        clients = lg["client_ip"].n_unique()
+        slow = int((d > thr).sum())
+    else:
+        p50 = p95 = mx = None
+        slowest = None
+        share = []
+        completed = failed = clients = slow = 0
+    f = a.findings
+    top: list[dict] = []
+    if f.height:
+        ranked = f.with_columns(_sev=pl.col("severity").replace_strict(SEVERITY_ORDER, default=3)).sort(
+            ["_sev", "seconds_lost"], descending=[False, True])
+        top = ranked.drop("_sev").head(TOP_FINDINGS).to_dicts()
+    s = Summary(n, clients, completed, failed, p50, p95, mx, slowest, thr, slow, share, top)
+    s.sentences = _sentences(a, s)
+    return s
+
+
+def _sentences(a: Analysis, s: Summary) -> list[str]:
+    files = ", ".join(Path(p).name for p in a.paths)
+    if s.logons == 0:
+        return [f"No logons were found in {files}. {a.no_logons_reason or ''}".strip(),
+                "The TCP health section below still describes every connection in the capture."]
+    when = ""
+    if a.logons.height:
+        t0 = int(a.logons["start_ts_ns"].min())
+        t1 = int(a.logons["end_ts_ns"].max())
+        when = f" between {fmt_time(t0, date=True)} and {fmt_time(t1)}"
+    out = [f"{s.logons} logon{'s' if s.logons != 1 else ''} from {s.clients} PC{'s' if s.clients != 1 else ''}"
+           f"{when} ({s.completed} completed, {s.failed} failed, "
+           f"{s.logons - s.completed - s.failed} abandoned)."]
+    out.append(f"A typical logon (the median, p50) took {fmt_s(s.p50_s)}; 1 in 20 took longer than "
+               f"{fmt_s(s.p95_s)} (p95); the slowest took {fmt_s(s.max_s)} (logon {s.slowest_logon_id}). "
+               f"{s.slow_logons} logon{'s' if s.slow_logons != 1 else ''} took longer than "
+               f"{fmt_s(s.slow_threshold_s)}, the profile's limit for a slow logon.")
+    big = [(c, sec, sh) for c, sec, sh in s.budget_share if sh >= 0.05][:3] or s.budget_share[:1]
+    parts = [f"{CATEGORY_LABELS[c]} {fmt_pct(sh)} ({fmt_s(sec)})" for c, sec, sh in big]
+    out.append("Where the time went, over all logons: " + "; ".join(parts) + ".")
+    if s.top_findings:
+        out.append("Top findings: " + " ".join(f"{r['id']} ({r['severity']}): {r['summary']}"
+                                               for r in s.top_findings))
+    return out
+
+
+__all__ = ["CATEGORY_COLOURS", "CATEGORY_LABELS", "CAUSE_LABELS", "cause_label", "SHORT_LABELS", "Summary", "fmt_pct", "fmt_s", "fmt_time",
+           "summarize"]

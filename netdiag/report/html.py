@@ -1,0 +1,334 @@
+"""report.html: one self-contained page (inline CSS, inline SVG charts, a few lines of inline JS).
+
+Works offline: no fetch, no CDN, no web font, no external link other than in-page anchors.
+Charts are SVG generated in Python (netdiag/report/svg.py), so they render without script; the
+inline script (assets/report.js) only makes tables sortable and records that every chart drew
+its marks (the browser test reads those attributes). Sections follow issue 6: summary,
+findings, duration distribution, over time, wait budget, waterfall of the worst logons, server
+time per operation, logons, TCP health, capture, method.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Sequence
+from html import escape
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from netdiag.report import (
+    CATEGORY_COLOURS,
+    CATEGORY_LABELS,
+    SEVERITY_ORDER,
+    SHORT_LABELS,
+    Summary,
+    cause_label,
+    fmt_pct,
+    fmt_s,
+    fmt_time,
+    summarize,
+)
+from netdiag.report import svg as charts
+from netdiag.report.views import capture_stats, method_notes, tcp_health, tcp_totals, waterfall_rows
+from netdiag.schema import BUDGET_COLUMNS
+
+if TYPE_CHECKING:
+    from netdiag.analyze import Analysis
+
+WATERFALL_LOGONS = 3
+SLOWEST_BARS = 10
+OPERATION_BARS = 15
+MAX_TABLE_ROWS = 500
+
+
+def _e(s: object) -> str:
+    return escape("" if s is None else str(s), quote=True)
+
+
+def _asset(name: str) -> str:
+    return (resources.files("netdiag.report") / "assets" / name).read_text(encoding="utf-8")
+
+
+# A table column: header, how to get the cell from a row dict, kind ("s" seconds, "n" number,
+# "t" text, "code" monospace text, "sev" severity, "pct" share).
+Col = tuple[str, str | Callable[[dict], Any], str]
+
+
+def _cell(value: Any, kind: str) -> str:
+    if kind == "s":
+        v = "" if value is None else repr(float(value))
+        return f'<td class="num" data-v="{v}">{_e(fmt_s(value, unit=False) if value is not None else "")}</td>'
+    if kind == "pct":
+        return f'<td class="num" data-v="{float(value or 0)!r}">{_e(fmt_pct(float(value or 0)))}</td>'
+    if kind in ("n", "i"):   # "i": identifiers and ports, no thousands separator
+        v = "" if value is None else str(value)
+        shown = f"{value:,}" if isinstance(value, int) and kind == "n" else _e(value)
+        return f'<td class="num" data-v="{v}">{shown}</td>'
+    if kind == "code":
+        return f"<td><code>{_e(value)}</code></td>" if value else "<td></td>"
+    if kind == "sev":
+        return f'<td class="sev-{_e(value)}" data-v="{SEVERITY_ORDER.get(str(value), 3)}">{_e(value)}</td>'
+    return f"<td>{_e(value)}</td>"
+
+
+def table(cols: Sequence[Col], rows: Sequence[dict], *, name: str, limit: int = MAX_TABLE_ROWS) -> str:
+    """A sortable HTML table; numbers carry data-v so they sort as numbers."""
+    head = "".join(f'<th class="{"num" if k in ("s", "n", "i", "pct") else ""}">{_e(h)}'
+                   + (" (s)" if k == "s" else "") + "</th>" for h, _, k in cols)
+    body = []
+    for r in rows[:limit]:
+        cells = [_cell(get(r) if callable(get) else r.get(get), kind) for _, get, kind in cols]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = (f'<p class="note">{len(rows) - limit:,} more rows in tables/ (Parquet).</p>'
+            if len(rows) > limit else "")
+    return (f'<div class="scroll"><table class="sortable" data-table="{_e(name)}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>{more}")
+
+
+def _figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>"
+
+
+# ------------------------------------------------------------------------------------------
+# Sections
+# ------------------------------------------------------------------------------------------
+
+def _summary(a: Analysis, s: Summary) -> str:
+    out = ['<section id="summary"><h2>Summary</h2>']
+    if a.is_sample:
+        out.append('<p class="banner">This report was made from the <b>bundled sample capture</b> '
+                   "(three lab logons, one with a slow <code>authenticate</code>). Run "
+                   "<code>netdiag analyze YOUR.pcapng</code> for your own capture.</p>")
+    if s.logons:
+        tiles = [(str(s.logons), "logons"), (fmt_s(s.p50_s), "typical logon (median)"),
+                 (fmt_s(s.p95_s), "1 in 20 slower than (p95)"), (fmt_s(s.max_s), f"slowest (logon {s.slowest_logon_id})"),
+                 (str(s.slow_logons), f"slower than {fmt_s(s.slow_threshold_s)}")]
+        out.append('<div class="tiles">' + "".join(f'<div class="tile"><b>{_e(v)}</b><span>{_e(t)}</span></div>'
+                                                   for v, t in tiles) + "</div>")
+    for i, sentence in enumerate(s.sentences):
+        if sentence.startswith("Top findings:") and s.top_findings:
+            out.append("<p class=\"lead\">Top findings:</p><ol>" + "".join(
+                f'<li><span class="sev-{_e(r["severity"])}">{_e(r["id"])} {_e(r["severity"])}</span>: '
+                f'{_e(r["summary"])} <span class="muted">({_e(fmt_s(r["seconds_lost"]))} in '
+                f'{r["logons_affected"]} logon{"s" if r["logons_affected"] != 1 else ""})</span></li>'
+                for r in s.top_findings) + "</ol>")
+        else:
+            out.append(f'<p class="{"lead" if i < 3 else ""}">{_e(sentence)}</p>')
+    out.append("</section>")
+    return "".join(out)
+
+
+def _findings(a: Analysis) -> str:
+    out = ['<section id="findings"><h2>Findings</h2>']
+    if a.findings.height == 0:
+        out.append("<p>No findings.</p></section>")
+        return "".join(out)
+    out.append('<p class="note">Each finding names the seconds of logon time it accounts for and a Wireshark '
+               "display filter that shows its evidence (paste it into Wireshark's filter bar).</p>")
+    cols: list[Col] = [("id", "id", "t"), ("severity", "severity", "sev"), ("cause", "cause", "t"),
+                       ("time lost", "seconds_lost", "s"), ("logons", "logons_affected", "n"),
+                       ("what it means", "summary", "t"), ("how it was measured", "detail", "t"),
+                       ("Wireshark filter", "wireshark_filter", "code")]
+    out.append(table(cols, a.findings.to_dicts(), name="findings"))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _distribution(a: Analysis, s: Summary) -> str:
+    out = ['<section id="distribution"><h2>How long logons took</h2>']
+    if s.logons == 0:
+        return out[0] + "<p>No logons.</p></section>"
+    svg = charts.duration_histogram(a.logons["duration_s"].to_numpy(), s.p50_s, s.p95_s, s.slow_threshold_s)
+    out.append(_figure(svg, "Number of logons per duration band. The dashed lines mark the median (half the "
+                            "logons were faster), the 95th percentile (1 in 20 were slower) and the profile's "
+                            "limit for a slow logon when it falls in range."))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _over_time(a: Analysis) -> str:
+    out = ['<section id="over-time"><h2>Logon time over the day</h2>']
+    b = a.population.get("per_time_bucket")
+    if b is None or b.height == 0:
+        return out[0] + "<p>No logons.</p></section>"
+    starts = [int(x) for x in b["bucket_start"].dt.epoch("ns").to_list()]
+    svg = charts.over_time(starts, [int(x) for x in b["logons"].to_list()], b["p50_s"].to_list(),
+                           b["p95_s"].to_list(), a.bucket_s)
+    minutes = a.bucket_s // 60
+    out.append(_figure(svg, f"Median and 95th-percentile logon time per {minutes}-minute period (by logon "
+                            "start, UTC), with the number of logons in each period below. A rise in p95 with "
+                            "steady counts points at trouble, not load."))
+    rows = [{"t": fmt_time(s_, date=True), **r} for s_, r in zip(starts, b.to_dicts(), strict=True)]
+    out.append(table([("period start", "t", "t"), ("logons", "logons", "n"), ("p50", "p50_s", "s"),
+                      ("p95", "p95_s", "s"), ("max", "max_s", "s")], rows, name="per-time-bucket"))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _budget(a: Analysis, s: Summary) -> str:
+    out = ['<section id="budget"><h2>Where the time went</h2>']
+    if s.logons == 0:
+        return out[0] + "<p>No logons.</p></section>"
+    bt = a.population["budget"]
+    k = int(bt["slowest_logons"][0])
+    all_secs = {r["category"]: r["all_logons_s"] for r in bt.to_dicts()}
+    slow_secs = {r["category"]: r["slowest_s"] for r in bt.to_dicts()}
+    rows = [(f"All {s.logons} logons", all_secs)]
+    rows.append((f"Slowest {k} logon{'s' if k != 1 else ''}" + (" (5 %)" if s.logons >= 20 else ""), slow_secs))
+    out.append(_figure(charts.budget_share_bars(rows),
+                       "Share of logon time by what the PC was waiting for. Every second of every logon is "
+                       "counted once, so each bar adds up to 100 %."))
+    slowest = a.logons.sort("duration_s", descending=True).head(SLOWEST_BARS)
+    per = [(f"logon {r['logon_id']} at {fmt_time(r['start_ts_ns'])}", r["duration_s"],
+            {c: r[c] for c in BUDGET_COLUMNS}) for r in slowest.to_dicts()]
+    out.append(f"<h3>The {len(per)} slowest logons, second by second</h3>")
+    out.append(_figure(charts.budget_per_logon_bars(per),
+                       "Each bar is one logon; its segments are the seconds spent per category (hover for "
+                       "exact values)."))
+    key = " ".join(f'<span><i class="key" style="background:{CATEGORY_COLOURS[c]}"></i>{_e(CATEGORY_LABELS[c])}</span>'
+                   for c in BUDGET_COLUMNS)
+    out.append(f'<p class="note">Colours, the same in every chart: {key}</p>')
+    trows = [{"what": CATEGORY_LABELS[r["category"]], "col": r["category"], **r} for r in bt.to_dicts()]
+    out.append(table([("waiting for", "what", "t"), ("column", "col", "code"), ("all logons", "all_logons_s", "s"),
+                      ("share", "all_share", "pct"), (f"slowest {k}", "slowest_s", "s"),
+                      ("share of slowest", "slowest_share", "pct")], trows, name="budget"))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _waterfalls(a: Analysis) -> str:
+    out = ['<section id="waterfall"><h2>The slowest logons step by step</h2>']
+    if a.logons.height == 0:
+        return out[0] + "<p>No logons.</p></section>"
+    out.append('<p class="note">One row per connection the logon used (server address and port), plus the PC\'s '
+               "own work between answers. Bars: connect and TLS handshakes, sending requests, the server's own "
+               "time (labelled with the operation), network round trips, receiving answers, waiting for resent "
+               "packets. Hover over a bar for its exact time.</p>")
+    worst = a.logons.sort("duration_s", descending=True).head(WATERFALL_LOGONS)
+    for r in worst.to_dicts():
+        rows, start, end = waterfall_rows(a, int(r["logon_id"]))
+        if not rows:
+            continue
+        out.append(f"<h3>Logon {r['logon_id']}: {_e(fmt_s(r['duration_s']))}, started "
+                   f"{_e(fmt_time(r['start_ts_ns'], date=True))}, client {_e(r['client_ip'])}, "
+                   f"outcome {_e(r['outcome'])}, mostly {_e(cause_label(r['dominant_cause']))}</h3>")
+        out.append(_figure(charts.waterfall(f"waterfall-{r['logon_id']}", rows, start, end),
+                           f"Seconds from the start of logon {r['logon_id']}."))
+        out.append(f'<p class="note">Wireshark filter for this logon: <code>{_e(r["wireshark_filter"])}</code></p>')
+    out.append("</section>")
+    return "".join(out)
+
+
+def _server_think(a: Analysis) -> str:
+    out = ['<section id="server"><h2>Server time per operation</h2>']
+    st = a.population.get("server_think_per_operation")
+    if st is None or st.height == 0:
+        return out[0] + "<p>No requests inside logons.</p></section>"
+    top = st.head(OPERATION_BARS).to_dicts()
+    items = [(f"{r['operation']}", float(r["total_s"]),
+              f"{r['calls']} call{'s' if r['calls'] != 1 else ''}, p95 {fmt_s(r['p95_s'])}, max {fmt_s(r['max_s'])}")
+             for r in top]
+    out.append(_figure(charts.hbars("server-think", "Server's own time per operation, summed over all logons", items),
+                       "The server's own time per operation, summed over all logons (request fully received to "
+                       "first answer byte, network round trip removed); the note gives calls, p95 and max per "
+                       "call."))
+    out.append(table([("protocol", "protocol", "t"), ("operation", "operation", "t"), ("calls", "calls", "n"),
+                      ("total", "total_s", "s"), ("p50", "p50_s", "s"), ("p95", "p95_s", "s"), ("max", "max_s", "s")],
+                     st.to_dicts(), name="server-think"))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _logons(a: Analysis) -> str:
+    out = ['<section id="logons"><h2>All logons</h2>']
+    if a.logons.height == 0:
+        return out[0] + "<p>No logons.</p></section>"
+    cols: list[Col] = [("logon", "logon_id", "i"), ("start", lambda r: fmt_time(r["start_ts_ns"]), "t"),
+                       ("client", "client_ip", "t"), ("group", "client_group", "t"), ("duration", "duration_s", "s"),
+                       ("outcome", "outcome", "t"), ("mostly", lambda r: cause_label(r["dominant_cause"]), "t")]
+    cols += [(SHORT_LABELS[c], c, "s") for c in BUDGET_COLUMNS if float(a.logons[c].sum()) > 0]
+    cols += [("connections", "connections", "n"), ("requests", "requests", "n"),
+             ("resends", "retransmissions", "n"), ("split confidence", "separation_confidence", "t")]
+    out.append('<p class="note">Start times are UTC. The time columns are the wait budget (they add up to the '
+               "duration); categories that are zero in every logon are left out. tables/logons.parquet has every "
+               "column, including each logon's Wireshark filter.</p>")
+    out.append(table(cols, a.logons.to_dicts(), name="logons"))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _tcp(a: Analysis) -> str:
+    out = ['<section id="tcp"><h2>TCP health</h2>']
+    t = tcp_totals(a.connections)
+    if not t.get("connections"):
+        return out[0] + "<p>No TCP connections in the capture.</p></section>"
+    out.append("<ul>")
+    out.append(f"<li>{t['connections']:,} TCP connections; {t['handshakes']:,} complete handshakes, round trip "
+               f"median {_e(fmt_s(t['handshake_rtt_p50_s']))}, worst {_e(fmt_s(t['handshake_rtt_max_s']))}.</li>")
+    out.append(f"<li>Connection attempts repeated (SYN retries): {t['syn_retries']:,} in "
+               f"{t['connections_with_syn_retries']:,} connections; connections that never got going: "
+               f"{t['failed_connects']:,}.</li>")
+    out.append(f"<li>Resent segments: {t['retransmissions']:,}, waiting {_e(fmt_s(t['resend_wait_s']))} in all.</li>")
+    out.append(f"<li>Receiver's window full (zero window): {t['zero_windows']:,} times, "
+               f"{_e(fmt_s(t['zero_window_s']))} in all.</li>")
+    out.append(f"<li>Capture loss (data the endpoints saw but the capture missed): {t['capture_gaps']:,} gaps, "
+               f"{t['unseen_bytes']:,} bytes.</li>")
+    out.append("</ul>")
+    h = tcp_health(a.connections)
+    out.append(table([("server", "server_ip", "t"), ("port", "server_port", "i"), ("connections", "connections", "n"),
+                      ("handshake RTT p50", "handshake_rtt_p50_s", "s"), ("handshake RTT max", "handshake_rtt_max_s", "s"),
+                      ("SYN retries", "syn_retries", "n"), ("failed connects", "failed_connects", "n"),
+                      ("resent segments", "retransmissions", "n"), ("resend wait", "resend_wait_s", "s"),
+                      ("zero windows", "zero_windows", "n"), ("zero window time", "zero_window_s", "s"),
+                      ("capture gaps", "capture_gaps", "n"), ("bytes not captured", "unseen_bytes", "n")],
+                     h.to_dicts(), name="tcp-health"))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _capture(a: Analysis) -> str:
+    out = ['<section id="capture"><h2>What was read</h2><table><tbody>']
+    for k, v in capture_stats(a):
+        out.append(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>")
+    out.append("</tbody></table>")
+    out.append(f"<h3>Capture warnings ({len(a.warnings)})</h3>")
+    if a.warnings:
+        out.append('<ul class="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in a.warnings) + "</ul>")
+    else:
+        out.append("<p>None: every frame could be read.</p>")
+    if a.notes:
+        out.append("<h3>Notes</h3><ul>" + "".join(f"<li>{_e(n)}</li>" for n in a.notes) + "</ul>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _method(a: Analysis) -> str:
+    items = "".join(f"<dt>{_e(t)}</dt><dd>{_e(d)}</dd>" for t, d in method_notes(a))
+    return f'<section id="method"><h2>How these figures were computed</h2><dl class="method">{items}</dl></section>'
+
+
+NAV = (("summary", "Summary"), ("findings", "Findings"), ("distribution", "Durations"), ("over-time", "Over time"),
+       ("budget", "Where the time went"), ("waterfall", "Slowest logons"), ("server", "Server time"),
+       ("logons", "All logons"), ("tcp", "TCP health"), ("capture", "What was read"), ("method", "Method"))
+
+
+def render_html(a: Analysis) -> str:
+    """The complete report page."""
+    from netdiag import __version__
+
+    s = summarize(a)
+    files = ", ".join(Path(p).name for p in a.paths)
+    made = _dt.datetime.now(tz=_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [_summary(a, s), _findings(a), _distribution(a, s), _over_time(a), _budget(a, s), _waterfalls(a),
+             _server_think(a), _logons(a), _tcp(a), _capture(a), _method(a)]
+    nav = "".join(f'<a href="#{i}">{_e(t)}</a>' for i, t in NAV)
+    return ("<!DOCTYPE html>\n"
+            '<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>netdiag report: {_e(files)}</title><style>{_asset('report.css')}</style></head><body>"
+            '<header class="top"><h1>Where the time goes when clinicians log on</h1>'
+            f"<p>netdiag {_e(__version__)} report on {_e(files)}, made {_e(made)}. All times in seconds; "
+            "times of day in UTC.</p></header>"
+            f"<nav>{nav}</nav><main>{''.join(parts)}</main>"
+            f"<script>{_asset('report.js')}</script></body></html>\n")

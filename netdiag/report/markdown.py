@@ -1,0 +1,123 @@
+"""report.md: the report's findings as plain Markdown text, for pasting into a support case.
+
+Same facts and words as report.html (both come from netdiag.report.summarize and
+netdiag.report.views), without charts: the summary, findings with their Wireshark filters,
+duration percentiles, the wait budget, the slowest logons, server time per operation, TCP
+health, what was read, and the method. Addresses appear as in the capture; the vendor case
+bundle sanitises what it ships.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from netdiag.report import CATEGORY_LABELS, fmt_pct, fmt_s, fmt_time, summarize
+from netdiag.report.views import capture_stats, method_notes, tcp_totals
+from netdiag.schema import BUDGET_COLUMNS
+
+if TYPE_CHECKING:
+    from netdiag.analyze import Analysis
+
+SLOWEST_ROWS = 10
+OPERATION_ROWS = 15
+
+
+def _md(s: Any) -> str:
+    return str("" if s is None else s).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |",
+           "|" + "|".join("---:" if i in right else "---" for i in range(len(headers))) + "|"]
+    out += ["| " + " | ".join(_md(c) for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def render_markdown(a: Analysis) -> str:
+    """The whole report.md text."""
+    s = summarize(a)
+    files = ", ".join(Path(p).name for p in a.paths)
+    L: list[str] = [f"# netdiag report: {files}", ""]
+    if a.is_sample:
+        L += ["*Made from the bundled sample capture (three lab logons).*", ""]
+    L += ["## Summary", ""]
+    L += [f"- Logons: {s.logons}"]
+    if s.logons:
+        L += [f"- Median (p50) logon time: {fmt_s(s.p50_s)}",
+              f"- p95 logon time: {fmt_s(s.p95_s)}",
+              f"- Slowest logon: {fmt_s(s.max_s)} (logon {s.slowest_logon_id})",
+              f"- Logons slower than {fmt_s(s.slow_threshold_s)}: {s.slow_logons}"]
+    L += [""] + [x for sentence in s.sentences if not sentence.startswith("Top findings:")
+                 for x in (sentence, "")]
+
+    L += ["## Findings", ""]
+    if a.findings.height == 0:
+        L += ["No findings.", ""]
+    for r in a.findings.to_dicts():
+        L += [f"### {r['id']} ({r['severity']}): {r['cause']}, {fmt_s(r['seconds_lost'])} lost in "
+              f"{r['logons_affected']} logon{'s' if r['logons_affected'] != 1 else ''}", "",
+              r["summary"], "", f"How it was measured: {r['detail']}", "",
+              f"Wireshark filter: `{r['wireshark_filter']}`", ""]
+
+    if s.logons:
+        L += ["## Where the time went", ""]
+        bt = a.population["budget"]
+        k = int(bt["slowest_logons"][0])
+        L += _table(["waiting for", "all logons (s)", "share", f"slowest {k} (s)", "share"],
+                    [(CATEGORY_LABELS[r["category"]], fmt_s(r["all_logons_s"], unit=False), fmt_pct(r["all_share"]),
+                      fmt_s(r["slowest_s"], unit=False), fmt_pct(r["slowest_share"])) for r in bt.to_dicts()],
+                    right=(1, 2, 3, 4))
+        L += ["## Slowest logons", ""]
+        slow = a.logons.sort("duration_s", descending=True).head(SLOWEST_ROWS)
+        rows = []
+        for r in slow.to_dicts():
+            top = sorted(((c, r[c]) for c in BUDGET_COLUMNS), key=lambda t: -t[1])[:3]
+            rows.append((r["logon_id"], fmt_time(r["start_ts_ns"], date=True), r["client_ip"], fmt_s(r["duration_s"], unit=False),
+                         r["outcome"], "; ".join(f"{CATEGORY_LABELS[c]} {fmt_s(v)}" for c, v in top if v > 0),
+                         f"`{r['wireshark_filter']}`"))
+        L += _table(["logon", "start", "client", "duration (s)", "outcome", "largest waits", "Wireshark filter"], rows,
+                    right=(0, 3))
+
+        ov = a.population.get("per_time_bucket")
+        if ov is not None and ov.height:
+            L += [f"## Logon time over the day ({a.bucket_s // 60}-minute periods, UTC)", ""]
+            L += _table(["period start", "logons", "p50 (s)", "p95 (s)", "max (s)"],
+                        [(str(r["bucket_start"])[:16], r["logons"], fmt_s(r["p50_s"], unit=False),
+                          fmt_s(r["p95_s"], unit=False), fmt_s(r["max_s"], unit=False)) for r in ov.to_dicts()],
+                        right=(1, 2, 3, 4))
+
+        st = a.population.get("server_think_per_operation")
+        if st is not None and st.height:
+            L += ["## Server time per operation", ""]
+            L += _table(["protocol", "operation", "calls", "total (s)", "p50 (s)", "p95 (s)", "max (s)"],
+                        [(r["protocol"], r["operation"], r["calls"], fmt_s(r["total_s"], unit=False),
+                          fmt_s(r["p50_s"], unit=False), fmt_s(r["p95_s"], unit=False), fmt_s(r["max_s"], unit=False))
+                         for r in st.head(OPERATION_ROWS).to_dicts()], right=(2, 3, 4, 5, 6))
+
+    L += ["## TCP health", ""]
+    t = tcp_totals(a.connections)
+    if t.get("connections"):
+        L += [f"- TCP connections: {t['connections']} ({t['handshakes']} complete handshakes, round trip median "
+              f"{fmt_s(t['handshake_rtt_p50_s'])}, worst {fmt_s(t['handshake_rtt_max_s'])})",
+              f"- SYN retries: {t['syn_retries']} in {t['connections_with_syn_retries']} connections; failed "
+              f"connects: {t['failed_connects']}",
+              f"- Resent segments: {t['retransmissions']} ({fmt_s(t['resend_wait_s'])} waiting)",
+              f"- Zero windows: {t['zero_windows']} ({fmt_s(t['zero_window_s'])})",
+              f"- Capture loss: {t['capture_gaps']} gaps, {t['unseen_bytes']} bytes not captured", ""]
+    else:
+        L += ["No TCP connections in the capture.", ""]
+
+    L += ["## What was read", ""]
+    L += [f"- {k}: {v}" for k, v in capture_stats(a)]
+    L += ["", f"Capture warnings: {len(a.warnings)}", ""]
+    L += [f"- {w}" for w in a.warnings[:50]]
+    if len(a.warnings) > 50:
+        L += [f"- ... {len(a.warnings) - 50} more"]
+    if a.notes:
+        L += ["", "Notes:", ""] + [f"- {n}" for n in a.notes]
+    L += ["", "## Method", ""]
+    for title, text in method_notes(a):
+        L += [f"**{title}.** {text}", ""]
+    return "\n".join(L).rstrip() + "\n"

@@ -1,0 +1,316 @@
+"""Inline SVG charts for the HTML report, generated in Python (they render without JavaScript).
+
+Each chart is one `<svg class="chart" data-chart=NAME data-marks-expected=N>`; every data mark
+(bar, point, line) carries class "mark", so the report's inline script (and the browser test)
+can check that each chart drew what it should. Labels sit on or next to the marks they name
+(direct labelling): no legend to hunt for. Colours per budget category come from
+netdiag.report.CATEGORY_COLOURS and are the same in every chart.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from html import escape
+
+import numpy as np
+
+from netdiag.report import CATEGORY_COLOURS, CATEGORY_LABELS, SHORT_LABELS, fmt_pct, fmt_s
+
+FONT = 12
+INK = "#222"
+MUTED = "#666"
+GRID = "#e3e3e3"
+
+
+def _e(s: object) -> str:
+    return escape(str(s), quote=True)
+
+
+def nice_step(span: float, target: int) -> float:
+    """A 1/2/2.5/5 x 10^k step giving about `target` steps over `span`."""
+    if span <= 0 or not math.isfinite(span):
+        return 1.0
+    raw = span / max(target, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * mag >= raw * 0.999:
+            return m * mag
+    return 10 * mag
+
+
+def _tick_label(v: float, step: float) -> str:
+    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
+    if step < 1 and abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-9:
+        decimals += 1
+    return f"{v:.{decimals}f} s"
+
+
+def _svg(name: str, width: int, height: int, title: str, body: list[str], marks: int) -> str:
+    return (f'<svg class="chart" data-chart="{_e(name)}" data-marks-expected="{marks}" role="img" '
+            f'aria-label="{_e(title)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+            f'font-family="system-ui, sans-serif" font-size="{FONT}"><title>{_e(title)}</title>'
+            + "".join(body) + "</svg>")
+
+
+def _text(x: float, y: float, s: str, *, anchor: str = "start", fill: str = INK, size: int = FONT,
+          weight: str = "normal", cls: str = "") -> str:
+    c = f' class="{cls}"' if cls else ""
+    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="{fill}" font-size="{size}" '
+            f'font-weight="{weight}"{c}>{_e(s)}</text>')
+
+
+def _rect(x: float, y: float, w: float, h: float, fill: str, title: str, *, mark: bool = True,
+          extra: str = "") -> str:
+    cls = ' class="mark"' if mark else ""
+    return (f'<rect{cls} x="{x:.2f}" y="{y:.2f}" width="{max(w, 1.0):.2f}" height="{max(h, 1.0):.2f}" '
+            f'fill="{fill}"{extra}><title>{_e(title)}</title></rect>')
+
+
+def _x_axis(x0: float, x1: float, y: float, lo: float, hi: float, step: float, *, max_ticks: int = 12,
+            label=None) -> list[str]:
+    out = [f'<line x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="{MUTED}"/>']
+    n = int(round((hi - lo) / step))
+    every = max(1, math.ceil((n + 1) / max_ticks))
+    for i in range(0, n + 1, every):
+        v = lo + i * step
+        x = x0 + (v - lo) / (hi - lo) * (x1 - x0)
+        out.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="{MUTED}"/>')
+        out.append(_text(x, y + 16, label(v) if label else _tick_label(v, step), anchor="middle", fill=MUTED))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Logon duration distribution
+# ------------------------------------------------------------------------------------------
+
+def duration_histogram(durations: np.ndarray, p50: float, p95: float, slow_s: float) -> str:
+    """Histogram of logon durations with count labels and the p50/p95 (and slow limit) marked."""
+    d = np.asarray(durations, dtype=float)
+    W, H, L, R, T, B = 860, 270, 56, 24, 44, 46
+    lo_v, hi_v = float(d.min()), float(d.max())
+    step = nice_step(max(hi_v - lo_v, hi_v * 0.2, 0.001), min(20, max(5, int(math.sqrt(d.size) * 2))))
+    lo = math.floor(lo_v / step) * step
+    hi = math.ceil(hi_v / step) * step
+    if hi <= hi_v:
+        hi += step
+    edges = np.arange(lo, hi + step / 2, step)
+    counts, _ = np.histogram(d, bins=edges)
+    cmax = max(int(counts.max()), 1)
+    sx = (W - L - R) / (hi - lo)
+    ph = H - T - B
+    body: list[str] = []
+    marks = 0
+    for i, c in enumerate(counts):
+        if c == 0:
+            continue
+        x = L + (edges[i] - lo) * sx
+        h = c / cmax * ph * 0.8          # headroom for the count and the p50/p95 labels
+        body.append(_rect(x + 1, T + ph - h, step * sx - 2, h, "#4C78A8",
+                          f"{fmt_s(edges[i])} to {fmt_s(edges[i + 1])}: {c} logon{'s' if c != 1 else ''}"))
+        body.append(_text(x + step * sx / 2, T + ph - h - 4, str(int(c)), anchor="middle"))
+        marks += 1
+    body += _x_axis(L, W - R, T + ph, lo, hi, step)
+    body.append(_text(L - 8, T + ph, "0", anchor="end", fill=MUTED))
+    body.append(_text(L - 8, T + ph * 0.2 + 4, f"{cmax}", anchor="end", fill=MUTED))
+    body.append(_text(12, T + ph / 2, "logons", anchor="middle", fill=MUTED,
+                      cls="ylabel").replace("<text ", f'<text transform="rotate(-90 12 {T + ph / 2:.0f})" '))
+    marker_y = 14
+    for v, name, colour in ((p50, "median (p50)", "#1b7837"), (p95, "p95", "#b2182b"), (slow_s, "slow limit", MUTED)):
+        if v is None or not (lo <= v <= hi):
+            continue
+        x = L + (v - lo) * sx
+        body.append(f'<line class="mark" x1="{x:.1f}" y1="{marker_y - 8}" x2="{x:.1f}" y2="{T + ph}" '
+                    f'stroke="{colour}" stroke-width="2" stroke-dasharray="5 3"><title>{_e(name)} '
+                    f'{_e(fmt_s(v))}</title></line>')
+        anchor = "end" if x > W - 150 else "start"
+        body.append(_text(x + (-4 if anchor == "end" else 4), marker_y + 4, f"{name} {fmt_s(v)}", anchor=anchor,
+                          fill=colour, weight="bold"))
+        marks += 1
+        marker_y += 14
+    return _svg("duration-histogram", W, H, "How long logons took: number of logons per duration", body, marks)
+
+
+# ------------------------------------------------------------------------------------------
+# p50 / p95 over time with logon counts
+# ------------------------------------------------------------------------------------------
+
+def over_time(starts_ns: list[int], counts: list[int], p50: list[float], p95: list[float], bucket_s: int) -> str:
+    """p50 and p95 logon time per time bucket (lines, labelled at their ends) over logon counts (bars)."""
+    W, H, L, R, T = 860, 320, 64, 80, 20
+    line_h, gap, bar_h = 170, 40, 60
+    n = len(starts_ns)
+    t0 = starts_ns[0] / 1e9
+    t1 = starts_ns[-1] / 1e9 + bucket_s
+    sx = (W - L - R) / (t1 - t0)
+    vmax = max(max(p95), max(p50), 0.001)
+    ystep = nice_step(vmax, 4)
+    ymax = math.ceil(vmax / ystep) * ystep
+    if ymax < vmax * 1.05:
+        ymax += ystep
+    body: list[str] = []
+    marks = 0
+
+    def y_of(v: float) -> float:
+        return T + line_h - v / ymax * line_h
+
+    k = 0.0
+    while k <= ymax + 1e-12:
+        y = y_of(k)
+        body.append(f'<line x1="{L}" y1="{y:.1f}" x2="{W - R}" y2="{y:.1f}" stroke="{GRID}"/>')
+        body.append(_text(L - 6, y + 4, _tick_label(k, ystep), anchor="end", fill=MUTED))
+        k += ystep
+    xs = [L + (s / 1e9 + bucket_s / 2 - t0) * sx for s in starts_ns]
+    for series, name, colour in ((p95, "p95", "#b2182b"), (p50, "median (p50)", "#1b7837")):
+        pts = " ".join(f"{x:.1f},{y_of(v):.1f}" for x, v in zip(xs, series, strict=True))
+        if n > 1:
+            body.append(f'<polyline class="mark" points="{pts}" fill="none" stroke="{colour}" stroke-width="2">'
+                        f'<title>{_e(name)} per {bucket_s // 60} min</title></polyline>')
+            marks += 1
+        for x, v in zip(xs, series, strict=True):
+            body.append(f'<circle class="mark" cx="{x:.1f}" cy="{y_of(v):.1f}" r="3.5" fill="{colour}">'
+                        f'<title>{_e(name)} {_e(fmt_s(v))}</title></circle>')
+            marks += 1
+        body.append(_text(xs[-1] + 8, y_of(series[-1]) + 4, f"{name} {fmt_s(series[-1])}", fill=colour,
+                          weight="bold"))
+    # counts panel
+    by = T + line_h + gap
+    cmax = max(counts) or 1
+    bw = max(bucket_s * sx * 0.8, 2)
+    body.append(_text(L - 6, by + bar_h / 2, "logons", anchor="end", fill=MUTED))
+    for x, c, s in zip(xs, counts, starts_ns, strict=True):
+        h = c / cmax * bar_h
+        body.append(_rect(x - bw / 2, by + bar_h - h, bw, h, "#9ecae1",
+                          f"{_hm(s)}: {c} logon{'s' if c != 1 else ''}"))
+        body.append(_text(x, by + bar_h - h - 3, str(c), anchor="middle", size=10))
+        marks += 1
+    # time axis: at most ~8 labels
+    ty = by + bar_h
+    body.append(f'<line x1="{L}" y1="{ty}" x2="{W - R}" y2="{ty}" stroke="{MUTED}"/>')
+    every = max(1, math.ceil(n / 8))
+    for i in range(0, n, every):
+        body.append(_text(xs[i], ty + 15, _hm(starts_ns[i]), anchor="middle", fill=MUTED))
+    return _svg("over-time", W, H, f"Logon time over the day (p50 and p95 per {bucket_s // 60} minutes) and "
+                "number of logons", body, marks)
+
+
+def _hm(ts_ns: int) -> str:
+    return _dt.datetime.fromtimestamp(ts_ns / 1e9, tz=_dt.UTC).strftime("%H:%M")
+
+
+# ------------------------------------------------------------------------------------------
+# Wait budget: stacked bars
+# ------------------------------------------------------------------------------------------
+
+def budget_share_bars(rows: list[tuple[str, dict[str, float]]]) -> str:
+    """One 100 % bar per row (e.g. all logons, the slowest 5 %), segments labelled in place."""
+    W, L, R, bar, pitch, T = 860, 190, 16, 34, 74, 8
+    H = T + pitch * len(rows) + 4
+    body: list[str] = []
+    marks = 0
+    span = W - L - R
+    for i, (label, secs) in enumerate(rows):
+        y = T + i * pitch
+        total = sum(secs.values())
+        body.append(_text(L - 8, y + bar / 2 - 2, label, anchor="end", weight="bold"))
+        body.append(_text(L - 8, y + bar / 2 + 12, f"{fmt_s(total)} in all", anchor="end", fill=MUTED, size=11))
+        x = L
+        small: list[str] = []
+        for cat, s in sorted(secs.items(), key=lambda kv: -kv[1]):
+            if s <= 0:
+                continue
+            share = s / total if total else 0
+            w = share * span
+            body.append(_rect(x, y, w, bar, CATEGORY_COLOURS[cat],
+                              f"{CATEGORY_LABELS[cat]}: {fmt_s(s)} ({fmt_pct(share)})"))
+            marks += 1
+            text = f"{SHORT_LABELS[cat]} {fmt_pct(share)}"
+            if w >= 7 * len(text) + 8:
+                body.append(_text(x + w / 2, y + bar / 2 + 4, text, anchor="middle", weight="bold"))
+            else:
+                small.append(f"{SHORT_LABELS[cat]} {fmt_pct(share)}")
+            x += w
+        if small:
+            body.append(_text(L, y + bar + 15, "also: " + ", ".join(small), fill=MUTED, size=11))
+    return _svg("budget-share", W, H, "Where the time went (share of logon time by category)", body, marks)
+
+
+def budget_per_logon_bars(rows: list[tuple[str, float, dict[str, float]]]) -> str:
+    """One stacked bar per logon in seconds on a common axis, the total at each bar's end."""
+    W, L, R, bar, pitch, T = 860, 190, 70, 22, 30, 8
+    H = T + pitch * len(rows) + 30
+    vmax = max(total for _, total, _ in rows) or 1.0
+    step = nice_step(vmax, 6)
+    hi = math.ceil(vmax / step) * step
+    span = W - L - R
+    body: list[str] = []
+    marks = 0
+    for i, (label, total, secs) in enumerate(rows):
+        y = T + i * pitch
+        body.append(_text(L - 8, y + bar / 2 + 4, label, anchor="end"))
+        x = L
+        for cat, s in sorted(secs.items(), key=lambda kv: -kv[1]):
+            if s <= 0:
+                continue
+            w = s / hi * span
+            body.append(_rect(x, y, w, bar, CATEGORY_COLOURS[cat], f"{label}: {CATEGORY_LABELS[cat]} {fmt_s(s)}"))
+            marks += 1
+            text = f"{SHORT_LABELS[cat]} {fmt_s(s)}"
+            if w >= 6.6 * len(text) + 6:
+                body.append(_text(x + w / 2, y + bar / 2 + 4, text, anchor="middle", size=11))
+            x += w
+        body.append(_text(x + 6, y + bar / 2 + 4, fmt_s(total), weight="bold"))
+    body += _x_axis(L, L + span, T + pitch * len(rows), 0.0, hi, step, max_ticks=8)
+    return _svg("budget-slowest", W, H, "Where the time went in the slowest logons (seconds)", body, marks)
+
+
+# ------------------------------------------------------------------------------------------
+# Waterfall of one logon
+# ------------------------------------------------------------------------------------------
+
+def waterfall(name: str, rows: list[dict], start_ns: int, end_ns: int) -> str:
+    """Connections (rows) and their connect, TLS, request, server, answer, resend and PC intervals on one timeline."""
+    W, L, R, T, pitch, bar = 1000, 300, 16, 8, 24, 16
+    H = T + pitch * len(rows) + 30
+    dur = max((end_ns - start_ns) / 1e9, 1e-6)
+    step = nice_step(dur, 8)
+    hi = math.ceil(dur / step) * step
+    span = W - L - R
+    body: list[str] = []
+    marks = 0
+    for i, row in enumerate(rows):
+        y = T + i * pitch
+        if i % 2 == 0:
+            body.append(f'<rect x="0" y="{y - 4}" width="{W}" height="{pitch}" fill="#f6f6f6"/>')
+        body.append(_text(L - 8, y + bar - 3, row["label"], anchor="end", size=11))
+        for t0, t1, cat, title, op in row["bars"]:
+            x = L + (t0 - start_ns) / 1e9 / hi * span
+            w = (t1 - t0) / 1e9 / hi * span
+            body.append(_rect(x, y, w, bar, CATEGORY_COLOURS.get(cat, "#bbb"), title))
+            marks += 1
+            text = op if (op and cat == "server_s") else SHORT_LABELS.get(cat, cat)
+            if w >= 6.2 * len(text) + 6:
+                body.append(_text(x + w / 2, y + bar - 4, text, anchor="middle", size=10))
+    body += _x_axis(L, L + span, T + pitch * len(rows), 0.0, hi, step, max_ticks=10)
+    return _svg(name, W, H, "Waterfall: what each connection of the logon was doing, second by second", body, marks)
+
+
+# ------------------------------------------------------------------------------------------
+# Horizontal bars (server think per operation)
+# ------------------------------------------------------------------------------------------
+
+def hbars(name: str, title: str, items: list[tuple[str, float, str]], colour: str = "#E69F00") -> str:
+    """Horizontal bars with the label left and the value (plus a note) right of each bar."""
+    W, L, R, T, pitch, bar = 860, 280, 250, 8, 24, 16
+    H = T + pitch * len(items) + 6
+    vmax = max((v for _, v, _ in items), default=0) or 1.0
+    span = W - L - R
+    body: list[str] = []
+    for i, (label, v, note) in enumerate(items):
+        y = T + i * pitch
+        body.append(_text(L - 8, y + bar - 3, label if len(label) <= 40 else label[:38] + "...", anchor="end",
+                          size=11))
+        w = v / vmax * span
+        body.append(_rect(L, y, w, bar, colour, f"{label}: {fmt_s(v)} {note}"))
+        body.append(_text(L + max(w, 1) + 6, y + bar - 3, f"{fmt_s(v)}  {note}", size=11))
+    return _svg(name, W, H, title, body, len(items))
