@@ -547,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log", required=True, type=Path)
     ap.add_argument("--logon-index", type=int)
     ap.add_argument("--workdir", type=Path, help="where omniORB trace files go (default: a temp dir)")
+    ap.add_argument("--logons", type=int, help="override the config's logons")
+    ap.add_argument("--concurrency", type=int, help="override the config's concurrency (storm: >= logons)")
     ap.add_argument("--pause-helper", nargs=3, metavar=("PID", "AFTER_MS", "PAUSE_MS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.pause_helper:
@@ -563,6 +565,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.logons is not None:
+        cfg["logons"] = args.logons
+    if args.concurrency is not None:
+        cfg["concurrency"] = args.concurrency
     if args.logon_index is None:
         return launch(cfg, args)
     from captures.lab.corba import orbenv

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -111,7 +112,11 @@ def namespaces() -> Iterator[Namespaces]:
 def start_tcpdump(lab: Namespaces, ns: str, iface: str, out: Path, bpf: str = "") -> subprocess.Popen:
     """Start tcpdump -U -w out on iface inside ns; return once it is listening."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ["tcpdump", "-i", iface, "--immediate-mode", "-U", "-n", "-s", "0", "-w", str(out), "-Z", "root"]
+    # libpcap's ring has one slot per snaplen: -s 0 (256 KiB slots) in the default 2 MiB buffer
+    # gives 8 slots, and a busy machine then drops frames. 65600 bytes hold a whole loopback
+    # frame (MTU 65536); 32 MiB give ~500 slots.
+    cmd = ["tcpdump", "-i", iface, "--immediate-mode", "-U", "-n", "-s", "65600", "-B", "32768",
+           "-w", str(out), "-Z", "root"]
     if bpf:
         cmd += bpf.split()
     proc = lab.start(ns, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -125,10 +130,23 @@ def start_tcpdump(lab: Namespaces, ns: str, iface: str, out: Path, bpf: str = ""
     raise LabError("tcpdump did not start listening within 10 s")
 
 
-def stop_tcpdump(lab: Namespaces, proc: subprocess.Popen) -> None:
-    """Let tcpdump write its last packets, then stop it with SIGINT."""
+def stop_tcpdump(lab: Namespaces, proc: subprocess.Popen) -> dict[str, int]:
+    """Let tcpdump write its last packets, stop it with SIGINT; return its counters.
+
+    Keys: captured, received_by_filter, dropped_by_kernel (from tcpdump's closing lines). A
+    non-zero dropped_by_kernel means the file misses frames the network carried.
+    """
     time.sleep(1.0)
     lab.stop(proc, signal.SIGINT)
+    text = proc.stderr.read() if proc.stderr else ""
+    stats = {}
+    for key, pattern in (("captured", r"(\d+) packets? captured"),
+                         ("received_by_filter", r"(\d+) packets? received by filter"),
+                         ("dropped_by_kernel", r"(\d+) packets? dropped by kernel")):
+        m = re.search(pattern, text)
+        if m:
+            stats[key] = int(m.group(1))
+    return stats
 
 
 def wait_event(log: Path, event: str, timeout: float = 20, proc: subprocess.Popen | None = None) -> dict:

@@ -154,7 +154,7 @@ def make(out_dir: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix="epj-sample-"))
     webroot = work / "www"
     make_webroot(webroot)
-    server_cfg = {"name": "app1", "listen_host": SERVER_IP, "orb_port": 9100,
+    server_cfg = {"name": "app1", "listen_host": SERVER_IP, "orb_port": 9100, "realtime": 10, "nice": -10,
                   "naming": {"mode": "omninames", "port": 2809, "bind_name": "epj/Session"},
                   "giop": {"max_version": "1.2", "buffer_size": 8192}, "ops": SERVER_OPS}
     client_cfg = {
