@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +52,7 @@ FAILED_STATUSES = frozenset({"SYSTEM_EXCEPTION", "USER_EXCEPTION", "unanswered",
 FORWARD_STATUSES = frozenset({"LOCATION_FORWARD", "LOCATION_FORWARD_PERM", "OBJECT_FORWARD",
                               "OBJECT_FORWARD_PERM"})
 LEAD_IN_ROLES = frozenset({"http", "https", "dns"})
+JNLP_RE = re.compile(r"(?i)\.jnlp(\?|$|\s)")
 # Zeek conn_state values of a connection attempt that never got going.
 FAILED_CONNECT_STATES = frozenset({"S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR"})
 
@@ -86,6 +88,7 @@ class Item:
     referrals: list[tuple[int, str, int]]  # (ts, host, port) from IORs in replies on this item
     failed_connect: bool = False
     dns_name: str | None = None
+    first_operation: str | None = None  # the first request on the item (e.g. "GET /epj/epj.jnlp")
     rtt_client_side_ms: float | None = None
 
 
@@ -192,11 +195,14 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
     items: list[Item] = []
     tx = transactions.with_row_index("txn_row")
     # transactions per connection as plain lists (one pass; no per-connection polars calls)
-    app = tx.filter(pl.col("protocol") != "dns").select("conn_id", "txn_row", "req_first_ts_ns", "rsp_last_ts_ns",
-                                                         "forward_host", "forward_port")
+    app = (tx.filter(pl.col("protocol") != "dns")
+           .select("conn_id", "txn_row", "req_first_ts_ns", "rsp_last_ts_ns", "forward_host", "forward_port",
+                   "operation").sort("conn_id", "req_first_ts_ns"))
     by_conn: dict[int, list[tuple]] = {}
-    for cid, row, rq0, rs1, fh, fp in app.iter_rows():
+    first_op: dict[int, str | None] = {}
+    for cid, row, rq0, rs1, fh, fp, op in app.iter_rows():
         by_conn.setdefault(int(cid), []).append((int(row), rq0, rs1, fh, fp))
+        first_op.setdefault(int(cid), op)
     for row in conns.iter_rows(named=True):
         cid = int(row["conn_id"])
         g = by_conn.get(cid, [])
@@ -222,7 +228,8 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
                     referrals.append((int(rs1), str(fh), int(fp)))
         items.append(Item("tcp", cid, [r[0] for r in g], row["client_ip"], row["server_ip"],
                           int(row["server_port"]), row["role"], start, last, busy, deliveries, referrals,
-                          failed_connect=bool(failed), rtt_client_side_ms=row.get("rtt_client_side_ms")))
+                          failed_connect=bool(failed), rtt_client_side_ms=row.get("rtt_client_side_ms"),
+                          first_operation=first_op.get(cid)))
     dns = tx.filter(pl.col("protocol") == "dns")
     for row in dns.iter_rows(named=True):
         q0 = int(row["req_first_ts_ns"])
@@ -249,7 +256,7 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
     item_chain: list[tuple[Item, Chain | None]] = []
     # plain lists: the loop reads single cells, which a polars Series makes slow
     txs = {c: transactions[c].to_list() for c in ("protocol", "operation", "status", "req_first_ts_ns",
-                                                  "req_last_ts_ns", "rsp_last_ts_ns", "detail")}
+                                                  "req_last_ts_ns", "rsp_first_ts_ns", "rsp_last_ts_ns", "detail")}
 
     def logon_ended(ch: Chain, t: int) -> bool:
         if ch.bootstrap_ns is None:
@@ -295,9 +302,13 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
                 chosen = fifo(cands, t)
                 conf = "high" if len(cands) == 1 else "low"
         elif it.role in LEAD_IN_ROLES:
-            # 3. JNLP/jar HTTP: a process starting, or the one process on this address still connected
-            lead = [c for c in live if c.bootstrap_ns is None and c.idle_at(t)]
-            if lead:
+            # 3. JNLP/jar HTTP: a process starting, or the one process on this address still connected.
+            #    Fetching the .jnlp is the first thing Java Web Start does: always a new process.
+            starts_process = bool(it.first_operation and JNLP_RE.search(it.first_operation))
+            lead = [] if starts_process else [c for c in live if c.bootstrap_ns is None and c.idle_at(t)]
+            if starts_process:
+                pass
+            elif lead:
                 chosen = fifo(lead, t)
                 conf = "high" if len(lead) == 1 else "low"
             else:
@@ -409,10 +420,20 @@ def _end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | N
     for i, (q0, a1, r) in enumerate(events):
         if r >= 0 and txs["rsp_last_ts_ns"][r] is None and i + 1 < len(events):
             events[i] = (q0, min(a1, events[i + 1][0]), r)
+    # a request asked again before its answer came: the client stopped waiting at the retry, and
+    # the late answer is not part of the logon
+    for i, (q0, a1, r) in enumerate(events):
+        if r < 0 or txs["rsp_first_ts_ns"][r] is None:
+            continue
+        op, r0 = txs["operation"][r], txs["rsp_first_ts_ns"][r]
+        retry = next((e[0] for e in events[i + 1:] if e[2] >= 0 and txs["operation"][e[2]] == op
+                      and e[0] < r0), None)
+        if retry is not None:
+            events[i] = (q0, min(a1, retry), -2)
     matched: list[tuple[int, str, int]] = []   # the first *answer* to a matching request ends it
     for q0, a1, r in events:
         if r < 0 or q0 < ch.bootstrap_ns or txs["rsp_last_ts_ns"][r] is None or (until is not None and a1 > until):
-            continue
+            continue   # (r == -2: an answer the client no longer waited for)
         proto, op = txs["protocol"][r], txs["operation"][r] or ""
         if profile.end_operation is not None and proto == "giop" and profile.end_operation.search(op):
             matched.append((a1, "end_operation", r))
