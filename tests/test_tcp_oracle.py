@@ -77,7 +77,7 @@ def tshark_segments(path: Path) -> pl.DataFrame:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     rows = [line.split("\t") for line in out.stdout.splitlines() if line]
     rows = [r + [""] * (len(FIELDS) - len(r)) for r in rows]
-    return pl.DataFrame(rows, schema=FIELDS, orient="row")
+    return pl.DataFrame(rows, schema={f: pl.String for f in FIELDS}, orient="row")
 
 
 def _dedup_copy(path: Path, tmp: Path, window_ns: int) -> Path:
@@ -259,3 +259,27 @@ def test_connections_match_tshark_conversations(path: Path, tmp_path: Path) -> N
             value, exact = _conv_bytes(frames_text)
             if exact:
                 assert value == ours_bytes, f"{path.name}: frame bytes {value} (tshark) != {ours_bytes}"
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=[str(p.relative_to(ROOT / "captures")) for p in CAPTURES])
+def test_udp_flows_match_tshark_conversations(path: Path, tmp_path: Path) -> None:
+    theirs, res, src = oracle_and_ours(path, tmp_path)
+    udp = res.connections.filter(pl.col("transport") == "udp")
+    out = subprocess.run([TSHARK, "-n", "-r", str(src), "-q", "-z", "conv,udp", "-o", "ip.defragment:FALSE"],
+                         capture_output=True, text=True, timeout=300).stdout
+    convs = [m.groups() for line in out.splitlines() if (m := _CONV.match(line.strip()))]
+    if not convs and udp.height == 0:
+        pytest.skip(f"{path.name}: no UDP")
+    frags = subprocess.run([TSHARK, "-n", "-r", str(src), "-Y", "udp && (ip.flags.mf == 1 || ip.frag_offset > 0)",
+                            "-o", "ip.defragment:FALSE", "-T", "fields", "-e", "frame.number"],
+                           capture_output=True, text=True, timeout=120).stdout.split()
+    if frags or getattr(res, "broken_ip_frames", None):
+        pytest.skip(f"{path.name}: UDP in IP fragments or broken IP lengths (see the TCP conversation test)")
+    if subprocess.run([TSHARK, "-n", "-r", str(src), "-Y", "ipv6.routing"], capture_output=True, text=True,
+                      timeout=60).stdout.strip():
+        pytest.skip(f"{path.name}: IPv6 routing header: tshark keys the conversation on the final "
+                    "destination, the packets table holds the header's destination address")
+    want = sorted((frozenset([(a, int(ap)), (b, int(bp))]), int(fi) + int(fo)) for a, ap, b, bp, fi, _, fo, _ in convs)
+    got = sorted((frozenset([(r["client_ip"], r["client_port"]), (r["server_ip"], r["server_port"])]),
+                  r["packets_c2s"] + r["packets_s2c"]) for r in udp.iter_rows(named=True))
+    assert [(sorted(k), n) for k, n in want] == [(sorted(k), n) for k, n in got]

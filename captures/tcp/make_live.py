@@ -62,7 +62,7 @@ def stop(p: subprocess.Popen, sig: int = 2) -> None:
             p.wait(timeout=5)
 
 
-def loss_scenario() -> None:
+def loss_scenario(out_dir: Path = HERE) -> None:
     names = ["ndt_a", "ndt_m", "ndt_b"]
     for n in names:
         sh("ip", "netns", "del", n, check=False)
@@ -104,8 +104,8 @@ def loss_scenario() -> None:
         out, _ = fwd.communicate(timeout=20)
         print(out.strip())
         for name in ("loss_client_side.pcap", "loss_server_side.pcap"):
-            shutil.copy(tmp / name, HERE / name)
-            print(name, (HERE / name).stat().st_size, "bytes")
+            shutil.copy(tmp / name, out_dir / name)
+            print(name, (out_dir / name).stat().st_size, "bytes")
     finally:
         for p in procs:
             stop(p, 15)
@@ -166,7 +166,7 @@ def peer_clients() -> None:
             pass
 
 
-def flow_control_scenario() -> None:
+def flow_control_scenario(out_dir: Path = HERE) -> None:
     n = "ndt_f"
     sh("ip", "netns", "del", n, check=False)
     tmp = Path(tempfile.mkdtemp(prefix="ndt_fc_"))
@@ -188,8 +188,8 @@ def flow_control_scenario() -> None:
             p.wait(timeout=30)
         time.sleep(0.5)
         stop(dump)
-        shutil.copy(tmp / "fc.pcap", HERE / "flow_control.pcap")
-        print("flow_control.pcap", (HERE / "flow_control.pcap").stat().st_size, "bytes")
+        shutil.copy(tmp / "fc.pcap", out_dir / "flow_control.pcap")
+        print("flow_control.pcap", (out_dir / "flow_control.pcap").stat().st_size, "bytes")
     finally:
         for p in procs:
             stop(p, 15)
