@@ -178,7 +178,7 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
             unanswered = next_start(unanswered, "req_last_ts_ns")
             parts.append(_iv(unanswered, q1 - hc,
                              pl.coalesce(pl.col("s") - hc, pl.min_horizontal("_conn_last", "end_ts_ns")), "server_s",
-                             pl.col("cause").fill_null("request_timeout_retry"), pl.col("first_frame"), None))
+                             pl.col("cause").fill_null("server_think"), pl.col("first_frame"), None))
 
     # client: from each answer reaching the client to the client's next action
     deliveries = pl.concat([

@@ -88,6 +88,7 @@ def label_causes(connections: pl.DataFrame, transactions: pl.DataFrame, segments
                    .otherwise(pl.lit(None, pl.String)))
 
     tx = transactions.with_row_index("txn_row").with_columns(pl.col("txn_row").cast(pl.Int64))
+    lossy_conns = conns.filter(pl.col("unseen_bytes").fill_null(0) > 0)["conn_id"].to_list()
     dur = (pl.coalesce("rsp_last_ts_ns", "req_last_ts_ns") - pl.col("req_first_ts_ns")) / 1e9
     wait = (pl.col("rsp_first_ts_ns") - pl.col("req_last_ts_ns")) / 1e9
     retries = pl.col("detail").str.extract(r'"retries"\s*:\s*(\d+)').cast(pl.Int64).fill_null(0)
@@ -111,6 +112,9 @@ def label_causes(connections: pl.DataFrame, transactions: pl.DataFrame, segments
         .when(pl.col("protocol").is_in(["giop", "http", "turn"]) & pl.col("_repeated")
               & (pl.col("rsp_first_ts_ns").is_null() | (wait >= thr.request_timeout_s) | pl.col("_retried_early")))
         .then(pl.lit("request_timeout_retry"))
+        .when(pl.col("rsp_first_ts_ns").is_null() & pl.col("conn_id").is_in(lossy_conns)
+              & pl.col("protocol").is_in(["giop", "http", "turn"]))
+        .then(pl.lit("capture_loss"))   # its answer is probably among the frames the capture lost
         .when(pl.col("status") == "SYSTEM_EXCEPTION").then(pl.lit("system_exception"))
         .when(pl.col("status").is_in(list(FORWARD_STATUSES))).then(pl.lit("location_forward"))
         .when(pl.col("txn_row").is_in(list(jar_refetch))).then(pl.lit("jar_download"))
@@ -314,16 +318,7 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
            "asked again.",
            lambda s, n, w, r: f"Requests unanswered (or answered after {thr.request_timeout_s} s) and then repeated: "
            f"{_ops(tx, r)}. Ask for server thread dumps at those times.")
-    simple("system_exception", lambda s, w, r: "warning",
-           lambda s, n, w, r: f"The server answered with an error in {n} logon(s), costing {s:.1f} s and a retry.",
-           lambda s, n, w, r: f"GIOP SYSTEM_EXCEPTION replies: {_exceptions(tx, r)}.")
-    fwd_fail = _forward_failures(tx, connections, members)
-    simple("location_forward",
-           lambda s, w, r: "warning" if fwd_fail or _max_forwards(tx, members) > 2 else "info",
-           lambda s, n, w, r: f"The server redirected {n} logon(s) to another address"
-           + (" that then failed" if fwd_fail else "") + f" ({s:.2f} s).",
-           lambda s, n, w, r: f"LOCATION_FORWARD / OBJECT_FORWARD replies: {_ops(tx, r)}; forwarded to "
-           f"{_forward_targets(tx, r)}" + (f"; failed connects after a forward: {fwd_fail}" if fwd_fail else "") + ".")
+    _detour_findings(add, tx, members, connections, logons)
     simple("loss_recovery", lambda s, w, r: "warning" if w >= thr.loss_recovery_s else "info",
            lambda s, n, w, r: f"Lost network packets had to be sent again: {s:.2f} s in {n} logon(s).",
            lambda s, n, w, r: f"{r.height} retransmission wait(s) (from the original send to the resend, "
@@ -394,6 +389,67 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
             "round trips measured on each connection's handshake, once per request/reply turn.",
             _frames_of(r, pl.lit(True))[:10], r["conn_id"].unique().to_list())
     return _finish(rows)
+
+
+def _detour_findings(add, tx: pl.DataFrame, members: pl.DataFrame, connections: pl.DataFrame,  # noqa: ANN001
+                     logons: pl.DataFrame) -> None:
+    """system_exception and location_forward: the detour from the error/forward to the answer.
+
+    These replies take no time themselves; what they cost is the detour they cause: from the
+    exception reply to the answer of the same operation asked again, and from the forward reply
+    to the first answer from the forwarded host:port. Those seconds overlap budget categories
+    (connect, server...), so they are reported as the detour's length, not added to the budget.
+    """
+    tm = (members.filter(pl.col("txn_row") >= 0).select("logon_idx", "txn_row").join(tx, on="txn_row")
+          .join(connections.select("conn_id", pl.col("server_ip").alias("_sip"), pl.col("server_port").alias("_sp"),
+                                   pl.col("first_frame").alias("_cf")), on="conn_id", how="left")
+          .join(logons.select("logon_idx", "end_ts_ns"), on="logon_idx", how="left"))
+    # system exceptions: until the same operation is answered without one
+    exc = tm.filter(pl.col("status") == "SYSTEM_EXCEPTION")
+    if exc.height:
+        ok = tm.filter(pl.col("status") == "NO_EXCEPTION").select(
+            "logon_idx", "operation", pl.col("rsp_last_ts_ns").alias("_ok_ts"), pl.col("last_frame").alias("_ok_f"))
+        j = (exc.join(ok, on=["logon_idx", "operation"], how="left")
+             .filter(pl.col("_ok_ts").is_null() | (pl.col("_ok_ts") > pl.col("rsp_last_ts_ns")))
+             .group_by("txn_row").agg(pl.all().sort_by("_ok_ts").first()))
+        j = j.with_columns(detour_s=((pl.col("_ok_ts").fill_null(pl.col("end_ts_ns")) - pl.col("rsp_last_ts_ns"))
+                                     .clip(lower_bound=0) / 1e9))
+        ids = ", ".join(f"{op}: {ex or 'unknown'}" for op, ex in
+                        j.select("operation", "exception_id").unique().sort("operation").iter_rows())
+        retried = int(j["_ok_ts"].is_not_null().sum())
+        add("system_exception", "warning", float(j["detour_s"].sum()), j["logon_idx"].to_list(),
+            f"The server answered with an error in {j['logon_idx'].n_unique()} logon(s); getting past it took "
+            f"{float(j['detour_s'].sum()):.2f} s.",
+            f"{j.height} GIOP SYSTEM_EXCEPTION replies ({ids}); {retried} followed by a successful retry of the same "
+            "operation. Seconds: from the exception reply to the successful answer (or the logon's end).",
+            [f for pair in j.select("last_frame", "_ok_f").iter_rows() for f in pair if f is not None],
+            j["conn_id"].to_list())
+    # location forwards: until the first answer from the forwarded host:port
+    fw = tm.filter(pl.col("status").is_in(list(FORWARD_STATUSES)))
+    if fw.height:
+        answers = tm.filter(pl.col("rsp_first_ts_ns").is_not_null()).select(
+            "logon_idx", pl.col("_sip").alias("forward_host"), pl.col("_sp").cast(pl.UInt16).alias("forward_port"),
+            pl.col("rsp_first_ts_ns").alias("_ans_ts"), pl.col("_cf").alias("_new_conn_frame"))
+        j = (fw.with_columns(pl.col("forward_port").cast(pl.UInt16))
+             .join(answers, on=["logon_idx", "forward_host", "forward_port"], how="left")
+             .filter(pl.col("_ans_ts").is_null() | (pl.col("_ans_ts") > pl.col("rsp_last_ts_ns")))
+             .group_by("txn_row").agg(pl.all().sort_by("_ans_ts").first()))
+        j = j.with_columns(detour_s=((pl.col("_ans_ts").fill_null(pl.col("end_ts_ns")) - pl.col("rsp_last_ts_ns"))
+                                     .clip(lower_bound=0) / 1e9))
+        failed = _forward_failures(tx, connections, members)
+        per_logon = j.group_by("logon_idx").len()
+        many = int(per_logon["len"].max()) > 2 if per_logon.height else False
+        targets = ", ".join(sorted({f"{h}:{p}" for h, p in j.select("forward_host", "forward_port").iter_rows()
+                                    if h is not None}))
+        add("location_forward", "warning" if failed or many else "info", float(j["detour_s"].sum()),
+            j["logon_idx"].to_list(),
+            f"The server redirected {j['logon_idx'].n_unique()} logon(s) to another address"
+            + (" that then failed" if failed else "") + f"; the detour took {float(j['detour_s'].sum()):.2f} s.",
+            f"{j.height} LOCATION_FORWARD / OBJECT_FORWARD replies ({', '.join(sorted(set(j['operation'].drop_nulls().to_list())))}) "
+            f"forwarding to {targets or 'n/a'}" + (f"; failed connects to forward targets: {failed}" if failed else "")
+            + ". Seconds: from the forward reply to the first answer from the forwarded address.",
+            [f for pair in j.select("last_frame", "_new_conn_frame").iter_rows() for f in pair if f is not None],
+            j["conn_id"].to_list())
 
 
 def _finish(rows: list[dict]) -> pl.DataFrame:

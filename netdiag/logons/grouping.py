@@ -221,7 +221,10 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
             deliveries.append(last)   # the attempt's end is what the process reacts to
         referrals: list[tuple[int, str, int]] = []
         for _r, rq0, rs1, fh, fp in g:
-            busy.append((int(rq0), int(rs1) if rs1 is not None else last))
+            if rq0 is None and rs1 is None:
+                continue
+            if rq0 is not None:   # (a reply whose request the capture lost has no request time)
+                busy.append((int(rq0), int(rs1) if rs1 is not None else last))
             if rs1 is not None:
                 deliveries.append(int(rs1))
                 if fh is not None and fp is not None:
