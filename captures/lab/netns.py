@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -39,6 +40,10 @@ APP2_IP = f"{SUBNET_PREFIX}.11"
 DNS_IP = f"{SUBNET_PREFIX}.53"
 WEB_IP = f"{SUBNET_PREFIX}.80"
 MTU = 1500
+TCP_COUNTERS = ("TcpActiveOpens", "TcpPassiveOpens", "TcpOutSegs", "TcpRetransSegs", "TcpExtTCPSynRetrans",
+                "TcpExtTCPTimeouts", "TcpExtTCPLossProbes", "TcpExtTCPFastRetrans", "TcpExtTCPSlowStartRetrans",
+                "TcpExtTCPLostRetransmit", "TcpExtTCPSpuriousRTOs", "TcpExtTCPDSACKRecv", "TcpExtTCPToZeroWindowAdv",
+                "TcpExtTCPFromZeroWindowAdv", "TcpExtDelayedACKs")
 
 # Debian package that provides each tool the lab needs (installed with apt-get when run as root).
 TOOL_PACKAGES = {
@@ -51,6 +56,8 @@ TOOL_PACKAGES = {
     "openssl": "openssl",
     "curl": "curl",
     "ping": "iputils-ping",
+    "chrt": "util-linux",
+    "nstat": "iproute2",
 }
 
 
@@ -123,6 +130,17 @@ class Lab:
             # checksum would be re-sent as is and dropped by the receiver.
             run(["ip", "netns", "exec", ns, "ethtool", "-K", ifname, "tx", "off", "rx", "off", "tso", "off",
                  "gso", "off", "gro", "off"])
+
+    def tcp_counters(self, ns: str) -> dict[str, int]:
+        """The namespace's TCP retransmission/loss counters (nstat, absolute; fresh namespace -> ours only).
+
+        These are the kernel's own count of what each host resent (RFC 6298 timeouts, fast
+        retransmits, RFC 8985 tail-loss probes): the sender-side truth for retransmissions,
+        including ones the bridge did not cause (e.g. a probe fired while the bridge was descheduled).
+        """
+        res = run(["ip", "netns", "exec", ns, "nstat", "-asz", "--json"])
+        counters = json.loads(res.stdout).get("kernel", {})
+        return {k: int(counters.get(k, 0)) for k in TCP_COUNTERS}
 
     def capture_interface(self, point: str) -> tuple[str, str]:
         """(namespace, interface) where tcpdump listens for a capture point client|middle|server."""

@@ -190,6 +190,8 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
         web_cfg = {"listen": WEB_IP, "http_port": PORTS["http"], "https_port": PORTS["https"], "nagle": sc.web_nagle,
                    "codebase": f"http://{next(n for n, ip in NAMES.items() if ip == WEB_IP)}:{PORTS['http']}",
                    "workdir": str(work / "web"), "keylog": str(work / "server.keys"), "max_runtime_s": 600}
+        if sc.web_jars is not None:
+            web_cfg["jars"] = sc.web_jars
         (work / "web.json").write_text(json.dumps(web_cfg))
         web = lb.start(lb.srv, [PY, "-m", "captures.lab.servers", "web", "--config", str(work / "web.json"),
                                 "--log", str(logs["web"])], stderr=err)
@@ -202,7 +204,9 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
                                             "--log", str(logs[name]), "--workdir", str(work / name)], stderr=err),
                           logs[name]))
         (work / "bridge.json").write_text(json.dumps(sc.impair))
-        bridge = lb.start(lb.mid, [PY, "-m", "captures.lab.impair", "--a", lb.if_mc, "--b", lb.if_ms, "--config",
+        # real-time priority keeps the user-space bridge's forwarding latency well under the
+        # 10 ms floor of Linux's tail-loss probe, which scheduling delays would otherwise trigger
+        bridge = lb.start(lb.mid, ["chrt", "-f", "20", PY, "-m", "captures.lab.impair", "--a", lb.if_mc, "--b", lb.if_ms, "--config",
                                    str(work / "bridge.json"), "--log", str(logs["bridge"]),
                                    "--max-runtime-s", "400"], stderr=err)
         wait_event(logs["web"], "web_ready", web)
@@ -214,6 +218,7 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
             lb.run_in(lb.cli, ["ping", "-c", "1", "-W", "2", ip], timeout=5, stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)
         ns, iface = lb.capture_interface(sc.capture_point)
+        kern0 = {"client": lb.tcp_counters(lb.cli), "server": lb.tcp_counters(lb.srv)}
         dump = netns.start_tcpdump(lb, ns, iface, raw_pcap)
         t_cap0 = time.time_ns()
         rcs = []
@@ -227,8 +232,11 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
                             timeout=float(ccfg.get("max_runtime_s", 90)) + 30, stderr=err)
             rcs.append(res.returncode)
             time.sleep(0.3)
+        time.sleep(sc.linger_s)
         t_cap1 = time.time_ns()
         counts = netns.stop_tcpdump(lb, dump)
+        kern1 = {"client": lb.tcp_counters(lb.cli), "server": lb.tcp_counters(lb.srv)}
+        counts["kernel_tcp"] = {h: {k: kern1[h][k] - kern0[h][k] for k in kern1[h]} for h in kern1}
         lb.stop(bridge)
         for proc, _ in procs:
             lb.stop(proc)
@@ -329,7 +337,8 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
             "middle": "middle namespace veth toward the server: client->server frames after the bridge, "
                       "server->client frames before it",
             "server": "server namespace veth (toward the middle)"}[sc.capture_point],
-            "tcpdump": "tcpdump -i IF -s 0 --immediate-mode -U -w", "tcpdump_counters": tcpdump_counts,
+            "tcpdump": "tcpdump -i IF -s 0 --immediate-mode -U -w",
+            "tcpdump_counters": {k: v for k, v in tcpdump_counts.items() if k != "kernel_tcp"},
             "capture_start_ts_ns": t0, "capture_end_ts_ns": t1},
         "hosts": {"client": {"address": CLIENT_IP, "role": "EPJ workstation (all logons)"},
                   "epj-app": {"address": APP_IP, "role": "naming service (omniNames) + application server app1"},
@@ -381,7 +390,10 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
             "tcp_frames_dropped_by_bridge": len(tcp_drops),
             "dropped_frames_visible_at_capture_point": len(dropped_seen),
             "frames_removed_from_file": len(removed),
+            "tcp_segments_retransmitted_by_kernels": sum(h.get("TcpRetransSegs", 0) for h in
+                                                         tcpdump_counts.get("kernel_tcp", {}).values()),
         },
+        "kernel_tcp_counters": tcpdump_counts.get("kernel_tcp", {}),
         "client_exit_codes": client_rcs,
         "logons": logons,
         "server_requests": server_requests,
@@ -416,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
               else "error: give --scenario NAME or --all", file=sys.stderr)
         return 2
     try:
-        netns.preflight(["ip", "tcpdump", "dnsmasq", "ethtool", "openssl", "ping"] +
+        netns.preflight(["ip", "tcpdump", "dnsmasq", "ethtool", "openssl", "ping", "chrt", "nstat"] +
                         (["tshark"] if args.crosscheck else []))
         from captures.lab.corba import orbenv
 

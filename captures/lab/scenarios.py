@@ -16,12 +16,14 @@ import copy
 from dataclasses import dataclass, field
 
 from captures.lab.netns import APP2_IP, APP_IP, DNS_IP, WEB_IP
+from captures.lab.servers import JARS
 
 APP_NAME, APP2_NAME, WEB_NAME = "epj-app.lab.test", "epj-app2.lab.test", "epj-web.lab.test"
 NAMES = {APP_NAME: APP_IP, APP2_NAME: APP2_IP, WEB_NAME: WEB_IP}
 PORTS = {"naming": 2809, "orb": 9100, "http": 9080, "https": 9443, "dns": 53}
 IMS = "Mon, 03 Feb 2025 08:00:00 GMT"   # after the jars' Last-Modified (2025-01-06), so 304
-JAR_PATHS = ["/epj/lib/epj-client.jar", "/epj/lib/epj-common.jar", "/epj/lib/epj-ui.jar"]
+JAR_PATHS = [f"/epj/lib/{j}" for j in JARS]
+SMALL_JARS = {"epj-res1.jar": 900, "epj-res2.jar": 700, "epj-res3.jar": 800, "epj-res4.jar": 600}
 
 BASE_SERVER_OPS: dict[str, dict] = {
     "authenticate": {"think_ms": 80, "reply_bytes": 1200},
@@ -58,6 +60,8 @@ class Scenario:
     phases: list[dict] = field(default_factory=lambda: [{}])   # one client run per phase (overrides)
     capture_drops: list[dict] = field(default_factory=list)    # frames to cut from the file afterwards
     keylog: bool = False
+    web_jars: dict[str, int] | None = None             # jar name -> size served (None: servers.JARS)
+    linger_s: float = 0.0                              # keep capturing this long after the last client run
     giop: dict = field(default_factory=lambda: {"max_version": "1.2", "buffer_size": 8192})
 
     def server_config(self, name: str, host: str, naming: bool) -> dict:
@@ -120,14 +124,18 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              phases=[{"https": {"enabled": True, "tls_version": "1.2"}},
                      {"first_logon": 1, "https": {"enabled": True, "tls_version": "1.3"}}]),
     Scenario("zero_window", "slow reader: the client's receive buffer shrinks to 4 KB and the client process "
-             "is stopped 1500 ms while a 120 KB getWorklist reply arrives -> zero window; capture at the client",
-             server_ops={"getWorklist": {"reply_bytes": 120000}},
+             "is stopped for 2 s (a GC-like pause) while a 120 KB getWorklist reply arrives -> zero window and "
+             "window probes; getWorklist thinks 1000 ms so the reply lands inside the pause even though the "
+             "pause helper (a new Python process) needs a few hundred ms to start; capture at the client",
+             server_ops={"getWorklist": {"reply_bytes": 120000, "think_ms": 1000}},
              client={"corba": {"slow_reader": {"op": "getWorklist", "rcvbuf": 4096, "after_ms": 20,
-                                               "pause_ms": 1500}}}),
+                                               "pause_ms": 2000}}}),
     Scenario("nagle_delayed_ack", "web server writes head and body in two small writes with Nagle on, and the "
              "ORB server keeps Nagle on (TCP_NODELAY cleared): second writes wait for the client's delayed ACK; "
-             "capture at the server", capture_point="server", web_nagle=True, server_nagle=True,
-             client={"logons": 2}),
+             "capture at the server; four small resources after the jars, once the client's TCP has left "
+             "quick-ACK mode, make the stall visible", capture_point="server", web_nagle=True, server_nagle=True,
+             web_jars={**JARS, **SMALL_JARS},
+             client={"logons": 2, "http": {"jars": JAR_PATHS + [f"/epj/lib/{j}" for j in SMALL_JARS]}}),
     Scenario("system_exception_retry", "getUserContext raises CORBA::TRANSIENT on its first call; the client "
              "retries once; capture at the server", capture_point="server",
              server_ops={"getUserContext": {"transient_first_n": 1}}),
@@ -136,8 +144,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              second_server=True,
              server_ops={"authenticate": {"forward_first_n": 1,
                                           "forward_to": f"corbaloc::1.2@{APP2_IP}:9100/EPJSession"}}),
-    Scenario("request_timeout_retry", "getWorklist never answers its first call (3 s hang); the client's "
-             "1.5 s call timeout fires and it retries once; capture at the client",
+    Scenario("request_timeout_retry", "getWorklist never answers its first call in time (3 s hang); the "
+             "client's 1.5 s call timeout fires, omniORB closes that connection and the retry goes out on a new "
+             "one; the capture lingers 2 s so the late reply (and the client's RST) is in it; capture at the client",
+             linger_s=2.0,
              server_ops={"getWorklist": {"hang_first_n": 1, "hang_s": 3.0}},
              client={"corba": {"call_timeout_ms": 1500, "retries": 1}}),
     Scenario("capture_drops", "a clean logon, then frames removed from the capture file (not the network): "
@@ -146,8 +156,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              capture_drops=[{"contains": "authenticate", "nth": 1}, {"sport": 9100, "payload": True, "nth": 3},
                             {"every": 40}]),
     Scenario("storm", "20 logons at once from one workstation address (each its own process, ORB and "
-             "connections); jars answered 304; smaller replies; capture at the server", capture_point="server",
+             "connections; 1 s start-up and 250 ms think between calls so all twenty overlap although starting "
+             "20 Python processes on 2 cores takes ~2 s); jars answered 304; smaller replies; capture at the server", capture_point="server",
              server_ops={"getWorklist": {"reply_bytes": 8000}, "fetchPatientList": {"reply_bytes": 6000}},
              client={"logons": 20, "concurrency": 20, "max_runtime_s": 120,
-                     "http": {"conditional_from_logon": 0}, "corba": {"think_ms": 20, "startup_ms": 0}}),
+                     "http": {"conditional_from_logon": 0}, "corba": {"think_ms": 250, "startup_ms": 1000}}),
 ]}

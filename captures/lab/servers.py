@@ -54,7 +54,7 @@ def make_jar(name: str, size: int) -> bytes:
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as z:
         k = 0
         while buf.tell() < size:
-            body = (f"synthetic class {name}:{k} ".encode() * 200)[:4000]
+            body = (f"synthetic class {name}:{k} ".encode() * 200)[:min(4000, max(100, size - 200))]
             info = zipfile.ZipInfo(f"lab/epj/C{k:03d}.class", date_time=(2025, 1, 6, 7, 30, 0))
             z.writestr(info, body)
             k += 1
