@@ -114,6 +114,7 @@ def build_truth(pcap: Path, server_log: Path, client_log: Path, dns_log: Path, s
             r = pending.pop(key)
             server_requests.append({
                 "op": r["op"], "request_id": r["request_id"], "client": r["client"],
+                "server_endpoint": r.get("server_endpoint"),
                 "message_type": r["message_type"], "received_ts_ns": r["ts_ns"], "reply_ts_ns": e["ts_ns"],
                 "server_time_ms": e["think_ms"], "think_ms_configured": e.get("think_ms_configured"),
                 "action": e.get("action"), "reply_status": e["reply_status"], "fragmented": e["fragmented"]})

@@ -69,12 +69,14 @@ def load_config(path: Path) -> dict:
     cfg.setdefault("orb_port", 9100)
     cfg.setdefault("object_key", "EPJSession")
     naming = cfg.setdefault("naming", {})
-    naming.setdefault("mode", "omninames")   # omninames | external | none
+    naming.setdefault("mode", "omninames")   # omninames | ins_forward | external | none
     naming.setdefault("port", 2809)
     naming.setdefault("host", cfg["listen_host"])
     naming.setdefault("bind_name", "epj/Session")
-    if naming["mode"] not in ("omninames", "external", "none"):
-        raise ConfigError(f"{path}: naming.mode must be omninames, external or none, not {naming['mode']!r}")
+    naming.setdefault("omninames_port", int(naming["port"]) + 1)   # used by ins_forward only
+    if naming["mode"] not in ("omninames", "ins_forward", "external", "none"):
+        raise ConfigError(f"{path}: naming.mode must be omninames, ins_forward, external or none, "
+                          f"not {naming['mode']!r}")
     cfg.setdefault("giop", {})
     cfg.setdefault("nagle", False)
     ops = cfg.setdefault("ops", {})
@@ -209,6 +211,51 @@ def build_servant(omniORB, cfg: dict, log: JsonLog, calls: dict, calls_lock: thr
     return Session()
 
 
+def build_ins_forwarder(omniORB, root):
+    """Servant for the INS key "NameService" that answers every request with LOCATION_FORWARD to root.
+
+    That is what a WebSphere bootstrap port does (DOMAIN.md 1.2 step 3): the client's first
+    request on 2809 comes back as a forward to the real naming context, and the client repeats it
+    there. `_is_a` is forwarded too, so even a narrow goes through the forward.
+    """
+    import CosNaming__POA  # type: ignore[import-not-found]
+
+    def forward(*_args):
+        raise omniORB.LOCATION_FORWARD(root)
+
+    ops = ("bind", "rebind", "bind_context", "rebind_context", "resolve", "unbind", "new_context",
+           "bind_new_context", "destroy", "list", "to_name", "to_string", "to_url", "resolve_str", "_is_a",
+           "_non_existent")
+    forwarder = type("InsForwarder", (CosNaming__POA.NamingContextExt,), dict.fromkeys(ops, forward))
+    return forwarder()
+
+
+def local_address_for(peer: str) -> str | None:
+    """The local ip:port of this process's TCP socket connected to peer ('ip:port'), if any.
+
+    omniORB's trace names only the remote end; with several endpoints (ORB port, INS bootstrap
+    port) the local end tells which one a connection came in on.
+    """
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            s = socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        try:
+            rhost, rport = s.getpeername()[:2]
+            if f"{rhost}:{rport}" == peer:
+                lhost, lport = s.getsockname()[:2]
+                return f"{lhost}:{lport}"
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return None
+
+
 class TraceToLog(threading.Thread):
     """Turn the ORB's trace into request_received / reply_sent lines while the server runs."""
 
@@ -216,13 +263,17 @@ class TraceToLog(threading.Thread):
         super().__init__(daemon=True, name="trace-to-log")
         self.reader, self.log, self.calls, self.calls_lock = reader, log, calls, calls_lock
         self.pending: dict[tuple[str, int], dict] = {}
+        self.local: dict[str, str | None] = {}
         self.stop = threading.Event()
 
     def handle(self, ev) -> None:
         key = (ev.peer, ev.request_id)
         if ev.direction == "recv" and ev.msg_type in ("Request", "LocateRequest"):
+            if ev.peer not in self.local:
+                self.local[ev.peer] = local_address_for(ev.peer)
             rec = {"op": ev.op if ev.msg_type == "Request" else "(LocateRequest)", "request_id": ev.request_id,
-                   "ts_ns": ev.ts_ns, "client": ev.peer, "giop_version": ev.giop_version,
+                   "ts_ns": ev.ts_ns, "client": ev.peer, "server_endpoint": self.local[ev.peer],
+                   "giop_version": ev.giop_version,
                    "message_type": ev.msg_type}
             self.pending[key] = rec
             self.log.write("request_received", **rec)
@@ -237,11 +288,13 @@ class TraceToLog(threading.Thread):
                         extra = q.popleft()
             self.log.write(
                 "reply_sent", op=op, request_id=ev.request_id, ts_ns=ev.ts_ns, client=ev.peer,
+                server_endpoint=self.local.get(ev.peer),
                 giop_version=ev.giop_version, message_type=ev.msg_type,
                 reply_status=ev.reply_status if ev.msg_type == "Reply" else f"locate_status={ev.locate_status}",
                 exception_id=ev.exception_id, fragmented=ev.more_fragments,
                 think_ms=round((ev.ts_ns - req["ts_ns"]) / 1e6, 3) if req else None,
-                action=extra.get("action", "orb" if req else None),
+                action=extra.get("action") or (("forward" if ev.reply_status == "LOCATION_FORWARD" else "orb")
+                                               if req else None),
                 think_ms_configured=extra.get("think_ms_configured"),
                 call_index=extra.get("call_index"))
         elif ev.msg_type == "CloseConnection":
@@ -256,10 +309,10 @@ class TraceToLog(threading.Thread):
             self.handle(ev)
 
 
-def start_omninames(cfg: dict, workdir: Path, log: JsonLog) -> subprocess.Popen:
-    """Start omniNames on naming.host:naming.port; return the process once it accepts connections."""
+def start_omninames(cfg: dict, workdir: Path, log: JsonLog, port: int) -> subprocess.Popen:
+    """Start omniNames on naming.host:port; return the process once it accepts connections."""
     naming = cfg["naming"]
-    host, port = naming["host"], int(naming["port"])
+    host = naming["host"]
     datadir = workdir / "omninames-data"
     datadir.mkdir(parents=True, exist_ok=True)
     cmd = [str(orbenv.omninames_binary()), "-start", str(port), "-always", "-datadir", str(datadir),
@@ -288,7 +341,8 @@ def bind_in_naming(omniORB, orb, cfg: dict, objref, log: JsonLog) -> None:
     import CosNaming  # type: ignore[import-not-found]
 
     naming = cfg["naming"]
-    url = naming.get("corbaloc") or f"corbaloc::1.2@{naming['host']}:{naming['port']}/NameService"
+    port = naming["omninames_port"] if naming["mode"] == "ins_forward" else naming["port"]
+    url = naming.get("corbaloc") or f"corbaloc::1.2@{naming['host']}:{port}/NameService"
     nc = orb.string_to_object(url)._narrow(CosNaming.NamingContext)
     parts = [p for p in naming["bind_name"].split("/") if p]
     ctx = nc
@@ -349,11 +403,17 @@ def main(argv: list[str] | None = None) -> int:
     reader = TraceReader(trace_file)
     tailer = TraceToLog(reader, log, calls, calls_lock)
     try:
-        if cfg["naming"]["mode"] == "omninames":
-            naming_proc = start_omninames(cfg, workdir, log)
+        naming = cfg["naming"]
+        if naming["mode"] == "omninames":
+            naming_proc = start_omninames(cfg, workdir, log, int(naming["port"]))
+        elif naming["mode"] == "ins_forward":
+            naming_proc = start_omninames(cfg, workdir, log, int(naming["omninames_port"]))
         host, port = cfg["listen_host"], int(cfg["orb_port"])
-        orb_args = ["epj-server", "-ORBendPoint", f"giop:tcp:{host}:{port}",
-                    *orbenv.giop_args(cfg["giop"]), *orbenv.trace_args(trace_file)]
+        orb_args = ["epj-server", "-ORBendPoint", f"giop:tcp:{host}:{port}"]
+        if naming["mode"] == "ins_forward":
+            # listen on the bootstrap port too, without advertising it in the IORs we hand out
+            orb_args += ["-ORBendPointNoPublish", f"giop:tcp:{naming['host']}:{int(naming['port'])}"]
+        orb_args += [*orbenv.giop_args(cfg["giop"]), *orbenv.trace_args(trace_file)]
         orb = CORBA.ORB_init(orb_args, CORBA.ORB_ID)
         tailer.start()
         servant = build_servant(omniORB, cfg, log, calls, calls_lock, stop)
@@ -361,8 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         ins_poa.activate_object_with_id(cfg["object_key"].encode(), servant)
         ins_poa._get_the_POAManager().activate()
         objref = ins_poa.id_to_reference(cfg["object_key"].encode())
-        if cfg["naming"]["mode"] in ("omninames", "external"):
+        if naming["mode"] in ("omninames", "ins_forward", "external"):
             bind_in_naming(omniORB, orb, cfg, objref, log)
+        if naming["mode"] == "ins_forward":
+            root = orb.string_to_object(f"corbaloc::1.2@{naming['host']}:{int(naming['omninames_port'])}/NameService")
+            ins_poa.activate_object_with_id(b"NameService", build_ins_forwarder(omniORB, root))
+            log.write("ins_forwarder_ready", port=int(naming["port"]), forward_to=orb.object_to_string(root)[:12] + "...",
+                      omninames_port=int(naming["omninames_port"]))
         log.write("server_ready", pid=os.getpid(), host=host, orb_port=port, object_key=cfg["object_key"],
                   ior=orb.object_to_string(objref), naming=cfg["naming"], nagle=bool(cfg["nagle"]),
                   giop=cfg["giop"], ops=cfg["ops"], workdir=str(workdir), priority=priority)
