@@ -114,7 +114,7 @@ def capture_point(connections: pl.DataFrame, profile: Profile) -> CapturePoint:
     c_s = c_ms / 1000 if c_ms is not None else None
     s_s = s_ms / 1000 if s_ms is not None else None
     if profile.capture_point != "auto":
-        return CapturePoint(profile.capture_point, f"set in the site profile (capture_point = \"{profile.capture_point}\")",
+        return CapturePoint(profile.capture_point, f"set in the site profile ([capture] point = \"{profile.capture_point}\")",
                             c_s, s_s)
     if c_s is None or s_s is None:
         return CapturePoint("undetermined", "no complete TCP handshake was captured, so the round trip on each side "

@@ -1,0 +1,272 @@
+"""`netdiag analyze`: the output directory, its tables and the report's numbers, on real captures.
+
+Ground truth: the sample capture's peers' own logs (captures/sample/epj-logon.truth.json: logon
+start/end on the client, the slow `authenticate` in logon 1 of 0..2), tshark on the same file
+(TCP streams, handshake times) and the `netdiag findings` command's own output path.
+Captures under captures/lab/ (when present) get the same consistency checks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from netdiag.analyze import MARKER, analyze, sample_capture
+from netdiag.schema import BUDGET_COLUMNS, CONNECTIONS, FINDINGS, LOGONS, TRANSACTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "captures" / "sample" / "epj-logon.pcap"
+TRUTH = ROOT / "captures" / "sample" / "epj-logon.truth.json"
+HTTP_ONLY = ROOT / "captures" / "crafted" / "real_loopback_http.pcap"
+LAB = sorted(p for p in (ROOT / "captures" / "lab").rglob("*") if p.suffix in (".pcap", ".pcapng") and p.is_file())
+TABLES = {"connections": CONNECTIONS, "transactions": TRANSACTIONS, "logons": LOGONS, "findings": FINDINGS}
+HAVE_TSHARK = shutil.which("tshark") is not None
+
+
+def _netdiag(*args: object, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netdiag.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """`netdiag analyze --out DIR` with no capture: the bundled sample."""
+    out = tmp_path_factory.mktemp("default") / "report"
+    r = _netdiag("analyze", "--out", out)
+    return r, out
+
+
+@pytest.fixture(scope="module")
+def lab_runs(tmp_path_factory):
+    runs = []
+    for p in LAB:
+        out = tmp_path_factory.mktemp("lab") / p.stem
+        runs.append((p, analyze([p], out=out), out))
+    return runs
+
+
+def _md_summary(md: str) -> dict[str, float]:
+    got = {"logons": int(re.search(r"^- Logons: (\d+)$", md, re.M).group(1))}
+    for key, pat in (("p50", r"^- Median \(p50\) logon time: ([\d.]+) s$"), ("p95", r"^- p95 logon time: ([\d.]+) s$"),
+                     ("max", r"^- Slowest logon: ([\d.]+) s \(logon (\d+)\)$")):
+        m = re.search(pat, md, re.M)
+        if m:
+            got[key] = float(m.group(1))
+            if key == "max":
+                got["slowest_id"] = int(m.group(2))
+    return got
+
+
+# ------------------------------------------------------------------------------------------
+# The default run: bundled sample
+# ------------------------------------------------------------------------------------------
+
+def test_no_capture_analyses_the_bundled_sample_and_says_so(default_run):
+    r, out = default_run
+    assert r.returncode == 0, r.stderr
+    assert "bundled sample capture" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"Report: {(out / 'report.html').resolve()}" in r.stdout
+    assert r.stdout.startswith("3 logons: typical ")
+    for name in ("report.html", "report.md", "findings.json", MARKER, "tables/SCHEMA.md",
+                 *(f"tables/{t}.parquet" for t in TABLES)):
+        assert (out / name).is_file(), name
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["tool"] == "netdiag" and marker["sample"] is True
+
+
+def test_bundled_sample_is_the_documented_sample_capture():
+    assert sample_capture().read_bytes() == SAMPLE.read_bytes()
+
+
+def test_parquet_tables_read_back_with_their_declared_schemas(default_run):
+    _, out = default_run
+    for name, table in TABLES.items():
+        df = pl.read_parquet(out / "tables" / f"{name}.parquet")
+        assert df.schema == table.schema, name
+    schema_md = (out / "tables" / "SCHEMA.md").read_text()
+    for table in TABLES.values():
+        for c in table.columns:
+            assert f"| `{c.name}` |" in schema_md
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
+def test_tables_hold_what_the_peers_and_tshark_saw(default_run):
+    _, out = default_run
+    truth = json.loads(TRUTH.read_text())["expected"]
+    conns = pl.read_parquet(out / "tables" / "connections.parquet")
+    streams = subprocess.run(["tshark", "-r", str(SAMPLE), "-Y", "tcp", "-T", "fields", "-e", "tcp.stream"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert (conns["transport"] == "tcp").sum() == len(set(streams)) == truth["tcp_connections"]
+    tx = pl.read_parquet(out / "tables" / "transactions.parquet")
+    giop_ops = tx.filter((pl.col("protocol") == "giop") & (pl.col("operation") != "LocateRequest"))
+    assert dict(giop_ops.group_by("operation").len().iter_rows()) == truth["giop_requests_by_op"]
+    assert pl.read_parquet(out / "tables" / "logons.parquet").height == truth["logons"]
+
+
+def test_findings_json_equals_the_findings_table(default_run):
+    _, out = default_run
+    rows = json.loads((out / "findings.json").read_text())
+    table = pl.read_parquet(out / "tables" / "findings.parquet")
+    assert rows == table.to_dicts()
+    assert list(rows[0]) == FINDINGS.names
+    # and the same findings the `netdiag findings` command reports for the same capture
+    r = _netdiag("findings", SAMPLE, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == rows
+
+
+def test_report_md_summary_agrees_with_the_logons_table_and_the_client_log(default_run):
+    _, out = default_run
+    got = _md_summary((out / "report.md").read_text())
+    logons = pl.read_parquet(out / "tables" / "logons.parquet")
+    d = logons["duration_s"].to_numpy()
+    assert got["logons"] == logons.height == 3
+    # shown with 2 decimals (>= 1 s): within half a unit of the last digit
+    assert got["p50"] == pytest.approx(np.percentile(d, 50), abs=0.005)
+    assert got["p95"] == pytest.approx(np.percentile(d, 95), abs=0.005)
+    assert got["max"] == pytest.approx(d.max(), abs=0.005)
+    assert got["slowest_id"] == int(logons.sort("duration_s", descending=True)["logon_id"][0])
+    # the client's own log: durations within 10 ms, and the slowest is the slow-authenticate logon (index 1)
+    truth = json.loads(TRUTH.read_text())["logons"]
+    client = np.array([t["duration_s"] for t in truth])
+    assert got["p50"] == pytest.approx(np.percentile(client, 50), abs=0.01)
+    assert got["p95"] == pytest.approx(np.percentile(client, 95), abs=0.01)
+    assert got["slowest_id"] == int(np.argmax(client)) + 1
+
+
+def test_report_md_budget_table_matches_the_logons_budget_columns(default_run):
+    _, out = default_run
+    md = (out / "report.md").read_text()
+    logons = pl.read_parquet(out / "tables" / "logons.parquet")
+    from netdiag.report import CATEGORY_LABELS, fmt_s
+
+    for c in BUDGET_COLUMNS:
+        line = next(x for x in md.splitlines() if x.startswith(f"| {CATEGORY_LABELS[c]} |"))
+        assert line.split("|")[2].strip() == fmt_s(float(logons[c].sum()), unit=False), c
+
+
+def test_report_html_names_each_finding_and_its_wireshark_filter(default_run):
+    _, out = default_run
+    html = (out / "report.html").read_text()
+    from html import escape
+
+    for f in json.loads((out / "findings.json").read_text()):
+        assert escape(f["summary"], quote=True) in html
+        assert escape(f["wireshark_filter"], quote=True) in html
+
+
+# ------------------------------------------------------------------------------------------
+# Capture point and method facts
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
+def test_capture_point_medians_match_tshark_handshake_times():
+    a = analyze([SAMPLE])
+    rows = subprocess.run(["tshark", "-r", str(SAMPLE), "-Y", "tcp", "-T", "fields", "-e", "tcp.stream", "-e",
+                           "tcp.flags.syn", "-e", "tcp.flags.ack", "-e", "frame.time_epoch", "-e",
+                           "tcp.analysis.initial_rtt"], capture_output=True, text=True, timeout=60,
+                          check=True).stdout.splitlines()
+    syn: dict[str, float] = {}
+    synack: dict[str, float] = {}
+    irtt: dict[str, float] = {}
+    for line in rows:
+        stream, s, ack, t, rtt = (line.split("\t") + [""])[:5]
+        if s == "1" and ack == "0":
+            syn[stream] = float(t)
+        elif s == "1" and ack == "1":
+            synack.setdefault(stream, float(t))
+        if rtt and stream not in irtt:
+            irtt[stream] = float(rtt)
+    server_side = [synack[k] - syn[k] for k in synack]
+    client_side = [irtt[k] - (synack[k] - syn[k]) for k in synack]
+    cp = a.capture_point
+    assert cp.server_side_rtt_s == pytest.approx(float(np.median(server_side)), abs=2e-6)
+    assert cp.client_side_rtt_s == pytest.approx(float(np.median(client_side)), abs=2e-6)
+    # both sides well under 1 ms on the lab veth: the capture point cannot matter, and the report says so
+    assert cp.where == "undetermined" and "under 1 ms" in cp.how
+
+
+def test_profile_capture_point_is_reported_as_the_profiles_word(tmp_path):
+    prof = tmp_path / "site.toml"
+    prof.write_text('[capture]\npoint = "server"\n\n[thresholds]\nslow_logon_s = 2\n')
+    a = analyze([SAMPLE], profile=prof, out=tmp_path / "r")
+    assert a.capture_point.where == "server"
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert 'Where the capture was taken: server. Set in the site profile ([capture] point = "server")' in md
+    # the profile's slow limit drives the "slow logons" count: only the slow-authenticate logon exceeds 2 s
+    assert "- Logons slower than 2.00 s: 1" in md
+
+
+# ------------------------------------------------------------------------------------------
+# Bad input and the output directory
+# ------------------------------------------------------------------------------------------
+
+def test_existing_directory_not_written_by_netdiag_is_left_alone_without_force(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    r = _netdiag("analyze", SAMPLE, "--out", out)
+    assert r.returncode == 2
+    assert str(out) in r.stderr and "--force" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    r = _netdiag("analyze", SAMPLE, "--out", out, "--force")
+    assert r.returncode == 0, r.stderr
+    assert (out / MARKER).is_file() and (out / "notes.txt").read_text() == "keep me"
+    # now it is ours: a second run overwrites without --force
+    r = _netdiag("analyze", SAMPLE, "--out", out)
+    assert r.returncode == 0, r.stderr
+
+
+def test_out_path_that_is_a_file_and_missing_captures_are_one_line_errors(tmp_path):
+    f = tmp_path / "report"
+    f.write_text("x")
+    r = _netdiag("analyze", SAMPLE, "--out", f)
+    assert r.returncode == 2 and "is not a directory" in r.stderr and "Traceback" not in r.stderr
+    missing = tmp_path / "nope.pcap"
+    r = _netdiag("analyze", missing, "--out", tmp_path / "o")
+    assert r.returncode == 2 and f"{missing}: no such file or directory" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not HTTP_ONLY.exists(), reason="crafted HTTP capture not present")
+def test_capture_without_logons_still_gets_a_report_that_says_why(tmp_path):
+    out = tmp_path / "r"
+    r = _netdiag("analyze", HTTP_ONLY, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("No logons found. no logons: none of the")
+    md = (out / "report.md").read_text()
+    assert "- Logons: 0" in md and "No logons were found in real_loopback_http.pcap" in md
+    assert pl.read_parquet(out / "tables" / "logons.parquet").height == 0
+    conns = pl.read_parquet(out / "tables" / "connections.parquet")
+    assert f"- TCP connections: {int((conns['transport'] == 'tcp').sum())} " in md
+    assert json.loads((out / "findings.json").read_text()) == []
+
+
+# ------------------------------------------------------------------------------------------
+# Lab captures (when present): the same consistency checks
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not LAB, reason="no lab captures under captures/lab/")
+def test_lab_captures_reports_agree_with_their_tables(lab_runs):
+    for path, a, out in lab_runs:
+        assert json.loads((out / "findings.json").read_text()) == pl.read_parquet(
+            out / "tables" / "findings.parquet").to_dicts(), path
+        for name, table in TABLES.items():
+            assert pl.read_parquet(out / "tables" / f"{name}.parquet").schema == table.schema
+        got = _md_summary((out / "report.md").read_text())
+        assert got["logons"] == a.logons.height
+        if a.logons.height:
+            d = a.logons["duration_s"].to_numpy()
+            tol = lambda v: 0.005 if v >= 1 else 0.0005  # noqa: E731 - the md's rounding
+            assert abs(got["p50"] - np.percentile(d, 50)) <= tol(got["p50"]), path
+            assert abs(got["max"] - d.max()) <= tol(got["max"]), path
