@@ -43,6 +43,7 @@ class Interface:
     snaplen: int
     units_per_s: int = 1_000_000
     offset_s: int = 0
+    bad_option: str | None = None
 
 
 @dataclass
@@ -84,9 +85,17 @@ def parse_idb(block: bytes, big: bool) -> Interface:
             break
         if code == OPT_IF_TSRESOL and length >= 1:
             r = value[0]
-            iface.units_per_s = (1 << (r & 0x7F)) if r & 0x80 else 10 ** r
+            units = (1 << (r & 0x7F)) if r & 0x80 else 10 ** r
+            if units < 2**63:  # beyond that no 64-bit timestamp can be meant; keep the default
+                iface.units_per_s = units
+            else:
+                iface.bad_option = f"if_tsresol 0x{r:02x} is out of range; microseconds assumed"
         elif code == OPT_IF_TSOFFSET and length >= 8:
-            iface.offset_s = struct.unpack(fmt + "q", value[:8])[0]
+            offset = struct.unpack(fmt + "q", value[:8])[0]
+            if abs(offset) < 2**32:
+                iface.offset_s = offset
+            else:
+                iface.bad_option = f"if_tsoffset {offset} s is out of range; ignored"
         p += 4 + ((length + 3) & ~3)
     return iface
 

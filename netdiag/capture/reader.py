@@ -102,7 +102,7 @@ class FileReader:
         self.ok = True
         self.link_types.add(hdr.link_type)
         iface_link = np.array([hdr.link_type], np.int64)
-        max_record = max(pcap.MAX_RECORD, hdr.snaplen)
+        max_record = min(max(pcap.MAX_RECORD, hdr.snaplen), 16 << 20)  # a wild snaplen must not let a bad length eat memory
         warned_snaplen = False
         off, cap, length, ts, iface = self._record_arrays()
         pos = pcap.HEADER_LEN
@@ -224,8 +224,12 @@ class FileReader:
                         self._w("interface description block too short; file is unreadable from here",
                                 frame=self.frame_next, offset=src.base + pos)
                         return
-                    section.interfaces.append(pcapng.parse_idb(block, big))
-                    self.link_types.add(section.interfaces[-1].link_type)
+                    idb = pcapng.parse_idb(block, big)
+                    if idb.bad_option:
+                        self._w(f"interface {len(section.interfaces)}: {idb.bad_option}",
+                                frame=self.frame_next, offset=src.base + pos)
+                    section.interfaces.append(idb)
+                    self.link_types.add(idb.link_type)
             arrays = section.arrays()
             pos += blen
 
