@@ -255,3 +255,15 @@ def test_storm_twenty_logons_overlap_and_tshark_sees_twenty_of_everything():
     syn = tshark_rows("storm", "tcp.flags.syn == 1 and tcp.flags.ack == 0 and tcp.dstport == 9100", ["tcp.srcport"])
     assert len({r[0] for r in syn}) == 20
     assert statistics.median(x["duration_s"] for x in lg) < 30
+
+
+def test_dropped_syn_nft_the_server_capture_sees_the_first_syn_arrive_unanswered():
+    t = truth("dropped_syn_nft")
+    assert t["impairment_log"]["nft"]["packets_dropped"] == 1 and t["impairment_log"]["frames_dropped"] == []
+    rows = tshark_rows("dropped_syn_nft", "tcp.port == 9100 and tcp.flags.syn == 1",
+                       ["frame.time_epoch", "tcp.srcport", "tcp.flags.ack"])
+    syns = [r for r in rows if r[2] in ("0", "False")]
+    synacks = [r for r in rows if r[2] in ("1", "True")]
+    assert len(syns) == 2 and syns[0][1] == syns[1][1]            # same connection, SYN resent
+    assert 0.9 < float(syns[1][0]) - float(syns[0][0]) < 1.5
+    assert len(synacks) == 1 and float(synacks[0][0]) > float(syns[1][0])   # only the resend is answered

@@ -200,6 +200,25 @@ class Lab:
         self.procs, self.namespaces = [], []
 
 
+def cleanup_leftovers() -> list[str]:
+    """Remove namespaces a killed lab run left behind (names ndl<digits>-cli|mid|srv) and their processes."""
+    import re
+
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
+    removed = []
+    for line in out.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if not re.fullmatch(r"ndl\d+-(cli|mid|srv)", name):
+            continue
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, timeout=10).stdout
+        for pid in pids.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
+        removed.append(name)
+    return removed
+
+
 def lab_env() -> dict[str, str]:
     """Environment for lab children: repo on PYTHONPATH, omniORB libraries on LD_LIBRARY_PATH, TZ=UTC."""
     env = dict(os.environ)

@@ -24,6 +24,7 @@ import collections
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -217,6 +218,10 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
         for ip in (APP_IP, APP2_IP, DNS_IP, WEB_IP):
             lb.run_in(lb.cli, ["ping", "-c", "1", "-W", "2", ip], timeout=5, stdout=subprocess.DEVNULL,
                       stderr=subprocess.DEVNULL)
+        if sc.nft:
+            # loaded after the neighbours are resolved, before the capture; the quota counts from here
+            (work / "ruleset.nft").write_text(sc.nft)
+            netns.run(["ip", "netns", "exec", lb.srv, "nft", "-f", str(work / "ruleset.nft")])
         ns, iface = lb.capture_interface(sc.capture_point)
         kern0 = {"client": lb.tcp_counters(lb.cli), "server": lb.tcp_counters(lb.srv)}
         dump = netns.start_tcpdump(lb, ns, iface, raw_pcap)
@@ -236,6 +241,11 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
         t_cap1 = time.time_ns()
         counts = netns.stop_tcpdump(lb, dump)
         kern1 = {"client": lb.tcp_counters(lb.cli), "server": lb.tcp_counters(lb.srv)}
+        if sc.nft:
+            listing = netns.run(["ip", "netns", "exec", lb.srv, "nft", "list", "ruleset"]).stdout
+            m = re.search(r"counter packets (\d+) bytes (\d+)", listing)
+            counts["nft"] = {"ruleset_after": listing, "packets_dropped": int(m.group(1)) if m else None,
+                             "bytes_dropped": int(m.group(2)) if m else None}
         counts["kernel_tcp"] = {h: {k: kern1[h][k] - kern0[h][k] for k in kern1[h]} for h in kern1}
         lb.stop(bridge)
         for proc, _ in procs:
@@ -338,7 +348,7 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
                       "server->client frames before it",
             "server": "server namespace veth (toward the middle)"}[sc.capture_point],
             "tcpdump": "tcpdump -i IF -s 0 --immediate-mode -U -w",
-            "tcpdump_counters": {k: v for k, v in tcpdump_counts.items() if k != "kernel_tcp"},
+            "tcpdump_counters": {k: v for k, v in tcpdump_counts.items() if k not in ("kernel_tcp", "nft")},
             "capture_start_ts_ns": t0, "capture_end_ts_ns": t1},
         "hosts": {"client": {"address": CLIENT_IP, "role": "EPJ workstation (all logons)"},
                   "epj-app": {"address": APP_IP, "role": "naming service (omniNames) + application server app1"},
@@ -358,6 +368,7 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
                                                                     "corba")} for c in sc.client_configs()],
             "giop": sc.giop,
             "capture_drops_rules": sc.capture_drops,
+            "nft_ruleset": sc.nft or None,
         },
         "impairment_log": {
             "frames_dropped": drops,
@@ -365,6 +376,7 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
             "frames_delayed": [e for e in bridge if e["event"] == "delayed"][:2000],
             "send_failed": [e for e in bridge if e["event"] == "send_failed"],
             "bridge_stats": {k: v for k, v in stats.items() if k != "event"},
+            "nft": tcpdump_counts.get("nft"),
         },
         "capture_drops": removed,
         "expected": {
@@ -413,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", action="append", default=[], help="scenario name (repeatable)")
     ap.add_argument("--all", action="store_true", help="every scenario")
     ap.add_argument("--list", action="store_true", help="list scenarios and exit")
+    ap.add_argument("--cleanup", action="store_true", help="remove namespaces left by a killed run and exit")
     ap.add_argument("--out", type=Path, default=OUT_DIR)
     ap.add_argument("--keep-work", action="store_true", help="keep the temporary directory with the peers' logs")
     ap.add_argument("--crosscheck", action="store_true", help="run the tshark cross-check on each capture")
@@ -421,6 +434,14 @@ def main(argv: list[str] | None = None) -> int:
         for sc in SCENARIOS.values():
             print(f"{sc.name:24s} {sc.description}")
         return 0
+    if args.cleanup:
+        try:
+            netns.preflight(["ip"])
+        except LabError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print("removed: " + (", ".join(netns.cleanup_leftovers()) or "nothing"))
+        return 0
     names = list(SCENARIOS) if args.all else args.scenario
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown or not names:
@@ -428,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
               else "error: give --scenario NAME or --all", file=sys.stderr)
         return 2
     try:
-        netns.preflight(["ip", "tcpdump", "dnsmasq", "ethtool", "openssl", "ping", "chrt", "nstat"] +
+        netns.preflight(["ip", "tcpdump", "dnsmasq", "ethtool", "openssl", "ping", "chrt", "nstat", "nft"] +
                         (["tshark"] if args.crosscheck else []))
         from captures.lab.corba import orbenv
 

@@ -62,6 +62,7 @@ class Scenario:
     keylog: bool = False
     web_jars: dict[str, int] | None = None             # jar name -> size served (None: servers.JARS)
     linger_s: float = 0.0                              # keep capturing this long after the last client run
+    nft: str = ""                                      # nftables ruleset loaded in the server namespace
     giop: dict = field(default_factory=lambda: {"max_version": "1.2", "buffer_size": 8192})
 
     def server_config(self, name: str, host: str, naming: bool) -> dict:
@@ -115,6 +116,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("dropped_syn", "the first SYN to the ORB port (9100) is dropped: the client resends it after ~1 s; "
              "capture at the client", impair={"rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "syn": True,
                                                           "nth": [1], "action": "drop"}]}),
+    Scenario("dropped_syn_nft", "nftables variant: the server host's own input hook drops the first SYN to "
+             "9100 (a quota rule: 'quota until 100 bytes' matches only the first 60-byte SYN), so the capture at "
+             "the server shows the SYN arriving unanswered, then its resend ~1 s later being answered",
+             capture_point="server",
+             nft="table inet ndl_lab {\n  chain input {\n    type filter hook input priority 0; policy accept;\n"
+                 "    tcp dport 9100 tcp flags & (syn | ack) == syn quota until 100 bytes counter drop\n  }\n}\n"),
     Scenario("slow_dns", "the first DNS query is dropped (resolver resends after 1 s) and every DNS answer "
              "is held 300 ms; capture at the client",
              impair={"rules": [{"dir": "c2s", "proto": "udp", "dport": 53, "nth": [1], "action": "drop"},
