@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "packets",
     "evidence",
     "sanitize",
+    "case",
 ]
 
 app = typer.Typer(

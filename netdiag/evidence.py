@@ -5,7 +5,8 @@ open a 200-frame pcapng in Wireshark in which the frames that matter say what th
 ("SYN retransmitted after 3.0 s: connect delayed", "server think 4.20 s for authenticate").
 
 What goes in: every frame of the connections involved (a logon's connections; a finding's
-connections, or those of its logons when the finding names none) between the first and the
+connections, or those of its logons when the finding names none; a finding seen in several
+logons is shown in the logon where its cause cost the most, unless all_logons) between the first and the
 last packet of those connections, plus the DNS flows (UDP/TCP to a DNS port) of the same client
 addresses from DNS_LEAD_S before that window to its end. Frames keep their original bytes
 (or sanitised bytes, see netdiag.sanitize), lengths and timestamps to the nanosecond; frame
@@ -151,7 +152,7 @@ def _valid_ids(df: pl.DataFrame, col: str) -> str:
     return ", ".join(ids) if ids else "none (the capture holds no logon)"
 
 
-def _subject(a: Analysis, logon_id: int | None, finding_id: str | None) -> tuple[str, list[int], list[int],
+def _subject(a: Analysis, logon_id: int | None, finding_id: str | None, all_logons: bool = False) -> tuple[str, list[int], list[int],
                                                                               list[int], dict[str, Any]]:
     """(title, conn_ids, evidence frames, logon ids, subject row) for the logon or finding asked for."""
     if (logon_id is None) == (finding_id is None):
@@ -169,11 +170,37 @@ def _subject(a: Analysis, logon_id: int | None, finding_id: str | None) -> tuple
         raise UsageError(f"no finding {finding_id!r}; valid finding ids: {_valid_ids(a.findings, 'id')}")
     r = row.row(0, named=True)
     conns = list(r["conn_ids"] or [])
-    if not conns:
-        conns = sorted({int(c) for lst in a.logons.filter(pl.col("logon_id").is_in(r["logon_ids"] or []))
-                        ["conn_ids"].to_list() for c in (lst or [])})
+    logon_ids = list(r["logon_ids"] or [])
     title = f"finding {finding_id} ({r['cause']}, {r['severity']}): {r['summary']}"
-    return title, conns, list(r["evidence_frames"] or []), list(r["logon_ids"] or []), r
+    worst = (_worst_logon(a, r["cause"], logon_ids, list(r["evidence_frames"] or []))
+             if len(logon_ids) > 1 and not all_logons else None)
+    if worst is not None:
+        # the smallest capture that shows it: the logon where this cause cost the most
+        logon_ids = [worst]
+        own = {int(c) for lst in a.logons.filter(pl.col("logon_id") == worst)["conn_ids"].to_list() for c in lst or []}
+        conns = [c for c in conns if c in own] or sorted(own)
+        title += f" Excerpt: logon {worst}, where it cost the most (of {len(r['logon_ids'])} logons)."
+    if not conns:
+        conns = sorted({int(c) for lst in a.logons.filter(pl.col("logon_id").is_in(logon_ids))
+                        ["conn_ids"].to_list() for c in (lst or [])})
+    return title, conns, list(r["evidence_frames"] or []), logon_ids, r
+
+
+def _worst_logon(a: Analysis, cause: str, logon_ids: list[int], frames: list[int]) -> int | None:
+    """The logon (id) in which `cause` won the most seconds on the timeline, from the intervals;
+    counting only the intervals the finding's evidence frames bound when there are such."""
+    iv = getattr(a.result, "intervals", None)
+    if iv is None or iv.height == 0 or "won_ns" not in iv.columns:
+        return None
+    if frames and {"frame_a", "frame_b"} <= set(iv.columns):
+        own = iv.filter(pl.col("frame_a").is_in(frames) | pl.col("frame_b").is_in(frames))
+        if own.filter(pl.col("cause") == cause).height:
+            iv = own
+    ids = a.logons.with_row_index("logon_idx").select(pl.col("logon_idx").cast(pl.Int64), "logon_id")
+    per = (iv.filter(pl.col("cause") == cause).group_by("logon_idx").agg(pl.col("won_ns").sum())
+           .with_columns(pl.col("logon_idx").cast(pl.Int64)).join(ids, on="logon_idx")
+           .filter(pl.col("logon_id").is_in(logon_ids)).sort(["won_ns", "logon_id"], descending=[True, False]))
+    return int(per["logon_id"][0]) if per.height else None
 
 
 def _packets(paths: list[str]) -> pl.DataFrame:
@@ -187,11 +214,15 @@ def _packets(paths: list[str]) -> pl.DataFrame:
 
 
 def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str | None = None,
-                    packets: pl.DataFrame | None = None) -> Excerpt:
-    """The frames and comments of the excerpt for one logon or finding (see the module doc)."""
+                    packets: pl.DataFrame | None = None, all_logons: bool = False) -> Excerpt:
+    """The frames and comments of the excerpt for one logon or finding (see the module doc).
+
+    A finding seen in several logons is shown in the one where its cause cost the most seconds,
+    unless `all_logons`.
+    """
     from netdiag.protocols.dns import PORTS as DNS_PORTS
 
-    title, conn_ids, ev_frames, logon_ids, subject = _subject(a, logon_id, finding_id)
+    title, conn_ids, ev_frames, logon_ids, subject = _subject(a, logon_id, finding_id, all_logons)
     conns = a.connections.filter(pl.col("conn_id").is_in(conn_ids))
     if conns.height == 0 and ev_frames:
         # a finding without connections: take the connections its evidence frames belong to

@@ -1,0 +1,49 @@
+"""`netdiag case`: the vendor case bundle (report.md, findings.json, sanitised evidence, README).
+
+A thin layer over `netdiag.analyze.analyze` and `netdiag.case.write_case` (issue 6). Sanitised
+by default, which needs a key file (`netdiag sanitize --make-key K`); `--no-sanitize` writes real
+addresses and payload for the hospital's own use.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("case")
+    def case_command(
+        captures: Annotated[list[Path] | None, typer.Argument(
+            help="capture files (pcap, pcapng, .gz) or directories; none: the bundled sample capture")] = None,
+        out: Annotated[Path, typer.Option("--out", "-o", help="case directory to write")] = Path("netdiag-case"),
+        key_file: Annotated[Path | None, typer.Option("--key-file", help="sanitising key (netdiag sanitize --make-key K)")] = None,
+        top: Annotated[int, typer.Option("--top", help="evidence excerpts for this many top findings")] = 3,
+        no_sanitize: Annotated[bool, typer.Option("--no-sanitize", help="keep real addresses and payload (hospital use only)")] = False,
+        profile: Annotated[Path | None, typer.Option("--profile", "-p", help="site profile (TOML)")] = None,
+        force: Annotated[bool, typer.Option("--force", help="write into --out even if netdiag did not create it")] = False,
+    ) -> None:
+        """Gather report.md, findings.json, sanitised evidence excerpts of the top findings and a README."""
+        from netdiag.analyze import analyze
+        from netdiag.case import prepare_case_dir, write_case
+        from netdiag.errors import UsageError
+        from netdiag.sanitize import load_key
+
+        if top < 0:
+            raise UsageError("--top must be 0 or more")
+        if not no_sanitize:
+            load_key(key_file)          # a missing key is reported before minutes of work
+        prepare_case_dir(out, force=force)
+        for p in captures or []:
+            if not p.exists():
+                raise UsageError(f"{p}: no such file or directory")
+        a = analyze(list(captures) if captures else None, profile)
+        if a.is_sample:
+            print("netdiag: no capture given: using the bundled sample capture", file=sys.stderr)
+        files = write_case(a, out, key_file, top=top, sanitize=not no_sanitize, force=force)
+        for f in files:
+            print(f"netdiag: wrote {f}", file=sys.stderr)
+        print(f"Case bundle: {out.resolve()} ({'sanitised' if not no_sanitize else 'NOT sanitised'})")
