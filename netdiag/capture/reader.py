@@ -59,7 +59,6 @@ class FileReader:
         self.bytes_read = 0
         self.link_types: set[int] = set()
         self.ok = False  # the file was recognised as a capture
-        self._unknown_warned: set[tuple[int, int]] = set()
         self._unknown_counts: dict[tuple[int, int], list[int]] = {}
 
     def _w(self, message: str, *, frame: int | None = None, offset: int | None = None) -> None:
@@ -102,7 +101,8 @@ class FileReader:
         self.ok = True
         self.link_types.add(hdr.link_type)
         iface_link = np.array([hdr.link_type], np.int64)
-        max_record = min(max(pcap.MAX_RECORD, hdr.snaplen), 16 << 20)  # a wild snaplen must not let a bad length eat memory
+        # a wild snaplen must not let a corrupt length make us buffer gigabytes
+        max_record = min(max(pcap.MAX_RECORD, hdr.snaplen), 16 << 20)
         warned_snaplen = False
         off, cap, length, ts, iface = self._record_arrays()
         pos = pcap.HEADER_LEN
