@@ -62,6 +62,21 @@ class LogonAnalysis:
     notes: list[str] = field(default_factory=list)
     streams: Any = None                          # the transactions stage's result (connections...)
 
+    def server_seconds_by_operation(self) -> pl.DataFrame:
+        """Per logon and operation: the budget's server seconds (logon_id, protocol, operation, server_s)."""
+        tx = getattr(self.streams, "transactions", None)
+        if tx is None or self.intervals.height == 0:
+            return pl.DataFrame(schema={"logon_id": pl.UInt32, "protocol": pl.String, "operation": pl.String,
+                                        "server_s": pl.Float64})
+        ops = tx.with_row_index("txn_row").select(pl.col("txn_row").cast(pl.Int64), "protocol", "operation")
+        return (self.intervals.filter((pl.col("category") == "server_s") & (pl.col("txn_row") >= 0))
+                .join(ops, on="txn_row", how="left")
+                .group_by("logon_idx", "protocol", "operation")
+                .agg(server_s=pl.col("won_ns").sum() / 1e9)
+                .select((pl.col("logon_idx") + 1).cast(pl.UInt32).alias("logon_id"), "protocol", "operation",
+                        "server_s")
+                .sort("logon_id", "server_s", descending=[False, True]))
+
     def require_logons(self) -> LogonAnalysis:
         """Raise NoLogonsError (with the reason) when there are no logons; else return self."""
         if self.logons.height == 0:
@@ -144,7 +159,8 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     if grouping.orphans:
         notes.append(f"{grouping.orphans} connection(s) to EPJ servers belong to no logon (no logon start seen "
                      "for their client process)")
-    return LogonAnalysis(logons_table, findings, pop, iv, orphan_connections=grouping.orphans, notes=notes)
+    return LogonAnalysis(logons_table, findings, pop, iv, orphan_connections=grouping.orphans, notes=notes,
+                         streams=_Tables(connections, transactions))
 
 
 def _logon_filter(client_ip: str, tcp_ports: list | None, udp_ports: list | None, f0: int | None, uf0: int | None,
@@ -229,6 +245,14 @@ def analyze_logons(source: str | Path | Sequence[str | Path] | Any, profile: Pro
     result = analyze_tables(streams.connections, streams.transactions, segments, profile)
     result.streams = streams
     return result
+
+
+class _Tables:
+    """The minimal `streams` a LogonAnalysis from analyze_tables keeps (connections, transactions)."""
+
+    def __init__(self, connections: pl.DataFrame, transactions: pl.DataFrame) -> None:
+        self.connections = connections
+        self.transactions = transactions
 
 
 def logons(source: Any, profile: Profile | str | Path | None = None) -> pl.DataFrame:

@@ -14,7 +14,8 @@ Method (docs/logons.md has a worked example):
      response_transfer, tiling the turn exactly.
    - client: from each answer reaching the client to the process's next action.
    - loss_recovery: each retransmitted data segment (not SYNs: those are connect time)
-     stands for [its original send, the resend] = [ts - rto_s, ts].
+     stands for [its original send, the resend] = [ts - rto_s, ts]; when the receiver
+     advertised a zero window in that interval the resend is a persist probe: flow_control.
    - flow_control: a zero window until the window reopens; a window-full segment until the
      receiver's next segment.
    - nagle_delayed_ack: segment A (the last data its sender sent), the receiver's bare ACK of it
@@ -224,11 +225,32 @@ def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections
     syn = (pl.col("tcp_flags") & 0x02) != 0
     rtx = seg.filter(pl.col("retransmission") & ~pl.col("spurious_retransmission").fill_null(False) & ~syn
                      & pl.col("rto_s").is_not_null() & (pl.col("payload_len") > 0))
-    if rtx.height:
-        out.append(_iv(rtx, pl.col("ts_ns") - (pl.col("rto_s") * 1e9).cast(pl.Int64), pl.col("ts_ns"),
-                       "loss_recovery_s", pl.col("loss_cause").fill_null("loss_recovery"),
-                       pl.col("rto_frame"), pl.col("frame")))
     seg = seg.sort("conn_id", "ts_ns", "frame")
+    if rtx.height:
+        # A resend while the receiver advertised a zero window is the sender probing a full
+        # receiver (persist timer), not loss: flow control. Count the receiver's zero-window
+        # segments up to the original send and up to the resend.
+        zw_ev = (seg.filter(pl.col("zero_window")).select("conn_id", pl.col("direction").alias("_rdir"), "ts_ns")
+                 .sort("ts_ns").with_columns(_n=pl.int_range(1, pl.len() + 1).over("conn_id", "_rdir")))
+        rtx = rtx.with_columns(_t0=pl.col("ts_ns") - (pl.col("rto_s") * 1e9).cast(pl.Int64),
+                               _rdir=(1 - pl.col("direction").cast(pl.Int8)).cast(pl.UInt8))
+        if zw_ev.height:
+            zw_ev = zw_ev.with_columns(pl.col("_rdir").cast(pl.UInt8))
+            at = lambda col, name: (rtx.sort(col).join_asof(  # noqa: E731
+                zw_ev.rename({"ts_ns": "_zts"}), left_on=col, right_on="_zts", by=["conn_id", "_rdir"],
+                check_sortedness=False).select("frame", pl.col("_n").fill_null(0).alias(name)))
+            rtx = (rtx.join(at("_t0", "_z0"), on="frame", how="left").join(at("ts_ns", "_z1"), on="frame", how="left")
+                   .with_columns(_flow=(pl.col("_z1") > pl.col("_z0"))))
+        else:
+            rtx = rtx.with_columns(_flow=pl.lit(False))
+        loss = rtx.filter(~pl.col("_flow"))
+        flow = rtx.filter(pl.col("_flow"))
+        if loss.height:
+            out.append(_iv(loss, pl.col("_t0"), pl.col("ts_ns"), "loss_recovery_s",
+                           pl.col("loss_cause").fill_null("loss_recovery"), pl.col("rto_frame"), pl.col("frame")))
+        if flow.height:
+            out.append(_iv(flow, pl.col("_t0"), pl.col("ts_ns"), "flow_control_s", "zero_window",
+                           pl.col("rto_frame"), pl.col("frame")))
     # zero window: until the same side advertises a window again
     zw = seg.with_columns(
         _open=pl.when(pl.col("window_bytes") > 0).then(pl.col("ts_ns")).shift(-1).backward_fill()
