@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:   # captures/ is not an installed package; the peers run from the repo root
+    sys.path.insert(0, str(REPO))
 SAMPLE = REPO / "captures" / "sample" / "epj-logon.pcap"
 SAMPLE_TRUTH = REPO / "captures" / "sample" / "epj-logon.truth.json"
 HAVE_TSHARK = shutil.which("tshark") is not None
@@ -332,3 +334,29 @@ def test_live_nagle_stalls_on_delayed_ack_and_slow_reader_shows_zero_window(tmp_
                                              ("frame.time_epoch",))]
     assert zw and any(paused - 0.2 <= t <= resumed + 0.05 for t in zw)
     assert [e["outcome"] for e in run["client"] if e["event"] == "logon_end"] == ["ok"]
+
+
+@live
+@pytest.mark.lab
+@needs_tshark
+def test_live_storm_of_20_concurrent_logons_all_on_the_wire(tmp_path: Path) -> None:
+    servers = [{"name": "app1", "listen_host": APP1, "orb_port": 9100, "naming": {"mode": "omninames"},
+                "ops": {"getWorklist": {"reply_bytes": 20000}, "fetchPatientList": {"reply_bytes": 10000}}}]
+    client = {"logons": 20, "concurrency": 20, "corba": {"host": APP1, "think_ms": 20}}
+    run = run_lab(tmp_path, servers, client)
+    msgs = tshark_giop(run["pcap"])
+    assert [e["outcome"] for e in run["client"] if e["event"] == "logon_end"] == ["ok"] * 20
+    # a storm: all logons start together and overlap (the launcher holds them at a barrier until
+    # every interpreter has loaded omniORB)
+    starts = sorted(e["ts_ns"] for e in run["client"] if e["event"] == "logon_start")
+    ends = sorted(e["ts_ns"] for e in run["client"] if e["event"] == "logon_end")
+    assert (starts[-1] - starts[0]) / 1e9 < 1.0
+    assert sum(1 for t in starts if t < ends[0]) >= 10
+    ops = collections.Counter(m["op"] for m in msgs if m["type"] == 0)
+    assert ops == collections.Counter({op: 20 for op in ("_is_a", "resolve", "authenticate", "getUserContext",
+                                                         "getWorklist", "fetchPatientList", "logout")})
+    assert_logs_agree_with_tshark(run, msgs)
+    wire = collections.Counter((m["dst"], m["src"], m["request_id"], m["status"]) for m in msgs if m["type"] == 1)
+    logged = collections.Counter((e["client"], e["server_endpoint"], e["request_id"], e["reply_status"])
+                                 for e in server_replies(run["servers"][0]))
+    assert logged == wire - collections.Counter({k: v for k, v in wire.items() if k[1].endswith(":2809")})

@@ -513,6 +513,12 @@ def launch(cfg: dict, args: argparse.Namespace) -> int:
     running: list[subprocess.Popen] = []
     root = str(Path(__file__).resolve().parents[3])
     deadline = time.monotonic() + float(cfg.get("max_runtime_s", 600))
+    # Storm: the first batch loads omniORB and compiles the IDL first, then all start their logon
+    # at the same moment (otherwise 20 interpreters starting on 2 cores spread over seconds).
+    batch = min(int(cfg["concurrency"]), len(todo))
+    barrier = None
+    if batch > 1 and float(cfg["start_interval_ms"]) == 0 and cfg.get("synchronized_start", True):
+        barrier = Path(tempfile.mkdtemp(prefix="epj-storm-"))
     try:
         while todo or running:
             while todo and len(running) < int(cfg["concurrency"]):
@@ -521,9 +527,17 @@ def launch(cfg: dict, args: argparse.Namespace) -> int:
                        "--log", str(args.log), "--logon-index", str(n)]
                 if args.workdir:
                     cmd += ["--workdir", str(args.workdir)]
+                if barrier is not None and not (barrier / "go").exists():
+                    cmd += ["--barrier", str(barrier)]
                 running.append(subprocess.Popen(cmd, cwd=root))
                 if float(cfg["start_interval_ms"]) > 0 and todo:
                     time.sleep(float(cfg["start_interval_ms"]) / 1000.0)
+            if barrier is not None and not (barrier / "go").exists():
+                ready_by = time.monotonic() + 60
+                while len(list(barrier.glob("ready-*"))) < batch and time.monotonic() < ready_by \
+                        and any(p.poll() is None for p in running):
+                    time.sleep(0.01)
+                (barrier / "go").touch()
             time.sleep(0.02)
             running = [p for p in running if p.poll() is None]
             if time.monotonic() > deadline:
@@ -549,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="where omniORB trace files go (default: a temp dir)")
     ap.add_argument("--logons", type=int, help="override the config's logons")
     ap.add_argument("--concurrency", type=int, help="override the config's concurrency (storm: >= logons)")
+    ap.add_argument("--barrier", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--pause-helper", nargs=3, metavar=("PID", "AFTER_MS", "PAUSE_MS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.pause_helper:
@@ -580,6 +595,11 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="epj-client-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.barrier is not None:
+        (args.barrier / f"ready-{args.logon_index}").touch()
+        go_by = time.monotonic() + 120
+        while not (args.barrier / "go").exists() and time.monotonic() < go_by:
+            time.sleep(0.002)
     outcome = run_logon(args.logon_index, cfg, args.log, workdir)
     return 0 if outcome == "ok" or outcome.startswith("degraded") else 1
 
