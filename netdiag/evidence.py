@@ -365,6 +365,11 @@ def write_excerpt(paths: Sequence[str | Path], excerpt: Excerpt, out: str | Path
     from netdiag.pcapng_writer import OutFrame, write_pcapng
 
     raw = read_raw_frames(paths, np.asarray(excerpt.frames, dtype=np.int64))
+    if len(raw) != len(excerpt.frames):  # never a silently shorter excerpt
+        missing = sorted(set(excerpt.frames) - set(raw.frame.tolist()))
+        raise CaptureError(f"{len(missing)} of the excerpt's {len(excerpt.frames)} frames could not be read back "
+                           f"(first missing: frame {missing[0] if missing else '?'}); did the capture file change "
+                           "while netdiag was reading it?", path=", ".join(str(p) for p in paths))
     datas = raw.datas
     comments = excerpt.comments
     if mapper is not None:
