@@ -534,8 +534,9 @@ def launch(cfg: dict, args: argparse.Namespace) -> int:
                     time.sleep(float(cfg["start_interval_ms"]) / 1000.0)
             if barrier is not None and not (barrier / "go").exists():
                 ready_by = time.monotonic() + 60
-                while len(list(barrier.glob("ready-*"))) < batch and time.monotonic() < ready_by \
-                        and any(p.poll() is None for p in running):
+                # wait for every child to be ready (or to have died: it will never be ready)
+                while (len(list(barrier.glob("ready-*"))) + sum(p.poll() is not None for p in running) < batch
+                       and time.monotonic() < ready_by):
                     time.sleep(0.01)
                 (barrier / "go").touch()
             time.sleep(0.02)
