@@ -360,3 +360,24 @@ def test_live_storm_of_20_concurrent_logons_all_on_the_wire(tmp_path: Path) -> N
     logged = collections.Counter((e["client"], e["server_endpoint"], e["request_id"], e["reply_status"])
                                  for e in server_replies(run["servers"][0]))
     assert logged == wire - collections.Counter({k: v for k, v in wire.items() if k[1].endswith(":2809")})
+
+
+@pytest.mark.parametrize("module, body, needle", [
+    ("server", "{not json", "cannot read server config"),
+    ("server", '{"naming": {"mode": "ldap"}}', "naming.mode must be"),
+    ("server", '{"ops": {"login": {}}}', "ops.login: unknown operation"),
+    ("server", '{"ops": {"authenticate": {"forward_first_n": 1}}}', "forward_first_n needs forward_to"),
+    ("client", '{"dns": {}}', "corba.host is required"),
+    ("client", '{"corba": {"host": "epj-app.lab.test"}}', "is a name but dns.server is not set"),
+    ("client", '{"corba": {"host": "10.0.0.1"}, "https": {"tls_version": "1.1"}}', "tls_version must be"),
+])
+def test_bad_config_is_one_line_naming_the_file_and_exit_2(tmp_path: Path, module: str, body: str,
+                                                           needle: str) -> None:
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(body)
+    res = subprocess.run([sys.executable, "-m", f"captures.lab.corba.{module}", "--config", str(cfg), "--log",
+                          str(tmp_path / "log.jsonl")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(cfg) in lines[0] and needle in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
