@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Time netdiag against tshark and a plain dpkt loop on the same capture (a benchmark, not a test).
 
-Every measurement is a child process run the same way: wall time, and peak RSS from the child's
-own rusage (os.wait4), best of --repeat runs. packets/s = packets in the file / wall time, so
+Every measurement is a child process run the same way: wall time, user+sys CPU time and peak
+RSS from the child's own rusage (os.wait4), best wall time of --repeat runs. packets/s = packets in the file / wall time, so
 interpreter start-up and numba's cache load count against netdiag. The ingest child also prints
 its in-loop rate (reading every chunk, start-up excluded).
 
@@ -35,14 +35,15 @@ def measurements(capture: Path) -> list[tuple[str, list[str]]]:
     out = [
         ("ingest", [py, str(HERE), "--child-ingest", str(capture)]),
         ("dpkt", [py, str(HERE), "--child-dpkt", str(capture)]),
+        ("netdiag connections", [py, "-m", "netdiag.cli", "connections", str(capture), "--parquet", os.devnull]),
     ]
     if shutil.which("tshark"):
         out.append(("tshark", ["tshark", "-n", "-r", str(capture), "-q", "-z", "conv,tcp"]))
     return out
 
 
-def run_child(argv: list[str]) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS bytes, stdout) of one run."""
+def run_child(argv: list[str]) -> tuple[float, int, str, float]:
+    """(wall seconds, peak RSS bytes, stdout, user+sys CPU seconds) of one run."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
@@ -52,7 +53,7 @@ def run_child(argv: list[str]) -> tuple[float, int, str]:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[0]} exited with {proc.returncode}")
-    return wall, usage.ru_maxrss * 1024, out.decode(errors="replace")
+    return wall, usage.ru_maxrss * 1024, out.decode(errors="replace"), usage.ru_utime + usage.ru_stime
 
 
 def child_ingest(path: str) -> None:
@@ -102,28 +103,29 @@ def main() -> None:
     only = {s for s in args.only.split(",") if s}
     size_mb = args.capture.stat().st_size / 1e6
     print(f"capture: {args.capture} ({size_mb:.0f} MB); {os.cpu_count()} CPUs; best of {args.repeat}")
-    results: dict[str, tuple[float, int]] = {}
+    results: dict[str, tuple[float, int, float]] = {}
     packets = None
     for name, argv in measurements(args.capture):
         if only and name not in only and not (name == "ingest" and packets is None):
             continue
         best = None
         for _ in range(args.repeat):
-            wall, rss, out = run_child(argv)
+            wall, rss, out, cpu = run_child(argv)
             if name == "ingest":
                 info = json.loads(out.strip().splitlines()[-1])
                 packets = info["packets"]
                 loop = info["loop_s"]
             if best is None or wall < best[0]:
-                best = (wall, rss)
+                best = (wall, rss, cpu)
         results[name] = best
         if name == "ingest":
             print(f"  ingest in-loop (start-up excluded): {loop:.2f} s, {packets / loop / 1e6:.2f} M packets/s")
     tshark = results.get("tshark")
-    print(f"{'measurement':<22}{'wall s':>9}{'M pkt/s':>10}{'peak RSS MB':>13}{'vs tshark':>11}")
-    for name, (wall, rss) in results.items():
+    print(f"{'measurement':<22}{'wall s':>9}{'cpu s':>8}{'M pkt/s':>10}{'peak RSS MB':>13}{'vs tshark':>11}")
+    for name, (wall, rss, cpu) in results.items():
         ratio = f"{tshark[0] / wall:.1f}x" if tshark else "-"
-        print(f"{name:<22}{wall:>9.2f}{packets / wall / 1e6:>10.2f}{rss / 1e6:>13.0f}{ratio:>11}")
+        print(f"{name:<22}{wall:>9.2f}{cpu:>8.2f}{packets / wall / 1e6:>10.2f}{rss / 1e6:>13.0f}{ratio:>11}")
+    print(f"(load average at the end: {os.getloadavg()[0]:.1f}; other work on the machine slows every row)")
 
 
 if __name__ == "__main__":
