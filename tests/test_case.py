@@ -111,3 +111,15 @@ def test_rerun_into_our_own_bundle_needs_no_force(bundle: Path, tmp_path: Path) 
     r = _netdiag("case", SLOW_AUTH, "--out", copy, "--key-file", key, "--top", "1")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (copy / "evidence").iterdir()) == ["F001-server_think.pcapng"]
+
+
+def test_analyze_with_case_writes_the_report_and_the_bundle(tmp_path: Path) -> None:
+    key = tmp_path / "k"
+    key.write_text(KEY_HEX)
+    r = _netdiag("analyze", SLOW_AUTH, "--out", tmp_path / "report", "--case", tmp_path / "case", "--key-file", key)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "report" / "report.html").is_file()
+    assert (tmp_path / "case" / "evidence" / "F001-server_think.pcapng").is_file()
+    assert json.loads((tmp_path / "case" / "findings.json").read_text())[0]["id"] == "F001"
+    r = _netdiag("analyze", SLOW_AUTH, "--out", tmp_path / "r2", "--case", tmp_path / "c2")
+    assert r.returncode == 2 and "--make-key" in r.stderr and not (tmp_path / "r2").exists()

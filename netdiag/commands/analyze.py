@@ -24,10 +24,22 @@ def _size(paths: list[Path]) -> int:
     return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
 
 
+CaseOpt = Annotated[Path | None, typer.Option("--case", help="also write a vendor case bundle here (see `netdiag case`)")]
+KeyOpt = Annotated[Path | None, typer.Option("--key-file", help="sanitising key for --case (netdiag sanitize --make-key K)")]
+
+
 def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
-                    out: OutOpt = Path("netdiag-report"), force: ForceOpt = False) -> None:
+                    out: OutOpt = Path("netdiag-report"), force: ForceOpt = False,
+                    case: CaseOpt = None, key_file: KeyOpt = None) -> None:
     """Analyse capture(s) end to end and write an HTML/Markdown report with tables and findings."""
     from netdiag.analyze import analyze, prepare_out_dir, sample_capture
+
+    if case is not None:  # vendor case bundle (netdiag/case.py): refuse a bad key or dir before the work
+        from netdiag.case import prepare_case_dir
+        from netdiag.sanitize import load_key
+
+        load_key(key_file)
+        prepare_case_dir(case, force=force)
     from netdiag.errors import UsageError
     from netdiag.progress import progress_bar
     from netdiag.report import CATEGORY_LABELS, fmt_pct, fmt_s, summarize
@@ -65,6 +77,11 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
         for r in s.top_findings:
             print(f"{r['id']} {r['severity']}: {r['summary']}")
     print(f"Report: {(out / 'report.html').resolve()}")
+    if case is not None:
+        from netdiag.case import write_case
+
+        write_case(a, case, key_file, force=force)
+        print(f"Case bundle (sanitised): {case.resolve()}")
 
 
 def register(app: typer.Typer) -> None:
