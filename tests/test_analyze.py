@@ -84,7 +84,8 @@ def test_no_capture_analyses_the_bundled_sample_and_says_so(default_run):
 
 
 def test_bundled_sample_is_the_documented_sample_capture():
-    assert sample_capture().read_bytes() == SAMPLE.read_bytes()
+    assert sample_capture().read_bytes() == SAMPLE.read_bytes(), (
+        "captures/sample/epj-logon.pcap was remade: cp captures/sample/epj-logon.pcap netdiag/data/")
 
 
 def test_parquet_tables_read_back_with_their_declared_schemas(default_run):

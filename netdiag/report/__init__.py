@@ -83,7 +83,7 @@ def fmt_s(x: float | None, *, unit: bool = True) -> str:
     if x is None:
         return "n/a"
     a = abs(x)
-    if a == 0:
+    if a < 5e-7:              # float residue (e.g. -1e-12 left by exact budget sums) shows as 0
         s = "0"
     elif a >= 1:
         s = f"{x:.2f}"

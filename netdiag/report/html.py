@@ -174,15 +174,17 @@ def _budget(a: Analysis, s: Summary) -> str:
     k = int(bt["slowest_logons"][0])
     all_secs = {r["category"]: r["all_logons_s"] for r in bt.to_dicts()}
     slow_secs = {r["category"]: r["slowest_s"] for r in bt.to_dicts()}
-    rows = [(f"All {s.logons} logons", all_secs)]
-    rows.append((f"Slowest {k} logon{'s' if k != 1 else ''}" + (" (5 %)" if s.logons >= 20 else ""), slow_secs))
+    rows = [(f"All {s.logons} logons" if s.logons != 1 else "The one logon", all_secs)]
+    if k < s.logons:
+        rows.append((f"Slowest {k} logon{'s' if k != 1 else ''}" + (" (5 %)" if s.logons >= 20 else ""), slow_secs))
     out.append(_figure(charts.budget_share_bars(rows),
                        "Share of logon time by what the PC was waiting for. Every second of every logon is "
                        "counted once, so each bar adds up to 100 %."))
     slowest = a.logons.sort("duration_s", descending=True).head(SLOWEST_BARS)
     per = [(f"logon {r['logon_id']} at {fmt_time(r['start_ts_ns'])}", r["duration_s"],
             {c: r[c] for c in BUDGET_COLUMNS}) for r in slowest.to_dicts()]
-    out.append(f"<h3>The {len(per)} slowest logons, second by second</h3>")
+    out.append(f"<h3>The {len(per)} slowest logons, second by second</h3>" if len(per) > 1
+               else "<h3>The logon, second by second</h3>")
     out.append(_figure(charts.budget_per_logon_bars(per),
                        "Each bar is one logon; its segments are the seconds spent per category (hover for "
                        "exact values)."))
@@ -227,8 +229,8 @@ def _server_think(a: Analysis) -> str:
         return out[0] + "<p>No requests inside logons.</p></section>"
     top = st.head(OPERATION_BARS).to_dicts()
     items = [(f"{r['operation']}", float(r["total_s"]),
-              f"{r['calls']} call{'s' if r['calls'] != 1 else ''}, p95 {fmt_s(r['p95_s'])}, max {fmt_s(r['max_s'])}")
-             for r in top]
+              f"{r['calls']} calls · p95 {fmt_s(r['p95_s'])} · max {fmt_s(r['max_s'])}" if r["calls"] != 1
+              else "1 call") for r in top]
     out.append(_figure(charts.hbars("server-think", "Server's own time per operation, summed over all logons", items),
                        "The server's own time per operation, summed over all logons (request fully received to "
                        "first answer byte, network round trip removed); the note gives calls, p95 and max per "

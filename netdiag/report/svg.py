@@ -89,7 +89,7 @@ def duration_histogram(durations: np.ndarray, p50: float, p95: float, slow_s: fl
     d = np.asarray(durations, dtype=float)
     W, H, L, R, T, B = 860, 270, 56, 24, 44, 46
     lo_v, hi_v = float(d.min()), float(d.max())
-    step = nice_step(max(hi_v - lo_v, hi_v * 0.2, 0.001), min(20, max(5, int(math.sqrt(d.size) * 2))))
+    step = nice_step(max(hi_v - lo_v, 0.001), min(20, max(5, int(math.sqrt(d.size) * 2))))
     lo = math.floor(lo_v / step) * step
     hi = math.ceil(hi_v / step) * step
     if hi <= hi_v:
@@ -161,6 +161,7 @@ def over_time(starts_ns: list[int], counts: list[int], p50: list[float], p95: li
         body.append(_text(L - 6, y + 4, _tick_label(k, ystep), anchor="end", fill=MUTED))
         k += ystep
     xs = [L + (s / 1e9 + bucket_s / 2 - t0) * sx for s in starts_ns]
+    label_y95 = -100.0
     for series, name, colour in ((p95, "p95", "#b2182b"), (p50, "median (p50)", "#1b7837")):
         pts = " ".join(f"{x:.1f},{y_of(v):.1f}" for x, v in zip(xs, series, strict=True))
         if n > 1:
@@ -171,8 +172,12 @@ def over_time(starts_ns: list[int], counts: list[int], p50: list[float], p95: li
             body.append(f'<circle class="mark" cx="{x:.1f}" cy="{y_of(v):.1f}" r="3.5" fill="{colour}">'
                         f'<title>{_e(name)} {_e(fmt_s(v))}</title></circle>')
             marks += 1
-        body.append(_text(xs[-1] + 8, y_of(series[-1]) + 4, f"{name} {fmt_s(series[-1])}", fill=colour,
-                          weight="bold"))
+        ly = y_of(series[-1]) + 4
+        if name != "p95" and abs(ly - label_y95) < 14:     # keep the two end labels apart
+            ly = label_y95 + 14
+        if name == "p95":
+            label_y95 = ly
+        body.append(_text(xs[-1] + 8, ly, f"{name} {fmt_s(series[-1])}", fill=colour, weight="bold"))
     # counts panel
     by = T + line_h + gap
     cmax = max(counts) or 1
@@ -204,8 +209,8 @@ def _hm(ts_ns: int) -> str:
 
 def budget_share_bars(rows: list[tuple[str, dict[str, float]]]) -> str:
     """One 100 % bar per row (e.g. all logons, the slowest 5 %), segments labelled in place."""
-    W, L, R, bar, pitch, T = 860, 190, 16, 34, 74, 8
-    H = T + pitch * len(rows) + 4
+    W, L, R, bar, pitch, T = 860, 190, 16, 34, 104, 36
+    H = T + pitch * len(rows) - 20
     body: list[str] = []
     marks = 0
     span = W - L - R
@@ -216,6 +221,7 @@ def budget_share_bars(rows: list[tuple[str, dict[str, float]]]) -> str:
         body.append(_text(L - 8, y + bar / 2 + 12, f"{fmt_s(total)} in all", anchor="end", fill=MUTED, size=11))
         x = L
         small: list[str] = []
+        above_end = [-1e9, -1e9]          # right end of the last label in each of the two rows above the bar
         for cat, s in sorted(secs.items(), key=lambda kv: -kv[1]):
             if s <= 0:
                 continue
@@ -225,10 +231,21 @@ def budget_share_bars(rows: list[tuple[str, dict[str, float]]]) -> str:
                               f"{CATEGORY_LABELS[cat]}: {fmt_s(s)} ({fmt_pct(share)})"))
             marks += 1
             text = f"{SHORT_LABELS[cat]} {fmt_pct(share)}"
-            if w >= 7 * len(text) + 8:
-                body.append(_text(x + w / 2, y + bar / 2 + 4, text, anchor="middle", weight="bold"))
+            tw = 6.6 * len(text)
+            cx = x + w / 2
+            if w >= tw + 10:
+                body.append(_text(cx, y + bar / 2 + 4, text, anchor="middle", weight="bold"))
+            elif share >= 0.01 and min(above_end) < cx - 4:
+                row = 0 if above_end[0] < cx - 4 else 1
+                ty = y - 6 - row * 14
+                body.append(f'<line x1="{cx:.1f}" y1="{ty + 2}" x2="{cx:.1f}" y2="{y}" stroke="{MUTED}"/>')
+                if cx + 3 + tw > W - 2:      # no room to the right: label to the left of the tick
+                    body.append(_text(cx - 3, ty, text, size=11, anchor="end"))
+                else:
+                    body.append(_text(cx + 3, ty, text, size=11))
+                above_end[row] = cx + 3 + tw
             else:
-                small.append(f"{SHORT_LABELS[cat]} {fmt_pct(share)}")
+                small.append(text)
             x += w
         if small:
             body.append(_text(L, y + bar + 15, "also: " + ", ".join(small), fill=MUTED, size=11))
@@ -283,14 +300,21 @@ def waterfall(name: str, rows: list[dict], start_ns: int, end_ns: int) -> str:
         if i % 2 == 0:
             body.append(f'<rect x="0" y="{y - 4}" width="{W}" height="{pitch}" fill="#f6f6f6"/>')
         body.append(_text(L - 8, y + bar - 3, row["label"], anchor="end", size=11))
-        for t0, t1, cat, title, op in row["bars"]:
-            x = L + (t0 - start_ns) / 1e9 / hi * span
+        bars = sorted(row["bars"])
+        starts = [L + (b[0] - start_ns) / 1e9 / hi * span for b in bars]
+        for j, (t0, t1, cat, title, op) in enumerate(bars):
+            x = starts[j]
             w = (t1 - t0) / 1e9 / hi * span
             body.append(_rect(x, y, w, bar, CATEGORY_COLOURS.get(cat, "#bbb"), title))
             marks += 1
             text = op if (op and cat == "server_s") else SHORT_LABELS.get(cat, cat)
-            if w >= 6.2 * len(text) + 6:
+            tw = 6.2 * len(text)
+            if w >= tw + 6:
                 body.append(_text(x + w / 2, y + bar - 4, text, anchor="middle", size=10))
+            elif op and cat == "server_s":
+                room_end = min([s_ for s_ in starts[j + 1:] if s_ > x + w] + [L + span])
+                if room_end - (x + w) >= tw + 8:
+                    body.append(_text(x + w + 3, y + bar - 4, text, size=10, fill=INK))
     body += _x_axis(L, L + span, T + pitch * len(rows), 0.0, hi, step, max_ticks=10)
     return _svg(name, W, H, "Waterfall: what each connection of the logon was doing, second by second", body, marks)
 
@@ -312,5 +336,5 @@ def hbars(name: str, title: str, items: list[tuple[str, float, str]], colour: st
                           size=11))
         w = v / vmax * span
         body.append(_rect(L, y, w, bar, colour, f"{label}: {fmt_s(v)} {note}"))
-        body.append(_text(L + max(w, 1) + 6, y + bar - 3, f"{fmt_s(v)}  {note}", size=11))
+        body.append(_text(L + max(w, 1) + 6, y + bar - 3, f"{fmt_s(v)} · {note}", size=11))
     return _svg(name, W, H, title, body, len(items))

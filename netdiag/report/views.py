@@ -178,6 +178,40 @@ def waterfall_rows(a: Analysis, logon_id: int) -> tuple[list[dict], int, int]:
         what = r["operation"] or r["protocol"] or ""
         title = f"{r['category']}: {what} {fmt_s((r['t1'] - r['t0']) / 1e9)}".replace("  ", " ")
         rows[key]["bars"].append((int(r["t0"]), int(r["t1"]), r["category"], title, r["operation"]))
+    if None in rows:
+        # The sweep gives an instant where the PC waits on something else (a resend, a transfer) to that
+        # wait, not to the PC: draw the PC's own work only where no connection row is busy.
+        busy = _merge([(b[0], b[1]) for k, r in rows.items() if k is not None for b in r["bars"]])
+        rows[None]["bars"] = [(p0, p1, cat, title, op) for t0, t1, cat, title, op in rows[None]["bars"]
+                              for p0, p1 in _subtract(t0, t1, busy)]
+        if not rows[None]["bars"]:
+            del rows[None]
     # connections first in order of first activity, the PC's own time last
     ordered = [rows[k] for k in order if k is not None] + ([rows[None]] if None in rows else [])
     return ordered, start, end
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _subtract(t0: int, t1: int, busy: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Parts of [t0, t1) not covered by the merged, sorted `busy` spans."""
+    out, cur = [], t0
+    for a, b in busy:
+        if b <= cur:
+            continue
+        if a >= t1:
+            break
+        if a > cur:
+            out.append((cur, a))
+        cur = max(cur, b)
+    if cur < t1:
+        out.append((cur, t1))
+    return out
