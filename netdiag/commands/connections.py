@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         analyzer = TcpAnalyzer(set(server_port or []))
         with progress_bar(total, "connections") as advance:
             for chunk in iter_chunks([str(p) for p in captures], stats=stats, progress=advance):
-                analyzer.feed(chunk)
+                analyzer.feed(chunk, segments=False)
         table = analyzer.finish()
         for w in stats.warnings:
             print(f"netdiag: warning: {w}", file=sys.stderr)

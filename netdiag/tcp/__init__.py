@@ -73,7 +73,7 @@ def analyze(source: object, *, server_ports: set[int] | None = None, keep_segmen
     parts: list[pl.DataFrame] = []
     udp: list[pl.DataFrame] = []
     for chunk in _chunks(source, stats, progress):
-        seg = analyzer.feed(chunk)
+        seg = analyzer.feed(chunk, segments=keep_segments)
         if keep_segments:
             parts.append(seg.drop("payload_offset", "payload_captured"))
             udp.append(analyzer.last_udp.drop("payload_offset", "payload_captured"))

@@ -155,7 +155,7 @@ P_TS = 3
 P_NEXT = 4
 P_NCOLS = 5
 
-# ---- kernel output columns (O[row, O_*]) -----------------------------------------------------
+# ---- kernel output rows (OUT[O_*, row]: one contiguous array per column) -----------------------------------------------------
 O_CONN = 0
 O_DIR = 1
 O_SEQ_REL = 2
@@ -284,14 +284,17 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
     for i in range(start, n):
         if meta[0] + 1 >= C.shape[0] or meta[2] < 2:
             return i
-        fl = flags[i]
-        f = flow[i]
+        fl = np.int64(flags[i])
+        f = np.int64(flow[i])
         c = flow_cur[f]
         syn_only = (fl & (TH_SYN | TH_ACK)) == TH_SYN
-        sq = seq[i]
+        sq = np.int64(seq[i])
+        pr = np.int64(proto[i])
+        sia = np.int64(src_is_a[i])
+        fr = np.int64(frame[i])
         # ---- connection lookup; a SYN with a new ISN starts a new connection (tcp.stream) ----
-        if c >= 0 and proto[i] == 6 and syn_only:
-            d0 = 0 if src_is_a[i] == C[c, C_CLIENT_IS_A] else 1
+        if c >= 0 and pr == 6 and syn_only:
+            d0 = 0 if sia == C[c, C_CLIENT_IS_A] else 1
             k0 = c * 2 + d0
             if D[k0, D_BASE_SET] == 1 and sq != D[k0, D_BASE]:
                 c = -1
@@ -300,19 +303,19 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             meta[0] = c + 1
             C[c, :] = 0
             C[c, C_FLOW] = f
-            C[c, C_PROTO] = proto[i] if proto[i] != 0 else 6
+            C[c, C_PROTO] = pr
             C[c, C_FIRST_TS] = ts[i]
-            C[c, C_FIRST_FRAME] = frame[i]
+            C[c, C_FIRST_FRAME] = fr
             for x in (C_SYN_TS, C_LAST_SYN_TS, C_SYNACK_TS, C_SYN_BEFORE_SYNACK, C_EST_TS,
                       C_FIRST_RTT, C_FIRST_RST_DIR, C_WS_C, C_WS_S):
                 C[c, x] = -1
             # who is the client: the SYN sender; the SYN/ACK receiver; else by ports
-            sp = src_port[i]
-            dp = dst_port[i]
+            sp = np.int64(src_port[i])
+            dp = np.int64(dst_port[i])
             src_client = True
-            if proto[i] == 6 and syn_only:
+            if pr == 6 and syn_only:
                 src_client = True
-            elif proto[i] == 6 and (fl & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK):
+            elif pr == 6 and (fl & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK):
                 src_client = False
             elif server_port_lut[dp] and not server_port_lut[sp]:
                 src_client = True
@@ -326,7 +329,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 src_client = True
             elif sp < 32768 and dp >= 32768:
                 src_client = False
-            C[c, C_CLIENT_IS_A] = src_is_a[i] if src_client else 1 - src_is_a[i]
+            C[c, C_CLIENT_IS_A] = sia if src_client else 1 - sia
             for d in range(2):
                 k = c * 2 + d
                 D[k, :] = 0
@@ -336,34 +339,35 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 D[k, D_ZW_START] = -1
                 D[k, D_VALID_BIF] = 1
             flow_cur[f] = c
-        d = 0 if src_is_a[i] == C[c, C_CLIENT_IS_A] else 1
+        d = 0 if sia == C[c, C_CLIENT_IS_A] else 1
         k = c * 2 + d
         r = c * 2 + (1 - d)
-        t = ts[i]
+        t = np.int64(ts[i])
+        fr = np.int64(fr)
         prev_ts = C[c, C_LAST_TS] if C[c, C_LAST_FRAME] > 0 else t
         C[c, C_LAST_TS] = t
-        C[c, C_LAST_FRAME] = frame[i]
-        ln = seglen[i]
+        C[c, C_LAST_FRAME] = fr
+        ln = np.int64(seglen[i])
         D[k, D_PACKETS] += 1
         D[k, D_BYTES] += ln
-        D[k, D_FRAME_BYTES] += frame_len[i]
-        OUT[i, O_CONN] = c
-        OUT[i, O_DIR] = d
-        OUT[i, O_BIF] = -1
-        OUT[i, O_DUP_FRAME] = -1
-        OUT[i, O_RTO_NS] = -1
-        OUT[i, O_RTO_FRAME] = -1
-        OUT[i, O_RTT_NS] = -1
-        OUT[i, O_ACKS_FRAME] = -1
-        OUT[i, O_FLAGS] = 0
-        OUT[i, O_DUP_NUM] = 0
-        if proto[i] != 6:  # UDP, or a TCP row whose header the capture cut off (proto 0)
-            if proto[i] == 17 and ln > 0:
+        D[k, D_FRAME_BYTES] += np.int64(frame_len[i])
+        OUT[O_CONN, i] = c
+        OUT[O_DIR, i] = d
+        OUT[O_BIF, i] = -1
+        OUT[O_DUP_FRAME, i] = -1
+        OUT[O_RTO_NS, i] = -1
+        OUT[O_RTO_FRAME, i] = -1
+        OUT[O_RTT_NS, i] = -1
+        OUT[O_ACKS_FRAME, i] = -1
+        OUT[O_FLAGS, i] = 0
+        OUT[O_DUP_NUM, i] = 0
+        if pr != 6:  # UDP
+            if ln > 0:
                 _hist_once(C, D, H, c, d, H_D, 68)
             continue
 
-        ak = ack[i]
-        w = win[i]
+        ak = np.int64(ack[i])
+        w = np.int64(win[i])
         is_ack = (fl & TH_ACK) != 0
         sfr = (fl & (TH_SYN | TH_FIN | TH_RST)) != 0
         # ---- connection timing: SYN, SYN/ACK, final ACK; iRTT as Wireshark computes it ----
@@ -374,16 +378,16 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 C[c, C_SYN_COUNT] += 1
             C[c, C_LAST_SYN_TS] = t
             if d == 0 and C[c, C_MSS_C] == 0:
-                C[c, C_MSS_C] = mss[i]
-                C[c, C_WS_C] = wscale[i]
-                C[c, C_SACKP_C] = sackp[i]
+                C[c, C_MSS_C] = np.int64(mss[i])
+                C[c, C_WS_C] = np.int64(wscale[i])
+                C[c, C_SACKP_C] = np.int64(sackp[i])
         elif (fl & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK):
             if d == 1 and C[c, C_SYNACK_TS] < 0:
                 C[c, C_SYNACK_TS] = t
                 C[c, C_SYN_BEFORE_SYNACK] = C[c, C_LAST_SYN_TS]
-                C[c, C_MSS_S] = mss[i]
-                C[c, C_WS_S] = wscale[i]
-                C[c, C_SACKP_S] = sackp[i]
+                C[c, C_MSS_S] = np.int64(mss[i])
+                C[c, C_WS_S] = np.int64(wscale[i])
+                C[c, C_SACKP_S] = np.int64(sackp[i])
         elif is_ack:
             if C[c, C_LAST_SYN_TS] >= 0 and C[c, C_FIRST_RTT] <= 0:
                 C[c, C_FIRST_RTT] = t - C[c, C_LAST_SYN_TS]
@@ -440,11 +444,11 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             elif same and w != 0 and w == D[k, D_WINDOW]:
                 D[k, D_DUPACKNUM] += 1
                 ta |= A_DUPLICATE_ACK
-                OUT[i, O_DUP_NUM] = D[k, D_DUPACKNUM]
-                OUT[i, O_DUP_FRAME] = D[k, D_LASTNONDUPACK]
+                OUT[O_DUP_NUM, i] = D[k, D_DUPACKNUM]
+                OUT[O_DUP_FRAME, i] = D[k, D_LASTNONDUPACK]
         # finished_fwd: a new ack number resets the duplicate-ACK counter
         if ak != D[k, D_LASTACK]:
-            D[k, D_LASTNONDUPACK] = frame[i]
+            D[k, D_LASTNONDUPACK] = fr
             D[k, D_DUPACKNUM] = 0
         # ACKED LOST PACKET (or the ACK that reopens a window after a zero-window probe)
         if D[r, D_MAXSEQTOBEACKED] != 0 and _gt(ak, D[r, D_MAXSEQTOBEACKED]) and is_ack:
@@ -476,12 +480,12 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                         ta |= A_OUT_OF_ORDER
                     elif not_adv:
                         ta |= A_RETRANSMISSION
-                        OUT[i, O_RTO_NS] = t - D[k, D_NEXTSEQ_TS]
-                        OUT[i, O_RTO_FRAME] = D[k, D_NEXTSEQ_FRAME]
+                        OUT[O_RTO_NS, i] = t - D[k, D_NEXTSEQ_TS]
+                        OUT[O_RTO_FRAME, i] = D[k, D_NEXTSEQ_FRAME]
                         u = D[k, D_LIST_HEAD]
                         while u >= 0:  # the oldest listed segment is the likely original
-                            OUT[i, O_RTO_NS] = t - P[u, P_TS]
-                            OUT[i, O_RTO_FRAME] = P[u, P_FRAME]
+                            OUT[O_RTO_NS, i] = t - P[u, P_TS]
+                            OUT[O_RTO_FRAME, i] = P[u, P_FRAME]
                             u = P[u, P_NEXT]
         # ---- sequence-space holes, for unseen_bytes (bytes the capture never saw) ----
         end = (sq + ln + (1 if (fl & (TH_SYN | TH_FIN)) else 0)) & M32
@@ -504,7 +508,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 nxt = (nxt + 1) & M32
             P[u, P_SEQ] = sq
             P[u, P_NEXTSEQ] = nxt
-            P[u, P_FRAME] = frame[i]
+            P[u, P_FRAME] = fr
             P[u, P_TS] = t
             P[u, P_NEXT] = D[k, D_LIST_HEAD]
             D[k, D_LIST_HEAD] = u
@@ -512,7 +516,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         if (_gt(nxt, nextseq) or nextseq == 0) and (ta & A_ZERO_WINDOW_PROBE) == 0:
             D[k, D_NEXTSEQ] = nxt
             D[k, D_NEXTSEQ_TS] = t
-            D[k, D_NEXTSEQ_FRAME] = frame[i]
+            D[k, D_NEXTSEQ_FRAME] = fr
         if (sq == D[k, D_MAXSEQTOBEACKED] or D[k, D_MAXSEQTOBEACKED] == 0) and (ta & A_ZERO_WINDOW_PROBE) == 0:
             D[k, D_MAXSEQTOBEACKED] = D[k, D_NEXTSEQ]
         D[k, D_WINDOW] = w
@@ -526,8 +530,8 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         while u >= 0:
             nx = P[u, P_NEXT]
             if ak == P[u, P_NEXTSEQ]:
-                OUT[i, O_ACKS_FRAME] = P[u, P_FRAME]
-                OUT[i, O_RTT_NS] = t - P[u, P_TS]
+                OUT[O_ACKS_FRAME, i] = P[u, P_FRAME]
+                OUT[O_RTT_NS, i] = t - P[u, P_TS]
             elif _gt(ak, P[u, P_SEQ]) and _le(ak, P[u, P_NEXTSEQ]):
                 P[u, P_SEQ] = ak
                 prev = u
@@ -563,33 +567,33 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 u = P[u, P_NEXT]
             fl_bytes = (last - first) & M32
             if fl_bytes > 0 and fl_bytes < 2000000000:
-                OUT[i, O_BIF] = fl_bytes - (1 if (fl & (TH_SYN | TH_FIN)) else 0)
+                OUT[O_BIF, i] = fl_bytes - (1 if (fl & (TH_SYN | TH_FIN)) else 0)
         # ---- window scaling (Wireshark's verify_tcp_window_scaling) ----
         if fl & TH_SYN:
-            if wscale[i] >= 0:
-                D[k, D_WIN_SCALE] = wscale[i]
+            if np.int64(wscale[i]) >= 0:
+                D[k, D_WIN_SCALE] = np.int64(wscale[i])
             if D[k, D_WIN_SCALE] == -1:
                 D[k, D_WIN_SCALE] = -2
                 D[r, D_WIN_SCALE] = -2
             elif is_ack and D[r, D_WIN_SCALE] == -2:
                 D[k, D_WIN_SCALE] = -2
         # ---- the segment's own output columns ----
-        OUT[i, O_FLAGS] = ta
+        OUT[O_FLAGS, i] = ta
         base = D[k, D_BASE]
-        OUT[i, O_SEQ_REL] = (sq - base) & M32
-        OUT[i, O_NXT_REL] = (sq - base + ln + (1 if (fl & (TH_SYN | TH_FIN)) else 0)) & M32
-        OUT[i, O_ACK_REL] = ((ak - D[r, D_BASE]) & M32) if is_ack else 0
+        OUT[O_SEQ_REL, i] = (sq - base) & M32
+        OUT[O_NXT_REL, i] = (sq - base + ln + (1 if (fl & (TH_SYN | TH_FIN)) else 0)) & M32
+        OUT[O_ACK_REL, i] = ((ak - D[r, D_BASE]) & M32) if is_ack else 0
         if (fl & TH_SYN) == 0 and D[k, D_WIN_SCALE] >= 0:
-            OUT[i, O_WIN] = w << D[k, D_WIN_SCALE]
+            OUT[O_WIN, i] = w << D[k, D_WIN_SCALE]
         else:
-            OUT[i, O_WIN] = w
+            OUT[O_WIN, i] = w
         # ---- per-connection counters ----
         if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION):
             C[c, C_RETRANS_SEGS] += 1
             C[c, C_RETRANS_BYTES] += ln
             gap = t - prev_ts
-            if OUT[i, O_RTO_NS] >= 0 and OUT[i, O_RTO_NS] < gap:
-                gap = OUT[i, O_RTO_NS]
+            if OUT[O_RTO_NS, i] >= 0 and OUT[O_RTO_NS, i] < gap:
+                gap = OUT[O_RTO_NS, i]
             C[c, C_STALL_NS] += gap
             D[k, D_RETRANS_N] += 1
             _hist_log(C, H, c, d, D[k, D_RETRANS_N], 84)  # T
@@ -778,23 +782,26 @@ class TcpAnalyzer:
             a_hi=pick("src_ip_hi", "dst_ip_hi"), a_lo=pick("src_ip_lo", "dst_ip_lo"),
             a_port=pick("src_port", "dst_port"), b_hi=pick("dst_ip_hi", "src_ip_hi"),
             b_lo=pick("dst_ip_lo", "src_ip_lo"), b_port=pick("dst_port", "src_port"))
-        joined = keyed.join(self._flows, on=_KEY, how="left", maintain_order="left")
-        missing = joined.filter(pl.col("flow_id").is_null())
-        if missing.height:
+        keys = keyed.select(_KEY).unique()
+        new = keys.join(self._flows, on=_KEY, how="anti")
+        if new.height:
             n0 = self._flows.height
-            new = (missing.select(_KEY).unique(maintain_order=True)
-                   .with_row_index("flow_id", offset=n0).with_columns(pl.col("flow_id").cast(pl.Int64)))
+            new = new.with_row_index("flow_id", offset=n0).with_columns(pl.col("flow_id").cast(pl.Int64))
             self._flows = pl.concat([self._flows, new.select(list(_KEY_SCHEMA))])
             if self._flows.height > self._flow_cur.size:
                 grown = np.full(max(self._flows.height, 2 * self._flow_cur.size), -1, np.int64)
                 grown[: self._flow_cur.size] = self._flow_cur
                 self._flow_cur = grown
-            joined = keyed.join(self._flows, on=_KEY, how="left", maintain_order="left")
+        joined = keyed.join(self._flows, on=_KEY, how="left", maintain_order="left")
         return joined
 
     # ------------------------------------------------------------------ feed
-    def feed(self, chunk) -> pl.DataFrame:  # noqa: ANN001 - PacketChunk (import cycle avoided)
-        """Analyse one PacketChunk; return its SEGMENTS rows (+ payload_offset, payload_captured)."""
+    def feed(self, chunk, *, segments: bool = True) -> pl.DataFrame:  # noqa: ANN001 - a PacketChunk
+        """Analyse one PacketChunk; return its SEGMENTS rows (+ payload_offset, payload_captured).
+
+        segments=False skips building the rows (the connections table alone needs only the
+        state): it returns an empty frame and leaves `last_udp` empty too.
+        """
         pk = chunk.packets
         l4 = pk.filter(pl.col("ip_proto").is_in([6, 17]) & (pl.col("ip_version") > 0))
         frag = l4.filter(pl.col("ip_fragment"))
@@ -812,20 +819,18 @@ class TcpAnalyzer:
             return self._empty_segments()
         sel = self._flow_ids(sel)
 
-        def col(name: str) -> np.ndarray:
-            return sel[name].to_numpy().astype(np.int64, copy=False)
+        def col(name: str) -> np.ndarray:  # native dtype, no copy: the kernel widens per row
+            return sel[name].to_numpy()
 
         frame, ts, flow = col("frame"), col("ts_ns"), col("flow_id")
-        src_is_a = sel["src_is_a"].to_numpy().astype(np.int64)
+        src_is_a = col("src_is_a")
         proto, flags = col("ip_proto"), col("tcp_flags")
         seq, ack, win = col("tcp_seq"), col("tcp_ack"), col("tcp_window")
-
         seglen, frame_len = col("payload_len"), col("frame_len")
-        mss, wscale = col("tcp_mss"), col("tcp_wscale")
-        sackp = sel["tcp_sack_perm"].to_numpy().astype(np.int64)
+        mss, wscale, sackp = col("tcp_mss"), col("tcp_wscale"), col("tcp_sack_perm")
         sport, dport = col("src_port"), col("dst_port")
         n = frame.size
-        out = np.zeros((n, O_NCOLS), np.int64)
+        out = np.empty((O_NCOLS, n), np.int64)
         pos = 0
         while True:
             pos = analyze_kernel(pos, frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen,
@@ -837,28 +842,26 @@ class TcpAnalyzer:
                 self._grow_conns()
             if self._meta[2] < 2:
                 self._grow_pool(max(8192, self._P.shape[0]))
-        res = sel.select("frame", "ts_ns", "ip_proto", "tcp_flags", "payload_len", "payload_offset",
-                         "payload_captured", "src_port", "dst_port").with_columns(
-            pl.Series("conn_id", out[:, O_CONN]).cast(pl.UInt32),
-            pl.Series("direction", out[:, O_DIR]).cast(pl.UInt8))
         is_tcp = proto == 6
-        is_udp = proto == 17
-        udp = res.filter(pl.Series(is_udp)) if is_udp.any() else res.clear()
-        self.last_udp = udp.select(UDP_COLUMNS)
-        self.udp_packets += udp.height
-        if not is_tcp.any():
+        self.tcp_segments += int(is_tcp.sum())
+        self.udp_packets += n - int(is_tcp.sum())
+        if not segments:
+            self.last_udp = pl.DataFrame(schema={c: pl.Int64 for c in UDP_COLUMNS})
             return self._empty_segments()
-        o = out[is_tcp]
-        tcp = res.filter(pl.Series(is_tcp)) if not is_tcp.all() else res
-        self.tcp_segments += tcp.height
+        res = sel.select("frame", "ts_ns", "tcp_flags", "payload_len", "payload_offset",
+                         "payload_captured", "src_port", "dst_port").with_columns(
+            pl.Series("conn_id", out[O_CONN]).cast(pl.UInt32),
+            pl.Series("direction", out[O_DIR]).cast(pl.UInt8),
+            *(pl.Series(name, out[j]) for name, j in (
+                ("seq_rel", O_SEQ_REL), ("next_seq_rel", O_NXT_REL), ("ack_rel", O_ACK_REL),
+                ("window_bytes", O_WIN), ("_bif", O_BIF), ("_f", O_FLAGS), ("duplicate_ack_num", O_DUP_NUM),
+                ("_dupf", O_DUP_FRAME), ("_rto", O_RTO_NS), ("_rtof", O_RTO_FRAME), ("_rtt", O_RTT_NS),
+                ("_acksf", O_ACKS_FRAME))))
+        all_tcp = bool(is_tcp.all())
+        udp = res.clear() if all_tcp else res.filter(pl.Series(~is_tcp))
+        self.last_udp = udp.select(UDP_COLUMNS)
+        tcp = res if all_tcp else res.filter(pl.Series(is_tcp))
         seg = tcp.with_columns(
-            pl.Series("seq_rel", o[:, O_SEQ_REL]), pl.Series("next_seq_rel", o[:, O_NXT_REL]),
-            pl.Series("ack_rel", o[:, O_ACK_REL]), pl.Series("window_bytes", o[:, O_WIN]),
-            pl.Series("_bif", o[:, O_BIF]), pl.Series("_f", o[:, O_FLAGS]),
-            pl.Series("duplicate_ack_num", o[:, O_DUP_NUM]), pl.Series("_dupf", o[:, O_DUP_FRAME]),
-            pl.Series("_rto", o[:, O_RTO_NS]), pl.Series("_rtof", o[:, O_RTO_FRAME]),
-            pl.Series("_rtt", o[:, O_RTT_NS]), pl.Series("_acksf", o[:, O_ACKS_FRAME]),
-        ).with_columns(
             [((pl.col("_f") & bit) != 0).alias(name) for name, bit in FLAG_COLUMNS.items()]
             + [_int_or_null("_bif", "bytes_in_flight"), _int_or_null("_dupf", "duplicate_ack_frame"),
                _ns_or_null("_rto", "rto_s"), _int_or_null("_rtof", "rto_frame"),
