@@ -247,7 +247,7 @@ TRANSACTIONS = _t(
     ("request_bytes", pl.Int64, "request size on the stream"),
     ("response_bytes", pl.Int64, "response size on the stream"),
     ("request_transfer_s", pl.Float64, "first to last request byte, seconds"),
-    ("server_think_s", pl.Float64, "last request byte to first response byte, less connections.rtt_server_side_ms (capture point to server and back; 0 when unknown, e.g. DNS over UDP) and less request resends inside that interval, clipped at 0: the server's own time wherever the capture was taken"),
+    ("server_think_s", pl.Float64, "last request byte to first response byte, less the capture-to-server round trip (the smaller of connections.rtt_server_side_ms and the server's quickest ACK of client data on the connection; 0 when unknown, e.g. DNS over UDP) and less request resends inside that interval, clipped at 0: the server's own time wherever the capture was taken"),
     ("response_transfer_s", pl.Float64, "first to last response byte, seconds"),
     ("retransmission_stall_s", pl.Float64, "time the transaction's bytes waited on retransmissions"),
     ("exception_id", pl.String, "GIOP system/user exception repository id (null otherwise)"),

@@ -39,11 +39,15 @@ Timing definitions (also in the schema):
   after the message was complete at the capture point (a loss downstream of a sender-side
   capture).
 - `server_think_s` = (rsp_first_ts - req_last_ts) - rtt_server_side - request resend stall
-  inside that interval, clipped at 0. rtt_server_side is the connection's SYN -> SYN/ACK time
-  (capture point -> server -> capture point): ~0 at a server-side capture, the network round
-  trip at a client-side one; 0 when the handshake was not captured and for DNS over UDP. The
-  request resend stall is removed because a request lost after the capture point reaches the
-  server only with its resend. What is left is the server's own time.
+  inside that interval, clipped at 0. rtt_server_side (capture point -> server -> capture
+  point) is the smaller of the connection's SYN -> SYN/ACK time (connections.rtt_server_side_ms)
+  and the quickest ACK the server sent for client data on that connection (min of the
+  analyzer's ack_rtt_s on server segments): ~0 at a server-side capture, the network round trip
+  at a client-side one. The minimum guards against a handshake that was slow once (a retried
+  SYN met a busy accept queue: 4 ms in the lab's dropped-SYN capture against 0.2 ms per
+  exchange). 0 when neither was seen, e.g. DNS over UDP. The request resend stall is removed
+  because a request lost after the capture point reaches the server only with its resend.
+  What is left is the server's own time.
 - `request_transfer_s` = req_last - req_first; `response_transfer_s` = rsp_last - rsp_first.
 """
 
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +102,7 @@ def _parser(name: str) -> Any | None:
 # Per-connection stream state and the cut/parse loop
 # ============================================================================================
 class _Conn:
-    __slots__ = ("conn_id", "dirs", "state", "proto", "mod", "ctx", "server_port", "tried")
+    __slots__ = ("conn_id", "dirs", "state", "proto", "mod", "ctx", "server_port", "tried", "skip_to")
 
     def __init__(self, conn_id: int) -> None:
         self.conn_id = conn_id
@@ -108,22 +113,34 @@ class _Conn:
         self.ctx: Any = None
         self.server_port = 0
         self.tried = [False, False]
+        self.skip_to = [0, 0]  # per direction: the rest of a message a gap cut short ends here
 
 
 class _MessageSink:
-    """Column lists for MESSAGES rows plus the undecoded detail dicts (for pairing)."""
+    """MESSAGES rows: Python lists for the rows being built, flushed to compact DataFrames.
+
+    Rows get a global index (0-based, in emission order). Timing of rows emitted in a step is
+    filled in at the end of that step (`set_timing`), so flushing between steps is safe.
+    `details` keeps, sparsely by row, only the decoded fields the pairing reads (PAIR_KEYS);
+    everything else lives in the JSON `detail` column. Memory per message is then Arrow's,
+    not Python objects'.
+    """
+
+    FLUSH_ROWS = 100_000
 
     def __init__(self) -> None:
         self.cols: dict[str, list] = {c: [] for c in MESSAGES.names}
-        self.details: list[dict[str, Any]] = []
-        self.reasons: list[str] = []
+        self.details: dict[int, dict[str, Any]] = {}
+        self.parts: list[pl.DataFrame] = []
+        self.base = 0  # global index of the first row in self.cols
 
     def __len__(self) -> int:
-        return len(self.details)
+        return self.base + len(self.cols["conn_id"])
 
     def add(self, conn_id: int, direction: int, rec: Record, size: int, offset: int | None,
-            timing: tuple[int, int, int, int]) -> None:
+            timing: tuple[int, int, int, int]) -> int:
         c = self.cols
+        row = self.base + len(c["conn_id"])
         c["conn_id"].append(conn_id)
         c["direction"].append(direction)
         c["protocol"].append(rec.protocol)
@@ -139,17 +156,41 @@ class _MessageSink:
         c["last_frame"].append(timing[3])
         c["resend_s"].append(0.0)
         c["malformed"].append(bool(rec.malformed))
-        detail = dict(rec.detail) if rec.detail else {}
+        detail = rec.detail
         if rec.malformed and rec.reason:
-            detail["reason"] = rec.reason
+            detail = {**detail, "reason": rec.reason}
         c["detail"].append(_JSON.encode(detail) if detail else None)
-        # pairing needs a few fields only: keep those, not every decoded dict (memory per message)
-        self.details.append({k: detail[k] for k in detail.keys() & PAIR_KEYS} if detail else _EMPTY)
+        if detail:
+            keep = {k: detail[k] for k in detail.keys() & PAIR_KEYS}
+            # the common values need no entry: not fragmented, a response expected
+            if keep.get("more_fragments") is False:
+                del keep["more_fragments"]
+            if keep.get("response_expected") is True:
+                del keep["response_expected"]
+            if keep:
+                self.details[row] = keep
+        return row
+
+    def set_timing(self, row: int, first_ts: int, last_ts: int, first_frame: int, last_frame: int) -> None:
+        i = row - self.base
+        c = self.cols
+        c["first_ts_ns"][i] = first_ts
+        c["last_ts_ns"][i] = last_ts
+        c["first_frame"][i] = first_frame
+        c["last_frame"][i] = last_frame
+
+    def flush(self, force: bool = False) -> None:
+        n = len(self.cols["conn_id"])
+        if n and (force or n >= self.FLUSH_ROWS):
+            self.parts.append(MESSAGES.conform(pl.DataFrame(self.cols, schema_overrides={
+                "request_id": pl.Int64, "stream_offset": pl.Int64, "operation": pl.String,
+                "status": pl.String, "detail": pl.String}, strict=False)))
+            self.cols = {c: [] for c in MESSAGES.names}
+            self.base += n
 
     def frame(self) -> pl.DataFrame:
-        return MESSAGES.conform(pl.DataFrame(self.cols, schema_overrides={
-            "request_id": pl.Int64, "stream_offset": pl.Int64, "operation": pl.String,
-            "status": pl.String, "detail": pl.String}, strict=False))
+        self.flush(force=True)
+        return pl.concat(self.parts, rechunk=True) if self.parts else MESSAGES.empty()
 
 
 @dataclass
@@ -195,6 +236,7 @@ class StreamParser:
         self.dns = _parser("dns")
         self.stats = StreamStats()
         self.gap_rows: list[tuple[int, int, int, int, int]] = []
+        self.min_ack_rtt_ms: dict[int, float] = {}  # per connection: smallest server ACK round trip
 
     # ------------------------------------------------------------------ chunks
     def feed(self, segs: pl.DataFrame, payload: np.ndarray, packets: pl.DataFrame | None = None) -> None:
@@ -228,6 +270,12 @@ class StreamParser:
                 own.fin = fin
             if rst:
                 own.reset = other.reset = True
+        if "ack_rtt_s" in live.columns:  # the server's ACKs of client data: capture -> server -> capture
+            acks = (live.filter((pl.col("direction") == 1) & pl.col("ack_rtt_s").is_not_null())
+                    .group_by("conn_id").agg(pl.col("ack_rtt_s").min()))
+            for conn_id, rtt_s in acks.iter_rows():
+                old = self.min_ack_rtt_ms.get(conn_id)
+                self.min_ack_rtt_ms[conn_id] = rtt_s * 1e3 if old is None else min(old, rtt_s * 1e3)
         data = live.filter(pl.col("payload_captured") > 0)
         if packets is not None and data.height:
             self._learn_ports(data, packets)
@@ -261,6 +309,7 @@ class StreamParser:
             conn = self.conns.get(conn_id)
             if conn is not None and conn.state != "skip":
                 self._step(conn, final=False)
+        self.sink.flush()
 
     def _learn_ports(self, data: pl.DataFrame, packets: pl.DataFrame) -> None:
         new = [cid for cid in data["conn_id"].unique().to_list()
@@ -350,12 +399,25 @@ class StreamParser:
         cache: list[tuple[int, bytes] | None] = [None, None]
         blocked = [False, False]
         dirs = conn.dirs
+        skip_to = conn.skip_to
+        lookup: list | None = None
         while True:
             ready = []
             for d in (0, 1):
                 sd = dirs[d]
                 if blocked[d]:
                     continue
+                if skip_to[d] > sd.pos:  # the tail of a message cut by a gap: consume, do not parse
+                    sd.pos = min(skip_to[d], max(sd.pos, sd.frontier))
+                    if sd.pos >= skip_to[d]:
+                        skip_to[d] = 0
+                    else:
+                        if sd.hole_is_gap(final):
+                            self._gap(conn, d, spans=spans[d])
+                            cache[d] = None
+                            continue
+                        blocked[d] = True
+                        continue
                 if sd.pos >= sd.frontier and sd.hole_is_gap(final):
                     self._gap(conn, d, spans=spans[d])
                     cache[d] = None
@@ -364,8 +426,17 @@ class StreamParser:
             if not ready:
                 break
             # both sides have bytes: the message that started first goes first (time order)
-            d = ready[0] if len(ready) == 1 else (
-                0 if dirs[0].ts_at(dirs[0].pos) <= dirs[1].ts_at(dirs[1].pos) else 1)
+            if len(ready) == 1:
+                d = ready[0]
+            else:
+                if lookup is None:  # pieces do not change inside a step: bisect over plain lists
+                    lookup = [(dirs[k].p_start.tolist(), dirs[k].p_ts.tolist()) for k in (0, 1)]
+                t01 = []
+                for k in (0, 1):
+                    starts, tss = lookup[k]
+                    i = bisect_right(starts, dirs[k].pos) - 1
+                    t01.append(tss[i] if i >= 0 else 0)
+                d = 0 if t01[0] <= t01[1] else 1
             sd = conn.dirs[d]
             cached = cache[d]
             if cached is None or cached[0] > sd.pos or cached[0] + len(cached[1]) < sd.frontier:
@@ -420,20 +491,16 @@ class StreamParser:
 
     def _emit(self, conn: _Conn, d: int, start: int, n: int, recs: list[Record], spans: list) -> None:
         for rec in recs or [Record(conn.proto or "", "unknown", malformed=True, reason="parser returned nothing")]:
-            spans.append((start, start + n, len(self.sink)))
-            self.sink.add(conn.conn_id, d, rec, n, start, (0, 0, 0, 0))
+            spans.append((start, start + n, self.sink.add(conn.conn_id, d, rec, n, start, (0, 0, 0, 0))))
 
     def _time(self, conn: _Conn, d: int, spans: list) -> None:
         if not spans:
             return
         arr = np.asarray(spans, np.int64)
         fts, lts, ffr, lfr = conn.dirs[d].timing(arr[:, 0], arr[:, 1])
-        cols = self.sink.cols
-        for k, row in enumerate(arr[:, 2].tolist()):
-            cols["first_ts_ns"][row] = int(fts[k])
-            cols["last_ts_ns"][row] = int(lts[k])
-            cols["first_frame"][row] = int(ffr[k])
-            cols["last_frame"][row] = int(lfr[k])
+        for row, a, b, c, d2 in zip(arr[:, 2].tolist(), fts.tolist(), lts.tolist(), ffr.tolist(), lfr.tolist(),
+                                    strict=True):
+            self.sink.set_timing(row, a, b, c, d2)
         spans.clear()
 
     def _gap(self, conn: _Conn, d: int, *, to: int | None = None, spans: list | None = None,
@@ -457,6 +524,11 @@ class StreamParser:
             for r in recs:
                 r.malformed = True
                 r.reason = why
+            # when its header says where it ends, skip the rest of it after the gap instead of
+            # resynchronising inside its body (an HTTP body can hold anything, a jar in particular)
+            end = _declared_end(conn.proto, recs[0].detail, sd.pos)
+            if end is not None and end > to:
+                conn.skip_to[d] = end
             if spans is None:
                 spans = []
                 self._emit(conn, d, sd.pos, sd.frontier - sd.pos, recs, spans)
@@ -490,6 +562,7 @@ class StreamParser:
                 recs = [Record("dns", "malformed", malformed=True, reason=f"parser error: {exc!r}")]
             for rec in recs:
                 self.sink.add(int(conn_id), int(d), rec, int(cap), None, (ts, ts, frame, frame))
+        self.sink.flush()
 
     # ------------------------------------------------------------------ the end
     def finish(self) -> None:
@@ -633,13 +706,13 @@ def _more_fragments(detail: dict) -> bool:
     return bool(detail.get("more_fragments"))
 
 
-def _pair_giop(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: StreamStats) -> None:
+def _pair_giop(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats: StreamStats) -> None:
     open_req: dict[tuple[int, int, int], _Txn] = {}
     frag_by_id: dict[tuple[int, int, int], _Part] = {}
     frag_last: dict[tuple[int, int], _Part] = {}
     for row, conn, d, mtype, rid, op, bad in m.select("row", "conn_id", "direction", "msg_type",
                                                       "request_id", "operation", "malformed").iter_rows():
-        det = details[row]
+        det = details.get(row, _EMPTY)
         if bad and rid is None:  # garbage or a header we could not trust: nothing to pair on
             continue
         more = _more_fragments(det)
@@ -663,18 +736,19 @@ def _pair_giop(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: Str
         elif mtype in ("Reply", "LocateReply"):
             part = _Part(row, more)
             t = open_req.pop((conn, 1 - d, rid), None) if rid is not None else None
-            if t is None:
+            if t is None:  # its request was not captured (capture started late, or dropped it)
                 stats.unmatched_responses += 1
-            else:
-                t.rsp = part
-                t.exception_id = det.get("exception_id")
-                fh, fp = _d(det, "forward_host", "ior_host"), _d(det, "forward_port", "ior_port")
-                t.forward = (fh, fp)
-                if det.get("ior_type_id") or det.get("forward_type_id"):
-                    t.detail["ior_type_id"] = det.get("ior_type_id") or det.get("forward_type_id")
-                tls_port = _d(det, "forward_tls_port", "ior_tls_port")
-                if tls_port:
-                    t.detail["forward_tls_port"] = tls_port
+                t = _Txn(conn, "giop", None, rid, None)
+                t.detail["request_not_captured"] = True
+                out.append(t)
+            t.rsp = part
+            t.exception_id = det.get("exception_id")
+            t.forward = (_d(det, "forward_host", "ior_host"), _d(det, "forward_port", "ior_port"))
+            if det.get("ior_type_id") or det.get("forward_type_id"):
+                t.detail["ior_type_id"] = det.get("ior_type_id") or det.get("forward_type_id")
+            tls_port = _d(det, "forward_tls_port", "ior_tls_port")
+            if tls_port:
+                t.detail["forward_tls_port"] = tls_port
             if more:
                 frag_last[(conn, d)] = part
                 if rid is not None:
@@ -698,12 +772,12 @@ def _pair_giop(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: Str
                 t.detail["cancelled"] = True
 
 
-def _pair_http(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: StreamStats) -> None:
+def _pair_http(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats: StreamStats) -> None:
     queues: dict[int, list[_Txn]] = {}
     seq: dict[int, int] = {}
     for row, conn, d, mtype, op, _status in m.select("row", "conn_id", "direction", "msg_type",
                                                      "operation", "status").iter_rows():
-        det = details[row]
+        det = details.get(row, _EMPTY)
         if mtype == "request" and d == 0:
             seq[conn] = seq.get(conn, 0) + 1
             t = _Txn(conn, "http", op, seq[conn], _Part(row))
@@ -724,12 +798,12 @@ def _pair_http(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: Str
             t.rsp = _Part(row)
 
 
-def _pair_dns(m: pl.DataFrame, details: list[dict], conns: dict[int, tuple], out: list[_Txn],
+def _pair_dns(m: pl.DataFrame, details: dict[int, dict], conns: dict[int, tuple], out: list[_Txn],
               stats: StreamStats) -> None:
     open_q: dict[tuple, _Txn] = {}
     for row, conn, mtype, rid, op, ts in m.select("row", "conn_id", "msg_type", "request_id",
                                                   "operation", "first_ts_ns").iter_rows():
-        det = details[row]
+        det = details.get(row, _EMPTY)
         cinfo = conns.get(conn, (None, None, None, None))
         qkey = ((op or "").lower(), str(det.get("qtype")), str(det.get("qclass")))
         key = (cinfo[0], cinfo[2], qkey)
@@ -768,7 +842,7 @@ _TLS_HANDSHAKE_TYPES = frozenset({"ClientHello", "ServerHello", "HelloRetryReque
                                   "HandshakeFragment", "ChangeCipherSpec"})
 
 
-def _pair_tls(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: StreamStats,
+def _pair_tls(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats: StreamStats,
               first_ts: np.ndarray, last_frame: np.ndarray) -> None:
     for conn, g in m.group_by("conn_id", maintain_order=True):
         conn_id = conn[0]
@@ -782,7 +856,7 @@ def _pair_tls(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: Stre
         tls13 = False
         for row, d, mtype, status, malformed in g.select("row", "direction", "msg_type", "status",
                                                          "malformed").iter_rows():
-            det = details[row]
+            det = details.get(row, _EMPTY)
             if mtype == "ClientHello" and d == 0 and in_hs and hs is not None and hs.detail.get("hello_retry"):
                 pass  # the second ClientHello after a HelloRetryRequest belongs to the same handshake
             elif mtype == "ClientHello" and d == 0:
@@ -845,10 +919,12 @@ def _pair_tls(m: pl.DataFrame, details: list[dict], out: list[_Txn], stats: Stre
 # ============================================================================================
 # Building the transactions table
 # ============================================================================================
-def build_transactions(msgs: pl.DataFrame, details: list[dict], connections: pl.DataFrame,
-                       events: pl.DataFrame, stats: StreamStats | None = None) -> pl.DataFrame:
+def build_transactions(msgs: pl.DataFrame, details: dict[int, dict], connections: pl.DataFrame,
+                       events: pl.DataFrame, stats: StreamStats | None = None,
+                       min_ack_rtt_ms: dict[int, float] | None = None) -> pl.DataFrame:
     """Pair the messages into TRANSACTIONS rows (see the module docstring for the rules)."""
     stats = stats or StreamStats()
+    min_ack_rtt_ms = min_ack_rtt_ms or {}
     m = msgs.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
     m = m.sort("conn_id", "first_ts_ns", "direction", "stream_offset", "row")
     conns = {r[0]: r[1:] for r in connections.select("conn_id", "client_ip", "client_port", "server_ip",
@@ -871,6 +947,7 @@ def build_transactions(msgs: pl.DataFrame, details: list[dict], connections: pl.
     offs = msgs["stream_offset"].to_list()
     mstatus = msgs["status"].to_list()
     mdir = msgs["direction"].to_list()
+    mbad = msgs["malformed"].to_list()
 
     def span(rows: list[int]) -> tuple[int, int, int, int, int]:
         if len(rows) == 1:
@@ -904,6 +981,10 @@ def build_transactions(msgs: pl.DataFrame, details: list[dict], connections: pl.
         elif t.protocol == "turn":
             status = "answered"
         detail = {k2: v for k2, v in t.detail.items() if not k2.startswith("_")}
+        if t.req is not None and any(mbad[i] for i in t.req.rows):
+            detail["request_malformed"] = True
+        if t.rsp is not None and any(mbad[i] for i in t.rsp.rows):
+            detail["response_malformed"] = True
         if t.protocol == "dns" and t.answered_row is not None:
             detail["answered_query_frame"] = last_fr[t.answered_row]
         out["conn_id"].append(t.conn_id)
@@ -923,7 +1004,7 @@ def build_transactions(msgs: pl.DataFrame, details: list[dict], connections: pl.
         out["response_bytes"].append(rs[4])
         out["request_transfer_s"].append((rq[1] - rq[0]) / 1e9 if rq[0] is not None else None)
         out["response_transfer_s"].append((rs[1] - rs[0]) / 1e9 if rs[0] is not None else None)
-        rtt = info[4]
+        rtt = _server_rtt_ms(info[4], min_ack_rtt_ms.get(t.conn_id))
         out["server_think_s"].append(
             ((rs[0] - rq_last_for_think) / 1e9 - (rtt or 0.0) / 1e3) if rs[0] is not None and rq_last_for_think is not None else None)
         out["retransmission_stall_s"].append(0.0)
@@ -986,6 +1067,31 @@ def build_transactions(msgs: pl.DataFrame, details: list[dict], connections: pl.
     return TRANSACTIONS.conform(df.sort("req_first_ts_ns", "first_frame", nulls_last=True))
 
 
+# A message longer than this is not believed when skipping past a gap (a lying length).
+_SKIP_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+def _declared_end(proto: str | None, detail: dict[str, Any], start: int) -> int | None:
+    """Stream offset where a message starting at `start` ends, by its own header (None: unknown)."""
+    size = None
+    if proto == "giop" and isinstance(detail.get("message_size"), int):
+        size = 12 + detail["message_size"]
+    elif (proto == "http" and not detail.get("chunked") and isinstance(detail.get("content_length"), int)
+          and isinstance(detail.get("header_bytes"), int)):
+        size = detail["header_bytes"] + detail["content_length"]
+    if size is None or size <= 0 or size > _SKIP_LIMIT_BYTES:
+        return None
+    return start + size
+
+
+def _server_rtt_ms(syn_rtt_ms: float | None, ack_rtt_ms: float | None) -> float:
+    """Capture point -> server -> capture point: the smaller of the handshake's SYN -> SYN/ACK and
+    the server's quickest ACK of client data on the connection (a slow accept or a one-off delay
+    on the handshake must not be taken off every request); 0 when neither was seen."""
+    vals = [v for v in (syn_rtt_ms, ack_rtt_ms) if v is not None and v == v]
+    return min(vals) if vals else 0.0
+
+
 def _message_resend(msgs: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     ev_idx, mrow = _event_message_pairs(msgs, events)
     if ev_idx.size == 0:
@@ -1039,7 +1145,7 @@ def _assemble(sp: StreamParser, connections: pl.DataFrame, read_stats: Any = Non
     msgs, events, gaps = sp.result()
     msgs = _message_resend(msgs, events)
     stats = sp.stats
-    txns = build_transactions(msgs, sp.sink.details, connections, events, stats)
+    txns = build_transactions(msgs, sp.sink.details, connections, events, stats, sp.min_ack_rtt_ms)
     stats.messages = msgs.height
     stats.malformed_messages = int(msgs["malformed"].sum()) if msgs.height else 0
     stats.gaps = gaps.height

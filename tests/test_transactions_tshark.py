@@ -28,7 +28,7 @@ MS = 1_000_000
 
 FIELDS = ["frame.number", "frame.time_epoch", "tcp.stream", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport",
           "tcp.flags", "tcp.seq", "tcp.ack", "tcp.len", "tcp.analysis.retransmission", "tcp.analysis.rto",
-          "tcp.payload"]
+          "tcp.analysis.ack_rtt", "tcp.payload"]
 
 
 def tshark_rows(pcap: Path, fields: list[str], *opts: str, display: str | None = None) -> list[list[str]]:
@@ -50,10 +50,10 @@ def segments_from_tshark(pcap: Path) -> tuple[pl.DataFrame, np.ndarray, pl.DataF
     rtt: dict[int, float] = {}
     cols: dict[str, list] = {k: [] for k in ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "seq_rel",
                                              "ack_rel", "payload_len", "payload_captured", "payload_offset",
-                                             "retransmission", "rto_s", "src_port", "dst_port")}
+                                             "retransmission", "rto_s", "ack_rtt_s", "src_port", "dst_port")}
     conns: dict[int, dict] = {}
     payload = bytearray()
-    for fr, t, stream, src, dst, sp, dp, flags, seq, ack, ln, rex, rto, data in rows:
+    for fr, t, stream, src, dst, sp, dp, flags, seq, ack, ln, rex, rto, ack_rtt, data in rows:
         s, fl = int(stream), int(flags, 16)
         ts = int(Decimal(t) * 1_000_000_000)
         if s not in client:
@@ -78,13 +78,14 @@ def segments_from_tshark(pcap: Path) -> tuple[pl.DataFrame, np.ndarray, pl.DataF
         cols["payload_offset"].append(len(payload) if raw else -1)
         cols["retransmission"].append(rex == "1")
         cols["rto_s"].append(float(rto) if rto else None)
+        cols["ack_rtt_s"].append(float(ack_rtt) if ack_rtt else None)
         cols["src_port"].append(int(sp))
         cols["dst_port"].append(int(dp))
         payload += raw
     del rtt
     df = pl.DataFrame(cols, schema_overrides={"conn_id": pl.UInt32, "direction": pl.UInt8, "tcp_flags": pl.UInt16,
                                               "payload_len": pl.UInt32, "payload_captured": pl.UInt32,
-                                              "rto_s": pl.Float64, "src_port": pl.UInt16, "dst_port": pl.UInt16})
+                                              "rto_s": pl.Float64, "ack_rtt_s": pl.Float64, "src_port": pl.UInt16, "dst_port": pl.UInt16})
     connections = pl.DataFrame(list(conns.values()) or None, schema_overrides={"rtt_server_side_ms": pl.Float64})
     return df, np.frombuffer(bytes(payload), np.uint8), df.select("frame", "src_port", "dst_port"), connections
 
@@ -328,7 +329,16 @@ def test_dns_pairs_rcodes_think_times_retries_and_unanswered_questions_agree_wit
     answered_queries = {int(r[5]) for r in rows if r[2] == "1"}
     oracle = sorted((name, rcode[int(rc)], float(dt), bool(tcp)) for _, tcp, resp, name, rc, _to, dt in rows
                     if resp == "1")
-    rtt = {r["conn_id"]: r["rtt_server_side_ms"] for r in a.connections.iter_rows(named=True)}
+    # the capture-to-server round trip taken off (TCP only): the smaller of tshark's SYN -> SYN/ACK
+    # and its quickest ack_rtt of a server ACK on that connection
+    syn_rtt = {r["conn_id"]: r["rtt_server_side_ms"] for r in a.connections.iter_rows(named=True)}
+    ack_rtt: dict[int, float] = {}
+    for stream, src_port, ack_rtt_s in tshark_rows(PROTO / "dns.pcap", ["tcp.stream", "tcp.srcport",
+                                                                       "tcp.analysis.ack_rtt"], display="tcp"):
+        if ack_rtt_s and src_port == "53":
+            ack_rtt[int(stream)] = min(ack_rtt.get(int(stream), 1e9), float(ack_rtt_s) * 1e3)
+    rtt = {c: min(v for v in (syn_rtt.get(c), ack_rtt.get(c)) if v is not None) for c in syn_rtt
+           if c < UDP_BASE}
     ours = sorted((r["operation"], r["status"],
                    r["server_think_s"] + (rtt.get(r["conn_id"]) or 0.0) / 1e3, r["conn_id"] < UDP_BASE)
                   for r in t.filter(pl.col("status") != "unanswered").iter_rows(named=True))
