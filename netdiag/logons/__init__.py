@@ -123,7 +123,8 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
                                                   "OBJECT_FORWARD_PERM"]).sum(),
         exceptions=pl.col("status").is_in(list(_EXCEPTION_STATUSES)).sum(),
     )
-    conn_m = members.filter(pl.col("txn_row") < 0).select("logon_idx", "conn_id").unique().join(
+    conn_m = members.filter((pl.col("txn_row") < 0) & (pl.col("kind") == "tcp")).select(
+        "logon_idx", "conn_id").unique().join(
         connections.select("conn_id", "client_port", "retransmitted_segments", "first_frame", "last_frame"),
         on="conn_id", how="left")
     udp_m = members.filter(pl.col("kind") == "dns").select("logon_idx", "conn_id").unique().join(

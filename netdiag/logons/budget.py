@@ -107,7 +107,8 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
     lg = logons.select("logon_idx", "start_ts_ns", "end_ts_ns", "half_rtt_client_ns")
     hc = pl.col("half_rtt_client_ns")
     conn_cols = ["conn_id", "syn_ts_ns", "synack_ts_ns", "established_ts_ns", "last_ts_ns", "first_frame",
-                 "last_frame", "rtt_server_side_ms", "syn_retransmissions", "state"]
+                 "last_frame", "rtt_server_side_ms", "syn_retransmissions", "state", "bytes_s2c", "transport",
+                 "first_ts_ns"]
     conn_m = (members.filter(pl.col("txn_row") < 0).select("logon_idx", "conn_id").unique()
               .join(connections.select(conn_cols), on="conn_id", how="inner")
               .join(lg.select("logon_idx", "half_rtt_client_ns"), on="logon_idx", how="left"))
@@ -116,10 +117,14 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
     else:
         conn_m = conn_m.with_columns(connect_cause=pl.lit(None, pl.String), loss_cause=pl.lit(None, pl.String))
 
-    # connect: the client's first SYN until the SYN/ACK reached it (or the failed attempt's end)
+    # connect: the client's first SYN until the SYN/ACK reached it (or the failed attempt's end;
+    # a SYN/ACK the capture missed on a connection that carried answers ends nothing: no wait)
+    conn_m = conn_m.with_columns(_connect_end=pl.coalesce(
+        "synack_ts_ns", "established_ts_ns",
+        pl.when(pl.col("bytes_s2c").fill_null(0) > 0).then(pl.col("syn_ts_ns")), "last_ts_ns"))
     c = conn_m.filter(pl.col("syn_ts_ns").is_not_null())
     if c.height:
-        end = pl.coalesce("synack_ts_ns", "last_ts_ns") + hc
+        end = pl.col("_connect_end") + hc
         parts.append(_iv(c, pl.col("syn_ts_ns") - hc, end, "connect_s",
                          pl.col("connect_cause").fill_null("connect"), pl.col("first_frame"), None))
 
@@ -135,9 +140,10 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
         tm = tm.with_columns(cause=pl.lit(None, pl.String))
 
     # what each logon's process did next (client-originated starts, seen at the capture point)
+    udp = pl.col("transport") == "udp"
     starts = pl.concat([
         tm.select("logon_idx", pl.col("req_first_ts_ns").alias("s")),
-        conn_m.select("logon_idx", pl.col("syn_ts_ns").alias("s")),
+        conn_m.select("logon_idx", pl.when(udp).then(pl.col("first_ts_ns")).otherwise(pl.col("syn_ts_ns")).alias("s")),
     ]).drop_nulls().sort("logon_idx", "s")
 
     def next_start(df: pl.DataFrame, on: str) -> pl.DataFrame:
@@ -150,6 +156,10 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
         parts.append(_iv(tls, pl.col("req_first_ts_ns") - hc,
                          pl.max_horizontal("req_last_ts_ns", pl.col("rsp_last_ts_ns").fill_null(0)) + hc, "tls_s",
                          pl.col("cause").fill_null("tls"), pl.col("first_frame"), pl.col("last_frame")))
+    flows = conn_m.filter(udp)     # DNS exchanges known only as UDP flows (see grouping)
+    if flows.height:
+        parts.append(_iv(flows, pl.col("first_ts_ns") - hc, pl.col("last_ts_ns") + hc, "dns_s", "dns",
+                         pl.col("first_frame"), pl.col("last_frame")))
     dns = tm.filter(pl.col("protocol") == "dns")
     if dns.height:
         dns = next_start(dns, "req_last_ts_ns")
@@ -185,8 +195,7 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
     deliveries = pl.concat([
         tm.filter(pl.col("rsp_last_ts_ns").is_not_null())
           .select("logon_idx", pl.col("rsp_last_ts_ns").alias("d"), pl.col("last_frame").alias("fa")),
-        conn_m.select("logon_idx", pl.coalesce("synack_ts_ns", "last_ts_ns").alias("d"),
-                      pl.col("first_frame").alias("fa")),
+        conn_m.select("logon_idx", pl.col("_connect_end").alias("d"), pl.col("first_frame").alias("fa")),
     ]).drop_nulls("d")
     if deliveries.height:
         gaps = next_start(deliveries, "d").join(lg, on="logon_idx", how="inner")
@@ -207,7 +216,8 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
             iv = (iv.join(gu.select("txn_row", "logon_idx", (pl.col("give_up_ts_ns") - hc).alias("_gu")),
                           on=["txn_row", "logon_idx"], how="left")
                   .with_columns(t1=pl.min_horizontal("t1", pl.col("_gu").fill_null(2**62))).drop("_gu"))
-    iv = (iv.join(lg.select("logon_idx", "start_ts_ns", "end_ts_ns"), on="logon_idx", how="inner")
+    iv = (iv.filter(pl.col("t0").is_not_null() & pl.col("t1").is_not_null())   # e.g. a reply whose request was not captured
+          .join(lg.select("logon_idx", "start_ts_ns", "end_ts_ns"), on="logon_idx", how="inner")
           .with_columns(t0=pl.max_horizontal("t0", "start_ts_ns"), t1=pl.min_horizontal("t1", "end_ts_ns"))
           .filter(pl.col("t1") > pl.col("t0"))
           .drop("start_ts_ns", "end_ts_ns"))

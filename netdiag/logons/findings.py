@@ -72,8 +72,8 @@ def label_causes(connections: pl.DataFrame, transactions: pl.DataFrame, segments
     """
     thr = profile.thresholds
     conns = connections.filter(pl.col("transport") == "tcp")
-    failed = pl.col("state").is_in(list(FAILED_CONNECT_STATES)) | (
-        pl.col("syn_ts_ns").is_not_null() & pl.col("synack_ts_ns").is_null())
+    failed = (pl.col("state").is_in(list(FAILED_CONNECT_STATES)) | (
+        pl.col("syn_ts_ns").is_not_null() & pl.col("synack_ts_ns").is_null())) & (pl.col("bytes_s2c").fill_null(0) == 0)
     retried = pl.col("syn_retransmissions").fill_null(0) > 0
     cc = conns.select("conn_id", "server_ip", "server_port", "syn_ts_ns", "first_ts_ns",
                       connect_cause=pl.when(failed).then(pl.lit("connect_failure"))

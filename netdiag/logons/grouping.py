@@ -89,6 +89,7 @@ class Item:
     failed_connect: bool = False
     dns_name: str | None = None
     first_operation: str | None = None  # the first request on the item (e.g. "GET /epj/epj.jnlp")
+    capture_loss: bool = False          # the capture missed bytes of this connection
     rtt_client_side_ms: float | None = None
 
 
@@ -190,7 +191,7 @@ def _was_roles() -> dict[int, str]:
     return {p: r for p, r in DEFAULT_PORT_ROLES.items() if p not in (80, 443, 8080)}
 
 
-def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
+def _items(conns: pl.DataFrame, transactions: pl.DataFrame, dns_flows: pl.DataFrame | None = None) -> list[Item]:
     """Build the items (per connection / per DNS question) with their busy intervals."""
     items: list[Item] = []
     tx = transactions.with_row_index("txn_row")
@@ -211,7 +212,11 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
         last = int(row["last_ts_ns"])
         busy: list[tuple[int, int]] = []
         deliveries: list[int] = []
-        failed = row["state"] in FAILED_CONNECT_STATES or (syn is not None and row["synack_ts_ns"] is None)
+        # a connect that never got going: no SYN/ACK or a reset, and nothing ever came back (a
+        # SYN/ACK the capture missed on a connection that carried answers is not a failure)
+        answered = any(x[2] is not None for x in g) or (row.get("bytes_s2c") or 0) > 0
+        failed = (row["state"] in FAILED_CONNECT_STATES or (syn is not None and row["synack_ts_ns"] is None)) \
+            and not answered
         if syn is not None:
             est = row["established_ts_ns"] if row["established_ts_ns"] is not None else row["synack_ts_ns"]
             busy.append((start, int(est) if est is not None else last))
@@ -232,7 +237,8 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
         items.append(Item("tcp", cid, [r[0] for r in g], row["client_ip"], row["server_ip"],
                           int(row["server_port"]), row["role"], start, last, busy, deliveries, referrals,
                           failed_connect=bool(failed), rtt_client_side_ms=row.get("rtt_client_side_ms"),
-                          first_operation=first_op.get(cid)))
+                          first_operation=first_op.get(cid),
+                          capture_loss=bool((row.get("unseen_bytes") or 0) > 0)))
     dns = tx.filter(pl.col("protocol") == "dns")
     for row in dns.iter_rows(named=True):
         q0 = int(row["req_first_ts_ns"])
@@ -242,6 +248,17 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
         items.append(Item("dns", int(row["conn_id"]), [int(row["txn_row"])], row["client_ip"], row["server_ip"],
                           int(row["server_port"] or 53), "dns", q0, end, busy, [end] if answered else [], [],
                           dns_name=(row["operation"] or "").lower()))
+    # DNS exchanges the transactions stage folded into another process's question (many clients
+    # behind one address asking the same name at once): each UDP flow to port 53 is one process's
+    # lookup, so flows without a transaction of their own become items too
+    if dns_flows is not None and dns_flows.height:
+        have = set(dns["conn_id"].to_list())
+        for row in dns_flows.filter(~pl.col("conn_id").is_in(list(have))).iter_rows(named=True):
+            q0, end = int(row["first_ts_ns"]), int(row["last_ts_ns"])
+            answered = (row.get("packets_s2c") or 0) > 0
+            items.append(Item("dns", int(row["conn_id"]), [], row["client_ip"], row["server_ip"],
+                              int(row["server_port"]), "dns", q0, end, [(q0, end if answered else end + 1)],
+                              [end] if answered else [], []))
     items.sort(key=lambda it: (it.start_ns, it.conn_id))
     return items
 
@@ -249,7 +266,8 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
 def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> Grouping:
     """Chain items per client process and cut logons out of the chains (see module docstring)."""
     conns = relevant_connections(connections, transactions, profile)
-    all_items = _items(conns, transactions)
+    dns_flows = connections.filter((pl.col("transport") == "udp") & (pl.col("server_port") == 53))
+    all_items = _items(conns, transactions, dns_flows)
     tcp_items = [it for it in all_items if it.kind == "tcp"]
     dns_items = [it for it in all_items if it.kind == "dns"]
     quiet_ns = int(profile.start_quiet_s * 1e9)
@@ -363,11 +381,15 @@ def _attach_dns(dns_items: list[Item], chains_by_ip: dict[str, list[Chain]], txs
     goes to the chain whose next step follows it most closely (the process gave up and went on).
     """
     for it in dns_items:
-        answers = _dns_answers(txs["detail"][it.txn_rows[0]])
+        answers = _dns_answers(txs["detail"][it.txn_rows[0]]) if it.txn_rows else set()
         best: tuple[int, Chain] | None = None
         for ch in chains_by_ip.get(it.client_ip, []):
-            if any(x.kind == "dns" and x.dns_name == it.dns_name for x in ch.items):
-                continue
+            if it.dns_name is not None and any(x.kind == "dns" and x.dns_name == it.dns_name for x in ch.items):
+                continue   # one lookup per name and process
+            first_tcp = min((x.start_ns for x in ch.items if x.kind == "tcp"), default=None)
+            if it.dns_name is None and first_tcp is not None and first_tcp > it.last_ns and any(
+                    x.kind == "dns" and x.start_ns < first_tcp for x in ch.items):
+                continue   # a lookup of unknown name before the first connection: one per process
             nxt = [x.start_ns for x in ch.items if x.kind == "tcp" and x.start_ns >= it.last_ns
                    and x.start_ns - it.last_ns <= lead_ns and (not answers or x.server_ip in answers)]
             if nxt and (best is None or min(nxt) < best[0]):
@@ -498,8 +520,8 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
             "separation_confidence": ch.confidence,
         })
         for it in items:
-            if it.kind == "tcp":
-                members.append((logon_idx, it.conn_id, "tcp", -1))
+            if it.kind == "tcp" or not it.txn_rows:   # a connection, or a DNS flow without a transaction
+                members.append((logon_idx, it.conn_id, it.kind, -1))
             for r in it.txn_rows:
                 members.append((logon_idx, it.conn_id, it.kind, r))
     # number logons by start time (stable ids for a given capture and profile)
@@ -530,7 +552,9 @@ def _outcome(ch: Chain, items: list[Item], txs: dict[str, list], how: str, end_r
             rs = txs["rsp_last_ts_ns"][r]
             ts = rs if rs is not None else txs["req_first_ts_ns"][r]
             if ts is not None and ts <= end_ts and ts >= last_ts:
-                last_ts, last_failed = ts, _is_failed_status(txs["status"][r])
+                # an answer missing where the capture lost frames is not a failure
+                unseen = rs is None and it.capture_loss
+                last_ts, last_failed = ts, _is_failed_status(txs["status"][r]) and not unseen
     if last_failed:
         return "failed"
     if profile.end_operation is not None or profile.end_url is not None:
