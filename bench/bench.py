@@ -36,6 +36,7 @@ def measurements(capture: Path) -> list[tuple[str, list[str]]]:
         ("ingest", [py, str(HERE), "--child-ingest", str(capture)]),
         ("dpkt", [py, str(HERE), "--child-dpkt", str(capture)]),
         ("netdiag connections", [py, "-m", "netdiag.cli", "connections", str(capture), "--parquet", os.devnull]),
+        ("netdiag transactions", [py, "-m", "netdiag.cli", "transactions", str(capture), "--parquet", os.devnull]),
     ]
     if shutil.which("tshark"):
         out.append(("tshark", ["tshark", "-n", "-r", str(capture), "-q", "-z", "conv,tcp"]))
