@@ -23,7 +23,8 @@ Detection rules (what the capture shows; DOMAIN.md §3.2 and §5):
 - listen_backlog: >= 3 connections to one server port with SYN retries or resets within 10 s,
   at a moment with >= 10 connection attempts to it, on a port that answers most attempts
   without retries.
-- dns_delay: a DNS question answered later than `thresholds.dns_s`, unanswered, or retried.
+- dns_delay: a DNS question answered later than `thresholds.dns_s` (resolver retries included),
+  or unanswered.
 - tls_handshake: a TLS handshake longer than `thresholds.tls_handshake_s`, or ending in an alert.
 - nagle_delayed_ack: see budget.py (data, delayed bare ACK, held segment right after it).
 - server_think: the server's own time per operation (round trip removed); a warning when an
@@ -91,7 +92,6 @@ def label_causes(connections: pl.DataFrame, transactions: pl.DataFrame, segments
     lossy_conns = conns.filter(pl.col("unseen_bytes").fill_null(0) > 0)["conn_id"].to_list()
     dur = (pl.coalesce("rsp_last_ts_ns", "req_last_ts_ns") - pl.col("req_first_ts_ns")) / 1e9
     wait = (pl.col("rsp_first_ts_ns") - pl.col("req_last_ts_ns")) / 1e9
-    retries = pl.col("detail").str.extract(r'"retries"\s*:\s*(\d+)').cast(pl.Int64).fill_null(0)
     # same operation again later in the same logon (timeout + retry)
     in_logon = members.filter(pl.col("txn_row") >= 0).select("logon_idx", "txn_row")
     tl = tx.join(in_logon, on="txn_row", how="left").sort("req_first_ts_ns")
@@ -104,8 +104,10 @@ def label_causes(connections: pl.DataFrame, transactions: pl.DataFrame, segments
         & pl.col("logon_idx").is_not_null())
     jar_refetch = _jar_refetch(tx)
     cause = (
-        pl.when((pl.col("protocol") == "dns") & ((dur > thr.dns_s) | pl.col("rsp_last_ts_ns").is_null()
-                                                 | (retries > 0))).then(pl.lit("dns_delay"))
+        # (not "retries > 0": the transactions stage folds the same question from several
+        # processes behind one address into one transaction; a real resolver retry shows as time)
+        pl.when((pl.col("protocol") == "dns") & ((dur > thr.dns_s) | pl.col("rsp_last_ts_ns").is_null()))
+        .then(pl.lit("dns_delay"))
         .when((pl.col("protocol") == "tls") & ((dur > thr.tls_handshake_s)
                                                | pl.col("status").str.contains("(?i)alert").fill_null(False)))
         .then(pl.lit("tls_handshake"))
