@@ -244,7 +244,7 @@ def test_capture_without_logons_still_gets_a_report_that_says_why(tmp_path):
     out = tmp_path / "r"
     r = _netdiag("analyze", HTTP_ONLY, "--out", out)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("No logons found. no logons: none of the")
+    assert r.stdout.startswith("No logons found: none of the")
     md = (out / "report.md").read_text()
     assert "- Logons: 0" in md and "No logons were found in real_loopback_http.pcap" in md
     assert pl.read_parquet(out / "tables" / "logons.parquet").height == 0
@@ -271,3 +271,34 @@ def test_lab_captures_reports_agree_with_their_tables(lab_runs):
             tol = lambda v: 0.005 if v >= 1 else 0.0005  # noqa: E731 - the md's rounding
             assert abs(got["p50"] - np.percentile(d, 50)) <= tol(got["p50"]), path
             assert abs(got["max"] - d.max()) <= tol(got["max"]), path
+
+
+CRAFTED = ROOT / "captures" / "crafted"
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
+def test_a_cut_capture_is_reported_with_its_file_and_frame_and_the_frames_before_it_kept(tmp_path):
+    cut = CRAFTED / "bad" / "truncated_last_record.pcap"
+    out = tmp_path / "r"
+    r = _netdiag("analyze", cut, "--out", out)
+    assert r.returncode == 0, r.stderr
+    tshark_frames = len(subprocess.run(["tshark", "-r", str(cut)], capture_output=True, text=True,
+                                       timeout=60).stdout.splitlines())
+    md = (out / "report.md").read_text()
+    assert f"- frames read: {tshark_frames}" in md
+    assert "Capture warnings: 1" in md
+    warning = next(x for x in md.splitlines() if x.startswith(f"- {cut}, frame {tshark_frames + 1}"))
+    assert "truncated last record" in warning
+    from html import escape
+
+    assert escape(warning[2:], quote=True) in (out / "report.html").read_text()
+    assert f"netdiag: warning: {warning[2:]}" in r.stderr
+
+
+def test_span_duplicates_removed_are_reported_as_the_generator_injected_them(tmp_path):
+    expected = json.loads((CRAFTED / "expected.json").read_text())["span_dups.pcap"]["duplicates"]
+    a = analyze([CRAFTED / "span_dups.pcap"], out=tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("- duplicate frames removed"))
+    assert line.endswith(f": {expected}")
+    assert a.read_stats.duplicates_removed == expected

@@ -67,7 +67,7 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
 
     s = summarize(a)
     if s.logons == 0:
-        print(f"No logons found. {a.no_logons_reason or ''}".rstrip())
+        print(f"No logons found: {(a.no_logons_reason or 'no logon start seen').removeprefix('no logons: ')}.")
     else:
         print(f"{s.logons} logon{'s' if s.logons != 1 else ''}: typical {fmt_s(s.p50_s)}, p95 {fmt_s(s.p95_s)}, "
               f"slowest {fmt_s(s.max_s)} (logon {s.slowest_logon_id}); {s.slow_logons} slower than "

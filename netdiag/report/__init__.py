@@ -167,7 +167,8 @@ def summarize(a: Analysis) -> Summary:
 def _sentences(a: Analysis, s: Summary) -> list[str]:
     files = ", ".join(Path(p).name for p in a.paths)
     if s.logons == 0:
-        return [f"No logons were found in {files}. {a.no_logons_reason or ''}".strip(),
+        why = (a.no_logons_reason or "").removeprefix("no logons: ")
+        return [f"No logons were found in {files}" + (f": {why}." if why else "."),
                 "The TCP health section below still describes every connection in the capture."]
     when = ""
     if a.logons.height:
