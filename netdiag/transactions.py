@@ -56,7 +56,7 @@ from __future__ import annotations
 import json
 import re
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -854,13 +854,18 @@ def _pair_tls(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats:
         turn: _Txn | None = None
         turns = 0
         tls13 = False
+        pre: list[int] = []
         for row, d, mtype, status, malformed in g.select("row", "direction", "msg_type", "status",
                                                          "malformed").iter_rows():
             det = details.get(row, _EMPTY)
+            if mtype == "HandshakeFragment" and d == 0 and not in_hs:
+                pre.append(row)  # a ClientHello spanning records: its first records come first
+                continue
             if mtype == "ClientHello" and d == 0 and in_hs and hs is not None and hs.detail.get("hello_retry"):
                 pass  # the second ClientHello after a HelloRetryRequest belongs to the same handshake
             elif mtype == "ClientHello" and d == 0:
                 hs = _Txn(conn_id, "tls", "handshake", None, _Part(row))
+                hs.req.rows[:0] = pre
                 if det.get("sni"):
                     hs.operation = f"handshake {det['sni']}"
                     hs.detail["sni"] = det["sni"]
@@ -868,7 +873,7 @@ def _pair_tls(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats:
                 hs_start = int(first_ts[row])
                 hs.status = "incomplete"
                 out.append(hs)
-                in_hs, ccs, fin, tls13, turn = True, [False, False], [False, False], False, None
+                in_hs, ccs, fin, tls13, turn, pre = True, [False, False], [False, False], False, None, []
             if in_hs and hs is not None:
                 if mtype != "ClientHello" or row not in hs.req.rows:
                     if d == 0 and hs.rsp is None:
@@ -1114,8 +1119,12 @@ def _paths(source: Source) -> list[str]:
     return [str(p) for p in source]
 
 
-def analyze_streams(source: Source, *, progress: Any = None) -> StreamAnalysis:
-    """One pass over the capture(s): connections, messages, transactions, gaps and counts."""
+def analyze_streams(source: Source, *, progress: Any = None,
+                    on_segments: Callable[[pl.DataFrame], None] | None = None) -> StreamAnalysis:
+    """One pass over the capture(s): connections, messages, transactions, gaps and counts.
+
+    `on_segments(segs)` is called with each chunk's SEGMENTS rows, for a caller (logons) that
+    needs per-segment columns from the same pass."""
     from netdiag.capture import iter_chunks
     from netdiag.tcp import TcpAnalyzer
 
@@ -1136,6 +1145,8 @@ def analyze_streams(source: Source, *, progress: Any = None) -> StreamAnalysis:
         segs = analyzer.feed(chunk)
         sp.feed(segs, chunk.payload, chunk.packets)
         sp.feed_udp(getattr(analyzer, "last_udp", None), chunk.payload)
+        if on_segments is not None:
+            on_segments(segs)
     connections = analyzer.finish()
     return _assemble(sp, connections, read_stats)
 

@@ -403,3 +403,29 @@ def test_tls_handshakes_versions_resumption_alerts_and_turns_agree_with_tshark_a
                     if ct == "23":
                         sizes[0 if x[2] != server else 1] += int(ln) + 5
             assert (turns["request_bytes"][0], turns["response_bytes"][0]) == (sizes[0], sizes[1])
+
+
+def test_locate_forward_cancel_and_giop_1_1_fragments_pair_like_the_crafted_bytes_and_tshark() -> None:
+    a = drive("giop_locate_cancel_11.pcap")
+    t = {r["request_id"]: r for r in a.transactions.iter_rows(named=True)}
+    rows = tshark_rows(STREAMS / "giop_locate_cancel_11.pcap",
+                       ["frame.number", "giop.type", "giop.request_id", "giop.request_op", "giop.replystatus",
+                        "giop.locale_status", "giop.iiop.host", "giop.iiop.port"], display="giop")
+    by_frame = {int(r[0]): r[1:] for r in rows}
+    # LocateRequest 1 -> LocateReply OBJECT_FORWARD to the IOR's host:port (tshark decodes the same)
+    loc = t[1]
+    assert (loc["operation"], loc["status"]) == ("LocateRequest", "OBJECT_FORWARD")
+    _, rid, _, _, locate_status, host, port = by_frame[loc["last_frame"]]
+    assert (int(rid), int(locate_status), host, int(port)) == (1, 2, loc["forward_host"], loc["forward_port"])
+    # Request 2 cancelled and never answered
+    assert (t[2]["operation"], t[2]["status"]) == ("slowCall", "cancelled")
+    assert by_frame[t[2]["first_frame"]][:3] == ["0", "2", "slowCall"]
+    # GIOP 1.1 little-endian Reply in three pieces: 1000 + (12 + 800) + (12 + 300) bytes; complete in the
+    # final Fragment's frame, where tshark shows the reassembled reply's status
+    big = t[3]
+    assert (big["operation"], big["status"], big["response_bytes"]) == ("getBigList", "NO_EXCEPTION", 2124)
+    assert by_frame[big["last_frame"]][:2] == ["7", "3"] and by_frame[big["last_frame"]][3] == "0"
+    # GIOP 1.0
+    assert (t[4]["operation"], t[4]["status"]) == ("ping10", "NO_EXCEPTION")
+    assert by_frame[t[4]["last_frame"]][:2] == ["1", "4"]
+    assert a.stats.malformed_messages == 0 and a.stats.unmatched_responses == 0

@@ -23,9 +23,10 @@ T0 = 1_700_000_000.0
 class Cdr:
     """Big-endian CDR with alignment relative to the GIOP header start (position 0)."""
 
-    def __init__(self, start: int = 12) -> None:
+    def __init__(self, start: int = 12, little: bool = False) -> None:
         self.buf = bytearray()
         self.start = start
+        self.e = "<" if little else ">"
 
     def align(self, n: int) -> None:
         while (self.start + len(self.buf)) % n:
@@ -33,12 +34,12 @@ class Cdr:
 
     def ulong(self, v: int) -> Cdr:
         self.align(4)
-        self.buf += struct.pack(">I", v)
+        self.buf += struct.pack(self.e + "I", v)
         return self
 
     def ushort(self, v: int) -> Cdr:
         self.align(2)
-        self.buf += struct.pack(">H", v)
+        self.buf += struct.pack(self.e + "H", v)
         return self
 
     def octet(self, v: int) -> Cdr:
@@ -58,7 +59,8 @@ class Cdr:
 
 
 def giop(msg_type: int, body: bytes, *, flags: int = 0, minor: int = 2) -> bytes:
-    return b"GIOP" + bytes([1, minor, flags, msg_type]) + struct.pack(">I", len(body)) + body
+    order = "<" if flags & 1 else ">"
+    return b"GIOP" + bytes([1, minor, flags, msg_type]) + struct.pack(order + "I", len(body)) + body
 
 
 def request(rid: int, op: str, key: bytes = b"NameService", args: bytes = b"") -> bytes:
@@ -299,6 +301,63 @@ def many_outstanding() -> list:
     return frames
 
 
+def request_10_11(rid: int, op: str, minor: int, little: bool, key: bytes = b"EPJ/App") -> bytes:
+    """GIOP 1.0/1.1 Request: service contexts first, then id, response_expected, (1.1: reserved)."""
+    c = Cdr(little=little)
+    c.ulong(0).ulong(rid).octet(1)
+    if minor == 1:
+        c.octet(0).octet(0).octet(0)
+    c.octets(key).string(op).octets(b"")  # requesting_principal
+    return giop(0, bytes(c.buf), flags=1 if little else 0, minor=minor)
+
+
+def reply_10_11(rid: int, minor: int, little: bool, body: bytes = b"", more: bool = False) -> bytes:
+    c = Cdr(little=little)
+    c.ulong(0).ulong(rid).ulong(0)
+    c.buf += body
+    return giop(1, bytes(c.buf), flags=(1 if little else 0) | (2 if more else 0), minor=minor)
+
+
+def locate_cancel_11() -> list:
+    """LocateRequest -> LocateReply OBJECT_FORWARD (IOR to 10.9.0.8:9812, body padded to offset 24
+    as Wireshark expects); a Request then its CancelRequest, never answered; a GIOP 1.1
+    little-endian Request whose Reply comes in three pieces (Reply with the more-fragments flag, a
+    1.1 Fragment, the final 1.1 Fragment: 1.1 Fragments carry no request id); a GIOP 1.0 Request
+    and Reply."""
+    frames: list = []
+    c = Conn(frames, 50071, 9900)
+    c.handshake(0)
+    lr = Cdr()
+    lr.ulong(1).ushort(0).octets(b"EPJ/Home")
+    c.send(0, 10 * MS, giop(3, bytes(lr.buf)))
+    c.ack(1, 11 * MS)
+    rep = Cdr()
+    rep.ulong(1).ulong(2).ulong(0)  # request id, OBJECT_FORWARD, 4 pad bytes: body at offset 24
+    enc, _ = ior("IDL:epj/Home:1.0", "10.9.0.8", 9812)
+    rep.string("IDL:epj/Home:1.0").ulong(1).ulong(0).octets(enc)
+    c.send(1, 15 * MS, giop(4, bytes(rep.buf)))
+    c.ack(0, 16 * MS)
+    c.send(0, 20 * MS, request(2, "slowCall"))
+    c.ack(1, 21 * MS)
+    cr = Cdr()
+    cr.ulong(2)
+    c.send(0, 120 * MS, giop(2, bytes(cr.buf)))
+    c.ack(1, 121 * MS)
+    c.send(0, 130 * MS, request_10_11(3, "getBigList", minor=1, little=True))
+    c.ack(1, 131 * MS)
+    first = reply_10_11(3, 1, True, body=bytes(1000 - 24), more=True)  # 1000 bytes: 8-aligned
+    c.send(1, 160 * MS, first)
+    c.send(1, 161 * MS, giop(7, bytes(800), flags=0x03, minor=1))
+    c.send(1, 162 * MS, giop(7, bytes(300), flags=0x01, minor=1))
+    c.ack(0, 163 * MS)
+    c.send(0, 170 * MS, request_10_11(4, "ping10", minor=0, little=False))
+    c.ack(1, 171 * MS)
+    c.send(1, 180 * MS, reply_10_11(4, 0, False))
+    c.ack(0, 181 * MS)
+    c.close(200 * MS)
+    return frames
+
+
 def bad_input() -> list:
     """Lying lengths and garbage, one connection each (see README.md)."""
     import random
@@ -344,6 +403,7 @@ CASES = {
     "http_pipelined.pcap": pipelined_http,
     "giop_many_outstanding.pcap": many_outstanding,
     "bad_input.pcap": bad_input,
+    "giop_locate_cancel_11.pcap": locate_cancel_11,
 }
 
 
