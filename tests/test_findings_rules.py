@@ -163,3 +163,18 @@ def test_request_asked_again_before_its_late_answer_counts_only_until_the_client
     # 0.3 ms of the new connection's connect (connect beats server time); not until the late 3010 ms answer
     assert f["seconds_lost"] == pytest.approx(1.470 - 0.0003, abs=0.0002)
     assert row["dominant_cause"] == "request_timeout_retry"
+
+
+def test_full_tls_handshakes_repeated_without_resumption_are_reported():
+    conns, txns = _clean()
+    for k in range(3):   # three HTTPS connections to 9443, each a full handshake
+        cid = 10 + k
+        t = 30.0 + 10 * k
+        conns.append(connection(cid, C, 51000 + k, S, 9443, t, t + 0.2, t + 0.3, t + 8, first_frame=500 + 10 * k))
+        txns.append(transaction(cid, C, S, 9443, "tls", "handshake epj", t + 1, t + 1, t + 2, t + 4, status="ok",
+                                detail='{"resumed":false}', first_frame=502 + 10 * k))
+    res = _findings(conns, txns)
+    rep = res.findings.filter((pl.col("cause") == "tls_handshake") & pl.col("summary").str.contains("again"))
+    f = rep.row(0, named=True)
+    assert f["severity"] == "warning" and f["evidence_frames"] == [512, 522]
+    assert f["seconds_lost"] == pytest.approx(0.006, abs=1e-9)

@@ -25,7 +25,8 @@ Detection rules (what the capture shows; DOMAIN.md §3.2 and §5):
   without retries.
 - dns_delay: a DNS question answered later than `thresholds.dns_s` (resolver retries included),
   or unanswered.
-- tls_handshake: a TLS handshake longer than `thresholds.tls_handshake_s`, or ending in an alert.
+- tls_handshake: a TLS handshake longer than `thresholds.tls_handshake_s`, or ending in an alert;
+  and (a separate row) full handshakes repeated to one server port in a logon (no resumption).
 - nagle_delayed_ack: see budget.py (data, delayed bare ACK, held segment right after it).
 - server_think: the server's own time per operation (round trip removed); a warning when an
   operation's longest server time reaches `thresholds.server_think_s`.
@@ -321,6 +322,7 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
            lambda s, n, w, r: f"Requests unanswered (or answered after {thr.request_timeout_s} s) and then repeated: "
            f"{_ops(tx, r)}. Ask for server thread dumps at those times.")
     _detour_findings(add, tx, members, connections, logons)
+    _repeated_tls(add, tx, members)
     simple("loss_recovery", lambda s, w, r: "warning" if w >= thr.loss_recovery_s else "info",
            lambda s, n, w, r: f"Lost network packets had to be sent again: {s:.2f} s in {n} logon(s).",
            lambda s, n, w, r: f"{r.height} retransmission wait(s) (from the original send to the resend, "
@@ -452,6 +454,26 @@ def _detour_findings(add, tx: pl.DataFrame, members: pl.DataFrame, connections: 
             + ". Seconds: from the forward reply to the first answer from the forwarded address.",
             [f for pair in j.select("last_frame", "_new_conn_frame").iter_rows() for f in pair if f is not None],
             j["conn_id"].to_list())
+
+
+def _repeated_tls(add, tx: pl.DataFrame, members: pl.DataFrame) -> None:  # noqa: ANN001
+    """Full TLS handshakes repeated to the same server port within one logon (no session reuse)."""
+    tls = (members.filter(pl.col("txn_row") >= 0).select("logon_idx", "txn_row").join(tx, on="txn_row")
+           .filter((pl.col("protocol") == "tls")
+                   & ~pl.col("detail").str.contains('"resumed":true').fill_null(False))
+           .sort("req_first_ts_ns")
+           .with_columns(_nth=pl.int_range(pl.len()).over("logon_idx", "server_ip", "server_port")))
+    extra = tls.filter(pl.col("_nth") >= 1)
+    if extra.height == 0:
+        return
+    secs = float(((extra["rsp_last_ts_ns"].fill_null(extra["req_last_ts_ns"]) - extra["req_first_ts_ns"]) / 1e9).sum())
+    worst = int(tls.group_by("logon_idx", "server_ip", "server_port").len()["len"].max())
+    add("tls_handshake", "warning" if worst >= 3 else "info", secs, extra["logon_idx"].to_list(),
+        f"Encrypted connections were set up from scratch again and again ({worst} full handshakes to one "
+        f"server in a logon), costing {secs:.2f} s.",
+        f"{extra.height} full TLS handshake(s) repeated to the same server port within a logon without session "
+        "resumption (ServerHello did not resume): ask for TLS session reuse on the client and server.",
+        extra["first_frame"].to_list(), extra["conn_id"].to_list())
 
 
 def _finish(rows: list[dict]) -> pl.DataFrame:
