@@ -8,8 +8,8 @@ scenario's key log). Each check compares one tshark figure with the truth writte
 the peers' and the bridge's logs: GIOP requests by operation (giop.request_op), GIOP reply
 statuses, HTTP requests and statuses, DNS queries, TCP connections (SYNs), handshake RTTs
 (tcp.analysis.initial_rtt), retransmissions, the bridge's dropped frames (by MD5) and their
-resends (same sequence number), frames cut from the file, server time per request, zero windows,
-TLS versions. A check ends ``agree``, ``known`` (the figures differ for a reason written in
+resends (same sequence number), the bridge's delayed frames at its logged receive/send times,
+frames cut from the file, server time per request, zero windows, TLS versions. A check ends ``agree``, ``known`` (the figures differ for a reason written in
 KNOWN below, e.g. a receiver-side capture cannot flag a retransmission whose original it never
 saw) or ``DISAGREE``.
 """
@@ -207,6 +207,24 @@ def compare(truth: dict, frames: list[dict]) -> list[Check]:
             resent += 1
     add("dropped_tcp_frames_resent", len(tcp_unseen), resent, resent == len(tcp_unseen),
         "the sender's retransmission (same seq) reaches the capture point after the drop")
+    delayed = truth["impairment_log"].get("frames_delayed", [])
+    if delayed:
+        # the capture point sees a delayed frame when the bridge received it (upstream) or sent it on
+        first: dict[str, float] = {}
+        for fr in frames:
+            first.setdefault(fr["frame.md5_hash"], float(fr["frame.time_epoch"]) * 1e9)
+        off, absent = [], 0
+        for d in delayed:
+            if d["md5"] not in first or "ts_out_ns" not in d:
+                absent += 1
+                continue
+            ref = d["ts_in_ns"] if d["dir"] == upstream else d["ts_out_ns"]
+            off.append(abs(first[d["md5"]] - ref) / 1e6)
+        worst = max(off, default=0.0)
+        add("delayed_frames_timing", f"{len(delayed)} frames, |offset| < 1 ms", f"{len(off)} found, {absent} absent, "
+            f"worst {worst:.3f} ms", absent == 0 and worst < 1.0,
+            "each frame the bridge delayed is in the file at the bridge's receive time (upstream of it) or send "
+            "time (downstream), matched by MD5")
     kernel = truth["expected"].get("tcp_segments_retransmitted_by_kernels")
     if kernel is not None:
         # every segment a kernel resent crosses the capture point; tshark can flag it only when it
