@@ -111,6 +111,15 @@ def fmt_time(ts_ns: int | None, *, date: bool = False) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S UTC" if date else "%H:%M:%S")
 
 
+def period_words(bucket_s: int) -> str:
+    """A time-bucket size as an adjective: '5-minute', '1-hour', '1-day'."""
+    if bucket_s < 3600:
+        return f"{bucket_s // 60}-minute"
+    if bucket_s < 86400:
+        return f"{bucket_s // 3600}-hour"
+    return f"{bucket_s // 86400}-day"
+
+
 @dataclass
 class Summary:
     """The headline facts, shared by report.html, report.md and the CLI's closing lines."""
@@ -192,4 +201,4 @@ def _sentences(a: Analysis, s: Summary) -> list[str]:
 
 
 __all__ = ["CATEGORY_COLOURS", "CATEGORY_LABELS", "CAUSE_LABELS", "cause_label", "SHORT_LABELS", "Summary", "fmt_pct", "fmt_s", "fmt_time",
-           "summarize"]
+           "period_words", "summarize"]

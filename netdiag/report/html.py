@@ -27,6 +27,7 @@ from netdiag.report import (
     fmt_pct,
     fmt_s,
     fmt_time,
+    period_words,
     summarize,
 )
 from netdiag.report import svg as charts
@@ -155,8 +156,8 @@ def _over_time(a: Analysis) -> str:
     starts = [int(x) for x in b["bucket_start"].dt.epoch("ns").to_list()]
     svg = charts.over_time(starts, [int(x) for x in b["logons"].to_list()], b["p50_s"].to_list(),
                            b["p95_s"].to_list(), a.bucket_s)
-    minutes = a.bucket_s // 60
-    out.append(_figure(svg, f"Median and 95th-percentile logon time per {minutes}-minute period (by logon "
+    period = period_words(a.bucket_s)
+    out.append(_figure(svg, f"Median and 95th-percentile logon time per {period} period (by logon "
                             "start, UTC), with the number of logons in each period below. A rise in p95 with "
                             "steady counts points at trouble, not load."))
     rows = [{"t": fmt_time(s_, date=True), **r} for s_, r in zip(starts, b.to_dicts(), strict=True)]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netdiag.report import CATEGORY_LABELS, fmt_pct, fmt_s, fmt_time, summarize
+from netdiag.report import CATEGORY_LABELS, fmt_pct, fmt_s, fmt_time, period_words, summarize
 from netdiag.report.views import capture_stats, method_notes, tcp_totals
 from netdiag.schema import BUDGET_COLUMNS
 
@@ -82,7 +82,8 @@ def render_markdown(a: Analysis) -> str:
 
         ov = a.population.get("per_time_bucket")
         if ov is not None and ov.height:
-            L += [f"## Logon time over the day ({a.bucket_s // 60}-minute periods, UTC)", ""]
+            period = period_words(a.bucket_s)
+            L += [f"## Logon time over the day ({period} periods, UTC)", ""]
             L += _table(["period start", "logons", "p50 (s)", "p95 (s)", "max (s)"],
                         [(str(r["bucket_start"])[:16], r["logons"], fmt_s(r["p50_s"], unit=False),
                           fmt_s(r["p95_s"], unit=False), fmt_s(r["max_s"], unit=False)) for r in ov.to_dicts()],

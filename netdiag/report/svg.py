@@ -15,7 +15,7 @@ from html import escape
 
 import numpy as np
 
-from netdiag.report import CATEGORY_COLOURS, CATEGORY_LABELS, SHORT_LABELS, fmt_pct, fmt_s
+from netdiag.report import CATEGORY_COLOURS, CATEGORY_LABELS, SHORT_LABELS, fmt_pct, fmt_s, period_words
 
 FONT = 12
 INK = "#222"
@@ -166,7 +166,7 @@ def over_time(starts_ns: list[int], counts: list[int], p50: list[float], p95: li
         pts = " ".join(f"{x:.1f},{y_of(v):.1f}" for x, v in zip(xs, series, strict=True))
         if n > 1:
             body.append(f'<polyline class="mark" points="{pts}" fill="none" stroke="{colour}" stroke-width="2">'
-                        f'<title>{_e(name)} per {bucket_s // 60} min</title></polyline>')
+                        f'<title>{_e(name)} per {period_words(bucket_s)} period</title></polyline>')
             marks += 1
         for x, v in zip(xs, series, strict=True):
             body.append(f'<circle class="mark" cx="{x:.1f}" cy="{y_of(v):.1f}" r="3.5" fill="{colour}">'
@@ -195,7 +195,7 @@ def over_time(starts_ns: list[int], counts: list[int], p50: list[float], p95: li
     every = max(1, math.ceil(n / 8))
     for i in range(0, n, every):
         body.append(_text(xs[i], ty + 15, _hm(starts_ns[i]), anchor="middle", fill=MUTED))
-    return _svg("over-time", W, H, f"Logon time over the day (p50 and p95 per {bucket_s // 60} minutes) and "
+    return _svg("over-time", W, H, f"Logon time over the day (p50 and p95 per {period_words(bucket_s)} period) and "
                 "number of logons", body, marks)
 
 

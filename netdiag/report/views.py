@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from netdiag.report import fmt_s
+from netdiag.report import fmt_s, period_words
 
 if TYPE_CHECKING:
     from netdiag.analyze import Analysis
@@ -110,16 +110,19 @@ def method_notes(a: Analysis) -> list[tuple[str, str]]:
         end_rule.append(f"the reply to an operation matching '{p.end_operation.pattern}'")
     if p.end_url is not None:
         end_rule.append(f"the answer to a URL matching '{p.end_url.pattern}'")
-    end_rule.append(f"otherwise the last answer before {fmt_s(p.end_quiet_s)} of silence from that PC process")
-    bucket = f"{a.bucket_s // 60} minutes" if a.bucket_s < 3600 else f"{a.bucket_s // 3600} hour(s)"
+    quiet = f"the last answer before {fmt_s(p.end_quiet_s)} of silence from that PC process"
+    end_rule.append(f"otherwise {quiet}" if end_rule else quiet)
+    bucket = period_words(a.bucket_s)
     return [
         ("Capture point", f"Where the capture was taken: {cp.where}. {cp.how[0].upper() + cp.how[1:]}. "
          "Times are placed on the PC's clock using half of each connection's handshake round trip on either "
          "side of the capture point, so the figures mean the same wherever the capture was taken."),
-        ("What a logon is", "The chain of connections one PC process opens: it starts with a connection to a "
-         f"bootstrap (naming) port (profile start rule: {p.start_rule}) and ends at "
-         + "; ".join(end_rule) + ". DNS lookups are attached by the addresses they answer. "
-         "See docs/logons.md."),
+        ("What a logon is", "The chain of connections one PC process opens: its DNS lookups, the Java Web Start "
+         "(.jnlp and jar) downloads up to "
+         f"{fmt_s(p.lead_in_s)} before it, its connection to a bootstrap (naming) port that starts the logon "
+         f"(profile start rule: {p.start_rule}), and the connections the naming service's answers point to. "
+         "Several PCs or users behind one address are kept apart. The logon ends at "
+         + "; ".join(end_rule) + ". See docs/logons.md."),
         ("Logon duration and the wait budget", "Every instant of a logon is assigned to exactly one category "
          "(DNS, connect, TLS, network round trip, sending, server, receiving, resends, TCP window, Nagle, "
          "the PC's own work, unexplained). Where things overlap (parallel connections, a resend during a "
@@ -132,7 +135,7 @@ def method_notes(a: Analysis) -> list[tuple[str, str]]:
          "working (or the user, when a logon needs input)."),
         ("Percentiles", "p50 is the median; p95 the time 1 in 20 logons exceed. Computed with linear "
          "interpolation between the sorted durations (numpy's default); with few logons p95 lies between "
-         f"the slowest ones. Logons over time are grouped by start time into {bucket} buckets."),
+         f"the slowest ones. Logons over time are grouped by start time into {bucket} periods (UTC)."),
         ("TCP health", "All TCP connections in the capture, not only logons. Handshake round trip = SYN to "
          "SYN/ACK plus SYN/ACK to ACK. Resends, duplicate ACKs and zero windows follow Wireshark 4.0's "
          "tcp.analysis flags. 'Capture gaps' are data the endpoints acknowledged but the capture never saw: "
