@@ -201,33 +201,13 @@ def _one_pass(source: Any, progress: Any = None) -> tuple[Any, pl.DataFrame | No
     """Run the capture -> TCP -> streams pass once, keeping the segment columns the budget needs."""
     from netdiag import transactions as txmod
 
-    try:
-        from netdiag.capture import iter_chunks
-        from netdiag.tcp import TcpAnalyzer
-    except ImportError:   # pragma: no cover - the foundation is not built yet
-        return txmod.analyze_streams(source), None
-    kwargs: dict[str, Any] = {}
-    read_stats = None
-    try:
-        from netdiag.capture import ReadStats
-
-        read_stats = ReadStats()
-        kwargs["stats"] = read_stats
-    except ImportError:
-        pass
-    if progress is not None:
-        kwargs["progress"] = progress
-    analyzer = TcpAnalyzer()
-    sp = txmod.StreamParser()
     kept: list[pl.DataFrame] = []
-    for chunk in iter_chunks(_paths(source), **kwargs):
-        segs = analyzer.feed(chunk)
-        sp.feed(segs, chunk.payload, chunk.packets)
-        sp.feed_udp(getattr(analyzer, "last_udp", None), chunk.payload)
+
+    def keep(segs: pl.DataFrame) -> None:
         if segs is not None and segs.height:
             kept.append(segs.select([c for c in SEGMENT_COLUMNS if c in segs.columns]))
-    connections = analyzer.finish()
-    streams = txmod._assemble(sp, connections, read_stats)
+
+    streams = txmod.analyze_streams(_paths(source), progress=progress, on_segments=keep)
     segments = pl.concat(kept, how="vertical_relaxed") if kept else None
     return streams, segments
 
