@@ -238,6 +238,7 @@ def _write_text(path: Path, text: str) -> None:
 def write_outputs(analysis: Analysis, out: Path, *, force: bool = False) -> list[Path]:
     """Write report.html, report.md, findings.json, tables/ and the marker into `out`."""
     from netdiag import __version__
+    from netdiag.compare import profile_record
     from netdiag.report.html import render_html
     from netdiag.report.markdown import render_markdown
 
@@ -258,6 +259,7 @@ def write_outputs(analysis: Analysis, out: Path, *, force: bool = False) -> list
     written += [tables_dir / "SCHEMA.md", out / "findings.json", out / "report.md", out / "report.html"]
     marker = {"tool": "netdiag", "version": __version__, "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "captures": [Path(p).name for p in analysis.paths], "sample": analysis.is_sample,
+              "profile": profile_record(analysis.profile),   # netdiag compare checks both sides used the same
               "files": sorted(str(p.relative_to(out)) for p in written)}
     _write_text(out / MARKER, json.dumps(marker, indent=2) + "\n")
     return written

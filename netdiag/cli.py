@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "evidence",
     "sanitize",
     "case",
+    "compare",
 ]
 
 app = typer.Typer(

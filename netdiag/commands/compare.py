@@ -1,0 +1,68 @@
+"""`netdiag compare BEFORE AFTER [--profile P] [--json] [--html F] [--md F] [--fail-on-regression M]`.
+
+A thin layer over `netdiag.compare.compare` (issue 7). BEFORE and AFTER are each capture files,
+directories of captures (repeat the option-less argument with commas: `a.pcap,b.pcap`), or
+analysis directories written by `netdiag analyze`. Prints the headline, the comparability
+warnings and a metric table (or JSON with --json); writes the HTML/Markdown report when asked.
+`--fail-on-regression METRIC` (repeatable) exits 1 when that metric regressed significantly, so
+the comparison can gate a rollout.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+SideArg = Annotated[str, typer.Argument(
+    help="capture file(s) (comma-separated), a directory of captures, or an analysis directory from `netdiag analyze`",
+    show_default=False)]
+ProfileOpt = Annotated[Path | None, typer.Option("--profile", "-p", help="site profile (TOML) for sides given as captures")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the whole comparison as JSON on stdout")]
+HtmlOpt = Annotated[Path | None, typer.Option("--html", help="write the HTML report (overlaid ECDFs, budget side by side)")]
+MdOpt = Annotated[Path | None, typer.Option("--md", help="write the Markdown report")]
+FailOpt = Annotated[list[str] | None, typer.Option(
+    "--fail-on-regression", help="exit 1 when this metric regressed significantly (e.g. duration_s, server_s, "
+    "'server_think:server_think_s[operation giop authenticate]'); repeatable")]
+AllOpt = Annotated[bool, typer.Option("--all-rows", help="terminal table: also the per-server/per-group rows that did not move")]
+AllowOpt = Annotated[bool, typer.Option("--allow-different-profiles",
+                                        help="compare even when the sides were analysed with different profiles")]
+
+
+def _paths(arg: str) -> list[str]:
+    return [p for p in arg.split(",") if p]
+
+
+def compare_command(before: SideArg, after: SideArg, profile: ProfileOpt = None, as_json: JsonOpt = False,
+                    html: HtmlOpt = None, md: MdOpt = None, fail_on_regression: FailOpt = None,
+                    all_rows: AllOpt = False, allow_different_profiles: AllowOpt = False) -> None:
+    """Compare logon times before and after a change: statistics, verdicts, comparability checks."""
+    from netdiag.compare import compare, print_terminal
+
+    c = compare(_paths(before), _paths(after), profile, allow_different_profiles=allow_different_profiles)
+    gates = [c.resolve(m) for m in (fail_on_regression or [])]   # unknown metric: error before any output
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(c.to_html(), encoding="utf-8")
+    if md is not None:
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(c.to_markdown(), encoding="utf-8")
+    if as_json:
+        sys.stdout.write(c.to_json())
+    else:
+        print_terminal(c, everything=all_rows)
+    for p, what in ((html, "HTML"), (md, "Markdown")):
+        if p is not None:
+            print(f"netdiag: {what} report: {p.resolve()}", file=sys.stderr)
+    failed = [g for g in gates if g["verdict"] == "regressed"]
+    for g in gates:
+        state = "REGRESSED" if g in failed else g["verdict"]
+        print(f"netdiag: gate {g['metric_id']}: {state} ({g['reason']})", file=sys.stderr)
+    if failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare_command)
