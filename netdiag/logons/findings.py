@@ -370,7 +370,9 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
               .filter(pl.col("user_agent").is_not_null()).group_by("logon_idx")
               .agg(pl.col("user_agent").first()))
         cl = (cli.group_by("logon_idx").agg(secs=won_s, conns=pl.col("conn_id").unique())
-              .join(ua, on="logon_idx", how="left").with_columns(pl.col("user_agent").fill_null("unknown client")))
+              .join(ua, on="logon_idx", how="left")
+              .with_columns(pl.coalesce(pl.col("user_agent").str.extract(r"(Java/[0-9][0-9._]*)"), "user_agent")
+                            .fill_null("unknown client").alias("user_agent")))
         for (agent,), g in cl.group_by("user_agent"):
             mean = float(g["secs"].mean())
             sev = "warning" if mean >= thr.client_think_s else "info"
@@ -387,11 +389,14 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
     if share >= 0.01:   # below 1 % of logon time round trips are not worth a row
         sev = "warning" if share >= thr.network_share else "info"
         r = cause_rows("network_latency")
+        # the round trips are measured on the handshakes: show the connections' first frames (SYNs)
+        syn_frames = connections.filter(pl.col("conn_id").is_in(r["conn_id"].drop_nulls().unique().to_list())
+                                        & pl.col("syn_ts_ns").is_not_null())["first_frame"].head(20).to_list()
         add("network_latency", sev, float(net.sum()), [int(i) for i in np.flatnonzero(net > 0)],
             f"Network round trips took {100 * share:.0f}% of logon time ({float(net.sum()):.2f} s).",
             "Round-trip propagation paid per application turn: the capture-to-server and capture-to-client "
             "round trips measured on each connection's handshake, once per request/reply turn.",
-            _frames_of(r, pl.lit(True))[:10], r["conn_id"].unique().to_list())
+            syn_frames or _frames_of(r, pl.lit(True))[:10], r["conn_id"].drop_nulls().unique().to_list())
     return _finish(rows)
 
 
