@@ -89,7 +89,8 @@ MAX_STREAM_BYTES = 256 * 1024 * 1024  # per direction; bytes beyond are zeroed, 
 LINK_ETHERNET, LINK_SLL, LINK_SLL2 = 1, 113, 276
 ETH_ARP = 0x0806
 IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, IP_PROTO_ICMPV6 = 1, 6, 17, 58
-IPV6_EXT_HEADERS = (0, 43, 44, 60)  # hop-by-hop, routing, fragment, destination options
+IP_PROTO_AH = 51
+IPV6_EXT_HEADERS = (0, 43, 44, 60, IP_PROTO_AH)  # hop-by-hop, routing, fragment, destination options, AH
 
 SAFE_HTTP_HEADERS = frozenset({
     "host", "user-agent", "content-length", "content-type", "transfer-encoding", "connection",
@@ -718,6 +719,7 @@ class SanitizeStats:
     streams: int = 0
     checksums_fixed: int = 0
     unverifiable: int = 0
+    warnings: list = field(default_factory=list)  # CaptureWarnings from reading (damaged files)
 
 
 def sanitize_frames(link_types: np.ndarray, datas: list[bytes], mapper: AddressMapper,
@@ -729,6 +731,8 @@ def sanitize_frames(link_types: np.ndarray, datas: list[bytes], mapper: AddressM
     outs = [bytearray(d) for d in datas]
     l4s: list[_L4] = []
     cks: list[tuple[int, int, int, int, int, bytes, bytes, int]] = []  # row, l4, l4end, proto, ck_off, src, dst, wire_len
+    frags: dict[tuple, list] = {}
+    frag_firsts: list[tuple] = []
     for i, (link, frame) in enumerate(zip(link_types.tolist(), outs, strict=True)):
         stats.frames += 1
         n = len(frame)
@@ -749,8 +753,20 @@ def sanitize_frames(link_types: np.ndarray, datas: list[bytes], mapper: AddressM
                 start = l3 if l3 > 0 else (0 if int(link) not in (LINK_ETHERNET, LINK_SLL, LINK_SLL2) else n)
                 frame[start:] = bytes(n - start)
             continue
-        _ip_frame(i, frame, l3, kind, mapper, stats, l4s, cks)
+        _ip_frame(i, frame, l3, kind, mapper, stats, l4s, cks, frags, frag_firsts)
     _fill_payloads(outs, datas, l4s, mapper, stats)
+    for row, l4, hl, proto, ck_off, src, dst, key, before_l4 in frag_firsts:
+        end, complete = frags[key]
+        if not complete:
+            stats.unverifiable += 1
+            continue
+        frame = outs[row]
+        frame[ck_off:ck_off + 2] = b"\x00\x00"
+        ck = internet_checksum(frame[l4:l4 + hl], _pseudo_sum(src, dst, proto, end - before_l4))
+        if proto == IP_PROTO_UDP and ck == 0:
+            ck = 0xFFFF
+        frame[ck_off:ck_off + 2] = ck.to_bytes(2, "big")  # the rest of the datagram is all zero
+        stats.checksums_fixed += 1
     for row, l4, l4end, proto, ck_off, src, dst, wire_len in cks:
         frame = outs[row]
         frame[ck_off:ck_off + 2] = b"\x00\x00"
@@ -786,8 +802,9 @@ def _map_link(frame: bytearray, link: int, mapper: AddressMapper, stats: Sanitiz
 
 
 def _ip_frame(i: int, frame: bytearray, l3: int, kind: int, mapper: AddressMapper, stats: SanitizeStats,
-              l4s: list[_L4], cks: list) -> None:
+              l4s: list[_L4], cks: list, frags: dict, frag_firsts: list) -> None:
     n = len(frame)
+    frag_key = None
     if kind == 4:
         if n < l3 + 20:
             frame[l3:] = bytes(n - l3)
@@ -808,6 +825,13 @@ def _ip_frame(i: int, frame: bytearray, l3: int, kind: int, mapper: AddressMappe
         wire_end = l3 + (total if total >= ihl else n - l3)
         first_fragment = (frag & 0x1FFF) == 0
         whole = first_fragment and not (frag & 0x2000)
+        if not whole:
+            frag_key = (src, dst, bytes(frame[l3 + 4:l3 + 6]), proto)
+            frag_off, frag_more, data_start = (frag & 0x1FFF) * 8, bool(frag & 0x2000), l4
+        if proto == IP_PROTO_AH and first_fragment and l4 + 12 <= n:  # RFC 4302: skip AH, zero its ICV
+            hlen = (frame[l4 + 1] + 2) * 4
+            frame[l4 + 12:min(n, l4 + hlen)] = bytes(max(0, min(n, l4 + hlen) - l4 - 12))
+            proto, l4 = frame[l4], l4 + hlen
     else:
         if n < l3 + 40:
             frame[l3:] = bytes(n - l3)
@@ -822,19 +846,48 @@ def _ip_frame(i: int, frame: bytearray, l3: int, kind: int, mapper: AddressMappe
         first_fragment = whole = True
         while proto in IPV6_EXT_HEADERS and l4 + 8 <= n:
             nxt, hlen = frame[l4], (frame[l4 + 1] + 1) * 8
-            if proto == 44:
+            if proto == IP_PROTO_AH:
+                hlen = (frame[l4 + 1] + 2) * 4
+                frame[l4 + 12:min(n, l4 + hlen)] = bytes(max(0, min(n, l4 + hlen) - l4 - 12))  # the ICV
+            elif proto == 44:
                 hlen = 8
                 fo = int.from_bytes(frame[l4 + 2:l4 + 4], "big")
                 first_fragment = (fo >> 3) == 0
                 whole = False
+                frag_key = (src, dst, bytes(frame[l4 + 4:l4 + 8]), nxt)
+                frag_off, frag_more, data_start = (fo >> 3) * 8, bool(fo & 1), l4 + 8
+                if not first_fragment:
+                    proto, l4 = nxt, l4 + hlen
+                    break  # fragment data follows, not a header
             elif proto == 43:
-                frame[l4 + 4:min(n, l4 + hlen)] = bytes(max(0, min(n, l4 + hlen) - l4 - 4))
+                # routing header: the addresses it lists are mapped; the last one is the final
+                # destination the upper-layer checksum uses (RFC 8200 8.1)
+                segments_left = frame[l4 + 3]
+                for a in range(l4 + 8, min(n, l4 + hlen) - 15, 16):
+                    frame[a:a + 16] = mapper.ip(bytes(frame[a:a + 16]))
+                    if segments_left:
+                        dst = bytes(frame[a:a + 16])
             else:
                 frame[l4 + 2:min(n, l4 + hlen)] = bytes(max(0, min(n, l4 + hlen) - l4 - 2))
             proto, l4 = nxt, l4 + hlen
     cap_end = min(n, wire_end)
+    if frag_key is not None:
+        info = frags.setdefault(frag_key, [0, False])
+        info[0] = max(info[0], frag_off + wire_end - data_start)
+        info[1] = info[1] or not frag_more
     if not first_fragment or l4 >= n:
         frame[min(l4, n):] = bytes(n - min(l4, n))
+        return
+    if frag_key is not None:
+        # first fragment of a fragmented datagram: keep the TCP/UDP header, zero the data; the
+        # checksum covers the reassembled datagram, so it is computed once all fragments are seen
+        hl = 8 if proto == IP_PROTO_UDP else ((frame[l4 + 12] >> 4) * 4 if l4 + 13 <= n else 0)
+        if proto in (IP_PROTO_TCP, IP_PROTO_UDP) and hl and l4 + hl <= n:
+            frame[l4 + hl:] = bytes(n - l4 - hl)
+            ck_off = l4 + (6 if proto == IP_PROTO_UDP else 16)
+            frag_firsts.append((i, l4, hl, proto, ck_off, src, dst, frag_key, l4 - data_start))
+        else:
+            frame[l4:] = bytes(n - l4)
         return
     wire_len = wire_end - l4
     verifiable = whole and wire_end <= n
@@ -865,6 +918,8 @@ def _ip_frame(i: int, frame: bytearray, l3: int, kind: int, mapper: AddressMappe
             frame[l4:cap_end] = _neighbour_discovery(body, mapper)
         if verifiable:
             cks.append((i, l4, wire_end, proto, l4 + 2, src, dst, wire_len))
+    elif proto in (IP_PROTO_TCP, IP_PROTO_UDP):
+        stats.unverifiable += 1  # header cut by snaplen: the ports (and what else is there) stay
     else:
         frame[l4:] = bytes(n - l4)
 
@@ -993,7 +1048,7 @@ def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper)
     from netdiag.pcapng_writer import OutFrame, write_pcapng
 
     raw = read_raw_frames([path])
-    stats = SanitizeStats()
+    stats = SanitizeStats(warnings=list(raw.warnings))
     clean = sanitize_frames(raw.link_type, raw.datas, mapper, stats)
     write_pcapng(out_path, (OutFrame(int(lt), int(ts), d, int(ol)) for lt, ts, d, ol in
                             zip(raw.link_type.tolist(), raw.ts_ns.tolist(), clean, raw.orig_len.tolist(),

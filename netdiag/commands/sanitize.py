@@ -50,6 +50,8 @@ def register(app: typer.Typer) -> None:
         for path in expand_paths([str(p) for p in captures]):
             target = out / sanitized_name(path)
             stats = sanitize_file(path, target, mapper)
+            for w in stats.warnings:
+                print(f"netdiag: warning: {w}", file=sys.stderr)
             print(f"netdiag: {path} -> {target}: {stats.frames} frames, {stats.streams} TCP connections "
                   f"sanitised, {stats.cpr_redacted} CPR numbers redacted, {stats.checksums_fixed} checksums "
                   f"recomputed", file=sys.stderr)
