@@ -102,3 +102,15 @@ def test_cli_exit_code_and_one_line_without_traceback(name: str, code: int) -> N
     assert out.returncode == code, out.stderr
     assert "Traceback" not in out.stderr
     assert name in out.stderr
+
+
+def test_cli_packets_json_lists_every_frame_with_text_addresses() -> None:
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "netdiag.cli", "packets", str(CRAFTED / "raw101.pcap"), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["frame"] for r in rows] == list(range(1, 16))
+    assert rows[0]["src_ip"] == "10.0.0.1" and rows[7]["src_ip"] == "2001:db8::1"
+    assert "15 frames read" in out.stderr
