@@ -100,30 +100,45 @@ def _advance_kernel(filled, i, end):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _timing_kernel(p_ts, p_frame, lo, hi):  # pragma: no cover - numba
-    """Per message k over pieces lo[k]..hi[k]-1: min/max first-seen time, first and completing frame."""
-    m = lo.shape[0]
-    first_ts = np.empty(m, np.int64)
-    last_ts = np.empty(m, np.int64)
-    first_frame = np.empty(m, np.int64)
-    last_frame = np.empty(m, np.int64)
+def _timing_kernel(p_start, p_end, p_ts, p_frame, starts, ends):  # pragma: no cover - numba
+    """Per message k: min/max first-seen time over the pieces overlapping [starts[k], ends[k]),
+    the frame of its first piece and the frame that completed it (latest piece; ties: later frame).
+    Pieces are sorted by start and do not overlap."""
+    m = starts.shape[0]
+    n = p_start.shape[0]
+    first_ts = np.zeros(m, np.int64)
+    last_ts = np.zeros(m, np.int64)
+    first_frame = np.zeros(m, np.int64)
+    last_frame = np.zeros(m, np.int64)
+    if n == 0:
+        return first_ts, last_ts, first_frame, last_frame
     for k in range(m):
-        a = lo[k]
+        a = np.searchsorted(p_start, starts[k], side="right") - 1
+        if a < 0 or p_end[a] <= starts[k]:
+            a += 1
+        if a >= n:
+            a = n - 1
         first_frame[k] = p_frame[a]
         tmin = p_ts[a]
         tmax = p_ts[a]
         fmax = p_frame[a]
-        for i in range(a + 1, hi[k]):
+        i = a + 1
+        while i < n and p_start[i] < ends[k]:
             t = p_ts[i]
             if t < tmin:
                 tmin = t
             if t > tmax or (t == tmax and p_frame[i] > fmax):
                 tmax = t
                 fmax = p_frame[i]
+            i += 1
         first_ts[k] = tmin
         last_ts[k] = tmax
         last_frame[k] = fmax
     return first_ts, last_ts, first_frame, last_frame
+
+
+_EMPTY_U8 = np.zeros(0, np.uint8)    # shared: never written (placement reallocates to grow)
+_EMPTY_I64 = np.zeros(0, np.int64)
 
 
 class StreamDir:
@@ -139,15 +154,15 @@ class StreamDir:
 
     def __init__(self) -> None:
         self.base = 0
-        self.buf = np.zeros(0, np.uint8)
-        self.filled = np.zeros(0, np.uint8)
+        self.buf = _EMPTY_U8
+        self.filled = _EMPTY_U8
         self.pos = 0
         self.frontier = 0
         self.high = 0
-        self.p_start = np.zeros(0, _I64)
-        self.p_end = np.zeros(0, _I64)
-        self.p_ts = np.zeros(0, _I64)
-        self.p_frame = np.zeros(0, _I64)
+        self.p_start = _EMPTY_I64
+        self.p_end = _EMPTY_I64
+        self.p_ts = _EMPTY_I64
+        self.p_frame = _EMPTY_I64
         self.fin = -1          # stream offset where the FIN sits (end of data), -1 when not seen
         self.acked = -1        # highest stream offset the peer acknowledged, -1 when none
         self.reset = False     # an RST was seen on the connection
@@ -245,8 +260,8 @@ class StreamDir:
         self.frontier = max(self.frontier, to)
         if self.frontier - self.base > self.buf.size:  # jumping past the buffer: start afresh there
             self.base = self.frontier
-            self.buf = np.zeros(0, np.uint8)
-            self.filled = np.zeros(0, np.uint8)
+            self.buf = _EMPTY_U8
+            self.filled = _EMPTY_U8
         self.high = max(self.high, self.frontier)
         self._advance()
 
@@ -264,20 +279,8 @@ class StreamDir:
         brought its first byte; last_frame = frame that completed it (Wireshark's "reassembled
         in" frame). Bytes inside a gap have no piece and do not count.
         """
-        m = starts.size
-        first_ts = np.zeros(m, _I64)
-        last_ts = np.zeros(m, _I64)
-        first_frame = np.zeros(m, _I64)
-        last_frame = np.zeros(m, _I64)
-        if m == 0 or self.p_start.size == 0:
-            return first_ts, last_ts, first_frame, last_frame
-        lo = np.searchsorted(self.p_start, starts, side="right") - 1
-        lo = np.where((lo >= 0) & (self.p_end[np.clip(lo, 0, None)] > starts), lo, lo + 1)
-        hi = np.searchsorted(self.p_start, ends, side="left")  # pieces lo..hi-1 overlap
-        hi = np.maximum(hi, lo + 1)
-        lo = np.clip(lo, 0, self.p_start.size - 1)
-        hi = np.clip(hi, 1, self.p_start.size)
-        return _timing_kernel(self.p_ts, self.p_frame, lo.astype(_I64), hi.astype(_I64))
+        return _timing_kernel(self.p_start, self.p_end, self.p_ts, self.p_frame,
+                              starts.astype(_I64), ends.astype(_I64))
 
     # ---------------------------------------------------------------- dropping consumed bytes
     def compact(self) -> None:
@@ -292,8 +295,8 @@ class StreamDir:
             self.p_ts = self.p_ts[keep]
             self.p_frame = self.p_frame[keep]
         if drop >= self.buf.size:
-            self.buf = np.zeros(0, np.uint8)
-            self.filled = np.zeros(0, np.uint8)
+            self.buf = _EMPTY_U8
+            self.filled = _EMPTY_U8
             self.base = self.pos
         elif drop >= 65536 and drop * 2 >= self.buf.size:  # amortised: copy only when half is dead
             self.buf = self.buf[drop:].copy()
@@ -302,9 +305,9 @@ class StreamDir:
 
     def release(self) -> None:
         """Forget all bytes (the connection is not one we parse)."""
-        self.buf = np.zeros(0, np.uint8)
-        self.filled = np.zeros(0, np.uint8)
-        self.p_start = self.p_end = self.p_ts = self.p_frame = np.zeros(0, _I64)
+        self.buf = _EMPTY_U8
+        self.filled = _EMPTY_U8
+        self.p_start = self.p_end = self.p_ts = self.p_frame = _EMPTY_I64
         self.base = self.pos = self.frontier = self.high
 
     @property
