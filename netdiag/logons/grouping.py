@@ -273,6 +273,7 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
     quiet_ns = int(profile.start_quiet_s * 1e9)
     lead_ns = int(profile.lead_in_s * 1e9)
     chains_by_ip: dict[str, list[Chain]] = {}
+    open_by_ip: dict[str, list[Chain]] = {}    # chains not yet quiet for start_quiet_s (the candidates)
     chains: list[Chain] = []
     item_chain: list[tuple[Item, Chain | None]] = []
     # plain lists: the loop reads single cells, which a polars Series makes slow
@@ -294,6 +295,7 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
         ch = Chain(len(chains), ip)
         chains.append(ch)
         chains_by_ip.setdefault(ip, []).append(ch)
+        open_by_ip.setdefault(ip, []).append(ch)
         return ch
 
     def fifo(cands: list[Chain], t: int) -> Chain:
@@ -302,8 +304,10 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
 
     for it in tcp_items:
         t = it.start_ns
-        pool = chains_by_ip.get(it.client_ip, [])
+        pool = open_by_ip.get(it.client_ip, [])
         live = [c for c in pool if t - c.last_activity_before(t) <= quiet_ns]
+        if len(live) < len(pool):   # time only moves on: a chain quiet this long stays quiet
+            open_by_ip[it.client_ip] = live
         active = [c for c in live if not logon_ended(c, t)]
         chosen: Chain | None = None
         conf = "high"
