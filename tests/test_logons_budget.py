@@ -109,6 +109,7 @@ def test_budget_seconds_last_column_absorbs_float_rounding():
             total += float(v)
         assert total == duration_s[i]
     assert np.allclose(secs[:, -1], cat_ns[:, -1] / 1e9, atol=1e-12)
+    assert (secs >= 0).all()
 
 
 def test_overlapping_connections_are_counted_once():
@@ -160,3 +161,16 @@ def test_zero_window_until_the_reader_opens_its_window_is_flow_control():
     _, row = _one_logon(conns, txns, segs)
     assert row["flow_control_s"] == pytest.approx(0.979, abs=1e-9)
     assert row["dominant_cause"] == "zero_window"
+
+
+def test_budget_seconds_never_negative_when_nothing_is_unexplained():
+    rng = np.random.default_rng(11)
+    cat_ns = rng.integers(0, 10**9, size=(5000, len(BUDGET_COLUMNS)))
+    cat_ns[:, -1] = 0
+    secs, duration_s = budget_seconds(cat_ns, cat_ns.sum(axis=1))
+    assert (secs >= 0).all() and (secs[:, -1] == 0).all()
+    for i in range(0, 5000, 50):
+        total = 0.0
+        for v in secs[i]:
+            total += float(v)
+        assert total == duration_s[i]

@@ -387,16 +387,23 @@ def sweep(intervals: pl.DataFrame, logons: pl.DataFrame) -> tuple[np.ndarray, np
     return cat_ns, cause_ns, won
 
 
+def _left_to_right(secs: np.ndarray) -> np.ndarray:
+    total = np.zeros(secs.shape[0])
+    for j in range(secs.shape[1]):
+        total = total + secs[:, j]
+    return total
+
+
 def budget_seconds(cat_ns: np.ndarray, duration_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Seconds per category whose left-to-right sum equals duration_s exactly (asserted).
 
-    The last category (unexplained_s) absorbs the float rounding of the others.
+    The last category (unexplained_s) absorbs the float rounding of the others. Where that would
+    make it a few ulp below zero (no unexplained time at all), it stays 0.0 and the rightmost
+    non-zero category absorbs the rounding instead, so no column is ever negative.
     """
     duration_s = duration_ns / 1e9
     secs = cat_ns / 1e9
-    acc = np.zeros(len(duration_s))
-    for j in range(secs.shape[1] - 1):
-        acc = acc + secs[:, j]
+    acc = _left_to_right(secs[:, :-1])
     last = duration_s - acc
     for _ in range(8):
         total = acc + last
@@ -405,8 +412,18 @@ def budget_seconds(cat_ns: np.ndarray, duration_ns: np.ndarray) -> tuple[np.ndar
             break
         last = np.where(off, np.nextafter(last, np.where(total < duration_s, np.inf, -np.inf)), last)
     secs[:, -1] = last
-    check = np.zeros(len(duration_s))
-    for j in range(secs.shape[1]):
-        check = check + secs[:, j]
-    assert np.array_equal(check, duration_s), "budget columns must sum exactly to duration_s"
+    for i in np.flatnonzero(secs[:, -1] < 0):
+        # no unexplained time: the rightmost non-zero category absorbs the rounding instead
+        secs[i, -1] = 0.0
+        k = int(np.flatnonzero(secs[i, :-1] > 0)[-1])
+        before = _left_to_right(secs[i:i + 1, :k])[0]
+        x = duration_s[i] - before
+        for _ in range(8):
+            total = before + x
+            if total == duration_s[i]:
+                break
+            x = np.nextafter(x, np.inf if total < duration_s[i] else -np.inf)
+        secs[i, k] = x
+    assert np.array_equal(_left_to_right(secs), duration_s), "budget columns must sum exactly to duration_s"
+    assert (secs >= 0).all(), "budget columns are never negative"
     return secs, duration_s
