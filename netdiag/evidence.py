@@ -233,6 +233,16 @@ def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str
         raise UsageError(f"{title}: no connection to excerpt (nothing in the capture shows it)")
     t0 = int(conns["first_ts_ns"].min())
     t1 = int(conns["last_ts_ns"].max())
+    if finding_id is not None and logon_ids:
+        # the logon's other connections opened meanwhile belong to the story (a retry on a new
+        # connection after a request timed out, a forward target)
+        own = {int(c) for lst in a.logons.filter(pl.col("logon_id").is_in(logon_ids))["conn_ids"].to_list()
+               for c in lst or []}
+        more = a.connections.filter(pl.col("conn_id").is_in(list(own)) & ~pl.col("conn_id").is_in(conns["conn_id"])
+                                    & (pl.col("first_ts_ns") > t0) & (pl.col("first_ts_ns") <= t1))
+        if more.height:
+            conns = pl.concat([conns, more])
+            t1 = max(t1, int(more["last_ts_ns"].max()))
     clients = conns["client_ip"].unique().to_list()
     dns = _dns_of_logons(a, logon_ids)
     if dns is None:  # no timeline to ask: the DNS flows of the same clients shortly before
@@ -337,8 +347,8 @@ def _comments(a: Analysis, involved: pl.DataFrame, sel: pl.DataFrame, ev_frames:
             _add(comments, r["first_frame"], f"{op}: no answer seen")
     label = f"{finding_id} {subject.get('cause')}" if finding_id else f"logon {subject.get('logon_id')} " \
         f"dominant cause {subject.get('dominant_cause')}"
-    for f in ev_frames:
-        if int(f) not in comments and int(f) not in covered:
+    for k, f in enumerate(sorted(int(x) for x in ev_frames)):
+        if k == 0 or (f not in comments and f not in covered):
             _add(comments, f, f"evidence for {label}")
     return comments
 
