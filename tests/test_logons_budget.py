@@ -168,7 +168,7 @@ def test_budget_seconds_never_negative_when_nothing_is_unexplained():
     cat_ns = rng.integers(0, 10**9, size=(5000, len(BUDGET_COLUMNS)))
     cat_ns[:, -1] = 0
     secs, duration_s = budget_seconds(cat_ns, cat_ns.sum(axis=1))
-    assert (secs >= 0).all() and (secs[:, -1] == 0).all()
+    assert (secs >= 0).all() and (secs[:, -1] < 1e-12).all()   # rounding only, never below 0
     for i in range(0, 5000, 50):
         total = 0.0
         for v in secs[i]:
