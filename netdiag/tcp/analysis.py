@@ -145,7 +145,10 @@ D_ZW_N = 28             # count for Zeek's logarithmic W letter
 D_NHOLES = 29
 D_HOLES = 30            # 8 holes, (start, end) raw sequence pairs: columns 30..45
 N_HOLES = 8
-D_NCOLS = 30 + 2 * N_HOLES
+D_BIF_OK = 30 + 2 * N_HOLES  # D_BIF_FIRST/LAST hold the unacked list's extent (else walk it)
+D_BIF_FIRST = D_BIF_OK + 1
+D_BIF_LAST = D_BIF_OK + 2
+D_NCOLS = D_BIF_OK + 3
 
 # ---- unacked segment pool (P[idx, P_*]) ------------------------------------------------------
 P_SEQ = 0
@@ -434,32 +437,34 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             same = (ln == 0 and sq == nextseq and ak == D[k, D_LASTACK] and not sfr)
             if same and w != 0 and w == D[k, D_WINDOW] and (D[r, D_LASTSEGFLAGS] & A_KEEP_ALIVE):
                 ta |= A_KEEP_ALIVE_ACK
-            elif (ln == 0 and w == 0 and w == D[k, D_WINDOW] and sq == nextseq and not sfr
-                  and (ak == D[k, D_LASTACK] or ak == ((D[k, D_LASTACK] + 1) & M32))
-                  and (D[r, D_LASTSEGFLAGS] & A_ZERO_WINDOW_PROBE)):
+            elif same and w == 0 and w == D[k, D_WINDOW] and (D[r, D_LASTSEGFLAGS] & A_ZERO_WINDOW_PROBE):
                 ta |= A_ZERO_WINDOW_PROBE_ACK
-                if ak == ((D[k, D_LASTACK] + 1) & M32):  # the receiver took the probe's byte
-                    D[r, D_NEXTSEQ] = ak
-                    D[r, D_MAXSEQTOBEACKED] = ak
             elif same and w != 0 and w == D[k, D_WINDOW]:
-                D[k, D_DUPACKNUM] += 1
+                if D[k, D_DUPACKNUM] == -1:  # an ACKed-unseen mark (below) counts as the first
+                    D[k, D_DUPACKNUM] = 1
+                else:
+                    D[k, D_DUPACKNUM] += 1
                 ta |= A_DUPLICATE_ACK
                 OUT[O_DUP_NUM, i] = D[k, D_DUPACKNUM]
                 OUT[O_DUP_FRAME, i] = D[k, D_LASTNONDUPACK]
-        # finished_fwd: a new ack number resets the duplicate-ACK counter
+        # finished_fwd: a new ack number is the frame later duplicates refer to; any segment
+        # that is not a duplicate ACK restarts the count (both as tshark 4.0.17 shows them)
         if ak != D[k, D_LASTACK]:
             D[k, D_LASTNONDUPACK] = fr
+        if (ta & A_DUPLICATE_ACK) == 0:
             D[k, D_DUPACKNUM] = 0
-        # ACKED LOST PACKET (or the ACK that reopens a window after a zero-window probe)
+        # ACKED LOST PACKET: flagged once per loss. 'max seq to be acked' restarts from what the
+        # peer was seen sending, and the peer's dup-ACK counter is marked -1 so that further
+        # ACKs beyond it are not flagged again until the peer sends its next segment (this
+        # combination is what tshark 4.0.17 shows on the captures under captures/).
         if D[r, D_MAXSEQTOBEACKED] != 0 and _gt(ak, D[r, D_MAXSEQTOBEACKED]) and is_ack:
-            if (ak == ((D[k, D_LASTACK] + 1) & M32) and sq == nextseq
-                    and (D[r, D_LASTSEGFLAGS] & A_ZERO_WINDOW_PROBE)):
-                D[r, D_NEXTSEQ] = ak
-                D[r, D_MAXSEQTOBEACKED] = ak
-                ta |= A_WINDOW_UPDATE
-            else:  # don't repeat the message for the same loss: resume from what the peer sent
-                D[r, D_MAXSEQTOBEACKED] = D[r, D_NEXTSEQ]
+            if D[r, D_MAXSEQTOBEACKED] > D[r, D_NEXTSEQ]:
                 ta |= A_ACK_LOST_PACKET
+            else:
+                if D[r, D_DUPACKNUM] == 0:
+                    ta |= A_ACK_LOST_PACKET
+                D[r, D_DUPACKNUM] = -1
+            D[r, D_MAXSEQTOBEACKED] = D[r, D_NEXTSEQ]
         # RETRANSMISSION / FAST RETRANSMISSION / OUT-OF-ORDER / SPURIOUS
         if (ln > 0 or (fl & (TH_SYN | TH_FIN))) and (ta & A_KEEP_ALIVE) == 0:
             not_adv = nextseq != 0 and _lt(sq, nextseq)
@@ -513,6 +518,14 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             P[u, P_NEXT] = D[k, D_LIST_HEAD]
             D[k, D_LIST_HEAD] = u
             D[k, D_LIST_COUNT] += 1
+            if D[k, D_BIF_OK] == 1 or D[k, D_LIST_COUNT] == 1:  # extend the cached extent
+                a = (sq - D[k, D_BASE]) & M32
+                b = (nxt - D[k, D_BASE]) & M32
+                if D[k, D_LIST_COUNT] == 1 or a < D[k, D_BIF_FIRST]:
+                    D[k, D_BIF_FIRST] = a
+                if D[k, D_LIST_COUNT] == 1 or b > D[k, D_BIF_LAST]:
+                    D[k, D_BIF_LAST] = b
+                D[k, D_BIF_OK] = 1
         if (_gt(nxt, nextseq) or nextseq == 0) and (ta & A_ZERO_WINDOW_PROBE) == 0:
             D[k, D_NEXTSEQ] = nxt
             D[k, D_NEXTSEQ_TS] = t
@@ -534,6 +547,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 OUT[O_RTT_NS, i] = t - P[u, P_TS]
             elif _gt(ak, P[u, P_SEQ]) and _le(ak, P[u, P_NEXTSEQ]):
                 P[u, P_SEQ] = ak
+                D[r, D_BIF_OK] = 0
                 prev = u
                 u = nx
                 continue
@@ -550,21 +564,28 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             meta[1] = u
             meta[2] += 1
             D[r, D_LIST_COUNT] -= 1
+            D[r, D_BIF_OK] = 0
             u = nx
         # ---- bytes in flight (payload method, SACK not subtracted) ----
         if ln != 0 and D[k, D_LIST_HEAD] >= 0 and D[k, D_VALID_BIF] == 1:
-            base = D[k, D_BASE]
-            u = D[k, D_LIST_HEAD]
-            first = (P[u, P_SEQ] - base) & M32
-            last = (P[u, P_NEXTSEQ] - base) & M32
-            while u >= 0:
-                a = (P[u, P_NEXTSEQ] - base) & M32
-                if a > last:
-                    last = a
-                a = (P[u, P_SEQ] - base) & M32
-                if a < first:
-                    first = a
-                u = P[u, P_NEXT]
+            if D[k, D_BIF_OK] == 0:  # the list shrank since last time: walk it once
+                base = D[k, D_BASE]
+                u = D[k, D_LIST_HEAD]
+                first = (P[u, P_SEQ] - base) & M32
+                last = (P[u, P_NEXTSEQ] - base) & M32
+                while u >= 0:
+                    a = (P[u, P_NEXTSEQ] - base) & M32
+                    if a > last:
+                        last = a
+                    a = (P[u, P_SEQ] - base) & M32
+                    if a < first:
+                        first = a
+                    u = P[u, P_NEXT]
+                D[k, D_BIF_FIRST] = first
+                D[k, D_BIF_LAST] = last
+                D[k, D_BIF_OK] = 1
+            first = D[k, D_BIF_FIRST]
+            last = D[k, D_BIF_LAST]
             fl_bytes = (last - first) & M32
             if fl_bytes > 0 and fl_bytes < 2000000000:
                 OUT[O_BIF, i] = fl_bytes - (1 if (fl & (TH_SYN | TH_FIN)) else 0)
