@@ -9,6 +9,7 @@ Captures under captures/lab/ (when present) get the same consistency checks.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -302,3 +303,62 @@ def test_span_duplicates_removed_are_reported_as_the_generator_injected_them(tmp
     line = next(x for x in md.splitlines() if x.startswith("- duplicate frames removed"))
     assert line.endswith(f": {expected}")
     assert a.read_stats.duplicates_removed == expected
+
+
+# ------------------------------------------------------------------------------------------
+# Privacy: CPR numbers in operation names never reach the report text
+# ------------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("tcpdump") or not shutil.which("curl"),
+                    reason="needs root, tcpdump and curl to capture real peers on loopback")
+def test_cpr_numbers_in_http_paths_are_redacted_in_report_text_but_kept_in_the_tables(tmp_path):
+    import signal
+    import time
+
+    port = _free_port()
+    cap = tmp_path / "cpr.pcap"
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dump = None
+    try:
+        import socket
+
+        for _ in range(100):   # bounded: the server listens within 10 s (probed before the capture starts)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        dump = subprocess.Popen(["tcpdump", "-i", "lo", "-w", str(cap), "-U", "--immediate-mode",
+                                 f"tcp port {port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert "listening on" in dump.stderr.readline()   # tcpdump says so once the capture runs
+        for path in ("/epj/patient/0101901234", "/epj/worklist/311299-9876"):
+            subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"], timeout=10, check=True)
+        time.sleep(0.3)
+    finally:
+        if dump is not None:
+            dump.send_signal(signal.SIGINT)
+            dump.wait(timeout=10)
+        server.terminate()
+        server.wait(timeout=10)
+    prof = tmp_path / "p.toml"
+    prof.write_text(f'[logon]\nstart = "any"\n\n[[servers]]\nname = "lab"\naddresses = ["127.0.0.1"]\n'
+                    f'ports = {{ {port} = "http" }}\n')
+    out = tmp_path / "r"
+    r = _netdiag("analyze", cap, "--profile", prof, "--out", out)
+    assert r.returncode == 0, r.stderr
+    tx = pl.read_parquet(out / "tables" / "transactions.parquet")
+    ops = set(tx["operation"].drop_nulls().to_list())
+    assert {"GET /epj/patient/0101901234", "GET /epj/worklist/311299-9876"} <= ops   # the data keeps them
+    for text in (r.stdout, (out / "report.md").read_text(), (out / "report.html").read_text()):
+        assert "0101901234" not in text and "311299-9876" not in text
+    md = (out / "report.md").read_text()
+    assert "| http | GET /epj/patient/XXXXXXXXXX | 1 |" in md     # shown, with the number blanked

@@ -42,7 +42,7 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
         prepare_case_dir(case, force=force)
     from netdiag.errors import UsageError
     from netdiag.progress import progress_bar
-    from netdiag.report import CATEGORY_LABELS, fmt_pct, fmt_s, summarize
+    from netdiag.report import CATEGORY_LABELS, fmt_pct, fmt_s, redact_cpr, summarize
 
     paths: list[Path] | None = list(captures) if captures else None
     if paths is None:
@@ -75,7 +75,7 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
         top = [f"{CATEGORY_LABELS[c]} {fmt_pct(sh)}" for c, _, sh in s.budget_share[:3] if sh > 0]
         print("Time went to: " + ", ".join(top) + ".")
         for r in s.top_findings:
-            print(f"{r['id']} {r['severity']}: {r['summary']}")
+            print(redact_cpr(f"{r['id']} {r['severity']}: {r['summary']}"))
     print(f"Report: {(out / 'report.html').resolve()}")
     if case is not None:
         from netdiag.case import write_case

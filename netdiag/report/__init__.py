@@ -11,6 +11,7 @@ Numbers are shown in seconds (STYLE.md: seconds in reports), times of day in UTC
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,6 +77,24 @@ def cause_label(cause: str | None) -> str:
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 TOP_FINDINGS = 3
+
+
+_CPR_TEXT_RE: re.Pattern[str] | None = None
+
+
+def redact_cpr(text: str) -> str:
+    """CPR-shaped numbers (DDMMYY-NNNN, DDMMYYNNNN) in report text -> 'X' digits.
+
+    Operation names (HTTP paths, GIOP operations) and finding summaries come from the capture and
+    may carry a patient's CPR number; the report never needs one. Same pattern as
+    netdiag.sanitize.CPR_RE (used by `netdiag sanitize`), applied to text.
+    """
+    global _CPR_TEXT_RE
+    if _CPR_TEXT_RE is None:
+        from netdiag.sanitize import CPR_RE
+
+        _CPR_TEXT_RE = re.compile(CPR_RE.pattern.decode("ascii"))
+    return _CPR_TEXT_RE.sub(lambda m: re.sub(r"[0-9]", "X", m.group(0)), text)
 
 
 def fmt_s(x: float | None, *, unit: bool = True) -> str:
@@ -201,4 +220,4 @@ def _sentences(a: Analysis, s: Summary) -> list[str]:
 
 
 __all__ = ["CATEGORY_COLOURS", "CATEGORY_LABELS", "CAUSE_LABELS", "cause_label", "SHORT_LABELS", "Summary", "fmt_pct", "fmt_s", "fmt_time",
-           "period_words", "summarize"]
+           "period_words", "redact_cpr", "summarize"]

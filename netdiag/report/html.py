@@ -28,6 +28,7 @@ from netdiag.report import (
     fmt_s,
     fmt_time,
     period_words,
+    redact_cpr,
     summarize,
 )
 from netdiag.report import svg as charts
@@ -44,7 +45,7 @@ MAX_TABLE_ROWS = 500
 
 
 def _e(s: object) -> str:
-    return escape("" if s is None else str(s), quote=True)
+    return escape(redact_cpr("" if s is None else str(s)), quote=True)
 
 
 def _asset(name: str) -> str:

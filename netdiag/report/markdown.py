@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netdiag.report import CATEGORY_LABELS, fmt_pct, fmt_s, fmt_time, period_words, summarize
+from netdiag.report import CATEGORY_LABELS, fmt_pct, fmt_s, fmt_time, period_words, redact_cpr, summarize
 from netdiag.report.views import capture_stats, method_notes, tcp_totals
 from netdiag.schema import BUDGET_COLUMNS
 
@@ -106,7 +106,7 @@ def render_markdown(a: Analysis) -> str:
               f"connects: {t['failed_connects']}",
               f"- Resent segments: {t['retransmissions']} ({fmt_s(t['resend_wait_s'])} waiting)",
               f"- Zero windows: {t['zero_windows']} ({fmt_s(t['zero_window_s'])})",
-              f"- Capture loss: {t['capture_gaps']} gaps, {t['unseen_bytes']} bytes not captured", ""]
+              f"- Capture loss: {t['capture_gaps']:,} gaps, {t['unseen_bytes']:,} bytes not captured", ""]
     else:
         L += ["No TCP connections in the capture.", ""]
 
@@ -121,4 +121,5 @@ def render_markdown(a: Analysis) -> str:
     L += ["", "## Method", ""]
     for title, text in method_notes(a):
         L += [f"**{title}.** {text}", ""]
-    return "\n".join(L).rstrip() + "\n"
+    # no float reprs or long digit runs are written here, so the whole text can be redacted
+    return redact_cpr("\n".join(L).rstrip() + "\n")

@@ -15,7 +15,15 @@ from html import escape
 
 import numpy as np
 
-from netdiag.report import CATEGORY_COLOURS, CATEGORY_LABELS, SHORT_LABELS, fmt_pct, fmt_s, period_words
+from netdiag.report import (
+    CATEGORY_COLOURS,
+    CATEGORY_LABELS,
+    SHORT_LABELS,
+    fmt_pct,
+    fmt_s,
+    period_words,
+    redact_cpr,
+)
 
 FONT = 12
 INK = "#222"
@@ -24,7 +32,7 @@ GRID = "#e3e3e3"
 
 
 def _e(s: object) -> str:
-    return escape(str(s), quote=True)
+    return escape(redact_cpr(str(s)), quote=True)
 
 
 def nice_step(span: float, target: int) -> float:
