@@ -2,33 +2,42 @@
 
 A logon is not "everything one address sends in a window": Citrix and terminal servers, and
 NAT, put many users behind one address and their logons overlap. netdiag follows each client
-*process* instead, as a chain of items (a TCP connection to an EPJ server, or a DNS question
-with its retries) built in time order from what the capture shows a process doing:
+*process* instead, as a chain of items (a TCP connection to an EPJ server, or a DNS lookup)
+built in time order from what the capture shows a process doing. TCP connections are placed
+first, in time order:
 
 1. A process works step by step: it sends, waits for the answer, thinks, and starts the next
    step. A chain is *idle* at time t when none of its items has a connect or a request
-   outstanding at t. A new item from an address joins an idle chain of that address, or
-   starts a new chain when none is idle (another process is starting).
+   outstanding at t.
 2. The naming reply or LOCATION_FORWARD that names `host:port` (transactions.forward_host /
    forward_port, decoded from the IOR) tells which chain the next connection to that
-   `host:port` belongs to: a chain holding an unused referral to it wins, oldest referral
-   first. A DNS question repeated (same name) joins the chain that asked it first.
-3. Otherwise the idle chain that has waited longest since its last answer goes first (first
-   answered, first to act).
-4. A connection to a bootstrap port (2809 by default) starts a logon: it joins a chain that has
-   only lead-in traffic so far (DNS, JNLP/jar HTTP up to `lead_in_s` before it), continues a
-   logon that just failed (re-bootstrap after an exception or a dead target), or starts a new
-   chain. Connections to other ports never start a logon (unless the profile says
-   `start = "any"`): without a chain to join they are left out and counted.
+   `host:port` belongs to: a chain holding an unused referral to it wins, oldest referral first.
+3. A connection to a bootstrap port (2809 by default) starts a logon: it joins a chain that has
+   only lead-in traffic so far (JNLP/jar HTTP up to `lead_in_s` before it), continues a logon
+   whose last step failed (a re-bootstrap after an exception, a dead target, or a request
+   outstanding for >= 1 s), or starts a new chain.
+4. An HTTP(S) connection whose first request fetches a `.jnlp` starts a new process (Java Web
+   Start begins there); other JNLP/jar connections join an idle lead-in chain, or the one
+   process of that address still connected, or start a new chain.
+5. Any other connection joins the one logon in progress on its address, else the idle chain
+   that has waited longest since its last answer (first answered, first to act). Without a
+   chain to join it is left out and counted (unless the profile says `start = "any"`).
+
+DNS lookups are attached afterwards: each goes to the process whose next connection after the
+answer goes to an answered address (the earliest such connection; one lookup per name and
+process); an unanswered one to the process whose next step follows it most closely. Each UDP
+flow to port 53 is one lookup: the transactions table folds the same question asked by several
+processes of one address at once into one transaction, the flows keep them apart.
 
 Each logon carries `separation_confidence`: `high` when its address had no other chain open
-whenever one of its items was placed (or an IOR referral decided it), `medium` when a unique
-idle chain or a referral among several decided it, `low` when several idle chains were equally
-possible. The loop runs per item (connection or DNS question), never per packet.
+whenever one of its items was placed (or a unique IOR referral decided), `medium` when a
+referral among several or a unique idle chain decided, `low` when several idle chains were
+equally possible. The loop runs per item (connection or DNS lookup), never per packet.
 
-End of a logon (profile `[logon]`): the reply to the first GIOP operation matching
-`end_operation`, or the response to the first HTTP request matching `end_url`; without a
-match, the last answer before `end_quiet_s` of quiet. Start and end are moved by half the
+End of a logon (profile `[logon]`): the first answer to a GIOP operation matching
+`end_operation`, or to an HTTP request matching `end_url`; without a match, the last answer
+before `end_quiet_s` of quiet (an unanswered request is a wait, not quiet; an answer the client
+stopped waiting for, having asked again, does not count). Start and end are moved by half the
 client-side round trip measured on the logon's connections (`rtt_client_side_ms / 2`): the
 client sent its first packet that much before the capture point saw it, and got its last
 answer that much after, so start and end mean the client's own clock wherever the switch sits.
