@@ -132,3 +132,20 @@ def test_population_percentiles_match_numpy_on_the_same_durations():
         res.logons["server_s"].sum())
     slow = budget.filter(pl.col("category") == "server_s")["slowest_s"][0]
     assert slow == pytest.approx(res.logons.sort("duration_s")["server_s"][-1])
+
+
+def test_population_server_think_counts_only_transactions_inside_logons():
+    conns, txns = _logon(1, 50000, 0.0, think=20)
+    txns.append(transaction(2, C, APP, 9100, "giop", "getWorklist", 100, 100, 200, 210))   # after the end
+    c, t, _ = tables(conns, txns)
+    res = analyze_tables(c, t, profile=parse_profile('[logon]\nend_operation = "^authenticate$"\n'))
+    ops = set(res.population["server_think_per_operation"]["operation"].to_list())
+    assert ops == {"resolve", "authenticate"}
+
+
+def test_empty_capture_tables_say_there_is_no_tcp_at_all():
+    from netdiag.schema import CONNECTIONS, TRANSACTIONS
+
+    res = analyze_tables(CONNECTIONS.empty(), TRANSACTIONS.empty())
+    with pytest.raises(NoLogonsError, match="no TCP connections"):
+        res.require_logons()

@@ -155,7 +155,7 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     )
     logons_table = LOGONS.conform(out)
     findings = build_findings(out, iv, cause_ns, connections, transactions, segments, members, prof)
-    pop = population(logons_table, tm)
+    pop = population(logons_table, in_window)
     notes = []
     if grouping.orphans:
         notes.append(f"{grouping.orphans} connection(s) to EPJ servers belong to no logon (no logon start seen "
