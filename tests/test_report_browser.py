@@ -33,6 +33,7 @@ SAMPLE = ROOT / "captures" / "sample" / "epj-logon.pcap"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 LAB_STORM = ROOT / "captures" / "lab" / "storm.pcap"
 LAB_LOSS = ROOT / "captures" / "lab" / "loss_s2c.pcap"
+HTTP_ONLY = ROOT / "captures" / "crafted" / "real_loopback_http.pcap"
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
 pytestmark = [pytest.mark.browser,
@@ -64,7 +65,7 @@ def _report(tmp_path: Path, capture: Path) -> Path:
     return out / "report.html"
 
 
-def _check_page(tmp_path: Path, html_path: Path, shot_name: str) -> str:
+def _check_page(tmp_path: Path, html_path: Path, shot_name: str, *, charts_expected: bool = True) -> str:
     html = html_path.read_text()
     # self-contained: nothing to fetch (only in-page anchors)
     assert not re.search(r"""\b(?:src|href)\s*=\s*["'](?!#)""", html)
@@ -81,7 +82,7 @@ def _check_page(tmp_path: Path, html_path: Path, shot_name: str) -> str:
     assert 'data-report-script="done"' in root
     assert "data-js-errors" not in root
     charts = re.findall(r"<svg[^>]*class=\"chart\"[^>]*>", dom)
-    assert charts, "no charts in the report"
+    assert bool(charts) == charts_expected, f"{len(charts)} charts"
     for tag in charts:
         name = re.search(r'data-chart="([^"]+)"', tag).group(1)
         expected = int(re.search(r'data-marks-expected="(\d+)"', tag).group(1))
@@ -109,6 +110,13 @@ def test_sample_report_renders_offline_with_every_chart_drawn_and_no_console_err
     # every chart the issue asks for: distribution, over time, budget overall and slowest, waterfalls, server time
     assert {"duration-histogram", "over-time", "budget-share", "budget-slowest", "server-think",
             "waterfall-1", "waterfall-2", "waterfall-3"} <= names
+
+
+@pytest.mark.skipif(not HTTP_ONLY.exists(), reason="crafted HTTP capture not present")
+def test_report_without_logons_renders_offline_and_says_so(tmp_path):
+    dom = _check_page(tmp_path, _report(tmp_path, HTTP_ONLY), "report-no-logons.png", charts_expected=False)
+    assert "No logons were found in real_loopback_http.pcap" in dom
+    assert 'data-table="tcp-health"' in dom
 
 
 @pytest.mark.skipif(not LAB_STORM.exists(), reason="lab storm capture not present")
