@@ -162,3 +162,24 @@ def test_existing_output_file_is_not_overwritten_without_force(tmp_path: Path, s
 def test_sanitize_without_key_says_how_to_make_one(tmp_path: Path) -> None:
     r = _netdiag("evidence", DROPPED_SYN, "--finding", "F001", "--out", tmp_path / "x.pcapng", "--sanitize")
     assert r.returncode == 2 and "--make-key" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_pcapng_writer_keeps_ns_timestamps_lengths_link_types_and_utf8_comments(tmp_path: Path) -> None:
+    """The writer alone, read back by tshark: two link types in one file, timestamps that are not
+    whole microseconds, a snaplen-cut frame (original length kept) and a non-ASCII comment."""
+    from netdiag.evidence import read_raw_frames
+    from netdiag.pcapng_writer import OutFrame, write_pcapng
+
+    eth = read_raw_frames([SAMPLE], [1]).datas[0]
+    raw_ip = eth[14:]
+    frames = [OutFrame(1, 1_795_000_000_123_456_789, eth, len(eth), "første kommentar: server think 4.20 s"),
+              OutFrame(101, 1_795_000_001_000_000_001, raw_ip, len(raw_ip)),
+              OutFrame(1, 1_795_000_002_999_999_999, eth[:40], len(eth), "cut at 40 bytes")]
+    out = tmp_path / "w.pcapng"
+    assert write_pcapng(out, frames) == 3
+    rows = _tshark(out, "frame.time_epoch", "frame.len", "frame.cap_len", "frame.interface_id", "frame.comment")
+    assert rows == [["1795000000.123456789", str(len(eth)), str(len(eth)), "0", "første kommentar: server think 4.20 s"],
+                    ["1795000001.000000001", str(len(raw_ip)), str(len(raw_ip)), "1", ""],
+                    ["1795000002.999999999", str(len(eth)), "40", "0", "cut at 40 bytes"]]
+    encaps = [r[0] for r in _tshark(out, "frame.encap_type")]
+    assert encaps[0] == encaps[2] != encaps[1]

@@ -338,3 +338,19 @@ def test_a_damaged_capture_is_sanitised_up_to_the_damage_with_a_warning(tmp_path
     r = _netdiag("sanitize", src, "--out", tmp_path, "--key-file", key_file)
     assert r.returncode == 0, r.stderr
     assert "warning" in r.stderr and "frame 7" in r.stderr and "truncated last record" in r.stderr
+
+
+def test_two_captures_with_shared_hosts_map_them_alike(tmp_path: Path, key_file: Path) -> None:
+    """Before/after comparability: the lab's baseline and slow-authenticate captures (separate runs,
+    same client and servers) sanitised together give each shared host one and the same address."""
+    from yacryptopan import CryptoPAn
+
+    a, b = ROOT / "captures/lab/baseline.pcap", ROOT / "captures/lab/slow_auth.pcap"
+    shared = _addresses(a) & _addresses(b)
+    assert len(shared) >= 2
+    r = _netdiag("sanitize", a, b, "--out", tmp_path, "--key-file", key_file)
+    assert r.returncode == 0, r.stderr
+    sa = _addresses(tmp_path / "baseline.sanitized.pcapng")
+    sb = _addresses(tmp_path / "slow_auth.sanitized.pcapng")
+    cp = CryptoPAn(bytes.fromhex(KEY_HEX))
+    assert {cp.anonymize(x) for x in shared} <= sa & sb
