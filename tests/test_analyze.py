@@ -362,3 +362,20 @@ def test_cpr_numbers_in_http_paths_are_redacted_in_report_text_but_kept_in_the_t
         assert "0101901234" not in text and "311299-9876" not in text
     md = (out / "report.md").read_text()
     assert "| http | GET /epj/patient/XXXXXXXXXX | 1 |" in md     # shown, with the number blanked
+
+
+LAB_ADDED_RTT = ROOT / "captures" / "lab" / "added_rtt.pcap"
+
+
+@pytest.mark.skipif(not LAB_ADDED_RTT.exists(), reason="lab added_rtt capture not present")
+def test_capture_point_is_found_from_a_real_delay_between_client_and_capture(tmp_path):
+    # The lab bridge adds its delay between the client and the capture interface (truth.json:
+    # injected.added_rtt_ms; the capture sits on the server's side of the bridge).
+    truth = json.loads(LAB_ADDED_RTT.with_suffix(".truth.json").read_text())
+    added_s = truth["injected"]["added_rtt_ms"] / 1000
+    a = analyze([LAB_ADDED_RTT], out=tmp_path / "r")
+    cp = a.capture_point
+    assert cp.where == "server"
+    assert cp.client_side_rtt_s == pytest.approx(added_s, abs=0.005)
+    assert cp.server_side_rtt_s < 0.001
+    assert "Where the capture was taken: server." in (tmp_path / "r" / "report.md").read_text()
