@@ -103,7 +103,7 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     if lg.height == 0:
         return LogonAnalysis(LOGONS.empty(), FINDINGS.empty(), {}, pl.DataFrame(),
                              no_logons_reason=_why_no_logons(connections, transactions, prof),
-                             orphan_connections=grouping.orphans)
+                             orphan_connections=grouping.orphans, streams=_Tables(connections, transactions))
     members = grouping.members
     conn_causes, txn_causes = label_causes(connections, transactions, segments, members, prof)
     iv = build_intervals(lg, members, connections, transactions, segments, conn_causes, txn_causes)
