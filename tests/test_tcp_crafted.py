@@ -115,3 +115,26 @@ def test_feed_returns_payload_location_for_reassembly() -> None:
         assert seg.columns[-2:] == ["payload_offset", "payload_captured"]
         row = seg.filter(pl.col("frame") == 6).row(0, named=True)
         assert bytes(ch.payload[row["payload_offset"]: row["payload_offset"] + row["payload_captured"]]) == b"G" * 300
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+def test_udp_packets_get_conn_ids_matching_tshark_udp_streams() -> None:
+    path = Path(__file__).resolve().parents[1] / "captures" / "proto" / "dns.pcap"
+    if not path.exists():
+        pytest.skip("captures/proto/dns.pcap not present")
+    a = TcpAnalyzer()
+    rows = []
+    for ch in iter_chunks(path):
+        a.feed(ch)
+        rows.append(a.last_udp)
+    udp = pl.concat(rows)
+    conns = a.finish().filter(pl.col("transport") == "udp")
+    # queries go to the DNS server's port: client to server
+    assert (udp.filter(pl.col("dst_port") == 53)["direction"] == 0).all()
+    assert (udp.filter(pl.col("src_port") == 53)["direction"] == 1).all()
+    assert set(udp["conn_id"].unique().to_list()) == set(conns["conn_id"].to_list())
+    out = subprocess.run(["tshark", "-r", str(path), "-Y", "udp", "-T", "fields", "-e", "frame.number",
+                          "-e", "udp.stream"], capture_output=True, text=True, timeout=60).stdout.split()
+    theirs = pl.DataFrame({"frame": [int(x) for x in out[0::2]], "stream": [int(x) for x in out[1::2]]})
+    pairs = udp.join(theirs, on="frame").select("conn_id", "stream").unique()
+    assert pairs.height == pairs["conn_id"].n_unique() == pairs["stream"].n_unique() == conns.height

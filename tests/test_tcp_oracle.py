@@ -210,6 +210,38 @@ def test_handshake_rtts_sum_to_tshark_initial_rtt(path: Path, tmp_path: Path) ->
     assert bad.height == 0, f"{path.name}: iRTT differs: {bad.select('stream', 'irtt', 'rtt_server_side_ms', 'rtt_client_side_ms').rows()}"
 
 
+_META: dict[Path, dict] = {}
+
+
+def tshark_meta(src: Path) -> dict:
+    """One tshark pass: conv,tcp and conv,udp tables plus which frames are IP fragments / IPv6-routed."""
+    if src not in _META:
+        cmd = [TSHARK, "-n", "-r", str(src), "-o", "ip.defragment:FALSE", "-z", "conv,tcp", "-z", "conv,udp",
+               "-T", "fields", "-E", "separator=\t", "-e", "frame.number", "-e", "ip.flags.mf", "-e",
+               "ip.frag_offset", "-e", "ipv6.routing.type", "-e", "tcp.srcport", "-e", "udp.srcport"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
+        meta = {"tcp_frag": [], "udp_frag": [], "routing": False, "tcp": [], "udp": []}
+        section = None
+        for line in out.splitlines():
+            if line.startswith("TCP Conversations"):
+                section = "tcp"
+            elif line.startswith("UDP Conversations"):
+                section = "udp"
+            elif section is None:
+                f = (line.split("\t") + [""] * 6)[:6]
+                frag = f[1].split(",")[0] in ("1", "True") or (f[2].split(",")[0] not in ("", "0"))
+                if f[3]:
+                    meta["routing"] = True
+                if frag and f[4]:
+                    meta["tcp_frag"].append(f[0])
+                if frag and f[5]:
+                    meta["udp_frag"].append(f[0])
+            elif (m := _CONV.match(line.strip())):
+                meta[section].append(m.groups())
+        _META[src] = meta
+    return _META[src]
+
+
 _CONV = re.compile(r"^(\S+):(\d+)\s+<->\s+(\S+):(\d+)\s+(\d+)\s+(\d+ \S+|\d+ bytes)\s+(\d+)\s+(\d+ \S+|\d+ bytes)")
 
 
@@ -224,19 +256,11 @@ def test_connections_match_tshark_conversations(path: Path, tmp_path: Path) -> N
     if getattr(res, "broken_ip_frames", None):
         pytest.skip(f"{path.name}: frames {res.broken_ip_frames} have an IPv4 total length beyond the frame; "
                     "tshark leaves them out of conv,tcp, netdiag counts them")
-    frags = subprocess.run([TSHARK, "-n", "-r", str(src), "-Y", "tcp && (ip.flags.mf == 1 || ip.frag_offset > 0)",
-                            "-o", "ip.defragment:FALSE", "-T", "fields", "-e", "frame.number"],
-                           capture_output=True, text=True, timeout=120).stdout.split()
-    if frags:
-        pytest.skip(f"{path.name}: TCP in IP fragments (frames {frags[:5]}): netdiag does not reassemble "
-                    "fragments and leaves them out, tshark counts the first fragment")
-    out = subprocess.run([TSHARK, "-n", "-r", str(src), "-q", "-z", "conv,tcp", "-o", "ip.defragment:FALSE"],
-                         capture_output=True, text=True, timeout=300).stdout
-    convs = []
-    for line in out.splitlines():
-        m = _CONV.match(line.strip())
-        if m:
-            convs.append(m.groups())
+    meta = tshark_meta(src)
+    if meta["tcp_frag"]:
+        pytest.skip(f"{path.name}: TCP in IP fragments (frames {meta['tcp_frag'][:5]}): netdiag does not "
+                    "reassemble fragments and leaves them out, tshark counts the first fragment")
+    convs = meta["tcp"]
     tcp = res.connections.filter(pl.col("transport") == "tcp")
     assert len(convs) == tcp.height, f"{path.name}: tshark lists {len(convs)} TCP conversations, netdiag {tcp.height}"
     ours = {}
@@ -265,18 +289,13 @@ def test_connections_match_tshark_conversations(path: Path, tmp_path: Path) -> N
 def test_udp_flows_match_tshark_conversations(path: Path, tmp_path: Path) -> None:
     theirs, res, src = oracle_and_ours(path, tmp_path)
     udp = res.connections.filter(pl.col("transport") == "udp")
-    out = subprocess.run([TSHARK, "-n", "-r", str(src), "-q", "-z", "conv,udp", "-o", "ip.defragment:FALSE"],
-                         capture_output=True, text=True, timeout=300).stdout
-    convs = [m.groups() for line in out.splitlines() if (m := _CONV.match(line.strip()))]
+    meta = tshark_meta(src)
+    convs = meta["udp"]
     if not convs and udp.height == 0:
         pytest.skip(f"{path.name}: no UDP")
-    frags = subprocess.run([TSHARK, "-n", "-r", str(src), "-Y", "udp && (ip.flags.mf == 1 || ip.frag_offset > 0)",
-                            "-o", "ip.defragment:FALSE", "-T", "fields", "-e", "frame.number"],
-                           capture_output=True, text=True, timeout=120).stdout.split()
-    if frags or getattr(res, "broken_ip_frames", None):
+    if meta["udp_frag"] or getattr(res, "broken_ip_frames", None):
         pytest.skip(f"{path.name}: UDP in IP fragments or broken IP lengths (see the TCP conversation test)")
-    if subprocess.run([TSHARK, "-n", "-r", str(src), "-Y", "ipv6.routing"], capture_output=True, text=True,
-                      timeout=60).stdout.strip():
+    if meta["routing"]:
         pytest.skip(f"{path.name}: IPv6 routing header: tshark keys the conversation on the final "
                     "destination, the packets table holds the header's destination address")
     want = sorted((frozenset([(a, int(ap)), (b, int(bp))]), int(fi) + int(fo)) for a, ap, b, bp, fi, _, fo, _ in convs)
