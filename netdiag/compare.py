@@ -324,7 +324,7 @@ def _metric_row(spec: MetricSpec, group_kind: str, group: str | None, before: np
                 seed: int) -> dict[str, Any]:
     b = np.asarray(before, dtype=float)
     a = np.asarray(after, dtype=float)
-    b, a = b[np.isfinite(b)], a[np.isfinite(a)]
+    b, a = np.sort(b[np.isfinite(b)]), np.sort(a[np.isfinite(a)])   # row order must not change the bootstrap
     sb = float(_stat(b, spec.statistic)) if b.size else None
     sa = float(_stat(a, spec.statistic)) if a.size else None
     diff = sa - sb if sb is not None and sa is not None else None
@@ -374,7 +374,8 @@ def transactions_in_logons(side: Side) -> pl.DataFrame:
                .explode("conn_ids").rename({"conn_ids": "conn_id"}).drop_nulls("conn_id"))
     t = side.transactions.join(members, on="conn_id", how="inner")
     t = t.filter((pl.col("req_first_ts_ns") >= pl.col("start_ts_ns")) & (pl.col("req_first_ts_ns") <= pl.col("end_ts_ns")))
-    return t.unique(subset=["conn_id", "request_id", "req_first_ts_ns", "protocol", "operation"], keep="first")
+    return t.unique(subset=["conn_id", "request_id", "req_first_ts_ns", "protocol", "operation"], keep="first",
+                    maintain_order=True)
 
 
 def logon_connections(side: Side) -> pl.DataFrame:
@@ -395,8 +396,7 @@ def logon_connections(side: Side) -> pl.DataFrame:
         .otherwise(0.0),
         retransmission_stall_s=pl.col("retransmission_stall_s").fill_null(0.0),
         zero_window_s=pl.col("zero_window_s").fill_null(0.0),
-        capture_loss_rate=((pl.col("unseen_bytes").fill_null(0) > 0) | (pl.col("lost_segments").fill_null(0) > 0))
-        .cast(pl.Float64),
+        capture_loss_rate=(pl.col("unseen_bytes").fill_null(0) > 0).cast(pl.Float64),
         client_group=pl.col("client_group").fill_null("(none)"),
     )
 
@@ -431,7 +431,7 @@ def _capture_loss_share(side: Side) -> tuple[int, int]:
     c = side.connections.filter(pl.col("transport") == "tcp") if side.connections.height else side.connections
     if c.height == 0:
         return 0, 0
-    lossy = int(((c["unseen_bytes"].fill_null(0) > 0) | (c["lost_segments"].fill_null(0) > 0)).sum())
+    lossy = int((c["unseen_bytes"].fill_null(0) > 0).sum())   # ACKed but never captured: the capture's loss
     return lossy, c.height
 
 
@@ -629,8 +629,8 @@ def _require_logons(before: Side, after: Side) -> None:
         return
     why = "; ".join(f"{s.label} ({', '.join(Path(p).name for p in s.inputs[:3])}): "
                     f"{(s.no_logons_reason or 'no logons found').removeprefix('no logons: ')}" for s in missing)
-    which = "neither side has" if len(missing) == 2 else f"the {missing[0].label} side has"
-    raise CompareError(f"nothing to compare: {which} any logons. {why}")
+    which = "neither side has any logons" if len(missing) == 2 else f"the {missing[0].label} side has no logons"
+    raise CompareError(f"nothing to compare: {which}. {why}")
 
 
 def _require_same_profile(before: Side, after: Side) -> None:

@@ -12,8 +12,10 @@ storm's smaller replies (so each file stays well under 2 MB):
 - cmp_auth800      authenticate thinks 800 ms  (the "before" of a server change)
 - cmp_auth200      authenticate thinks 200 ms  (the "after")
 - cmp_auth200_rerun  the same settings as cmp_auth200, a second run (A/A pair with it)
-- cmp_loss3        16 logons, the lab's default operations and reply sizes, seeded 3 % loss of TCP data
-                   frames each way (the "before" of "3 % loss -> none")
+- cmp_loss3        16 logons, the lab's default operations and reply sizes, seeded 3 % loss of
+                   server->client TCP data frames (the "before" of "3 % loss -> none"). Only that direction:
+                   a capture at the server sees each lost frame and its resend; client->server frames
+                   dropped before the capture point would show up as client time there, not as loss.
 - cmp_noloss       the same without loss (the "after")
 """
 
@@ -45,10 +47,10 @@ SCENARIOS = {s.name: s for s in [
              capture_point="server", server_ops=_ops(200), client=COMMON_CLIENT),
     Scenario("cmp_auth200_rerun", f"second run of cmp_auth200 ({LOGONS} logons, authenticate 200 ms); capture "
              "at the server", capture_point="server", server_ops=_ops(200), client=COMMON_CLIENT),
-    Scenario("cmp_loss3", f"{LOSS_LOGONS} sequential logons, default operations, seeded 3% loss of TCP data frames "
-             "in each direction; capture at the server", capture_point="server", client=LOSS_CLIENT,
-             impair={"c2s": {"loss": {"p": 0.03, "seed": 21, "tcp_payload_only": True}},
-                     "s2c": {"loss": {"p": 0.03, "seed": 22, "tcp_payload_only": True}}}),
+    Scenario("cmp_loss3", f"{LOSS_LOGONS} sequential logons, default operations, seeded 3% loss of server->client "
+             "TCP data frames; capture at the server (each lost frame and its resend are in the file)",
+             capture_point="server", client=LOSS_CLIENT,
+             impair={"s2c": {"loss": {"p": 0.03, "seed": 22, "tcp_payload_only": True}}}),
     Scenario("cmp_noloss", f"{LOSS_LOGONS} sequential logons, default operations, no loss; capture at the server",
              capture_point="server", client=LOSS_CLIENT),
 ]}

@@ -16,6 +16,14 @@ from typing import Annotated
 
 import typer
 
+from netdiag.errors import NetdiagError
+
+
+class RegressionGateError(NetdiagError):
+    """A metric named by --fail-on-regression regressed significantly."""
+
+    exit_code = 1
+
 SideArg = Annotated[str, typer.Argument(
     help="capture file(s) (comma-separated), a directory of captures, or an analysis directory from `netdiag analyze`",
     show_default=False)]
@@ -58,10 +66,10 @@ def compare_command(before: SideArg, after: SideArg, profile: ProfileOpt = None,
             print(f"netdiag: {what} report: {p.resolve()}", file=sys.stderr)
     failed = [g for g in gates if g["verdict"] == "regressed"]
     for g in gates:
-        state = "REGRESSED" if g in failed else g["verdict"]
-        print(f"netdiag: gate {g['metric_id']}: {state} ({g['reason']})", file=sys.stderr)
-    if failed:
-        raise typer.Exit(1)
+        if g not in failed:
+            print(f"netdiag: gate {g['metric_id']}: passed ({g['verdict']}: {g['reason']})", file=sys.stderr)
+    if failed:   # a NetdiagError with exit code 1: main() prints one line and exits 1
+        raise RegressionGateError("; ".join(f"gate {g['metric_id']}: REGRESSED ({g['reason']})" for g in failed))
 
 
 def register(app: typer.Typer) -> None:
