@@ -29,8 +29,8 @@ What happens to each frame (docs/sanitize.md has the full policy and its reasons
     results). Bodies, principals and other service-context data are zeroed. The kept set is
     decided by running `netdiag.protocols.giop`'s own decoders on a CDR reader that records
     what they read, so the policy cannot drift from the parser.
-  - HTTP/1.x (RFC 9112): the request or status line and the headers in SAFE_HTTP_HEADERS are
-    kept; other header values (Cookie, Authorization, ...) are overwritten with 'x'; bodies are
+  - HTTP/1.x (RFC 9112): the request or status line (query values overwritten with 'x', names
+    kept) and the headers in SAFE_HTTP_HEADERS are kept; other header values (Cookie, Authorization, ...) are overwritten with 'x'; bodies are
     zeroed (chunk-size lines kept so the framing still works).
   - TLS (RFC 5246/8446): record headers; in clear handshake messages their type and length,
     versions, cipher suites, compression, extension types and lengths, and the data of the
@@ -393,7 +393,7 @@ def http_keep(msg: bytes, out: bytearray) -> None:
     for i, line in enumerate(lines):
         n = len(line) + (1 if pos + len(line) < len(msg) and i < len(lines) - 1 else 0)
         if i == 0:
-            out[pos:pos + n] = msg[pos:pos + n]
+            out[pos:pos + n] = _mask_query(msg[pos:pos + n])
         else:
             colon = line.find(b":")
             name = line[:colon].strip().lower() if colon > 0 else b""
@@ -410,6 +410,28 @@ def http_keep(msg: bytes, out: bytearray) -> None:
         pos += n
     if end > 0 and chunked:
         _keep_chunk_lines(msg, end, out)
+
+
+_QUERY_PART = re.compile(rb"([?&;])([^&;=\s#]*)(=?)([^&;\s#]*)")
+
+
+def _mask_query(line: bytes) -> bytes:
+    """A request line with its query values overwritten with 'x' (names kept): a URL may carry a
+    patient id or a name, and netdiag's operation is method + path without the query."""
+    sp = line.find(b" ")
+    q = line.find(b"?", sp + 1)
+    end = line.find(b" ", sp + 1)
+    if sp < 0 or q < 0 or (0 <= end < q):
+        return line
+    end = len(line) if end < 0 else end
+
+    def part(m: re.Match[bytes]) -> bytes:
+        sep, name, eq, value = m.groups()
+        if not eq:  # a bare token: could be the value itself
+            return sep + b"x" * len(name)
+        return sep + name + eq + b"x" * len(value)
+
+    return line[:q] + _QUERY_PART.sub(part, line[q:end]) + line[end:]
 
 
 def _keep_chunk_lines(msg: bytes, pos: int, out: bytearray) -> None:

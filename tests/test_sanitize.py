@@ -174,9 +174,9 @@ def test_giop_and_http_metadata_survive_as_tshark_reads_them(sanitized: dict[str
     f = ("frame.number", "http.request.method", "http.request.uri", "http.response.code", "http.user_agent",
          "http.content_length_header")
     assert _tshark(HTTP, *f, display="http") == _tshark(sanitized[HTTP.name], *f, display="http")
-    # the CPR in the CPR capture's URL is redacted, the rest of the request line kept
+    # the query values in the CPR capture's URL are masked, the rest of the request line kept
     uris = [r[0] for r in _tshark(sanitized[CPR_CAPTURE.name], "http.request.uri", display="http.request")]
-    assert "/index.html?cpr=XXXXXXXXXX" in uris and "/submit" in uris
+    assert "/index.html?cpr=xxxxxxxxxx" in uris and "/submit" in uris  # query values masked
     cookies = [r[0] for r in _tshark(sanitized[CPR_CAPTURE.name], "http.cookie", display="http.cookie")]
     assert cookies and all(set(c) <= {"x"} for c in cookies)
 
