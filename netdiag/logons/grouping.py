@@ -339,16 +339,13 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
             # 3. JNLP/jar HTTP: a process starting, or the one process on this address still connected.
             #    Fetching the .jnlp is the first thing Java Web Start does: always a new process.
             starts_process = bool(it.first_operation and JNLP_RE.search(it.first_operation))
-            lead = [] if starts_process else [c for c in live if c.bootstrap_ns is None and c.idle_at(t)]
-            if starts_process:
-                pass
-            elif lead:
+            lead = [c for c in live if c.bootstrap_ns is None and c.idle_at(t)]
+            connected = [c for c in active if has_open_connection(c, t)]
+            if not starts_process and lead:
                 chosen = fifo(lead, t)
                 conf = "high" if len(lead) == 1 else "low"
-            else:
-                connected = [c for c in active if has_open_connection(c, t)]
-                if len(connected) == 1 and len(active) == 1:
-                    chosen = connected[0]
+            elif not starts_process and len(connected) == 1 and len(active) == 1:
+                chosen = connected[0]
         else:
             # 4. any other connection of a logon in progress
             idle = [c for c in active if c.idle_at(t)]
