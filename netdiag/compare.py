@@ -869,7 +869,7 @@ def _ecdf_svg(before: np.ndarray, after: np.ndarray) -> str:
     """Overlaid empirical CDFs of logon duration (before dashed blue, after solid orange)."""
     from netdiag.report import svg as charts
 
-    W, H, L, R, T, B = 860, 300, 56, 150, 16, 46
+    W, H, L, R, T, B = 860, 300, 56, 175, 16, 46
     hi_v = float(max(before.max(initial=0.0), after.max(initial=0.0))) or 1.0
     step = charts.nice_step(hi_v, 8)
     hi = math.ceil(hi_v / step) * step
@@ -895,7 +895,7 @@ def _ecdf_svg(before: np.ndarray, after: np.ndarray) -> str:
         marks += 1
         med = float(np.median(v))
         body.append(charts._text(W - R + 8, y_of(0.5) + (-8 if name == "before" else 14),
-                                 f"{name} (median {_fmt(med, 's')})", fill=colour, weight="bold"))
+                                 f"{name}: median {_fmt(med, 's')}", fill=colour, weight="bold"))
     body += charts._x_axis(L, W - R, H - B, 0.0, hi, step, max_ticks=10)
     body.append(charts._text((L + W - R) / 2, H - 8, "logon duration", anchor="middle", fill=charts.MUTED))
     return charts._svg("compare-ecdf", W, H, "Share of logons finished within each duration, before and after",
@@ -942,7 +942,7 @@ def _html_metric_table(rows: list[dict[str, Any]], name: str) -> str:
                   ("difference", lambda r: _fmt(r["difference"], r["unit"], sign=True), "t"),
                   ("95 % CI", _ci, "t"), ("p (adj.)", lambda r: _p(r["p_adjusted"]), "t"),
                   ("Cliff's delta", lambda r: None if r["cliffs_delta"] is None else round(r["cliffs_delta"], 2), "n"),
-                  ("verdict", "verdict", "t"), ("why", "reason", "t")], rows, name=name)
+                  ("verdict", "verdict", "t")], rows, name=name)
 
 
 def render_html(c: Comparison) -> str:
