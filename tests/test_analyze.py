@@ -199,13 +199,20 @@ def test_capture_point_medians_match_tshark_handshake_times():
 
 def test_profile_capture_point_is_reported_as_the_profiles_word(tmp_path):
     prof = tmp_path / "site.toml"
-    prof.write_text('[capture]\npoint = "server"\n\n[thresholds]\nslow_logon_s = 2\n')
+    prof.write_text('[capture]\npoint = "server"\n\n[thresholds]\nslow_logon_s = 2\n\n'
+                    '[[client_groups]]\nsubnet = "198.51.100.0/24"\ngroup = "Ward 7"\n')
     a = analyze([SAMPLE], profile=prof, out=tmp_path / "r")
     assert a.capture_point.where == "server"
     md = (tmp_path / "r" / "report.md").read_text()
     assert 'Where the capture was taken: server. Set in the site profile ([capture] point = "server")' in md
     # the profile's slow limit drives the "slow logons" count: only the slow-authenticate logon exceeds 2 s
     assert "- Logons slower than 2.00 s: 1" in md
+    # the ward table: the sample's one client is in the profile's subnet
+    d = a.logons["duration_s"].to_numpy()
+    row = next(x for x in md.splitlines() if x.startswith("| Ward 7 |")).split("|")[2:-1]
+    assert int(row[0]) == len(d) == 3
+    assert [float(v) for v in row[1:]] == pytest.approx(
+        [np.percentile(d, 50), np.percentile(d, 90), np.percentile(d, 95), d.max()], abs=0.005)
 
 
 # ------------------------------------------------------------------------------------------

@@ -145,6 +145,16 @@ def _distribution(a: Analysis, s: Summary) -> str:
     out.append(_figure(svg, "Number of logons per duration band. The dashed lines mark the median (half the "
                             "logons were faster), the 95th percentile (1 in 20 were slower) and the profile's "
                             "limit for a slow logon when it falls in range."))
+    pct_cols: list[Col] = [("logons", "logons", "n"), ("p50", "p50_s", "s"), ("p90", "p90_s", "s"),
+                           ("p95", "p95_s", "s"), ("max", "max_s", "s")]
+    groups = a.population.get("per_client_group")
+    if groups is not None and groups.height and (groups.height > 1 or groups["client_group"][0] != "(none)"):
+        out.append("<h3>By ward or site (the profile's client groups)</h3>")
+        out.append(table([("group", "client_group", "t"), *pct_cols], groups.to_dicts(), name="per-client-group"))
+    servers = a.population.get("per_server")
+    if servers is not None and servers.height > 1:
+        out.append("<h3>By bootstrap server</h3>")
+        out.append(table([("server", "server_ip", "t"), *pct_cols], servers.to_dicts(), name="per-server"))
     out.append("</section>")
     return "".join(out)
 

@@ -80,6 +80,22 @@ def render_markdown(a: Analysis) -> str:
         L += _table(["logon", "start", "client", "duration (s)", "outcome", "largest waits", "Wireshark filter"], rows,
                     right=(0, 3))
 
+        pct_head = ["logons", "p50 (s)", "p90 (s)", "p95 (s)", "max (s)"]
+
+        def pct_row(r: dict) -> list:
+            return [r["logons"], *(fmt_s(r[k], unit=False) for k in ("p50_s", "p90_s", "p95_s", "max_s"))]
+
+        groups = a.population.get("per_client_group")
+        if groups is not None and groups.height and (groups.height > 1 or groups["client_group"][0] != "(none)"):
+            L += ["## By ward or site", ""]
+            L += _table(["group", *pct_head], [[r["client_group"], *pct_row(r)] for r in groups.to_dicts()],
+                        right=(1, 2, 3, 4, 5))
+        servers = a.population.get("per_server")
+        if servers is not None and servers.height > 1:
+            L += ["## By bootstrap server", ""]
+            L += _table(["server", *pct_head], [[r["server_ip"], *pct_row(r)] for r in servers.to_dicts()],
+                        right=(1, 2, 3, 4, 5))
+
         ov = a.population.get("per_time_bucket")
         if ov is not None and ov.height:
             period = period_words(a.bucket_s)
