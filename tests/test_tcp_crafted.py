@@ -138,3 +138,17 @@ def test_udp_packets_get_conn_ids_matching_tshark_udp_streams() -> None:
     theirs = pl.DataFrame({"frame": [int(x) for x in out[0::2]], "stream": [int(x) for x in out[1::2]]})
     pairs = udp.join(theirs, on="frame").select("conn_id", "stream").unique()
     assert pairs.height == pairs["conn_id"].n_unique() == pairs["stream"].n_unique() == conns.height
+
+
+def test_sequence_numbers_wrapping_past_2_32_keep_relative_order() -> None:
+    res = analyze(HERE / "crafted_seq_wrap.pcap")
+    s = res.segments
+    # client ISN 2^32 - 700: its 2nd segment (relative 501..1000) crosses the wrap, as does the server's data
+    assert s.filter(pl.col("direction") == 0)["seq_rel"].to_list() == [0, 1, 1, 501, 501, 1001, 1001, 1002]
+    assert s.filter(pl.col("retransmission"))["frame"].to_list() == [7]
+    r = s.filter(pl.col("frame") == 7).row(0, named=True)
+    assert (r["rto_frame"], r["rto_s"]) == (5, pytest.approx(0.237, abs=1e-9))
+    assert s.filter(pl.col("frame") == 10)["ack_rel"][0] == 1201
+    c = res.connections.row(0, named=True)
+    assert (c["bytes_c2s"], c["bytes_s2c"], c["retransmitted_bytes"], c["unseen_bytes"]) == (1500, 1200, 500, 0)
+    assert c["lost_segments"] == 0 and c["state"] == "SF"

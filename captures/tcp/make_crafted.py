@@ -38,8 +38,8 @@ class Flow:
     def _add(self, t, from_client, flags, data, seq, ack, win, opts, advance) -> None:  # noqa: ANN001
         my = self.cseq if from_client else self.sseq
         peer = self.sseq if from_client else self.cseq
-        s = my if seq is None else seq
-        a = peer if ack is None else ack
+        s = (my if seq is None else seq) & 0xFFFFFFFF
+        a = (peer if ack is None else ack) & 0xFFFFFFFF
         if from_client:
             pkt = (Ether(src=CMAC, dst=SMAC) / IP(src=CLIENT, dst=SERVER, id=len(self.frames) + 1)
                    / TCP(sport=self.cport, dport=self.sport, flags=flags, seq=s, ack=a if "A" in flags else 0,
@@ -169,10 +169,29 @@ def span_duplicates() -> list:
     return frames
 
 
+def seq_wrap() -> list:
+    """Both sequence spaces wrap past 2^32 mid-connection; one segment across the wrap is resent."""
+    f = Flow(40007, 9080, 2**32 - 700, 2**32 - 10)
+    f.c(0.000, "S", opts=SYN_OPTS)
+    f.s(0.010, "SA", opts=SYN_OPTS)
+    f.c(0.011, "A")
+    f.c(0.012, "PA", b"a" * 500)
+    f.c(0.013, "PA", b"b" * 500, advance=False)   # crosses 2^32; lost on the way, resent below
+    f.s(0.030, "A")
+    f.c(0.250, "PA", b"b" * 500)                    # the resend (RTO-like)
+    f.s(0.270, "A")
+    f.s(0.280, "PA", b"r" * 1200)                   # the server's bytes wrap too
+    f.c(0.281, "A")
+    f.c(0.300, "FA")
+    f.s(0.310, "FA")
+    f.c(0.311, "A")
+    return f.frames
+
+
 def main() -> None:
     for name, frames in [("crafted_syn_retries", syn_retries()), ("crafted_zero_window", zero_window()),
                          ("crafted_resets", resets()), ("crafted_mid_stream", mid_stream()),
-                         ("crafted_span_duplicates", span_duplicates())]:
+                         ("crafted_span_duplicates", span_duplicates()), ("crafted_seq_wrap", seq_wrap())]:
         wrpcap(str(HERE / f"{name}.pcap"), frames)
         print(f"{name}.pcap: {len(frames)} frames")
 
