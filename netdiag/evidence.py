@@ -203,14 +203,21 @@ def _worst_logon(a: Analysis, cause: str, logon_ids: list[int], frames: list[int
     return int(per["logon_id"][0]) if per.height else None
 
 
-def _packets(paths: list[str]) -> pl.DataFrame:
-    from netdiag.capture import read_capture
+def _packets(paths: list[str], lo_ns: int | None = None, hi_ns: int | None = None) -> pl.DataFrame:
+    """TCP/UDP header columns of the frames in [lo_ns, hi_ns], chunk by chunk (memory stays flat)."""
+    from netdiag.capture import iter_chunks
     from netdiag.capture.addresses import format_ip
 
-    cap = read_capture(paths)
-    return cap.packets.select(
+    keep = pl.col("ip_proto").is_in([6, 17])
+    if lo_ns is not None:
+        keep &= pl.col("ts_ns") >= lo_ns
+    if hi_ns is not None:
+        keep &= pl.col("ts_ns") <= hi_ns
+    parts = [chunk.packets.filter(keep).select(
         "frame", "ts_ns", "ip_proto", "src_port", "dst_port", "tcp_flags",
         format_ip("src_ip_hi", "src_ip_lo").alias("src_ip"), format_ip("dst_ip_hi", "dst_ip_lo").alias("dst_ip"))
+        for chunk in iter_chunks(paths)]
+    return pl.concat(parts) if parts else pl.DataFrame()
 
 
 def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str | None = None,
@@ -251,7 +258,7 @@ def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str
                                    & (pl.col("first_ts_ns") <= t1))
     involved = pl.concat([conns, dns]).unique("conn_id", maintain_order=True)
     lo = min(t0, int(dns["first_ts_ns"].min()) if dns.height else t0)
-    pk = packets if packets is not None else _packets(a.paths)
+    pk = packets if packets is not None else _packets(a.paths, lo, t1)
     keys = involved.select(
         pl.col("conn_id"), pl.when(pl.col("transport") == "udp").then(17).otherwise(6).cast(pl.UInt8).alias("ip_proto"),
         pl.col("client_ip").alias("a_ip"), pl.col("client_port").cast(pl.UInt16).alias("a_port"),
