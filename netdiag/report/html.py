@@ -74,16 +74,21 @@ def _cell(value: Any, kind: str) -> str:
     return f"<td>{_e(value)}</td>"
 
 
-def table(cols: Sequence[Col], rows: Sequence[dict], *, name: str, limit: int = MAX_TABLE_ROWS) -> str:
-    """A sortable HTML table; numbers carry data-v so they sort as numbers."""
+def table(cols: Sequence[Col], rows: Sequence[dict], *, name: str, limit: int = MAX_TABLE_ROWS,
+          total: int | None = None) -> str:
+    """A sortable HTML table; numbers carry data-v so they sort as numbers.
+
+    `total` is the full row count when the caller passed only the first rows.
+    """
     head = "".join(f'<th class="{"num" if k in ("s", "n", "i", "pct") else ""}">{_e(h)}'
                    + (" (s)" if k == "s" else "") + "</th>" for h, _, k in cols)
     body = []
     for r in rows[:limit]:
         cells = [_cell(get(r) if callable(get) else r.get(get), kind) for _, get, kind in cols]
         body.append("<tr>" + "".join(cells) + "</tr>")
-    more = (f'<p class="note">{len(rows) - limit:,} more rows in tables/ (Parquet).</p>'
-            if len(rows) > limit else "")
+    total = len(rows) if total is None else total
+    more = (f'<p class="note">{total - min(limit, len(rows)):,} more rows in tables/ (Parquet).</p>'
+            if total > min(limit, len(rows)) else "")
     return (f'<div class="scroll"><table class="sortable" data-table="{_e(name)}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>{more}")
 
@@ -267,7 +272,11 @@ def _logons(a: Analysis) -> str:
     out.append('<p class="note">Start times are UTC. The time columns are the wait budget (they add up to the '
                "duration); categories that are zero in every logon are left out. tables/logons.parquet has every "
                "column, including each logon's Wireshark filter.</p>")
-    out.append(table(cols, a.logons.to_dicts(), name="logons"))
+    lg = a.logons
+    if lg.height > MAX_TABLE_ROWS:
+        out.append(f'<p class="note">The {MAX_TABLE_ROWS} slowest of {lg.height:,} logons.</p>')
+        lg = lg.sort("duration_s", descending=True).head(MAX_TABLE_ROWS)
+    out.append(table(cols, lg.to_dicts(), name="logons", total=a.logons.height))
     out.append("</section>")
     return "".join(out)
 
