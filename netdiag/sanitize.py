@@ -349,7 +349,7 @@ def giop_keep(msg: bytes, out: bytearray, ctx: giop_parser.GiopContext, directio
     `rewrite_iiop_profile`.
     """
     g = giop_parser
-    if len(msg) < g.HEADER_SIZE:
+    if len(msg) < g.HEADER_SIZE or msg[:4] != g.MAGIC:
         return []
     out[:g.HEADER_SIZE] = msg[:g.HEADER_SIZE]
     problem, size = g._header_problem(msg, 0)
@@ -634,6 +634,18 @@ def _mask_reverse(out: bytearray, p: int, end: int) -> None:
 STREAM_PARSERS = (("giop", giop_parser), ("tls", tls_parser), ("http", http_parser))
 
 
+def _framed(proto: str, msg: bytes) -> bool:
+    """A malformed cut that still starts with the protocol's own header (a message the stream or
+    the capture cut short): its header fields are kept like a whole message's."""
+    if proto == "giop":
+        return msg[:4] == giop_parser.MAGIC and not giop_parser._header_problem(msg, 0)[0] if len(msg) >= 12 else False
+    if proto == "http":
+        return bool(http_parser._START_RE.match(msg)) or msg.startswith(b"HTTP/1.")
+    if proto == "tls":
+        return len(msg) >= 5 and not tls_parser._valid_header(*tls_parser.RECORD_HEADER.unpack_from(msg))
+    return False
+
+
 def sanitize_stream_pair(streams: tuple[bytes, bytes], server_port: int, mapper: AddressMapper,
                          stats: SanitizeStats | None = None) -> tuple[bytearray, bytearray]:
     """Both directions of one TCP connection (0 = client to server) -> sanitised copies."""
@@ -663,8 +675,10 @@ def sanitize_stream_pair(streams: tuple[bytes, bytes], server_port: int, mapper:
             c = mod.cut(data, pos, at_end=True, context=ctx, direction=d)
             if c.status == "need_more" or c.length <= 0:
                 break
-            if c.status == "message":
-                msg = data[pos:pos + c.length]
+            msg = data[pos:pos + c.length]
+            if c.status == "malformed" and not _framed(proto, msg):
+                pass  # bytes skipped to resynchronise: nothing in them is known to be metadata
+            else:  # a message, or a malformed one that starts like one (e.g. cut by the capture end)
                 view = bytearray(len(msg))
                 if proto == "giop":
                     profiles += [(pos + a, n) for a, n, _ in giop_keep(msg, view, ctx, d)]
@@ -980,6 +994,7 @@ def _fill_payloads(outs: list[bytearray], originals: list[bytes], l4s: list[_L4]
     """Put the sanitised payload bytes back into each TCP/UDP frame."""
     dns_ports = dns_parser.PORTS
     flows: dict[tuple, list[_L4]] = {}
+    gens: dict[tuple, list[int]] = {}
     for x in l4s:
         if x.proto == IP_PROTO_UDP:
             if (x.sport in dns_ports or x.dport in dns_ports) and x.pay_end > x.pay_start:
@@ -989,12 +1004,12 @@ def _fill_payloads(outs: list[bytearray], originals: list[bytes], l4s: list[_L4]
                 stats.cpr_redacted += redact_text(view, mapper)
                 outs[x.row][x.pay_start:x.pay_end] = view
             continue
-        flows.setdefault((x.src, x.sport, x.dst, x.dport), []).append(x)
+        flows.setdefault((x.src, x.sport, x.dst, x.dport, _generation(gens, x)), []).append(x)
     done: set[tuple] = set()
     for key, segs in flows.items():
         if key in done:
             continue
-        rkey = (key[2], key[3], key[0], key[1])
+        rkey = (key[2], key[3], key[0], key[1], key[4])
         other = flows.get(rkey, [])
         done.add(key)
         done.add(rkey)
@@ -1018,6 +1033,23 @@ def _fill_payloads(outs: list[bytearray], originals: list[bytes], l4s: list[_L4]
             for s, off in placed[d]:
                 n = s.pay_end - s.pay_start
                 outs[s.row][s.pay_start:s.pay_end] = clean[d][off:off + n]
+
+
+def _generation(gens: dict[tuple, list[int]], x: _L4) -> int:
+    """Which use of a 4-tuple this segment belongs to: a SYN (no ACK) with a new sequence number
+    starts the next connection on the same ports (ephemeral ports are reused in long captures)."""
+    a, b = (x.src, x.sport), (x.dst, x.dport)
+    key = (a, b) if a <= b else (b, a)
+    state = gens.get(key)  # [generation, ISN of its SYN (-1: none yet)]
+    if state is None:
+        state = gens[key] = [0, -1]
+    if x.flags & 0x12 == 0x02:
+        if state[1] == -1:
+            state[1] = x.seq
+        elif x.seq != state[1]:
+            state[0] += 1
+            state[1] = x.seq
+    return state[0]
 
 
 def _stream_of(originals: list[bytes], segs: list[_L4]) -> tuple[bytes, list[tuple[_L4, int]]]:
