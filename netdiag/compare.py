@@ -60,7 +60,7 @@ from netdiag.schema import BUDGET_COLUMNS, CONNECTIONS, LOGONS, TRANSACTIONS
 # --------------------------------------------------------------------------------------------
 ALPHA = 0.05                 # significance level for the (adjusted) Mann-Whitney p-value
 CONFIDENCE = 0.95            # bootstrap confidence level
-N_RESAMPLES = 4999           # bootstrap resamples
+N_RESAMPLES = 1999           # bootstrap resamples (cost: see docs/compare.md)
 SEED = 20240607              # fixed: the same inputs always give the same intervals
 MIN_SAMPLES = 8              # fewer logons/operations/connections on a side: "weak evidence", no verdict
 NEGLIGIBLE_DELTA = 0.147     # |Cliff's delta| below this is negligible (Romano et al. 2006)
@@ -421,7 +421,7 @@ def _in_group(df: pl.DataFrame, col: str, g: str) -> pl.DataFrame:
 # Comparability
 # --------------------------------------------------------------------------------------------
 
-def _circular_median_hour(ts: np.ndarray) -> float:
+def _circular_mean_hour(ts: np.ndarray) -> float:
     hours = (ts / 3.6e12) % 24.0
     ang = hours / 24.0 * 2 * math.pi
     return (math.atan2(np.sin(ang).mean(), np.cos(ang).mean()) / (2 * math.pi) * 24.0) % 24.0
@@ -456,8 +456,8 @@ def comparability(before: Side, after: Side) -> list[dict[str, str]]:
         f"{nb} before, {na} after" + (f"; fewer than {MIN_SAMPLES} on a side: the evidence is weak" if small else "")
         + (f"; counts differ {ratio:.1f}-fold (load may differ)" if ratio > COUNT_RATIO_WARN else ""))
     if nb and na:
-        hb = _circular_median_hour(before.logons["start_ts_ns"].to_numpy().astype(float))
-        ha = _circular_median_hour(after.logons["start_ts_ns"].to_numpy().astype(float))
+        hb = _circular_mean_hour(before.logons["start_ts_ns"].to_numpy().astype(float))
+        ha = _circular_mean_hour(after.logons["start_ts_ns"].to_numpy().astype(float))
         gap = min(abs(hb - ha), 24 - abs(hb - ha))
         add("time of day", gap <= TIME_OF_DAY_WARN_H,
             f"typical logon start {int(hb):02d}:{int(hb % 1 * 60):02d} UTC before, {int(ha):02d}:{int(ha % 1 * 60):02d} "

@@ -203,11 +203,15 @@ def test_analysis_directory_compares_exactly_like_its_capture(tmp_path, analyses
     marker = json.loads((d / MARKER).read_text())
     assert marker["profile"]["source"] is None and len(marker["profile"]["fingerprint"]) == 16
     c = compare(d, analyses["cmp_auth200"])
-    assert c.before.source == "analysis directory"
+    assert c.before.source == "analysis directory" and not c.warnings
     for x, y in zip(c.metrics, auth.metrics, strict=True):
         assert x["metric_id"] == y["metric_id"] and x["verdict"] == y["verdict"]
         for k in ("difference", "ci_low", "ci_high", "p_value"):
             assert x[k] == pytest.approx(y[k], abs=1e-9)
+    del marker["profile"]                       # as written before netdiag recorded the profile
+    (d / MARKER).write_text(json.dumps(marker))
+    old = compare(d, analyses["cmp_auth200"])
+    assert [w["check"] for w in old.warnings] == ["profile"] and "unknown" in old.warnings[0]["detail"]
 
 
 def test_different_profiles_are_refused_with_the_reason_and_compared_only_when_allowed(tmp_path, analyses):
