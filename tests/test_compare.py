@@ -269,3 +269,32 @@ def test_html_and_markdown_reports_carry_the_ecdf_budget_and_thresholds_offline(
     data = json.loads(auth.to_json())
     assert data["thresholds"]["alpha"] == 0.05 and data["thresholds"]["min_samples_per_side"] == MIN_SAMPLES
     assert data["before"]["logons"] == 12 and "10.77." not in json.dumps(data["before"])
+
+
+# ------------------------------------------------------------------------------------------
+# Comparability warnings
+# ------------------------------------------------------------------------------------------
+
+def test_capture_that_lost_frames_is_flagged_as_a_possible_cause_of_the_difference():
+    truth = json.loads((LAB / "capture_drops.truth.json").read_text())
+    assert truth["expected"]["frames_removed_from_file"] > 0
+    assert json.loads((LAB / "baseline.truth.json").read_text())["expected"]["frames_removed_from_file"] == 0
+    c = compare(LAB / "capture_drops.pcap", LAB / "baseline.pcap")
+    loss = next(k for k in c.checks if k["check"] == "capture loss")
+    assert loss["status"] == "warning" and "0 of" not in loss["detail"].split(",")[0]
+    assert "capture loss" in c.headline()[-1]
+
+
+def test_logons_hours_apart_and_different_capture_points_are_flagged(analyses):
+    from netdiag.analyze import CapturePoint
+
+    b, a = analyses["cmp_auth200"], analyses["cmp_auth200_rerun"]
+    six_hours_ns = 6 * 3600 * 10**9
+    later = a.logons.with_columns(start_ts_ns=a.logons["start_ts_ns"] + six_hours_ns,
+                                  end_ts_ns=a.logons["end_ts_ns"] + six_hours_ns)
+    moved = dataclasses.replace(a, logons=later, capture_point=CapturePoint("client", "test", 0.0001, 0.02))
+    base = dataclasses.replace(b, capture_point=CapturePoint("server", "test", 0.02, 0.0001))
+    c = compare(base, moved)
+    flagged = {k["check"]: k["detail"] for k in c.warnings}
+    assert set(flagged) == {"time of day", "capture point"}
+    assert "6.0 h apart" in flagged["time of day"] and "before server, after client" in flagged["capture point"]
