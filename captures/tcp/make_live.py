@@ -9,8 +9,9 @@ Run as root: python captures/tcp/make_live.py   (rewrites loss_*.pcap and flow_c
    SYN and the server's 15th, 16th and 40th data frames. tcpdump in ndt_m captures the client-side
    veth (loss_client_side: the dropped server frames never appear -> "previous segment not
    captured"; the SYN is seen twice) and the server-side veth (loss_server_side: the dropped frames
-   appear and then their resends). Peers: python -m http.server in ndt_b, curl in ndt_a fetching a
-   300 000-byte file (seeded random bytes) and then a 404 on the same keep-alive connection.
+   appear and then their resends). Peers: python -m http.server -p HTTP/1.1 in ndt_b, curl in ndt_a
+   fetching a 300 000-byte file (seeded random bytes) and then a 404 on the same keep-alive
+   connection, then the directory listing on a second connection.
 2. flow_control.pcap - namespace ndt_f, loopback with MTU 1500, tcpdump on lo:
    a server with SO_RCVBUF 4096 that sleeps 1.5 s before reading slowly while the client sends
    60 000 bytes (zero window, zero-window probes, window updates); an idle connection with TCP
@@ -84,7 +85,7 @@ def loss_scenario(out_dir: Path = HERE) -> None:
         www = tmp / "www"
         www.mkdir()
         (www / "big.bin").write_bytes(random.Random(2).randbytes(300_000))
-        procs.append(popen_ns("ndt_b", PY, "-m", "http.server", "-b", "10.77.0.2", "-d", str(www), "8000",
+        procs.append(popen_ns("ndt_b", PY, "-m", "http.server", "-p", "HTTP/1.1", "-b", "10.77.0.2", "-d", str(www), "8000",
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         dumps = []
         for dev, out in [("vMa", "loss_client_side.pcap"), ("vMb", "loss_server_side.pcap")]:
@@ -96,8 +97,10 @@ def loss_scenario(out_dir: Path = HERE) -> None:
                        "--delay-ms", "5", stdout=subprocess.PIPE, text=True)
         procs.append(fwd)
         time.sleep(1.5)
+        # keep-alive: the download and a 404 on one connection, then a second connection
         ns("ndt_a", "curl", "-s", "-o", "/dev/null", "-o", "/dev/null", "http://10.77.0.2:8000/big.bin",
            "http://10.77.0.2:8000/missing", timeout=20)
+        ns("ndt_a", "curl", "-s", "-o", "/dev/null", "http://10.77.0.2:8000/", timeout=20)
         time.sleep(0.5)
         for d in dumps:
             stop(d)

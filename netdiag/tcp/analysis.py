@@ -447,23 +447,21 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 ta |= A_DUPLICATE_ACK
                 OUT[O_DUP_NUM, i] = D[k, D_DUPACKNUM]
                 OUT[O_DUP_FRAME, i] = D[k, D_LASTNONDUPACK]
-        # finished_fwd: a new ack number is the frame later duplicates refer to; any segment
-        # that is not a duplicate ACK restarts the count (both as tshark 4.0.17 shows them)
+        # finished_fwd: a new ack number restarts the duplicate-ACK count
         if ak != D[k, D_LASTACK]:
             D[k, D_LASTNONDUPACK] = fr
-        if (ta & A_DUPLICATE_ACK) == 0:
             D[k, D_DUPACKNUM] = 0
-        # ACKED LOST PACKET: flagged once per loss. 'max seq to be acked' restarts from what the
-        # peer was seen sending, and the peer's dup-ACK counter is marked -1 so that further
-        # ACKs beyond it are not flagged again until the peer sends its next segment (this
-        # combination is what tshark 4.0.17 shows on the captures under captures/).
+        # ACKED LOST PACKET: flagged once per ack number. 'max seq to be acked' restarts from
+        # what the peer was seen sending, and this side's dup-ACK counter is marked -1 so that
+        # its further segments repeating the same ack are not flagged again (this combination
+        # is what tshark 4.0.17 shows on every capture under captures/).
         if D[r, D_MAXSEQTOBEACKED] != 0 and _gt(ak, D[r, D_MAXSEQTOBEACKED]) and is_ack:
             if D[r, D_MAXSEQTOBEACKED] > D[r, D_NEXTSEQ]:
                 ta |= A_ACK_LOST_PACKET
             else:
-                if D[r, D_DUPACKNUM] == 0:
+                if D[k, D_DUPACKNUM] == 0:
                     ta |= A_ACK_LOST_PACKET
-                D[r, D_DUPACKNUM] = -1
+                D[k, D_DUPACKNUM] = -1
             D[r, D_MAXSEQTOBEACKED] = D[r, D_NEXTSEQ]
         # RETRANSMISSION / FAST RETRANSMISSION / OUT-OF-ORDER / SPURIOUS
         if (ln > 0 or (fl & (TH_SYN | TH_FIN))) and (ta & A_KEEP_ALIVE) == 0:
