@@ -298,8 +298,10 @@ def judge(spec: MetricSpec, n_before: int, n_after: int, before_stat: float | No
           ci: tuple[float | None, float | None], p_adj: float | None, delta: float | None) -> tuple[str, str]:
     """Verdict and the reason in words (higher is worse for every metric compared here)."""
     if n_before < MIN_SAMPLES or n_after < MIN_SAMPLES:
+        interval = ("no interval can be computed from fewer than 2" if min(n_before, n_after) < 2
+                    else "the interval is wide and unreliable")
         return "weak evidence", (f"only {n_before} before and {n_after} after (a verdict needs at least "
-                                 f"{MIN_SAMPLES} on each side): the interval is wide and no verdict is given")
+                                 f"{MIN_SAMPLES} on each side): {interval}, so no verdict is given")
     if diff is None or p_adj is None or delta is None:
         return "weak evidence", "not enough data to test"
     practical = max(spec.min_change, RELATIVE_MIN_CHANGE * abs(before_stat or 0.0))
