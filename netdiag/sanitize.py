@@ -163,6 +163,8 @@ class AddressMapper:
         """4 or 16 address bytes -> mapped bytes (prefix-preserving)."""
         out = self._ip.get(raw)
         if out is None:
+            if len(raw) not in (4, 16):  # a cut-short field: nothing to map, nothing to keep
+                return bytes(len(raw))
             version = 4 if len(raw) == 4 else 6
             value = self._cp.anonymize_bin(int.from_bytes(raw, "big"), version)
             out = self._ip[raw] = int(value).to_bytes(len(raw), "big")
@@ -598,6 +600,8 @@ def dns_keep(msg: bytes, out: bytearray, mapper: AddressMapper) -> None:
             _keep(msg, out, pos, pos + 10)
             pos += 10
             rd = msg[pos:pos + rdlen]
+            if len(rd) < rdlen:
+                return  # cut short: the data stays zero
             if rtype == 1 and rdlen == 4:
                 out[pos:pos + 4] = mapper.ip(rd)
             elif rtype == 28 and rdlen == 16:
@@ -680,18 +684,23 @@ def sanitize_stream_pair(streams: tuple[bytes, bytes], server_port: int, mapper:
                 pass  # bytes skipped to resynchronise: nothing in them is known to be metadata
             else:  # a message, or a malformed one that starts like one (e.g. cut by the capture end)
                 view = bytearray(len(msg))
-                if proto == "giop":
-                    profiles += [(pos + a, n) for a, n, _ in giop_keep(msg, view, ctx, d)]
-                elif proto == "http":
-                    http_keep(msg, view)
-                elif proto == "tls":
-                    tls_keep(msg, view, tls_state, d, mapper)
-                else:
-                    view[:2] = msg[:2]
-                    sub = bytearray(len(msg) - 2)
-                    dns_keep(msg[2:], sub, mapper)
-                    view[2:] = sub
-                out[pos:pos + c.length] = view
+                try:
+                    if proto == "giop":
+                        profiles += [(pos + a, n) for a, n, _ in giop_keep(msg, view, ctx, d)]
+                    elif proto == "http":
+                        http_keep(msg, view)
+                    elif proto == "tls":
+                        tls_keep(msg, view, tls_state, d, mapper)
+                    else:
+                        view[:2] = msg[:2]
+                        sub = bytearray(len(msg) - 2)
+                        dns_keep(msg[2:], sub, mapper)
+                        view[2:] = sub
+                except Exception:  # noqa: BLE001 - a keeper bug must not leak bytes or stop the run
+                    view = bytearray(len(msg))  # the safe default: nothing of this message kept
+                    if stats is not None:
+                        stats.keeper_errors += 1
+                out[pos:pos + c.length] = view[:len(msg)]
             pos += c.length
         cprs = redact_text(out, mapper)
         for a, n in profiles:  # after the text pass: the mapped host must not be mapped twice
@@ -755,6 +764,7 @@ class SanitizeStats:
     streams: int = 0
     checksums_fixed: int = 0
     unverifiable: int = 0
+    keeper_errors: int = 0  # messages zeroed whole because a payload keeper failed on them
     warnings: list = field(default_factory=list)  # CaptureWarnings from reading (damaged files)
 
 
