@@ -152,3 +152,14 @@ def test_sequence_numbers_wrapping_past_2_32_keep_relative_order() -> None:
     c = res.connections.row(0, named=True)
     assert (c["bytes_c2s"], c["bytes_s2c"], c["retransmitted_bytes"], c["unseen_bytes"]) == (1500, 1200, 500, 0)
     assert c["lost_segments"] == 0 and c["state"] == "SF"
+
+
+def test_api_connections_stays_a_function_after_analysis() -> None:
+    import netdiag.tcp
+
+    netdiag.tcp.analyze(HERE / "crafted_resets.pcap")  # loads netdiag.tcp.connections, the module
+    assert callable(netdiag.tcp.connections)
+    assert netdiag.tcp.connections(read_capture(HERE / "crafted_resets.pcap")).height == 3
+    # a list of paths, and an iterable of chunks, are sources too
+    assert netdiag.tcp.analyze([HERE / "crafted_resets.pcap", HERE / "crafted_mid_stream.pcap"]).connections.height == 4
+    assert netdiag.tcp.segments(iter_chunks(HERE / "crafted_resets.pcap")).height == 13

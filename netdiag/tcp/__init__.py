@@ -26,7 +26,11 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from netdiag.tcp import connections as _connections_table  # noqa: F401 - load the submodule first
 from netdiag.tcp.analysis import TcpAnalyzer
+
+# Importing the submodule netdiag.tcp.connections binds the package attribute `connections` to
+# it; loading it above, before `def connections` below, leaves the name to the function.
 
 __all__ = ["TcpAnalyzer", "TcpResult", "analyze", "connections", "segments"]
 

@@ -10,8 +10,13 @@ with RFC 1982-style wrap-around comparisons, exactly as Wireshark does:
   (sequence beyond the highest seen, not RST); keep-alive (0/1 byte one below next expected);
   window update; window full (only when the peer's scale is known); keep-alive ACK, zero-window
   probe ACK and duplicate ACK (same seq/ack/window, no payload) end the forward checks.
-- ACKed unseen segment (ACK beyond what the peer was seen sending, with Wireshark 4.0's guard
-  against repeating the message for the same loss).
+- ACKed unseen segment (ACK beyond what the peer was seen sending); flagged once per ack number
+  of the ACKing side, and 'max seq to be acked' restarts from the peer's highest sequence.
+
+Where the packet-tcp.c revisions we read disagree with each other on the bookkeeping of
+duplicate-ACK counts and ACKed-unseen repeats, the rules here are the ones that reproduce
+tshark 4.0.17 (the oracle installed here) on every capture under captures/; the tests in
+tests/test_tcp_oracle.py hold that agreement for each field.
 - For segments with payload or SYN/FIN: keep-alives are not resends; spurious retransmission
   (all of it already ACKed by the peer); fast retransmission (>= 2 duplicate ACKs, at the
   peer's last ACK, within 20 ms of it); out-of-order (sequence not advanced, within the
