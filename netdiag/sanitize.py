@@ -764,6 +764,7 @@ class SanitizeStats:
     streams: int = 0
     checksums_fixed: int = 0
     unverifiable: int = 0
+    frames_blanked: int = 0  # frames whose IP headers could not be walked: zeroed after the link header
     keeper_errors: int = 0  # messages zeroed whole because a payload keeper failed on them
     warnings: list = field(default_factory=list)  # CaptureWarnings from reading (damaged files)
 
@@ -799,7 +800,11 @@ def sanitize_frames(link_types: np.ndarray, datas: list[bytes], mapper: AddressM
                 start = l3 if l3 > 0 else (0 if int(link) not in (LINK_ETHERNET, LINK_SLL, LINK_SLL2) else n)
                 frame[start:] = bytes(n - start)
             continue
-        _ip_frame(i, frame, l3, kind, mapper, stats, l4s, cks, frags, frag_firsts)
+        try:
+            _ip_frame(i, frame, l3, kind, mapper, stats, l4s, cks, frags, frag_firsts)
+        except (IndexError, ValueError, struct.error):  # a header too odd to walk: keep nothing of it
+            frame[l3:] = bytes(n - l3)
+            stats.frames_blanked += 1
     _fill_payloads(outs, datas, l4s, mapper, stats)
     for row, l4, hl, proto, ck_off, src, dst, key, before_l4 in frag_firsts:
         end, complete = frags[key]
