@@ -622,6 +622,8 @@ def _sentence(what: str, r: dict[str, Any]) -> str:
         base += f", Mann-Whitney p = {r['p_value']:.3g}, Cliff's delta {r['cliffs_delta']:+.2f}"
     if r["verdict"] == "weak evidence":
         base += f". The evidence is weak: {r['reason']}"
+    elif r["verdict"] == "no significant change":
+        base += f". Not called a change because {r['reason']}"
     return base + "."
 
 
@@ -909,7 +911,7 @@ def _budget_svg(c: Comparison) -> str:
     from netdiag.report import CATEGORY_LABELS
     from netdiag.report import svg as charts
 
-    rows = [b for b in c.budget if b["before_per_logon_s"] > 0 or b["after_per_logon_s"] > 0]
+    rows = [b for b in c.budget if b["before_per_logon_s"] > 5e-7 or b["after_per_logon_s"] > 5e-7]
     W, L, R, T, bar, pitch = 860, 230, 120, 8, 11, 34
     H = T + pitch * max(1, len(rows)) + 34
     vmax = max([max(b["before_per_logon_s"], b["after_per_logon_s"]) for b in rows] or [1.0]) or 1.0
@@ -983,11 +985,10 @@ def render_html(c: Comparison) -> str:
     parts.append('<section id="budget"><h2>Where the time went, side by side</h2>'
                  + _figure(_budget_svg(c), "Mean seconds per logon in each wait category; categories that changed "
                                            "significantly are marked at the right.")
-                 + table([("waiting for", "label", "t"), ("column", "category", "code"),
-                          ("before total", "before_sum_s", "s"), ("after total", "after_sum_s", "s"),
-                          ("before per logon", "before_per_logon_s", "s"), ("after per logon", "after_per_logon_s", "s"),
-                          ("change per logon", "change_per_logon_s", "s"), ("before share", "before_share", "pct"),
-                          ("after share", "after_share", "pct"), ("verdict", "verdict", "t")], c.budget, name="budget")
+                 + table([("waiting for", "label", "t"), ("before total", "before_sum_s", "s"),
+                          ("after total", "after_sum_s", "s"), ("before per logon", "before_per_logon_s", "s"),
+                          ("after per logon", "after_per_logon_s", "s"), ("change per logon", "change_per_logon_s", "s"),
+                          ("verdict", "verdict", "t")], c.budget, name="budget")
                  + _html_metric_table([r for r in c.metrics if r["family"] == "budget"], "budget-metrics")
                  + "</section>")
     ops = [r for r in c.metrics if r["family"] == "server_think"]
