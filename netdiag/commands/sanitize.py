@@ -52,6 +52,10 @@ def register(app: typer.Typer) -> None:
             stats = sanitize_file(path, target, mapper)
             for w in stats.warnings:
                 print(f"netdiag: warning: {w}", file=sys.stderr)
+            if stats.frames_blanked or stats.keeper_errors:
+                print(f"netdiag: warning: {path}: {stats.frames_blanked} frames with headers netdiag could not walk "
+                      f"and {stats.keeper_errors} messages it could not decode were zero-filled (nothing of them "
+                      "kept)", file=sys.stderr)
             print(f"netdiag: {path} -> {target}: {stats.frames} frames, {stats.streams} TCP connections "
                   f"sanitised, {stats.cpr_redacted} CPR numbers redacted, {stats.checksums_fixed} checksums "
                   f"recomputed", file=sys.stderr)
