@@ -8,7 +8,8 @@ mapped with a key, and payload is kept only where a protocol's *metadata* is nee
 
 What happens to each frame (docs/sanitize.md has the full policy and its reasons):
 
-- IPv4 and IPv6 addresses (IP headers, ARP, DNS A/AAAA answers) are mapped with Crypto-PAn
+- IPv4 and IPv6 addresses (IP headers, ARP, ICMPv6 neighbour discovery, IPv6 routing headers,
+  DNS A/AAAA answers, IOR hosts) are mapped with Crypto-PAn
   (Xu, Fan, Ammar, Moon 2002; the maintained `yacryptopan` implementation), prefix-preserving
   and keyed: two captures sanitised with the same key map every address the same way, so
   before/after captures stay comparable. MAC addresses are pseudonymised with HMAC-SHA256 of
@@ -30,8 +31,9 @@ What happens to each frame (docs/sanitize.md has the full policy and its reasons
     decided by running `netdiag.protocols.giop`'s own decoders on a CDR reader that records
     what they read, so the policy cannot drift from the parser.
   - HTTP/1.x (RFC 9112): the request or status line (query values overwritten with 'x', names
-    kept) and the headers in SAFE_HTTP_HEADERS are kept; other header values (Cookie, Authorization, ...) are overwritten with 'x'; bodies are
-    zeroed (chunk-size lines kept so the framing still works).
+    kept) and the headers in SAFE_HTTP_HEADERS are kept; other header values (Cookie,
+    Authorization, ...) are overwritten with 'x'; bodies are zeroed (chunk-size lines kept so
+    the framing still works).
   - TLS (RFC 5246/8446): record headers; in clear handshake messages their type and length,
     versions, cipher suites, compression, extension types and lengths, and the data of the
     extensions in SAFE_TLS_EXTENSIONS (SNI, ALPN, supported_versions, groups, signature
@@ -42,15 +44,16 @@ What happens to each frame (docs/sanitize.md has the full policy and its reasons
     data: it is kept (host names also appear in DNS), so the vendor sees which service it was.
   - DNS (RFC 1035) over UDP or TCP: header, question and answer names, types, classes, TTLs;
     A/AAAA data mapped with the same Crypto-PAn key (so netdiag still ties names to
-    connections); name-valued data (NS, CNAME, PTR, MX, SRV, SOA names) kept; other data zeroed.
+    connections); name-valued data (NS, CNAME, PTR, DNAME, MX, SRV) kept; other data zeroed.
     Reverse-lookup names (in-addr.arpa, ip6.arpa) have their address labels overwritten.
   - anything else (unrecognised TCP streams, other UDP, ICMP bodies, non-IP frames after the
     link header): zeroed after the TCP/UDP/ICMP header.
 - Wherever text is kept, CPR numbers (DDMMYY-NNNN and DDMMYYNNNN with a valid day and month)
   are overwritten with 'X' (the dash kept), and IPv4/IPv6 literals are replaced by their
   Crypto-PAn mapping when that has the same length and by 'x' otherwise (lengths must not
-  change). An IOR host written as an IPv4 literal therefore maps only when the lengths agree;
-  otherwise netdiag cannot follow that referral in the sanitised file (see docs/sanitize.md).
+  change). IOR hosts are the exception: the IIOP profile is re-encoded with the full mapped
+  address, the object key after it absorbing the length difference (`rewrite_iiop_profile`), so
+  netdiag can still follow naming referrals and forwards in the sanitised file.
 
 Keys: a key file holds 32 random bytes as 64 hex digits (`netdiag sanitize --make-key FILE`).
 
