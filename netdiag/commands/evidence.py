@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
         key_file: Annotated[Path | None, typer.Option("--key-file", help="sanitising key (netdiag sanitize --make-key K)")] = None,
         profile: Annotated[Path | None, typer.Option("--profile", "-p", help="site profile (TOML)")] = None,
         force: Annotated[bool, typer.Option("--force", help="overwrite --out when it exists")] = False,
+        all_logons: Annotated[bool, typer.Option(
+            "--all-logons", help="a finding seen in several logons: all of them (default: the one it cost most)")] = False,
     ) -> None:
         """Frames of the involved connections and their DNS, as pcapng with per-frame comments."""
         from netdiag.errors import UsageError
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
             mapper = AddressMapper(load_key(key_file))
         prof = load_profile(profile) if profile is not None else Profile()
         a = analyze(captures, prof)
-        ex = select_evidence(a, logon_id=logon, finding_id=finding)
+        ex = select_evidence(a, logon_id=logon, finding_id=finding, all_logons=all_logons)
         out.parent.mkdir(parents=True, exist_ok=True)
         n = write_excerpt(a.paths, ex, out, mapper=mapper)
         title = ex.title
