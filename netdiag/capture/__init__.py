@@ -2,7 +2,7 @@
 
 CONTRACT (other modules code against this; the implementation fills it in):
 
-- `iter_chunks(paths, *, chunk_packets=1_000_000, progress=NO_PROGRESS, stats=None)`
+- `iter_chunks(paths, *, chunk_packets=DEFAULT_CHUNK_PACKETS, progress=NO_PROGRESS, stats=None)`
   yields `PacketChunk`s in analysis order (time order; frame order breaks ties) across all
   files (several files or a directory are merged in time order; frame numbers stay Wireshark's:
   1-based, file order, files in the order given). Memory stays flat: at most about one chunk of
@@ -45,6 +45,13 @@ from netdiag.progress import NO_PROGRESS, Advance
 from netdiag.schema import PACKETS
 
 PathsLike = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+# 250,000 rather than the 1,000,000 first planned: measured on the 2-core VM with a 2 M-packet
+# capture, the bigger chunks made ingest ~4x and `netdiag connections` ~5x slower (identical
+# results). Every chunk of 1 M rows with its payload is ~400 MB of fresh pages, and first-touch
+# page faults cost more than decoding; with smaller chunks the reader reuses the arrays of
+# chunks the consumer has let go of, and peak memory drops from ~1 GB to ~0.4 GB.
+DEFAULT_CHUNK_PACKETS = 250_000
 
 
 @dataclass
@@ -107,7 +114,7 @@ def expand_paths(paths: PathsLike) -> list[str]:
     return out
 
 
-def iter_chunks(paths: PathsLike, *, chunk_packets: int = 1_000_000, progress: Advance = NO_PROGRESS,
+def iter_chunks(paths: PathsLike, *, chunk_packets: int = DEFAULT_CHUNK_PACKETS, progress: Advance = NO_PROGRESS,
                 stats: ReadStats | None = None,
                 dedup_window_ns: int = DEFAULT_WINDOW_NS) -> Iterator[PacketChunk]:
     """Yield the packets of all files as chunks in time order (frame breaks ties); see the module doc.
