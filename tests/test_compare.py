@@ -3,7 +3,7 @@
 Ground truth:
 - captures/compare (made by captures/compare/make.py with the lab's runner, real omniORB/HTTP/DNS
   peers): authenticate 800 ms -> 200 ms (12 logons a side), two runs of the same settings (A/A),
-  3 % server->client loss -> none (16 a side). Their truth files hold the server's own measured
+  first SYN of every logon dropped -> none (12 a side), 3 % server->client loss -> none (16 a side). Their truth files hold the server's own measured
   time per request and the client's own logon durations; tshark on the same files gives the
   retransmission waits (tcp.analysis.rto).
 - captures/lab: storm (20 logons, split into halves by start time: A/A within one run), the
@@ -54,7 +54,7 @@ def _tshark_rto_sum(pcap: Path, extra: str = "") -> float:
 @pytest.fixture(scope="module")
 def analyses() -> dict:
     """Each capture analysed once (the expensive part); comparisons reuse the Analysis objects."""
-    names = ["cmp_auth800", "cmp_auth200", "cmp_auth200_rerun", "cmp_loss3", "cmp_noloss"]
+    names = ["cmp_auth800", "cmp_auth200", "cmp_auth200_rerun", "cmp_loss3", "cmp_noloss", "cmp_syndrop", "cmp_client"]
     out = {n: analyze(CMP / f"{n}.pcap") for n in names}
     out["storm"] = analyze(LAB / "storm.pcap")
     return out
@@ -115,6 +115,22 @@ def test_three_percent_loss_to_none_improves_loss_recovery_by_tsharks_resend_wai
     assert c.metric("tcp:retransmission_rate")["verdict"] == "improved"
     moved = {x["metric"] for x in c.metrics if x["family"] == "budget" and x["verdict"] in MOVED}
     assert moved == {"loss_recovery_s"}
+    assert [x["group"] for x in c.metrics if x["family"] == "server_think" and x["verdict"] in MOVED] == []
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
+def test_syn_drops_to_none_improve_connect_time_by_tsharks_syn_timeouts_and_nothing_else(analyses):
+    c = compare(analyses["cmp_syndrop"], analyses["cmp_client"])
+    truth = _truth("cmp_syndrop")
+    drops = truth["impairment_log"]["frames_dropped"]
+    assert len(drops) == len(truth["logons"]) == 12 and not _truth("cmp_client")["impairment_log"]["frames_dropped"]
+    syn_wait = _tshark_rto_sum(CMP / "cmp_syndrop.pcap", " && tcp.flags.syn == 1 && tcp.flags.ack == 0") / 12
+    r = c.metric("budget:connect_s")
+    assert r["verdict"] == "improved" and r["ci_low"] <= -syn_wait <= r["ci_high"]
+    rate = c.metric("tcp:syn_retry_rate")
+    assert rate["verdict"] == "improved"
+    assert rate["ci_low"] <= -len(drops) / rate["n_before"] <= rate["ci_high"]
+    assert {x["metric"] for x in c.metrics if x["family"] == "budget" and x["verdict"] in MOVED} == {"connect_s"}
     assert [x["group"] for x in c.metrics if x["family"] == "server_think" and x["verdict"] in MOVED] == []
 
 

@@ -12,6 +12,9 @@ storm's smaller replies (so each file stays well under 2 MB):
 - cmp_auth800      authenticate thinks 800 ms  (the "before" of a server change)
 - cmp_auth200      authenticate thinks 200 ms  (the "after")
 - cmp_auth200_rerun  the same settings as cmp_auth200, a second run (A/A pair with it)
+- cmp_syndrop      as cmp_auth200, capture at the client, the first SYN of each logon's ORB connection
+                   dropped (SYN drops -> none: the before side)
+- cmp_client       as cmp_auth200, capture at the client (the after side of cmp_syndrop)
 - cmp_loss3        16 logons, the lab's default operations and reply sizes, seeded 3 % loss of
                    server->client TCP data frames (the "before" of "3 % loss -> none"). Only that direction:
                    a capture at the server sees each lost frame and its resend; client->server frames
@@ -47,6 +50,14 @@ SCENARIOS = {s.name: s for s in [
              capture_point="server", server_ops=_ops(200), client=COMMON_CLIENT),
     Scenario("cmp_auth200_rerun", f"second run of cmp_auth200 ({LOGONS} logons, authenticate 200 ms); capture "
              "at the server", capture_point="server", server_ops=_ops(200), client=COMMON_CLIENT),
+    Scenario("cmp_syndrop", "as cmp_auth200 but captured at the client, and the first SYN of every logon's "
+             "connection to the ORB port (9100) dropped by the bridge (the rule counts its own matches, the "
+             "retry included: odd matches are first SYNs); the client resends after ~1 s",
+             capture_point="client", server_ops=_ops(200), client=COMMON_CLIENT,
+             impair={"rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "syn": True,
+                                "nth": list(range(1, 2 * LOGONS, 2)), "action": "drop"}]}),
+    Scenario("cmp_client", "as cmp_auth200 but captured at the client (the no-drop side of cmp_syndrop)",
+             capture_point="client", server_ops=_ops(200), client=COMMON_CLIENT),
     Scenario("cmp_loss3", f"{LOSS_LOGONS} sequential logons, default operations, seeded 3% loss of server->client "
              "TCP data frames; capture at the server (each lost frame and its resend are in the file)",
              capture_point="server", client=LOSS_CLIENT,
