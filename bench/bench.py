@@ -61,13 +61,16 @@ def child_ingest(path: str) -> None:
     """Read every chunk; print packets and the in-loop rate as JSON."""
     from netdiag.capture import ReadStats, iter_chunks
 
-    t0 = time.perf_counter()
+    warm = HERE.parent.parent / "captures" / "crafted" / "eth_vlan_qinq.pcap"
+    if warm.exists():  # load the cached numba kernels outside the timed loop
+        list(iter_chunks(warm))
+    t0, c0 = time.perf_counter(), time.process_time()
     stats = ReadStats()
     n = 0
     for chunk in iter_chunks(path, stats=stats):
         n += len(chunk.packets)
-    dt = time.perf_counter() - t0
-    print(json.dumps({"packets": stats.packets_read, "kept": n, "loop_s": dt,
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"packets": stats.packets_read, "kept": n, "loop_s": dt, "loop_cpu_s": cpu,
                       "duplicates": stats.duplicates_removed}))
 
 
@@ -117,10 +120,11 @@ def main() -> None:
                 if name == "ingest":
                     info = json.loads(out.strip().splitlines()[-1])
                     packets = info["packets"]
-                    loop = info["loop_s"]
+                    loop, loop_cpu = info["loop_s"], info["loop_cpu_s"]
         results[name] = best
         if name == "ingest":
-            print(f"  ingest in-loop (start-up excluded): {loop:.2f} s, {packets / loop / 1e6:.2f} M packets/s")
+            print(f"  ingest in-loop (start-up excluded): {loop:.2f} s wall, {loop_cpu:.2f} s CPU: "
+                  f"{packets / loop / 1e6:.2f} M packets/s wall, {packets / loop_cpu / 1e6:.2f} per CPU second")
     tshark = results.get("tshark")
     print(f"{'measurement':<22}{'wall s':>9}{'cpu s':>8}{'M pkt/s':>10}{'peak RSS MB':>13}{'vs tshark':>11}")
     for name, (wall, rss, cpu) in results.items():
