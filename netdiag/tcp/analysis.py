@@ -692,6 +692,66 @@ def unseen_bytes_kernel(D, n_conns, out):  # pragma: no cover - numba
         out[c] = total
 
 
+@njit(cache=True, inline="always")
+def _flow_hash(k0, k1, k2, k3, k4, k5, k6):  # pragma: no cover - numba
+    h = np.uint64(0x9E3779B97F4A7C15)
+    for v in (k0, k1, k2, k3, k4, k5, k6):
+        h = (h ^ v) * np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(31)
+    return h
+
+
+@njit(cache=True)
+def flow_lookup_kernel(start, proto, s_hi, s_lo, s_port, d_hi, d_lo, d_port, FK, HT, fmeta,
+                       out_flow, out_src_is_a):  # pragma: no cover - numba
+    """Direction-free flow id per row (open addressing over FK rows); new flows are appended.
+
+    FK[flow] = (proto, a_hi, a_lo, a_port, b_hi, b_lo, b_port) with (a) the lower endpoint.
+    Returns the row to resume at when the table needs to grow (fmeta[0] = flows in use).
+    """
+    n = proto.shape[0]
+    mask = np.uint64(HT.shape[0] - 1)
+    for i in range(start, n):
+        if fmeta[0] + 1 >= FK.shape[0] or 2 * (fmeta[0] + 1) > HT.shape[0]:
+            return i
+        sh, sl, sp = np.uint64(s_hi[i]), np.uint64(s_lo[i]), np.uint64(s_port[i])
+        dh, dl, dp = np.uint64(d_hi[i]), np.uint64(d_lo[i]), np.uint64(d_port[i])
+        src_a = sh < dh or (sh == dh and (sl < dl or (sl == dl and sp <= dp)))
+        pr = np.uint64(proto[i])
+        if src_a:
+            k1, k2, k3, k4, k5, k6 = sh, sl, sp, dh, dl, dp
+        else:
+            k1, k2, k3, k4, k5, k6 = dh, dl, dp, sh, sl, sp
+        j = _flow_hash(pr, k1, k2, k3, k4, k5, k6) & mask
+        while True:
+            f = HT[j]
+            if f < 0:
+                f = fmeta[0]
+                fmeta[0] = f + 1
+                FK[f, 0], FK[f, 1], FK[f, 2], FK[f, 3] = pr, k1, k2, k3
+                FK[f, 4], FK[f, 5], FK[f, 6] = k4, k5, k6
+                HT[j] = f
+                break
+            if (FK[f, 0] == pr and FK[f, 1] == k1 and FK[f, 2] == k2 and FK[f, 3] == k3
+                    and FK[f, 4] == k4 and FK[f, 5] == k5 and FK[f, 6] == k6):
+                break
+            j = (j + np.uint64(1)) & mask
+        out_flow[i] = f
+        out_src_is_a[i] = 1 if src_a else 0
+    return n
+
+
+@njit(cache=True)
+def flow_rehash_kernel(FK, n, HT):  # pragma: no cover - numba
+    """Insert flows 0..n-1 into an empty (all -1) table HT."""
+    mask = np.uint64(HT.shape[0] - 1)
+    for f in range(n):
+        j = _flow_hash(FK[f, 0], FK[f, 1], FK[f, 2], FK[f, 3], FK[f, 4], FK[f, 5], FK[f, 6]) & mask
+        while HT[j] >= 0:
+            j = (j + np.uint64(1)) & mask
+        HT[j] = f
+
+
 # =============================================================================================
 # The driver: chunk in, SEGMENTS rows out; state carried across chunks.
 # =============================================================================================
@@ -760,7 +820,9 @@ class TcpAnalyzer:
         for p in self.server_ports:
             if 0 <= int(p) < 65536:
                 self._lut[int(p)] = True
-        self._flows = pl.DataFrame(schema=_KEY_SCHEMA)
+        self._FK = np.zeros((1024, 7), np.uint64)   # flow keys, see flow_lookup_kernel
+        self._HT = np.full(4096, -1, np.int64)       # open-addressing index into _FK
+        self._fmeta = np.zeros(1, np.int64)
         self._flow_cur = np.full(1024, -1, np.int64)
         self._C = np.zeros((1024, C_NCOLS), np.int64)
         self._D = np.zeros((2048, D_NCOLS), np.int64)
@@ -791,33 +853,37 @@ class TcpAnalyzer:
         self._H = _grow_rows(self._H, rows)
 
     # ------------------------------------------------------------------ flows
-    def _flow_ids(self, sel: pl.DataFrame) -> pl.DataFrame:
-        """Add flow_id (direction-free 4/5-tuple id) and src_is_a to the selected rows."""
-        src_first = ((pl.col("src_ip_hi") < pl.col("dst_ip_hi"))
-                     | ((pl.col("src_ip_hi") == pl.col("dst_ip_hi"))
-                        & ((pl.col("src_ip_lo") < pl.col("dst_ip_lo"))
-                           | ((pl.col("src_ip_lo") == pl.col("dst_ip_lo"))
-                              & (pl.col("src_port") <= pl.col("dst_port"))))))
+    def _flow_ids(self, sel: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Flow id (direction-free 4/5-tuple) and src_is_a of every selected row (numba hash table)."""
+        cols = [sel[c].to_numpy() for c in ("ip_proto", "src_ip_hi", "src_ip_lo", "src_port", "dst_ip_hi",
+                                              "dst_ip_lo", "dst_port")]
+        n = sel.height
+        flow = np.empty(n, np.int64)
+        src_is_a = np.empty(n, np.int64)
+        pos = 0
+        while True:
+            pos = flow_lookup_kernel(pos, *cols, self._FK, self._HT, self._fmeta, flow, src_is_a)
+            if pos >= n:
+                break
+            if self._fmeta[0] + 1 >= self._FK.shape[0]:
+                self._FK = _grow_rows(self._FK, 2 * self._FK.shape[0])
+            if 2 * (self._fmeta[0] + 1) > self._HT.shape[0]:
+                self._HT = np.full(2 * self._HT.shape[0], -1, np.int64)
+                flow_rehash_kernel(self._FK, int(self._fmeta[0]), self._HT)
+        nf = int(self._fmeta[0])
+        if nf > self._flow_cur.size:
+            grown = np.full(max(nf, 2 * self._flow_cur.size), -1, np.int64)
+            grown[: self._flow_cur.size] = self._flow_cur
+            self._flow_cur = grown
+        return flow, src_is_a
 
-        def pick(a: str, b: str) -> pl.Expr:
-            return pl.when(pl.col("src_is_a")).then(pl.col(a)).otherwise(pl.col(b))
-
-        keyed = sel.with_columns(src_is_a=src_first).with_columns(
-            a_hi=pick("src_ip_hi", "dst_ip_hi"), a_lo=pick("src_ip_lo", "dst_ip_lo"),
-            a_port=pick("src_port", "dst_port"), b_hi=pick("dst_ip_hi", "src_ip_hi"),
-            b_lo=pick("dst_ip_lo", "src_ip_lo"), b_port=pick("dst_port", "src_port"))
-        keys = keyed.select(_KEY).unique()
-        new = keys.join(self._flows, on=_KEY, how="anti")
-        if new.height:
-            n0 = self._flows.height
-            new = new.with_row_index("flow_id", offset=n0).with_columns(pl.col("flow_id").cast(pl.Int64))
-            self._flows = pl.concat([self._flows, new.select(list(_KEY_SCHEMA))])
-            if self._flows.height > self._flow_cur.size:
-                grown = np.full(max(self._flows.height, 2 * self._flow_cur.size), -1, np.int64)
-                grown[: self._flow_cur.size] = self._flow_cur
-                self._flow_cur = grown
-        joined = keyed.join(self._flows, on=_KEY, how="left", maintain_order="left")
-        return joined
+    @property
+    def _flows(self) -> pl.DataFrame:
+        """The flow keys as a table (flow_id, ip_proto, a_hi, a_lo, a_port, b_hi, b_lo, b_port)."""
+        nf = int(self._fmeta[0])
+        fk = self._FK[:nf]
+        return pl.DataFrame({"flow_id": np.arange(nf, dtype=np.int64), **{
+            name: fk[:, j] for j, name in enumerate(_KEY)}}).cast(_KEY_SCHEMA)
 
     # ------------------------------------------------------------------ feed
     def feed(self, chunk, *, segments: bool = True) -> pl.DataFrame:  # noqa: ANN001 - a PacketChunk
@@ -841,13 +907,12 @@ class TcpAnalyzer:
         if sel.height == 0:
             self.last_udp = pl.DataFrame(schema={c: pl.Int64 for c in UDP_COLUMNS})
             return self._empty_segments()
-        sel = self._flow_ids(sel)
+        flow, src_is_a = self._flow_ids(sel)
 
         def col(name: str) -> np.ndarray:  # native dtype, no copy: the kernel widens per row
             return sel[name].to_numpy()
 
-        frame, ts, flow = col("frame"), col("ts_ns"), col("flow_id")
-        src_is_a = col("src_is_a")
+        frame, ts = col("frame"), col("ts_ns")
         proto, flags = col("ip_proto"), col("tcp_flags")
         seq, ack, win = col("tcp_seq"), col("tcp_ack"), col("tcp_window")
         seglen, frame_len = col("payload_len"), col("frame_len")
