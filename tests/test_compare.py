@@ -258,8 +258,12 @@ def test_sides_without_logons_are_explained_not_compared():
 # CLI: terminal, JSON, reports, gate
 # ------------------------------------------------------------------------------------------
 
-def test_fail_on_regression_exits_1_only_when_that_metric_regressed(tmp_path):
-    fast, slow = CMP / "cmp_auth200.pcap", CMP / "cmp_auth800.pcap"
+def test_fail_on_regression_exits_1_only_when_that_metric_regressed(tmp_path, analyses):
+    from netdiag.analyze import write_outputs
+
+    fast, slow = tmp_path / "fast", tmp_path / "slow"       # analysis directories: the CLI reads tables only
+    write_outputs(analyses["cmp_auth200"], fast)
+    write_outputs(analyses["cmp_auth800"], slow)
     worse = _netdiag("compare", fast, slow, "--fail-on-regression", "duration_s")
     assert worse.returncode == 1, worse.stderr
     assert "REGRESSED" in worse.stderr and "logon duration" in worse.stdout
