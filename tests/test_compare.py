@@ -25,6 +25,7 @@ import pytest
 
 from netdiag.analyze import MARKER, analyze
 from netdiag.compare import MIN_SAMPLES, CompareError, compare
+from netdiag.errors import UsageError
 from netdiag.schema import BUDGET_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -318,3 +319,19 @@ def test_logons_hours_apart_and_different_capture_points_are_flagged(analyses):
     flagged = {k["check"]: k["detail"] for k in c.warnings}
     assert set(flagged) == {"time of day", "capture point"}
     assert "6.0 h apart" in flagged["time of day"] and "before server, after client" in flagged["capture point"]
+
+
+def test_broken_analysis_directory_and_empty_directory_are_named_in_one_line(tmp_path, analyses):
+    from netdiag.analyze import write_outputs
+
+    d = tmp_path / "report"
+    write_outputs(analyses["cmp_auth200"], d)
+    (d / "tables" / "logons.parquet").unlink()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for side, expect in ((d, "tables/logons.parquet is missing"), (empty, "holds neither capture files")):
+        with pytest.raises(UsageError, match=expect):
+            compare(side, analyses["cmp_auth200"])
+    r = _netdiag("compare", d, empty)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    assert "logons.parquet is missing" in r.stderr
