@@ -79,6 +79,8 @@ DNS_RETRY_WINDOW_S = 30.0
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 _GIOP_MAGIC = b"GIOP"
+_SEG_COLUMNS = ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "seq_rel", "ack_rel", "payload_len",
+                "payload_captured", "payload_offset", "retransmission", "rto_s", "ack_rtt_s")
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 _EMPTY: dict[str, Any] = {}
 # Record.detail fields the pairing reads (everything else lives only in the JSON column).
@@ -126,7 +128,7 @@ class _MessageSink:
     not Python objects'.
     """
 
-    FLUSH_ROWS = 100_000
+    FLUSH_ROWS = 50_000
 
     def __init__(self) -> None:
         self.cols: dict[str, list] = {c: [] for c in MESSAGES.names}
@@ -248,7 +250,8 @@ class StreamParser:
             grown = np.zeros(max(int(cid.max()) + 1, 2 * self.skip.size), np.bool_)
             grown[: self.skip.size] = self.skip
             self.skip = grown
-        live = segs.filter(pl.Series(~self.skip[cid]))
+        # only the columns used here: every filter below copies what it keeps
+        live = segs.select([c for c in _SEG_COLUMNS if c in segs.columns]).filter(pl.Series(~self.skip[cid]))
         if live.height == 0:
             return
         flags = pl.col("tcp_flags").cast(pl.Int64)
@@ -309,7 +312,7 @@ class StreamParser:
             conn = self.conns.get(conn_id)
             if conn is not None and conn.state != "skip":
                 self._step(conn, final=False)
-        self.sink.flush()
+                self.sink.flush()  # every FLUSH_ROWS rows: Python objects do not pile up in a chunk
 
     def _learn_ports(self, data: pl.DataFrame, packets: pl.DataFrame) -> None:
         new = [cid for cid in data["conn_id"].unique().to_list()
@@ -570,6 +573,7 @@ class StreamParser:
         for conn in list(self.conns.values()):
             if conn.state != "skip":
                 self._step(conn, final=True)
+                self.sink.flush()
             if conn.state == "keep":
                 self.stats.connections_parsed += 1
                 self.stats.duplicate_bytes += sum(sd.bytes_duplicate for sd in conn.dirs)

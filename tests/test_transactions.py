@@ -9,6 +9,7 @@ server think time (within 2 ms); (3) the CLI on real files.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -19,12 +20,17 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from netdiag.transactions import analyze_streams
+from netdiag.transactions import analyze_streams as _analyze_streams
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
 HAVE_TSHARK = shutil.which("tshark") is not None
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+@functools.cache
+def analyze_streams(cap: Path):  # noqa: ANN201 - one pass per capture for all tests of this module
+    return _analyze_streams(cap)
+
 
 SAME_AS_TSHARK = sorted(
     [p for p in (CAPTURES / "streams").glob("*.pcap")]

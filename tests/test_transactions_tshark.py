@@ -10,6 +10,7 @@ test_transactions.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -42,6 +43,7 @@ def tshark_rows(pcap: Path, fields: list[str], *opts: str, display: str | None =
     return [line.split("|") for line in out.splitlines()]
 
 
+@functools.cache
 def segments_from_tshark(pcap: Path) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame, pl.DataFrame]:
     """(segments, payload buffer, packets with ports, connections) built from tshark's analysis."""
     rows = tshark_rows(pcap, FIELDS, display="tcp")
@@ -93,6 +95,7 @@ def segments_from_tshark(pcap: Path) -> tuple[pl.DataFrame, np.ndarray, pl.DataF
 UDP_BASE = 100_000  # conn ids for UDP flows (tshark numbers udp.stream apart from tcp.stream)
 
 
+@functools.cache
 def udp_from_tshark(pcap: Path) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
     """UDP datagrams (not ICMP-quoted ones) as analyzer-like UDP rows, their payload and flows."""
     rows = tshark_rows(pcap, ["frame.number", "frame.time_epoch", "udp.stream", "ip.src", "ip.dst", "udp.srcport",

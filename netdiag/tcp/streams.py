@@ -294,7 +294,7 @@ class StreamDir:
             self.p_end = self.p_end[keep]
             self.p_ts = self.p_ts[keep]
             self.p_frame = self.p_frame[keep]
-        if drop >= self.buf.size:
+        if drop >= self.buf.size or self.pos >= self.high:  # nothing unparsed: hold nothing
             self.buf = _EMPTY_U8
             self.filled = _EMPTY_U8
             self.base = self.pos
