@@ -34,3 +34,12 @@ def test_chunks_dropped_by_the_consumer_give_the_same_rows_when_buffers_are_reus
         payloads += [c.payload_of(i) for i in range(len(c.packets))]
     assert [r for rows in seen for r in rows] == whole.packets.drop("payload_offset").rows()
     assert payloads == [whole.payload_of(i) for i in range(len(whole.packets))]
+
+
+def test_overlapping_files_sharing_buffers_keep_their_own_rows() -> None:
+    # two files open at once in the merge must never fill the same reused buffers
+    a, b = CRAFTED / "overlap_a.pcap", CRAFTED / "overlap_b.pcapng"
+    expected = read_capture([a, b]).packets.drop("payload_offset")
+    for chunk_packets in (1, 2, 3):
+        got = pl.concat([c.packets.drop("payload_offset") for c in iter_chunks([a, b], chunk_packets=chunk_packets)])
+        assert got.equals(expected)

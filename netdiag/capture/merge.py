@@ -37,16 +37,19 @@ def _ensure_file(stats: ReadStats, n: int) -> None:
 
 
 def file_chunks(path: str, file_id: int, frame_base: int, stats: ReadStats, *, chunk_packets: int, window_ns: int,
-                progress: Advance) -> Iterator[Chunk]:
-    """One file's packets as sorted chunks; counts and warnings go to `stats`."""
+                progress: Advance, pool: list[ChunkBuilder] | None = None) -> Iterator[Chunk]:
+    """One file's packets as sorted chunks; counts and warnings go to `stats`.
+
+    `pool` holds chunk builders shared between files, so ring-buffer files reuse buffers too."""
     reader = FileReader(path, stats.warnings.append, frame_base=frame_base, capacity=chunk_packets)
-    pool: list[ChunkBuilder] = []
+    pool = [] if pool is None else pool
 
     def new_builder() -> ChunkBuilder:
         # double buffering: reuse the arrays of a chunk the consumer has let go of
         for b in pool:
-            if b.reusable():
+            if b.capacity == chunk_packets and b.reusable():
                 b.reset()
+                b.file_id = file_id
                 return b
         b = ChunkBuilder(chunk_packets, file_id)
         if len(pool) < 2:
@@ -81,8 +84,10 @@ def file_chunks(path: str, file_id: int, frame_base: int, stats: ReadStats, *, c
             reader.want = builder.room
         if builder.rows or builder.counters.any():
             account(builder)
-            if builder.rows:
-                yield builder.finish()
+        if builder.rows:
+            yield builder.finish()
+        else:
+            builder.filling = False  # nothing in it: free for the next file
     finally:
         stats.bytes_read += reader.bytes_read
         stats.link_types = sorted(set(stats.link_types) | reader.link_types)
@@ -161,9 +166,11 @@ def read_all(files: list[str], stats: ReadStats, *, chunk_packets: int, window_n
         infos.append(_FileInfo(i, path, base, count, lo, hi))
         base += count
 
+    pool: list[ChunkBuilder] = []
+
     def stream(info: _FileInfo) -> Iterator[Chunk]:
         return file_chunks(info.path, info.file_id, info.frame_base, stats, chunk_packets=chunk_packets,
-                           window_ns=window_ns, progress=progress)
+                           window_ns=window_ns, progress=progress, pool=pool)
 
     # files with no frames still run once, so their warnings are reported
     for info in infos:

@@ -290,6 +290,7 @@ class ChunkBuilder:
         self.pay_src = np.empty(capacity, np.int64)
         self.dup = np.empty(capacity, np.bool_)
         self.counters = np.zeros(5, np.int64)
+        self.filling = True  # handed to a file reader; not reusable until finish()
 
     def reusable(self) -> bool:
         """True when no chunk made from these arrays is alive any more (only we refer to them).
@@ -297,13 +298,14 @@ class ChunkBuilder:
         Reusing them saves fresh pages: first-touch page faults cost more than decoding here.
         """
         # each reference counted here is our attribute plus getrefcount's own argument
-        return (sys.getrefcount(self.i64) <= 2 and sys.getrefcount(self.u64) <= 2
+        return (not self.filling and sys.getrefcount(self.i64) <= 2 and sys.getrefcount(self.u64) <= 2
                 and sys.getrefcount(self.u32) <= 2 and sys.getrefcount(self.u16) <= 2
                 and sys.getrefcount(self.u8) <= 2 and sys.getrefcount(self.i8) <= 2
                 and sys.getrefcount(self.payload) <= 2)
 
     def reset(self) -> None:
         self.counters[:] = 0
+        self.filling = True
 
     @property
     def rows(self) -> int:
@@ -338,6 +340,7 @@ class ChunkBuilder:
         d.copy_payloads(b.buf, self.pay_src, self.i64, self.u32, row0, self.rows, self.payload)
 
     def finish(self) -> Chunk:
+        self.filling = False
         r = self.rows
         i64, u64, u32, u16, u8 = self.i64, self.u64, self.u32, self.u16, self.u8
         cols = {
