@@ -1179,18 +1179,27 @@ def transactions(source: Source) -> pl.DataFrame:
     return analyze_streams(source).transactions
 
 
+# Statuses that are errors: GIOP exceptions and failed locates, HTTP 4xx/5xx, DNS rcodes other than
+# NOERROR, TLS alerts. Forwards are not errors (counted apart); unanswered is counted apart.
+_ERROR_STATUSES = ("USER_EXCEPTION", "SYSTEM_EXCEPTION", "NEEDS_ADDRESSING_MODE", "UNKNOWN_OBJECT",
+                   "LOC_SYSTEM_EXCEPTION", "LOC_NEEDS_ADDRESSING_MODE")
+_FORWARD_STATUSES = ("LOCATION_FORWARD", "LOCATION_FORWARD_PERM", "OBJECT_FORWARD", "OBJECT_FORWARD_PERM")
+
+
 def summarize(txns: pl.DataFrame) -> pl.DataFrame:
-    """Per (protocol, operation): count, p50/p95/max server think (s), errors, unanswered."""
-    err = ~pl.col("status").is_in(["NO_EXCEPTION", "ok", "answered", "NOERROR", "oneway"]) & ~(
-        pl.col("status").str.contains(r"^[123]\d\d$"))
+    """Per (protocol, operation): count, p50/p95/max server think (s), errors, forwards, unanswered."""
+    status = pl.col("status").fill_null("")
+    err = (status.is_in(_ERROR_STATUSES) | status.str.contains(r"^[45]\d\d$") | status.str.starts_with("alert:")
+           | ((pl.col("protocol") == "dns") & ~status.is_in(["NOERROR", "unanswered"])))
     return (txns.group_by("protocol", "operation")
             .agg(count=pl.len(),
                  think_p50_s=pl.col("server_think_s").quantile(0.5, "nearest"),
                  think_p95_s=pl.col("server_think_s").quantile(0.95, "nearest"),
                  think_max_s=pl.col("server_think_s").max(),
-                 errors=err.fill_null(True).sum(),
-                 unanswered=(pl.col("status") == "unanswered").sum())
-            .sort("count", "operation", descending=[True, False]))
+                 errors=err.sum(),
+                 forwards=status.is_in(_FORWARD_STATUSES).sum(),
+                 unanswered=(status == "unanswered").sum())
+            .sort("count", "operation", descending=[True, False], nulls_last=True))
 
 
 def filter_transactions(txns: pl.DataFrame, *, protocol: str | None = None, operation: str | None = None,
