@@ -174,3 +174,55 @@ def test_budget_seconds_never_negative_when_nothing_is_unexplained():
         for v in secs[i]:
             total += float(v)
         assert total == duration_s[i]
+
+
+# One logon of the 300k-packet synthetic capture (bench/gen_capture.py --packets 300000, seed 1):
+# small connect/transfer/server columns, then 8.2 s of client time, nothing unexplained. The
+# columns before client_s add up to 4.669127 s (a float in [4, 8) whose last bit is finer than
+# the spacing of floats in [8, 16)), so 4.669127 + x is always a tie that rounds to an even
+# float, and the duration 12.892469 s is an odd one: no client_s value can make the row sum.
+_SYN300K_ROW_NS = [0, 1_381_000, 0, 2_706_500, 122_944_000, 4_526_748_500, 15_347_000, 0, 0, 0,
+                   8_223_342_000, 0]
+
+
+def _sums_left_to_right(secs: np.ndarray, duration_s: np.ndarray) -> bool:
+    for i in range(len(duration_s)):
+        total = 0.0
+        for v in secs[i]:
+            total += float(v)
+        if total != duration_s[i]:
+            return False
+    return True
+
+
+def test_budget_sums_exactly_when_a_large_column_follows_small_ones_with_nothing_unexplained():
+    cat_ns = np.array([_SYN300K_ROW_NS], dtype=np.int64)
+    duration_ns = cat_ns.sum(axis=1)
+    assert duration_ns[0] == 12_892_469_000
+    secs, duration_s = budget_seconds(cat_ns, duration_ns)
+    assert duration_s[0] == 12.892469
+    assert _sums_left_to_right(secs, duration_s)
+    assert (secs >= 0).all()
+    assert (secs[0] == 0).tolist() == (cat_ns[0] == 0).tolist()          # no residue in empty columns
+    assert np.abs(secs[0] - cat_ns[0] / 1e9).max() <= 4 * np.spacing(12.892469)
+
+
+@pytest.mark.parametrize("unexplained", ["none", "some"])
+def test_budget_seconds_sum_exactly_on_logon_shaped_rows(unexplained):
+    # Rows shaped like real logons: each category empty or not, magnitudes from 1 us to 60 s
+    # (log-uniform), so a long client or server column often follows short ones.
+    rng = np.random.default_rng(2024)
+    n, k = 20_000, len(BUDGET_COLUMNS)
+    cat_ns = np.rint(10 ** rng.uniform(3, 10.8, size=(n, k))).astype(np.int64)
+    cat_ns[rng.random((n, k)) < 0.5] = 0
+    if unexplained == "none":
+        cat_ns[:, -1] = 0
+    cat_ns[cat_ns.sum(axis=1) == 0, 1] = 1_000_000
+    duration_ns = cat_ns.sum(axis=1)
+    secs, duration_s = budget_seconds(cat_ns, duration_ns)
+    assert np.array_equal(duration_s, duration_ns / 1e9)
+    assert _sums_left_to_right(secs, duration_s)
+    assert (secs >= 0).all()
+    assert np.array_equal(secs == 0, cat_ns == 0)
+    # every column stays within a few ulp of the duration of its nanoseconds
+    assert (np.abs(secs - cat_ns / 1e9) <= 4 * np.spacing(duration_s)[:, None]).all()

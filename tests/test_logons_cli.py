@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "captures" / "sample" / "epj-logon.pcap"
 HTTP_ONLY = ROOT / "captures" / "crafted" / "real_loopback_http.pcap"
 OMNIORB = ROOT / "captures" / "giop" / "omniorb.pcap"
+ONE_CLIENT = ROOT / "captures" / "logons" / "syn_seed13_one_client.pcap"
 
 
 def _netdiag(*args: str) -> subprocess.CompletedProcess:
@@ -76,3 +77,37 @@ def test_giop_without_a_bootstrap_connection_says_no_logon_start_seen_and_start_
     ok = _netdiag("logons", OMNIORB, "--profile", prof, "--json")
     assert ok.returncode == 0, ok.stderr
     assert len(json.loads(ok.stdout)) >= 1
+
+
+def _tshark_fields(capture: Path, display_filter: str, *fields: str) -> list[list[str]]:
+    args = ["tshark", "-r", str(capture), "-Y", display_filter, "-T", "fields"]
+    for f in fields:
+        args += ["-e", f]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+@pytest.mark.skipif(not ONE_CLIENT.exists() or shutil.which("tshark") is None, reason="capture or tshark missing")
+def test_logon_whose_client_time_outweighs_the_rest_gets_a_budget_that_sums_exactly():
+    # Regression: this logon (client_s 2.84 s after 0.30 s of everything else, nothing unexplained)
+    # stopped `netdiag logons` with "budget columns must sum exactly to duration_s": no value of the
+    # absorbing column could make 0.302... + x round to the odd float 3.1402815.
+    r = _netdiag("logons", ONE_CLIENT, "--json")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    (row,) = json.loads(r.stdout)
+    total = 0.0
+    for c in BUDGET_COLUMNS:
+        total += row[c]
+    assert total == row["duration_s"] == (row["end_ts_ns"] - row["start_ts_ns"]) / 1e9
+    assert all(row[c] >= 0 for c in BUDGET_COLUMNS)
+    assert row["unexplained_s"] == 0.0
+    # the oracle: tshark on the same file
+    syns = _tshark_fields(ONE_CLIENT, "tcp.flags.syn == 1 && tcp.flags.ack == 0", "frame.time_epoch")
+    assert row["connections"] == len(syns) == 2
+    first_ns = round(float(syns[0][0]) * 1e9)
+    answers = _tshark_fields(ONE_CLIENT, "tcp.srcport == 2809 && tcp.len > 0", "frame.time_epoch")
+    last_answer_ns = round(float(answers[-1][0]) * 1e9)
+    # start/end are on the client's clock: half a client-side round trip before/after the capture point
+    assert 0 <= first_ns - row["start_ts_ns"] < 5_000_000
+    assert 0 <= row["end_ts_ns"] - last_answer_ns < 5_000_000
