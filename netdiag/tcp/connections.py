@@ -83,16 +83,19 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
     for side in (cl, sv):
         open_ = side[:, a.D_ZW_START] >= 0
         zw[open_] += last_ts[open_] - side[open_, a.D_ZW_START]
-    hist = ["".join(chr(x) for x in H[i, : C[i, a.C_HIST_LEN]]) for i in range(n)]
+    # history letters: the fixed-width byte rows read as NUL-padded strings (no loop per row)
+    hist = pl.Series(np.ascontiguousarray(H).view(f"S{H.shape[1]}").ravel()).cast(pl.String)
     proto = C[:, a.C_PROTO]
     syn_seen = C[:, a.C_SYN_TS] >= 0
-    states = [
-        _state(int(proto[i]), bool(cl[i, a.D_SAW_SYN] and syn_seen[i]), bool(sv[i, a.D_SAW_SYN]),
-               bool(cl[i, a.D_SAW_FIN]), bool(sv[i, a.D_SAW_FIN]), bool(cl[i, a.D_SAW_RST]),
-               bool(sv[i, a.D_SAW_RST]), int(C[i, a.C_FIRST_RST_DIR]), int(cl[i, a.D_PACKETS]),
-               int(sv[i, a.D_PACKETS]))
-        for i in range(n)
-    ]
+    # state: few distinct combinations of the inputs, each decided once by _state
+    inputs = np.stack([proto, (cl[:, a.D_SAW_SYN] == 1) & syn_seen, sv[:, a.D_SAW_SYN] == 1,
+                       cl[:, a.D_SAW_FIN] == 1, sv[:, a.D_SAW_FIN] == 1, cl[:, a.D_SAW_RST] == 1,
+                       sv[:, a.D_SAW_RST] == 1, C[:, a.C_FIRST_RST_DIR], cl[:, a.D_PACKETS] > 0,
+                       sv[:, a.D_PACKETS] > 0], axis=1).astype(np.int64)
+    combos, which = np.unique(inputs, axis=0, return_inverse=True)
+    names = np.array([_state(int(c[0]), *(bool(x) for x in c[1:7]), int(c[7]), int(c[8]), int(c[9]))
+                      for c in combos], dtype=object)
+    states = names[which.ravel()].tolist()
     syn_ts, synack_ts, est_ts = C[:, a.C_SYN_TS], C[:, a.C_SYNACK_TS], C[:, a.C_EST_TS]
 
     def nullable(v: np.ndarray, ok: np.ndarray) -> list:
