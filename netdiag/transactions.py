@@ -21,9 +21,9 @@ This is the driver of issue 4. One pass over the capture:
 5. TRANSACTIONS pair requests with responses: GIOP by (connection, request direction,
    request id), fragments joined to their message (1.2 by request id, 1.1 to the previous
    fragmented message of that direction), LocateRequest/LocateReply alike, CancelRequest
-   noted; HTTP in order per connection (pipelining; 1xx interim answers skipped); DNS by
-   (client, server, question) with retries of an unanswered question folded into one
-   transaction and answers matched by id; TLS one 'tls' transaction per handshake and
+   noted; HTTP in order per connection (pipelining; 1xx interim answers skipped); DNS
+   answers by (client socket, server socket, id, question), resends of an unanswered question
+   folded into one transaction (rules in `_pair_dns`); TLS one 'tls' transaction per handshake and
    'turn' transactions (confidence 'inferred') for application data, a turn being the
    client's records up to the server's records that follow them.
 
@@ -73,8 +73,11 @@ from netdiag.tcp.streams import WINDOW_LIMIT_BYTES, StreamDir
 STREAM_PARSERS = ("giop", "tls", "http")
 # Bytes of a stream's head after which a direction that no parser recognised stops waiting.
 HEAD_DECISION_BYTES = 64
-# A DNS question asked again within this many seconds, still unanswered, is a retry.
+# A DNS question asked again within this many seconds, still unanswered, may be a retry (_pair_dns).
 DNS_RETRY_WINDOW_S = 30.0
+# The shortest resend timer of common resolvers (Windows 1 s; glibc and Java JNDI at least 1 s), less
+# slack: the same question from a new socket with a new id this long after the previous try is a retry.
+DNS_RETRY_MIN_S = 0.9
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
@@ -804,39 +807,63 @@ def _pair_http(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats
 
 def _pair_dns(m: pl.DataFrame, details: dict[int, dict], conns: dict[int, tuple], out: list[_Txn],
               stats: StreamStats) -> None:
-    open_q: dict[tuple, _Txn] = {}
+    """DNS: an answer pairs with the query of its own client socket, id and question (`conn_id` is
+    the socket pair: one UDP flow or one TCP connection); a retry folds into the lookup it repeats.
+
+    A query is a retry of an earlier, still unanswered query of the same question from the same
+    client address to the same server, asked less than DNS_RETRY_WINDOW_S after the lookup began,
+    when it comes from the same socket (glibc resends on its socket, same id), or from a new socket
+    with the same id (dig, Java's JNDI provider, glibc `single-request-reopen`), or from a new socket
+    with a new id at least DNS_RETRY_MIN_S after the previous try (a resolver's shortest resend
+    timer: Windows 1 s, glibc/JNDI >= 1 s). Queries of the same question from different sockets
+    closer together than that are different askers (20 processes of one workstation starting at
+    once, captures/lab/storm.pcap) and stay separate lookups.
+    """
+    by_socket: dict[tuple, _Txn] = {}          # (conn, id, question) -> lookup with that query
+    by_socket_id: dict[tuple, _Txn] = {}       # (conn, id) -> lookup (answers without a question)
+    open_q: dict[tuple, list[_Txn]] = {}       # (client ip, server ip, question) -> unanswered lookups
     for row, conn, mtype, rid, op, ts in m.select("row", "conn_id", "msg_type", "request_id",
                                                   "operation", "first_ts_ns").iter_rows():
         det = details.get(row, _EMPTY)
         cinfo = conns.get(conn, (None, None, None, None))
         qkey = ((op or "").lower(), str(det.get("qtype")), str(det.get("qclass")))
-        key = (cinfo[0], cinfo[2], qkey)
         if mtype == "query":
-            t = open_q.get(key)
-            if t is not None and t.rsp is None and (ts - t.detail["_first_ts"]) / 1e9 < DNS_RETRY_WINDOW_S:
-                t.detail["retries"] = t.detail.get("retries", 0) + 1
-                t.detail["_queries"].append((rid, row))
-                continue
-            t = _Txn(conn, "dns", op, rid, _Part(row))
-            t.detail.update(qtype=det.get("qtype"), retries=0, _first_ts=ts, _queries=[(rid, row)])
-            open_q[key] = t
-            out.append(t)
-        elif mtype == "response":
-            t = open_q.get(key)
-            match = None
+            key = (cinfo[0], cinfo[2], qkey)
+            pending = open_q.setdefault(key, [])
+            t = None
+            for cand in reversed(pending):
+                if cand.rsp is not None or (ts - cand.detail["_first_ts"]) / 1e9 >= DNS_RETRY_WINDOW_S:
+                    continue
+                socks = cand.detail["_queries"]
+                if any(c == conn for c, _, _, _ in socks) or any(q == rid for _, q, _, _ in socks) \
+                        or (ts - socks[-1][3]) / 1e9 >= DNS_RETRY_MIN_S:
+                    t = cand
+                    break
             if t is not None:
-                for qid, qrow in reversed(t.detail["_queries"]):
-                    if qid == rid:
-                        match = qrow
-                        break
-            if t is None or match is None:
+                t.detail["retries"] += 1
+                t.detail["_queries"].append((conn, rid, row, ts))
+            else:
+                t = _Txn(conn, "dns", op, rid, _Part(row))
+                t.detail.update(qtype=det.get("qtype"), retries=0, _first_ts=ts, _queries=[(conn, rid, row, ts)])
+                pending.append(t)
+                out.append(t)
+            by_socket[(conn, rid, qkey)] = t
+            by_socket_id[(conn, rid)] = t
+        elif mtype == "response":
+            t = by_socket.get((conn, rid, qkey)) or by_socket_id.get((conn, rid))
+            if t is None:
                 stats.unmatched_responses += 1
                 continue
+            if t.rsp is not None:  # a second answer: the server answered a retry as well
+                t.detail["late_answers"] = t.detail.get("late_answers", 0) + 1
+                continue
             t.rsp = _Part(row)
-            t.answered_row = match
+            t.answered_row = next(r for c, q, r, _ in reversed(t.detail["_queries"]) if c == conn and q == rid)
             if det.get("answers"):
                 t.detail["answers"] = det["answers"][:8]
-            del open_q[key]
+            pending = open_q.get((cinfo[0], cinfo[2], qkey))
+            if pending and t in pending:
+                pending.remove(t)
 
 
 _TLS_HANDSHAKE_TYPES = frozenset({"ClientHello", "ServerHello", "HelloRetryRequest", "Certificate",

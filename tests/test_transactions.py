@@ -287,3 +287,91 @@ def test_cli_garbage_file_is_one_clear_line(tmp_path: Path) -> None:
     bad.write_bytes(b"this is not a capture file at all" * 10)
     r = _cli("transactions", str(bad))
     assert r.returncode == 2 and str(bad) in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------------------------------- DNS
+def _tshark_dns(cap: Path) -> list[dict]:
+    """tshark's DNS dissector on the file: one dict per UDP/TCP DNS message (ICMP quotes left out)."""
+    fields = ["frame.number", "ip.src", "udp.srcport", "tcp.srcport", "dns.id", "dns.flags.response",
+              "dns.qry.name", "dns.response_in", "dns.response_to", "dns.retransmission", "dns.retransmit_request_in"]
+    cmd = ["tshark", "-r", str(cap), "-2", "-Y", "dns && !icmp", "-T", "fields", "-E", "separator=|"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
+    return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines()]
+
+
+def _dns_pairs(t: pl.DataFrame) -> list[tuple[int, int | None]]:
+    """(query frame, answer frame) per DNS transaction: the answered query, else the first."""
+    out = []
+    for r in t.filter(pl.col("protocol") == "dns").iter_rows(named=True):
+        det = json.loads(r["detail"] or "{}")
+        q = det.get("answered_query_frame", r["first_frame"])
+        out.append((q, r["last_frame"] if r["rsp_first_ts_ns"] is not None else None))
+    return sorted(out, key=lambda p: p[0])
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
+@pytest.mark.skipif(not (CAPTURES / "lab" / "storm.pcap").exists(), reason="captures/lab/storm.pcap not present")
+def test_same_question_from_twenty_client_sockets_is_twenty_dns_transactions_as_tshark_pairs_them() -> None:
+    """storm.pcap: 20 processes of one address each ask from their own UDP socket (own port and id).
+    Each query is its own lookup, answered on its own socket: tshark's query -> response pairs."""
+    cap = CAPTURES / "lab" / "storm.pcap"
+    rows = _tshark_dns(cap)
+    oracle = sorted((int(r["frame.number"]), int(r["dns.response_in"])) for r in rows
+                    if r["dns.flags.response"] == "0" and not r["dns.retransmission"])
+    truth = json.loads((CAPTURES / "lab" / "storm.truth.json").read_text())["expected"]
+    assert len(oracle) == truth["dns_queries_at_capture_point"] == 40
+    t = analyze_streams(cap).transactions
+    assert _dns_pairs(t) == oracle
+    dns = t.filter(pl.col("protocol") == "dns")
+    assert all(json.loads(d)["retries"] == 0 for d in dns["detail"].to_list())
+    assert set(dns["status"].to_list()) == {"NOERROR"}
+    # every transaction's client socket is the one tshark saw send its query
+    sport = {int(r["frame.number"]): int(r["udp.srcport"]) for r in rows}
+    assert sorted(zip(dns["first_frame"].to_list(), dns["client_port"].to_list(), strict=True)) == sorted(
+        (q, sport[q]) for q, _ in oracle)
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
+@pytest.mark.skipif(not (CAPTURES / "lab" / "slow_dns.pcap").exists(), reason="captures/lab/slow_dns.pcap absent")
+def test_resolver_resend_on_the_same_socket_is_one_transaction_with_a_retry_as_tshark_flags_it() -> None:
+    """slow_dns.pcap: glibc resends the unanswered query after 1 s from the same socket with the same
+    id (tshark: dns.retransmission); the one answer ends one transaction timed from the first query."""
+    cap = CAPTURES / "lab" / "slow_dns.pcap"
+    rows = _tshark_dns(cap)
+    firsts = [r for r in rows if r["dns.flags.response"] == "0" and not r["dns.retransmission"]]
+    resent = [r for r in rows if r["dns.flags.response"] == "0" and r["dns.retransmission"]]
+    answers = {int(r["dns.response_to"]): int(r["frame.number"]) for r in rows if r["dns.flags.response"] == "1"}
+    t = analyze_streams(cap).transactions.filter(pl.col("protocol") == "dns").sort("first_frame")
+    assert t["first_frame"].to_list() == [int(r["frame.number"]) for r in firsts]
+    retries = {int(r["dns.retransmit_request_in"]): 0 for r in resent}
+    for r in resent:
+        retries[int(r["dns.retransmit_request_in"])] += 1
+    assert retries  # the capture holds a real resend
+    for r in t.iter_rows(named=True):
+        assert json.loads(r["detail"])["retries"] == retries.get(r["first_frame"], 0)
+        assert r["last_frame"] == answers[r["first_frame"]]  # tshark pairs the answer with the first query
+
+
+@pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
+@pytest.mark.skipif(not (CAPTURES / "dns_retry" / "new_socket_retries.pcap").exists(),
+                    reason="captures/dns_retry/new_socket_retries.pcap not present")
+def test_resend_from_a_new_socket_with_a_new_id_after_a_second_is_a_retry_but_concurrent_askers_are_not() -> None:
+    """new_socket_retries.pcap (captures/dns_retry/README.md): a resolver resends `slow.lab.test`
+    after 1 s and 2 s, each try from a new socket with a new id, and the third is answered; then two
+    askers ask `epj-app.lab.test` 5 ms apart from their own sockets. tshark pairs answers by socket
+    and id; the resends it cannot link fold into the lookup, the concurrent askers stay apart."""
+    cap = CAPTURES / "dns_retry" / "new_socket_retries.pcap"
+    rows = _tshark_dns(cap)
+    queries = [r for r in rows if r["dns.flags.response"] == "0"]
+    pairs = sorted((int(r["frame.number"]), int(r["dns.response_in"])) for r in queries if r["dns.response_in"])
+    unanswered = [int(r["frame.number"]) for r in queries if not r["dns.response_in"]]
+    slow = [int(r["frame.number"]) for r in queries if r["dns.qry.name"] == "slow.lab.test"]
+    assert len(slow) == 3 and unanswered == slow[:2]
+    assert len({r["udp.srcport"] for r in queries}) == len({r["dns.id"] for r in queries}) == len(queries)
+    t = analyze_streams(cap).transactions.filter(pl.col("protocol") == "dns").sort("first_frame")
+    assert _dns_pairs(t) == pairs  # every answer on the query tshark pairs it with
+    assert t["operation"].to_list() == ["slow.lab.test", "epj-app.lab.test", "epj-app.lab.test"]
+    assert t["first_frame"][0] == slow[0]  # the lookup is timed from its first try
+    assert [json.loads(d)["retries"] for d in t["detail"].to_list()] == [2, 0, 0]
