@@ -77,7 +77,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
+from netdiag.capture.decode import _link_to_l3
 from netdiag.errors import ConfigError, UsageError
 from netdiag.protocols import dns as dns_parser
 from netdiag.protocols import giop as giop_parser
@@ -775,8 +777,6 @@ class SanitizeStats:
 def sanitize_frames(link_types: np.ndarray, datas: list[bytes], mapper: AddressMapper,
                     stats: SanitizeStats | None = None) -> list[bytes]:
     """Sanitise frames (in file order); returns new frame bytes of the same lengths."""
-    from netdiag.capture.decode import _link_to_l3
-
     stats = stats if stats is not None else SanitizeStats()
     outs = [bytearray(d) for d in datas]
     l4s: list[_L4] = []
@@ -784,30 +784,7 @@ def sanitize_frames(link_types: np.ndarray, datas: list[bytes], mapper: AddressM
     frags: dict[tuple, list] = {}
     frag_firsts: list[tuple] = []
     for i, (link, frame) in enumerate(zip(link_types.tolist(), outs, strict=True)):
-        stats.frames += 1
-        n = len(frame)
-        arr = np.frombuffer(bytes(frame), np.uint8)
-        try:
-            l3, kind, _vlan = _link_to_l3(arr, 0, n, int(link))
-        except Exception:  # noqa: BLE001 - a frame the link decoder cannot read is blanked
-            l3, kind = 0, 0
-        _map_link(frame, int(link), mapper, stats)
-        if kind == 0:
-            etype = int.from_bytes(frame[l3 - 2:l3], "big") if int(link) == LINK_ETHERNET and l3 >= 14 else 0
-            if etype == ETH_ARP and n >= l3 + 28 and frame[l3:l3 + 6] == b"\x00\x01\x08\x00\x06\x04":
-                for off, size in ((8, 6), (14, 4), (18, 6), (24, 4)):
-                    a = l3 + off
-                    frame[a:a + size] = mapper.mac(bytes(frame[a:a + 6])) if size == 6 else mapper.ip(bytes(frame[a:a + 4]))
-                frame[l3 + 28:] = bytes(n - l3 - 28)
-            else:
-                start = l3 if l3 > 0 else (0 if int(link) not in (LINK_ETHERNET, LINK_SLL, LINK_SLL2) else n)
-                frame[start:] = bytes(n - start)
-            continue
-        try:
-            _ip_frame(i, frame, l3, kind, mapper, stats, l4s, cks, frags, frag_firsts)
-        except (IndexError, ValueError, struct.error):  # a header too odd to walk: keep nothing of it
-            frame[l3:] = bytes(n - l3)
-            stats.frames_blanked += 1
+        _sanitize_frame(i, frame, int(link), mapper, stats, l4s, cks, frags, frag_firsts)
     _fill_payloads(outs, datas, l4s, mapper, stats)
     for row, l4, hl, proto, ck_off, src, dst, key, before_l4 in frag_firsts:
         end, complete = frags[key]
@@ -833,6 +810,36 @@ def sanitize_frames(link_types: np.ndarray, datas: list[bytes], mapper: AddressM
         frame[ck_off:ck_off + 2] = ck.to_bytes(2, "big")
         stats.checksums_fixed += 1
     return [bytes(o) for o in outs]
+
+
+def _sanitize_frame(i: int, frame: bytearray, link: int, mapper: AddressMapper, stats: SanitizeStats,
+                    l4s: list[_L4], cks: list, frags: dict, frag_firsts: list) -> None:
+    """Headers of one frame sanitised in place (payload zeroed; TCP/UDP noted in `l4s` for the
+    payload pass, checksums to compute in `cks`): the Python walker for every frame shape."""
+    stats.frames += 1
+    n = len(frame)
+    arr = np.frombuffer(bytes(frame), np.uint8)
+    try:
+        l3, kind, _vlan = _link_to_l3(arr, 0, n, link)
+    except Exception:  # noqa: BLE001 - a frame the link decoder cannot read is blanked
+        l3, kind = 0, 0
+    _map_link(frame, link, mapper, stats)
+    if kind == 0:
+        etype = int.from_bytes(frame[l3 - 2:l3], "big") if link == LINK_ETHERNET and l3 >= 14 else 0
+        if etype == ETH_ARP and n >= l3 + 28 and frame[l3:l3 + 6] == b"\x00\x01\x08\x00\x06\x04":
+            for off, size in ((8, 6), (14, 4), (18, 6), (24, 4)):
+                a = l3 + off
+                frame[a:a + size] = mapper.mac(bytes(frame[a:a + 6])) if size == 6 else mapper.ip(bytes(frame[a:a + 4]))
+            frame[l3 + 28:] = bytes(n - l3 - 28)
+        else:
+            start = l3 if l3 > 0 else (0 if link not in (LINK_ETHERNET, LINK_SLL, LINK_SLL2) else n)
+            frame[start:] = bytes(n - start)
+        return
+    try:
+        _ip_frame(i, frame, l3, kind, mapper, stats, l4s, cks, frags, frag_firsts)
+    except (IndexError, ValueError, struct.error):  # a header too odd to walk: keep nothing of it
+        frame[l3:] = bytes(n - l3)
+        stats.frames_blanked += 1
 
 
 def _map_link(frame: bytearray, link: int, mapper: AddressMapper, stats: SanitizeStats) -> None:
@@ -1114,8 +1121,9 @@ def sanitized_name(path: str | Path) -> str:
     return f"{name}.sanitized.pcapng"
 
 
-def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper) -> SanitizeStats:
-    """Read one capture, sanitise every frame, write pcapng (ns timestamps, original lengths)."""
+def sanitize_file_in_memory(path: str | Path, out_path: str | Path, mapper: AddressMapper) -> SanitizeStats:
+    """The first implementation, kept as the reference the streaming `sanitize_file` is tested
+    against: read one capture whole, sanitise every frame in Python, write pcapng."""
     from netdiag.evidence import read_raw_frames
     from netdiag.pcapng_writer import OutFrame, write_pcapng
 
@@ -1125,4 +1133,765 @@ def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper)
     write_pcapng(out_path, (OutFrame(int(lt), int(ts), d, int(ol)) for lt, ts, d, ol in
                             zip(raw.link_type.tolist(), raw.ts_ns.tolist(), clean, raw.orig_len.tolist(),
                                 strict=True)), application="netdiag sanitize")
+    return stats
+
+
+# ------------------------------------------------------------------------------------------
+# Streaming engine: chunks of raw records, numba kernels for frame headers, per-stream state
+# ------------------------------------------------------------------------------------------
+# Why two passes: a frame's payload policy depends on bytes that may come later (the protocol
+# of its connection is recognised from the first 256 bytes of both directions; a message that
+# starts in this frame may end many frames later). Pass 1 walks the file chunk by chunk and
+# runs the payload policy over each TCP direction incrementally, keeping only (a) the partial
+# message at the tail of each direction, (b) the kept bytes ("runs": metadata, tens of bytes a
+# message) of recognised connections and (c) where each payload frame of a recognised
+# connection sits in its stream (in a temporary file). Pass 2 reads the file again, sanitises
+# the headers of a whole chunk in numba kernels, lays the kept runs over the zero-filled
+# payloads, recomputes checksums and appends the chunk to the pcapng output.
+CHUNK_FRAMES = 65_536
+LINGER_NS = 120 * 10**9  # a closed connection is finished after this long without a segment
+PENDING_LIMIT = 8 * 1024 * 1024  # out-of-order bytes held behind a hole before the hole is given up (zeros)
+RUN_GAP = 32  # zero bytes that split the kept bytes of one message into separate runs
+
+# per-frame fields written by _classify (columns of one int64 matrix)
+(F_CLS, F_L3, F_VER, F_L4, F_PS, F_PE, F_WIRE_END, F_SPORT, F_DPORT, F_SEQ, F_FLAGS, F_VERIF, F_MAC0,
+ F_MAC1, F_SRC, F_DST) = range(16)
+N_FIELDS = 16
+CLS_SLOW, CLS_TCP, CLS_UDP = 0, 1, 2
+
+
+@njit(cache=True)
+def _classify(b, fo, cap, link, f):  # pragma: no cover - numba
+    """Walk the headers of each frame b[fo[i]:fo[i]+cap[i]]; plain Ethernet/SLL/raw + IPv4 (no
+    options, not fragmented) or IPv6 (no extension header) + TCP/UDP with whole headers are
+    'fast' (CLS_TCP / CLS_UDP); everything else is CLS_SLOW and goes through the Python walker."""
+    for i in range(len(fo)):
+        f[i, F_CLS] = CLS_SLOW
+        o = fo[i]
+        n = o + cap[i]
+        lt = link[i]
+        mac0 = -1
+        mac1 = -1
+        if lt == 1:
+            if cap[i] < 14:
+                continue
+            mac0, mac1 = o, o + 6
+        elif lt == 113:
+            if cap[i] < 16 or b[o + 4] != 0 or b[o + 5] != 6:
+                continue
+            mac0 = o + 6
+        elif lt == 276:
+            if cap[i] < 20 or b[o + 11] != 6:
+                continue
+            mac0 = o + 12
+        l3, kind, _vlan = _link_to_l3(b, o, n, lt)
+        if kind == 4:
+            if n < l3 + 20 or (b[l3] & 0x0F) != 5:
+                continue
+            total = (np.int64(b[l3 + 2]) << 8) | b[l3 + 3]
+            frag = (np.int64(b[l3 + 6]) << 8) | b[l3 + 7]
+            if frag & 0x3FFF:
+                continue
+            proto = b[l3 + 9]
+            l4 = l3 + 20
+            wire_end = l3 + total if total >= 20 else n
+            src, dst = l3 + 12, l3 + 16
+        elif kind == 6:
+            if n < l3 + 40:
+                continue
+            plen = (np.int64(b[l3 + 4]) << 8) | b[l3 + 5]
+            proto = b[l3 + 6]
+            l4 = l3 + 40
+            wire_end = l3 + 40 + plen
+            src, dst = l3 + 8, l3 + 24
+        else:
+            continue
+        if l4 >= n:
+            continue
+        cap_end = min(n, wire_end)
+        if proto == IP_PROTO_TCP:
+            if cap_end < l4 + 20:
+                continue
+            hl = (b[l4 + 12] >> 4) * 4
+            if hl < 20:
+                continue
+            f[i, F_CLS] = CLS_TCP
+            f[i, F_PS] = min(l4 + hl, cap_end)
+            f[i, F_SEQ] = ((np.int64(b[l4 + 4]) << 24) | (np.int64(b[l4 + 5]) << 16)
+                           | (np.int64(b[l4 + 6]) << 8) | b[l4 + 7])
+            f[i, F_FLAGS] = ((np.int64(b[l4 + 12]) << 8) | b[l4 + 13]) & 0x1FF
+        elif proto == IP_PROTO_UDP:
+            if cap_end < l4 + 8:
+                continue
+            f[i, F_CLS] = CLS_UDP
+            f[i, F_PS] = l4 + 8
+            f[i, F_SEQ] = 0
+            f[i, F_FLAGS] = 0
+        else:
+            continue
+        f[i, F_L3] = l3
+        f[i, F_VER] = kind
+        f[i, F_L4] = l4
+        f[i, F_PE] = cap_end
+        f[i, F_WIRE_END] = wire_end
+        f[i, F_SPORT] = (np.int64(b[l4]) << 8) | b[l4 + 1]
+        f[i, F_DPORT] = (np.int64(b[l4 + 2]) << 8) | b[l4 + 3]
+        f[i, F_VERIF] = 1 if wire_end <= n else 0
+        f[i, F_MAC0] = mac0
+        f[i, F_MAC1] = mac1
+        f[i, F_SRC] = src
+        f[i, F_DST] = dst
+
+
+@njit(cache=True, inline="always")
+def _sum16(b, a, e):  # pragma: no cover - numba
+    s = np.int64(0)
+    i = a
+    while i + 1 < e:
+        s += (np.int64(b[i]) << 8) | b[i + 1]
+        i += 2
+    if i < e:
+        s += np.int64(b[i]) << 8
+    return s
+
+
+@njit(cache=True, inline="always")
+def _fold(s):  # pragma: no cover - numba
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+@njit(cache=True)
+def _zero_payloads(b, fo, cap, f):  # pragma: no cover - numba
+    """Fast frames: zero everything after the TCP/UDP header (payload, trailer) and recompute
+    the IPv4 header checksum (the addresses are already mapped)."""
+    for i in range(len(fo)):
+        if f[i, F_CLS] == CLS_SLOW:
+            continue
+        n = fo[i] + cap[i]
+        for k in range(f[i, F_PS], n):
+            b[k] = 0
+        if f[i, F_VER] == 4:
+            l3 = f[i, F_L3]
+            b[l3 + 10] = 0
+            b[l3 + 11] = 0
+            ck = _fold(_sum16(b, l3, l3 + 20))
+            b[l3 + 10] = ck >> 8
+            b[l3 + 11] = ck & 0xFF
+
+
+@njit(cache=True)
+def _l4_checksums(b, f):  # pragma: no cover - numba
+    """Fast frames whose datagram is wholly captured: TCP/UDP checksum over the sanitised bytes
+    with the mapped addresses' pseudo-header (RFC 793 3.1, 768, 8200 8.1). Returns how many."""
+    done = 0
+    for i in range(f.shape[0]):
+        c = f[i, F_CLS]
+        if c == CLS_SLOW or f[i, F_VERIF] == 0:
+            continue
+        l4, end = f[i, F_L4], f[i, F_WIRE_END]
+        alen = 4 if f[i, F_VER] == 4 else 16
+        proto = IP_PROTO_TCP if c == CLS_TCP else IP_PROTO_UDP
+        at = l4 + (16 if c == CLS_TCP else 6)
+        b[at] = 0
+        b[at + 1] = 0
+        wire_len = end - l4
+        s = (_sum16(b, f[i, F_SRC], f[i, F_SRC] + alen) + _sum16(b, f[i, F_DST], f[i, F_DST] + alen)
+             + proto + (wire_len >> 16) + (wire_len & 0xFFFF))
+        ck = _fold(s + _sum16(b, l4, end))
+        if c == CLS_UDP and ck == 0:
+            ck = 0xFFFF
+        b[at] = ck >> 8
+        b[at + 1] = ck & 0xFF
+        done += 1
+    return done
+
+
+@njit(cache=True)
+def _gather(src, off, cap, out_off, out):  # pragma: no cover - numba
+    for i in range(len(off)):
+        o, d = off[i], out_off[i]
+        for k in range(cap[i]):
+            out[d + k] = src[o + k]
+
+
+def _fields_at(b: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
+    """Rows of `width` bytes at each position (a 2-D uint8 array)."""
+    return b[pos[:, None] + np.arange(width)]
+
+
+def _map_columns(b: np.ndarray, pos: np.ndarray, width: int, fn) -> np.ndarray:  # noqa: ANN001
+    """Mapped bytes for the `width`-byte fields at `pos`: each distinct value mapped once."""
+    if not len(pos):
+        return np.empty((0, width), np.uint8)
+    rows = _fields_at(b, pos, width)
+    uniq, inv = np.unique(rows, axis=0, return_inverse=True)
+    mapped = np.frombuffer(b"".join(fn(u.tobytes()) for u in uniq), np.uint8).reshape(-1, width)
+    return mapped[inv.reshape(-1)]
+
+
+def _set_at(b: np.ndarray, pos: np.ndarray, values: np.ndarray) -> None:
+    if len(pos):
+        b[pos[:, None] + np.arange(values.shape[1])] = values
+
+
+def _map_fast_headers(b: np.ndarray, f: np.ndarray, mapper: AddressMapper, stats: SanitizeStats) -> None:
+    """MACs and IP addresses of the fast frames, mapped per distinct value and written in place."""
+    fast = f[:, F_CLS] != CLS_SLOW
+    for col in (F_MAC0, F_MAC1):
+        pos = f[fast & (f[:, col] >= 0), col]
+        _set_at(b, pos, _map_columns(b, pos, 6, mapper.mac))
+        stats.macs += len(pos)
+    for ver, width in ((4, 4), (6, 16)):
+        sel = fast & (f[:, F_VER] == ver)
+        for col in (F_SRC, F_DST):
+            pos = f[sel, col]
+            _set_at(b, pos, _map_columns(b, pos, width, mapper.ip))
+            stats.addresses += len(pos)
+
+
+@dataclass
+class _Dir:
+    """One direction of a TCP connection while pass 1 walks it."""
+
+    sid: int
+    base: int | None = None
+    buf: bytearray = field(default_factory=bytearray)  # contiguous bytes from buf_off not yet cut
+    buf_off: int = 0
+    pending: list = field(default_factory=list)  # (offset, bytes) beyond a hole
+    pending_bytes: int = 0
+    retry: int = 0  # cut again once buf holds this many bytes (a message is still incomplete)
+    syn: bool = False
+    synack: bool = False
+    fin: bool = False
+
+    def add(self, off: int, data: bytes) -> None:
+        end = self.buf_off + len(self.buf)
+        if off + len(data) <= end:
+            return  # a copy of bytes we have (first copy wins)
+        if off <= end:
+            self.buf += data[end - off:]
+            self._drain()
+        else:
+            self.pending.append((off, data))
+            self.pending_bytes += len(data)
+            if self.pending_bytes > PENDING_LIMIT:  # the hole is not coming back: zeros, like a capture gap
+                self.fill_holes(first_only=True)
+
+    def _drain(self) -> None:
+        if not self.pending:
+            return
+        self.pending.sort(key=lambda p: p[0])
+        keep = []
+        for off, data in self.pending:
+            end = self.buf_off + len(self.buf)
+            if off <= end:
+                if off + len(data) > end:
+                    self.buf += data[end - off:]
+            else:
+                keep.append((off, data))
+        self.pending = keep
+        self.pending_bytes = sum(len(d) for _, d in keep)
+
+    def fill_holes(self, first_only: bool = False) -> None:
+        """Give up waiting for missing bytes: zeros up to the next piece held (all, at the end)."""
+        while self.pending:
+            self.pending.sort(key=lambda p: p[0])
+            end = self.buf_off + len(self.buf)
+            gap = self.pending[0][0] - end
+            if gap > 0:
+                self.buf += bytes(gap)
+            self._drain()
+            if first_only:
+                return
+
+
+class _Conn:
+    """One TCP connection (one use of a 4-tuple) in pass 1: protocol, parser context, directions."""
+
+    __slots__ = ("dirs", "first_side", "first_ports", "state", "proto", "mod", "ctx", "tls_state", "client_side",
+                 "had_data", "closed", "last_ts")
+
+    UNDECIDED, NONE, PROTO, FINAL = 0, 1, 2, 3
+
+    def __init__(self, first_side: int, first_ports: tuple[int, int]) -> None:
+        self.dirs: dict[int, _Dir] = {}
+        self.first_side = first_side
+        self.first_ports = first_ports
+        self.state = _Conn.UNDECIDED
+        self.proto: str | None = None
+        self.mod = None
+        self.ctx = None
+        self.tls_state = _TlsState()
+        self.client_side = first_side
+        self.had_data = False
+        self.closed = False  # FIN both ways or RST seen: finished once it lingers without segments
+        self.last_ts = 0
+
+
+class StreamSanitizer:
+    """Pass 1: the payload policy run over every TCP direction as its segments arrive."""
+
+    def __init__(self, mapper: AddressMapper, stats: SanitizeStats) -> None:
+        self.mapper = mapper
+        self.stats = stats
+        self.tracks: dict[tuple, list] = {}  # unordered 4-tuple -> [generation, ISN, _Conn]
+        self.runs: dict[int, list[tuple[int, bytes]]] = {}  # direction id -> kept runs, by offset
+        self.next_sid = 0
+        self.closed: list[_Conn] = []  # closed connections not finished yet
+        self.latest_ts = 0
+
+    def sweep(self) -> None:
+        """Finish closed connections that have had no segment for LINGER_NS of capture time
+        (their memory is freed; `segment` applies the same rule, so chunking changes nothing)."""
+        still = []
+        for conn in self.closed:
+            if self.latest_ts - conn.last_ts > LINGER_NS:
+                self.finish(conn)
+            elif conn.state not in (_Conn.NONE, _Conn.FINAL):
+                still.append(conn)
+        self.closed = still
+
+    # -- per segment --------------------------------------------------------------------------
+    def segment(self, key: tuple, side: int, ports: tuple[int, int], seq: int, flags: int, payload: bytes,
+                ts_ns: int = 0) -> tuple[int, int]:
+        """Feed one TCP segment; returns (direction id, stream offset) of its payload, or (-1, 0)
+        when its payload stays zero."""
+        track = self.tracks.get(key)
+        if track is None:
+            track = self.tracks[key] = [0, -1, _Conn(side, ports)]
+        if flags & 0x12 == 0x02:  # a SYN with a new ISN: the next use of these ports (_generation)
+            if track[1] == -1:
+                track[1] = seq
+            elif seq != track[1]:
+                self.finish(track[2])
+                track[0] += 1
+                track[1] = seq
+                track[2] = _Conn(side, ports)
+        conn: _Conn = track[2]
+        if not payload and not flags & 0x07:
+            return (-1, 0)  # a pure ACK changes nothing here (`_worth_feeding` relies on it)
+        if conn.closed and ts_ns - conn.last_ts > LINGER_NS:
+            self.finish(conn)  # segments long after the close are late copies: no new bytes kept
+        conn.last_ts = max(conn.last_ts, ts_ns)
+        self.latest_ts = max(self.latest_ts, ts_ns)
+        d = conn.dirs.get(side)
+        if d is None:
+            d = conn.dirs[side] = _Dir(self.next_sid)
+            self.next_sid += 1
+        if flags & 0x02 and d.base is None:
+            d.base = (seq + 1) & 0xFFFFFFFF
+        if flags & 0x12 == 0x02:
+            d.syn = True
+        elif flags & 0x12 == 0x12:
+            d.synack = True
+        result = (-1, 0)
+        n = len(payload)
+        if n:
+            if d.base is None:
+                d.base = seq
+            off = (seq - d.base) & 0xFFFFFFFF
+            if off < (1 << 31) and off + n <= MAX_STREAM_BYTES:
+                if not conn.had_data:
+                    conn.had_data = True
+                    self.stats.streams += 1
+                if conn.state == _Conn.UNDECIDED:
+                    d.add(off, payload)
+                    result = (d.sid, off)
+                    self._decide(conn, final=False)
+                elif conn.state == _Conn.PROTO:
+                    d.add(off, payload)
+                    result = (d.sid, off)
+                    self._process(conn, side, final=False)
+                elif conn.state == _Conn.FINAL and conn.proto is not None:
+                    result = (d.sid, off)  # a late copy: the runs already cut cover it
+        if flags & 0x01:
+            d.fin = True
+        if not conn.closed and (flags & 0x04 or (len(conn.dirs) == 2 and all(x.fin for x in conn.dirs.values()))):
+            conn.closed = True  # data may still follow (a server answering into RSTs): finished later
+            self.closed.append(conn)
+        return result
+
+    def finish_all(self) -> None:
+        for track in self.tracks.values():
+            self.finish(track[2])
+
+    def finish(self, conn: _Conn) -> None:
+        """The connection ended (FIN both ways, RST, a new SYN, or the end of the file)."""
+        if conn.state in (_Conn.NONE, _Conn.FINAL):
+            return
+        for d in conn.dirs.values():
+            d.fill_holes()
+        if conn.state == _Conn.UNDECIDED:
+            self._decide(conn, final=True)
+        if conn.state == _Conn.PROTO:
+            for side in (conn.client_side, 1 - conn.client_side):
+                if side in conn.dirs:
+                    self._process(conn, side, final=True)
+        if conn.state != _Conn.NONE:
+            conn.state = _Conn.FINAL
+        for d in conn.dirs.values():
+            d.buf, d.pending = bytearray(), []
+        conn.ctx = None
+
+    # -- which protocol -----------------------------------------------------------------------
+    def _decide(self, conn: _Conn, final: bool) -> None:
+        """sanitize_stream_pair's choice, made as soon as the bytes seen settle it."""
+        dirs = list(conn.dirs.values())
+        first = conn.dirs.get(conn.first_side)
+        other = conn.dirs.get(1 - conn.first_side)
+        swap = bool(first and first.synack) or (
+            not (first and first.syn) and not (other and other.synack) and conn.first_ports[0] < conn.first_ports[1])
+        conn.client_side = 1 - conn.first_side if swap else conn.first_side
+        server_port = conn.first_ports[0] if swap else conn.first_ports[1]
+        proto = None
+        if server_port in dns_parser.PORTS:
+            proto = "dns"
+        else:
+            for name, mod in STREAM_PARSERS:
+                seen = [(len(d.buf) >= 256 or final, bool(d.buf) and mod.looks_like(bytes(d.buf[:256])))
+                        for d in dirs]
+                if any(known and yes for known, yes in seen):
+                    proto = name
+                    break
+                if not all(known for known, _ in seen):
+                    return
+            if proto is None:
+                if any(giop_parser.MAGIC in d.buf[:65536] for d in dirs):
+                    proto = "giop"
+                elif not all(len(d.buf) >= 65536 or final for d in dirs):
+                    return
+        if proto is None:
+            conn.state = _Conn.NONE
+            for d in conn.dirs.values():
+                d.buf, d.pending = bytearray(), []
+            return
+        conn.proto = proto
+        conn.mod = {"giop": giop_parser, "tls": tls_parser, "http": http_parser, "dns": dns_parser}[proto]
+        conn.ctx = dns_parser.new_context("tcp") if proto == "dns" else conn.mod.new_context()
+        conn.state = _Conn.PROTO
+        for side in (conn.client_side, 1 - conn.client_side):
+            if side in conn.dirs:
+                self._process(conn, side, final=final)
+
+    # -- messages -----------------------------------------------------------------------------
+    def _process(self, conn: _Conn, side: int, final: bool) -> None:
+        """Cut the complete messages at the head of one direction and keep their runs."""
+        d = conn.dirs[side]
+        if not d.buf or (not final and len(d.buf) < d.retry):
+            return
+        direction = 0 if side == conn.client_side else 1
+        data = bytes(d.buf)
+        pos = 0
+        mod, proto = conn.mod, conn.proto
+        while pos < len(data):
+            c = mod.cut(data, pos, at_end=final, context=conn.ctx, direction=direction)
+            if c.status == "need_more" or c.length <= 0:
+                break
+            msg = data[pos:pos + c.length]
+            if c.status != "malformed" or _framed(proto, msg):
+                self._keep_message(conn, d, direction, msg, d.buf_off + pos)
+            pos += c.length
+        if pos:
+            del d.buf[:pos]
+            d.buf_off += pos
+        d.retry = 2 * len(d.buf) if d.buf else 0
+
+    def _keep_message(self, conn: _Conn, d: _Dir, direction: int, msg: bytes, at: int) -> None:
+        view = bytearray(len(msg))
+        profiles: list[tuple[int, int, bool]] = []
+        try:
+            if conn.proto == "giop":
+                profiles = giop_keep(msg, view, conn.ctx, direction)
+            elif conn.proto == "http":
+                http_keep(msg, view)
+            elif conn.proto == "tls":
+                tls_keep(msg, view, conn.tls_state, direction, self.mapper)
+            else:
+                view[:2] = msg[:2]
+                sub = bytearray(len(msg) - 2)
+                dns_keep(msg[2:], sub, self.mapper)
+                view[2:] = sub
+        except Exception:  # noqa: BLE001 - a keeper bug must not leak bytes or stop the run
+            view = bytearray(len(msg))
+            self.stats.keeper_errors += 1
+        self.stats.cpr_redacted += redact_text(view, self.mapper)
+        for a, n, _ in profiles:  # after the text pass: the mapped host must not be mapped twice
+            body = rewrite_iiop_profile(msg[a:a + n], view[a:a + n], self.mapper)
+            if body is not None:
+                view[a:a + n] = body
+        arr = np.frombuffer(bytes(view), np.uint8)
+        nz = np.flatnonzero(arr)
+        if not len(nz):
+            return
+        runs = self.runs.setdefault(d.sid, [])
+        splits = np.flatnonzero(np.diff(nz) > RUN_GAP)
+        starts = np.concatenate(([nz[0]], nz[splits + 1])).tolist()
+        ends = np.concatenate((nz[splits], [nz[-1]])).tolist()
+        for a, e in zip(starts, ends, strict=True):
+            runs.append((at + a, bytes(view[a:e + 1])))
+
+
+class _RunIndex:
+    """The kept runs of one direction, searchable by stream offset (pass 2)."""
+
+    __slots__ = ("starts", "ends", "blobs")
+
+    def __init__(self, runs: list[tuple[int, bytes]]) -> None:
+        self.starts = np.array([a for a, _ in runs], np.int64)
+        self.ends = np.array([a + len(b) for a, b in runs], np.int64)
+        self.blobs = [b for _, b in runs]
+
+    def overlay(self, out: np.ndarray, at: int, off: int, n: int) -> None:
+        """Write the kept bytes of stream[off:off+n] to out[at:at+n]."""
+        lo = int(np.searchsorted(self.ends, off, "right"))
+        hi = int(np.searchsorted(self.starts, off + n, "left"))
+        for k in range(lo, hi):
+            s = int(self.starts[k])
+            a, e = max(s, off), min(int(self.ends[k]), off + n)
+            if e > a:
+                out[at + a - off:at + e - off] = np.frombuffer(self.blobs[k], np.uint8, e - a, a - s)
+
+
+@dataclass
+class _Chunk:
+    """Up to CHUNK_FRAMES records of one file, copied contiguously (frame i at buf[fo[i]:])."""
+
+    buf: np.ndarray
+    fo: np.ndarray
+    cap: np.ndarray
+    link: np.ndarray
+    ts_ns: np.ndarray
+    orig_len: np.ndarray
+
+
+def _read_chunks(path: str, warn, chunk_frames: int):  # noqa: ANN001, ANN202 - a generator of _Chunk
+    """The file's records in order, `chunk_frames` at a time (netdiag.capture's record walkers);
+    raises CaptureError naming the file when it holds no frame at all."""
+    from netdiag.capture.reader import FileReader
+    from netdiag.errors import CaptureError
+
+    problems: list = []
+
+    def note(w) -> None:  # noqa: ANN001
+        problems.append(w)
+        warn(w)
+
+    reader = FileReader(path, note, frame_base=1, capacity=chunk_frames)
+    reader.want = chunk_frames
+    for b in reader.batches():
+        n = b.n
+        cap = b.cap[:n].astype(np.int64)
+        fo = np.zeros(n, np.int64)
+        np.cumsum(cap[:-1], out=fo[1:])
+        buf = np.empty(int(cap.sum()), np.uint8)
+        _gather(b.buf, b.off[:n].astype(np.int64), cap, fo, buf)
+        yield _Chunk(buf, fo, cap, b.iface_link[b.iface[:n]].astype(np.int64), b.ts[:n].astype(np.int64),
+                     b.length[:n].astype(np.int64))
+    if not reader.ok and reader.frame_next == 1:
+        detail = "; ".join(w.message for w in problems) or "no frames"
+        raise CaptureError(f"cannot read frames: {detail}", path=path)
+
+
+def _classified(c: _Chunk) -> np.ndarray:
+    f = np.zeros((len(c.fo), N_FIELDS), np.int64)
+    _classify(c.buf, c.fo, c.cap, c.link, f)
+    return f
+
+
+def _tcp_segments(c: _Chunk, f: np.ndarray, slow_l4s: list[_L4]) -> list[tuple]:
+    """(row, src, sport, dst, dport, seq, flags, ps, pe) of the chunk's TCP segments, in frame
+    order; addresses as mapped bytes (the fast frames' are mapped in c.buf already)."""
+    out = []
+    rows = np.flatnonzero(f[:, F_CLS] == CLS_TCP)
+    if len(rows):
+        g = f[rows]
+        for ver, width in ((4, 4), (6, 16)):
+            sel = g[:, F_VER] == ver
+            if not sel.any():
+                continue
+            gs = g[sel]
+            src = _fields_at(c.buf, gs[:, F_SRC], width)
+            dst = _fields_at(c.buf, gs[:, F_DST], width)
+            srcb = [x.tobytes() for x in src]
+            dstb = [x.tobytes() for x in dst]
+            out.extend(zip(rows[sel].tolist(), srcb, gs[:, F_SPORT].tolist(), dstb, gs[:, F_DPORT].tolist(),
+                           gs[:, F_SEQ].tolist(), gs[:, F_FLAGS].tolist(), gs[:, F_PS].tolist(),
+                           gs[:, F_PE].tolist(), strict=True))
+    fo = c.fo
+    for x in slow_l4s:
+        if x.proto == IP_PROTO_TCP:
+            base = int(fo[x.row])
+            out.append((x.row, x.src, x.sport, x.dst, x.dport, x.seq, x.flags, base + x.pay_start, base + x.pay_end))
+    out.sort(key=lambda t: t[0])
+    return out
+
+
+def _pass1_chunk(c: _Chunk, f: np.ndarray, mapper: AddressMapper, streams: StreamSanitizer, frags: dict
+                 ) -> np.ndarray:
+    """Feed a chunk's TCP segments to the stream sanitiser; returns its overlay records
+    (row, direction id, stream offset, payload start within the frame, length)."""
+    scratch = SanitizeStats()
+    _map_fast_headers(c.buf, f, mapper, scratch)
+    slow_l4s: list[_L4] = []
+    for i in np.flatnonzero(f[:, F_CLS] == CLS_SLOW).tolist():
+        o = int(c.fo[i])
+        frame = bytearray(c.buf[o:o + int(c.cap[i])].tobytes())
+        _sanitize_frame(i, frame, int(c.link[i]), mapper, scratch, slow_l4s, [], frags, [])
+    segs = _tcp_segments(c, f, slow_l4s)
+    if not segs:
+        return np.empty((0, 5), np.int64)
+    # segments that cannot change anything are skipped without Python per segment: all of a
+    # connection whose bytes are dropped (no new SYN), and pure ACKs of connections already known
+    keep = _worth_feeding(segs, streams)
+    records = []
+    buf, ts = c.buf, c.ts_ns
+    streams.sweep()
+    for k in keep:
+        row, src, sport, dst, dport, seq, flags, ps, pe = segs[k]
+        a, b = (src, sport), (dst, dport)
+        key, side = ((a, b), 0) if a <= b else ((b, a), 1)
+        sid, off = streams.segment(key, side, (sport, dport), seq, flags, buf[ps:pe].tobytes() if pe > ps else b"",
+                                   int(ts[row]))
+        if sid >= 0:
+            records.append((row, sid, off, ps - int(c.fo[row]), pe - ps))
+    return np.array(records, np.int64).reshape(-1, 5)
+
+
+def _worth_feeding(segs: list[tuple], streams: StreamSanitizer) -> list[int]:
+    """Indexes of the segments `StreamSanitizer.segment` must see (the rest are no-ops there)."""
+    flags = np.fromiter((s[6] for s in segs), np.int64, len(segs))
+    has_data = np.fromiter((s[8] > s[7] for s in segs), np.bool_, len(segs))
+    busy = has_data | ((flags & 0x07) != 0)
+    syn_only = (flags & 0x12) == 0x02
+    by_conn: dict[tuple, list[int]] = {}
+    for k, s in enumerate(segs):
+        a, b = (s[1], s[2]), (s[3], s[4])
+        by_conn.setdefault((a, b) if a <= b else (b, a), []).append(k)
+    keep = np.zeros(len(segs), np.bool_)
+    for key, idx in by_conn.items():
+        track = streams.tracks.get(key)
+        ix = np.array(idx)
+        if track is None:
+            keep[ix] = True
+        elif track[2].state == _Conn.NONE and not syn_only[ix].any():
+            continue
+        else:
+            keep[ix] = busy[ix]
+    return np.flatnonzero(keep).tolist()
+
+
+def _pass2_chunk(c: _Chunk, f: np.ndarray, records: np.ndarray, mapper: AddressMapper, stats: SanitizeStats,
+                 runs: dict[int, _RunIndex], all_runs: dict[int, list], frags: dict) -> None:
+    """Sanitise a chunk in place: headers, payload overlay, DNS over UDP, checksums."""
+    buf, fo = c.buf, c.fo
+    dns_ports = dns_parser.PORTS
+    # DNS over UDP (per message, from the original bytes, before payloads are zeroed)
+    dns_fix: list[tuple[int, bytes]] = []
+    udp = np.flatnonzero((f[:, F_CLS] == CLS_UDP) & (f[:, F_PE] > f[:, F_PS]))
+    if len(udp):
+        ports = np.array(sorted(dns_ports), np.int64)
+        udp = udp[np.isin(f[udp, F_SPORT], ports) | np.isin(f[udp, F_DPORT], ports)]
+        for i in udp.tolist():
+            msg = buf[f[i, F_PS]:f[i, F_PE]].tobytes()
+            view = bytearray(len(msg))
+            dns_keep(msg, view, mapper)
+            stats.cpr_redacted += redact_text(view, mapper)
+            dns_fix.append((int(f[i, F_PS]), bytes(view)))
+    fast = f[:, F_CLS] != CLS_SLOW
+    stats.frames += int(fast.sum())
+    _map_fast_headers(buf, f, mapper, stats)
+    _zero_payloads(buf, fo, c.cap, f)
+    for at, view in dns_fix:
+        buf[at:at + len(view)] = np.frombuffer(view, np.uint8)
+    # the Python walker for every other frame shape (ARP, ICMP, options, fragments, VLAN oddities)
+    slow_l4s: list[_L4] = []
+    cks: list = []
+    frag_firsts: list = []
+    for i in np.flatnonzero(~fast).tolist():
+        o, n = int(fo[i]), int(c.cap[i])
+        original = buf[o:o + n].tobytes()
+        frame = bytearray(original)
+        before = len(slow_l4s)
+        _sanitize_frame(i, frame, int(c.link[i]), mapper, stats, slow_l4s, cks, {}, frag_firsts)
+        for x in slow_l4s[before:]:
+            if x.proto == IP_PROTO_UDP and (x.sport in dns_ports or x.dport in dns_ports) and x.pay_end > x.pay_start:
+                msg = original[x.pay_start:x.pay_end]
+                view = bytearray(len(msg))
+                dns_keep(msg, view, mapper)
+                stats.cpr_redacted += redact_text(view, mapper)
+                frame[x.pay_start:x.pay_end] = view
+        buf[o:o + n] = np.frombuffer(bytes(frame), np.uint8)
+    # kept bytes of the TCP streams
+    for row, sid, off, ps, n in records.tolist():
+        idx = runs.get(sid)
+        if idx is None:
+            got = all_runs.get(sid)
+            if not got:
+                continue
+            idx = runs[sid] = _RunIndex(got)
+        idx.overlay(buf, int(fo[row]) + ps, off, n)
+    stats.checksums_fixed += int(_l4_checksums(buf, f))
+    stats.unverifiable += int((fast & (f[:, F_VERIF] == 0)).sum())
+    for row, l4, hl, proto, ck_off, src, dst, key, before_l4 in frag_firsts:
+        end, complete = frags.get(key, (0, False))
+        if not complete:
+            stats.unverifiable += 1
+            continue
+        o = int(fo[row])
+        frame = bytearray(buf[o:o + int(c.cap[row])].tobytes())
+        frame[ck_off:ck_off + 2] = b"\x00\x00"
+        ck = internet_checksum(frame[l4:l4 + hl], _pseudo_sum(src, dst, proto, end - before_l4))
+        if proto == IP_PROTO_UDP and ck == 0:
+            ck = 0xFFFF
+        buf[o + ck_off:o + ck_off + 2] = np.frombuffer(ck.to_bytes(2, "big"), np.uint8)
+        stats.checksums_fixed += 1
+    for row, l4, l4end, proto, ck_off, src, dst, wire_len in cks:
+        o = int(fo[row])
+        frame = bytearray(buf[o:o + int(c.cap[row])].tobytes())
+        frame[ck_off:ck_off + 2] = b"\x00\x00"
+        if proto == IP_PROTO_ICMP:
+            ck = internet_checksum(frame[l4:l4end])
+        else:
+            ck = internet_checksum(frame[l4:l4end], _pseudo_sum(src, dst, proto, wire_len))
+            if proto == IP_PROTO_UDP and ck == 0:
+                ck = 0xFFFF
+        buf[o + ck_off:o + ck_off + 2] = np.frombuffer(ck.to_bytes(2, "big"), np.uint8)
+        stats.checksums_fixed += 1
+
+
+def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper, *,
+                  chunk_frames: int = CHUNK_FRAMES) -> SanitizeStats:
+    """Sanitise one capture into pcapng (ns timestamps, original lengths), chunk by chunk.
+
+    Two passes over the file (see the section comment above): memory holds one chunk, the
+    unfinished message of each open TCP direction and the kept metadata bytes, never the capture.
+    """
+    import tempfile
+
+    from netdiag.pcapng_writer import PcapngStream
+
+    path = str(path)
+    out_path = Path(out_path)
+    stats = SanitizeStats()
+    streams = StreamSanitizer(mapper, stats)
+    frags: dict = {}
+    with tempfile.TemporaryFile(dir=out_path.parent, prefix=".netdiag-sanitize-") as spool:
+        chunks = 0
+        for c in _read_chunks(path, stats.warnings.append, chunk_frames):
+            f = _classified(c)
+            np.save(spool, _pass1_chunk(c, f, mapper, streams, frags))
+            chunks += 1
+        streams.finish_all()
+        spool.seek(0)
+        runs: dict[int, _RunIndex] = {}
+        with open(out_path, "wb") as fh:
+            out = PcapngStream(fh, application="netdiag sanitize")
+            for c in _read_chunks(path, lambda _w: None, chunk_frames):
+                records = np.load(spool) if chunks else np.empty((0, 5), np.int64)
+                chunks -= 1
+                f = _classified(c)
+                _pass2_chunk(c, f, records, mapper, stats, runs, streams.runs, frags)
+                out.write(c.buf, c.fo, c.cap, c.ts_ns, c.orig_len, c.link)
     return stats
