@@ -136,9 +136,10 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     per_udp = udp_m.group_by("logon_idx").agg(udp_ports=pl.col("client_port").unique().sort(),
                                               uf0=pl.col("first_frame").min())
 
+    group_of = {ip: prof.client_group(ip) for ip in lg["client_ip"].unique().to_list()}
     out = lg.with_columns(
         logon_id=(pl.col("logon_idx") + 1).cast(pl.UInt32),
-        client_group=pl.Series([prof.client_group(ip) for ip in lg["client_ip"].to_list()], dtype=pl.String),
+        client_group=pl.Series([group_of[ip] for ip in lg["client_ip"].to_list()], dtype=pl.String),
         duration_s=pl.Series(duration_s),
         dominant_cause=pl.Series(causes, dtype=pl.String),
         evidence_frames=pl.Series(ev_frames, dtype=pl.List(pl.Int64)),
