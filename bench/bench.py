@@ -37,10 +37,21 @@ def measurements(capture: Path) -> list[tuple[str, list[str]]]:
         ("dpkt", [py, str(HERE), "--child-dpkt", str(capture)]),
         ("netdiag connections", [py, "-m", "netdiag.cli", "connections", str(capture), "--parquet", os.devnull]),
         ("netdiag transactions", [py, "-m", "netdiag.cli", "transactions", str(capture), "--parquet", os.devnull]),
+        ("netdiag sanitize", [py, "-m", "netdiag.cli", "sanitize", str(capture), "--out", str(HERE.parent / "out" / "sanitized"),
+                              "--force", "--key-file", _bench_key()]),
     ]
     if shutil.which("tshark"):
         out.append(("tshark", ["tshark", "-n", "-r", str(capture), "-q", "-z", "conv,tcp"]))
     return out
+
+
+def _bench_key() -> str:
+    """A throw-away sanitising key in bench/out (made once; benchmarks only)."""
+    key = HERE.parent / "out" / "bench.key"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        key.write_text(os.urandom(32).hex() + "\n")
+    return str(key)
 
 
 def run_child(argv: list[str]) -> tuple[float, int, str, float]:

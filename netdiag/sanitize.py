@@ -1326,7 +1326,13 @@ def _map_columns(b: np.ndarray, pos: np.ndarray, width: int, fn) -> np.ndarray: 
     if not len(pos):
         return np.empty((0, width), np.uint8)
     rows = _fields_at(b, pos, width)
-    uniq, inv = np.unique(rows, axis=0, return_inverse=True)
+    if width <= 8:  # one integer per field: a plain sort instead of a row-wise one
+        keys = np.zeros((len(rows), 8), np.uint8)
+        keys[:, 8 - width:] = rows
+        _, first, inv = np.unique(keys.view(">u8").reshape(-1), return_index=True, return_inverse=True)
+        uniq = rows[first]
+    else:
+        uniq, inv = np.unique(rows, axis=0, return_inverse=True)
     mapped = np.frombuffer(b"".join(fn(u.tobytes()) for u in uniq), np.uint8).reshape(-1, width)
     return mapped[inv.reshape(-1)]
 
@@ -1616,21 +1622,36 @@ class StreamSanitizer:
         except Exception:  # noqa: BLE001 - a keeper bug must not leak bytes or stop the run
             view = bytearray(len(msg))
             self.stats.keeper_errors += 1
-        self.stats.cpr_redacted += redact_text(view, self.mapper)
+        # Text (CPR numbers, IP literals) cannot span a zero byte and always holds two digits, a
+        # digit-dot-digit or a colon before a hex digit or colon: redact_text runs only on the
+        # non-zero runs that hold such a candidate, which equals running it on the whole message.
+        used = len(view.rstrip(b"\x00"))  # bodies are zero: the kept bytes sit before this
+        done_to = -1
+        for m in list(_TEXT_CANDIDATE_RE.finditer(view, 0, used)):
+            if m.start() < done_to:
+                continue
+            a = view.rfind(b"\x00", 0, m.start()) + 1
+            e = view.find(b"\x00", m.end())
+            e = len(view) if e < 0 else e
+            piece = view[a:e]
+            self.stats.cpr_redacted += redact_text(piece, self.mapper)
+            view[a:e] = piece
+            done_to = e
         for a, n, _ in profiles:  # after the text pass: the mapped host must not be mapped twice
             body = rewrite_iiop_profile(msg[a:a + n], view[a:a + n], self.mapper)
             if body is not None:
                 view[a:a + n] = body
-        arr = np.frombuffer(bytes(view), np.uint8)
-        nz = np.flatnonzero(arr)
-        if not len(nz):
-            return
-        runs = self.runs.setdefault(d.sid, [])
-        splits = np.flatnonzero(np.diff(nz) > RUN_GAP)
-        starts = np.concatenate(([nz[0]], nz[splits + 1])).tolist()
-        ends = np.concatenate((nz[splits], [nz[-1]])).tolist()
-        for a, e in zip(starts, ends, strict=True):
-            runs.append((at + a, bytes(view[a:e + 1])))
+        if profiles:
+            used = len(view.rstrip(b"\x00"))
+        runs = None
+        for m in _RUN_RE.finditer(view, 0, used):
+            if runs is None:
+                runs = self.runs.setdefault(d.sid, [])
+            runs.append((at + m.start(), m.group()))
+
+
+_TEXT_CANDIDATE_RE = re.compile(rb"[0-9]{2}|[0-9]\.[0-9]|:[0-9A-Fa-f:]")
+_RUN_RE = re.compile(rb"[^\x00]+(?:\x00{1,%d}[^\x00]+)*" % RUN_GAP)
 
 
 class _RunIndex:
