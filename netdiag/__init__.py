@@ -7,6 +7,8 @@ The Python API under the CLI, usable from a notebook:
     conns = netdiag.tcp.connections(cap)                 # polars DataFrame
     tx = netdiag.transactions(cap)                       # GIOP/HTTP/TLS/DNS request-response pairs
     logons = netdiag.logons(cap)                         # one row per logon, with its wait budget
+    result = netdiag.analyze(["switch.pcapng"], out="netdiag-report")   # everything, plus the report
+    diff = netdiag.compare("before.pcapng", "after.pcapng")           # before/after statistics
 
 Every table's columns are declared once in `netdiag.schema`.
 Names are imported lazily so `import netdiag` stays fast for the CLI.
@@ -28,6 +30,9 @@ _LAZY = {
     "messages": ("netdiag.transactions", "messages"),
     "logons": ("netdiag.logons", "logons"),
     "findings": ("netdiag.logons", "findings"),
+    "analyze": ("netdiag.analyze", "analyze"),
+    "compare": ("netdiag.compare", "compare"),
+    "load_profile": ("netdiag.profile", "load_profile"),
 }
 
 
