@@ -57,24 +57,36 @@ What happens to each frame (docs/sanitize.md has the full policy and its reasons
 
 Keys: a key file holds 32 random bytes as 64 hex digits (`netdiag sanitize --make-key FILE`).
 
-Limits: the sanitiser reads one capture file at a time into memory (frames and reassembled
-streams; each direction bounded by MAX_STREAM_BYTES, bytes beyond are zeroed), and walks frame
-headers in Python: 4-9k frames/s measured on this machine (a numba kernel would be the next step
-for multi-GB captures; cut them to the time of interest first). pcapng comments and other options
-of the input are not carried over (they may hold free text).
+How (`sanitize_file`): two passes over each file in chunks of raw records (netdiag.capture's
+record walkers), so memory does not grow with the capture. Frame headers of the common shapes
+(Ethernet/SLL/raw + IPv4 without options or IPv6 without extension headers + TCP/UDP) are walked,
+mapped (each distinct MAC and address once, through the keyed mappers), zero-filled and
+checksummed by numba kernels over the whole chunk; rarer shapes (ARP, ICMP, options, fragments,
+extension headers, cut headers) go through the Python walker. Pass 1 runs the payload policy over
+each TCP direction as its segments arrive and keeps only the bytes the policy keeps; pass 2 lays
+them over the zero-filled payloads. Memory holds one chunk, the unfinished message of each open
+TCP direction (a direction whose protocol is not yet known: up to 64 KiB) and the kept metadata
+bytes (tens of bytes a message), plus a small record per connection. `sanitize_file_in_memory`
+is the first, whole-file implementation, kept as the reference the tests compare against.
+
+Limits: each direction is bounded by MAX_STREAM_BYTES (bytes beyond are zeroed). pcapng comments
+and other options of the input are not carried over (they may hold free text).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import ipaddress
 import os
 import re
 import secrets
 import struct
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from numba import njit
@@ -1439,11 +1451,15 @@ class _Conn:
 class StreamSanitizer:
     """Pass 1: the payload policy run over every TCP direction as its segments arrive."""
 
-    def __init__(self, mapper: AddressMapper, stats: SanitizeStats) -> None:
+    def __init__(self, mapper: AddressMapper, stats: SanitizeStats, spool: BinaryIO | None = None) -> None:
         self.mapper = mapper
         self.stats = stats
         self.tracks: dict[tuple, list] = {}  # unordered 4-tuple -> [generation, ISN, _Conn]
-        self.runs: dict[int, list[tuple[int, bytes]]] = {}  # direction id -> kept runs, by offset
+        # direction id -> kept runs by offset, flattened (stream offset, spool position, length);
+        # the bytes themselves go to `spool` (a temporary file), so memory is 24 bytes a run
+        self.runs: dict[int, array] = {}
+        self.spool = spool if spool is not None else io.BytesIO()
+        self.spool_pos = 0
         self.next_sid = 0
         self.closed: list[_Conn] = []  # closed connections not finished yet
         self.latest_ts = 0
@@ -1646,8 +1662,13 @@ class StreamSanitizer:
         runs = None
         for m in _RUN_RE.finditer(view, 0, used):
             if runs is None:
-                runs = self.runs.setdefault(d.sid, [])
-            runs.append((at + m.start(), m.group()))
+                runs = self.runs.get(d.sid)
+                if runs is None:
+                    runs = self.runs[d.sid] = array("q")
+            blob = m.group()
+            runs.extend((at + m.start(), self.spool_pos, len(blob)))
+            self.spool.write(blob)
+            self.spool_pos += len(blob)
 
 
 _TEXT_CANDIDATE_RE = re.compile(rb"[0-9]{2}|[0-9]\.[0-9]|:[0-9A-Fa-f:]")
@@ -1657,12 +1678,14 @@ _RUN_RE = re.compile(rb"[^\x00]+(?:\x00{1,%d}[^\x00]+)*" % RUN_GAP)
 class _RunIndex:
     """The kept runs of one direction, searchable by stream offset (pass 2)."""
 
-    __slots__ = ("starts", "ends", "blobs")
+    __slots__ = ("starts", "ends", "where", "read")
 
-    def __init__(self, runs: list[tuple[int, bytes]]) -> None:
-        self.starts = np.array([a for a, _ in runs], np.int64)
-        self.ends = np.array([a + len(b) for a, b in runs], np.int64)
-        self.blobs = [b for _, b in runs]
+    def __init__(self, runs: array, read) -> None:  # noqa: ANN001 - read(position, length) -> bytes
+        flat = np.frombuffer(runs, np.int64).reshape(-1, 3)
+        self.starts = flat[:, 0].copy()
+        self.ends = self.starts + flat[:, 2]
+        self.where = flat[:, 1].copy()
+        self.read = read
 
     def overlay(self, out: np.ndarray, at: int, off: int, n: int) -> None:
         """Write the kept bytes of stream[off:off+n] to out[at:at+n]."""
@@ -1672,7 +1695,7 @@ class _RunIndex:
             s = int(self.starts[k])
             a, e = max(s, off), min(int(self.ends[k]), off + n)
             if e > a:
-                out[at + a - off:at + e - off] = np.frombuffer(self.blobs[k], np.uint8, e - a, a - s)
+                out[at + a - off:at + e - off] = np.frombuffer(self.read(int(self.where[k]) + a - s, e - a), np.uint8)
 
 
 @dataclass
@@ -1804,7 +1827,7 @@ def _worth_feeding(segs: list[tuple], streams: StreamSanitizer) -> list[int]:
 
 
 def _pass2_chunk(c: _Chunk, f: np.ndarray, records: np.ndarray, mapper: AddressMapper, stats: SanitizeStats,
-                 runs: dict[int, _RunIndex], all_runs: dict[int, list], frags: dict) -> None:
+                 runs: dict[int, _RunIndex], all_runs: dict[int, array], read, frags: dict) -> None:  # noqa: ANN001
     """Sanitise a chunk in place: headers, payload overlay, DNS over UDP, checksums."""
     buf, fo = c.buf, c.fo
     dns_ports = dns_parser.PORTS
@@ -1848,10 +1871,10 @@ def _pass2_chunk(c: _Chunk, f: np.ndarray, records: np.ndarray, mapper: AddressM
     for row, sid, off, ps, n in records.tolist():
         idx = runs.get(sid)
         if idx is None:
-            got = all_runs.get(sid)
+            got = all_runs.pop(sid, None)
             if not got:
                 continue
-            idx = runs[sid] = _RunIndex(got)
+            idx = runs[sid] = _RunIndex(got, read)
         idx.overlay(buf, int(fo[row]) + ps, off, n)
     stats.checksums_fixed += int(_l4_checksums(buf, f))
     stats.unverifiable += int((fast & (f[:, F_VERIF] == 0)).sum())
@@ -1896,9 +1919,10 @@ def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper,
     path = str(path)
     out_path = Path(out_path)
     stats = SanitizeStats()
-    streams = StreamSanitizer(mapper, stats)
     frags: dict = {}
-    with tempfile.TemporaryFile(dir=out_path.parent, prefix=".netdiag-sanitize-") as spool:
+    with tempfile.TemporaryFile(dir=out_path.parent, prefix=".netdiag-sanitize-") as spool, \
+            tempfile.TemporaryFile(dir=out_path.parent, prefix=".netdiag-sanitize-runs-") as kept:
+        streams = StreamSanitizer(mapper, stats, kept)
         chunks = 0
         for c in _read_chunks(path, stats.warnings.append, chunk_frames):
             f = _classified(c)
@@ -1906,6 +1930,11 @@ def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper,
             chunks += 1
         streams.finish_all()
         spool.seek(0)
+        kept.flush()
+
+        def read(pos: int, n: int) -> bytes:
+            return os.pread(kept.fileno(), n, pos)
+
         runs: dict[int, _RunIndex] = {}
         with open(out_path, "wb") as fh:
             out = PcapngStream(fh, application="netdiag sanitize")
@@ -1913,6 +1942,6 @@ def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper,
                 records = np.load(spool) if chunks else np.empty((0, 5), np.int64)
                 chunks -= 1
                 f = _classified(c)
-                _pass2_chunk(c, f, records, mapper, stats, runs, streams.runs, frags)
+                _pass2_chunk(c, f, records, mapper, stats, runs, streams.runs, read, frags)
                 out.write(c.buf, c.fo, c.cap, c.ts_ns, c.orig_len, c.link)
     return stats
