@@ -1616,7 +1616,7 @@ class StreamSanitizer:
                 self._keep_message(conn, d, direction, msg, d.buf_off + pos)
             pos += c.length
         if pos:
-            del d.buf[:pos]
+            d.buf = d.buf[pos:]  # a new, exact-size buffer: `del` would keep the old capacity
             d.buf_off += pos
         d.retry = 2 * len(d.buf) if d.buf else 0
 

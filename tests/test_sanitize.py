@@ -443,3 +443,33 @@ def test_streaming_sanitiser_writes_the_same_bytes_as_the_in_memory_reference(tm
     sanitize_file(src, tmp_path / "stream.pcapng", mapper, chunk_frames=64)
     sanitize_file_in_memory(src, tmp_path / "memory.pcapng", mapper)
     assert (tmp_path / "stream.pcapng").read_bytes() == (tmp_path / "memory.pcapng").read_bytes()
+
+
+_RSS_CHILD = """
+import resource, sys
+from netdiag.sanitize import AddressMapper, sanitize_file
+mapper = AddressMapper(bytes.fromhex(sys.argv[1]))
+sanitize_file(sys.argv[2], sys.argv[4] + ".warm", mapper)  # imports and numba's cache loaded first
+sanitize_file(sys.argv[3], sys.argv[4], mapper, chunk_frames=4096)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_peak_memory_does_not_grow_with_the_capture(tmp_path: Path) -> None:
+    """Four times the packets (a synthetic GIOP/HTTP capture from bench/gen_capture.py, ~11 MB vs
+    ~44 MB) must not cost the sanitiser more than a few MB of peak RSS: it streams chunks and
+    spools what it keeps. (Holding the file, as the first implementation did, costs over 2x its
+    size.)"""
+    peaks = {}
+    for packets in (30_000, 120_000):
+        cap = tmp_path / f"syn{packets}.pcap"
+        subprocess.run([sys.executable, str(ROOT / "bench/gen_capture.py"), "--packets", str(packets), "--out", str(cap)],
+                       check=True, capture_output=True, timeout=120)
+        r = subprocess.run([sys.executable, "-c", _RSS_CHILD, KEY_HEX, str(GIOP), str(cap), str(tmp_path / "o.pcapng")],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        peaks[packets] = int(r.stdout.split()[-1]) * 1024
+    grown = peaks[120_000] - peaks[30_000]
+    file_grown = (tmp_path / "syn120000.pcap").stat().st_size - (tmp_path / "syn30000.pcap").stat().st_size
+    assert file_grown > 25e6
+    assert grown < 12e6, f"peak RSS grew {grown / 1e6:.1f} MB for {file_grown / 1e6:.1f} MB more capture"
