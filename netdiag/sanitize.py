@@ -65,8 +65,9 @@ checksummed by numba kernels over the whole chunk; rarer shapes (ARP, ICMP, opti
 extension headers, cut headers) go through the Python walker. Pass 1 runs the payload policy over
 each TCP direction as its segments arrive and keeps only the bytes the policy keeps; pass 2 lays
 them over the zero-filled payloads. Memory holds one chunk, the unfinished message of each open
-TCP direction (a direction whose protocol is not yet known: up to 64 KiB) and the kept metadata
-bytes (tens of bytes a message), plus a small record per connection. `sanitize_file_in_memory`
+TCP direction (a direction whose protocol is not yet known: up to 64 KiB), 24 bytes of index a
+kept run (the kept bytes are spooled to a temporary file) and a small record per 4-tuple; the
+last two grow with the number of messages and connections (docs/sanitize.md, Limits). `sanitize_file_in_memory`
 is the first, whole-file implementation, kept as the reference the tests compare against.
 
 Limits: each direction is bounded by MAX_STREAM_BYTES (bytes beyond are zeroed). pcapng comments
