@@ -123,49 +123,47 @@ class _Conn:
 
 
 class _MessageSink:
-    """MESSAGES rows: Python lists for the rows being built, flushed to compact DataFrames.
+    """MESSAGES rows: one tuple per row while a batch is built, flushed to compact DataFrames.
 
     Rows get a global index (0-based, in emission order). Timing of rows emitted in a step is
-    filled in at the end of that step (`set_timing`), so flushing between steps is safe.
-    `details` keeps, sparsely by row, only the decoded fields the pairing reads (PAIR_KEYS);
-    everything else lives in the JSON `detail` column. Memory per message is then Arrow's,
-    not Python objects'.
+    filled in at the end of that step (`set_timing`, four int lists beside the tuples), so
+    flushing between steps is safe. `details` keeps, sparsely by row, only the decoded fields
+    the pairing reads (PAIR_KEYS), their strings shared (one User-Agent object, not one per
+    request); everything else lives in the JSON `detail` column. Memory per message is then
+    Arrow's, not Python objects'.
     """
 
     FLUSH_ROWS = 50_000
+    # the row tuple's fields, in order, with the types they are built with (conformed after)
+    ROW = (("conn_id", pl.Int64), ("direction", pl.Int64), ("protocol", pl.String), ("msg_type", pl.String),
+           ("request_id", pl.Int64), ("operation", pl.String), ("status", pl.String), ("size_bytes", pl.Int64),
+           ("stream_offset", pl.Int64), ("malformed", pl.Boolean), ("detail", pl.String))
 
     def __init__(self) -> None:
-        self.cols: dict[str, list] = {c: [] for c in MESSAGES.names}
+        self.rows: list[tuple] = []
+        self.timing: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
         self.details: dict[int, dict[str, Any]] = {}
+        self.strings: dict[str, str] = {}
         self.parts: list[pl.DataFrame] = []
-        self.base = 0  # global index of the first row in self.cols
+        self.base = 0  # global index of the first row in self.rows
 
     def __len__(self) -> int:
-        return self.base + len(self.cols["conn_id"])
+        return self.base + len(self.rows)
 
     def add(self, conn_id: int, direction: int, rec: Record, size: int, offset: int | None,
             timing: tuple[int, int, int, int]) -> int:
-        c = self.cols
-        row = self.base + len(c["conn_id"])
-        c["conn_id"].append(conn_id)
-        c["direction"].append(direction)
-        c["protocol"].append(rec.protocol)
-        c["msg_type"].append(rec.msg_type)
-        c["request_id"].append(rec.request_id)
-        c["operation"].append(rec.operation)
-        c["status"].append(rec.status)
-        c["size_bytes"].append(size)
-        c["stream_offset"].append(offset)
-        c["first_ts_ns"].append(timing[0])
-        c["last_ts_ns"].append(timing[1])
-        c["first_frame"].append(timing[2])
-        c["last_frame"].append(timing[3])
-        c["resend_s"].append(0.0)
-        c["malformed"].append(bool(rec.malformed))
+        row = self.base + len(self.rows)
         detail = rec.detail
         if rec.malformed and rec.reason:
             detail = {**detail, "reason": rec.reason}
-        c["detail"].append(_JSON.encode(detail) if detail else None)
+        self.rows.append((conn_id, direction, rec.protocol, rec.msg_type, rec.request_id, rec.operation,
+                          rec.status, size, offset, bool(rec.malformed),
+                          _JSON.encode(detail) if detail else None))
+        t = self.timing
+        t[0].append(timing[0])
+        t[1].append(timing[1])
+        t[2].append(timing[2])
+        t[3].append(timing[3])
         if detail:
             keep = {k: detail[k] for k in detail.keys() & PAIR_KEYS}
             # the common values need no entry: not fragmented, a response expected
@@ -174,24 +172,32 @@ class _MessageSink:
             if keep.get("response_expected") is True:
                 del keep["response_expected"]
             if keep:
+                strings = self.strings
+                for k, v in keep.items():
+                    if type(v) is str:
+                        keep[k] = strings.setdefault(v, v)
                 self.details[row] = keep
         return row
 
     def set_timing(self, row: int, first_ts: int, last_ts: int, first_frame: int, last_frame: int) -> None:
         i = row - self.base
-        c = self.cols
-        c["first_ts_ns"][i] = first_ts
-        c["last_ts_ns"][i] = last_ts
-        c["first_frame"][i] = first_frame
-        c["last_frame"][i] = last_frame
+        t = self.timing
+        t[0][i] = first_ts
+        t[1][i] = last_ts
+        t[2][i] = first_frame
+        t[3][i] = last_frame
 
     def flush(self, force: bool = False) -> None:
-        n = len(self.cols["conn_id"])
+        n = len(self.rows)
         if n and (force or n >= self.FLUSH_ROWS):
-            self.parts.append(MESSAGES.conform(pl.DataFrame(self.cols, schema_overrides={
-                "request_id": pl.Int64, "stream_offset": pl.Int64, "operation": pl.String,
-                "status": pl.String, "detail": pl.String}, strict=False)))
-            self.cols = {c: [] for c in MESSAGES.names}
+            t = self.timing
+            df = pl.DataFrame(self.rows, schema=list(self.ROW), orient="row").with_columns(
+                first_ts_ns=pl.Series(t[0], dtype=pl.Int64), last_ts_ns=pl.Series(t[1], dtype=pl.Int64),
+                first_frame=pl.Series(t[2], dtype=pl.Int64), last_frame=pl.Series(t[3], dtype=pl.Int64),
+                resend_s=pl.lit(0.0))
+            self.parts.append(MESSAGES.conform(df))
+            self.rows = []
+            self.timing = ([], [], [], [])
             self.base += n
 
     def frame(self) -> pl.DataFrame:
