@@ -132,7 +132,7 @@ def main() -> None:
         sys.exit(f"{args.capture} not found: run python bench/gen_capture.py first")
     only = {s for s in args.only.split(",") if s}
     size_mb = args.capture.stat().st_size / 1e6
-    print(f"capture: {args.capture} ({size_mb:.0f} MB); {os.cpu_count()} CPUs; best of {args.repeat}")
+    print(f"capture: {args.capture} ({size_mb:.0f} MB); {os.cpu_count()} CPUs; best of {args.repeat}", flush=True)
     results: dict[str, tuple[float, int, float]] = {}
     packets = None
     for name, argv in measurements(args.capture):
@@ -148,9 +148,10 @@ def main() -> None:
                     packets = info["packets"]
                     loop, loop_cpu = info["loop_s"], info["loop_cpu_s"]
         results[name] = best
+        print(f"  {name}: best {best[0]:.2f} s wall, {best[2]:.2f} s CPU, {best[1] / 1e6:.0f} MB peak RSS", flush=True)
         if name == "ingest":
             print(f"  ingest in-loop (start-up excluded): {loop:.2f} s wall, {loop_cpu:.2f} s CPU: "
-                  f"{packets / loop / 1e6:.2f} M packets/s wall, {packets / loop_cpu / 1e6:.2f} per CPU second")
+                  f"{packets / loop / 1e6:.2f} M packets/s wall, {packets / loop_cpu / 1e6:.2f} per CPU second", flush=True)
     print(f"{'measurement':<22}{'wall s':>9}{'cpu s':>8}{'M pkt/s':>10}{'peak RSS MB':>13}"
           f"{'vs tshark (wall)':>18}{'(cpu)':>8}")
     for name, (wall, rss, cpu) in results.items():
