@@ -9,7 +9,9 @@ This is the driver of issue 4. One pass over the capture:
    (`netdiag.tcp.streams.StreamDir`: first copy wins, out-of-order placed, gaps recorded).
    A connection is *recognised* when a parser's `looks_like` accepts the first bytes of either
    direction (GIOP by its magic on any port, then TLS, then HTTP; DNS by port 53/5353/5355).
-   Connections nobody recognises release their bytes and are skipped cheaply from then on.
+   Connections nobody recognises release their bytes and are skipped cheaply from then on;
+   a recognised one is released as soon as both directions ended (FIN/RST) and are parsed
+   (only its later resends still count), so memory follows open connections, not the capture.
 3. Each recognised stream is cut into messages with the parser's `cut`, in time order across
    the two directions (HTTP framing of a response depends on its request; TLS on the
    ChangeCipherSpec of each side). A `malformed` cut is recorded with the frame where it

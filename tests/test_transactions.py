@@ -375,3 +375,28 @@ def test_resend_from_a_new_socket_with_a_new_id_after_a_second_is_a_retry_but_co
     assert t["operation"].to_list() == ["slow.lab.test", "epj-app.lab.test", "epj-app.lab.test"]
     assert t["first_frame"][0] == slow[0]  # the lookup is timed from its first try
     assert [json.loads(d)["retries"] for d in t["detail"].to_list()] == [2, 0, 0]
+
+
+# ------------------------------------------------------------------------------------------- memory
+@pytest.mark.skipif(not (CAPTURES / "lab" / "storm.pcap").exists(), reason="captures/lab/storm.pcap not present")
+def test_connections_are_released_when_they_end_not_when_the_capture_ends_and_tables_do_not_change() -> None:
+    """storm.pcap read in 100-packet chunks: the parser holds stream state only for connections still
+    open (fewer than the 60 parsed; none once all have closed), and the tables equal a default-chunk read."""
+    from netdiag.capture import iter_chunks
+    from netdiag.tcp import TcpAnalyzer
+    from netdiag.transactions import StreamParser, _assemble
+
+    cap = CAPTURES / "lab" / "storm.pcap"
+    analyzer, sp = TcpAnalyzer(), StreamParser()
+    held = []
+    for chunk in iter_chunks([cap], chunk_packets=100):
+        sp.feed(analyzer.feed(chunk), chunk.payload, chunk.packets)
+        sp.feed_udp(getattr(analyzer, "last_udp", None), chunk.payload)
+        held.append(len(sp.conns))
+    a = _assemble(sp, analyzer.finish())
+    assert a.stats.connections_parsed == 60
+    assert max(held) < 60 and held[-1] == 0
+    whole = analyze_streams(cap)
+    order = ["conn_id", "direction", "first_frame", "stream_offset", "msg_type"]  # emission order follows chunks
+    assert_frame_equal(a.messages.sort(order), whole.messages.sort(order))
+    assert_frame_equal(a.transactions, whole.transactions)
