@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install netdiag into ./.venv on a fresh Debian machine (run as root or with sudo for apt).
 # With --test, also install what the test suite needs: tshark, tcpdump, omniORB (from PyPI),
-# dnsmasq, nftables, openssl, curl, chromium. Packages already present are skipped.
+# dnsmasq, nftables, ethtool, ping, dig, openssl, curl, chromium. Packages already present are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,10 @@ if (( want_test )); then
   have openssl  || need_apt+=(openssl)
   have curl     || need_apt+=(curl)
   have ip       || need_apt+=(iproute2)
+  have ethtool  || need_apt+=(ethtool)
+  have ping     || need_apt+=(iputils-ping)
+  have dig      || need_apt+=(dnsutils)
+  have editcap  || need_apt+=(wireshark-common)
   have chromium || need_apt+=(chromium)
 fi
 if (( ${#need_apt[@]} )); then

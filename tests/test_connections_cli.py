@@ -21,8 +21,9 @@ BAD = ROOT / "captures" / "crafted" / "bad"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("netdiag")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "netdiag.cli", *args]
+    # the console script of the interpreter running the tests (a venv's, not whatever is on PATH)
+    exe = Path(sys.executable).with_name("netdiag")
+    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "netdiag.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
