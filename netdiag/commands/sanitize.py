@@ -57,8 +57,8 @@ def register(app: typer.Typer) -> None:
                       f"and {stats.keeper_errors} messages it could not decode were zero-filled (nothing of them "
                       "kept)", file=sys.stderr)
             print(f"netdiag: {path} -> {target}: {stats.frames} frames, {stats.streams} TCP connections "
-                  f"sanitised, {stats.cpr_redacted} CPR numbers redacted, {stats.checksums_fixed} checksums "
-                  f"recomputed", file=sys.stderr)
+                  f"sanitised, {stats.cpr_redacted} CPR numbers redacted in kept text (bodies and query values "
+                  f"are blanked whole, whatever they hold), {stats.checksums_fixed} checksums recomputed", file=sys.stderr)
 
 
 def prepare_out_dir(out: Path, force: bool, marker: str) -> None:
