@@ -105,6 +105,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
                                 "nth": [1], "action": "drop"},
                                {"dir": "c2s", "proto": "tcp", "dport": 9080, "contains": "GET /epj/lib/",
                                 "nth": [1], "action": "drop"}]}),
+    Scenario("loss_c2s_client", "the same client->server loss as loss_c2s (first 'authenticate' frame, first "
+             "jar GET, seeded 3% of client data frames dropped) but captured at the client: each dropped original "
+             "and its resend are both in the file, so the client's resend wait is visible as loss recovery",
+             impair={"c2s": {"loss": {"p": 0.03, "seed": 11, "tcp_payload_only": True}},
+                     "rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "contains": "authenticate",
+                                "nth": [1], "action": "drop"},
+                               {"dir": "c2s", "proto": "tcp", "dport": 9080, "contains": "GET /epj/lib/",
+                                "nth": [1], "action": "drop"}]}),
     Scenario("loss_s2c", "server->client loss: data frames 4 and 5 of the ORB port's replies dropped, plus "
              "seeded 3% loss of server data frames; capture in the middle (drops seen, then their resends)",
              capture_point="middle",
