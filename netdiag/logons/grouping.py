@@ -276,6 +276,75 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame, dns_flows: pl.DataFr
     return items
 
 
+# an episode of overlapping referrals larger than this is left to the FIFO rule (bounded cost)
+MAX_MATCH_EPISODE = 400
+# one process's connections closed "together" (its ORB shutting down): lab storm, 20 processes on
+# 2 cores, at most 12.5 ms apart; beyond this the ends are no evidence
+CLOSE_TOGETHER_NS = 100_000_000
+
+
+def _referral_matching(tcp_items: list[Item], quiet_ns: int) -> dict[int, int]:
+    """ORB connection conn_id -> conn_id of the connection whose IOR referral it followed.
+
+    Only where the capture leaves a choice: when several referrals from one client address to
+    the same `host:port` are outstanding at once (20 processes behind one address all resolving
+    `epj/Session` to the same ORB port), "oldest referral first" is wrong whenever one process
+    is scheduled later than another (lab storm: 14 of 20 ORB connections). What the wire then
+    still shows is that one process's connections end together: its ORB shuts down (or its
+    idle connections are scavenged) all at once, so the bootstrap connection that handed out
+    the referral and the ORB connection that followed it close within moments of each other,
+    while other processes close at their own times. Per episode (a run of time in which
+    referrals to that target are outstanding, found by simulating the FIFO rule; a referral
+    older than `start_quiet_s` lapses), connections and referrals are matched by minimum total
+    |last packet of the referring connection - last packet of the new connection| (capped at
+    CLOSE_TOGETHER_NS: ends further apart are no evidence, and ties keep the FIFO order), a
+    referral only to connections opened after it was delivered (Hungarian method, scipy).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    events: dict[tuple[str, str, int], list[tuple[int, int, Item]]] = {}
+    for it in tcp_items:
+        for ts, host, port in it.referrals:
+            events.setdefault((it.client_ip, host, port), []).append((ts, 0, it))
+    for it in tcp_items:
+        key = (it.client_ip, it.server_ip, it.server_port)
+        if key in events:
+            events[key].append((it.start_ns, 1, it))
+    out: dict[int, int] = {}
+
+    def solve(refs: list[tuple[int, Item]], new: list[Item]) -> None:
+        if len(refs) < 2 or not new or len(refs) * len(new) > MAX_MATCH_EPISODE ** 2:
+            return
+        # ends further apart than CLOSE_TOGETHER_NS say nothing (all cost the same); ties go to
+        # the FIFO order (oldest referral to the earliest connection), 1 ns per rank apart
+        big = float(1 << 62)
+        cost = [[float(min(abs(r.last_ns - c.last_ns), CLOSE_TOGETHER_NS) + abs(i - j)) if ts <= c.start_ns else big
+                 for j, (ts, r) in enumerate(refs)] for i, c in enumerate(new)]
+        rows, cols = linear_sum_assignment(cost)
+        for i, j in zip(rows, cols, strict=True):
+            if cost[i][j] < big:
+                out[new[i].conn_id] = refs[j][1].conn_id
+
+    for evs in events.values():
+        evs.sort(key=lambda e: (e[0], e[1], e[2].conn_id))
+        pending: list[int] = []                 # FIFO simulation: delivery times still unused
+        ep_refs: list[tuple[int, Item]] = []
+        ep_new: list[Item] = []
+        for ts, kind, it in evs:
+            pending = [p for p in pending if ts - p <= quiet_ns]
+            if not pending and (ep_refs or ep_new):
+                solve(ep_refs, ep_new)
+                ep_refs, ep_new = [], []
+            if kind == 0:
+                pending.append(ts)
+                ep_refs.append((ts, it))
+            elif pending:
+                pending.pop(0)
+                ep_new.append(it)
+        solve(ep_refs, ep_new)
+    return out
+
+
 def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> Grouping:
     """Chain items per client process and cut logons out of the chains (see module docstring)."""
     conns = relevant_connections(connections, transactions, profile)
@@ -292,6 +361,8 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
     # plain lists: the loop reads single cells, which a polars Series makes slow
     txs = {c: transactions[c].to_list() for c in ("protocol", "operation", "status", "req_first_ts_ns",
                                                   "req_last_ts_ns", "rsp_first_ts_ns", "rsp_last_ts_ns", "detail")}
+    followed = _referral_matching(tcp_items, quiet_ns)
+    chain_of_conn: dict[int, Chain] = {}
 
     def logon_ended(ch: Chain, t: int) -> bool:
         if ch.bootstrap_ns is None:
@@ -329,6 +400,9 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
         refs = [(r, c) for c in live if (r := c.open_referral(t, it.server_ip, it.server_port)) is not None]
         if refs:
             ref, chosen = min(refs, key=lambda rc: rc[0][0])
+            by_end = chain_of_conn.get(followed.get(it.conn_id, -1))
+            if len(refs) > 1 and by_end is not None:
+                ref, chosen = next(((r, c) for r, c in refs if c is by_end), (ref, chosen))
             chosen.used_referrals.add(ref)
             conf = "high" if len(refs) == 1 else "medium"
         elif is_bootstrap:
@@ -339,6 +413,8 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
             if cands:
                 chosen = fifo(cands, t)
                 conf = "high" if len(cands) == 1 else "low"
+                for c in cands if len(cands) > 1 else ():
+                    c.lower_confidence("low")   # the ones left over may have been swapped too
         elif it.role in LEAD_IN_ROLES:
             # 3. JNLP/jar HTTP: a process starting, or the one process on this address still connected.
             #    Fetching the .jnlp is the first thing Java Web Start does: always a new process.
@@ -348,6 +424,8 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
             if not starts_process and lead:
                 chosen = fifo(lead, t)
                 conf = "high" if len(lead) == 1 else "low"
+                for c in lead if len(lead) > 1 else ():
+                    c.lower_confidence("low")
             elif not starts_process and len(connected) == 1 and len(active) == 1:
                 chosen = connected[0]
         else:
@@ -367,6 +445,7 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
             if any(c is not chosen for c in active):
                 chosen.lower_confidence(conf)
             chosen.add(it)
+            chain_of_conn[it.conn_id] = chosen
             if is_bootstrap and chosen.bootstrap_ns is None:
                 chosen.bootstrap_ns = t
         item_chain.append((it, chosen))
