@@ -411,3 +411,27 @@ def test_lab_loss_before_a_server_side_capture_is_invisible_to_us_and_to_wiresha
     flagged = _tshark(pcap, "tcp.analysis.retransmission || tcp.analysis.fast_retransmission", "frame.number")
     (row, _log), = _pairs("loss_c2s")
     assert (row["loss_recovery_s"] > 0) == bool(flagged)
+
+
+@needs_tshark
+def test_lab_slow_dns_client_logs_its_end_after_its_orb_shut_down_which_the_wire_shows_after_our_end():
+    # The client's logon_end line comes 24 ms after our end on this client-side capture (other
+    # scenarios: ~1 ms). tshark shows why, on the client's own frames: the client's kernel ACKed
+    # the last reply at once, its ORB sent GIOP CloseConnection ~24 ms later, and the client
+    # logged logon_end right after that. The gap is the client's ORB shutdown (and its ORB
+    # reading the reply 3 ms after its kernel had it), not the network and not our end rule: the
+    # logon ends when its last answer reached the client.
+    _need("slow_dns")
+    pcap = _paths("slow_dns")[0]
+    truth = _truth("slow_dns")
+    assert truth["capture_point"]["where"] == "client"
+    (row, log), = _pairs("slow_dns")
+    client = truth["hosts"]["client"]["address"]
+    replies = _tshark(pcap, "giop.type == 1", "frame.time_epoch")
+    closes = _tshark(pcap, "giop.type == 5", "frame.time_epoch", "ip.src")
+    last_reply = max(_tshark_ns(ts) for (ts,) in replies)
+    first_close = min(_tshark_ns(ts) for ts, _src in closes)
+    assert closes and all(src == client for _ts, src in closes)   # the client's ORB closed them
+    assert abs(row["end_ts_ns"] - last_reply) < MS // 2          # client-side capture: hc ~ 0
+    assert first_close - last_reply > 10 * MS                    # the ORB shutdown, on the wire
+    assert 0 <= log["end_ts_ns"] - first_close < 2 * MS          # logged once the ORB had closed
