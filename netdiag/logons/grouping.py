@@ -11,7 +11,9 @@ first, in time order:
    outstanding at t.
 2. The naming reply or LOCATION_FORWARD that names `host:port` (transactions.forward_host /
    forward_port, decoded from the IOR) tells which chain the next connection to that
-   `host:port` belongs to: a chain holding an unused referral to it wins, oldest referral first.
+   `host:port` belongs to: a chain holding an unused referral to it wins, oldest referral first;
+   when several chains of one address hold one at once, the connections' ends decide (a
+   process's ORB closes its connections together; see _referral_matching).
 3. A connection to a bootstrap port (2809 by default) starts a logon: it joins a chain that has
    only lead-in traffic so far (JNLP/jar HTTP up to `lead_in_s` before it), continues a logon
    whose last step failed (a re-bootstrap after an exception, a dead target, or a request
@@ -32,7 +34,7 @@ processes of one address at once into one transaction, the flows keep them apart
 Each logon carries `separation_confidence`: `high` when its address had no other chain open
 whenever one of its items was placed (or a unique IOR referral decided), `medium` when a
 referral among several or a unique idle chain decided, `low` when several idle chains were
-equally possible. The loop runs per item (connection or DNS lookup), never per packet.
+equally possible (every candidate of such a choice, also the one left over for later). The loop runs per item (connection or DNS lookup), never per packet.
 
 End of a logon (profile `[logon]`): the first answer to a GIOP operation matching
 `end_operation`, or to an HTTP request matching `end_url`; without a match, the last answer
