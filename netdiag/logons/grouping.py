@@ -302,8 +302,6 @@ def _referral_matching(tcp_items: list[Item], quiet_ns: int) -> dict[int, int]:
     CLOSE_TOGETHER_NS: ends further apart are no evidence, and ties keep the FIFO order), a
     referral only to connections opened after it was delivered (Hungarian method, scipy).
     """
-    from scipy.optimize import linear_sum_assignment
-
     events: dict[tuple[str, str, int], list[tuple[int, int, Item]]] = {}
     for it in tcp_items:
         for ts, host, port in it.referrals:
@@ -317,6 +315,8 @@ def _referral_matching(tcp_items: list[Item], quiet_ns: int) -> dict[int, int]:
     def solve(refs: list[tuple[int, Item]], new: list[Item]) -> None:
         if len(refs) < 2 or not new or len(refs) * len(new) > MAX_MATCH_EPISODE ** 2:
             return
+        from scipy.optimize import linear_sum_assignment  # (imported only when a choice is left)
+
         # ends further apart than CLOSE_TOGETHER_NS say nothing (all cost the same); ties go to
         # the FIFO order (oldest referral to the earliest connection), 1 ns per rank apart
         big = float(1 << 62)
