@@ -298,7 +298,8 @@ def test_udp_flows_match_tshark_conversations(path: Path, tmp_path: Path) -> Non
     if meta["routing"]:
         pytest.skip(f"{path.name}: IPv6 routing header: tshark keys the conversation on the final "
                     "destination, the packets table holds the header's destination address")
-    want = sorted((frozenset([(a, int(ap)), (b, int(bp))]), int(fi) + int(fo)) for a, ap, b, bp, fi, _, fo, _ in convs)
-    got = sorted((frozenset([(r["client_ip"], r["client_port"]), (r["server_ip"], r["server_port"])]),
+    # endpoints as a sorted list: frozensets only order by inclusion, which made sorted() depend on input order
+    want = sorted((sorted([(a, int(ap)), (b, int(bp))]), int(fi) + int(fo)) for a, ap, b, bp, fi, _, fo, _ in convs)
+    got = sorted((sorted([(r["client_ip"], r["client_port"]), (r["server_ip"], r["server_port"])]),
                   r["packets_c2s"] + r["packets_s2c"]) for r in udp.iter_rows(named=True))
-    assert [(sorted(k), n) for k, n in want] == [(sorted(k), n) for k, n in got]
+    assert want == got
