@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A big, realistic benchmark capture: time-shifted copies of a real lab logon storm.
 
-`bench/gen_capture.py` writes TCP segments without GIOP/HTTP bodies, so `netdiag transactions`
-has little to parse on it. This writes N copies of captures/lab/storm.pcap (20 concurrent logons:
+`bench/gen_capture.py` writes well-formed but synthetic GIOP/HTTP/DNS; this one replays real
+peers' bytes instead, a second opinion on `netdiag transactions` speed. It writes N copies of captures/lab/storm.pcap (20 concurrent logons:
 GIOP, HTTP, DNS, real bytes from real peers), copy k shifted by k * --shift-s seconds and its
 client address 10.77.1.20 rewritten to 10.100.(k >> 8).(k & 255), so every copy's connections
 and DNS sockets are distinct and overlap in time like a busy morning. Pure numpy, no per-packet
