@@ -27,9 +27,9 @@ first, in time order:
 
 DNS lookups are attached afterwards: each goes to the process whose next connection after the
 answer goes to an answered address (the earliest such connection; one lookup per name and
-process); an unanswered one to the process whose next step follows it most closely. Each UDP
-flow to port 53 is one lookup: the transactions table folds the same question asked by several
-processes of one address at once into one transaction, the flows keep them apart.
+process); an unanswered one to the process whose next step follows it most closely. A lookup is
+a DNS transaction: the transactions stage already keeps concurrent askers apart (each client
+socket its own lookup) and folds only a resolver's resends into the lookup they repeat.
 
 Each logon carries `separation_confidence`: `high` when its address had no other chain open
 whenever one of its items was placed (or a unique IOR referral decided), `medium` when a
@@ -206,7 +206,7 @@ def _was_roles() -> dict[int, str]:
     return {p: r for p, r in DEFAULT_PORT_ROLES.items() if p not in (80, 443, 8080)}
 
 
-def _items(conns: pl.DataFrame, transactions: pl.DataFrame, dns_flows: pl.DataFrame | None = None) -> list[Item]:
+def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
     """Build the items (per connection / per DNS question) with their busy intervals."""
     items: list[Item] = []
     tx = transactions.with_row_index("txn_row")
@@ -263,17 +263,6 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame, dns_flows: pl.DataFr
         items.append(Item("dns", int(row["conn_id"]), [int(row["txn_row"])], row["client_ip"], row["server_ip"],
                           int(row["server_port"] or 53), "dns", q0, end, busy, [end] if answered else [], [],
                           dns_name=(row["operation"] or "").lower()))
-    # DNS exchanges the transactions stage folded into another process's question (many clients
-    # behind one address asking the same name at once): each UDP flow to port 53 is one process's
-    # lookup, so flows without a transaction of their own become items too
-    if dns_flows is not None and dns_flows.height:
-        have = set(dns["conn_id"].to_list())
-        for row in dns_flows.filter(~pl.col("conn_id").is_in(list(have))).iter_rows(named=True):
-            q0, end = int(row["first_ts_ns"]), int(row["last_ts_ns"])
-            answered = (row.get("packets_s2c") or 0) > 0
-            items.append(Item("dns", int(row["conn_id"]), [], row["client_ip"], row["server_ip"],
-                              int(row["server_port"]), "dns", q0, end, [(q0, end if answered else end + 1)],
-                              [end] if answered else [], []))
     items.sort(key=lambda it: (it.start_ns, it.conn_id))
     return items
 
@@ -350,8 +339,7 @@ def _referral_matching(tcp_items: list[Item], quiet_ns: int) -> dict[int, int]:
 def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> Grouping:
     """Chain items per client process and cut logons out of the chains (see module docstring)."""
     conns = relevant_connections(connections, transactions, profile)
-    dns_flows = connections.filter((pl.col("transport") == "udp") & (pl.col("server_port") == 53))
-    all_items = _items(conns, transactions, dns_flows)
+    all_items = _items(conns, transactions)
     tcp_items = [it for it in all_items if it.kind == "tcp"]
     dns_items = [it for it in all_items if it.kind == "dns"]
     quiet_ns = int(profile.start_quiet_s * 1e9)
