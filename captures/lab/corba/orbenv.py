@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import time
 from pathlib import Path
 from types import ModuleType
@@ -95,6 +96,14 @@ def load_omniorb() -> ModuleType:
         import omniORB  # type: ignore[import-not-found]
     except ImportError as exc:
         raise OmniOrbMissing(f"import omniORB failed: {exc}") from exc
+    # importIDL runs the ``omniidl`` program found on PATH, and omniidl starts with
+    # ``#!/usr/bin/env python``. cmeel installs it under cmeel.prefix/bin and the venv's
+    # ``python`` sits beside sys.executable: neither is on PATH on a fresh machine.
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    for bindir in (str(cmeel_prefix() / "bin"), os.path.dirname(sys.executable)):
+        if bindir not in path:
+            path.insert(0, bindir)
+    os.environ["PATH"] = os.pathsep.join(path)
     omniORB.importIDL(str(IDL_PATH))
     _loaded = omniORB
     return omniORB
