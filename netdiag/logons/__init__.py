@@ -200,7 +200,7 @@ def _paths(source: Any) -> list[str]:
 
 def _one_pass(source: Any, progress: Any = None) -> tuple[Any, pl.DataFrame | None]:
     """Run the capture -> TCP -> streams pass once, keeping the segment columns the budget needs."""
-    from netdiag import transactions as txmod
+    from netdiag.transactions import analyze_streams
 
     kept: list[pl.DataFrame] = []
 
@@ -208,7 +208,7 @@ def _one_pass(source: Any, progress: Any = None) -> tuple[Any, pl.DataFrame | No
         if segs is not None and segs.height:
             kept.append(segs.select([c for c in SEGMENT_COLUMNS if c in segs.columns]))
 
-    streams = txmod.analyze_streams(_paths(source), progress=progress, on_segments=keep)
+    streams = analyze_streams(_paths(source), progress=progress, on_segments=keep)
     segments = pl.concat(kept, how="vertical_relaxed") if kept else None
     return streams, segments
 
