@@ -170,7 +170,8 @@ def omni_env() -> dict[str, str] | None:
         if (prefix / "bin" / "omniidl").exists():
             env = dict(os.environ)
             env["LD_LIBRARY_PATH"] = f"{prefix / 'lib'}:{env.get('LD_LIBRARY_PATH', '')}"
-            env["PATH"] = f"{prefix / 'bin'}:{env['PATH']}"
+            # omniidl starts with `#!/usr/bin/env python`: the venv's python must be on PATH too
+            env["PATH"] = f"{prefix / 'bin'}:{Path(sys.executable).parent}:{env.get('PATH', '')}"
             return env
     return None
 
