@@ -7,8 +7,10 @@ A TOML file (TOML 1.0, read with the standard library's `tomllib`) describes one
   names (DOMAIN.md §1.1: BOOTSTRAP_ADDRESS 2809, ORB_LISTENER_ADDRESS 9100, the node agent's
   LSD 9900, CSIv2 SSL 9402/9403, WC_defaulthost 9080 / _secure 9443).
 - `[logon]`: the start rule (a client's connection to a bootstrap port starts a logon; DNS and
-  JNLP/jar HTTP just before it belong to it) and the end rule (the reply to an operation that
-  matches a regex, or an HTTP URL regex, or the last reply before a quiet period).
+  JNLP/jar HTTP just before it belong to it; inside a long-lived client process a request whose
+  GIOP operation matches `start_operation` starts the next logon) and the end rule (the reply to
+  an operation that matches a regex, or an HTTP URL regex, or the last reply before a quiet
+  period).
 - `[[client_groups]]` (subnet -> ward/site) and an optional CSV of the same.
 - `[thresholds]`: when a cause is worth a warning.
 
@@ -107,6 +109,7 @@ class Profile:
     end_operation: re.Pattern[str] | None = None
     end_url: re.Pattern[str] | None = None
     end_quiet_s: float = 5.0
+    start_operation: re.Pattern[str] | None = None
     client_groups: tuple[ClientGroup, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
     source: str | None = None
@@ -156,7 +159,7 @@ _HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_\-.]+)\s*\]\]?")
 _TOP_KEYS = {"capture", "servers", "logon", "client_groups", "client_groups_csv", "thresholds"}
 _CAPTURE_KEYS = {"point"}
 _SERVER_KEYS = {"name", "addresses", "ports"}
-_LOGON_KEYS = {"start", "start_quiet_s", "lead_in_s", "end_operation", "end_url", "end_quiet_s"}
+_LOGON_KEYS = {"start", "start_quiet_s", "lead_in_s", "start_operation", "end_operation", "end_url", "end_quiet_s"}
 _GROUP_KEYS = {"subnet", "group"}
 _THRESHOLD_KEYS = {f.name for f in fields(Thresholds)}
 
@@ -325,6 +328,7 @@ def parse_profile(text: str, *, source: str = "<profile>") -> Profile:
     start_quiet = ck.number(logon.get("start_quiet_s", 30.0), ("logon", "start_quiet_s"))
     lead_in = ck.number(logon.get("lead_in_s", 30.0), ("logon", "lead_in_s"))
     end_op = ck.regex(logon.get("end_operation", ""), ("logon", "end_operation"))
+    start_op = ck.regex(logon.get("start_operation", ""), ("logon", "start_operation"))
     end_url = ck.regex(logon.get("end_url", ""), ("logon", "end_url"))
     end_quiet = ck.number(logon.get("end_quiet_s", 5.0), ("logon", "end_quiet_s"), minimum=0.001)
 
@@ -355,6 +359,7 @@ def parse_profile(text: str, *, source: str = "<profile>") -> Profile:
 
     return Profile(servers=tuple(servers), capture_point=point, start_rule=start, start_quiet_s=start_quiet,
                    lead_in_s=lead_in, end_operation=end_op, end_url=end_url, end_quiet_s=end_quiet,
+                   start_operation=start_op,
                    client_groups=tuple(groups), thresholds=thr, source=source)
 
 
@@ -407,6 +412,13 @@ ports = { 2809 = "bootstrap", 9100 = "orb", 9900 = "lsd", 9403 = "iiop_tls", 908
 start = "bootstrap"
 start_quiet_s = 30
 lead_in_s = 30
+# A client process that stays up (a shared ward PC: "switch user") logs on again and again over
+# the connections it keeps. Each request whose GIOP operation matches this regex starts the next
+# logon of that process (a retry after a failed or forwarded answer does not) ...
+start_operation = ""        # e.g. "^authenticate$"
+# ... and without it, the process's first application operations (e.g. authenticate,
+# getUserContext) sent again, in the same order, while nothing is outstanding, start the next
+# logon (the naming lookups right before them belong to it). Time between logons is in none.
 # The logon ends at the reply to the first GIOP operation matching this regex ...
 end_operation = ""          # e.g. "authenticate|getUserContext"
 # ... or at the response to the first HTTP request (method + path) matching this regex ...

@@ -91,7 +91,9 @@ def test_budget_columns_sum_exactly_to_duration_on_random_timelines():
             q1 = t + rng.uniform(0, 3.3)
             r0 = q1 + rng.uniform(0, 900.0) / 3
             r1 = r0 + rng.uniform(0, 30.0)
-            txns.append(transaction(1, C, S, 2809, "giop", f"op{k % 3}", t, q1, r0, r1))
+            # distinct operations: a process sending its first operations again after a pause is
+            # its next logon (grouping), and this test is about one logon's budget
+            txns.append(transaction(1, C, S, 2809, "giop", f"op{k}", t, q1, r0, r1))
             t = r1 if rng.random() < 0.7 else t   # some requests overlap the next one
         _, row = _one_logon(conns, txns)
         assert _left_to_right_sum(row) == row["duration_s"]

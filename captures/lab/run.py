@@ -231,10 +231,17 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
             if sc.keylog:
                 ccfg["https"]["keylog"] = str(keylog)
             cpath = work / f"client{i}.json"
-            cpath.write_text(json.dumps(ccfg))
-            res = lb.run_in(lb.cli, [PY, "-m", "captures.lab.corba.client", "--config", str(cpath), "--log",
-                                     str(logs["client"]), "--workdir", str(work / "client")],
-                            timeout=float(ccfg.get("max_runtime_s", 90)) + 30, stderr=err)
+            if "tool" in ccfg:
+                # a name-service tool run from the same workstation (corba/nametool.py), not a logon
+                tool = {"host": APP_IP, "naming_port": PORTS["naming"], **ccfg["tool"]}
+                cpath.write_text(json.dumps(tool))
+                cmd = [PY, "-m", "captures.lab.corba.nametool", "--config", str(cpath), "--log", str(logs["client"]),
+                       "--workdir", str(work / "tool")]
+            else:
+                cpath.write_text(json.dumps(ccfg))
+                cmd = [PY, "-m", "captures.lab.corba.client", "--config", str(cpath), "--log",
+                       str(logs["client"]), "--workdir", str(work / "client")]
+            res = lb.run_in(lb.cli, cmd, timeout=float(ccfg.get("max_runtime_s", 90)) + 30, stderr=err)
             rcs.append(res.returncode)
             time.sleep(0.3)
         time.sleep(sc.linger_s)
@@ -312,7 +319,8 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
     # connections: app ORB connections = distinct client addresses the servers saw; naming and
     # HTTP(S) from the client's and web server's own records
     orb_conns = {(r["server"], r["client"]) for r in server_requests}
-    naming_conns = {(e.get("logon"), e.get("peer")) for e in giop_sent
+    # (one naming connection per client process: omniORB keeps it for all logons of the process)
+    naming_conns = {(e.get("pid"), e.get("peer")) for e in giop_sent
                     if e.get("peer") and e["peer"].endswith(f":{PORTS['naming']}")}
     web_conns = {(e["scheme"], e["client"]) for e in web}
     logons = []
@@ -324,6 +332,18 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
                 if lg["logon"] == e["logon"]:
                     lg.update(end_ts_ns=e["ts_ns"], outcome=e["outcome"],
                               duration_s=round((e["ts_ns"] - lg["start_ts_ns"]) / 1e9, 6))
+
+    # name-service tool runs (corba/nametool.py): sessions on the naming port that are not logons
+    tool_runs = []
+    for e in cli:
+        if e["event"] == "tool_start":
+            tool_runs.append({"tool_run": e.get("tool_run"), "pid": e.get("pid"), "start_ts_ns": e["ts_ns"],
+                              "ops": e.get("ops")})
+        elif e["event"] == "tool_end":
+            for tr in tool_runs:
+                if tr["pid"] == e.get("pid"):
+                    tr.update(end_ts_ns=e["ts_ns"], outcome=e.get("outcome"))
+    processes = collections.Counter(e.get("pid") for e in cli if e["event"] == "logon_start")
 
     # what the capture point can see of the bridge's drops: a frame dropped in the middle is on
     # the wire before the bridge (sender side) and absent after it
@@ -365,7 +385,8 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
             "server_ops": sc.server_config("app1", APP_IP, True)["ops"],
             "server_nagle": sc.server_nagle, "web_nagle": sc.web_nagle,
             "client_phases": [{k: v for k, v in c.items() if k in ("logons", "first_logon", "concurrency", "https",
-                                                                    "corba")} for c in sc.client_configs()],
+                                                                    "corba", "session", "tool")}
+                              for c in sc.client_configs()],
             "giop": sc.giop,
             "capture_drops_rules": sc.capture_drops,
             "nft_ruleset": sc.nft or None,
@@ -382,6 +403,12 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
         "expected": {
             "logons": len(logons),
             "logons_ok": sum(1 for lg in logons if lg.get("outcome") == "ok"),
+            # every logon the client logged ran to its end inside the capture (none cut by its start or end)
+            "logons_incomplete": 0,
+            "client_processes": len(processes),
+            "logons_per_process": dict(sorted(collections.Counter(processes.values()).items())),
+            "not_logons": len(tool_runs),
+            **sc.expected(),
             "giop_requests_by_op": dict(sorted(by_op.items())),
             "giop_requests": sum(by_op.values()),
             "giop_locate_requests": sum(1 for e in giop_sent if e.get("msg_type") == "LocateRequest"),
@@ -408,6 +435,7 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
         "kernel_tcp_counters": tcpdump_counts.get("kernel_tcp", {}),
         "client_exit_codes": client_rcs,
         "logons": logons,
+        "tool_runs": tool_runs,
         "server_requests": server_requests,
         "web_requests": web,
         "client_events": cli,

@@ -64,6 +64,14 @@ class Scenario:
     linger_s: float = 0.0                              # keep capturing this long after the last client run
     nft: str = ""                                      # nftables ruleset loaded in the server namespace
     giop: dict = field(default_factory=lambda: {"max_version": "1.2", "buffer_size": 8192})
+    # What netdiag must say about the affected logons (tests/test_logons_lab_all.py; run.py writes
+    # these into the truth's "expected" block): the budget category that should be the dominant
+    # cause (None: nothing is asserted, the scenario injects no wait); the injected seconds of that
+    # cause per affected logon where the peers' config states them (None: not stated); which
+    # logons are affected (client logon indices; None: all).
+    expect_cause: str | None = None
+    expect_seconds: float | None = None
+    expect_logons: list[int] | None = None
 
     def server_config(self, name: str, host: str, naming: bool) -> dict:
         ops = copy.deepcopy(BASE_SERVER_OPS)
@@ -79,6 +87,11 @@ class Scenario:
         base = merge(BASE_CLIENT, self.client)
         return [merge(base, p) for p in self.phases]
 
+    def expected(self) -> dict:
+        """The expected-cause block of the truth file (see the expect_* fields)."""
+        return {"dominant_cause": self.expect_cause, "dominant_seconds": self.expect_seconds,
+                "dominant_logons": self.expect_logons}
+
 
 def merge(base: dict, over: dict) -> dict:
     """Deep merge (dicts recursively, everything else replaced); inputs untouched."""
@@ -93,10 +106,12 @@ def merge(base: dict, over: dict) -> dict:
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("baseline", "two clean logons (200s then 304s for the jars), no impairment; capture at the client",
-             client={"logons": 2}),
+             client={"logons": 2},
+             expect_cause=None),
     Scenario("added_rtt", "25 ms added each way by the bridge (RTT +50 ms) on every frame; capture in the middle "
              "(server-facing veth: client->server frames after their delay, server->client before theirs)",
-             capture_point="middle", impair={"c2s": {"delay_ms": 25}, "s2c": {"delay_ms": 25}}),
+             capture_point="middle", impair={"c2s": {"delay_ms": 25}, "s2c": {"delay_ms": 25}},
+             expect_cause="network_rtt_s"),
     Scenario("loss_c2s", "client->server loss: the first frame carrying 'authenticate' and the first GET of a "
              "jar are dropped, plus seeded 3% loss of client data frames; capture at the server (drops unseen)",
              capture_point="server",
@@ -104,7 +119,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
                      "rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "contains": "authenticate",
                                 "nth": [1], "action": "drop"},
                                {"dir": "c2s", "proto": "tcp", "dport": 9080, "contains": "GET /epj/lib/",
-                                "nth": [1], "action": "drop"}]}),
+                                "nth": [1], "action": "drop"}]},
+             expect_cause="loss_recovery_s"),
     Scenario("loss_c2s_client", "the same client->server loss as loss_c2s (first 'authenticate' frame, first "
              "jar GET, seeded 3% of client data frames dropped) but captured at the client: each dropped original "
              "and its resend are both in the file, so the client's resend wait is visible as loss recovery",
@@ -112,68 +128,104 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
                      "rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "contains": "authenticate",
                                 "nth": [1], "action": "drop"},
                                {"dir": "c2s", "proto": "tcp", "dport": 9080, "contains": "GET /epj/lib/",
-                                "nth": [1], "action": "drop"}]}),
+                                "nth": [1], "action": "drop"}]},
+             expect_cause="loss_recovery_s"),
     Scenario("loss_s2c", "server->client loss: data frames 4 and 5 of the ORB port's replies dropped, plus "
              "seeded 3% loss of server data frames; capture in the middle (drops seen, then their resends)",
              capture_point="middle",
              impair={"s2c": {"loss": {"p": 0.03, "seed": 5, "tcp_payload_only": True}},
                      "rules": [{"dir": "s2c", "proto": "tcp", "sport": 9100, "payload": True, "nth": [4, 5],
-                                "action": "drop"}]}),
+                                "action": "drop"}]},
+             expect_cause="loss_recovery_s"),
     Scenario("slow_auth", "authenticate thinks 2000 ms at the server; capture at the server",
-             capture_point="server", server_ops={"authenticate": {"think_ms": 2000}}),
+             capture_point="server", server_ops={"authenticate": {"think_ms": 2000}},
+             expect_cause="server_s", expect_seconds=2.0),
     Scenario("dropped_syn", "the first SYN to the ORB port (9100) is dropped: the client resends it after ~1 s; "
              "capture at the client", impair={"rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "syn": True,
-                                                          "nth": [1], "action": "drop"}]}),
+                                                          "nth": [1], "action": "drop"}]},
+             expect_cause="connect_s", expect_seconds=1.0),
     Scenario("dropped_syn_nft", "nftables variant: the server host's own input hook drops the first SYN to "
              "9100 (a quota rule: 'quota until 100 bytes' matches only the first 60-byte SYN), so the capture at "
              "the server shows the SYN arriving unanswered, then its resend ~1 s later being answered",
              capture_point="server",
              nft="table inet ndl_lab {\n  chain input {\n    type filter hook input priority 0; policy accept;\n"
-                 "    tcp dport 9100 tcp flags & (syn | ack) == syn quota until 100 bytes counter drop\n  }\n}\n"),
+                 "    tcp dport 9100 tcp flags & (syn | ack) == syn quota until 100 bytes counter drop\n  }\n}\n",
+             expect_cause="connect_s", expect_seconds=1.0),
     Scenario("slow_dns", "the first DNS query is dropped (resolver resends after 1 s) and every DNS answer "
              "is held 300 ms; capture at the client",
              impair={"rules": [{"dir": "c2s", "proto": "udp", "dport": 53, "nth": [1], "action": "drop"},
-                               {"dir": "s2c", "proto": "udp", "sport": 53, "action": "delay", "delay_ms": 300}]}),
+                               {"dir": "s2c", "proto": "udp", "sport": 53, "action": "delay", "delay_ms": 300}]},
+             expect_cause="dns_s", expect_seconds=1.3),
     Scenario("tls", "HTTPS GET over TLS 1.2 (logon 0) then TLS 1.3 (logon 1) with NSS key log (tls.keys); "
              "capture at the client", keylog=True,
              phases=[{"https": {"enabled": True, "tls_version": "1.2"}},
-                     {"first_logon": 1, "https": {"enabled": True, "tls_version": "1.3"}}]),
+                     {"first_logon": 1, "https": {"enabled": True, "tls_version": "1.3"}}],
+             expect_cause="client_s"),
     Scenario("zero_window", "slow reader: the client's receive buffer shrinks to 4 KB and the client process "
              "is stopped for 2 s (a GC-like pause) while a 120 KB getWorklist reply arrives -> zero window and "
              "window probes; getWorklist thinks 1000 ms so the reply lands inside the pause even though the "
              "pause helper (a new Python process) needs a few hundred ms to start; capture at the client",
              server_ops={"getWorklist": {"reply_bytes": 120000, "think_ms": 1000}},
              client={"corba": {"slow_reader": {"op": "getWorklist", "rcvbuf": 4096, "after_ms": 20,
-                                               "pause_ms": 2000}}}),
+                                               "pause_ms": 2000}}},
+             expect_cause="flow_control_s"),
     Scenario("nagle_delayed_ack", "web server writes head and body in two small writes with Nagle on, and the "
              "ORB server keeps Nagle on (TCP_NODELAY cleared): second writes wait for the client's delayed ACK; "
              "capture at the server; four small resources after the jars, once the client's TCP has left "
              "quick-ACK mode, make the stall visible", capture_point="server", web_nagle=True, server_nagle=True,
              web_jars={**JARS, **SMALL_JARS},
-             client={"logons": 2, "http": {"jars": JAR_PATHS + [f"/epj/lib/{j}" for j in SMALL_JARS]}}),
+             client={"logons": 2, "http": {"jars": JAR_PATHS + [f"/epj/lib/{j}" for j in SMALL_JARS]}},
+             expect_cause="client_s"),
     Scenario("system_exception_retry", "getUserContext raises CORBA::TRANSIENT on its first call; the client "
              "retries once; capture at the server", capture_point="server",
-             server_ops={"getUserContext": {"transient_first_n": 1}}),
+             server_ops={"getUserContext": {"transient_first_n": 1}},
+             expect_cause="client_s"),
     Scenario("location_forward", "authenticate answers LOCATION_FORWARD to a second server (epj-app2, "
              "10.77.1.11:9100) on its first call; the client's ORB re-sends there; capture at the client",
              second_server=True,
              server_ops={"authenticate": {"forward_first_n": 1,
-                                          "forward_to": f"corbaloc::1.2@{APP2_IP}:9100/EPJSession"}}),
+                                          "forward_to": f"corbaloc::1.2@{APP2_IP}:9100/EPJSession"}},
+             expect_cause="client_s"),
     Scenario("request_timeout_retry", "getWorklist never answers its first call in time (3 s hang); the "
              "client's 1.5 s call timeout fires, omniORB closes that connection and the retry goes out on a new "
              "one; the capture lingers 2 s so the late reply (and the client's RST) is in it; capture at the client",
              linger_s=2.0,
              server_ops={"getWorklist": {"hang_first_n": 1, "hang_s": 3.0}},
-             client={"corba": {"call_timeout_ms": 1500, "retries": 1}}),
+             client={"corba": {"call_timeout_ms": 1500, "retries": 1}},
+             expect_cause="server_s", expect_seconds=1.5),
     Scenario("capture_drops", "a clean logon, then frames removed from the capture file (not the network): "
              "the frame with the authenticate request, the first frame of the getWorklist reply data and every "
              "40th frame; capture at the client",
              capture_drops=[{"contains": "authenticate", "nth": 1}, {"sport": 9100, "payload": True, "nth": 3},
-                            {"every": 40}]),
+                            {"every": 40}],
+             expect_cause="client_s"),
     Scenario("storm", "20 logons at once from one workstation address (each its own process, ORB and "
              "connections; 1 s start-up and 250 ms think between calls so all twenty overlap although starting "
              "20 Python processes on 2 cores takes ~2 s); jars answered 304; smaller replies; capture at the server", capture_point="server",
              server_ops={"getWorklist": {"reply_bytes": 8000}, "fetchPatientList": {"reply_bytes": 6000}},
              client={"logons": 20, "concurrency": 20, "max_runtime_s": 120,
-                     "http": {"conditional_from_logon": 0}, "corba": {"think_ms": 250, "startup_ms": 1000}}),
+                     "http": {"conditional_from_logon": 0}, "corba": {"think_ms": 250, "startup_ms": 1000}},
+             expect_cause="client_s"),
+    Scenario("repeated_logons", "three logons in ONE client process over its reused naming and ORB connections "
+             "(a shared ward PC: log on, log out, the next user logs on in the running client), 300 ms apart; "
+             "each logon resolves epj/Session again and runs authenticate ... logout; authenticate thinks 800 ms, "
+             "so each logon takes about 1.1 s; the client logs each logon's start and end; capture at the client",
+             server_ops={"authenticate": {"think_ms": 800}},
+             client={"session": {"logons_per_process": 3, "between_ms": 300}},
+             expect_cause="server_s", expect_seconds=0.8),
+    Scenario("switch_user", "five short logons in ONE client process (\"switch user\" on a ward PC): resolve, "
+             "authenticate, getUserContext, logout, 20 ms client think, 700 ms of quiet between logons, "
+             "connections reused; no downloads; capture at the server",
+             capture_point="server",
+             client={"http": {"enabled": False},
+                     "corba": {"think_ms": 20, "startup_ms": 0,
+                               "sequence": [["authenticate", {}], ["getUserContext", {}], ["logout", {}]]},
+                     "session": {"logons_per_process": 5, "between_ms": 700}},
+             expect_cause="server_s", expect_seconds=0.08),
+    Scenario("naming_tool", "a name-service tool (captures/lab/corba/nametool.py: narrow, list, resolve on "
+             "2809, never the application server) run twice between two normal logons from the same "
+             "workstation address: the tool runs are not logons; capture at the client",
+             phases=[{}, {"tool": {"runs": 2, "between_ms": 400, "ops": [["list", 50], ["resolve", "epj/Session"]]}},
+                     {"first_logon": 1}],
+             expect_cause="client_s"),
 ]}

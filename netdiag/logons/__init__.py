@@ -43,6 +43,10 @@ _REQUEST_PROTOCOLS = ("giop", "http", "turn")
 _EXCEPTION_STATUSES = ("SYSTEM_EXCEPTION", "USER_EXCEPTION", "LOC_SYSTEM_EXCEPTION")
 
 
+NOT_LOGON_SCHEMA = {"client_ip": pl.String, "server_ip": pl.String, "start_ts_ns": pl.Int64, "end_ts_ns": pl.Int64,
+                    "conn_ids": pl.List(pl.UInt32), "requests": pl.Int64, "reason": pl.String}
+
+
 class NoLogonsError(NetdiagError):
     """The capture holds no logon; the message says why (no server traffic, no logon start)."""
 
@@ -61,6 +65,10 @@ class LogonAnalysis:
     orphan_connections: int = 0
     notes: list[str] = field(default_factory=list)
     streams: Any = None                          # the transactions stage's result (connections...)
+    # sessions that are not logons (a name-service tool, a probe): client_ip, server_ip,
+    # start_ts_ns, end_ts_ns, conn_ids, requests, reason; kept out of every logon statistic
+    not_logons: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NOT_LOGON_SCHEMA))
+    unassigned_requests: int = 0                 # requests of logon processes outside every logon
 
     def server_seconds_by_operation(self) -> pl.DataFrame:
         """Per logon and operation: the budget's server seconds (logon_id, protocol, operation, server_s)."""
@@ -100,10 +108,17 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     transactions = transactions if transactions.height else TRANSACTIONS.empty()
     grouping = group_logons(connections, transactions, prof)
     lg = grouping.logons
+    not_logons = pl.DataFrame(grouping.not_logons, schema=NOT_LOGON_SCHEMA)
+    notes = _grouping_notes(grouping, lg)
     if lg.height == 0:
+        reason = _why_no_logons(connections, transactions, prof)
+        if not_logons.height:
+            reason = (f"no logons: {not_logons.height} session(s) on the naming port, none of them a logon ("
+                      + "; ".join(sorted(set(not_logons["reason"].to_list()))) + ")")
         return LogonAnalysis(LOGONS.empty(), FINDINGS.empty(), {}, pl.DataFrame(),
-                             no_logons_reason=_why_no_logons(connections, transactions, prof),
-                             orphan_connections=grouping.orphans, streams=_Tables(connections, transactions))
+                             no_logons_reason=reason, orphan_connections=grouping.orphans, notes=notes,
+                             streams=_Tables(connections, transactions), not_logons=not_logons,
+                             unassigned_requests=grouping.unassigned_requests)
     members = grouping.members
     conn_causes, txn_causes = label_causes(connections, transactions, segments, members, prof)
     iv = build_intervals(lg, members, connections, transactions, segments, conn_causes, txn_causes)
@@ -157,12 +172,32 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     logons_table = LOGONS.conform(out)
     findings = build_findings(out, iv, cause_ns, connections, transactions, segments, members, prof)
     pop = population(logons_table, in_window)
+    return LogonAnalysis(logons_table, findings, pop, iv, orphan_connections=grouping.orphans, notes=notes,
+                         streams=_Tables(connections, transactions), not_logons=not_logons,
+                         unassigned_requests=grouping.unassigned_requests)
+
+
+def _grouping_notes(grouping: Any, lg: pl.DataFrame) -> list[str]:
+    """Notes that account for everything grouping left out of the logon statistics, with counts."""
     notes = []
     if grouping.orphans:
         notes.append(f"{grouping.orphans} connection(s) to EPJ servers belong to no logon (no logon start seen "
                      "for their client process)")
-    return LogonAnalysis(logons_table, findings, pop, iv, orphan_connections=grouping.orphans, notes=notes,
-                         streams=_Tables(connections, transactions))
+    if grouping.unassigned_requests:
+        notes.append(f"{grouping.unassigned_requests} request(s) of logon client processes belong to no logon "
+                     "(sent between two logons of one process, or after a logon's end)")
+    if grouping.not_logons:
+        by_reason: dict[str, int] = {}
+        for d in grouping.not_logons:
+            by_reason[d["reason"]] = by_reason.get(d["reason"], 0) + 1
+        notes.append(f"{len(grouping.not_logons)} session(s) on the naming port are not logons and are kept out of "
+                     "the logon statistics: " + "; ".join(f"{n} x {r}" for r, n in sorted(by_reason.items())))
+    if lg.height:
+        cut = int((lg["outcome"] == "incomplete").sum())
+        if cut:
+            notes.append(f"{cut} logon(s) cut by the start or end of the capture are incomplete: listed, but kept "
+                         "out of the duration percentiles and the budget totals")
+    return notes
 
 
 def _logon_filter(client_ip: str, tcp_ports: list | None, udp_ports: list | None, f0: int | None, uf0: int | None,

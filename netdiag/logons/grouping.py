@@ -67,6 +67,23 @@ JNLP_RE = re.compile(r"(?i)\.jnlp(\?|$|\s)")
 # Zeek conn_state values of a connection attempt that never got going.
 FAILED_CONNECT_STATES = frozenset({"S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR"})
 
+# Operations a process sends to the naming service (CosNaming, the INIT bootstrap's "get") and
+# those its ORB sends by itself: they belong to a logon but never identify one, and a session of
+# nothing else on the naming port is a name-service tool or a probe, not a logon.
+NAMING_OPERATIONS = frozenset({"resolve", "resolve_str", "list", "bind", "rebind", "bind_context", "rebind_context",
+                               "unbind", "new_context", "bind_new_context", "destroy", "to_name", "to_string",
+                               "to_url", "next_one", "next_n", "get"})
+ORB_OPERATIONS = frozenset({"_is_a", "_non_existent", "_not_existent", "_interface", "_get_interface_def",
+                            "_component", "_repository_id", "_domain_managers", "LocateRequest"})
+# Zeek conn_state values of a connection still open when the capture ended (no FIN/RST seen both ways).
+OPEN_STATES = frozenset({"S0", "S1", "S2", "S3", "OTH"})
+# A connection without a SYN whose first packet is this close to the capture's start began before it.
+CUT_AT_START_NS = 1_000_000_000
+
+# Without a profile start rule, this many first application operations of a process, sent again
+# in the same order, start its next logon.
+REPEAT_SIGNATURE = 2
+
 _CONFIDENCE_RANK = {"high": 2, "medium": 1, "low": 0}
 # A bootstrap while one of the chain's requests has been outstanding this long is a re-bootstrap
 # of that process (it gave up waiting), not a new process; ORB call timeouts are >= 1 s.
@@ -102,6 +119,8 @@ class Item:
     first_operation: str | None = None  # the first request on the item (e.g. "GET /epj/epj.jnlp")
     capture_loss: bool = False          # the capture missed bytes of this connection
     rtt_client_side_ms: float | None = None
+    syn_seen: bool = True               # the connection's handshake is in the capture
+    state: str | None = None            # Zeek conn_state
 
 
 @dataclass
@@ -161,6 +180,8 @@ class Grouping:
     members: pl.DataFrame            # logon_idx, conn_id, kind, txn_row (-1 for none)
     orphans: int                     # server connections that joined no logon
     relevant_connections: int        # connections/questions considered (to EPJ servers, DNS)
+    not_logons: list[dict] = field(default_factory=list)   # sessions that are not logons (reason)
+    unassigned_requests: int = 0     # requests on logon processes' connections outside every logon
 
 
 def relevant_connections(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> pl.DataFrame:
@@ -253,7 +274,8 @@ def _items(conns: pl.DataFrame, transactions: pl.DataFrame) -> list[Item]:
                           int(row["server_port"]), row["role"], start, last, busy, deliveries, referrals,
                           failed_connect=bool(failed), rtt_client_side_ms=row.get("rtt_client_side_ms"),
                           first_operation=first_op.get(cid),
-                          capture_loss=bool((row.get("unseen_bytes") or 0) > 0)))
+                          capture_loss=bool((row.get("unseen_bytes") or 0) > 0), syn_seen=syn is not None,
+                          state=row["state"]))
     dns = tx.filter(pl.col("protocol") == "dns")
     for row in dns.iter_rows(named=True):
         q0 = int(row["req_first_ts_ns"])
@@ -441,7 +463,9 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
         item_chain.append((it, chosen))
 
     _attach_dns(dns_items, chains_by_ip, txs, lead_ns, item_chain)
-    return _cut_logons(chains, item_chain, conns, txs, profile, lead_ns)
+    bounds = ((int(connections["first_ts_ns"].min()), int(connections["last_ts_ns"].max()))
+              if connections.height and connections["first_ts_ns"].null_count() < connections.height else None)
+    return _cut_logons(chains, item_chain, conns, txs, profile, lead_ns, bounds)
 
 
 def _dns_answers(detail: str | None) -> set[str]:
@@ -502,10 +526,12 @@ def _last_step_failed(ch: Chain, txs: dict[str, list], t: int) -> bool:
     return failed
 
 
-def _end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | None = None
-            ) -> tuple[int, str, int | None] | None:
-    """(end_ts_ns, how, txn_row) of the chain's logon, looking only at events before `until`.
+def _end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | None = None,
+            lo: int | None = None, hi: int | None = None) -> tuple[int, str, int | None] | None:
+    """(end_ts_ns, how, txn_row) of a logon of the chain, looking only at events before `until`.
 
+    The logon is the chain's requests that start in [lo, hi) (None: unbounded; several logons
+    of one long-lived process each have their own window, see _logon_windows).
     how: 'end_operation', 'end_url' or 'quiet'. None when nothing happened after the bootstrap.
     """
     if ch.bootstrap_ns is None:
@@ -514,7 +540,8 @@ def _end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | N
     events: list[tuple[int, int, int]] = []   # (request start, answer end, row)
     for r, last in conn_last.items():
         q0 = txs["req_first_ts_ns"][r]
-        if q0 is None or (until is not None and q0 > until):
+        if q0 is None or (until is not None and q0 > until) or (lo is not None and q0 < lo) or (
+                hi is not None and q0 >= hi):
             continue
         rs = txs["rsp_last_ts_ns"][r]
         # an unanswered request keeps the process waiting until it gives up: until its next
@@ -522,7 +549,8 @@ def _end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | N
         a1 = rs if rs is not None else max(last, txs["req_last_ts_ns"][r] or q0)
         events.append((int(q0), int(a1), r))
     for it in ch.items:
-        if it.kind == "tcp" and it.failed_connect and (until is None or it.start_ns <= until):
+        if it.kind == "tcp" and it.failed_connect and (until is None or it.start_ns <= until) and (
+                lo is None or it.start_ns >= lo) and (hi is None or it.start_ns < hi):
             events.append((it.start_ns, it.last_ns, -1))
     events.sort()
     for i, (q0, a1, r) in enumerate(events):
@@ -562,55 +590,276 @@ def _end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | N
             break
         run_end = a1 if run_end is None else max(run_end, a1)
     if end is None and run_end is not None:
+        if run_end < ch.bootstrap_ns:
+            return None  # only lead-in answers so far: nothing after the bootstrap was answered
         if until is not None and until - run_end < quiet:
             return None  # still going at `until`
         end = (run_end, "quiet", None)
     return end
 
 
+@dataclass
+class _Req:
+    """One request of a chain (a transactions row), in the order the process sent them."""
+
+    q0: int                  # first request byte at the capture point
+    a1: int | None           # last answer byte (None: unanswered)
+    row: int
+    protocol: str
+    operation: str
+    status: str | None
+
+
+def _chain_requests(ch: Chain, txs: dict[str, list]) -> list[_Req]:
+    out = []
+    for it in ch.items:
+        if it.kind != "tcp":
+            continue
+        for r in it.txn_rows:
+            q0 = txs["req_first_ts_ns"][r]
+            if q0 is None or txs["protocol"][r] not in ("giop", "http", "turn"):
+                continue
+            rs = txs["rsp_last_ts_ns"][r]
+            out.append(_Req(int(q0), None if rs is None else int(rs), r, txs["protocol"][r],
+                            txs["operation"][r] or "", txs["status"][r]))
+    out.sort(key=lambda q: (q.q0, q.row))
+    return out
+
+
+def _is_app_operation(q: _Req) -> bool:
+    return q.protocol == "giop" and q.operation not in NAMING_OPERATIONS and q.operation not in ORB_OPERATIONS
+
+
+def _fresh_start(reqs: list[_Req], i: int) -> bool:
+    """True when request i starts something new: nothing outstanding, the last answer was not a failure.
+
+    A request sent again after an exception, a LOCATION_FORWARD, a timeout or while an earlier one
+    still waits is a retry inside the logon, never the start of the next one.
+    """
+    t = reqs[i].q0
+    last: tuple[int, str | None] | None = None   # (answer time, status) of the latest answer
+    for q in reqs[:i]:
+        if q.a1 is None or q.a1 > t:
+            return False          # outstanding (or never answered: the process gave up on it)
+        if last is None or q.a1 > last[0]:
+            last = (q.a1, q.status)
+    return last is not None and not _is_failed_status(last[1]) and last[1] not in FORWARD_STATUSES
+
+
+def _burst_start(reqs: list[_Req], i: int, floor: int) -> int:
+    """The first request of the run that request i opens: the naming lookups and ORB messages
+    right before it (sent after `floor`, the previous answer of an application call) belong to it."""
+    j = i
+    while j > 0 and not _is_app_operation(reqs[j - 1]) and reqs[j - 1].protocol == "giop" and reqs[j - 1].q0 > floor:
+        j -= 1
+    return reqs[j].q0
+
+
+def _logon_splits(ch: Chain, reqs: list[_Req], profile: Profile) -> list[int]:
+    """Request times where a further logon of this (long-lived) process starts (see _logon_windows)."""
+    giop = [q for q in reqs if q.q0 >= (ch.bootstrap_ns or 0)]
+    starts: list[int] = []
+
+    def floor_before(i: int) -> int:
+        prev = [q.a1 for q in giop[:i] if _is_app_operation(q) and q.a1 is not None]
+        return max(prev) if prev else -1
+
+    if profile.start_operation is not None:
+        seen = False
+        for i, q in enumerate(giop):
+            if q.protocol != "giop" or not profile.start_operation.search(q.operation):
+                continue
+            if seen and _fresh_start(giop, i):
+                starts.append(_burst_start(giop, i, floor_before(i)))
+            seen = True
+        return starts
+    # without a start rule: the process's first application operations, sent again in the same
+    # order while nothing is outstanding, after a pause longer than the process's usual ones,
+    # start the next logon (a switch user in a running client)
+    app = [i for i, q in enumerate(giop) if _is_app_operation(q)]
+    sig = [giop[i].operation for i in app[:REPEAT_SIGNATURE]]
+    if len(sig) < REPEAT_SIGNATURE or len(set(sig)) < len(sig):
+        return starts
+    k = len(sig)
+    m = k
+    lo_i = 0
+    while m + k <= len(app):
+        i = app[m]
+        if [giop[app[m + x]].operation for x in range(k)] == sig and _fresh_start(giop, i):
+            b = _burst_start(giop, i, floor_before(i))
+            j = next(x for x in range(i + 1) if giop[x].q0 == b)
+            if _quiet_before(giop, lo_i, j):
+                starts.append(b)
+                lo_i = j
+                m += k
+                continue
+        m += 1
+    return starts
+
+
+def _idle_gap(reqs: list[_Req], j: int, lo_i: int) -> int | None:
+    """Time from the latest answer before request j (within reqs[lo_i:j]) to j; None if one is outstanding."""
+    answers = [q.a1 for q in reqs[lo_i:j]]
+    if not answers or any(a is None or a > reqs[j].q0 for a in answers):
+        return None
+    return reqs[j].q0 - max(a for a in answers if a is not None)
+
+
+def _quiet_before(reqs: list[_Req], lo_i: int, j: int) -> bool:
+    """The pause before request j is longer than twice the median pause inside the logon so far
+    (reqs[lo_i:j]): a process repeating operations at its usual pace is still in the same logon."""
+    gap = _idle_gap(reqs, j, lo_i)
+    if gap is None or gap <= 0:
+        return False
+    inner = [g for x in range(lo_i + 1, j) if (g := _idle_gap(reqs, x, lo_i)) is not None]
+    return not inner or gap > 2 * statistics.median(inner)
+
+
+def _logon_windows(ch: Chain, txs: dict[str, list], profile: Profile
+                   ) -> list[tuple[int | None, int | None, tuple[int, str, int | None] | None]]:
+    """The logons of one chain: [(lo, hi, end)], requests starting in [lo, hi) are that logon's.
+
+    One client process may log on many times over the connections it keeps (a shared ward PC).
+    The next logon starts at a request matching the profile's `start_operation`; without one,
+    where the process's first application operations come again in the same order while nothing
+    is outstanding (_logon_splits). The naming lookups right before such a request belong to the
+    new logon. Each logon's end is found in its own window by the end rule (_end_of), so the time
+    between two logons, and requests after a logon's end reply, belong to none.
+    """
+    splits = sorted(set(_logon_splits(ch, _chain_requests(ch, txs), profile)))
+    los: list[int | None] = [None, *splits]
+    his: list[int | None] = [*splits, None]
+    return [(lo, hi, _end_of(ch, txs, profile, lo=lo, hi=hi)) for lo, hi in zip(los, his, strict=True)]
+
+
+def _naming_only(ch: Chain, txs: dict[str, list]) -> tuple[bool, list[str]]:
+    """(True, operations) when every connection of the chain went to a bootstrap (naming) port and
+    carried only naming and ORB operations, all answered without an exception: a name-service tool
+    or a probe, which never went on to an application server."""
+    tcp = [it for it in ch.items if it.kind == "tcp"]
+    if not tcp or any(it.role != "bootstrap" or it.failed_connect for it in tcp):
+        return False, []
+    ops: list[str] = []
+    for it in tcp:
+        for r in it.txn_rows:
+            op = txs["operation"][r] or ""
+            if txs["protocol"][r] != "giop" or (op not in NAMING_OPERATIONS and op not in ORB_OPERATIONS):
+                return False, []
+            if txs["rsp_last_ts_ns"][r] is None or _is_failed_status(txs["status"][r]):
+                return False, []
+            ops.append(op)
+    return True, ops
+
+
 def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]], conns: pl.DataFrame,
-                txs: dict[str, list], profile: Profile, lead_ns: int) -> Grouping:
+                txs: dict[str, list], profile: Profile, lead_ns: int,
+                bounds: tuple[int, int] | None = None) -> Grouping:
+    """Cut each chain into its logons (_logon_windows) and build the logon rows and members.
+
+    A logon cut by the capture's start (its first connection's handshake is not in the capture,
+    which began right then) or end (the capture ended within end_quiet_s of the chain's last
+    packet while the logon was still under way: nothing past the naming service answered yet, its
+    last request unanswered on an open connection, or the profile's end rule not reached) is
+    `incomplete`. A chain that only talked to the naming service is not a logon (not_logons).
+    """
     rows: list[dict] = []
     members: list[tuple[int, int, str, int]] = []
+    not_logons: list[dict] = []
     orphans = sum(1 for it, ch in item_chain if it.kind == "tcp" and (ch is None or ch.bootstrap_ns is None))
+    quiet_ns = int(profile.end_quiet_s * 1e9)
+    cap_first, cap_last = bounds if bounds is not None else (None, None)
+    assigned: set[int] = set()     # request rows inside a logon (or a not-a-logon session)
+    relevant: set[int] = set()     # request rows on the connections of chains with a logon start
     for ch in chains:
         if ch.bootstrap_ns is None:
             continue
-        end = _end_of(ch, txs, profile)
-        if end is None:
+        chain_rows = [q.row for q in _chain_requests(ch, txs)]
+        relevant.update(chain_rows)
+        chain_last = max(it.last_ns for it in ch.items)
+        at_capture_end = cap_last is not None and cap_last - chain_last <= quiet_ns
+        still_open = any(it.kind == "tcp" and it.state in OPEN_STATES for it in ch.items)
+        naming_only, naming_ops = _naming_only(ch, txs)
+        if naming_only and not (at_capture_end and still_open):
+            tcp = [it for it in ch.items if it.kind == "tcp"]
+            reason = ("naming service only (" + ", ".join(sorted(set(naming_ops))) + "): never went on to an "
+                      "application server" if naming_ops else "a connection to the naming port that carried no request")
+            not_logons.append({"client_ip": ch.client_ip, "server_ip": tcp[0].server_ip,
+                               "start_ts_ns": min(it.start_ns for it in ch.items), "end_ts_ns": chain_last,
+                               "conn_ids": sorted(it.conn_id for it in tcp), "requests": len(naming_ops),
+                               "reason": reason})
+            assigned.update(chain_rows)
             continue
-        end_ts, how, end_row = end
-        items = [it for it in ch.items if it.start_ns >= ch.bootstrap_ns - lead_ns and it.start_ns <= end_ts]
-        if not items:
-            continue
-        first_ts = min(it.start_ns for it in items)
-        # one-way client-side delay: the client sent its first packet that long before we saw it
-        rtts = [it.rtt_client_side_ms for it in items if it.kind == "tcp" and it.rtt_client_side_ms is not None
-                and not math.isnan(it.rtt_client_side_ms)]
-        half_rtt_ns = int(float(statistics.median(rtts)) / 2 * 1e6) if rtts else 0   # = np.median, faster on few
-        start = first_ts - half_rtt_ns
-        stop = int(end_ts) + half_rtt_ns
-        outcome = _outcome(ch, items, txs, how, end_row, end_ts, profile)
-        logon_idx = len(rows)
-        bootstrap = next(it for it in items if it.start_ns == ch.bootstrap_ns or it.role == "bootstrap")
-        rows.append({
-            "logon_idx": logon_idx,
-            "client_ip": ch.client_ip,
-            "server_ip": bootstrap.server_ip,
-            "start_ts_ns": start,
-            "end_ts_ns": stop,
-            "first_seen_ts_ns": first_ts,
-            "last_seen_ts_ns": int(end_ts),
-            "half_rtt_client_ns": half_rtt_ns,
-            "outcome": outcome,
-            "end_rule": how,
-            "separation_confidence": ch.confidence,
-        })
-        for it in items:
-            if it.kind == "tcp" or not it.txn_rows:   # a connection, or a DNS flow without a transaction
-                members.append((logon_idx, it.conn_id, it.kind, -1))
-            for r in it.txn_rows:
-                members.append((logon_idx, it.conn_id, it.kind, r))
+        windows = _logon_windows(ch, txs, profile)
+        boot_item = next((it for it in ch.items if it.start_ns == ch.bootstrap_ns and it.kind == "tcp"), None)
+        prev_end: int | None = None
+        for k, (lo, hi, end) in enumerate(windows):
+            last_window = k == len(windows) - 1
+            cut_end = False
+            if end is None:
+                # nothing answered after the bootstrap in this window: a logon the capture cut short,
+                # else nothing to report (counted below as requests/connections in no logon)
+                if not (last_window and at_capture_end and still_open):
+                    continue
+                end_ts, how, end_row, cut_end = chain_last, "capture_end", None, True
+            else:
+                end_ts, how, end_row = end
+            if k == 0:
+                items = [it for it in ch.items if it.start_ns >= ch.bootstrap_ns - lead_ns and it.start_ns <= end_ts]
+            else:
+                win_rows = {q.row for q in _chain_requests(ch, txs) if q.q0 >= (lo or 0) and q.q0 <= end_ts}
+                items = [it for it in ch.items if it.start_ns <= end_ts and (
+                    (prev_end is not None and it.start_ns > prev_end) or any(r in win_rows for r in it.txn_rows))]
+            if not items:
+                continue
+            if k == 0:
+                first_ts = min(it.start_ns for it in items)
+            else:
+                first_ts = min([lo or end_ts] + [it.start_ns for it in items
+                                                 if prev_end is not None and prev_end < it.start_ns <= (lo or end_ts)])
+            # one-way client-side delay: the client sent its first packet that long before we saw it
+            rtts = [it.rtt_client_side_ms for it in items if it.kind == "tcp" and it.rtt_client_side_ms is not None
+                    and not math.isnan(it.rtt_client_side_ms)]
+            half_rtt_ns = int(float(statistics.median(rtts)) / 2 * 1e6) if rtts else 0   # = np.median, faster on few
+            outcome = _outcome(ch, items, txs, how, end_row, end_ts, profile)
+            if last_window and at_capture_end and still_open and not cut_end:
+                cut_end = _still_under_way(ch, items, txs, how, lo, end_ts, profile)
+                if cut_end:
+                    end_ts = max(end_ts, chain_last)
+            cut_start = k == 0 and cap_first is not None and any(
+                it.kind == "tcp" and not it.syn_seen and it.start_ns - cap_first <= CUT_AT_START_NS
+                and it.start_ns == first_ts for it in items)
+            if cut_start or cut_end:
+                outcome = "incomplete"
+                if cut_end:
+                    how = "capture_end"
+            logon_idx = len(rows)
+            server_ip = (boot_item or items[0]).server_ip
+            rows.append({
+                "logon_idx": logon_idx,
+                "client_ip": ch.client_ip,
+                "server_ip": server_ip,
+                "start_ts_ns": first_ts - half_rtt_ns,
+                "end_ts_ns": int(end_ts) + half_rtt_ns,
+                "first_seen_ts_ns": first_ts,
+                "last_seen_ts_ns": int(end_ts),
+                "half_rtt_client_ns": half_rtt_ns,
+                "outcome": outcome,
+                "end_rule": how,
+                "separation_confidence": ch.confidence,
+            })
+            # each request belongs to the one logon whose window it starts in
+            for it in items:
+                if it.kind == "tcp" or not it.txn_rows:   # a connection, or a DNS flow without a transaction
+                    members.append((logon_idx, it.conn_id, it.kind, -1))
+                for r in it.txn_rows:
+                    q0 = txs["req_first_ts_ns"][r]
+                    if len(windows) > 1 and q0 is not None and (
+                            (lo is not None and q0 < lo) or (hi is not None and q0 >= hi)):
+                        continue
+                    members.append((logon_idx, it.conn_id, it.kind, r))
+                    if q0 is not None and q0 <= end_ts:
+                        assigned.add(r)
+            prev_end = int(end_ts)
     # number logons by start time (stable ids for a given capture and profile)
     order = sorted(range(len(rows)), key=lambda i: (rows[i]["start_ts_ns"], rows[i]["client_ip"]))
     remap = {old: new for new, old in enumerate(order)}
@@ -623,7 +872,30 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
         "separation_confidence": pl.String})
     mem = pl.DataFrame(members, schema={"logon_idx": pl.Int64, "conn_id": pl.UInt32, "kind": pl.String,
                                         "txn_row": pl.Int64}, orient="row")
-    return Grouping(logons, mem, orphans, len(item_chain))
+    not_logons.sort(key=lambda d: d["start_ts_ns"])
+    return Grouping(logons, mem, orphans, len(item_chain), not_logons=not_logons,
+                    unassigned_requests=len(relevant - assigned))
+
+
+def _still_under_way(ch: Chain, items: list[Item], txs: dict[str, list], how: str, lo: int | None, end_ts: int,
+                     profile: Profile) -> bool:
+    """At the capture's end: was this logon provably not over yet (see _cut_logons)?"""
+    if how in ("end_operation", "end_url"):
+        return False                      # its end reply is in the capture
+    reqs = [q for q in _chain_requests(ch, txs) if lo is None or q.q0 >= lo]
+    answered = [q for q in reqs if q.a1 is not None and q.a1 <= end_ts]
+    if answered and _is_failed_status(max(answered, key=lambda q: q.a1 or 0).status):
+        return False                      # its last answer was a failure: over, and failed
+    if profile.end_operation is not None or profile.end_url is not None:
+        return True                       # the end rule was not reached before the capture ended
+    if not any(_is_app_operation(q) and q.a1 is not None for q in reqs) and not any(
+            q.protocol in ("http", "turn") and q.q0 >= (ch.bootstrap_ns or 0) for q in reqs):
+        return True                       # nothing past the naming service answered yet
+    if reqs and reqs[-1].a1 is None:
+        conn_of = {r: it for it in items for r in it.txn_rows}
+        it = conn_of.get(reqs[-1].row)
+        return it is not None and it.state in OPEN_STATES
+    return False
 
 
 def _outcome(ch: Chain, items: list[Item], txs: dict[str, list], how: str, end_row: int | None, end_ts: int,

@@ -7,6 +7,9 @@
 
 Percentiles use the 'linear' interpolation (numpy's default), so they match
 `numpy.percentile(durations, q)` on the same numbers.
+
+Logons with outcome `incomplete` (cut by the start or end of the capture) are left out of every
+view here: their duration is only what the capture saw, a lower bound.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ from netdiag.schema import BUDGET_COLUMNS
 PERCENTILES = (50, 90, 95, 99)
 
 
+def complete_logons(logons: pl.DataFrame) -> pl.DataFrame:
+    """The logons the capture saw whole (outcome not `incomplete`): the ones statistics may use."""
+    if "outcome" not in logons.columns:
+        return logons
+    return logons.filter(pl.col("outcome").fill_null("") != "incomplete")
+
+
 def _pct_aggs(col: str = "duration_s") -> list[pl.Expr]:
     return [pl.len().alias("logons")] + [
         pl.col(col).quantile(q / 100, "linear").alias(f"p{q}_s") for q in PERCENTILES
@@ -27,7 +37,8 @@ def _pct_aggs(col: str = "duration_s") -> list[pl.Expr]:
 
 
 def duration_percentiles(logons: pl.DataFrame, by: str | None = None) -> pl.DataFrame:
-    """Duration percentiles overall (by=None) or per value of a column."""
+    """Duration percentiles overall (by=None) or per value of a column (complete logons only)."""
+    logons = complete_logons(logons)
     if by is None:
         return logons.select(_pct_aggs())
     return logons.group_by(by).agg(_pct_aggs()).sort(by, nulls_last=True)
@@ -36,12 +47,13 @@ def duration_percentiles(logons: pl.DataFrame, by: str | None = None) -> pl.Data
 def per_time_bucket(logons: pl.DataFrame, bucket_s: float = 300.0) -> pl.DataFrame:
     """Percentiles per time bucket of logon start (UTC), to see when trouble starts."""
     b = int(bucket_s * 1e9)
-    df = logons.with_columns(bucket_start=pl.from_epoch((pl.col("start_ts_ns") // b) * b, time_unit="ns"))
+    df = complete_logons(logons).with_columns(bucket_start=pl.from_epoch((pl.col("start_ts_ns") // b) * b, time_unit="ns"))
     return df.group_by("bucket_start").agg(_pct_aggs()).sort("bucket_start")
 
 
 def budget_totals(logons: pl.DataFrame, slowest_share: float = 0.05) -> pl.DataFrame:
     """Budget per category summed over all logons and over the slowest share (default 5 %)."""
+    logons = complete_logons(logons)
     n = logons.height
     k = max(1, math.ceil(n * slowest_share)) if n else 0
     slow = logons.sort("duration_s", descending=True).head(k)
@@ -72,7 +84,10 @@ def server_think_per_operation(transactions_in_logons: pl.DataFrame) -> pl.DataF
 
 def population(logons: pl.DataFrame, transactions_in_logons: pl.DataFrame, *, bucket_s: float = 300.0
                ) -> dict[str, pl.DataFrame]:
-    """All population views, by name."""
+    """All population views, by name (incomplete logons and their transactions left out)."""
+    if "logon_idx" in transactions_in_logons.columns and "logon_id" in logons.columns and "outcome" in logons.columns:
+        keep = (complete_logons(logons)["logon_id"].cast(pl.Int64) - 1).to_list()
+        transactions_in_logons = transactions_in_logons.filter(pl.col("logon_idx").is_in(keep))
     return {
         "overall": duration_percentiles(logons),
         "per_time_bucket": per_time_bucket(logons, bucket_s),

@@ -21,6 +21,12 @@ One logon, in order (each step logged with the process's own timestamps, README 
    from omniORB's own trace (orbtrace.py).
 5. Optional slow reader: a helper process stops the client (SIGSTOP, like a long JVM GC pause)
    while a large reply arrives on a socket whose SO_RCVBUF was made small -> zero window.
+
+Several logons in one process (``session.logons_per_process`` > 1, a shared ward PC where
+clinicians "switch user" in a running client): the process keeps its ORB, so its naming and
+application connections are reused; logons after the first skip DNS, downloads and start-up,
+optionally resolve the name again, run the call sequence and log their own logon_start /
+logon_end (logon_end right after the last reply, before the pause of ``session.between_ms``).
 """
 
 from __future__ import annotations
@@ -100,6 +106,12 @@ def load_config(path: Path) -> dict:
     corba.setdefault("startup_ms", 0)
     corba.setdefault("sequence", DEFAULT_SEQUENCE)
     corba.setdefault("slow_reader", None)
+    session = cfg.setdefault("session", {})
+    session.setdefault("logons_per_process", 1)
+    session.setdefault("between_ms", 1000)
+    session.setdefault("resolve_each_logon", True)
+    if int(session["logons_per_process"]) < 1:
+        raise ConfigError(f"{path}: session.logons_per_process must be >= 1")
     if dns.get("server") is None:
         for key in ("corba", "http", "https"):
             host = cfg[key].get("host")
@@ -345,6 +357,8 @@ class CorbaLogon:
         self.omniORB.installTransientExceptionHandler(None, lambda cookie, retries, exc: False)
         self.call_seq = 0
         self.app_peer: str | None = None
+        self.nc = None        # the naming context (kept across logons of one process)
+        self.session = None   # the resolved EPJ::Session
 
     def _drain_trace(self, call_seq: int) -> list[dict]:
         """Log the GIOP messages omniORB traced since the last call; return the Requests sent."""
@@ -393,20 +407,36 @@ class CorbaLogon:
 
     def run(self, ip: str) -> bool:
         """Bootstrap and run the call sequence; True when every step ended ok."""
+        return self.bootstrap(ip) and self.resolve() and self.sequence()
+
+    def bootstrap(self, ip: str) -> bool:
+        """Narrow the naming service's corbaloc reference (omniORB sends _is_a); kept for later logons."""
         import CosNaming  # type: ignore[import-not-found]
-        import EPJ  # type: ignore[import-not-found]
 
         c = self.corba
         url = f"corbaloc::{c['giop_max_version']}@{ip}:{int(c['naming_port'])}/NameService"
         ok, nc = self.call("_narrow(NamingContext)", lambda: self.orb.string_to_object(url)._narrow(
             CosNaming.NamingContext), corbaloc=url)
-        if not ok or nc is None:
-            return False
+        self.nc = nc
+        return bool(ok and nc is not None)
+
+    def resolve(self) -> bool:
+        """Resolve the application name in the naming service (a JNDI lookup); keep the Session."""
+        import CosNaming  # type: ignore[import-not-found]
+        import EPJ  # type: ignore[import-not-found]
+
+        c = self.corba
         name = [CosNaming.NameComponent(p, "") for p in c["name"].split("/") if p]
-        ok, obj = self.call("resolve", lambda: nc.resolve(name), name=c["name"])
+        ok, obj = self.call("resolve", lambda: self.nc.resolve(name), name=c["name"])
         if not ok:
             return False
-        session = obj._narrow(EPJ.Session)
+        self.session = obj._narrow(EPJ.Session)
+        return True
+
+    def sequence(self) -> bool:
+        """The application calls of one logon (authenticate ... logout) with client think between."""
+        c = self.corba
+        session = self.session
         user = self.cfg["user"].format(n=self.n)
         token = "none"
         slow = c.get("slow_reader")
@@ -476,7 +506,13 @@ def pause_helper(pid: int, after_ms: float, pause_ms: float, log: JsonLog) -> No
 
 
 def run_logon(n: int, cfg: dict, log_path: Path, workdir: Path) -> str:
-    """Perform logon n in this process; return its outcome ('ok' or 'failed:<step>')."""
+    """Perform logon n in this process (or logons n*k .. n*k+k-1 with session.logons_per_process = k).
+
+    Returns 'ok' or the first bad outcome ('failed:<step>', 'degraded:<step>').
+    """
+    k = int(cfg["session"]["logons_per_process"])
+    if k > 1:
+        return _run_logons_in_one_process(n, k, cfg, log_path, workdir)
     log = JsonLog(log_path, logon=n, pid=os.getpid())
     log.write("logon_start", client=cfg.get("client_name", "client"), user=cfg["user"].format(n=n))
     cache: dict[str, str | None] = {}
@@ -504,6 +540,67 @@ def run_logon(n: int, cfg: dict, log_path: Path, workdir: Path) -> str:
         log.write("logon_end", outcome=outcome)
         log.close()
     return outcome
+
+
+def _run_logons_in_one_process(n: int, k: int, cfg: dict, log_path: Path, workdir: Path) -> str:
+    """Logons n*k .. n*k+k-1 in this one process over one ORB (its connections are reused).
+
+    The first logon does what a single logon does (DNS, downloads, start-up, naming bootstrap);
+    each later one starts with the name lookup again (session.resolve_each_logon) and runs the
+    call sequence for its own user. Each logs logon_start before its first step and logon_end
+    right after its last reply; then the process waits session.between_ms (time in no logon).
+    """
+    sess = cfg["session"]
+    pid = os.getpid()
+    plog = JsonLog(log_path, logon=None, pid=pid)
+    plog.write("process_start", client=cfg.get("client_name", "client"), logons=k)
+    corba: CorbaLogon | None = None
+    worst = "ok"
+    try:
+        for j in range(k):
+            idx = n * k + j
+            log = JsonLog(log_path, logon=idx, pid=pid, process_logon=j)
+            log.write("logon_start", client=cfg.get("client_name", "client"), user=cfg["user"].format(n=idx))
+            outcome = "ok"
+            try:
+                if j == 0:
+                    cache: dict[str, str | None] = {}
+                    if cfg["http"]["enabled"] and not http_downloads(idx, cfg, log, cache):
+                        outcome = "degraded:http"
+                    ip = resolve(cfg["corba"]["host"], cfg, log, cache)
+                    if ip is None:
+                        outcome = "failed:dns"
+                    else:
+                        if float(cfg["corba"]["startup_ms"]) > 0:
+                            time.sleep(float(cfg["corba"]["startup_ms"]) / 1000.0)
+                        corba = CorbaLogon(idx, cfg, log, workdir)
+                        if not (corba.bootstrap(ip) and corba.resolve() and corba.sequence()):
+                            outcome = "failed:corba"
+                elif corba is None:
+                    outcome = "failed:no ORB"
+                else:
+                    corba.n, corba.log = idx, log
+                    if not ((not sess["resolve_each_logon"] or corba.resolve()) and corba.sequence()):
+                        outcome = "failed:corba"
+            except Exception as exc:  # noqa: BLE001 - the logon fails, the log says why, no traceback
+                outcome = f"failed:{type(exc).__name__}: {exc}"
+            if corba is not None:
+                corba._drain_trace(corba.call_seq)
+            log.write("logon_end", outcome=outcome)
+            log.close()
+            if worst == "ok" and outcome != "ok":
+                worst = outcome
+            if outcome.startswith("failed") and corba is None:
+                break
+            if j + 1 < k:
+                time.sleep(float(sess["between_ms"]) / 1000.0)
+    finally:
+        if corba is not None:
+            corba.log = plog
+            corba.close()
+        plog.write("process_end", outcome=worst)
+        plog.close()
+    return worst
 
 
 def launch(cfg: dict, args: argparse.Namespace) -> int:
