@@ -279,7 +279,7 @@ LOGONS = _t(
     ("start_ts_ns", pl.Int64, "logon start (profile's start rule)"),
     ("end_ts_ns", pl.Int64, "logon end (profile's end rule)"),
     ("duration_s", pl.Float64, "end minus start, seconds"),
-    ("outcome", pl.String, "completed, failed, abandoned"),
+    ("outcome", pl.String, "completed, failed, abandoned, or incomplete (cut by the capture's start or end)"),
     ("dns_s", pl.Float64, "waiting on DNS answers"),
     ("connect_s", pl.Float64, "TCP connect, SYN retries included"),
     ("tls_s", pl.Float64, "TLS handshakes"),

@@ -13,7 +13,11 @@ router/neighbour solicitations pollute the captures)::
     10.77.1.20      (no IP)        10.77.1.10 app + naming, .11 second app server, .53 DNS, .80 web
 
 The middle namespace has no address: the user-space bridge (impair.py) copies Ethernet frames
-between ``mc`` and ``ms`` so client and server share one L2 segment. Offloads (TSO/GSO/GRO) are
+between ``mc`` and ``ms`` so client and server share one L2 segment. More workstations
+(``Lab.add_client``, scenarios with several client addresses in wards) get a namespace each
+(``<prefix>-pcN``), joined to the client namespace by a veth on a Linux bridge there that also
+holds ``ci``; so their frames pass ``ci`` (the client capture point) and the bridge like the
+first client's. Offloads (TSO/GSO/GRO) are
 off on every veth so frames on the wire and in the capture are MTU-sized (Linux veth otherwise
 passes 64 KB super-packets).
 """
@@ -101,6 +105,7 @@ class Lab:
         self.if_ms, self.if_si = f"{self.prefix}ms", f"{self.prefix}si"
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen] = []
+        self.clients: dict[str, str] = {}      # extra workstation: address -> its namespace
         self._closed = False
         atexit.register(self.close)
 
@@ -130,6 +135,37 @@ class Lab:
             # checksum would be re-sent as is and dropped by the receiver.
             run(["ip", "netns", "exec", ns, "ethtool", "-K", ifname, "tx", "off", "rx", "off", "tso", "off",
                  "gso", "off", "gro", "off"])
+
+    def add_client(self, ip: str) -> str:
+        """One more workstation at `ip` (in 10.77.1.0/24) in its own namespace; returns the namespace.
+
+        The first call puts a Linux bridge into the client namespace, enslaves ``ci`` to it and
+        moves the first client's address onto the bridge; each workstation then gets a veth pair
+        (its end addressed, the other end a bridge port), offloads and IPv6 off like every veth.
+        """
+        if ip in self.clients:
+            return self.clients[ip]
+        br = f"{self.prefix}br"
+        if not self.clients:
+            run(["ip", "-n", self.cli, "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+            run(["ip", "-n", self.cli, "link", "set", br, "mtu", str(MTU), "up"])
+            run(["ip", "-n", self.cli, "addr", "del", f"{CLIENT_IP}/24", "dev", self.if_ci])
+            run(["ip", "-n", self.cli, "link", "set", self.if_ci, "master", br])
+            run(["ip", "-n", self.cli, "addr", "add", f"{CLIENT_IP}/24", "dev", br])
+        n = len(self.clients) + 1
+        ns = f"{self.prefix}-pc{n}"
+        run(["ip", "netns", "del", ns], check=False)
+        run(["ip", "netns", "add", ns])
+        self.namespaces.append(ns)
+        for key in ("all", "default"):
+            run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"net.ipv6.conf.{key}.disable_ipv6=1"])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        port, pc_if = f"{self.prefix}p{n}", f"{self.prefix}q{n}"
+        self._veth(self.cli, port, ns, pc_if)
+        run(["ip", "-n", self.cli, "link", "set", port, "master", br])
+        run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", pc_if])
+        self.clients[ip] = ns
+        return ns
 
     def tcp_counters(self, ns: str) -> dict[str, int]:
         """The namespace's TCP retransmission/loss counters (nstat, absolute; fresh namespace -> ours only).
@@ -201,14 +237,14 @@ class Lab:
 
 
 def cleanup_leftovers() -> list[str]:
-    """Remove namespaces a killed lab run left behind (names ndl<digits>-cli|mid|srv) and their processes."""
+    """Remove namespaces a killed lab run left behind (names ndl<digits>-cli|mid|srv|pcN) and their processes."""
     import re
 
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
     removed = []
     for line in out.splitlines():
         name = line.split()[0] if line.split() else ""
-        if not re.fullmatch(r"ndl\d+-(cli|mid|srv)", name):
+        if not re.fullmatch(r"ndl\d+-(cli|mid|srv|pc\d+)", name):
             continue
         pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, timeout=10).stdout
         for pid in pids.split():

@@ -214,19 +214,23 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
         for proc, log in procs:
             wait_event(log, "server_ready", proc, timeout=40)
         wait_event(logs["bridge"], "bridge_ready", bridge)
+        pcs = {name: lb.add_client(ip) for name, ip in sc.workstations.items()}
         # resolve neighbours before the capture so it does not start with ARP (bounded: 1 try each)
-        for ip in (APP_IP, APP2_IP, DNS_IP, WEB_IP):
-            lb.run_in(lb.cli, ["ping", "-c", "1", "-W", "2", ip], timeout=5, stdout=subprocess.DEVNULL,
-                      stderr=subprocess.DEVNULL)
+        for ns in (lb.cli, *pcs.values()):
+            for ip in (APP_IP, APP2_IP, DNS_IP, WEB_IP):
+                lb.run_in(ns, ["ping", "-c", "1", "-W", "2", ip], timeout=5, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
         if sc.nft:
             # loaded after the neighbours are resolved, before the capture; the quota counts from here
             (work / "ruleset.nft").write_text(sc.nft)
             netns.run(["ip", "netns", "exec", lb.srv, "nft", "-f", str(work / "ruleset.nft")])
         ns, iface = lb.capture_interface(sc.capture_point)
-        kern0 = {"client": lb.tcp_counters(lb.cli), "server": lb.tcp_counters(lb.srv)}
+        kern0 = {"client": lb.tcp_counters(lb.cli), "server": lb.tcp_counters(lb.srv),
+                 **{name: lb.tcp_counters(ns) for name, ns in pcs.items()}}
         dump = netns.start_tcpdump(lb, ns, iface, raw_pcap)
         t_cap0 = time.time_ns()
         rcs = []
+        background: list[tuple[subprocess.Popen, float]] = []
         for i, ccfg in enumerate(sc.client_configs()):
             if sc.keylog:
                 ccfg["https"]["keylog"] = str(keylog)
@@ -241,13 +245,28 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
                 cpath.write_text(json.dumps(ccfg))
                 cmd = [PY, "-m", "captures.lab.corba.client", "--config", str(cpath), "--log",
                        str(logs["client"]), "--workdir", str(work / "client")]
-            res = lb.run_in(lb.cli, cmd, timeout=float(ccfg.get("max_runtime_s", 90)) + 30, stderr=err)
+            ns = pcs[ccfg["pc"]] if ccfg.get("pc") else lb.cli
+            if ccfg.get("background"):
+                # runs alongside the next phases (several workstations logging on at once)
+                background.append((lb.start(ns, cmd, stderr=err), time.monotonic() + float(ccfg.get("max_runtime_s", 90))))
+                time.sleep(float(ccfg.get("then_wait_ms", 0)) / 1000.0)
+                continue
+            res = lb.run_in(ns, cmd, timeout=float(ccfg.get("max_runtime_s", 90)) + 30, stderr=err)
             rcs.append(res.returncode)
+            time.sleep(0.3)
+        for proc, deadline in background:
+            try:
+                rcs.append(proc.wait(timeout=max(1.0, deadline - time.monotonic()) + 30))
+            except subprocess.TimeoutExpired as exc:
+                lb.stop(proc)
+                raise LabError("a background client run did not finish in time") from exc
+        if background:
             time.sleep(0.3)
         time.sleep(sc.linger_s)
         t_cap1 = time.time_ns()
         counts = netns.stop_tcpdump(lb, dump)
-        kern1 = {"client": lb.tcp_counters(lb.cli), "server": lb.tcp_counters(lb.srv)}
+        kern1 = {"client": lb.tcp_counters(lb.cli), "server": lb.tcp_counters(lb.srv),
+                 **{name: lb.tcp_counters(ns) for name, ns in pcs.items()}}
         if sc.nft:
             listing = netns.run(["ip", "netns", "exec", lb.srv, "nft", "list", "ruleset"]).stdout
             m = re.search(r"counter packets (\d+) bytes (\d+)", listing)
@@ -326,7 +345,8 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
     logons = []
     for e in cli:
         if e["event"] == "logon_start":
-            logons.append({"logon": e["logon"], "start_ts_ns": e["ts_ns"]})
+            logons.append({"logon": e["logon"], "start_ts_ns": e["ts_ns"], "client": e.get("client"),
+                           "client_ip": sc.workstations.get(e.get("client"), CLIENT_IP), "pid": e.get("pid")})
         elif e["event"] == "logon_end":
             for lg in logons:
                 if lg["logon"] == e["logon"]:
@@ -370,7 +390,10 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
             "tcpdump": "tcpdump -i IF -s 0 --immediate-mode -U -w",
             "tcpdump_counters": {k: v for k, v in tcpdump_counts.items() if k not in ("kernel_tcp", "nft")},
             "capture_start_ts_ns": t0, "capture_end_ts_ns": t1},
-        "hosts": {"client": {"address": CLIENT_IP, "role": "EPJ workstation (all logons)"},
+        "hosts": {"client": {"address": CLIENT_IP, "role": "EPJ workstation" + (
+                      "" if sc.workstations else " (all logons)")},
+                  **{f"workstation {name}": {"address": ip, "role": "EPJ workstation (own namespace)",
+                                             "ward": sc.wards.get(name)} for name, ip in sc.workstations.items()},
                   "epj-app": {"address": APP_IP, "role": "naming service (omniNames) + application server app1"},
                   "epj-app2": {"address": APP2_IP, "role": "second application server app2 (forward target)",
                                "running": sc.second_server},
@@ -446,6 +469,29 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
     return truth
 
 
+def update_expected(out_dir: Path, names: list[str]) -> list[str]:
+    """Write each scenario's expect_* fields (Scenario.expected) into its committed truth file.
+
+    No capture is made: the expected dominant cause is the scenario's definition, not a peer's
+    log, so it can be set on captures made before the field existed. Returns the files changed.
+    """
+    changed = []
+    for name in names:
+        path = out_dir / f"{name}.truth.json"
+        if not path.exists():
+            continue
+        truth = json.loads(path.read_text())
+        exp = truth.setdefault("expected", {})
+        before = dict(exp)
+        exp.setdefault("logons_incomplete", 0)
+        exp.setdefault("not_logons", len(truth.get("tool_runs", [])))
+        exp.update(SCENARIOS[name].expected())
+        if exp != before:
+            path.write_text(json.dumps(truth, indent=1) + "\n")
+            changed.append(str(path))
+    return changed
+
+
 # ---------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """Command line (module docstring)."""
@@ -457,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT_DIR)
     ap.add_argument("--keep-work", action="store_true", help="keep the temporary directory with the peers' logs")
     ap.add_argument("--crosscheck", action="store_true", help="run the tshark cross-check on each capture")
+    ap.add_argument("--update-expected", action="store_true",
+                    help="only write the scenarios' expected dominant cause into their committed truth files")
     args = ap.parse_args(argv)
     if args.list:
         for sc in SCENARIOS.values():
@@ -476,6 +524,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}" if unknown
               else "error: give --scenario NAME or --all", file=sys.stderr)
         return 2
+    if args.update_expected:
+        for path in update_expected(args.out, names):
+            print(f"updated {path}")
+        return 0
     try:
         netns.preflight(["ip", "tcpdump", "dnsmasq", "ethtool", "openssl", "ping", "chrt", "nstat", "nft"] +
                         (["tshark"] if args.crosscheck else []))

@@ -69,6 +69,11 @@ class Scenario:
     # cause (None: nothing is asserted, the scenario injects no wait); the injected seconds of that
     # cause per affected logon where the peers' config states them (None: not stated); which
     # logons are affected (client logon indices; None: all).
+    # more workstations, each its own namespace and address (name -> address in 10.77.1.0/24), and
+    # the ward of each; a phase with "pc": name runs there ("background": true runs it alongside
+    # the next phases, "then_wait_ms" later), and its client_name should be that name
+    workstations: dict[str, str] = field(default_factory=dict)
+    wards: dict[str, str] = field(default_factory=dict)
     expect_cause: str | None = None
     expect_seconds: float | None = None
     expect_logons: list[int] | None = None
@@ -227,5 +232,20 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              "workstation address: the tool runs are not logons; capture at the client",
              phases=[{}, {"tool": {"runs": 2, "between_ms": 400, "ops": [["list", 50], ["resolve", "epj/Session"]]}},
                      {"first_logon": 1}],
+             expect_cause="client_s"),
+    Scenario("multi_client", "four workstations at four addresses in two wards (Ward A: 10.77.1.33 and .34; "
+             "Ward B: 10.77.1.49, which logs on twice in one process; and 10.77.1.20 in no ward) logging on at "
+             "overlapping times, each workstation its own network namespace behind a bridge in the client "
+             "namespace; capture at the server",
+             capture_point="server",
+             workstations={"ward-a-pc1": "10.77.1.33", "ward-a-pc2": "10.77.1.34", "ward-b-pc1": "10.77.1.49"},
+             wards={"ward-a-pc1": "Ward A", "ward-a-pc2": "Ward A", "ward-b-pc1": "Ward B"},
+             phases=[{"pc": "ward-a-pc1", "client_name": "ward-a-pc1", "first_logon": 0, "background": True,
+                      "then_wait_ms": 150},
+                     {"pc": "ward-a-pc2", "client_name": "ward-a-pc2", "first_logon": 1, "background": True,
+                      "then_wait_ms": 150},
+                     {"pc": "ward-b-pc1", "client_name": "ward-b-pc1", "first_logon": 2, "background": True,
+                      "then_wait_ms": 150, "session": {"logons_per_process": 2, "between_ms": 400}},
+                     {"client_name": "ws-lab-01", "first_logon": 10}],
              expect_cause="client_s"),
 ]}

@@ -69,7 +69,8 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
     if s.logons == 0:
         print(f"No logons found: {(a.no_logons_reason or 'no logon start seen').removeprefix('no logons: ')}.")
     else:
-        print(f"{s.logons} logon{'s' if s.logons != 1 else ''}: typical {fmt_s(s.p50_s)}, p95 {fmt_s(s.p95_s)}, "
+        cut = f" ({s.incomplete} incomplete, cut by the capture: not in these figures)" if s.incomplete else ""
+        print(f"{s.logons} logon{'s' if s.logons != 1 else ''}{cut}: typical {fmt_s(s.p50_s)}, p95 {fmt_s(s.p95_s)}, "
               f"slowest {fmt_s(s.max_s)} (logon {s.slowest_logon_id}); {s.slow_logons} slower than "
               f"{fmt_s(s.slow_threshold_s)}.")
         top = [f"{CATEGORY_LABELS[c]} {fmt_pct(sh)}" for c, _, sh in s.budget_share[:3] if sh > 0]

@@ -36,6 +36,15 @@ whenever one of its items was placed (or a unique IOR referral decided), `medium
 referral among several or a unique idle chain decided, `low` when several idle chains were
 equally possible (every candidate of such a choice, also the one left over for later). The loop runs per item (connection or DNS lookup), never per packet.
 
+One chain can hold several logons: a client process that stays up logs on again over the
+connections it keeps (a shared ward PC, "switch user"). The next logon starts at a request
+matching the profile's `start_operation`, or, without one, where the process's first two
+application operations come again in the same order, nothing outstanding, after a pause longer
+than twice its usual ones (see _logon_splits); each logon's end is found in its own window, and
+time and requests between logons belong to none (counted). A chain that only ever talked to the
+naming service (list/resolve, no application server) is not a logon: a tool run or a probe
+(`not_logons`). A logon cut by the capture's start or end is `incomplete` (see _cut_logons).
+
 End of a logon (profile `[logon]`): the first answer to a GIOP operation matching
 `end_operation`, or to an HTTP request matching `end_url`; without a match, the last answer
 before `end_quiet_s` of quiet (an unanswered request is a wait, not quiet; an answer the client
@@ -777,7 +786,8 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
         relevant.update(chain_rows)
         chain_last = max(it.last_ns for it in ch.items)
         at_capture_end = cap_last is not None and cap_last - chain_last <= quiet_ns
-        still_open = any(it.kind == "tcp" and it.state in OPEN_STATES for it in ch.items)
+        still_open = any(it.kind == "tcp" and it.state in OPEN_STATES and it.last_ns >= chain_last - quiet_ns
+                         for it in ch.items)
         naming_only, naming_ops = _naming_only(ch, txs)
         if naming_only and not (at_capture_end and still_open):
             tcp = [it for it in ch.items if it.kind == "tcp"]
@@ -879,23 +889,17 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
 
 def _still_under_way(ch: Chain, items: list[Item], txs: dict[str, list], how: str, lo: int | None, end_ts: int,
                      profile: Profile) -> bool:
-    """At the capture's end: was this logon provably not over yet (see _cut_logons)?"""
+    """At the capture's end, with the logon's connections still open: could it have gone on?
+
+    Yes unless its end reply (end_operation / end_url) is in the capture or its last answer was a
+    failure: the quiet rule needs end_quiet_s of quiet, which the capture did not last long enough
+    to show, and a process whose connections are open may send its next request at any moment.
+    """
     if how in ("end_operation", "end_url"):
         return False                      # its end reply is in the capture
     reqs = [q for q in _chain_requests(ch, txs) if lo is None or q.q0 >= lo]
     answered = [q for q in reqs if q.a1 is not None and q.a1 <= end_ts]
-    if answered and _is_failed_status(max(answered, key=lambda q: q.a1 or 0).status):
-        return False                      # its last answer was a failure: over, and failed
-    if profile.end_operation is not None or profile.end_url is not None:
-        return True                       # the end rule was not reached before the capture ended
-    if not any(_is_app_operation(q) and q.a1 is not None for q in reqs) and not any(
-            q.protocol in ("http", "turn") and q.q0 >= (ch.bootstrap_ns or 0) for q in reqs):
-        return True                       # nothing past the naming service answered yet
-    if reqs and reqs[-1].a1 is None:
-        conn_of = {r: it for it in items for r in it.txn_rows}
-        it = conn_of.get(reqs[-1].row)
-        return it is not None and it.state in OPEN_STATES
-    return False
+    return not (answered and _is_failed_status(max(answered, key=lambda q: q.a1 or 0).status))
 
 
 def _outcome(ch: Chain, items: list[Item], txs: dict[str, list], how: str, end_row: int | None, end_ts: int,

@@ -156,16 +156,19 @@ class Summary:
     budget_share: list[tuple[str, float, float]]      # (category, seconds, share) largest first
     top_findings: list[dict] = field(default_factory=list)
     sentences: list[str] = field(default_factory=list)
+    incomplete: int = 0          # logons cut by the capture's start or end: not in the figures
 
 
 def summarize(a: Analysis) -> Summary:
     """Headline numbers and the plain-words summary sentences."""
     from netdiag.analyze import percentile
 
-    lg = a.logons
-    n = lg.height
+    n = a.logons.height
+    incomplete = int((a.logons["outcome"] == "incomplete").sum()) if n else 0
+    # durations, shares and counts describe the logons the capture saw whole
+    lg = a.logons.filter(pl.col("outcome") != "incomplete") if incomplete else a.logons
     thr = a.profile.thresholds.slow_logon_s
-    if n:
+    if lg.height:
         d = lg["duration_s"]
         p50, p95, mx = percentile(d, 50), percentile(d, 95), float(d.max())
         slowest = int(lg.sort("duration_s", descending=True)["logon_id"][0])
@@ -174,20 +177,21 @@ def summarize(a: Analysis) -> Summary:
         share = sorted(((c, s, s / total if total else 0.0) for c, s in totals.items()), key=lambda t: -t[1])
         completed = int((lg["outcome"] == "completed").sum())
         failed = int((lg["outcome"] == "failed").sum())
-        clients = lg["client_ip"].n_unique()
+        clients = a.logons["client_ip"].n_unique()
         slow = int((d > thr).sum())
     else:
         p50 = p95 = mx = None
         slowest = None
         share = []
-        completed = failed = clients = slow = 0
+        completed = failed = slow = 0
+        clients = a.logons["client_ip"].n_unique() if n else 0
     f = a.findings
     top: list[dict] = []
     if f.height:
         ranked = f.with_columns(_sev=pl.col("severity").replace_strict(SEVERITY_ORDER, default=3)).sort(
             ["_sev", "seconds_lost"], descending=[False, True])
         top = ranked.drop("_sev").head(TOP_FINDINGS).to_dicts()
-    s = Summary(n, clients, completed, failed, p50, p95, mx, slowest, thr, slow, share, top)
+    s = Summary(n, clients, completed, failed, p50, p95, mx, slowest, thr, slow, share, top, incomplete=incomplete)
     s.sentences = _sentences(a, s)
     return s
 
@@ -205,7 +209,9 @@ def _sentences(a: Analysis, s: Summary) -> list[str]:
         when = f" between {fmt_time(t0, date=True)} and {fmt_time(t1)}"
     out = [f"{s.logons} logon{'s' if s.logons != 1 else ''} from {s.clients} PC{'s' if s.clients != 1 else ''}"
            f"{when} ({s.completed} completed, {s.failed} failed, "
-           f"{s.logons - s.completed - s.failed} abandoned)."]
+           f"{s.logons - s.completed - s.failed - s.incomplete} abandoned"
+           + (f", {s.incomplete} incomplete: cut by the start or end of the capture, left out of the figures below"
+              if s.incomplete else "") + ")."]
     out.append(f"A typical logon (the median, p50) took {fmt_s(s.p50_s)}; 1 in 20 took longer than "
                f"{fmt_s(s.p95_s)} (p95); the slowest took {fmt_s(s.max_s)} (logon {s.slowest_logon_id}). "
                f"{s.slow_logons} logon{'s' if s.slow_logons != 1 else ''} took longer than "

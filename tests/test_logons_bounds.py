@@ -1,0 +1,219 @@
+"""Logon boundaries: several logons in one client process, tool runs that are not logons, logons cut by the capture.
+
+Expected values come from the lab peers' own logs (captures/lab/*.truth.json: the client logs
+each logon's start and end, the name-service tool each run), from tshark on the same file, or
+from hand-built tables whose timeline states the answer (issue 10 item 2, issue 11 items 1, 2, 10).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from logon_tables import connection, tables, transaction
+
+from netdiag.logons import analyze_logons, analyze_tables
+from netdiag.profile import parse_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB = ROOT / "captures" / "lab"
+SAMPLE = ROOT / "captures" / "sample" / "epj-logon.pcap"
+MS = 1_000_000
+C, S, APP = "10.0.0.5", "10.0.1.10", "10.0.1.11"
+needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+
+
+@functools.cache
+def _truth(name: str) -> dict:
+    return json.loads((LAB / f"{name}.truth.json").read_text())
+
+
+def _client_logons(name: str, profile=None) -> tuple[list[dict], list[dict]]:
+    a = analyze_logons(LAB / f"{name}.pcap", profile)
+    ours = a.logons.sort("start_ts_ns").to_dicts()
+    theirs = sorted(_truth(name)["logons"], key=lambda x: x["start_ts_ns"])
+    return ours, theirs
+
+
+# ------------------------------------------------------------------------------------------
+# issue 11 item 1: several logons by one client process over reused connections
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("profile", [None, '[logon]\nend_operation = "logout"\n',
+                                     '[logon]\nstart_operation = "^authenticate$"\n',
+                                     '[logon]\nstart_operation = "^authenticate$"\nend_operation = "^logout$"\n'])
+@pytest.mark.parametrize("name", ["repeated_logons", "switch_user"])
+def test_each_logon_of_one_client_process_is_its_own_logon_with_the_clients_start_and_end(name, profile):
+    prof = parse_profile(profile) if profile else None
+    ours, theirs = _client_logons(name, prof)
+    truth = _truth(name)
+    assert truth["expected"]["client_processes"] == 1          # all logons in one process ...
+    assert truth["expected"]["tcp_connections"]["orb"] == 1    # ... over one ORB connection
+    assert len(ours) == len(theirs) == truth["expected"]["logons"]
+    for row, log in zip(ours, theirs, strict=True):
+        # start and end on the client's clock within 5 ms of the client's own log lines
+        assert abs(row["start_ts_ns"] - log["start_ts_ns"]) < 5 * MS
+        assert abs(row["end_ts_ns"] - log["end_ts_ns"]) < 5 * MS
+        assert row["outcome"] == "completed"
+    # time between logons belongs to none of them
+    for a, b in zip(ours, ours[1:], strict=False):
+        assert a["end_ts_ns"] < b["start_ts_ns"]
+
+
+def test_repeated_logons_each_carry_their_own_800ms_authenticate():
+    a = analyze_logons(LAB / "repeated_logons.pcap")
+    by_op = a.server_seconds_by_operation().filter(a.server_seconds_by_operation()["operation"] == "authenticate")
+    think = [r["server_time_ms"] / 1000 for r in _truth("repeated_logons")["server_requests"]
+             if r["op"] == "authenticate"]
+    assert len(think) == 3 and by_op.height == 3
+    for ours, theirs in zip(sorted(by_op["logon_id"].to_list()), think, strict=True):
+        got = float(by_op.filter(by_op["logon_id"] == ours)["server_s"][0])
+        assert abs(got - theirs) < 0.002          # the server's own measurement, per logon
+    assert set(a.logons["dominant_cause"].to_list()) == {"server_think"}
+
+
+def test_requests_between_two_logons_are_in_none_and_counted_in_a_note():
+    # one process: authenticate, getUserContext; 2 s later a stray getWorklist; then the same
+    # two operations again; end_operation = getUserContext ends each logon at that reply
+    conns = [connection(1, C, 50000, S, 2809, 0, 0.2, 0.3, 9000),
+             connection(2, C, 50001, APP, 9100, 10, 10.2, 10.3, 9000)]
+    txns = [transaction(1, C, S, 2809, "giop", "resolve", 1, 1, 3, 3, forward=(APP, 9100)),
+            transaction(2, C, APP, 9100, "giop", "authenticate", 11, 11, 100, 100),
+            transaction(2, C, APP, 9100, "giop", "getUserContext", 110, 110, 120, 120),
+            transaction(2, C, APP, 9100, "giop", "getWorklist", 2000, 2000, 2010, 2010),
+            transaction(2, C, APP, 9100, "giop", "authenticate", 5000, 5000, 5100, 5100),
+            transaction(2, C, APP, 9100, "giop", "getUserContext", 5110, 5110, 5120, 5120)]
+    c, t, _ = tables(conns, txns)
+    res = analyze_tables(c, t, profile=parse_profile('[logon]\nend_operation = "getUserContext"\n'))
+    lg = res.logons.sort("start_ts_ns")
+    assert lg.height == 2
+    assert lg["requests"].to_list() == [3, 2]
+    assert res.unassigned_requests == 1
+    assert any("1 request(s) of logon client processes belong to no logon" in n for n in res.notes)
+
+
+def test_a_process_repeating_its_operations_at_its_usual_pace_stays_one_logon():
+    # authenticate, getUserContext, then the same two again 20 ms after each answer, as every
+    # other step: no pause longer than the process's usual ones, so no new logon
+    conns = [connection(1, C, 50000, S, 2809, 0, 0.2, 0.3, 900),
+             connection(2, C, 50001, APP, 9100, 10, 10.2, 10.3, 900)]
+    txns = [transaction(1, C, S, 2809, "giop", "resolve", 1, 1, 3, 3, forward=(APP, 9100))]
+    t = 11.0
+    for op in ["authenticate", "getUserContext", "getWorklist", "authenticate", "getUserContext"]:
+        txns.append(transaction(2, C, APP, 9100, "giop", op, t, t, t + 30, t + 30))
+        t += 50
+    c, tt, _ = tables(conns, txns)
+    assert analyze_tables(c, tt).logons.height == 1
+
+
+# ------------------------------------------------------------------------------------------
+# issue 11 item 2: tool runs on the naming port are not logons
+# ------------------------------------------------------------------------------------------
+def test_name_service_tool_runs_are_not_logons_and_are_counted_apart():
+    a = analyze_logons(LAB / "naming_tool.pcap")
+    truth = _truth("naming_tool")
+    assert a.logons.height == truth["expected"]["logons"] == 2
+    assert a.not_logons.height == len(truth["tool_runs"]) == 2
+    for row, run in zip(a.not_logons.sort("start_ts_ns").to_dicts(), truth["tool_runs"], strict=True):
+        assert "naming service only" in row["reason"]
+        # the tool's run lies around its connection (it logs before connecting, after closing)
+        assert run["start_ts_ns"] <= row["start_ts_ns"] <= row["end_ts_ns"] <= run["end_ts_ns"] + 5 * MS
+    assert any("2 session(s) on the naming port are not logons" in n for n in a.notes)
+    # logon statistics count the logons only
+    assert int(a.population["overall"]["logons"][0]) == 2
+
+
+# ------------------------------------------------------------------------------------------
+# several client addresses in wards
+# ------------------------------------------------------------------------------------------
+def test_logons_from_several_workstations_in_wards_are_per_address_and_per_ward():
+    truth = _truth("multi_client")
+    wards = {h["address"]: h["ward"] for k, h in truth["hosts"].items() if k.startswith("workstation")}
+    prof = parse_profile("".join(f'[[client_groups]]\nsubnet = "{ip}/32"\ngroup = "{w}"\n' for ip, w in wards.items()))
+    a = analyze_logons(LAB / "multi_client.pcap", prof)
+    per_ip: dict[str, int] = {}
+    for lg in truth["logons"]:
+        per_ip[lg["client_ip"]] = per_ip.get(lg["client_ip"], 0) + 1
+    assert dict(a.logons.group_by("client_ip").len().iter_rows()) == per_ip
+    for row in a.logons.to_dicts():
+        assert row["client_group"] == wards.get(row["client_ip"])
+        assert row["separation_confidence"] == "high"
+    groups = dict(a.population["per_client_group"].select("client_group", "logons").iter_rows())
+    assert groups == {"Ward A": 2, "Ward B": 2, "(none)": 1}
+
+
+# ------------------------------------------------------------------------------------------
+# issue 10 item 2 and issue 11 item 10: logons cut by the capture
+# ------------------------------------------------------------------------------------------
+def _pcap_records(path: Path) -> tuple[bytes, list[tuple[int, int, int]]]:
+    """(file header, [(offset, end, ts_ns)]) of a classic little-endian microsecond pcap."""
+    data = path.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"
+    recs, off = [], 24
+    while off + 16 <= len(data):
+        sec, usec, incl, _ = struct.unpack_from("<IIII", data, off)
+        recs.append((off, off + 16 + incl, sec * 1_000_000_000 + usec * 1000))
+        off += 16 + incl
+    return data, recs
+
+
+@needs_tshark
+def test_truncation_sweep_of_the_sample_never_raises_and_the_cut_logon_is_incomplete(tmp_path):
+    data, recs = _pcap_records(SAMPLE)
+    truth = json.loads(SAMPLE.with_name("epj-logon.truth.json").read_text())
+    logs = sorted(truth["logons"], key=lambda x: x["start_ts_ns"])
+    # each logon's bootstrap SYN, from tshark; its last answer from the client's own call_end lines
+    syn = subprocess.run(["tshark", "-r", str(SAMPLE), "-Y", "tcp.flags.syn==1 && tcp.flags.ack==0 && tcp.dstport==2809",
+                          "-T", "fields", "-e", "frame.number"], capture_output=True, text=True, check=True)
+    boot_frames = [int(x) for x in syn.stdout.split()]
+    assert len(boot_frames) == len(logs)
+    last_answer = [max(e["ts_ns"] for e in truth["client_events"] if e.get("logon") == lg["logon"]
+                       and e["event"] == "call_end") for lg in logs]
+    checked_incomplete = 0
+    for n in list(range(6, len(recs), 7)) + [110]:          # cut after frame n (110: issue 10's repro)
+        cut = tmp_path / f"cut{n}.pcap"
+        cut.write_bytes(data[:recs[n - 1][1]])
+        cut_ts = recs[n - 1][2]
+        a = analyze_logons(cut)                             # never raises
+        rows = a.logons.sort("start_ts_ns").to_dicts()
+        started = [i for i, f in enumerate(boot_frames) if f <= n]
+        assert len(rows) == len(started), (n, a.no_logons_reason, a.notes)
+        for i, row in zip(started, rows, strict=True):
+            if cut_ts >= logs[i]["end_ts_ns"]:
+                assert row["outcome"] == "completed", (n, i)
+            elif cut_ts < last_answer[i] - 5 * MS:
+                assert row["outcome"] == "incomplete", (n, i, row)
+                checked_incomplete += 1
+        if any(r["outcome"] == "incomplete" for r in rows):
+            assert any("incomplete" in note for note in a.notes)
+            # incomplete logons stay out of the duration percentiles
+            complete = [r for r in rows if r["outcome"] != "incomplete"]
+            assert int(a.population["overall"]["logons"][0]) == len(complete)
+    assert checked_incomplete >= 20
+
+
+def test_the_issue_repro_a_capture_ending_after_a_bootstrap_handshake_is_one_incomplete_logon(tmp_path):
+    data, recs = _pcap_records(SAMPLE)
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:recs[109][1]])                    # editcap -r epj-logon.pcap cut.pcap 1-110
+    a = analyze_logons(cut)
+    assert a.logons["outcome"].to_list() == ["incomplete"]
+    assert a.logons["requests"].to_list() == [4]            # the JNLP and jars; no GIOP yet
+
+
+def test_a_logon_whose_connection_began_before_the_capture_is_incomplete():
+    # the bootstrap connection's SYN is not in the capture: it was the capture's first packet
+    conns = [connection(1, C, 50000, S, 2809, None, None, None, 400),
+             connection(2, C, 50001, APP, 9100, 10, 10.2, 10.3, 400)]
+    conns[0]["first_ts_ns"] = conns[1]["first_ts_ns"] - 10 * MS    # the capture began with it
+    conns[0]["state"] = "SF"
+    txns = [transaction(1, C, S, 2809, "giop", "resolve", 1, 1, 3, 3, forward=(APP, 9100)),
+            transaction(2, C, APP, 9100, "giop", "authenticate", 11, 11, 100, 100)]
+    c, t, _ = tables(conns, txns)
+    res = analyze_tables(c, t)
+    assert res.logons["outcome"].to_list() == ["incomplete"]
+    assert res.population["overall"]["logons"][0] == 0
