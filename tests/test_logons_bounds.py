@@ -96,6 +96,32 @@ def test_requests_between_two_logons_are_in_none_and_counted_in_a_note():
     assert any("1 request(s) of logon client processes belong to no logon" in n for n in res.notes)
 
 
+def test_a_process_whose_logon_is_one_call_logs_on_again_after_each_pause():
+    # login (800 ms at the server), 100 ms pause, login, 100 ms pause, login: three logons
+    conns = [connection(1, C, 50000, S, 2809, 0, 0.2, 0.3, 9000),
+             connection(2, C, 50001, APP, 9100, 10, 10.2, 10.3, 9000)]
+    txns = [transaction(1, C, S, 2809, "giop", "resolve", 1, 1, 3, 3, forward=(APP, 9100))]
+    for t in (11.0, 911.0, 1811.0):
+        txns.append(transaction(2, C, APP, 9100, "giop", "login", t, t, t + 800, t + 800))
+    c, tt, _ = tables(conns, txns)
+    lg = analyze_tables(c, tt).logons.sort("start_ts_ns")
+    assert lg.height == 3
+    # each later logon is its own login: 0.8 s at the server less the 0.2 ms server-side round trip
+    assert lg["server_s"].to_list()[1:] == pytest.approx([0.8, 0.8], abs=0.001)
+
+
+def test_a_retry_after_an_exception_is_not_a_new_logon():
+    conns = [connection(1, C, 50000, S, 2809, 0, 0.2, 0.3, 9000),
+             connection(2, C, 50001, APP, 9100, 10, 10.2, 10.3, 9000)]
+    txns = [transaction(1, C, S, 2809, "giop", "resolve", 1, 1, 3, 3, forward=(APP, 9100)),
+            transaction(2, C, APP, 9100, "giop", "authenticate", 11, 11, 20, 20),
+            transaction(2, C, APP, 9100, "giop", "getUserContext", 30, 30, 40, 40, status="SYSTEM_EXCEPTION"),
+            transaction(2, C, APP, 9100, "giop", "authenticate", 2000, 2000, 2010, 2010),
+            transaction(2, C, APP, 9100, "giop", "getUserContext", 2020, 2020, 2030, 2030)]
+    c, tt, _ = tables(conns, txns)
+    assert analyze_tables(c, tt).logons.height == 1
+
+
 def test_a_process_repeating_its_operations_at_its_usual_pace_stays_one_logon():
     # authenticate, getUserContext, then the same two again 20 ms after each answer, as every
     # other step: no pause longer than the process's usual ones, so no new logon

@@ -89,8 +89,8 @@ OPEN_STATES = frozenset({"S0", "S1", "S2", "S3", "OTH"})
 # A connection without a SYN whose first packet is this close to the capture's start began before it.
 CUT_AT_START_NS = 1_000_000_000
 
-# Without a profile start rule, this many first application operations of a process, sent again
-# in the same order, start its next logon.
+# Without a profile start rule, the first (up to) this many application operations of a process,
+# sent again in the same order after a longer pause than its usual ones, start its next logon.
 REPEAT_SIGNATURE = 2
 
 _CONFIDENCE_RANK = {"high": 2, "medium": 1, "low": 0}
@@ -686,8 +686,12 @@ def _logon_splits(ch: Chain, reqs: list[_Req], profile: Profile) -> list[int]:
     # order while nothing is outstanding, after a pause longer than the process's usual ones,
     # start the next logon (a switch user in a running client)
     app = [i for i, q in enumerate(giop) if _is_app_operation(q)]
-    sig = [giop[i].operation for i in app[:REPEAT_SIGNATURE]]
-    if len(sig) < REPEAT_SIGNATURE or len(set(sig)) < len(sig):
+    sig: list[str] = []
+    for i in app:   # the first REPEAT_SIGNATURE distinct operations in a row (one if it repeats at once)
+        if giop[i].operation in sig or len(sig) == REPEAT_SIGNATURE:
+            break
+        sig.append(giop[i].operation)
+    if not sig:
         return starts
     k = len(sig)
     m = k
