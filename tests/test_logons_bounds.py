@@ -243,3 +243,18 @@ def test_a_logon_whose_connection_began_before_the_capture_is_incomplete():
     res = analyze_tables(c, t)
     assert res.logons["outcome"].to_list() == ["incomplete"]
     assert res.population["overall"]["logons"][0] == 0
+
+
+def test_the_headline_counts_incomplete_logons_apart_and_leaves_them_out_of_the_figures(tmp_path):
+    from netdiag.analyze import analyze
+    from netdiag.report import summarize
+
+    data, recs = _pcap_records(SAMPLE)
+    cut = tmp_path / "cut300.pcap"
+    cut.write_bytes(data[:recs[299][1]])                    # logon 1 whole, logon 2 under way
+    a = analyze([cut])
+    s = summarize(a)
+    assert (s.logons, s.incomplete, s.completed) == (2, 1, 1)
+    whole = a.logons.filter(a.logons["outcome"] == "completed")["duration_s"][0]
+    assert s.p50_s == s.max_s == whole
+    assert "1 incomplete: cut by the start or end of the capture" in s.sentences[0]

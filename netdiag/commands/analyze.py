@@ -68,6 +68,9 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
     s = summarize(a)
     if s.logons == 0:
         print(f"No logons found: {(a.no_logons_reason or 'no logon start seen').removeprefix('no logons: ')}.")
+    elif s.incomplete == s.logons:
+        print(f"{s.logons} logon{'s' if s.logons != 1 else ''}, all cut by the start or end of the capture "
+              "(incomplete): no duration figures.")
     else:
         cut = f" ({s.incomplete} incomplete, cut by the capture: not in these figures)" if s.incomplete else ""
         print(f"{s.logons} logon{'s' if s.logons != 1 else ''}{cut}: typical {fmt_s(s.p50_s)}, p95 {fmt_s(s.p95_s)}, "

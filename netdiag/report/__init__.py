@@ -212,6 +212,8 @@ def _sentences(a: Analysis, s: Summary) -> list[str]:
            f"{s.logons - s.completed - s.failed - s.incomplete} abandoned"
            + (f", {s.incomplete} incomplete: cut by the start or end of the capture, left out of the figures below"
               if s.incomplete else "") + ")."]
+    if s.incomplete == s.logons:
+        return [*out, "No logon was seen whole, so there are no duration figures: capture for longer."]
     out.append(f"A typical logon (the median, p50) took {fmt_s(s.p50_s)}; 1 in 20 took longer than "
                f"{fmt_s(s.p95_s)} (p95); the slowest took {fmt_s(s.max_s)} (logon {s.slowest_logon_id}). "
                f"{s.slow_logons} logon{'s' if s.slow_logons != 1 else ''} took longer than "
