@@ -56,11 +56,13 @@ answer that much after, so start and end mean the client's own clock wherever th
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
 import statistics
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -536,7 +538,8 @@ def _last_step_failed(ch: Chain, txs: dict[str, list], t: int) -> bool:
 
 
 def _end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | None = None,
-            lo: int | None = None, hi: int | None = None) -> tuple[int, str, int | None] | None:
+            lo: int | None = None, hi: int | None = None, rows: set[int] | None = None
+            ) -> tuple[int, str, int | None] | None:
     """(end_ts_ns, how, txn_row) of a logon of the chain, looking only at events before `until`.
 
     The logon is the chain's requests that start in [lo, hi) (None: unbounded; several logons
@@ -545,7 +548,8 @@ def _end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | N
     """
     if ch.bootstrap_ns is None:
         return None
-    conn_last = {r: it.last_ns for it in ch.items for r in it.txn_rows}
+    # (rows: when given, only these can start in [lo, hi): a long-lived process's other logons' rows are skipped)
+    conn_last = {r: it.last_ns for it in ch.items for r in it.txn_rows if rows is None or r in rows}
     events: list[tuple[int, int, int]] = []   # (request start, answer end, row)
     for r, last in conn_last.items():
         q0 = txs["req_first_ts_ns"][r]
@@ -639,96 +643,93 @@ def _is_app_operation(q: _Req) -> bool:
     return q.protocol == "giop" and q.operation not in NAMING_OPERATIONS and q.operation not in ORB_OPERATIONS
 
 
-def _fresh_start(reqs: list[_Req], i: int) -> bool:
-    """True when request i starts something new: nothing outstanding, the last answer was not a failure.
-
-    A request sent again after an exception, a LOCATION_FORWARD, a timeout or while an earlier one
-    still waits is a retry inside the logon, never the start of the next one.
-    """
-    t = reqs[i].q0
-    last: tuple[int, str | None] | None = None   # (answer time, status) of the latest answer
-    for q in reqs[:i]:
-        if q.a1 is None or q.a1 > t:
-            return False          # outstanding (or never answered: the process gave up on it)
-        if last is None or q.a1 > last[0]:
-            last = (q.a1, q.status)
-    return last is not None and not _is_failed_status(last[1]) and last[1] not in FORWARD_STATUSES
+_NEVER = 1 << 62   # an unanswered request: outstanding for good
 
 
 def _burst_start(reqs: list[_Req], i: int, floor: int) -> int:
-    """The first request of the run that request i opens: the naming lookups and ORB messages
-    right before it (sent after `floor`, the previous answer of an application call) belong to it."""
+    """Index of the first request of the run that request i opens: the naming lookups and ORB
+    messages right before it (sent after `floor`, the previous answer of an application call)."""
     j = i
     while j > 0 and not _is_app_operation(reqs[j - 1]) and reqs[j - 1].protocol == "giop" and reqs[j - 1].q0 > floor:
         j -= 1
-    return reqs[j].q0
+    return j
 
 
 def _logon_splits(ch: Chain, reqs: list[_Req], profile: Profile) -> list[int]:
-    """Request times where a further logon of this (long-lived) process starts (see _logon_windows)."""
-    giop = [q for q in reqs if q.q0 >= (ch.bootstrap_ns or 0)]
+    """Request times where a further logon of this (long-lived) process starts (see _logon_windows).
+
+    A candidate must be a fresh start: nothing outstanding when it is sent, and the latest answer
+    before it not a failure (an exception, a LOCATION_FORWARD, an unanswered request): a request
+    sent again after those is a retry inside the logon. One pass over the requests with running
+    maxima (a long-lived process may send thousands).
+    """
+    rq = [q for q in reqs if q.q0 >= (ch.bootstrap_ns or 0)]
+    n = len(rq)
+    # running facts over rq[:i]: the latest answer end (_NEVER once one is unanswered), the status
+    # of that latest answer, and the latest answer to an application call
+    max_a1, last_status, app_a1 = [-1] * n, [None] * n, [-1] * n
+    m_a1, m_st, m_app = -1, None, -1
+    for i, q in enumerate(rq):
+        max_a1[i], last_status[i], app_a1[i] = m_a1, m_st, m_app
+        a = q.a1 if q.a1 is not None else _NEVER
+        if a >= m_a1:
+            m_a1, m_st = a, q.status
+        if q.a1 is not None and _is_app_operation(q):
+            m_app = max(m_app, q.a1)
+
+    def fresh(i: int) -> bool:
+        st = last_status[i]
+        return 0 <= max_a1[i] <= rq[i].q0 and not _is_failed_status(st) and st not in FORWARD_STATUSES
+
     starts: list[int] = []
-
-    def floor_before(i: int) -> int:
-        prev = [q.a1 for q in giop[:i] if _is_app_operation(q) and q.a1 is not None]
-        return max(prev) if prev else -1
-
     if profile.start_operation is not None:
         seen = False
-        for i, q in enumerate(giop):
+        for i, q in enumerate(rq):
             if q.protocol != "giop" or not profile.start_operation.search(q.operation):
                 continue
-            if seen and _fresh_start(giop, i):
-                starts.append(_burst_start(giop, i, floor_before(i)))
+            if seen and fresh(i):
+                starts.append(rq[_burst_start(rq, i, app_a1[i])].q0)
             seen = True
         return starts
     # without a start rule: the process's first application operations, sent again in the same
-    # order while nothing is outstanding, after a pause longer than the process's usual ones,
-    # start the next logon (a switch user in a running client)
-    app = [i for i, q in enumerate(giop) if _is_app_operation(q)]
+    # order, fresh, after a pause longer than twice its median pause in the logon so far
+    app = [i for i, q in enumerate(rq) if _is_app_operation(q)]
     sig: list[str] = []
     for i in app:   # the first REPEAT_SIGNATURE distinct operations in a row (one if it repeats at once)
-        if giop[i].operation in sig or len(sig) == REPEAT_SIGNATURE:
+        if rq[i].operation in sig or len(sig) == REPEAT_SIGNATURE:
             break
-        sig.append(giop[i].operation)
+        sig.append(rq[i].operation)
     if not sig:
         return starts
     k = len(sig)
-    m = k
-    lo_i = 0
-    while m + k <= len(app):
-        i = app[m]
-        if [giop[app[m + x]].operation for x in range(k)] == sig and _fresh_start(giop, i):
-            b = _burst_start(giop, i, floor_before(i))
-            j = next(x for x in range(i + 1) if giop[x].q0 == b)
-            if _quiet_before(giop, lo_i, j):
-                starts.append(b)
-                lo_i = j
-                m += k
+    ops = [rq[i].operation for i in app]
+    candidates = {app[p]: p for p in range(k, len(app) - k + 1) if ops[p:p + k] == sig}
+    # pauses (request sent - latest answer before it, nothing outstanding) inside the current logon
+    lo = 0
+    seg_max = -1
+    gaps: list[tuple[int, int]] = []          # (request index, pause before it)
+    next_ok = 0                               # app position from which a new candidate may count
+    i = 0
+    while i < n:
+        q = rq[i]
+        if i in candidates and candidates[i] >= next_ok and fresh(i):
+            j = _burst_start(rq, i, app_a1[i])
+            gap_j = next((g for x, g in gaps if x == j), None) if j < i else (
+                q.q0 - seg_max if lo < i and 0 <= seg_max <= q.q0 else None)
+            inner = sorted(g for x, g in gaps if x < j)
+            if gap_j is not None and gap_j > 0 and (not inner or gap_j > 2 * statistics.median(inner)):
+                starts.append(rq[j].q0)
+                next_ok = candidates[i] + k
+                lo, seg_max, gaps, i = j, -1, [], j     # the new logon: rescan from its first request
                 continue
-        m += 1
+        if i > lo and 0 <= seg_max <= q.q0:
+            gaps.append((i, q.q0 - seg_max))
+        seg_max = max(seg_max, q.a1 if q.a1 is not None else _NEVER)
+        i += 1
     return starts
 
 
-def _idle_gap(reqs: list[_Req], j: int, lo_i: int) -> int | None:
-    """Time from the latest answer before request j (within reqs[lo_i:j]) to j; None if one is outstanding."""
-    answers = [q.a1 for q in reqs[lo_i:j]]
-    if not answers or any(a is None or a > reqs[j].q0 for a in answers):
-        return None
-    return reqs[j].q0 - max(a for a in answers if a is not None)
-
-
-def _quiet_before(reqs: list[_Req], lo_i: int, j: int) -> bool:
-    """The pause before request j is longer than twice the median pause inside the logon so far
-    (reqs[lo_i:j]): a process repeating operations at its usual pace is still in the same logon."""
-    gap = _idle_gap(reqs, j, lo_i)
-    if gap is None or gap <= 0:
-        return False
-    inner = [g for x in range(lo_i + 1, j) if (g := _idle_gap(reqs, x, lo_i)) is not None]
-    return not inner or gap > 2 * statistics.median(inner)
-
-
-def _logon_windows(ch: Chain, txs: dict[str, list], profile: Profile
+def _logon_windows(ch: Chain, txs: dict[str, list], profile: Profile, reqs: list[_Req], rows_in: Any
                    ) -> list[tuple[int | None, int | None, tuple[int, str, int | None] | None]]:
     """The logons of one chain: [(lo, hi, end)], requests starting in [lo, hi) are that logon's.
 
@@ -739,10 +740,11 @@ def _logon_windows(ch: Chain, txs: dict[str, list], profile: Profile
     new logon. Each logon's end is found in its own window by the end rule (_end_of), so the time
     between two logons, and requests after a logon's end reply, belong to none.
     """
-    splits = sorted(set(_logon_splits(ch, _chain_requests(ch, txs), profile)))
+    splits = sorted(set(_logon_splits(ch, reqs, profile)))
     los: list[int | None] = [None, *splits]
     his: list[int | None] = [*splits, None]
-    return [(lo, hi, _end_of(ch, txs, profile, lo=lo, hi=hi)) for lo, hi in zip(los, his, strict=True)]
+    return [(lo, hi, _end_of(ch, txs, profile, lo=lo, hi=hi, rows=rows_in(lo, hi) if splits else None))
+            for lo, hi in zip(los, his, strict=True)]
 
 
 def _naming_only(ch: Chain, txs: dict[str, list]) -> tuple[bool, list[str]]:
@@ -786,7 +788,18 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
     for ch in chains:
         if ch.bootstrap_ns is None:
             continue
-        chain_rows = [q.row for q in _chain_requests(ch, txs)]
+        reqs = _chain_requests(ch, txs)
+        chain_rows = [q.row for q in reqs]
+        # every row of the chain by request start, to take each logon's window by bisection
+        by_q0 = sorted((q0, r) for it in ch.items for r in it.txn_rows
+                       if (q0 := txs["req_first_ts_ns"][r]) is not None)
+        q0s = [x[0] for x in by_q0]
+
+        def rows_in(lo: int | None, hi: int | None, by_q0: list = by_q0, q0s: list = q0s) -> set[int]:
+            a = 0 if lo is None else bisect.bisect_left(q0s, lo)
+            b = len(q0s) if hi is None else bisect.bisect_left(q0s, hi)
+            return {r for _q, r in by_q0[a:b]}
+
         relevant.update(chain_rows)
         chain_last = max(it.last_ns for it in ch.items)
         at_capture_end = cap_last is not None and cap_last - chain_last <= quiet_ns
@@ -803,7 +816,7 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
                                "reason": reason})
             assigned.update(chain_rows)
             continue
-        windows = _logon_windows(ch, txs, profile)
+        windows = _logon_windows(ch, txs, profile, reqs, rows_in)
         boot_item = next((it for it in ch.items if it.start_ns == ch.bootstrap_ns and it.kind == "tcp"), None)
         prev_end: int | None = None
         for k, (lo, hi, end) in enumerate(windows):
@@ -820,9 +833,9 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
             if k == 0:
                 items = [it for it in ch.items if it.start_ns >= ch.bootstrap_ns - lead_ns and it.start_ns <= end_ts]
             else:
-                win_rows = {q.row for q in _chain_requests(ch, txs) if q.q0 >= (lo or 0) and q.q0 <= end_ts}
+                win_rows = rows_in(lo, end_ts + 1)
                 items = [it for it in ch.items if it.start_ns <= end_ts and (
-                    (prev_end is not None and it.start_ns > prev_end) or any(r in win_rows for r in it.txn_rows))]
+                    (prev_end is not None and it.start_ns > prev_end) or not win_rows.isdisjoint(it.txn_rows))]
             if not items:
                 continue
             if k == 0:
@@ -834,9 +847,10 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
             rtts = [it.rtt_client_side_ms for it in items if it.kind == "tcp" and it.rtt_client_side_ms is not None
                     and not math.isnan(it.rtt_client_side_ms)]
             half_rtt_ns = int(float(statistics.median(rtts)) / 2 * 1e6) if rtts else 0   # = np.median, faster on few
-            outcome = _outcome(ch, items, txs, how, end_row, end_ts, profile)
+            outcome = _outcome(ch, items, txs, how, end_row, end_ts, profile,
+                               rows_in(lo, hi) if len(windows) > 1 else None)
             if last_window and at_capture_end and still_open and not cut_end:
-                cut_end = _still_under_way(ch, items, txs, how, lo, end_ts, profile)
+                cut_end = _still_under_way(reqs, how, lo, end_ts)
                 if cut_end:
                     end_ts = max(end_ts, chain_last)
             cut_start = k == 0 and cap_first is not None and any(
@@ -862,15 +876,13 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
                 "separation_confidence": ch.confidence,
             })
             # each request belongs to the one logon whose window it starts in
+            wrows = rows_in(lo, hi) if len(windows) > 1 else None
             for it in items:
                 if it.kind == "tcp" or not it.txn_rows:   # a connection, or a DNS flow without a transaction
                     members.append((logon_idx, it.conn_id, it.kind, -1))
-                for r in it.txn_rows:
-                    q0 = txs["req_first_ts_ns"][r]
-                    if len(windows) > 1 and q0 is not None and (
-                            (lo is not None and q0 < lo) or (hi is not None and q0 >= hi)):
-                        continue
+                for r in it.txn_rows if wrows is None else sorted(wrows.intersection(it.txn_rows)):
                     members.append((logon_idx, it.conn_id, it.kind, r))
+                    q0 = txs["req_first_ts_ns"][r]
                     if q0 is not None and q0 <= end_ts:
                         assigned.add(r)
             prev_end = int(end_ts)
@@ -891,8 +903,7 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
                     unassigned_requests=len(relevant - assigned))
 
 
-def _still_under_way(ch: Chain, items: list[Item], txs: dict[str, list], how: str, lo: int | None, end_ts: int,
-                     profile: Profile) -> bool:
+def _still_under_way(reqs: list[_Req], how: str, lo: int | None, end_ts: int) -> bool:
     """At the capture's end, with the logon's connections still open: could it have gone on?
 
     Yes unless its end reply (end_operation / end_url) is in the capture or its last answer was a
@@ -901,13 +912,12 @@ def _still_under_way(ch: Chain, items: list[Item], txs: dict[str, list], how: st
     """
     if how in ("end_operation", "end_url"):
         return False                      # its end reply is in the capture
-    reqs = [q for q in _chain_requests(ch, txs) if lo is None or q.q0 >= lo]
-    answered = [q for q in reqs if q.a1 is not None and q.a1 <= end_ts]
+    answered = [q for q in reqs if q.a1 is not None and q.a1 <= end_ts and (lo is None or q.q0 >= lo)]
     return not (answered and _is_failed_status(max(answered, key=lambda q: q.a1 or 0).status))
 
 
 def _outcome(ch: Chain, items: list[Item], txs: dict[str, list], how: str, end_row: int | None, end_ts: int,
-             profile: Profile) -> str:
+             profile: Profile, rows: set[int] | None = None) -> str:
     if how in ("end_operation", "end_url") and end_row is not None:
         return "failed" if _is_failed_status(txs["status"][end_row]) else "completed"
     # the last answer (or failed attempt) decides
@@ -915,7 +925,7 @@ def _outcome(ch: Chain, items: list[Item], txs: dict[str, list], how: str, end_r
     for it in items:
         if it.failed_connect and it.last_ns <= end_ts and it.last_ns >= last_ts:
             last_ts, last_failed = it.last_ns, True
-        for r in it.txn_rows:
+        for r in it.txn_rows if rows is None else (r for r in it.txn_rows if r in rows):
             rs = txs["rsp_last_ts_ns"][r]
             ts = rs if rs is not None else txs["req_first_ts_ns"][r]
             if ts is not None and ts <= end_ts and ts >= last_ts:
