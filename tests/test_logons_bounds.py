@@ -258,3 +258,24 @@ def test_the_headline_counts_incomplete_logons_apart_and_leaves_them_out_of_the_
     whole = a.logons.filter(a.logons["outcome"] == "completed")["duration_s"][0]
     assert s.p50_s == s.max_s == whole
     assert "1 incomplete: cut by the start or end of the capture" in s.sentences[0]
+
+
+def test_connections_and_dns_questions_in_no_logon_are_counted_in_notes():
+    # a JNLP download and a bootstrap connection that carried nothing, then 20 s later another
+    # PC's complete logon (so the capture goes on well past the first); a DNS question nobody used
+    conns = [connection(1, "10.0.0.7", 50000, S, 9080, 0, 0.2, 0.3, 50),
+             connection(2, "10.0.0.7", 50001, S, 2809, 60, 60.2, 60.3, 80),
+             connection(3, C, 50002, S, 2809, 20000, 20000.2, 20000.3, 20400),
+             connection(4, C, 50003, APP, 9100, 20010, 20010.2, 20010.3, 20400),
+             connection(9, "10.0.0.8", 40000, "10.0.9.9", 53, None, None, None, 9, transport="udp")]
+    txns = [transaction(1, "10.0.0.7", S, 9080, "http", "GET /epj/epj.jnlp", 1, 1, 10, 10, status="200"),
+            transaction(3, C, S, 2809, "giop", "resolve", 20001, 20001, 20003, 20003, forward=(APP, 9100)),
+            transaction(4, C, APP, 9100, "giop", "authenticate", 20011, 20011, 20100, 20100),
+            transaction(9, "10.0.0.8", "10.0.9.9", 53, "dns", "www.example.org", 2, 2, 8, 8, status="NOERROR",
+                        detail='{"answers":[["A","192.0.2.1",60]]}')]
+    c, t, _ = tables(conns, txns)
+    res = analyze_tables(c, t)
+    assert res.logons.height == 1 and res.logons["client_ip"][0] == C
+    assert res.orphan_connections == 2
+    assert any(n.startswith("2 connection(s) to EPJ servers belong to no logon") for n in res.notes)
+    assert any(n.startswith("1 DNS question(s) belong to no logon") for n in res.notes)

@@ -186,6 +186,9 @@ def _grouping_notes(grouping: Any, lg: pl.DataFrame) -> list[str]:
     if grouping.unassigned_requests:
         notes.append(f"{grouping.unassigned_requests} request(s) of logon client processes belong to no logon "
                      "(sent between two logons of one process, or after a logon's end)")
+    if grouping.unassigned_dns:
+        notes.append(f"{grouping.unassigned_dns} DNS question(s) belong to no logon (no logon process connected "
+                     "to their answer next)")
     if grouping.not_logons:
         by_reason: dict[str, int] = {}
         for d in grouping.not_logons:

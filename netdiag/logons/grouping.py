@@ -193,6 +193,7 @@ class Grouping:
     relevant_connections: int        # connections/questions considered (to EPJ servers, DNS)
     not_logons: list[dict] = field(default_factory=list)   # sessions that are not logons (reason)
     unassigned_requests: int = 0     # requests on logon processes' connections outside every logon
+    unassigned_dns: int = 0          # DNS questions no logon process used
 
 
 def relevant_connections(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> pl.DataFrame:
@@ -899,8 +900,15 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
     mem = pl.DataFrame(members, schema={"logon_idx": pl.Int64, "conn_id": pl.UInt32, "kind": pl.String,
                                         "txn_row": pl.Int64}, orient="row")
     not_logons.sort(key=lambda d: d["start_ts_ns"])
+    # a process that got a logon start but no logon (nothing answered after its bootstrap, long
+    # before the capture's end): its connections are in no logon, like the orphans
+    in_logon = {m[1] for m in members if m[2] == "tcp"}
+    orphans += sum(1 for ch in chains if ch.bootstrap_ns is not None for it in ch.items
+                   if it.kind == "tcp" and it.conn_id not in in_logon
+                   and not any(it.conn_id in d["conn_ids"] for d in not_logons))
+    unassigned_dns = sum(1 for it, ch in item_chain if it.kind == "dns" and ch is None)
     return Grouping(logons, mem, orphans, len(item_chain), not_logons=not_logons,
-                    unassigned_requests=len(relevant - assigned))
+                    unassigned_requests=len(relevant - assigned), unassigned_dns=unassigned_dns)
 
 
 def _still_under_way(reqs: list[_Req], how: str, lo: int | None, end_ts: int) -> bool:
