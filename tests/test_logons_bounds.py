@@ -279,3 +279,18 @@ def test_connections_and_dns_questions_in_no_logon_are_counted_in_notes():
     assert res.orphan_connections == 2
     assert any(n.startswith("2 connection(s) to EPJ servers belong to no logon") for n in res.notes)
     assert any(n.startswith("1 DNS question(s) belong to no logon") for n in res.notes)
+
+
+def test_a_capture_of_only_name_service_tool_runs_has_no_logons_and_says_why():
+    from netdiag.logons import NoLogonsError
+
+    conns = [connection(1, C, 50000, S, 2809, 0, 0.2, 0.3, 50),
+             connection(2, "10.0.0.9", 50001, "10.0.2.2", 445, 9000, 9000.2, 9000.3, 9500)]  # the capture goes on
+    txns = [transaction(1, C, S, 2809, "giop", "_is_a", 1, 1, 3, 3),
+            transaction(1, C, S, 2809, "giop", "list", 4, 4, 6, 6),
+            transaction(1, C, S, 2809, "giop", "resolve", 7, 7, 9, 9, forward=(APP, 9100))]
+    c, t, _ = tables(conns, txns)
+    res = analyze_tables(c, t)
+    assert res.logons.height == 0 and res.not_logons.height == 1
+    with pytest.raises(NoLogonsError, match="1 session.s. on the naming port, none of them a logon"):
+        res.require_logons()
