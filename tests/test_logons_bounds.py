@@ -294,3 +294,17 @@ def test_a_capture_of_only_name_service_tool_runs_has_no_logons_and_says_why():
     assert res.logons.height == 0 and res.not_logons.height == 1
     with pytest.raises(NoLogonsError, match="1 session.s. on the naming port, none of them a logon"):
         res.require_logons()
+
+
+@pytest.mark.parametrize(("status", "is_logon"), [("USER_EXCEPTION", False), ("SYSTEM_EXCEPTION", True)])
+def test_a_naming_session_whose_lookup_missed_is_a_tool_run_but_one_the_naming_service_failed_is_a_logon(
+        status, is_logon):
+    conns = [connection(1, C, 50000, S, 2809, 0, 0.2, 0.3, 50),
+             connection(2, "10.0.0.9", 50001, "10.0.2.2", 445, 9000, 9000.2, 9000.3, 9500)]  # the capture goes on
+    txns = [transaction(1, C, S, 2809, "giop", "_is_a", 1, 1, 3, 3),
+            transaction(1, C, S, 2809, "giop", "resolve", 7, 7, 9, 9, status=status)]
+    c, t, _ = tables(conns, txns)
+    res = analyze_tables(c, t)
+    assert (res.logons.height, res.not_logons.height) == ((1, 0) if is_logon else (0, 1))
+    if is_logon:
+        assert res.logons["outcome"][0] == "failed"

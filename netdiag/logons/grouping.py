@@ -750,8 +750,8 @@ def _logon_windows(ch: Chain, txs: dict[str, list], profile: Profile, reqs: list
 
 def _naming_only(ch: Chain, txs: dict[str, list]) -> tuple[bool, list[str]]:
     """(True, operations) when every connection of the chain went to a bootstrap (naming) port and
-    carried only naming and ORB operations, all answered without an exception: a name-service tool
-    or a probe, which never went on to an application server."""
+    carried only naming and ORB operations, all answered without a system exception: a
+    name-service tool or a probe, which never went on to an application server."""
     tcp = [it for it in ch.items if it.kind == "tcp"]
     if not tcp or any(it.role != "bootstrap" or it.failed_connect for it in tcp):
         return False, []
@@ -761,7 +761,10 @@ def _naming_only(ch: Chain, txs: dict[str, list]) -> tuple[bool, list[str]]:
             op = txs["operation"][r] or ""
             if txs["protocol"][r] != "giop" or (op not in NAMING_OPERATIONS and op not in ORB_OPERATIONS):
                 return False, []
-            if txs["rsp_last_ts_ns"][r] is None or _is_failed_status(txs["status"][r]):
+            # a name not found (CosNaming::NotFound, a user exception) is a tool's ordinary answer;
+            # a system exception or no answer is a logon that failed at the naming service
+            status = txs["status"][r]
+            if txs["rsp_last_ts_ns"][r] is None or (_is_failed_status(status) and status != "USER_EXCEPTION"):
                 return False, []
             ops.append(op)
     return True, ops
