@@ -308,3 +308,17 @@ def test_a_naming_session_whose_lookup_missed_is_a_tool_run_but_one_the_naming_s
     assert (res.logons.height, res.not_logons.height) == ((1, 0) if is_logon else (0, 1))
     if is_logon:
         assert res.logons["outcome"][0] == "failed"
+
+
+@needs_tshark
+def test_each_logon_filter_shows_in_wireshark_the_requests_the_client_sent_in_that_logon():
+    a = analyze_logons(LAB / "repeated_logons.pcap")
+    events = _truth("repeated_logons")["client_events"]
+    logs = sorted(_truth("repeated_logons")["logons"], key=lambda x: x["start_ts_ns"])
+    for row, log in zip(a.logons.sort("start_ts_ns").to_dicts(), logs, strict=True):
+        out = subprocess.run(["tshark", "-r", str(LAB / "repeated_logons.pcap"), "-Y",
+                              f"({row['wireshark_filter']}) && giop.type == 0", "-T", "fields", "-e", "giop.request_op"],
+                             capture_output=True, text=True, check=True).stdout.split()
+        sent = [e["op"] for e in events if e.get("logon") == log["logon"] and e["event"] == "giop_sent"
+                and e.get("msg_type") == "Request"]
+        assert out == sent

@@ -161,12 +161,17 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
         **{c: pl.Series(secs[:, j]) for j, c in enumerate(BUDGET_COLUMNS)},
     ).join(counts, on="logon_idx", how="left").join(per_conn, on="logon_idx", how="left").join(
         per_udp, on="logon_idx", how="left").sort("logon_idx")
+    # logons of one long-lived process share its connections: their filters also need the time
+    shared = set(conn_m.filter(pl.col("conn_id").is_in(
+        conn_m.group_by("conn_id").len().filter(pl.col("len") > 1)["conn_id"].implode()))["logon_idx"].to_list())
     out = out.with_columns(
         [pl.col(c).fill_null(0) for c in ("requests", "location_forwards", "exceptions", "connections",
                                            "retransmissions")],
         conn_ids=pl.col("conn_ids").fill_null(pl.lit([], pl.List(pl.UInt32))),
-        wireshark_filter=pl.Series([_logon_filter(*r) for r in out.select(
-            "client_ip", "tcp_ports", "udp_ports", "f0", "uf0", "last_seen_ts_ns").iter_rows()], dtype=pl.String)
+        wireshark_filter=pl.Series([_logon_filter(*r[:6]) + (_time_range(r[6], r[5]) if r[7] in shared else "")
+                                    for r in out.select("client_ip", "tcp_ports", "udp_ports", "f0", "uf0",
+                                                        "last_seen_ts_ns", "first_seen_ts_ns", "logon_idx"
+                                                        ).iter_rows()], dtype=pl.String)
         if out.height else pl.lit(None, pl.String),
     )
     logons_table = LOGONS.conform(out)
@@ -212,6 +217,12 @@ def _logon_filter(client_ip: str, tcp_ports: list | None, udp_ports: list | None
     if udp_ports:
         ports.append("udp.port in {" + ",".join(str(p) for p in udp_ports) + "}")
     return f"{ipf} && ({' || '.join(ports)})" if ports else ipf
+
+
+def _time_range(first_ns: int, last_ns: int) -> str:
+    """A display-filter clause for [first, last] seen at the capture point, widened to whole ms."""
+    lo, hi = (first_ns // 1_000_000) / 1000, -(-last_ns // 1_000_000) / 1000
+    return f" && frame.time_epoch >= {lo:.3f} && frame.time_epoch <= {hi:.3f}"
 
 
 def _why_no_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> str:
