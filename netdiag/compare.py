@@ -670,7 +670,10 @@ def compare(before: Any, after: Any, profile: Profile | str | os.PathLike[str] |
         rows.append(r)
         specs[r["metric_id"]] = spec
 
-    lb, la = b.logons, a.logons
+    from netdiag.logons.population import complete_logons
+
+    # logons cut by a capture's start or end are left out: their durations are lower bounds
+    lb, la = complete_logons(b.logons), complete_logons(a.logons)
     add(DURATION, "all", None, _values(lb, "duration_s"), _values(la, "duration_s"))
     only: dict[str, dict[str, list[str]]] = {}
     for kind, col in (("server", "server_ip"), ("client group", "client_group")):

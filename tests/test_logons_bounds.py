@@ -322,3 +322,13 @@ def test_each_logon_filter_shows_in_wireshark_the_requests_the_client_sent_in_th
         sent = [e["op"] for e in events if e.get("logon") == log["logon"] and e["event"] == "giop_sent"
                 and e.get("msg_type") == "Request"]
         assert out == sent
+
+
+def test_compare_leaves_incomplete_logons_out_of_the_duration_comparison(tmp_path):
+    from netdiag.compare import compare
+
+    data, recs = _pcap_records(SAMPLE)
+    cut = tmp_path / "cut300.pcap"
+    cut.write_bytes(data[:recs[299][1]])                    # logon 1 whole, logon 2 under way
+    row = compare(SAMPLE, cut).metric("logon:duration_s")
+    assert (row["n_before"], row["n_after"]) == (3, 1)
