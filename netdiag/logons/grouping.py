@@ -776,10 +776,11 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
     """Cut each chain into its logons (_logon_windows) and build the logon rows and members.
 
     A logon cut by the capture's start (its first connection's handshake is not in the capture,
-    which began right then) or end (the capture ended within end_quiet_s of the chain's last
-    packet while the logon was still under way: nothing past the naming service answered yet, its
-    last request unanswered on an open connection, or the profile's end rule not reached) is
-    `incomplete`. A chain that only talked to the naming service is not a logon (not_logons).
+    which began within CUT_AT_START_NS of it) or end (the capture ended within end_quiet_s of the
+    chain's last packet, a connection of the chain still open, and neither the end reply of an
+    end rule nor a failure closed the logon: see _still_under_way) is `incomplete`. A chain that
+    only talked to the naming service is not a logon (not_logons). Connections and requests that
+    end up in no logon are counted (orphans, unassigned_requests).
     """
     rows: list[dict] = []
     members: list[tuple[int, int, str, int]] = []
