@@ -110,6 +110,21 @@ def test_a_process_whose_logon_is_one_call_logs_on_again_after_each_pause():
     assert lg["server_s"].to_list()[1:] == pytest.approx([0.8, 0.8], abs=0.001)
 
 
+def test_a_first_logon_that_begins_with_a_one_off_call_still_lets_the_next_logons_be_found():
+    # the process fetches its settings once, then logs on (authenticate, getUserContext) three
+    # times, 2 s apart; the later logons skip the settings call
+    conns = [connection(1, C, 50000, S, 2809, 0, 0.2, 0.3, 9000),
+             connection(2, C, 50001, APP, 9100, 10, 10.2, 10.3, 9000)]
+    txns = [transaction(1, C, S, 2809, "giop", "resolve", 1, 1, 3, 3, forward=(APP, 9100)),
+            transaction(2, C, APP, 9100, "giop", "getServerSettings", 11, 11, 15, 15)]
+    for t in (20.0, 2020.0, 4020.0):
+        txns += [transaction(2, C, APP, 9100, "giop", "authenticate", t, t, t + 100, t + 100),
+                 transaction(2, C, APP, 9100, "giop", "getUserContext", t + 110, t + 110, t + 120, t + 120)]
+    c, tt, _ = tables(conns, txns)
+    lg = analyze_tables(c, tt).logons.sort("start_ts_ns")
+    assert lg["requests"].to_list() == [4, 2, 2]
+
+
 def test_a_retry_after_an_exception_is_not_a_new_logon():
     conns = [connection(1, C, 50000, S, 2809, 0, 0.2, 0.3, 9000),
              connection(2, C, 50001, APP, 9100, 10, 10.2, 10.3, 9000)]

@@ -94,6 +94,8 @@ CUT_AT_START_NS = 1_000_000_000
 # Without a profile start rule, the first (up to) this many application operations of a process,
 # sent again in the same order after a longer pause than its usual ones, start its next logon.
 REPEAT_SIGNATURE = 2
+# ... counted from the first application operation, else from the second (see _logon_splits)
+REPEAT_FROM = 2
 
 _CONFIDENCE_RANK = {"high": 2, "medium": 1, "low": 0}
 # A bootstrap while one of the chain's requests has been outstanding this long is a re-bootstrap
@@ -693,15 +695,56 @@ def _logon_splits(ch: Chain, reqs: list[_Req], profile: Profile) -> list[int]:
             seen = True
         return starts
     # without a start rule: the process's first application operations, sent again in the same
-    # order, fresh, after a pause longer than twice its median pause in the logon so far
+    # order, fresh, after a pause longer than twice its median pause in the logon so far; when they
+    # never come again, the same from its second operation on (a first logon may begin with a
+    # call the later ones skip, e.g. fetching the server's settings before authenticate)
     app = [i for i, q in enumerate(rq) if _is_app_operation(q)]
-    sig: list[str] = []
-    for i in app:   # the first REPEAT_SIGNATURE distinct operations in a row (one if it repeats at once)
-        if rq[i].operation in sig or len(sig) == REPEAT_SIGNATURE:
+    ops = [rq[i].operation for i in app]
+    for first in range(REPEAT_FROM):
+        sig: list[str] = []
+        for op in ops[first:]:   # up to REPEAT_SIGNATURE distinct operations in a row (one if it repeats at once)
+            if op in sig or len(sig) == REPEAT_SIGNATURE:
+                break
+            sig.append(op)
+        if not sig:
             break
-        sig.append(rq[i].operation)
-    if not sig:
-        return starts
+        starts = _repeats(rq, app, ops, sig, first, fresh, app_a1)
+        if starts:
+            break
+    return starts
+
+
+def _repeats(rq: list[_Req], app: list[int], ops: list[str], sig: list[str], first: int, fresh: Any,
+             app_a1: list[int]) -> list[int]:
+    """Start times of the later logons: `sig` sent again (after app position first + len(sig)),
+    fresh, after a pause longer than twice the median pause inside the logon so far."""
+    starts: list[int] = []
+    n = len(rq)
+    k = len(sig)
+    candidates = {app[p]: p for p in range(first + k, len(app) - k + 1) if ops[p:p + k] == sig}
+    # pauses (request sent - latest answer before it, nothing outstanding) inside the current logon
+    lo = 0
+    seg_max = -1
+    gaps: list[tuple[int, int]] = []          # (request index, pause before it)
+    next_ok = 0                               # app position from which a new candidate may count
+    i = 0
+    while i < n:
+        q = rq[i]
+        if i in candidates and candidates[i] >= next_ok and fresh(i):
+            j = _burst_start(rq, i, app_a1[i])
+            gap_j = next((g for x, g in gaps if x == j), None) if j < i else (
+                q.q0 - seg_max if lo < i and 0 <= seg_max <= q.q0 else None)
+            inner = sorted(g for x, g in gaps if x < j)
+            if gap_j is not None and gap_j > 0 and (not inner or gap_j > 2 * statistics.median(inner)):
+                starts.append(rq[j].q0)
+                next_ok = candidates[i] + k
+                lo, seg_max, gaps, i = j, -1, [], j     # the new logon: rescan from its first request
+                continue
+        if i > lo and 0 <= seg_max <= q.q0:
+            gaps.append((i, q.q0 - seg_max))
+        seg_max = max(seg_max, q.a1 if q.a1 is not None else _NEVER)
+        i += 1
+    return starts
     k = len(sig)
     ops = [rq[i].operation for i in app]
     candidates = {app[p]: p for p in range(k, len(app) - k + 1) if ops[p:p + k] == sig}
