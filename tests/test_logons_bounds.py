@@ -347,3 +347,14 @@ def test_compare_leaves_incomplete_logons_out_of_the_duration_comparison(tmp_pat
     cut.write_bytes(data[:recs[299][1]])                    # logon 1 whole, logon 2 under way
     row = compare(SAMPLE, cut).metric("logon:duration_s")
     assert (row["n_before"], row["n_after"]) == (3, 1)
+
+
+def test_start_operation_is_a_checked_regex_in_the_profile_and_in_the_starter():
+    from netdiag.errors import ConfigError
+    from netdiag.profile import STARTER_PROFILE
+
+    assert parse_profile('[logon]\nstart_operation = "^authenticate$"\n').start_operation.pattern == "^authenticate$"
+    with pytest.raises(ConfigError, match=r"line 3: bad regex in 'start_operation'"):
+        parse_profile('[logon]\nend_quiet_s = 5\nstart_operation = "auth("\n')
+    assert 'start_operation = ""' in STARTER_PROFILE
+    assert parse_profile(STARTER_PROFILE).start_operation is None
