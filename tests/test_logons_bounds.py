@@ -358,3 +358,24 @@ def test_start_operation_is_a_checked_regex_in_the_profile_and_in_the_starter():
         parse_profile('[logon]\nend_quiet_s = 5\nstart_operation = "auth("\n')
     assert 'start_operation = ""' in STARTER_PROFILE
     assert parse_profile(STARTER_PROFILE).start_operation is None
+
+
+def test_a_client_running_before_the_capture_began_is_followed_with_start_any_and_start_operation():
+    # both connections were open before the capture (no SYN); the process logs on three times
+    conns = [connection(2, C, 50001, APP, 9100, None, None, None, 12000),
+             connection(1, C, 50000, S, 2809, None, None, None, 12000)]
+    conns[0]["first_ts_ns"] = conns[0]["last_ts_ns"] - 11990 * MS   # first packet at 10 ms: authenticate
+    conns[1]["first_ts_ns"] = conns[1]["last_ts_ns"] - 10000 * MS   # at 2000 ms: resolve
+    conns[0]["state"] = conns[1]["state"] = "OTH"
+    txns = [transaction(1, C, S, 2809, "giop", "resolve", 2000, 2000, 2002, 2002, forward=(APP, 9100))]
+    for t in (10.0, 2010.0, 4010.0):
+        txns += [transaction(2, C, APP, 9100, "giop", "authenticate", t, t, t + 100, t + 100),
+                 transaction(2, C, APP, 9100, "giop", "getUserContext", t + 110, t + 110, t + 120, t + 120)]
+    c, tt, _ = tables(conns, txns)
+    # by default the application connection has no logon start in the capture: counted, not followed
+    default = analyze_tables(c, tt)
+    assert default.orphan_connections == 1 and default.logons["requests"].to_list() == [1]
+    prof = parse_profile('[logon]\nstart = "any"\nstart_operation = "^authenticate$"\n')
+    lg = analyze_tables(c, tt, profile=prof).logons.sort("start_ts_ns")
+    assert lg["outcome"].to_list() == ["completed"] * 3
+    assert lg["requests"].to_list() == [2, 3, 2]             # the second logon's resolve is its own

@@ -421,7 +421,10 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
         active = [c for c in live if not logon_ended(c, t)]
         chosen: Chain | None = None
         conf = "high"
-        is_bootstrap = it.role == "bootstrap" or (profile.start_rule == "any" and not active)
+        # (a bootstrap connection already open when the capture began is no new process's start
+        # while one of that address's logons is in progress: it joins like any other connection)
+        is_bootstrap = (it.role == "bootstrap" and (it.syn_seen or not active)) or (
+            profile.start_rule == "any" and not active)
         # 1. an IOR referral (naming reply, LOCATION_FORWARD) names this host:port
         refs = [(r, c) for c in live if (r := c.open_referral(t, it.server_ip, it.server_port)) is not None]
         if refs:
@@ -898,10 +901,15 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
             outcome = _outcome(ch, items, txs, how, end_row, end_ts, profile,
                                rows_in(lo, hi) if len(windows) > 1 else None)
             if last_window and at_capture_end and still_open and not cut_end:
-                cut_end = _still_under_way(reqs, how, lo, end_ts)
+                cut_end = cap_last - end_ts < quiet_ns and _still_under_way(reqs, how, lo, end_ts)
                 if cut_end:
                     end_ts = max(end_ts, chain_last)
-            cut_start = k == 0 and cap_first is not None and any(
+            # (a connection opened before the capture whose first request is the profile's
+            # start_operation starts the logon right there: nothing of it was cut)
+            first_req = next((q for q in reqs if lo is None or q.q0 >= lo), None)
+            starts_here = (profile.start_operation is not None and first_req is not None
+                           and first_req.protocol == "giop" and profile.start_operation.search(first_req.operation))
+            cut_start = k == 0 and cap_first is not None and not starts_here and any(
                 it.kind == "tcp" and not it.syn_seen and it.start_ns - cap_first <= CUT_AT_START_NS
                 and it.start_ns == first_ts for it in items)
             if cut_start or cut_end:
@@ -961,9 +969,10 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
 def _still_under_way(reqs: list[_Req], how: str, lo: int | None, end_ts: int) -> bool:
     """At the capture's end, with the logon's connections still open: could it have gone on?
 
-    Yes unless its end reply (end_operation / end_url) is in the capture or its last answer was a
-    failure: the quiet rule needs end_quiet_s of quiet, which the capture did not last long enough
-    to show, and a process whose connections are open may send its next request at any moment.
+    Asked only when the capture ended less than end_quiet_s after the logon's end: yes unless its
+    end reply (end_operation / end_url) is in the capture or its last answer was a failure: the
+    quiet rule needs end_quiet_s of quiet, which the capture did not last long enough to show,
+    and a process whose connections are open may send its next request at any moment.
     """
     if how in ("end_operation", "end_url"):
         return False                      # its end reply is in the capture
