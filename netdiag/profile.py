@@ -417,9 +417,11 @@ lead_in_s = 30
 # logon of that process (a retry after a failed or forwarded answer does not) ...
 start_operation = ""        # e.g. "^authenticate$"
 # ... and without it, the process's first application operations (e.g. authenticate,
-# getUserContext) sent again, in the same order, while nothing is outstanding, start the next
-# logon (the naming lookups right before them belong to it). Time between logons is in none.
-# The logon ends at the reply to the first GIOP operation matching this regex ...
+# getUserContext) sent again, in the same order, while nothing is outstanding, after a pause
+# longer than twice its usual ones, start the next logon (the naming lookups right before them
+# belong to it). Time between logons is in none.
+# The logon ends at the reply to the first GIOP operation matching this regex (each logon of a
+# long-lived process at its own match, e.g. "^logout$") ...
 end_operation = ""          # e.g. "authenticate|getUserContext"
 # ... or at the response to the first HTTP request (method + path) matching this regex ...
 end_url = ""                # e.g. "GET /epj/start"
