@@ -198,6 +198,8 @@ CONNECTIONS = _t(
     ("zero_window_s", pl.Float64, "time a zero window was advertised (until the window reopened or the connection ended)"),
     ("window_full_events", pl.UInt32, "segments that filled the receiver's window"),
     ("keep_alives", pl.UInt32, "keep-alive segments"),
+    ("nagle_stalls", pl.UInt32, "Nagle x delayed-ACK stalls: a small segment held until the peer's delayed ACK (30-500 ms beyond its round trip) of the sender's last data, then sent right after it (rule in netdiag/tcp/nagle.py; null for UDP)"),
+    ("nagle_stall_s", pl.Float64, "seconds those held segments waited: per stall, the previous data segment to the held one, summed"),
     ("unseen_bytes", pl.UInt64, "bytes ACKed but never captured: sequence holes (and the tail past the last captured byte) below the peer's highest ACK, both directions; the capture dropped them, not the network"),
     ("state", pl.String, "Zeek conn_state: S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH (rules in netdiag/tcp/connections.py; UDP: SF both sides sent, S0 client only, SHR server only)"),
     ("history", pl.String, "Zeek history letters in order of first occurrence (upper case = client): S/s SYN, H/h SYN+ACK, A/a pure ACK, D/d payload, F/f FIN, R/r RST, T/t retransmission and W/w zero window at the 1st, 10th, 100th... (no C: checksums are not verified)"),

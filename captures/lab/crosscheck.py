@@ -182,7 +182,8 @@ def compare(truth: dict, frames: list[dict]) -> list[Check]:
         "client resolver sends minus queries the bridge dropped before the capture point")
     add("tcp_connections", exp["tcp_connections"]["total"], v["tcp_connections"],
         exp["tcp_connections"]["total"] == v["tcp_connections"],
-        "server-seen ORB client addresses + naming peers per logon + web server client addresses")
+        "server-seen ORB client addresses + naming peers per logon + web server client addresses "
+        "(+ the tcpstall client's own connections)")
 
     added = truth["injected"]["added_rtt_ms"]
     if v["initial_rtt_ms"]:
@@ -288,9 +289,10 @@ def compare(truth: dict, frames: list[dict]) -> list[Check]:
         f"machine that read (or the write after the reply is logged) can lag the wire by tens of ms; first "
         f"Requests on a fresh connection excluded (reader thread start-up), their extra ms: {cold}")
 
-    paused = any(e["event"] == "client_paused" for e in truth["client_events"])
+    paused = any(e["event"] == "client_paused" for e in truth["client_events"]) or any(
+        e["event"] == "reader_paused" for e in truth.get("tcp_stalls", {}).get("client_events", []))
     add("zero_window_seen", paused, v["zero_windows"] > 0, paused == (v["zero_windows"] > 0),
-        "client process stopped with a small receive buffer (client_paused in its log)")
+        "client process stopped with a small receive buffer (client_paused / reader_paused in its log)")
     tls = sorted({"1.2": "0x0303", "1.3": "0x0304"}[e["version"][-3:]] for e in truth["client_events"]
                  if e["event"] == "tls_handshake_done")
     if tls or v["tls_server_versions"]:

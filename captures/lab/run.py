@@ -161,7 +161,8 @@ def cut_frames(pcap: Path, rules: list[dict]) -> list[dict]:
 def run_scenario(sc: Scenario, out_dir: Path, keep_work: bool = False) -> dict:
     """Run sc in fresh namespaces; write its pcap/truth/keys into out_dir; return the truth."""
     work = Path(tempfile.mkdtemp(prefix=f"ndl-{sc.name}-"))
-    logs = {k: work / f"{k}.jsonl" for k in ("client", "app1", "app2", "web", "bridge")}
+    logs = {k: work / f"{k}.jsonl" for k in ("client", "app1", "app2", "web", "bridge", "tcpstall_server",
+                                             "tcpstall_client")}
     dns_log = work / "dnsmasq.log"
     raw_pcap = work / f"{sc.name}.pcap"
     keylog = work / "client.keys"
@@ -210,6 +211,13 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
         bridge = lb.start(lb.mid, ["chrt", "-f", "20", PY, "-m", "captures.lab.impair", "--a", lb.if_mc, "--b", lb.if_ms, "--config",
                                    str(work / "bridge.json"), "--log", str(logs["bridge"]),
                                    "--max-runtime-s", "400"], stderr=err)
+        stall_srv = None
+        if sc.tcp_stalls is not None:   # plain TCP peers on ports netdiag does not parse (tcpstall.py)
+            (work / "tcpstall.json").write_text(json.dumps({"host": APP_IP, **sc.tcp_stalls}))
+            stall_srv = lb.start(lb.srv, [PY, "-m", "captures.lab.tcpstall", "server", "--config",
+                                          str(work / "tcpstall.json"), "--log", str(logs["tcpstall_server"])],
+                                 stderr=err)
+            wait_event(logs["tcpstall_server"], "server_ready", stall_srv)
         wait_event(logs["web"], "web_ready", web)
         for proc, log in procs:
             wait_event(log, "server_ready", proc, timeout=40)
@@ -262,6 +270,12 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
                 raise LabError("a background client run did not finish in time") from exc
         if background:
             time.sleep(0.3)
+        if sc.tcp_stalls is not None:
+            res = lb.run_in(lb.cli, [PY, "-m", "captures.lab.tcpstall", "client", "--config",
+                                     str(work / "tcpstall.json"), "--log", str(logs["tcpstall_client"])],
+                            timeout=60, stderr=err)
+            rcs.append(res.returncode)
+            time.sleep(0.3)
         time.sleep(sc.linger_s)
         t_cap1 = time.time_ns()
         counts = netns.stop_tcpdump(lb, dump)
@@ -277,6 +291,8 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
         for proc, _ in procs:
             lb.stop(proc)
         lb.stop(web)
+        if stall_srv is not None:
+            lb.stop(stall_srv)
         return t_cap0, t_cap1, counts, rcs
     finally:
         err.close()
@@ -466,6 +482,13 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
         "dnsmasq_query_log": [line.split("dnsmasq", 1)[-1] for line in dns_lines if " query[" in line
                               or " reply " in line or " config " in line],
     }
+    if sc.tcp_stalls is not None:
+        truth["tcp_stalls"] = tcp_stall_truth(sc, read_jsonl(logs["tcpstall_server"]),
+                                              read_jsonl(logs["tcpstall_client"]))
+        # the tcpstall client's connections, by the local addresses it logged
+        n = len({e["local"] for e in truth["tcp_stalls"]["client_events"] if e.get("local")})
+        truth["expected"]["tcp_connections"]["tcp_stalls"] = n
+        truth["expected"]["tcp_connections"]["total"] += n
     return truth
 
 
@@ -490,6 +513,42 @@ def update_expected(out_dir: Path, names: list[str]) -> list[str]:
             path.write_text(json.dumps(truth, indent=1) + "\n")
             changed.append(str(path))
     return changed
+
+
+def tcp_stall_truth(sc: Scenario, server: list[dict], client: list[dict]) -> dict:
+    """What the tcpstall peers logged, and the stalls it implies (tcpstall.py's docstring).
+
+    Nagle x delayed ACK, per request: the server's recv() that returned the first piece and the
+    one that completed the request; their gap is the time the client's kernel held the second
+    piece (a stall when it is a delayed ACK's length, >= 30 ms; in quick-ACK mode it is one round
+    trip). Zero window: from the server starting to send (the 4 KB buffer fills within a
+    millisecond on this link) to the reader resuming.
+    """
+    cfg = sc.tcp_stalls or {}
+    recvs: dict[tuple, list[dict]] = {}
+    for e in server:
+        if e["event"] == "nagle_recv":
+            recvs.setdefault((e["client"], e["request"]), []).append(e)
+    requests = []
+    for (peer, i), rs in sorted(recvs.items(), key=lambda kv: kv[1][0]["ts_ns"]):
+        first, last = rs[0], rs[-1]
+        requests.append({"client": peer, "request": i, "recvs": len(rs), "first_piece_ts_ns": first["ts_ns"],
+                         "request_complete_ts_ns": last["ts_ns"],
+                         "held_s": round((last["ts_ns"] - first["ts_ns"]) / 1e9, 6)})
+    stalls = [r for r in requests if r["held_s"] >= 0.030]
+    ev = {e["event"]: e for e in client + server if e["event"] in (
+        "reader_paused", "reader_resumed", "bulk_send_start", "bulk_send_done", "bulk_received", "nagle_connected")}
+    zw = None
+    if "reader_resumed" in ev and "bulk_send_start" in ev:
+        zw = round((ev["reader_resumed"]["ts_ns"] - ev["bulk_send_start"]["ts_ns"]) / 1e9, 6)
+    return {"config": cfg, "ports": {"nagle": cfg.get("nagle_port", 7000), "bulk": cfg.get("bulk_port", 7001)},
+            "nagle_requests": requests, "nagle_stalls": len(stalls),
+            "nagle_stall_s": round(sum(r["held_s"] for r in stalls), 6),
+            "nagle_client": ev.get("nagle_connected", {}).get("local"),
+            "reader": {k: ev[k] for k in ("reader_paused", "reader_resumed", "bulk_send_start", "bulk_send_done",
+                                          "bulk_received") if k in ev},
+            "zero_window_s": zw,
+            "server_events": server, "client_events": client}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -77,6 +77,7 @@ class Scenario:
     expect_cause: str | None = None
     expect_seconds: float | None = None
     expect_logons: list[int] | None = None
+    tcp_stalls: dict | None = None                     # captures/lab/tcpstall.py peers (config), None: not run
 
     def server_config(self, name: str, host: str, naming: bool) -> dict:
         ops = copy.deepcopy(BASE_SERVER_OPS)
@@ -204,6 +205,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              capture_drops=[{"contains": "authenticate", "nth": 1}, {"sport": 9100, "payload": True, "nth": 3},
                             {"every": 40}],
              expect_cause="client_s"),
+    Scenario("tcp_stalls_other_port", "no logon: plain TCP peers on ports netdiag does not parse "
+             "(captures/lab/tcpstall.py). Port 7000: 14 request/response exchanges, the client writes each request in "
+             "two 100-byte pieces with Nagle on and the server answers only the whole request, so once Linux leaves "
+             "quick-ACK mode the second piece waits for the server's delayed ACK (~40 ms). Port 7001: a slow reader "
+             "(4 KB receive buffer) asks for 300 KB and does not read for 1.5 s -> zero window. No CORBA client "
+             "runs; capture at the server", capture_point="server", phases=[],
+             tcp_stalls={"requests": 14, "piece_bytes": 100, "reply_bytes": 60, "think_ms": 15,
+                         "bulk_bytes": 300000, "rcvbuf": 4096, "pause_ms": 1500}),
     Scenario("storm", "20 logons at once from one workstation address (each its own process, ORB and "
              "connections; 1 s start-up and 250 ms think between calls so all twenty overlap although starting "
              "20 Python processes on 2 cores takes ~2 s); jars answered 304; smaller replies; capture at the server", capture_point="server",

@@ -21,8 +21,8 @@ Method (docs/logons.md has a worked example):
    - nagle_delayed_ack: segment A (the last data its sender sent), the receiver's bare ACK of it
      30-500 ms later than the receiver side's round trip explains (a delayed ACK, not ACK
      clocking), then the sender's next segment B, smaller than an MSS, within its side's round
-     trip + 3 ms after that ACK: the sender held B until the ACK came, so [A, B) is Nagle x
-     delayed-ACK time.
+     trip + NAGLE_SLACK_NS after that ACK: the sender held B until the ACK came, so [A, B) is
+     Nagle x delayed-ACK time (netdiag/tcp/nagle.py, shared with the connections table).
 2. Precedence. Where intervals overlap (several connections at once, a resend inside a
    transfer), the instant goes to the highest category in PRECEDENCE. Overlapping connections
    are therefore counted once.
@@ -44,6 +44,7 @@ import numpy as np
 import polars as pl
 
 from netdiag.schema import BUDGET_COLUMNS
+from netdiag.tcp.nagle import nagle_candidates, nagle_stalls
 
 # Highest first. An instant covered by several intervals belongs to the first category here.
 PRECEDENCE: tuple[str, ...] = (
@@ -63,11 +64,6 @@ CAUSES: tuple[str, ...] = (
 CAUSE_ID = {c: i for i, c in enumerate(CAUSES)}
 _NCAUSE = 64
 assert len(CAUSES) < _NCAUSE
-
-# Nagle x delayed ACK: a bare ACK this long after the data it acknowledges is a delayed ACK
-# (Windows 200 ms, Linux ~40 ms; DOMAIN.md §3.2).
-DELAYED_ACK_MIN_S, DELAYED_ACK_MAX_S = 0.030, 0.500
-NAGLE_SLACK_NS = 3_000_000
 
 INTERVAL_SCHEMA = {"logon_idx": pl.Int64, "t0": pl.Int64, "t1": pl.Int64, "category": pl.String,
                    "cause": pl.String, "conn_id": pl.UInt32, "txn_row": pl.Int64, "frame_a": pl.Int64,
@@ -285,43 +281,23 @@ def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections
         other = pl.when(pl.col("direction") == 0).then(pl.col("_t_d1")).otherwise(pl.col("_t_d0"))
         out.append(_iv(wf, pl.col("ts_ns"), other.fill_null(pl.col("ts_ns")), "flow_control_s", "zero_window",
                        pl.col("frame"), None))
-    # Nagle x delayed ACK: data A (side X) was the last data X sent, the other side's bare ACK of
-    # it came >= 30 ms later than that side's round trip explains (a delayed ACK, not ACK clocking),
-    # and X's next segment B, smaller than an MSS (the held tail), follows right after the ACK
-    rtt = connections.select("conn_id", "rtt_client_side_ms", "rtt_server_side_ms", "mss_client", "mss_server")
-    data = pl.col("payload_len") > 0
-    n = seg.with_columns(
-        _next_ts=pl.col("ts_ns").shift(-1).over("conn_id"),
-        _next_dir=pl.col("direction").shift(-1).over("conn_id"),
-        _next_len=pl.col("payload_len").shift(-1).over("conn_id"),
-        _next_frame=pl.col("frame").shift(-1).over("conn_id"),
-        _last_d0=pl.when(data & (pl.col("direction") == 0)).then(pl.col("frame")).forward_fill().over("conn_id"),
-        _last_d1=pl.when(data & (pl.col("direction") == 1)).then(pl.col("frame")).forward_fill().over("conn_id"),
-    ).join(rtt, on="conn_id", how="left")
-    acks = seg.select(pl.col("frame").alias("acks_frame"), pl.col("ts_ns").alias("_a_ts"),
-                      pl.col("direction").alias("_a_dir"), pl.col("payload_len").alias("_a_len"))
-    # the ACK's sender is the data's receiver: its side of the capture point adds its round trip
-    recv_rtt_s = (pl.when(pl.col("direction") == 0).then(pl.col("rtt_client_side_ms"))
-                  .otherwise(pl.col("rtt_server_side_ms")).fill_null(0.0).fill_nan(0.0) / 1000)
-    bare = ((pl.col("payload_len") == 0) & ((pl.col("tcp_flags") & 0x07) == 0) & pl.col("acks_frame").is_not_null()
-            & (pl.col("ack_rtt_s") - recv_rtt_s).is_between(DELAYED_ACK_MIN_S, DELAYED_ACK_MAX_S))
-    last_other = pl.when(pl.col("direction") == 0).then(pl.col("_last_d1")).otherwise(pl.col("_last_d0"))
-    sender_mss = pl.when(pl.col("_next_dir") == 0).then(pl.col("mss_client")).otherwise(pl.col("mss_server"))
-    cand = n.filter(bare & (pl.col("_next_dir") != pl.col("direction")) & (pl.col("_next_len") > 0)
-                    & (pl.col("acks_frame") == last_other)
-                    & (pl.col("_next_len") < sender_mss.cast(pl.Int64).fill_null(1200)))
-    if cand.height:
-        cand = cand.join(acks, on="acks_frame", how="inner").filter(
-            (pl.col("_a_dir") != pl.col("direction")) & (pl.col("_a_len") > 0))
-        # the held segment B follows the ACK within the sender side's round trip (+3 ms)
-        sender_rtt_ms = pl.when(pl.col("_next_dir") == 0).then(pl.col("rtt_client_side_ms")).otherwise(
-            pl.col("rtt_server_side_ms")).fill_null(0.0).fill_nan(0.0)
-        cand = cand.filter((pl.col("_next_ts") - pl.col("ts_ns"))
-                           <= (sender_rtt_ms * 1e6).cast(pl.Int64) + NAGLE_SLACK_NS)
+    # Nagle x delayed ACK: the rule lives in netdiag/tcp/nagle.py (the connections table counts
+    # the same stalls); only connections with stalls there need their segments looked at
+    stalls = _nagle_stalls(segments, connections)
+    if stalls.height:
+        cand = stalls.join(cm.select("logon_idx", "conn_id"), on="conn_id", how="inner")
         if cand.height:
-            out.append(_iv(cand, pl.col("_a_ts"), pl.col("_next_ts"), "nagle_delayed_ack_s", "nagle_delayed_ack",
-                           pl.col("acks_frame"), pl.col("_next_frame")))
+            out.append(_iv(cand, pl.col("a_ts_ns"), pl.col("b_ts_ns"), "nagle_delayed_ack_s", "nagle_delayed_ack",
+                           pl.col("a_frame"), pl.col("b_frame")))
     return out
+
+
+def _nagle_stalls(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFrame:
+    """Nagle x delayed-ACK stalls (netdiag.tcp.nagle) on the connections the connections table flags."""
+    if "nagle_stalls" in connections.columns:   # null (a table built without segments): look at all
+        ids = connections.filter(pl.col("nagle_stalls").fill_null(1) > 0)["conn_id"]
+        segments = segments.filter(pl.col("conn_id").is_in(ids.implode()))
+    return nagle_stalls(nagle_candidates(segments), connections)
 
 
 def _sorted_unique(x: np.ndarray) -> np.ndarray:

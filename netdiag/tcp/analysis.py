@@ -835,6 +835,9 @@ class TcpAnalyzer:
         self.udp_packets = 0
         self.fragments_skipped = 0
         self.truncated_headers = 0
+        from netdiag.tcp.nagle import NagleTracker
+
+        self._nagle = NagleTracker()     # Nagle x delayed-ACK stalls for the connections table
 
     # ------------------------------------------------------------------ growth
     def _grow_pool(self, extra: int) -> None:
@@ -936,6 +939,14 @@ class TcpAnalyzer:
         self.udp_packets += n - int(is_tcp.sum())
         if not segments:
             self.last_udp = pl.DataFrame(schema={c: pl.Int64 for c in UDP_COLUMNS})
+            # the few columns the Nagle detection reads, straight from the kernel's output
+            rtt, acksf = out[O_RTT_NS][is_tcp], out[O_ACKS_FRAME][is_tcp]
+            self._nagle.feed(pl.DataFrame({
+                "frame": frame[is_tcp], "ts_ns": ts[is_tcp], "conn_id": out[O_CONN][is_tcp],
+                "direction": out[O_DIR][is_tcp], "tcp_flags": flags[is_tcp], "payload_len": seglen[is_tcp],
+                "ack_rtt_s": pl.Series(np.where(rtt >= 0, rtt / 1e9, np.nan)).fill_nan(None),
+                "acks_frame": pl.Series(acksf).set(pl.Series(acksf < 0), None) if (acksf < 0).any()
+                else pl.Series(acksf)}))
             return self._empty_segments()
         res = sel.select("frame", "ts_ns", "tcp_flags", "payload_len", "payload_offset",
                          "payload_captured", "src_port", "dst_port").with_columns(
@@ -955,7 +966,9 @@ class TcpAnalyzer:
             + [_int_or_null("_bif", "bytes_in_flight"), _int_or_null("_dupf", "duplicate_ack_frame"),
                _ns_or_null("_rto", "rto_s"), _int_or_null("_rtof", "rto_frame"),
                _ns_or_null("_rtt", "ack_rtt_s"), _int_or_null("_acksf", "acks_frame")])
-        return self._conform(seg)
+        seg = self._conform(seg)
+        self._nagle.feed(seg)
+        return seg
 
     @staticmethod
     def _conform(seg: pl.DataFrame) -> pl.DataFrame:
@@ -976,4 +989,4 @@ class TcpAnalyzer:
         from netdiag.tcp.connections import build_connections
 
         n = int(self._meta[0])
-        return build_connections(self._C[:n], self._D[: 2 * n], self._H[:n], self._flows)
+        return build_connections(self._C[:n], self._D[: 2 * n], self._H[:n], self._flows, self._nagle.candidates())

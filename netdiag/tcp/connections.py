@@ -27,6 +27,7 @@ import polars as pl
 from netdiag.capture.addresses import format_ip
 from netdiag.schema import CONNECTIONS
 from netdiag.tcp import analysis as a
+from netdiag.tcp.nagle import add_connection_columns as add_nagle_columns
 
 
 def _state(proto: int, syn: bool, synack: bool, fin_c: bool, fin_s: bool, rst_c: bool, rst_s: bool,
@@ -68,8 +69,12 @@ def _ms(a_ns: np.ndarray, b_ns: np.ndarray) -> list[float | None]:
     return [float(x) if o else None for x, o in zip(v.tolist(), ok.tolist(), strict=True)]
 
 
-def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.DataFrame) -> pl.DataFrame:
-    """The CONNECTIONS table from the analysis state arrays (see netdiag.tcp.analysis)."""
+def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.DataFrame,
+                      nagle_candidates: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The CONNECTIONS table from the analysis state arrays (see netdiag.tcp.analysis).
+
+    `nagle_candidates` (netdiag.tcp.nagle.NagleTracker) gives the nagle_stalls / nagle_stall_s
+    columns; None leaves them null."""
     n = C.shape[0]
     if n == 0:
         return CONNECTIONS.empty()
@@ -151,4 +156,5 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
         s_hi=pl.when(ca).then("b_hi").otherwise("a_hi"), s_lo=pl.when(ca).then("b_lo").otherwise("a_lo"),
         server_port=pl.when(ca).then("b_port").otherwise("a_port"),
     ).with_columns(client_ip=format_ip("c_hi", "c_lo"), server_ip=format_ip("s_hi", "s_lo"))
+    df = add_nagle_columns(df, nagle_candidates)
     return CONNECTIONS.conform(df)

@@ -1,0 +1,163 @@
+"""Nagle x delayed-ACK stalls, detected once from the segments and used by every table that shows them.
+
+What the wire shows (RFC 896 Nagle x RFC 1122 4.2.3.2 delayed ACK; DOMAIN.md §3.2 and §5): a
+sender X sends a small data segment A while it has nothing else unacknowledged; X's application
+writes more, but Nagle holds that small segment B until A is acknowledged. The receiver Y has
+nothing to send back (it waits for the rest of the request), so it acknowledges A only when its
+delayed-ACK timer fires: ~40 ms on Linux, up to 200 ms on Windows. B then leaves right after the
+ACK reaches X. In the capture:
+
+    A (X, data) ... Y's bare ACK of A, 30-500 ms later than Y's round trip explains ... B (X, < MSS)
+
+Rule, row by row on the segments of one connection in time order:
+- the ACK row is a bare ACK (no payload, no SYN/FIN/RST) whose `acks_frame` is the last data
+  segment the other side (X) sent so far (nothing newer of X's is outstanding);
+- its `ack_rtt_s` (A to this ACK) less the round trip on Y's side of the capture point
+  (connections.rtt_*_side_ms) lies in [DELAYED_ACK_MIN_S, DELAYED_ACK_MAX_S]: a delayed ACK,
+  not ACK clocking;
+- the very next segment of the connection is X's, carries data and is smaller than X's MSS
+  (the held tail), and follows the ACK within X's side round trip + NAGLE_SLACK_NS.
+A stall lasts from A to B (`a_ts_ns` .. `b_ts_ns`): the time B was held. At a capture point both
+are seen one path delay after the sender sent them, so the difference is the sender's hold time.
+
+Two stages so the connections table can count stalls in one streaming pass (`NagleTracker`):
+`nagle_candidates` needs only the segments (per chunk, with a carry of each connection's last
+rows); `nagle_stalls` applies the round-trip and MSS tests once the connections table is known.
+The logon budget (netdiag.logons.budget) and the findings call the same two functions.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+# A bare ACK this long after the data it acknowledges (beyond the round trip) is a delayed ACK
+# (Windows 200 ms, Linux ~40 ms; DOMAIN.md §3.2).
+DELAYED_ACK_MIN_S, DELAYED_ACK_MAX_S = 0.030, 0.500
+# The held segment leaves as soon as the ACK reaches its sender: at the capture point it follows
+# the ACK by the sender side's round trip plus path jitter. 10 ms of jitter: under load the lab's
+# user-space bridge alone delayed 2 of 13 held segments by 4 ms (tcp_stalls_other_port).
+NAGLE_SLACK_NS = 10_000_000
+DEFAULT_MSS = 1200          # when the handshake (and its MSS option) was not captured
+
+# Segment columns the detection reads.
+COLUMNS = ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "payload_len", "ack_rtt_s", "acks_frame")
+_SCHEMA = {"frame": pl.Int64, "ts_ns": pl.Int64, "conn_id": pl.UInt32, "direction": pl.UInt8,
+           "tcp_flags": pl.UInt16, "payload_len": pl.UInt32, "ack_rtt_s": pl.Float64, "acks_frame": pl.Int64}
+CANDIDATE_SCHEMA = {"conn_id": pl.UInt32, "ack_dir": pl.UInt8, "ack_frame": pl.Int64, "ack_ts_ns": pl.Int64,
+                    "ack_rtt_s": pl.Float64, "a_frame": pl.Int64, "a_ts_ns": pl.Int64, "b_frame": pl.Int64,
+                    "b_ts_ns": pl.Int64, "b_len": pl.Int64}
+
+
+def _prepare(segments: pl.DataFrame) -> pl.DataFrame:
+    return segments.select(list(COLUMNS)).cast(_SCHEMA).sort("conn_id", "ts_ns", "frame")
+
+
+def nagle_candidates(segments: pl.DataFrame) -> pl.DataFrame:
+    """Bare ACKs of the other side's last data, >= 30 ms after it, followed at once by that side's data.
+
+    The tests that need the connection (round trips, MSS) are left to `nagle_stalls`. Rows whose
+    next segment is not in `segments` are not candidates (the streaming tracker carries them).
+    """
+    if segments.height == 0:
+        return pl.DataFrame(schema=CANDIDATE_SCHEMA)
+    seg = _prepare(segments)
+    data = pl.col("payload_len") > 0
+    seg = seg.with_columns(
+        _next_ts=pl.col("ts_ns").shift(-1).over("conn_id"),
+        _next_dir=pl.col("direction").shift(-1).over("conn_id"),
+        _next_len=pl.col("payload_len").shift(-1).over("conn_id"),
+        _next_frame=pl.col("frame").shift(-1).over("conn_id"),
+        _d0=pl.when(data & (pl.col("direction") == 0)).then(pl.col("frame")).forward_fill().over("conn_id"),
+        _d0_ts=pl.when(data & (pl.col("direction") == 0)).then(pl.col("ts_ns")).forward_fill().over("conn_id"),
+        _d1=pl.when(data & (pl.col("direction") == 1)).then(pl.col("frame")).forward_fill().over("conn_id"),
+        _d1_ts=pl.when(data & (pl.col("direction") == 1)).then(pl.col("ts_ns")).forward_fill().over("conn_id"),
+    )
+    last_other = pl.when(pl.col("direction") == 0).then(pl.col("_d1")).otherwise(pl.col("_d0"))
+    last_other_ts = pl.when(pl.col("direction") == 0).then(pl.col("_d1_ts")).otherwise(pl.col("_d0_ts"))
+    bare = (~data & ((pl.col("tcp_flags") & 0x07) == 0) & pl.col("acks_frame").is_not_null()
+            & (pl.col("ack_rtt_s") >= DELAYED_ACK_MIN_S))
+    cand = seg.filter(bare & (pl.col("_next_dir") != pl.col("direction")) & (pl.col("_next_len") > 0)
+                      & (pl.col("acks_frame") == last_other))
+    return cand.select(
+        "conn_id", pl.col("direction").alias("ack_dir"), pl.col("frame").alias("ack_frame"),
+        pl.col("ts_ns").alias("ack_ts_ns"), "ack_rtt_s", pl.col("acks_frame").alias("a_frame"),
+        last_other_ts.alias("a_ts_ns"), pl.col("_next_frame").alias("b_frame"), pl.col("_next_ts").alias("b_ts_ns"),
+        pl.col("_next_len").alias("b_len")).cast(CANDIDATE_SCHEMA)
+
+
+def nagle_stalls(candidates: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFrame:
+    """The candidates that pass the round-trip and MSS tests (module docstring), with `stall_ns`."""
+    if candidates.height == 0 or connections.height == 0:
+        return candidates.clear().with_columns(stall_ns=pl.lit(0, pl.Int64))
+    rtt = connections.select(pl.col("conn_id").cast(pl.UInt32), "rtt_client_side_ms", "rtt_server_side_ms",
+                             "mss_client", "mss_server")
+    c = candidates.join(rtt, on="conn_id", how="inner")
+    client_rtt_ms = pl.col("rtt_client_side_ms").cast(pl.Float64).fill_null(0.0).fill_nan(0.0)
+    server_rtt_ms = pl.col("rtt_server_side_ms").cast(pl.Float64).fill_null(0.0).fill_nan(0.0)
+    # the ACK's sender (Y) is the data's receiver: its side of the capture point adds its round trip
+    ack_side_rtt_s = pl.when(pl.col("ack_dir") == 0).then(client_rtt_ms).otherwise(server_rtt_ms) / 1000
+    # the held segment's sender X is the other side
+    x_rtt_ms = pl.when(pl.col("ack_dir") == 0).then(server_rtt_ms).otherwise(client_rtt_ms)
+    x_mss = pl.when(pl.col("ack_dir") == 0).then(pl.col("mss_server")).otherwise(pl.col("mss_client"))
+    delayed = (pl.col("ack_rtt_s") - ack_side_rtt_s).is_between(DELAYED_ACK_MIN_S, DELAYED_ACK_MAX_S)
+    held = (pl.col("b_len") < x_mss.cast(pl.Int64).fill_null(DEFAULT_MSS)) & (
+        (pl.col("b_ts_ns") - pl.col("ack_ts_ns")) <= (x_rtt_ms * 1e6).cast(pl.Int64) + NAGLE_SLACK_NS)
+    return (c.filter(delayed & held).select(list(CANDIDATE_SCHEMA))
+            .with_columns(stall_ns=pl.col("b_ts_ns") - pl.col("a_ts_ns")).sort("conn_id", "ack_ts_ns"))
+
+
+def per_connection(stalls: pl.DataFrame) -> pl.DataFrame:
+    """conn_id, nagle_stalls (count) and nagle_stall_s (sum of A-to-B holds) per connection with stalls."""
+    return stalls.group_by("conn_id").agg(nagle_stalls=pl.len().cast(pl.Int64),
+                                          nagle_stall_s=pl.col("stall_ns").sum() / 1e9)
+
+
+def add_connection_columns(conns: pl.DataFrame, candidates: pl.DataFrame | None) -> pl.DataFrame:
+    """The connections frame (before CONNECTIONS.conform) with nagle_stalls / nagle_stall_s (0 where none).
+
+    UDP flows get nulls. `candidates` None (segments never seen) gives nulls for TCP too.
+    """
+    tcp = pl.col("transport") == "tcp"
+    if candidates is None:
+        return conns.with_columns(nagle_stalls=pl.lit(None, pl.Int64), nagle_stall_s=pl.lit(None, pl.Float64))
+    per = per_connection(nagle_stalls(candidates, conns.filter(tcp)))
+    out = conns.drop([c for c in ("nagle_stalls", "nagle_stall_s") if c in conns.columns]).join(
+        per, on="conn_id", how="left", maintain_order="left")
+    return out.with_columns(
+        nagle_stalls=pl.when(tcp).then(pl.col("nagle_stalls").fill_null(0)),
+        nagle_stall_s=pl.when(tcp).then(pl.col("nagle_stall_s").fill_null(0.0)))
+
+
+class NagleTracker:
+    """Streaming `nagle_candidates` over chunks of segments (state bounded by connections).
+
+    Each connection's last segment (whose next may be in the next chunk) and its last data
+    segment of each direction (what an ACK in the next chunk may acknowledge) are carried into
+    the next chunk. A carried row cannot be counted twice: the last row had no next segment
+    before, and the carried data rows are never bare ACKs.
+    """
+
+    def __init__(self) -> None:
+        self._carry = pl.DataFrame(schema=_SCHEMA)
+        self._parts: list[pl.DataFrame] = []
+
+    def feed(self, segments: pl.DataFrame) -> None:
+        """Take one chunk's segment rows (at least the COLUMNS)."""
+        if segments.height == 0:
+            return
+        work = pl.concat([self._carry, segments.select(list(COLUMNS)).cast(_SCHEMA)], how="vertical")
+        work = work.sort("conn_id", "ts_ns", "frame")
+        cand = nagle_candidates(work)
+        if cand.height:
+            self._parts.append(cand)
+        data = pl.col("payload_len") > 0
+        last = work.group_by("conn_id").agg(pl.all().last())
+        last_data = work.filter(data).group_by("conn_id", "direction").agg(pl.all().last())
+        self._carry = (pl.concat([last.select(list(COLUMNS)), last_data.select(list(COLUMNS))], how="vertical")
+                       .unique(subset=["frame"], keep="first").cast(_SCHEMA))
+
+    def candidates(self) -> pl.DataFrame:
+        """Every candidate seen so far (CANDIDATE_SCHEMA)."""
+        if not self._parts:
+            return pl.DataFrame(schema=CANDIDATE_SCHEMA)
+        return pl.concat(self._parts, how="vertical")
