@@ -252,13 +252,18 @@ def test_capture_without_logons_still_gets_a_report_that_says_why(tmp_path):
     out = tmp_path / "r"
     r = _netdiag("analyze", HTTP_ONLY, "--out", out)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("No logons found: none of the")
+    assert r.stdout.startswith("No logons found: no connection to a naming port (2809) or known EPJ port was seen")
     md = (out / "report.md").read_text()
     assert "- Logons: 0" in md and "No logons were found in real_loopback_http.pcap" in md
     assert pl.read_parquet(out / "tables" / "logons.parquet").height == 0
     conns = pl.read_parquet(out / "tables" / "connections.parquet")
     assert f"- TCP connections: {int((conns['transport'] == 'tcp').sum())} " in md
-    assert json.loads((out / "findings.json").read_text()) == []
+    # the one connection-level cause in it: curl's first SYN refused by RST (tshark: frame 2 is RST/ACK)
+    findings = json.loads((out / "findings.json").read_text())
+    rst = subprocess.run(["tshark", "-r", str(HTTP_ONLY), "-Y", "tcp.flags.reset == 1", "-T", "fields", "-e",
+                          "frame.number"], capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert [(f["cause"], f["logons_affected"]) for f in findings] == [("connect_failure", 0)]
+    assert rst == ["2"] and findings[0]["evidence_frames"] == [1]
 
 
 # ------------------------------------------------------------------------------------------

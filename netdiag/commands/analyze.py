@@ -68,6 +68,8 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
     s = summarize(a)
     if s.logons == 0:
         print(f"No logons found: {(a.no_logons_reason or 'no logon start seen').removeprefix('no logons: ')}.")
+        for r in s.top_findings:   # connection-level causes still count without a logon
+            print(redact_cpr(f"{r['id']} {r['severity']}: {r['summary']}"))
     elif s.incomplete == s.logons:
         print(f"{s.logons} logon{'s' if s.logons != 1 else ''}, all cut by the start or end of the capture "
               "(incomplete): no duration figures.")

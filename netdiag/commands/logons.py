@@ -2,7 +2,9 @@
 
 A thin layer over `netdiag.logons.analyze_logons` (issue 5). Output options match the other
 table commands (--json, --csv, --parquet). A capture with no logons is an error that says why
-(no traffic to the profile's servers, or no logon start seen), never an empty table.
+(no traffic to the profile's servers, or no logon start seen), never an empty table. `findings`
+still lists every TCP connection's own causes then (Nagle, zero window, resends, SYN retries...),
+says on stderr why there is no logon, and exits 0.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ CsvOpt = Annotated[bool, typer.Option("--csv", help="write CSV to stdout")]
 ParquetOpt = Annotated[Path | None, typer.Option("--parquet", help="write the table to this Parquet file")]
 
 
-def _run(captures: list[Path], profile: Path | None) -> Any:
+def _run(captures: list[Path], profile: Path | None, *, require_logons: bool = True) -> Any:
     from netdiag.logons import analyze_logons
     from netdiag.profile import Profile, load_profile
     from netdiag.progress import progress_bar
@@ -45,7 +47,7 @@ def _run(captures: list[Path], profile: Path | None) -> Any:
         print(f"netdiag: warning: {w}", file=sys.stderr)
     for note in analysis.notes:
         print(f"netdiag: note: {note}", file=sys.stderr)
-    return analysis.require_logons()
+    return analysis.require_logons() if require_logons else analysis
 
 
 def register(app: typer.Typer) -> None:
@@ -84,10 +86,13 @@ def register(app: typer.Typer) -> None:
         as_csv: CsvOpt = False,
         parquet: ParquetOpt = None,
     ) -> None:
-        """Labelled causes of lost logon time, with evidence frames and a Wireshark display filter."""
+        """Labelled causes of lost time (logons and every TCP connection), with evidence and a Wireshark filter."""
         from netdiag.output import emit
 
-        analysis = _run(captures, profile)
+        # without logons the connections' own causes are still findings: exit 0, the reason on stderr
+        analysis = _run(captures, profile, require_logons=False)
+        if analysis.logons.height == 0:
+            print(f"netdiag: {analysis.no_logons_reason or 'no logons'}", file=sys.stderr)
         if analysis.findings.height == 0 and not (as_json or as_csv or parquet):
             print(f"netdiag: {analysis.logons.height} logon(s), no findings", file=sys.stderr)
             return

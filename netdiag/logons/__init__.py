@@ -28,11 +28,17 @@ import polars as pl
 
 from netdiag.errors import NetdiagError
 from netdiag.logons.budget import budget_seconds, build_intervals, sweep
-from netdiag.logons.findings import build_findings, dominant_causes, label_causes
+from netdiag.logons.findings import (
+    build_findings,
+    connection_findings,
+    dominant_causes,
+    finish_findings,
+    label_causes,
+)
 from netdiag.logons.grouping import group_logons, relevant_connections
 from netdiag.logons.population import population
 from netdiag.profile import Profile, load_profile
-from netdiag.schema import BUDGET_COLUMNS, CONNECTIONS, FINDINGS, LOGONS, TRANSACTIONS
+from netdiag.schema import BUDGET_COLUMNS, CONNECTIONS, LOGONS, TRANSACTIONS
 
 # Columns of the segments table the budget and the findings read (kept from the one pass).
 SEGMENT_COLUMNS = ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "payload_len", "window_bytes",
@@ -112,10 +118,12 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     notes = _grouping_notes(grouping, lg)
     if lg.height == 0:
         reason = _why_no_logons(connections, transactions, prof)
+        # no logon: still every TCP connection's own transport causes (issue 11 item 7)
+        conn_rows = connection_findings(connections, segments, prof, set(), logons_known=False)
         if not_logons.height:
             reason = (f"no logons: {not_logons.height} session(s) on the naming port, none of them a logon ("
                       + "; ".join(sorted(set(not_logons["reason"].to_list()))) + ")")
-        return LogonAnalysis(LOGONS.empty(), FINDINGS.empty(), {}, pl.DataFrame(),
+        return LogonAnalysis(LOGONS.empty(), finish_findings(conn_rows), {}, pl.DataFrame(),
                              no_logons_reason=reason, orphan_connections=grouping.orphans, notes=notes,
                              streams=_Tables(connections, transactions), not_logons=not_logons,
                              unassigned_requests=grouping.unassigned_requests)
@@ -175,7 +183,9 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
         if out.height else pl.lit(None, pl.String),
     )
     logons_table = LOGONS.conform(out)
-    findings = build_findings(out, iv, cause_ns, connections, transactions, segments, members, prof)
+    conn_rows = connection_findings(connections, segments, prof, set(members["conn_id"].to_list()),
+                                    logons_known=True)
+    findings = build_findings(out, iv, cause_ns, connections, transactions, segments, members, prof, conn_rows)
     pop = population(logons_table, in_window)
     return LogonAnalysis(logons_table, findings, pop, iv, orphan_connections=grouping.orphans, notes=notes,
                          streams=_Tables(connections, transactions), not_logons=not_logons,
@@ -226,19 +236,24 @@ def _time_range(first_ns: int, last_ns: int) -> str:
 
 
 def _why_no_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> str:
+    """Why no logon was found, from what the capture holds (never a guess about what it lacks)."""
     tcp = connections.filter(pl.col("transport") == "tcp") if connections.height else connections
     if tcp.height == 0:
         return "no logons: the capture holds no TCP connections"
+    analysed = f"; {tcp.height} TCP connection(s) analysed for transport problems"
     rel = relevant_connections(connections, transactions, profile)
     if rel.height == 0:
-        where = ("the profile's servers (" + ", ".join(s.name for s in profile.servers) + ")"
-                 if profile.servers else "an EPJ server (no GIOP traffic, no WebSphere port)")
-        return f"no logons: none of the {tcp.height} TCP connection(s) goes to {where}"
+        if profile.servers:
+            return ("no logons: no connection to the profile's servers (" + ", ".join(s.name for s in profile.servers)
+                    + ") was seen" + analysed)
+        return ("no logons: no connection to a naming port (2809) or known EPJ port was seen, and none carried GIOP"
+                + analysed)
     boot = rel.filter(pl.col("role") == "bootstrap")
     if boot.height == 0 and profile.start_rule == "bootstrap":
         return (f"no logons: no logon start seen: {rel.height} connection(s) go to EPJ servers but none to a "
-                "bootstrap port (2809 by default; set the port role in the profile, or start = \"any\")")
-    return "no logons: no logon start seen (bootstrap connections without any request after them)"
+                "bootstrap port (2809 by default; set the port role in the profile, or start = \"any\")" + analysed)
+    return (f"no logons: no logon start seen: {boot.height} connection(s) to a bootstrap port, none followed by a "
+            "request the logon rules accept as a start" + analysed)
 
 
 def _paths(source: Any) -> list[str]:

@@ -224,10 +224,13 @@ def dominant_causes(cause_ns: np.ndarray, intervals: pl.DataFrame, n_logons: int
 
 def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.ndarray,
                    connections: pl.DataFrame, transactions: pl.DataFrame, segments: pl.DataFrame | None,
-                   members: pl.DataFrame, profile: Profile) -> pl.DataFrame:
-    """The FINDINGS table (see module docstring); logons must carry budget columns and logon_id."""
+                   members: pl.DataFrame, profile: Profile, extra_rows: list[dict] | None = None) -> pl.DataFrame:
+    """The FINDINGS table (see module docstring); logons must carry budget columns and logon_id.
+
+    `extra_rows` (from `connection_findings`: TCP connections outside every logon) are ranked
+    and numbered together with the logon findings."""
     thr = profile.thresholds
-    rows: list[dict] = []
+    rows: list[dict] = list(extra_rows or [])
     ids = logons["logon_id"].to_numpy() if logons.height else np.array([], dtype=np.int64)
     total_logon_s = float(logons["duration_s"].sum()) if logons.height else 0.0
     tx = transactions.with_row_index("txn_row").with_columns(pl.col("txn_row").cast(pl.Int64))
@@ -400,6 +403,144 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
     return _finish(rows)
 
 
+# Causes a TCP connection shows by itself, without any logon around it (issue 11 item 7).
+CONNECTION_CAUSES = ("syn_retransmission", "connect_failure", "listen_backlog", "nagle_delayed_ack", "zero_window",
+                     "loss_recovery", "idle_connection_dropped")
+
+
+def _secs(x: float) -> str:
+    return f"{1000 * x:.1f} ms" if x < 0.1 else f"{x:.2f} s"
+
+
+def connection_findings(connections: pl.DataFrame, segments: pl.DataFrame | None, profile: Profile,
+                        in_logons: set[int], logons_known: bool) -> list[dict]:
+    """Finding rows (not yet numbered) for TCP connections that belong to no logon.
+
+    Each such connection is its own timeline, from its first packet to its last: the logon
+    budget's own intervals (build_intervals: connect, resends, zero window / window full, Nagle
+    x delayed ACK) and its sweep (precedence, each instant once) run on it with the
+    connection as the "logon" and times at the capture point. So a second of a connection's
+    finding is counted the way a logon's would be, and nagle_delayed_ack seconds equal the
+    connections table's nagle_stall_s. Only connections with something to show are swept.
+    `logons_affected` is 0: no logon is known to have waited for these seconds.
+    """
+    from netdiag.logons.budget import build_intervals, sweep
+    from netdiag.schema import TRANSACTIONS
+
+    thr = profile.thresholds
+    if connections.height == 0:
+        return []
+    tcp = connections.filter((pl.col("transport") == "tcp") & ~pl.col("conn_id").is_in(list(in_logons)))
+    failed = pl.col("syn_ts_ns").is_not_null() & pl.col("synack_ts_ns").is_null()
+    nagle = pl.col("nagle_stalls").fill_null(1) > 0 if "nagle_stalls" in tcp.columns else pl.lit(True)
+    trouble = tcp.filter((pl.col("syn_retransmissions").fill_null(0) > 0) | failed
+                         | pl.col("state").is_in(list(FAILED_CONNECT_STATES))
+                         | (pl.col("retransmitted_segments").fill_null(0) > 0)
+                         | (pl.col("zero_window_events").fill_null(0) > 0)
+                         | (pl.col("window_full_events").fill_null(0) > 0) | nagle)
+    rows: list[dict] = []
+    where = "outside any logon" if logons_known else "no logon in this capture"
+
+    def add(cause: str, severity: str, seconds: float, summary: str, detail: str, frames: list[int],
+            conn_ids: list[int], wfilter: str | None = None) -> None:
+        frames = sorted(set(int(f) for f in frames))[:MAX_EVIDENCE_FRAMES]
+        rows.append({"cause": cause, "severity": severity, "seconds_lost": float(seconds), "logons_affected": 0,
+                     "summary": summary, "detail": detail, "evidence_frames": frames,
+                     "wireshark_filter": wfilter or _filter_for(frames), "logon_ids": [],
+                     "conn_ids": sorted({int(c) for c in conn_ids})})
+
+    lossy = tcp.filter(pl.col("unseen_bytes").fill_null(0) > 0)
+    if lossy.height:
+        frames = []
+        if segments is not None and segments.height:
+            frames = segments.filter(pl.col("ack_lost_segment") & pl.col("conn_id").is_in(
+                lossy["conn_id"].to_list()))["frame"].head(MAX_EVIDENCE_FRAMES).to_list()
+        nbytes = int(lossy["unseen_bytes"].sum())
+        add("capture_loss", "warning", 0.0,
+            f"The capture itself missed {nbytes} bytes on {lossy.height} connection(s), {where}; these gaps are "
+            "the recording's, not the network's, so read any loss figures with care.",
+            f"{nbytes} bytes were acknowledged by the receiver but never captured (ACKed unseen segments): the "
+            "switch mirror or the capture host dropped frames.", frames, lossy["conn_id"].to_list(),
+            "tcp.analysis.ack_lost_segment" if not frames else None)
+    if trouble.height == 0:
+        return rows
+    ids = trouble["conn_id"].to_list()
+    pseudo = trouble.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("logon_idx"), "conn_id",
+        pl.coalesce("syn_ts_ns", "first_ts_ns").alias("start_ts_ns"),
+        pl.max_horizontal(pl.col("last_ts_ns"), pl.coalesce("syn_ts_ns", "first_ts_ns") + 1).alias("end_ts_ns"),
+        pl.lit(0, pl.Int64).alias("half_rtt_client_ns"))
+    members = pseudo.select("logon_idx", "conn_id", kind=pl.lit("tcp"), txn_row=pl.lit(-1, pl.Int64))
+    segs = segments.filter(pl.col("conn_id").is_in(ids)) if segments is not None else None
+    conn_causes, _ = label_causes(connections.filter(pl.col("conn_id").is_in(ids)), TRANSACTIONS.empty(), segs,
+                                  members, profile)
+    iv = build_intervals(pseudo, members, connections, TRANSACTIONS.empty(), segs, conn_causes, None)
+    if iv.height == 0:
+        return rows
+    _cat_ns, cause_ns, won = sweep(iv, pseudo)
+    iv = iv.with_columns(won_ns=pl.Series(won, dtype=pl.Int64))
+    conn_of = pseudo["conn_id"].to_numpy()
+    targets = {int(c): f"{a}:{p}" for c, a, p in trouble.select("conn_id", "server_ip", "server_port").iter_rows()}
+
+    for cause in CONNECTION_CAUSES:
+        per = cause_ns[:, CAUSE_ID[cause]] / 1e9
+        hit = np.flatnonzero(per > 0)
+        if hit.size == 0:
+            continue
+        secs, worst = float(per.sum()), float(per.max())
+        conns = [int(conn_of[i]) for i in hit]
+        r = iv.filter((pl.col("cause") == cause) & (pl.col("won_ns") > 0))
+        to = ", ".join(sorted({targets[c] for c in conns})[:5]) + (" ..." if len(set(conns)) > 5 else "")
+        frames = _frames_of(r, pl.lit(True))
+        n = len(conns)
+        if cause == "nagle_delayed_ack":
+            med_ms = 1000 * float((r["t1"] - r["t0"]).median()) / 1e9
+            add(cause, "warning" if worst >= thr.nagle_s else "info", secs,
+                f"Small messages were held back by a TCP setting (Nagle with delayed ACK): {r.height} stall(s), "
+                f"{secs:.2f} s on {n} connection(s) to {to}, {where}.",
+                f"{r.height} stall(s) of {med_ms:.0f} ms (median): a data segment, the receiver's bare ACK of it "
+                "after its delayed-ACK timer, then the sender's held small segment right after that ACK "
+                "(connections.nagle_stalls). Ask the vendor for TCP_NODELAY on these sockets.", frames, conns)
+        elif cause == "zero_window":
+            add(cause, "warning" if worst >= thr.flow_control_s else "info", secs,
+                f"A slow reader made the other side wait {secs:.2f} s on {n} connection(s) to {to}, {where}.",
+                f"{r.height} zero-window / window-full wait(s) (tcp.analysis.zero_window, window_full): the receiving "
+                "application did not read fast enough (e.g. a GC pause). Seconds: from the window filling up (or "
+                "closing) until it reopened.", frames, conns)
+        elif cause == "loss_recovery":
+            add(cause, "warning" if worst >= thr.loss_recovery_s else "info", secs,
+                f"Lost packets had to be sent again: {_secs(secs)} on {n} connection(s) to {to}, {where}.",
+                f"{r.height} retransmission wait(s) (from the original send to the resend, "
+                "tcp.analysis.retransmission).", frames, conns)
+        elif cause == "syn_retransmission":
+            rto = _syn_rto(segments, conns)
+            add(cause, "critical" if worst >= thr.slow_logon_s else "warning", secs,
+                f"{n} connection(s) to {to} waited {_secs(secs)} in total because the first connection attempt "
+                f"went unanswered and the client had to try again; {where}.",
+                "SYN retransmissions before the server answered; seconds from the first SYN to the SYN/ACK"
+                + (f"; the client's first SYN retransmission came {rto:.2f} s after its first SYN" if rto else "")
+                + ".", frames, conns)
+        elif cause == "connect_failure":
+            add(cause, "critical" if worst >= thr.slow_logon_s else "warning", secs,
+                f"{n} connection attempt(s) to {to} got no answer or were refused; {_secs(secs)} spent trying, "
+                f"{where}.",
+                "SYN without SYN/ACK, or answered by RST; seconds from the first SYN to the attempt's last packet.",
+                frames, conns)
+        elif cause == "listen_backlog":
+            add(cause, "critical", secs,
+                f"At busy moments the server did not accept new connections quickly enough: {secs:.1f} s on {n} "
+                f"connection(s) to {to}, {where}.",
+                "SYN retries or resets clustered within 10 s on a port that normally answers, while many connections "
+                "were being opened: the listen backlog was full.", frames, conns)
+        elif cause == "idle_connection_dropped":
+            add(cause, "critical", secs,
+                f"A connection left idle was silently cut by a firewall: {secs:.1f} s on {n} connection(s) to {to}, "
+                f"{where}.",
+                f"Data sent after >= {thr.idle_before_reuse_s} s of silence was resent and never answered.",
+                frames, conns)
+    return rows
+
+
 def _detour_findings(add, tx: pl.DataFrame, members: pl.DataFrame, connections: pl.DataFrame,  # noqa: ANN001
                      logons: pl.DataFrame) -> None:
     """system_exception and location_forward: the detour from the error/forward to the answer.
@@ -479,6 +620,11 @@ def _repeated_tls(add, tx: pl.DataFrame, members: pl.DataFrame) -> None:  # noqa
         f"{extra.height} full TLS handshake(s) repeated to the same server port within a logon without session "
         "resumption (ServerHello did not resume): ask for TLS session reuse on the client and server.",
         extra["first_frame"].to_list(), extra["conn_id"].to_list())
+
+
+def finish_findings(rows: list[dict]) -> pl.DataFrame:
+    """Rank finding rows (capture loss first, then severity, then seconds) and number them F001..."""
+    return _finish(rows)
 
 
 def _finish(rows: list[dict]) -> pl.DataFrame:

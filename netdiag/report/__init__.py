@@ -200,8 +200,12 @@ def _sentences(a: Analysis, s: Summary) -> list[str]:
     files = ", ".join(Path(p).name for p in a.paths)
     if s.logons == 0:
         why = (a.no_logons_reason or "").removeprefix("no logons: ")
-        return [f"No logons were found in {files}" + (f": {why}." if why else "."),
-                "The TCP health section below still describes every connection in the capture."]
+        out = [f"No logons were found in {files}" + (f": {why}." if why else "."),
+               "The TCP health section below still describes every connection in the capture."]
+        if s.top_findings:   # connection-level causes (Nagle, zero window, resends...) need no logon
+            out.append("Top findings: " + " ".join(f"{r['id']} ({r['severity']}): {r['summary']}"
+                                                   for r in s.top_findings))
+        return out
     when = ""
     if a.logons.height:
         t0 = int(a.logons["start_ts_ns"].min())
