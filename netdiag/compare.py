@@ -23,12 +23,15 @@ What is compared (one row of `Comparison.metrics` each; docs/compare.md has the 
 Statistics (scipy, not hand-written): the difference after - before of the metric's statistic
 (median for durations, server think and round trips; mean for budget categories and TCP rates,
 whose mass sits at zero) with a percentile bootstrap 95 % CI (`scipy.stats.bootstrap`, fixed
-seed, so results are reproducible), the two-sided Mann-Whitney U p-value
-(`scipy.stats.mannwhitneyu`), Benjamini-Hochberg adjustment within each family of secondary
-metrics (`scipy.stats.false_discovery_control`), and Cliff's delta (= rank-biserial correlation,
-from the same U). A verdict needs all of: enough samples on both sides, adjusted p below alpha,
-a CI that excludes zero, a non-negligible effect size and a difference above the metric's
-smallest meaningful change. Below MIN_SAMPLES a side the verdict is "weak evidence".
+seed, so results are reproducible) for the median, p90, p95 and mean alike, the two-sided
+Mann-Whitney U p-value (`scipy.stats.mannwhitneyu`) and a tail test (Fisher's exact test on the
+counts above the pooled 90th percentile), Holm over those two within a metric, Benjamini-Hochberg
+across the metrics of a family (`scipy.stats.false_discovery_control`), and Cliff's delta (=
+rank-biserial correlation, from the same U). A verdict needs all of: enough samples on both
+sides, adjusted p below alpha, one of median/p90/p95/mean with a CI that excludes zero and a
+difference above the metric's smallest meaningful change, none moving the other way, and a
+non-negligible effect size (or a tail change). A budget category that falls to (rises from)
+zero in every logon is improved (regressed). Below MIN_SAMPLES a side: "weak evidence".
 
 Comparability is checked before anything is concluded: logon counts, time of day, servers and
 clients covered, capture point, capture loss and the profiles used. Different profiles are
@@ -69,6 +72,13 @@ COUNT_RATIO_WARN = 3.0       # logon counts differing by more than this factor a
 TIME_OF_DAY_WARN_H = 2.0     # median logon start times of day further apart than this are flagged
 COVERAGE_WARN = 0.5          # Jaccard overlap of servers/clients below this is flagged
 BOOTSTRAP_CELLS = 2_000_000  # resample values held at once (memory bound for large captures)
+
+# The statistics every metric is summarised and judged by (the metric's own statistic first):
+# the median is "a typical logon", p90/p95 are the slow tail a clinician remembers, the mean is
+# what the budget categories add up to. A change in any of them can carry a verdict.
+STATISTICS = ("median", "p90", "p95", "mean")
+ZERO_RULE_MIN_NONZERO = 3    # a budget category at 0 on one side needs this many non-zero logons on the other
+TAIL_MIN_ABOVE = 3           # p90/p95 judged only with at least this many values above them on each side
 
 VERDICTS = ("improved", "regressed", "no significant change", "weak evidence")
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz")
@@ -202,7 +212,11 @@ def side_from_directory(d: Path, label: str) -> Side:
             raise UsageError(f"{d}: not a complete netdiag analysis directory: {p.relative_to(d)} is missing "
                              "(run `netdiag analyze` again, or compare the captures themselves)")
         try:
-            frames[name] = table.conform(pl.read_parquet(p))
+            df = pl.read_parquet(p)
+            if name == "connections":   # an analysis written before a column was added (e.g. nagle_stalls)
+                df = df.with_columns([pl.lit(None, c.dtype).alias(c.name) for c in table.columns
+                                      if c.name not in df.columns and c.name.startswith("nagle_")])
+            frames[name] = table.conform(df)
         except (OSError, KeyError, pl.exceptions.PolarsError) as exc:
             raise UsageError(f"{p}: cannot be read as the netdiag {name} table: {exc}") from None
     prof = marker.get("profile")
@@ -280,6 +294,63 @@ def bootstrap_ci(before: np.ndarray, after: np.ndarray, how: str, *, seed: int =
     return (lo if math.isfinite(lo) else None), (hi if math.isfinite(hi) else None)
 
 
+def _all_stats(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """median, p90, p95 (numpy linear, as `describe`) and mean along axis, stacked first."""
+    q = np.quantile(x, [0.5, 0.9, 0.95], axis=axis)
+    return np.concatenate([q, np.mean(x, axis=axis)[None]], axis=0)
+
+
+def bootstrap_cis(before: np.ndarray, after: np.ndarray, *, seed: int = SEED,
+                  n_resamples: int = N_RESAMPLES) -> dict[str, tuple[float | None, float | None]]:
+    """Percentile bootstrap CIs of the after - before difference of each of STATISTICS.
+
+    One resampling (the same resamples for all four, so they are consistent with each other);
+    with the same seed the median and mean intervals equal `bootstrap_ci`'s.
+    """
+    none: dict[str, tuple[float | None, float | None]] = {k: (None, None) for k in STATISTICS}
+    if before.size < 2 or after.size < 2:
+        return none
+    if np.ptp(before) == 0 and np.ptp(after) == 0:      # nothing to resample: the differences are exact
+        d = _all_stats(after) - _all_stats(before)
+        return {k: (float(v), float(v)) for k, v in zip(STATISTICS, d, strict=True)}
+    from scipy.stats import bootstrap
+
+    def diff(b: np.ndarray, a: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _all_stats(a, axis) - _all_stats(b, axis)
+
+    batch = max(1, BOOTSTRAP_CELLS // max(before.size, after.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = bootstrap((before, after), diff, n_resamples=n_resamples, batch=batch, vectorized=True,
+                        paired=False, confidence_level=CONFIDENCE, method="percentile",
+                        rng=np.random.default_rng(seed))
+    out = {}
+    for k, lo, hi in zip(STATISTICS, res.confidence_interval.low, res.confidence_interval.high, strict=True):
+        out[k] = (float(lo) if math.isfinite(lo) else None, float(hi) if math.isfinite(hi) else None)
+    return out
+
+
+def tail_test(before: np.ndarray, after: np.ndarray, q: float = 0.90) -> float | None:
+    """Two-sided p of the tail test: Fisher's exact test on how many values of each side lie above the
+    pooled q-quantile (a quantile test, Mood's median test moved to the 90th percentile).
+
+    Mann-Whitney asks whether one side tends to be larger and misses eight of forty logons 0.2 s
+    slower when the other 32 happen to sit a little lower (p = 0.5 on such a sample); this asks
+    whether the slowest tenth of all logons comes from one side. It has little power below ~20
+    logons a side (the pooled top tenth is two or three logons), where the tail is not judged anyway.
+    """
+    if before.size < 2 or after.size < 2:
+        return None
+    both = np.concatenate([before, after])
+    cut = float(np.quantile(both, q))
+    kb, ka = int((before > cut).sum()), int((after > cut).sum())
+    if kb + ka == 0:
+        return None
+    from scipy.stats import fisher_exact
+
+    return float(fisher_exact([[kb, before.size - kb], [ka, after.size - ka]]).pvalue)
+
+
 def rank_test(before: np.ndarray, after: np.ndarray) -> tuple[float | None, float | None]:
     """Two-sided Mann-Whitney U p-value and Cliff's delta (P(after > before) - P(after < before))."""
     if before.size == 0 or after.size == 0:
@@ -294,32 +365,103 @@ def rank_test(before: np.ndarray, after: np.ndarray) -> tuple[float | None, floa
     return float(res.pvalue), delta
 
 
-def judge(spec: MetricSpec, n_before: int, n_after: int, before_stat: float | None, diff: float | None,
-          ci: tuple[float | None, float | None], p_adj: float | None, delta: float | None) -> tuple[str, str]:
-    """Verdict and the reason in words (higher is worse for every metric compared here)."""
+def _tail_judgeable(q: float, n: int) -> bool:
+    """Whether the q-quantile of n values has at least TAIL_MIN_ABOVE values above it (numpy's linear rule).
+
+    Below that the quantile moves with the largest one or two values: one or two logons could
+    carry a verdict (the lab's A/A pair has two of twelve logons 0.1-0.2 s slower from machine load
+    alone), and the percentile bootstrap of it is too narrow (resamples never exceed the sample
+    maximum). p90 needs 22 values a side, p95 42; below that the mean still sees the tail.
+    """
+    return n >= 2 and n - 1 - math.floor(q * (n - 1)) >= TAIL_MIN_ABOVE
+
+
+def _practical(spec: MetricSpec, before_value: float | None) -> float:
+    return max(spec.min_change, RELATIVE_MIN_CHANGE * abs(before_value or 0.0))
+
+
+def judge(spec: MetricSpec, r: dict[str, Any]) -> tuple[str, str]:
+    """Verdict and the reason in words for one metric row (higher is worse for every metric).
+
+    improved/regressed needs, with at least MIN_SAMPLES a side: the metric's adjusted p below
+    ALPHA (Mann-Whitney and the tail test, Holm within the metric, then
+    Benjamini-Hochberg within the family); at least one of median/p90/p95/mean with a 95 %
+    interval that excludes 0 and a difference of at least the smallest meaningful change; no
+    statistic whose interval excludes 0 pointing the other way; and a non-negligible effect
+    (|Cliff's delta| >= 0.147, or the change is carried by p90/p95). p90/p95 count only with
+    enough values above them (`_tail_judgeable`). A budget category that is 0
+    in every logon on one side and non-zero in >= ZERO_RULE_MIN_NONZERO logons on the other, by
+    at least the smallest meaningful change, fell to (rose from) zero: improved (regressed).
+    """
+    n_before, n_after = r["n_before"], r["n_after"]
     if n_before < MIN_SAMPLES or n_after < MIN_SAMPLES:
         interval = ("no interval can be computed from fewer than 2" if min(n_before, n_after) < 2
                     else "the interval is wide and unreliable")
         return "weak evidence", (f"only {n_before} before and {n_after} after (a verdict needs at least "
                                  f"{MIN_SAMPLES} on each side): {interval}, so no verdict is given")
-    if diff is None or p_adj is None or delta is None:
+    zero = r.get("zero_rule")
+    if zero:
+        return zero
+    p_adj, delta = r["p_adjusted"], r["cliffs_delta"]
+    if r["difference"] is None or p_adj is None or delta is None:
         return "weak evidence", "not enough data to test"
-    practical = max(spec.min_change, RELATIVE_MIN_CHANGE * abs(before_stat or 0.0))
-    lo, hi = ci
+    st = r["statistics"]
+    moved, against, small = [], [], []
+    for k in STATISTICS:
+        q = {"p90": 0.90, "p95": 0.95}.get(k)
+        if q is not None and not (_tail_judgeable(q, n_before) and _tail_judgeable(q, n_after)):
+            continue
+        x = st[k]
+        lo, hi, d = x["ci_low"], x["ci_high"], x["difference"]
+        if lo is None or hi is None or d is None or lo <= 0 <= hi:
+            continue
+        if abs(d) >= _practical(spec, x["before"]):
+            moved.append(k)
+        else:
+            small.append(k)
+    signs = {k: (1 if st[k]["difference"] > 0 else -1) for k in moved + small}
+    if moved:
+        main = signs[moved[0]]
+        against = [k for k, sg in signs.items() if sg != main]
     failed = []
     if p_adj >= ALPHA:
         failed.append(f"p = {p_adj:.3g} >= {ALPHA}")
-    if lo is None or hi is None or lo <= 0 <= hi:
-        failed.append("the 95 % interval includes 0")
-    if abs(delta) < NEGLIGIBLE_DELTA:
-        failed.append(f"|Cliff's delta| = {abs(delta):.2f} < {NEGLIGIBLE_DELTA}")
-    if abs(diff) < practical:
-        failed.append(f"|difference| {abs(diff):.4g} < smallest meaningful change {practical:.4g} {spec.unit}")
+    if not moved:
+        failed.append("no statistic (median, p90, p95, mean) changed by at least the smallest meaningful change "
+                      "with a 95 % interval excluding 0" + (f" ({', '.join(small)} moved less)" if small else ""))
+    if against:
+        failed.append(f"{', '.join(against)} moved the other way")
+    # Cliff's delta measures how often one side is larger: negligible dominance is no change, unless the
+    # change is in the tail (p90/p95), which few logons carry by definition
+    if abs(delta) < NEGLIGIBLE_DELTA and not {"p90", "p95"} & set(moved):
+        failed.append(f"|Cliff's delta| = {abs(delta):.2f} < {NEGLIGIBLE_DELTA} and the tail (p90/p95) did not move")
     if failed:
         return "no significant change", "; ".join(failed)
-    return ("regressed" if diff > 0 else "improved"), (f"p = {p_adj:.3g} < {ALPHA}, interval excludes 0, "
-                                                       f"|Cliff's delta| {abs(delta):.2f}, |difference| "
-                                                       f"{abs(diff):.4g} >= {practical:.4g} {spec.unit}")
+    carried = ", ".join(f"{k} {_fmt(st[k]['difference'], spec.unit, sign=True)} (95 % CI "
+                        f"{_fmt(st[k]['ci_low'], spec.unit, sign=True)} to {_fmt(st[k]['ci_high'], spec.unit, sign=True)})"
+                        for k in moved)
+    return ("regressed" if signs[moved[0]] > 0 else "improved"), (
+        f"p = {p_adj:.3g} < {ALPHA}; moved by more than the smallest meaningful change: {carried}; "
+        f"|Cliff's delta| {abs(delta):.2f}")
+
+
+def _zero_rule(spec: MetricSpec, b: np.ndarray, a: np.ndarray) -> tuple[str, str] | None:
+    """A budget category at exactly 0 in every logon of one side and present in >= 3 logons of the other."""
+    if spec.family != "budget" or b.size < MIN_SAMPLES or a.size < MIN_SAMPLES:
+        return None
+    for zero_side, other, other_name, verdict, words in ((a, b, "before", "improved", "fell to zero"),
+                                                         (b, a, "after", "regressed", "rose from zero")):
+        if zero_side.size and not zero_side.any():
+            k = int((other > 0).sum())
+            diff = float(other.mean())
+            if k >= ZERO_RULE_MIN_NONZERO and diff >= _practical(spec, float(b.mean())):
+                zero_name = "after" if other_name == "before" else "before"
+                return verdict, (f"{words}: 0 s in every one of the {zero_side.size} logons {zero_name}, non-zero "
+                                 f"in {k} of {other.size} {other_name} (mean {_fmt(diff, 's')} per logon, at least the "
+                                 "smallest meaningful change): the cause no longer occurs" if verdict == "improved"
+                                 else f"{words}: 0 s in every one of the {zero_side.size} logons {zero_name}, non-zero "
+                                 f"in {k} of {other.size} {other_name} (mean {_fmt(diff, 's')} per logon): a new cause")
+    return None
 
 
 def _metric_row(spec: MetricSpec, group_kind: str, group: str | None, before: np.ndarray, after: np.ndarray,
@@ -327,22 +469,35 @@ def _metric_row(spec: MetricSpec, group_kind: str, group: str | None, before: np
     b = np.asarray(before, dtype=float)
     a = np.asarray(after, dtype=float)
     b, a = np.sort(b[np.isfinite(b)]), np.sort(a[np.isfinite(a)])   # row order must not change the bootstrap
-    sb = float(_stat(b, spec.statistic)) if b.size else None
-    sa = float(_stat(a, spec.statistic)) if a.size else None
-    diff = sa - sb if sb is not None and sa is not None else None
-    lo, hi = bootstrap_ci(b, a, spec.statistic, seed=seed)
+    db, da = describe(b), describe(a)
+    cis = bootstrap_cis(b, a, seed=seed)
+    key = {"median": "p50", "p90": "p90", "p95": "p95", "mean": "mean"}
+    stats: dict[str, dict[str, float | None]] = {}
+    for k in STATISTICS:
+        vb, va = db[key[k]], da[key[k]]
+        stats[k] = {"before": vb, "after": va, "difference": va - vb if vb is not None and va is not None else None,
+                    "ci_low": cis[k][0], "ci_high": cis[k][1]}
+    prim = stats[spec.statistic]
+    sb, sa, diff = prim["before"], prim["after"], prim["difference"]
     p, delta = rank_test(b, a)
+    p_tail = tail_test(b, a)
+    # Holm over the metric's two tests (location, tail): the smaller p times 2 is the first step
+    tested = [x for x in (p, p_tail) if x is not None]
+    p_metric = min(1.0, len(tested) * min(tested)) if tested else None
     mid = f"{spec.family}:{spec.name}" + (f"[{group_kind} {group}]" if group is not None else "")
     return {"metric_id": mid, "family": spec.family, "metric": spec.name, "group_kind": group_kind,
             "group": group, "unit": spec.unit, "statistic": spec.statistic, "meaning": spec.meaning,
             "min_change": spec.min_change, "n_before": int(b.size), "n_after": int(a.size),
-            "before": describe(b), "after": describe(a), "before_stat": sb, "after_stat": sa,
-            "difference": diff, "ci_low": lo, "ci_high": hi, "p_value": p, "p_adjusted": p,
-            "cliffs_delta": delta, "verdict": "", "reason": ""}
+            "before": db, "after": da, "before_stat": sb, "after_stat": sa,
+            "difference": diff, "ci_low": prim["ci_low"], "ci_high": prim["ci_high"], "statistics": stats,
+            "p_value": p, "p_tail": p_tail, "p_metric": p_metric,
+            "p_adjusted": p_metric, "cliffs_delta": delta, "zero_rule": _zero_rule(spec, b, a),
+            "verdict": "", "reason": ""}
 
 
 def _adjust_and_judge(rows: list[dict[str, Any]], specs: dict[str, MetricSpec]) -> None:
-    """Benjamini-Hochberg within each family (the overall logon duration is the primary test), then verdicts."""
+    """Benjamini-Hochberg within each family on each metric's Holm-combined p (the overall logon duration is the
+    primary test: Holm only), then verdicts."""
     from scipy.stats import false_discovery_control
 
     families: dict[str, list[dict[str, Any]]] = {}
@@ -351,16 +506,15 @@ def _adjust_and_judge(rows: list[dict[str, Any]], specs: dict[str, MetricSpec]) 
             continue
         families.setdefault(r["family"], []).append(r)
     for members in families.values():
-        tested = [r for r in members if r["p_value"] is not None and r["n_before"] >= MIN_SAMPLES
+        tested = [r for r in members if r["p_metric"] is not None and r["n_before"] >= MIN_SAMPLES
                   and r["n_after"] >= MIN_SAMPLES]
         if tested:
-            adj = false_discovery_control(np.array([r["p_value"] for r in tested]), method="bh")
+            adj = false_discovery_control(np.array([r["p_metric"] for r in tested]), method="bh")
             for r, q in zip(tested, adj, strict=True):
                 r["p_adjusted"] = float(min(1.0, q))
     for r in rows:
-        r["verdict"], r["reason"] = judge(specs[r["metric_id"]], r["n_before"], r["n_after"], r["before_stat"],
-                                          r["difference"], (r["ci_low"], r["ci_high"]), r["p_adjusted"],
-                                          r["cliffs_delta"])
+        r["verdict"], r["reason"] = judge(specs[r["metric_id"]], r)
+        r.pop("zero_rule", None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,8 +696,11 @@ class Comparison:
     def thresholds(self) -> dict[str, Any]:
         return {"alpha": ALPHA, "confidence": CONFIDENCE, "bootstrap": "percentile", "n_resamples": N_RESAMPLES,
                 "seed": self.seed, "min_samples_per_side": MIN_SAMPLES, "negligible_cliffs_delta": NEGLIGIBLE_DELTA,
-                "relative_min_change": RELATIVE_MIN_CHANGE, "p_adjustment": "Benjamini-Hochberg within each family "
-                "(logon duration overall is the primary test, unadjusted)",
+                "relative_min_change": RELATIVE_MIN_CHANGE, "statistics": list(STATISTICS),
+                "tail_min_values_above": TAIL_MIN_ABOVE, "zero_rule_min_nonzero": ZERO_RULE_MIN_NONZERO,
+                "tests": "Mann-Whitney U and a tail test (Fisher's exact on counts above the pooled p90)",
+                "p_adjustment": "Holm over the two tests within a metric, then Benjamini-Hochberg within each "
+                "family (logon duration overall is the primary test: Holm only)",
                 "min_change": {f"{s.family}:{s.name}": s.min_change for s in ALL_SPECS}}
 
     def headline(self) -> list[str]:
@@ -554,7 +711,8 @@ class Comparison:
         if moved:
             out.append("Categories that moved (mean seconds per logon): " + "; ".join(
                 f"{_label(r['metric'])} {r['verdict']} {_fmt(r['difference'], r['unit'], sign=True)} "
-                f"(95 % CI {_fmt(r['ci_low'], r['unit'], sign=True)} to {_fmt(r['ci_high'], r['unit'], sign=True)})"
+                + (f"({r['reason'].split(' (')[0]})" if r["reason"].startswith(("fell to zero", "rose from zero")) else
+                   f"(95 % CI {_fmt(r['ci_low'], r['unit'], sign=True)} to {_fmt(r['ci_high'], r['unit'], sign=True)})")
                 for r in moved) + ".")
         elif d["verdict"] != "weak evidence":
             out.append("No wait-budget category changed significantly.")
@@ -618,8 +776,17 @@ def _sentence(what: str, r: dict[str, Any]) -> str:
             f"{_fmt(r['difference'], r['unit'], sign=True)}")
     if r["ci_low"] is not None:
         base += f" (95 % CI {_fmt(r['ci_low'], r['unit'], sign=True)} to {_fmt(r['ci_high'], r['unit'], sign=True)})"
+    for k in ("p90", "mean"):   # the tail and the mean, beside the metric's own statistic
+        x = r.get("statistics", {}).get(k)
+        if x and k != r["statistic"] and x["difference"] is not None:
+            base += (f"; {k} {_fmt(x['before'], r['unit'])} -> {_fmt(x['after'], r['unit'])} "
+                     f"({_fmt(x['difference'], r['unit'], sign=True)}"
+                     + (f", 95 % CI {_fmt(x['ci_low'], r['unit'], sign=True)} to "
+                        f"{_fmt(x['ci_high'], r['unit'], sign=True)})" if x["ci_low"] is not None else ")"))
     if r["p_value"] is not None:
         base += f", Mann-Whitney p = {r['p_value']:.3g}, Cliff's delta {r['cliffs_delta']:+.2f}"
+        if r.get("p_tail") is not None:
+            base += f", tail test p = {r['p_tail']:.3g}"
     if r["verdict"] == "weak evidence":
         base += f". The evidence is weak: {r['reason']}"
     elif r["verdict"] == "no significant change":
@@ -782,9 +949,11 @@ def print_terminal(c: Comparison, *, everything: bool = False) -> None:
                       "n/a" if r["cliffs_delta"] is None else f"{r['cliffs_delta']:+.2f}",
                       f"[{style.get(r['verdict'], '')}]{r['verdict']}[/]" if r["verdict"] in style else r["verdict"])
     console.print(table)
-    console.print(f"Verdict thresholds: adjusted p < {ALPHA}, 95 % bootstrap interval excluding 0, |Cliff's delta| "
-                  f">= {NEGLIGIBLE_DELTA}, change >= the metric's minimum and {RELATIVE_MIN_CHANGE:.0%} of the before "
-                  f"value, at least {MIN_SAMPLES} per side (docs/compare.md).", markup=False, highlight=False)
+    console.print(f"Verdict thresholds: adjusted p < {ALPHA} (Mann-Whitney and a tail test), a 95 % bootstrap interval "
+                  f"excluding 0 for the median, p90, p95 or mean with a change >= the metric's minimum and "
+                  f"{RELATIVE_MIN_CHANGE:.0%} of the before value, |Cliff's delta| >= {NEGLIGIBLE_DELTA} unless the "
+                  f"tail carried it, at least {MIN_SAMPLES} per side; a budget category falling to or rising from "
+                  "zero (docs/compare.md).", markup=False, highlight=False)
 
 
 def _md(x: Any) -> str:
@@ -856,18 +1025,23 @@ def render_markdown(c: Comparison) -> str:
 def _method_lines(c: Comparison) -> list[str]:
     return [
         "difference = statistic(after) - statistic(before): the median for logon durations, server think and "
-        "handshake round trips; the mean for budget categories and TCP rates/seconds (most values are 0)",
+        "handshake round trips; the mean for budget categories and TCP rates/seconds (most values are 0); "
+        "p90, p95 and the mean are judged beside it",
         f"95 % confidence interval: percentile bootstrap, scipy.stats.bootstrap, {N_RESAMPLES} resamples of each "
         f"side independently, seed {c.seed} (the same inputs give the same interval)",
-        "p: two-sided Mann-Whitney U (scipy.stats.mannwhitneyu); secondary metrics adjusted with "
-        "Benjamini-Hochberg within their family (scipy.stats.false_discovery_control); the overall logon "
-        "duration is the primary test and is not adjusted",
+        "p: two-sided Mann-Whitney U (scipy.stats.mannwhitneyu) and a tail test (Fisher's exact test on the "
+        "counts above the pooled 90th percentile), Holm over the two within a metric; secondary metrics then "
+        "adjusted with Benjamini-Hochberg within their family (scipy.stats.false_discovery_control); the "
+        "overall logon duration is the primary test (Holm only)",
         "effect size: Cliff's delta = 2U/(n_before n_after) - 1 = P(after > before) - P(after < before); "
         "negative is faster/fewer",
         f"verdict improved/regressed only when: at least {MIN_SAMPLES} samples on each side, p (adj.) < {ALPHA}, "
-        f"the interval excludes 0, |Cliff's delta| >= {NEGLIGIBLE_DELTA}, and |difference| >= the larger of the "
-        f"metric's minimum and {RELATIVE_MIN_CHANGE:.0%} of the before value; otherwise 'no significant change', "
-        "or 'weak evidence' when a side has too few samples",
+        "and at least one of median, p90, p95, mean has an interval excluding 0 and |difference| >= the larger "
+        f"of the metric's minimum and {RELATIVE_MIN_CHANGE:.0%} of its before value, none moved the other way, "
+        f"|Cliff's delta| >= {NEGLIGIBLE_DELTA} unless p90/p95 carried it (p90/p95 judged with >= "
+        f"{TAIL_MIN_ABOVE} values above them a side); a budget category at 0 in every logon of one side and "
+        f"non-zero in >= {ZERO_RULE_MIN_NONZERO} of the other fell to (rose from) zero; otherwise 'no "
+        "significant change', or 'weak evidence' when a side has too few samples",
         "minimum changes: " + ", ".join(f"{k} {v}" for k, v in c.thresholds()["min_change"].items()),
     ]
 

@@ -250,7 +250,7 @@ def test_sides_without_logons_are_explained_not_compared():
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
     assert "neither side has any logons" in r.stderr and HTTP_ONLY.name in r.stderr
     r = _netdiag("compare", CMP / "cmp_auth200.pcap", HTTP_ONLY)
-    assert r.returncode == 2 and "the after side has no logons" in r.stderr and "EPJ server" in r.stderr
+    assert r.returncode == 2 and "the after side has no logons" in r.stderr and "EPJ port" in r.stderr
     r = _netdiag("compare", CMP / "missing.pcap", HTTP_ONLY)
     assert r.returncode == 2 and "missing.pcap" in r.stderr and "Traceback" not in r.stderr
 

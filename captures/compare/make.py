@@ -15,6 +15,9 @@ storm's smaller replies (so each file stays well under 2 MB):
 - cmp_syndrop      as cmp_auth200, capture at the client, the first SYN of each logon's ORB connection
                    dropped (SYN drops -> none: the before side)
 - cmp_client       as cmp_auth200, capture at the client (the after side of cmp_syndrop)
+- cmp_tail3_client as cmp_client, the first authenticate frame of logons 3, 7 and 10 dropped: three of
+                   twelve logons wait ~0.2 s for the resend (a tail change; the median hardly moves)
+- cmp_tail0_client the same without drops, run right after (the after side)
 - cmp_loss3        16 logons, the lab's default operations and reply sizes, seeded 3 % loss of
                    server->client TCP data frames (the "before" of "3 % loss -> none"). Only that direction:
                    a capture at the server sees each lost frame and its resend; client->server frames
@@ -57,6 +60,16 @@ SCENARIOS = {s.name: s for s in [
              impair={"rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "syn": True,
                                 "nth": list(range(1, 2 * LOGONS, 2)), "action": "drop"}]}),
     Scenario("cmp_client", "as cmp_auth200 but captured at the client (the no-drop side of cmp_syndrop)",
+             capture_point="client", server_ops=_ops(200), client=COMMON_CLIENT),
+    Scenario("cmp_tail3_client", f"as cmp_client ({LOGONS} logons, authenticate 200 ms, capture at the client), "
+             "and the bridge drops the first 'authenticate' request frame of logons 3, 7 and 10 (the rule counts "
+             "its own matches, resends included: matches 3, 8 and 12); each of those logons waits for the client "
+             "kernel's resend (~0.2 s). Three of twelve logons slower, the median not: the before side of the "
+             "tail-aware compare (issue 11 item 9)",
+             capture_point="client", server_ops=_ops(200), client=COMMON_CLIENT,
+             impair={"rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "contains": "authenticate",
+                                "nth": [3, 8, 12], "action": "drop"}]}),
+    Scenario("cmp_tail0_client", "the same as cmp_tail3_client without drops, run right after it (the after side)",
              capture_point="client", server_ops=_ops(200), client=COMMON_CLIENT),
     Scenario("cmp_loss3", f"{LOSS_LOGONS} sequential logons, default operations, seeded 3% loss of server->client "
              "TCP data frames; capture at the server (each lost frame and its resend are in the file)",
