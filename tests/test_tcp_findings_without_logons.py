@@ -144,13 +144,18 @@ def test_connections_nagle_columns_do_not_depend_on_chunk_boundaries():
     """The streaming detection carries each connection's last rows across chunks: tiny chunks, same answer."""
     from netdiag.capture import iter_chunks
 
-    def table(chunk: int, segments: bool) -> pl.DataFrame:
+    def table(path: Path, chunk: int, segments: bool) -> pl.DataFrame:
         an = TcpAnalyzer()
-        for c in iter_chunks([str(PCAP)], chunk_packets=chunk):
+        for c in iter_chunks([str(path)], chunk_packets=chunk):
             an.feed(c, segments=segments)
         return an.finish().select("conn_id", "nagle_stalls", "nagle_stall_s")
 
-    whole = table(1_000_000, True)
+    whole = table(PCAP, 1_000_000, True)
     assert int(whole["nagle_stalls"].sum()) == TRUTH["tcp_stalls"]["nagle_stalls"]
     for chunk, segments in ((1, False), (3, True), (7, False)):
-        assert table(chunk, segments).equals(whole), (chunk, segments)
+        assert table(PCAP, chunk, segments).equals(whole), (chunk, segments)
+    # interleaved connections (the lab's Nagle scenario at the server: web and ORB connections at once)
+    other = ROOT / "captures" / "lab" / "nagle_delayed_ack.pcap"
+    whole = table(other, 1_000_000, True)
+    assert int(whole["nagle_stalls"].sum()) > 0
+    assert table(other, 5, False).equals(whole)

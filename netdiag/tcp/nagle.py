@@ -48,29 +48,36 @@ CANDIDATE_SCHEMA = {"conn_id": pl.UInt32, "ack_dir": pl.UInt8, "ack_frame": pl.I
                     "b_ts_ns": pl.Int64, "b_len": pl.Int64}
 
 
-def _prepare(segments: pl.DataFrame) -> pl.DataFrame:
-    return segments.select(list(COLUMNS)).cast(_SCHEMA).sort("conn_id", "ts_ns", "frame")
-
-
-def nagle_candidates(segments: pl.DataFrame) -> pl.DataFrame:
+def nagle_candidates(segments: pl.DataFrame, *, time_ordered: bool = False) -> pl.DataFrame:
     """Bare ACKs of the other side's last data, >= 30 ms after it, followed at once by that side's data.
 
     The tests that need the connection (round trips, MSS) are left to `nagle_stalls`. Rows whose
     next segment is not in `segments` are not candidates (the streaming tracker carries them).
+    `time_ordered`: the rows are already in capture time order (the analyzer's order), so a
+    stable sort by connection is enough.
     """
     if segments.height == 0:
         return pl.DataFrame(schema=CANDIDATE_SCHEMA)
-    seg = _prepare(segments)
+    seg = segments.select(list(COLUMNS)).cast(_SCHEMA)
+    seg = seg.sort("conn_id", maintain_order=True) if time_ordered else seg.sort("conn_id", "ts_ns", "frame")
+    # whole-frame shifts and fills (no per-group windows: they cost more than the rest together);
+    # a value taken from a neighbouring connection is masked by comparing its conn_id
+    cid = pl.col("conn_id")
     data = pl.col("payload_len") > 0
+    same_next = cid.shift(-1) == cid
+
+    def last_data_of(d: int, col: str) -> pl.Expr:
+        mine = data & (pl.col("direction") == d)
+        return pl.when(pl.when(mine).then(cid).forward_fill() == cid).then(
+            pl.when(mine).then(pl.col(col)).forward_fill())
+
     seg = seg.with_columns(
-        _next_ts=pl.col("ts_ns").shift(-1).over("conn_id"),
-        _next_dir=pl.col("direction").shift(-1).over("conn_id"),
-        _next_len=pl.col("payload_len").shift(-1).over("conn_id"),
-        _next_frame=pl.col("frame").shift(-1).over("conn_id"),
-        _d0=pl.when(data & (pl.col("direction") == 0)).then(pl.col("frame")).forward_fill().over("conn_id"),
-        _d0_ts=pl.when(data & (pl.col("direction") == 0)).then(pl.col("ts_ns")).forward_fill().over("conn_id"),
-        _d1=pl.when(data & (pl.col("direction") == 1)).then(pl.col("frame")).forward_fill().over("conn_id"),
-        _d1_ts=pl.when(data & (pl.col("direction") == 1)).then(pl.col("ts_ns")).forward_fill().over("conn_id"),
+        _next_ts=pl.when(same_next).then(pl.col("ts_ns").shift(-1)),
+        _next_dir=pl.when(same_next).then(pl.col("direction").shift(-1)),
+        _next_len=pl.when(same_next).then(pl.col("payload_len").shift(-1)),
+        _next_frame=pl.when(same_next).then(pl.col("frame").shift(-1)),
+        _d0=last_data_of(0, "frame"), _d0_ts=last_data_of(0, "ts_ns"),
+        _d1=last_data_of(1, "frame"), _d1_ts=last_data_of(1, "ts_ns"),
     )
     last_other = pl.when(pl.col("direction") == 0).then(pl.col("_d1")).otherwise(pl.col("_d0"))
     last_other_ts = pl.when(pl.col("direction") == 0).then(pl.col("_d1_ts")).otherwise(pl.col("_d0_ts"))
@@ -145,16 +152,23 @@ class NagleTracker:
         """Take one chunk's segment rows (at least the COLUMNS)."""
         if segments.height == 0:
             return
-        work = pl.concat([self._carry, segments.select(list(COLUMNS)).cast(_SCHEMA)], how="vertical")
-        work = work.sort("conn_id", "ts_ns", "frame")
-        cand = nagle_candidates(work)
+        chunk = segments.select(list(COLUMNS)).cast(_SCHEMA)
+        # only the carried rows of connections in this chunk take part (work stays per chunk, not per
+        # connection ever seen); the others wait for their connection's next segment
+        ids = chunk["conn_id"].unique().implode()
+        here = pl.col("conn_id").is_in(ids)
+        waiting = self._carry.filter(~here)
+        work = pl.concat([self._carry.filter(here), chunk], how="vertical").sort("conn_id", maintain_order=True)
+        cand = nagle_candidates(work, time_ordered=True)
         if cand.height:
             self._parts.append(cand)
         data = pl.col("payload_len") > 0
-        last = work.group_by("conn_id").agg(pl.all().last())
-        last_data = work.filter(data).group_by("conn_id", "direction").agg(pl.all().last())
-        self._carry = (pl.concat([last.select(list(COLUMNS)), last_data.select(list(COLUMNS))], how="vertical")
-                       .unique(subset=["frame"], keep="first").cast(_SCHEMA))
+        cid = pl.col("conn_id")
+        last = work.filter(cid != cid.shift(-1).fill_null(-1))        # work is sorted by connection
+        last_data = work.filter(data).unique(subset=["conn_id", "direction"], keep="last", maintain_order=True)
+        self._carry = pl.concat([waiting, pl.concat([last.select(list(COLUMNS)), last_data.select(list(COLUMNS))],
+                                                     how="vertical").unique(subset=["frame"], keep="first")
+                                 .sort("conn_id", "ts_ns", "frame").cast(_SCHEMA)], how="vertical")
 
     def candidates(self) -> pl.DataFrame:
         """Every candidate seen so far (CANDIDATE_SCHEMA)."""
