@@ -159,3 +159,30 @@ def test_connections_nagle_columns_do_not_depend_on_chunk_boundaries():
     whole = table(other, 1_000_000, True)
     assert int(whole["nagle_stalls"].sum()) > 0
     assert table(other, 5, False).equals(whole)
+
+
+def test_a_connection_outside_the_logons_gets_its_own_finding_beside_the_logon_findings():
+    """A logon, and a backup agent's connection to port 5432 whose first SYN went unanswered (RTO 1 s):
+    the SYN retry is reported with logons_affected 0 and 'outside any logon', and the logon's own
+    findings do not count it."""
+    from logon_tables import connection, segment, tables, transaction
+
+    from netdiag.logons import analyze_tables
+
+    C, S, APP, DB = "10.1.0.5", "10.2.0.10", "10.2.0.11", "10.3.0.7"
+    conns = [connection(1, C, 50000, S, 2809, 0.0, 0.2, 0.3, 40.0, first_frame=1, last_frame=8),
+             connection(2, C, 50001, APP, 9100, 10.0, 10.2, 10.3, 45.0, first_frame=3, last_frame=9),
+             connection(3, "10.1.0.99", 40000, DB, 5432, 100.0, 1100.4, 1100.5, 1200.0, syn_retx=1,
+                        first_frame=20, last_frame=30)]
+    txns = [transaction(1, C, S, 2809, "giop", "resolve", 1, 1, 3, 3, forward=(APP, 9100)),
+            transaction(2, C, APP, 9100, "giop", "authenticate", 11, 11, 40, 40)]
+    segs = [segment(20, 100.0, 3, 0, flags=0x02), segment(21, 1100.0, 3, 0, flags=0x02),
+            segment(22, 1100.4, 3, 1, flags=0x12), segment(23, 1100.5, 3, 0)]
+    c, t, s = tables(conns, txns, segs)
+    res = analyze_tables(c, t, s)
+    assert res.logons.height == 1 and res.logons["conn_ids"].to_list() == [[1, 2]]
+    syn = [r for r in res.findings.to_dicts() if r["cause"] == "syn_retransmission"]
+    assert len(syn) == 1 and syn[0]["conn_ids"] == [3] and syn[0]["logons_affected"] == 0
+    assert syn[0]["seconds_lost"] == pytest.approx(1.0004, abs=1e-6)    # first SYN to SYN/ACK
+    assert "outside any logon" in syn[0]["summary"] and "10.3.0.7:5432" in syn[0]["summary"]
+    assert "1.00 s" in syn[0]["detail"]                                  # the client's RTO, gap of its SYNs

@@ -472,8 +472,8 @@ def connection_findings(connections: pl.DataFrame, segments: pl.DataFrame | None
         pl.lit(0, pl.Int64).alias("half_rtt_client_ns"))
     members = pseudo.select("logon_idx", "conn_id", kind=pl.lit("tcp"), txn_row=pl.lit(-1, pl.Int64))
     segs = segments.filter(pl.col("conn_id").is_in(ids)) if segments is not None else None
-    conn_causes, _ = label_causes(connections.filter(pl.col("conn_id").is_in(ids)), TRANSACTIONS.empty(), segs,
-                                  members, profile)
+    # every connection outside a logon: a listen backlog shows only against the attempts that went well
+    conn_causes, _ = label_causes(tcp, TRANSACTIONS.empty(), segs, members, profile)
     iv = build_intervals(pseudo, members, connections, TRANSACTIONS.empty(), segs, conn_causes, None)
     if iv.height == 0:
         return rows
