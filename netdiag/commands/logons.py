@@ -26,9 +26,12 @@ ProfileOpt = Annotated[Path | None, typer.Option("--profile", "-p", help="site p
 JsonOpt = Annotated[bool, typer.Option("--json", help="write a JSON array of rows to stdout")]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="write CSV to stdout")]
 ParquetOpt = Annotated[Path | None, typer.Option("--parquet", help="write the table to this Parquet file")]
+TlsKeylogOpt = Annotated[Path | None, typer.Option(
+    "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) to decrypt IIOP/HTTP inside TLS; wins over the "
+                         "profile's [tls] keylog")]
 
 
-def _run(captures: list[Path], profile: Path | None) -> Any:
+def _run(captures: list[Path], profile: Path | None, tls_keylog: Path | None = None) -> Any:
     from netdiag.logons import analyze_logons
     from netdiag.profile import Profile, load_profile
     from netdiag.progress import progress_bar
@@ -36,7 +39,9 @@ def _run(captures: list[Path], profile: Path | None) -> Any:
     for p in captures:
         if not p.exists():
             raise UsageError(f"{p}: no such file or directory")
-    prof = load_profile(profile) if profile is not None else Profile()
+    from netdiag.tls_keylog import profile_with_keylog
+
+    prof = profile_with_keylog(load_profile(profile) if profile is not None else Profile(), tls_keylog)
     total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
     with progress_bar(total, "logons") as advance:
         analysis = analyze_logons(captures, prof, progress=advance)
@@ -61,11 +66,12 @@ def register(app: typer.Typer) -> None:
                               "client group; budget over all logons and the slowest 5%; server think per operation")
         ] = False,
         bucket_s: Annotated[float, typer.Option("--bucket", help="time bucket for --summary, seconds")] = 300.0,
+        tls_keylog: TlsKeylogOpt = None,
     ) -> None:
         """One row per logon with its wait budget (columns sum to duration_s) and dominant cause."""
         from netdiag.output import emit
 
-        analysis = _run(captures, profile)
+        analysis = _run(captures, profile, tls_keylog)
         if summary:
             from netdiag.logons.population import per_time_bucket
 
@@ -83,11 +89,12 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
         as_csv: CsvOpt = False,
         parquet: ParquetOpt = None,
+        tls_keylog: TlsKeylogOpt = None,
     ) -> None:
         """Labelled causes of lost logon time, with evidence frames and a Wireshark display filter."""
         from netdiag.output import emit
 
-        analysis = _run(captures, profile)
+        analysis = _run(captures, profile, tls_keylog)
         if analysis.findings.height == 0 and not (as_json or as_csv or parquet):
             print(f"netdiag: {analysis.logons.height} logon(s), no findings", file=sys.stderr)
             return

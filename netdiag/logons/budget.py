@@ -310,6 +310,11 @@ def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections
     cand = n.filter(bare & (pl.col("_next_dir") != pl.col("direction")) & (pl.col("_next_len") > 0)
                     & (pl.col("acks_frame") == last_other)
                     & (pl.col("_next_len") < sender_mss.cast(pl.Int64).fill_null(1200)))
+    if "tls_quiet" in seg.columns and cand.height:
+        # B carries only TLS post-handshake messages or alerts (a session ticket held back by
+        # Nagle): nobody waits for it, so the stall is no wait (docs/tls.md)
+        quiet = seg.filter(pl.col("tls_quiet"))["frame"]
+        cand = cand.filter(~pl.col("_next_frame").is_in(quiet.implode()))
     if cand.height:
         cand = cand.join(acks, on="acks_frame", how="inner").filter(
             (pl.col("_a_dir") != pl.col("direction")) & (pl.col("_a_len") > 0))

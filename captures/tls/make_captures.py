@@ -1,0 +1,224 @@
+"""Make the TLS decryption captures: every cipher suite netdiag decrypts, real OpenSSL peers on loopback.
+
+    python -m captures.tls.make_captures [--out captures/tls]        # as root (tcpdump on lo)
+
+Writes `suites.pcap` + `suites.keys` (HTTP over TLS, one connection per case below, made with
+`openssl s_server -www` and `openssl s_client -keylogfile`), and `giop_tls.pcap` +
+`giop_tls.keys` + `giop_tls.truth.json` (real GIOP messages from captures/lab/baseline.pcap sent
+over Python `ssl` with a server that thinks a known time per request and logs its own receive and
+send times). Each case uses its own server port (4433 + case number) so tshark can be told
+`-d tcp.port==4433-4470,tls`. See README.md beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BASE_PORT = 4433
+# (name, TLS version flag, option for the suite, suite, extra s_client options)
+CASES: list[tuple[str, str, str, str, list[str]]] = [
+    ("tls13_aes128gcm", "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256", []),
+    ("tls13_aes256gcm", "-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384", []),
+    ("tls13_chacha20", "-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", []),
+    ("tls13_aes128ccm", "-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256", []),
+    ("tls13_aes128ccm8", "-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_8_SHA256", []),
+    ("tls13_keyupdate", "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256", ["keyupdate"]),
+    ("tls12_aes128gcm", "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256", []),
+    ("tls12_aes256gcm", "-tls1_2", "-cipher", "ECDHE-RSA-AES256-GCM-SHA384", []),
+    ("tls12_chacha20", "-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305", []),
+    ("tls12_cbc_sha1_etm", "-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA", []),
+    ("tls12_cbc_sha1", "-tls1_2", "-cipher", "ECDHE-RSA-AES256-SHA", ["-no_etm"]),
+    ("tls12_cbc_sha256", "-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA256", ["-no_etm"]),
+    ("tls12_cbc_sha256_etm", "-tls1_2", "-cipher", "AES256-SHA256", []),
+    ("tls12_cbc_sha384", "-tls1_2", "-cipher", "ECDHE-RSA-AES256-SHA384", ["-no_etm"]),
+    ("tls12_aes128ccm", "-tls1_2", "-cipher", "AES128-CCM", []),
+]
+GIOP_PORT = BASE_PORT + 30
+GIOP_THINK_MS = (40, 15, 70)
+
+
+def _tcpdump(pcap: Path, filt: str) -> subprocess.Popen:
+    p = subprocess.Popen(["tcpdump", "-i", "lo", "-s", "0", "-U", "--immediate-mode", "-w", str(pcap), filt],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    return p
+
+
+def _stop(p: subprocess.Popen) -> None:
+    time.sleep(0.5)
+    p.terminate()
+    p.wait(timeout=10)
+
+
+def make_suites(out: Path, work: Path) -> None:
+    cert, key = work / "rsa-cert.pem", work / "rsa-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=tls.lab.test"], check=True, capture_output=True)
+    keys = out / "suites.keys"
+    keys.unlink(missing_ok=True)
+    pcap = out / "suites.pcap"
+    dump = _tcpdump(pcap, f"tcp portrange {BASE_PORT}-{BASE_PORT + len(CASES)}")
+    try:
+        for i, (name, ver, opt, suite, extra) in enumerate(CASES):
+            port = BASE_PORT + i
+            ciph = ["-ciphersuites", suite] if opt == "-ciphersuites" else ["-cipher", suite]
+            srv = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert),
+                                    "-key", str(key), "-www", "-naccept", "1", ver, *ciph,
+                                    *[e for e in extra if e.startswith("-")]],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            cli = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", ver, *ciph,
+                                    "-keylogfile", str(keys),
+                                    *[e for e in extra if e.startswith("-")]],
+                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.4)
+            if "keyupdate" in extra:
+                cli.stdin.write(b"K\n")   # s_client command letter: KeyUpdate, update_requested
+                cli.stdin.flush()
+                time.sleep(0.3)
+            cli.stdin.write(b"GET / HTTP/1.0\r\n\r\n")
+            cli.stdin.flush()
+            time.sleep(0.6)
+            cli.stdin.close()
+            cli.wait(timeout=10)
+            srv.wait(timeout=10)
+            print(f"{name}: port {port}, client exit {cli.returncode}", file=sys.stderr)
+    finally:
+        _stop(dump)
+
+
+def _giop_messages() -> list[tuple[bytes, bytes, str]]:
+    """(request, reply, operation): authenticate, getUserContext and getWorklist (a 30 kB reply that
+    spans TLS records) as omniORB sent them in captures/lab/baseline.pcap (tshark follows the stream)."""
+    base = Path(__file__).resolve().parents[1] / "lab" / "baseline.pcap"
+    stream = subprocess.run(["tshark", "-r", str(base), "-Y", "giop.request_op == \"authenticate\"", "-T", "fields",
+                             "-e", "tcp.stream"], capture_output=True, text=True, check=True).stdout.split()[0]
+    raw = subprocess.run(["tshark", "-r", str(base), "-q", "-z", f"follow,tcp,raw,{stream}"],
+                         capture_output=True, text=True, check=True).stdout
+    sides: dict[bool, bytearray] = {False: bytearray(), True: bytearray()}
+    for line in raw.splitlines():
+        txt = line.strip()
+        if not txt or not all(c in "0123456789abcdef" for c in txt):
+            continue
+        sides[line.startswith("\t")].extend(bytes.fromhex(txt))
+
+    def split(buf: bytearray) -> list[bytes]:
+        out, p = [], 0
+        while p + 12 <= len(buf) and buf[p:p + 4] == b"GIOP":
+            n = int.from_bytes(buf[p + 8:p + 12], "little" if buf[p + 6] & 1 else "big")
+            out.append(bytes(buf[p:p + 12 + n]))
+            p += 12 + n
+        return out
+
+    reqs = [m for m in split(sides[False]) if m[7] == 0]     # Request
+    reps: list[bytes] = []                                   # Reply and the Fragments that follow it
+    for m in split(sides[True]):
+        if m[7] == 1:
+            reps.append(m)
+        elif m[7] == 7 and reps:
+            reps[-1] += m
+    ops = ("authenticate", "getUserContext", "getWorklist")
+    out = []
+    for rq, rp in zip(reqs, reps, strict=False):
+        op = next((o for o in ops if o.encode() + b"\0" in rq), None)
+        if op:
+            out.append((rq, rp, op))
+    return out
+
+
+def make_giop(out: Path, work: Path) -> None:
+    cert, key = work / "ec-cert.pem", work / "ec-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=orb.lab.test"],
+                   check=True, capture_output=True)
+    msgs = _giop_messages()
+    keys = out / "giop_tls.keys"
+    keys.unlink(missing_ok=True)
+    log: list[dict] = []
+    cases = [("1.3", None), ("1.2", "ECDHE-ECDSA-CHACHA20-POLY1305")]
+    pcap = out / "giop_tls.pcap"
+    dump = _tcpdump(pcap, f"tcp portrange {GIOP_PORT}-{GIOP_PORT + len(cases)}")
+    try:
+        for k, (version, cipher) in enumerate(cases):
+            port = GIOP_PORT + k
+            sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            sctx.load_cert_chain(cert, key)
+            sctx.keylog_filename = str(keys)
+            lsock = socket.create_server(("127.0.0.1", port))
+
+            def serve(lsock: socket.socket = lsock, sctx: ssl.SSLContext = sctx, version: str = version,
+                      port: int = port) -> None:
+                conn, _ = lsock.accept()
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s = sctx.wrap_socket(conn, server_side=True)
+                for (req, rep, op), think in zip(msgs, GIOP_THINK_MS, strict=True):
+                    got = b""
+                    while len(got) < len(req):
+                        got += s.recv(len(req) - len(got))
+                    t_in = time.time_ns()
+                    time.sleep(think / 1000)
+                    t_out = time.time_ns()
+                    s.sendall(rep)
+                    log.append({"tls_version": version, "port": port, "operation": op, "received_ts_ns": t_in,
+                                "reply_ts_ns": t_out, "server_time_ms": (t_out - t_in) / 1e6,
+                                "think_ms_configured": think})
+                s.recv(100)
+                s.close()
+
+            th = threading.Thread(target=serve)
+            th.start()
+            cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            cctx.check_hostname = False
+            cctx.verify_mode = ssl.CERT_NONE
+            v = ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2
+            cctx.minimum_version = cctx.maximum_version = v
+            if cipher:
+                cctx.set_ciphers(cipher)
+            c = cctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="orb.lab.test")
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for req, rep, _op in msgs:
+                c.sendall(req)
+                got = b""
+                while len(got) < len(rep):
+                    got += c.recv(65536)
+                time.sleep(0.02)
+            c.close()
+            th.join(timeout=10)
+            lsock.close()
+    finally:
+        _stop(dump)
+    truth = {"made_by": "python -m captures.tls.make_captures (as root)",
+             "server_log": log, "giop_requests": len(log),
+             "operations": sorted({e["operation"] for e in log})}
+    (out / "giop_tls.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m captures.tls.make_captures", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    ap.add_argument("--only", choices=["suites", "giop"], default=None)
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("error: needs root (tcpdump on lo)", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "suites"):
+            make_suites(args.out, Path(tmp))
+        if args.only in (None, "giop"):
+            make_giop(args.out, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
