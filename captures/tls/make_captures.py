@@ -4,7 +4,7 @@
 
 Writes `suites.pcap` + `suites.keys` (HTTP over TLS, one connection per case below, made with
 `openssl s_server -www` and `openssl s_client -keylogfile`), and `giop_tls.pcap` +
-`giop_tls.keys` + `giop_tls.truth.json` (real GIOP messages from captures/lab/baseline.pcap sent
+`giop_tls.keys` + `giop_tls.server_log.json` (real GIOP messages from captures/lab/baseline.pcap sent
 over Python `ssl` with a server that thinks a known time per request and logs its own receive and
 send times). Each case uses its own server port (4433 + case number) so tshark can be told
 `-d tcp.port==4433-4470,tls`. See README.md beside this file.
@@ -200,7 +200,7 @@ def make_giop(out: Path, work: Path) -> None:
     truth = {"made_by": "python -m captures.tls.make_captures (as root)",
              "server_log": log, "giop_requests": len(log),
              "operations": sorted({e["operation"] for e in log})}
-    (out / "giop_tls.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+    (out / "giop_tls.server_log.json").write_text(json.dumps(truth, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
