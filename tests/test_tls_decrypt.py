@@ -259,3 +259,58 @@ def test_cli_and_profile_take_the_key_log(tmp_path: Path) -> None:
 
     s, _ = _one_pass([GIOP], tls_keylog=p.tls_keylog)
     assert s.transactions.filter(pl.col("protocol") == "giop").height == 6
+
+
+TICKETS = LAB / "tls13_tickets.pcap"
+TICKETS_KEYS = LAB / "tls13_tickets.keys"     # written by the HTTPS server (key log from the server side)
+
+
+def _web_server_time_ms() -> float:
+    w = json.loads((LAB / "tls13_tickets.truth.json").read_text())["web_requests"]
+    assert len(w) == 1 and w[0]["scheme"] == "https" and w[0]["think_ms"] == 100.0
+    return (w[0]["write_ts_ns"][-1] - w[0]["received_ts_ns"]) / 1e6
+
+
+def test_lab_tls13_tickets_after_the_request_are_not_the_answer_without_keys() -> None:
+    """Item 5 on the lab: at the client a session ticket arrives after the GET has left (5 ms each
+    way); the 100 ms the server thinks is server time, not 0 ms + 100 ms receiving."""
+    tickets = [int(r[0]) for r in tshark(TICKETS, TICKETS_KEYS, "tls.handshake.type==4", ["frame.number"])]
+    get = int(tshark(TICKETS, TICKETS_KEYS, "http.request", ["frame.number"])[0][0])
+    assert len(tickets) == 2 and max(tickets) > get          # the race the scenario is about
+    a = streams(TICKETS, None)
+    turn = a.transactions.filter(pl.col("protocol") == "turn")
+    assert turn.height == 1 and turn["status"][0] == "answered"
+    assert abs(turn["server_think_s"][0] * 1e3 - _web_server_time_ms()) <= 2.0
+    rsp = int(tshark(TICKETS, TICKETS_KEYS, "http.response", ["frame.number"], "-o", "http.desegment_body:FALSE")[0][0])
+    assert (turn["first_frame"][0], turn["last_frame"][0]) == (get, rsp)
+    assert set(tickets) <= set(a.tls_quiet_frames.tolist())
+
+
+def test_lab_tls13_tickets_decrypted_with_the_servers_key_log() -> None:
+    a = streams(TICKETS, TICKETS_KEYS)
+    http = a.transactions.filter(pl.col("protocol") == "http")
+    assert http.select("operation", "status").rows() == [("GET /epj/ping", "200")]
+    assert abs(http["server_think_s"][0] * 1e3 - _web_server_time_ms()) <= 2.0
+    ours = sorted(a.messages.filter(pl.col("msg_type") == "NewSessionTicket")["last_frame"].to_list())
+    assert ours == sorted(int(r[0]) for r in tshark(TICKETS, TICKETS_KEYS, "tls.handshake.type==4", ["frame.number"]))
+
+
+def test_lab_tls13_tickets_logon_has_no_unanswered_request_and_server_time_holds_the_think() -> None:
+    from netdiag.logons import analyze_logons
+
+    truth = json.loads((LAB / "tls13_tickets.truth.json").read_text())
+    la = analyze_logons(TICKETS)
+    lg = la.logons
+    assert lg.height == 1
+    assert abs(lg["duration_s"][0] - truth["logons"][0]["duration_s"]) <= max(0.005, 0.05 * truth["logons"][0]["duration_s"])
+    t = la.streams.transactions
+    assert t.filter(pl.col("status") == "unanswered").height == 0
+    # the HTTPS think is in server_s (with the five GIOP thinks of 80+20+40+30+5 ms), not in response transfer
+    assert lg["server_s"][0] >= 0.100 + 0.175 - 0.010
+    assert lg["response_transfer_s"][0] < 0.030
+    assert truth["expected"]["dominant_cause"] == "server_s"
+    assert max(BUDGET, key=lambda c: lg[c][0]) == "server_s"
+
+
+BUDGET = ("dns_s", "connect_s", "tls_s", "network_rtt_s", "request_transfer_s", "server_s", "response_transfer_s",
+          "loss_recovery_s", "flow_control_s", "nagle_delayed_ack_s", "client_s", "unexplained_s")
