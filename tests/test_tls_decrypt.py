@@ -314,3 +314,26 @@ def test_lab_tls13_tickets_logon_has_no_unanswered_request_and_server_time_holds
 
 BUDGET = ("dns_s", "connect_s", "tls_s", "network_rtt_s", "request_transfer_s", "server_s", "response_transfer_s",
           "loss_recovery_s", "flow_control_s", "nagle_delayed_ack_s", "client_s", "unexplained_s")
+
+
+def test_a_nagle_stall_on_a_session_ticket_is_no_wait() -> None:
+    """Item 5, third defect: the second ticket held by Nagle until the client's delayed ACK, inside the
+    server's 100 ms think (captures/tls/tls13_ticket_nagle.pcap, the lab capture re-timed by
+    captures/tls/make_ticket_nagle.py). Nobody waits for a ticket: no nagle_delayed_ack seconds,
+    the think stays server time."""
+    cap = TLS / "tls13_ticket_nagle.pcap"
+    # the stall is there (tshark): a bare client ACK >= 30 ms after ticket 1, then ticket 2 one RTT later
+    rows = tshark(cap, TICKETS_KEYS, "tcp.port==9443", ["frame.number", "frame.time_relative", "tcp.len",
+                                                          "tcp.analysis.ack_rtt", "tls.handshake.type"])
+    tickets = [r for r in rows if r[4] == "4"]
+    ack = next(r for r in rows if r[2] == "0" and r[3] and float(r[3]) >= 0.030)
+    assert len(tickets) == 2 and int(tickets[0][0]) < int(ack[0]) < int(tickets[1][0])
+    assert float(tickets[1][1]) - float(ack[1]) < 0.0105 + 0.003
+    from netdiag.logons import analyze_logons
+
+    la = analyze_logons(cap)
+    lg = la.logons
+    assert lg.height == 1 and lg["nagle_delayed_ack_s"][0] == 0.0
+    assert lg["server_s"][0] >= 0.100 + 0.175 - 0.010 and lg["response_transfer_s"][0] < 0.030
+    turn = la.streams.transactions.filter(pl.col("protocol") == "turn")
+    assert abs(turn["server_think_s"][0] * 1e3 - _web_server_time_ms()) <= 2.0

@@ -134,7 +134,7 @@ class TlsPlaintext:
     def _cut(self, d: int, at_end: bool) -> list[Inner]:
         out: list[Inner] = []
         buf = self.buf[d]
-        data = bytes(buf)
+        data = buf   # the parsers' cut() reads a bytearray as it is: no copy of a long message per record
         pos = 0
         mod = self.mod
         while pos < len(data):
@@ -147,7 +147,7 @@ class TlsPlaintext:
                     break
                 c = Cut("malformed", len(data) - pos, "stream ended inside the message")
             n = min(max(int(c.length), 1), len(data) - pos)
-            msg = data[pos:pos + n]
+            msg = bytes(data[pos:pos + n])
             if c.status == "message":
                 try:
                     recs = mod.parse(msg, context=self.ctx, direction=d)
