@@ -42,6 +42,11 @@ CASES: list[tuple[str, str, str, str, list[str]]] = [
     ("tls12_cbc_sha256_etm", "-tls1_2", "-cipher", "AES256-SHA256", []),
     ("tls12_cbc_sha384", "-tls1_2", "-cipher", "ECDHE-RSA-AES256-SHA384", ["-no_etm"]),
     ("tls12_aes128ccm", "-tls1_2", "-cipher", "AES128-CCM", []),
+    # two connections each: the second resumes the first's session (-sess_out / -sess_in)
+    ("tls12_resumed", "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256", ["resume"]),
+    ("tls13_resumed", "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256", ["resume"]),
+    # the client's only key share is P-256, the server wants X25519: HelloRetryRequest
+    ("tls13_hrr", "-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384", ["hrr"]),
 ]
 GIOP_PORT = BASE_PORT + 30
 GIOP_THINK_MS = (40, 15, 70)
@@ -72,27 +77,32 @@ def make_suites(out: Path, work: Path) -> None:
         for i, (name, ver, opt, suite, extra) in enumerate(CASES):
             port = BASE_PORT + i
             ciph = ["-ciphersuites", suite] if opt == "-ciphersuites" else ["-cipher", suite]
+            opts = [e for e in extra if e.startswith("-")]
+            runs = 2 if "resume" in extra else 1
+            srv_groups = ["-groups", "X25519"] if "hrr" in extra else []
+            cli_groups = ["-groups", "P-256:X25519"] if "hrr" in extra else []
             srv = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert),
-                                    "-key", str(key), "-www", "-naccept", "1", ver, *ciph,
-                                    *[e for e in extra if e.startswith("-")]],
+                                    "-key", str(key), "-www", "-naccept", str(runs), ver, *ciph, *opts, *srv_groups],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
-            cli = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", ver, *ciph,
-                                    "-keylogfile", str(keys),
-                                    *[e for e in extra if e.startswith("-")]],
-                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.4)
-            if "keyupdate" in extra:
-                cli.stdin.write(b"K\n")   # s_client command letter: KeyUpdate, update_requested
+            sess = work / f"{name}.sess"
+            for run in range(runs):
+                resume = (["-sess_out", str(sess)] if run == 0 else ["-sess_in", str(sess)]) if runs == 2 else []
+                cli = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", ver, *ciph,
+                                        "-keylogfile", str(keys), *opts, *cli_groups, *resume],
+                                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.4)
+                if "keyupdate" in extra:
+                    cli.stdin.write(b"K\n")   # s_client command letter: KeyUpdate, update_requested
+                    cli.stdin.flush()
+                    time.sleep(0.3)
+                cli.stdin.write(b"GET / HTTP/1.0\r\n\r\n")
                 cli.stdin.flush()
-                time.sleep(0.3)
-            cli.stdin.write(b"GET / HTTP/1.0\r\n\r\n")
-            cli.stdin.flush()
-            time.sleep(0.6)
-            cli.stdin.close()
-            cli.wait(timeout=10)
+                time.sleep(0.6)
+                cli.stdin.close()
+                cli.wait(timeout=10)
+                print(f"{name}: port {port}, client exit {cli.returncode}", file=sys.stderr)
             srv.wait(timeout=10)
-            print(f"{name}: port {port}, client exit {cli.returncode}", file=sys.stderr)
     finally:
         _stop(dump)
 
