@@ -620,6 +620,9 @@ class StreamParser:
         frame = sd.frame_at_or_after(to)
         if to > start:
             self.gap_rows.append((conn.conn_id, d, start, to, frame))
+            if conn.tls is not None:  # decrypted TLS: the inner message waiting for lost records is cut short
+                for s0, e0, timing, rec in conn.tls.gap(d, why):
+                    self.sink.add(conn.conn_id, d, rec, e0 - s0, s0, timing)
         sd.jump(to, frame)
 
     # ------------------------------------------------------------------ UDP (DNS)

@@ -346,3 +346,49 @@ def test_a_nagle_stall_on_a_session_ticket_is_no_wait() -> None:
     assert lg["server_s"][0] >= 0.100 + 0.175 - 0.010 and lg["response_transfer_s"][0] < 0.030
     turn = la.streams.transactions.filter(pl.col("protocol") == "turn")
     assert abs(turn["server_think_s"][0] * 1e3 - _web_server_time_ms()) <= 2.0
+
+
+@pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap not installed")
+def test_a_record_lost_from_the_capture_does_not_stop_decryption(tmp_path: Path) -> None:
+    """The first 16 kB record of the TLS 1.3 getWorklist reply cut from the file (editcap): the next
+    record decrypts with the sequence number after the lost one, the requests before it and the
+    whole TLS 1.2 connection keep their operations, and no warning says decryption stopped."""
+    frame = int(tshark(GIOP, None, "tcp.srcport==4463 and tcp.len>16000", ["frame.number"])[0][0])
+    cut = tmp_path / "cut.pcap"
+    subprocess.run(["editcap", str(GIOP), str(cut), str(frame)], check=True, capture_output=True)
+    a = analyze_streams(cut, tls_keylog=GIOP_KEYS)
+    assert a.stats.gaps == 1 and not a.stats.tls_warnings
+    giop = a.transactions.filter(pl.col("protocol") == "giop")
+    answered = giop.filter(pl.col("status") == "NO_EXCEPTION")
+    assert sorted(answered["operation"].to_list()) == sorted(["authenticate", "getUserContext"] * 2 + ["getWorklist"])
+    assert giop.height == 6
+
+
+def test_decryptor_and_inner_parsing_never_raise_on_garbage() -> None:
+    """Seeded random records (valid headers, random bodies) after a real ClientHello/ServerHello:
+    every one comes back as not decrypted, none raises."""
+    import random
+
+    from netdiag.protocols import tls as tls_mod
+    from netdiag.tcp.tls_streams import TlsPlaintext
+    from netdiag.transactions import StreamParser
+
+    kl = read_keylog(SUITES_KEYS)
+    rng = random.Random(11)
+    raw = subprocess.run(["tshark", "-r", str(SUITES), "-d", PORTS, "-Y", "tcp.port==4433 and tls.handshake.type<=2",
+                          "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.payload"],
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    hello = [(0 if r.split("\t")[0] != "4433" else 1, bytes.fromhex(r.split("\t")[1])) for r in raw if r]
+    for _ in range(200):
+        tp = TlsPlaintext(kl, StreamParser().parsers)
+        ctx = tls_mod.new_context()
+        for d, rec in hello:
+            first = rec[:5 + int.from_bytes(rec[3:5], "big")]
+            tp.record(d, 0, first, ctx, tls_mod.parse(first, context=ctx, direction=d), lambda: (0, 0, 0, 0))
+        assert tp.dec.status == "ready"   # secrets found: the garbage below goes through the ciphers
+        for _ in range(5):
+            body = rng.randbytes(rng.randrange(0, 300))
+            rec = bytes([rng.choice([20, 21, 22, 23, 24])]) + b"\x03\x03" + len(body).to_bytes(2, "big") + body
+            d = rng.randrange(2)
+            recs, inner = tp.record(d, 0, rec, ctx, tls_mod.parse(rec, context=ctx, direction=d), lambda: (0, 0, 0, 0))
+            assert recs and not inner

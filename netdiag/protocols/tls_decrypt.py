@@ -21,7 +21,7 @@ content type and the plaintext (or why it could not be decrypted).
 "unavailable" with `problem` saying why (unknown suite, TLS 1.0/1.1, a missing secret): the
 caller then treats the connection as without keys. A record that fails to decrypt (wrong
 secret, records lost from the capture) makes `status` "failed" with the reason; decryption
-stops there. Before giving up, an AEAD record is also tried with the next few sequence numbers
+stops there. Before giving up, a record is also tried with the next few sequence numbers
 (records the capture lost) and, in TLS 1.3, with the next key generation (a Finished or
 KeyUpdate message the capture lost).
 
@@ -338,7 +338,7 @@ class TlsDecryptor:
         assert keys is not None
         header, body = rec[:5], rec[5:]
         first_err: ValueError | None = None
-        tries = SEQ_LOOKAHEAD if keys.aead is not None else 1
+        tries = SEQ_LOOKAHEAD
         for k in range(tries):
             try:
                 out = keys.decrypt(rec[0], rec[1:3], body, header, keys.seq + k)

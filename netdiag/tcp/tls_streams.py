@@ -76,7 +76,11 @@ class TlsPlaintext:
         there are no inner messages.
         """
         status_before = self.dec.status
-        plain = self.dec.record(d, rec)
+        try:
+            plain = self.dec.record(d, rec)
+        except Exception as exc:  # a decryptor bug must not stop the run: the connection goes without keys
+            self.dec.status, self.dec.problem = "failed", f"decryption error: {exc!r}"
+            return parsed, []
         if not plain.decrypted or status_before == "unavailable":
             return parsed, []
         # the TLS record as the parser sees it in clear: same header fields, inner type and plaintext
@@ -103,6 +107,20 @@ class TlsPlaintext:
         if self.mod is not None:
             out = self._cut(d, at_end=False)
         return [own], out
+
+    def gap(self, d: int, reason: str) -> list[Inner]:
+        """TLS records of direction d were lost from the capture: the plaintext waiting for the rest
+        of its message becomes one malformed message, and the inner parser starts afresh after it
+        (GIOP finds the next magic, HTTP the next start line)."""
+        if not self.buf[d] or not self.maps[d]:
+            return []
+        n = len(self.buf[d])
+        s, e, timing = self._span(d, 0, n)
+        rec = Record(self.proto or "", "malformed", malformed=True, reason=reason,
+                     detail={"plaintext_bytes": n, "tls_decrypted": True})
+        self.buf[d].clear()
+        self.maps[d].clear()
+        return [(s, e, timing, rec)]
 
     def finish(self, d: int) -> list[Inner]:
         """The direction ended: cut what is left (a body delimited by the close, or a malformed tail)."""
