@@ -178,6 +178,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              client={"http": {"enabled": False},
                      "https": {"enabled": True, "tls_version": "1.3"},
                      "corba": {"think_ms": 10, "startup_ms": 20}}),
+    Scenario("https_jars", "Java Web Start over HTTPS: the JNLP and the jars on one keep-alive TLS 1.3 "
+             "connection to 9443 (200s, then 304s in logon 1), key log from the client (https_jars.keys); "
+             "stands in for IIOP over TLS, which the lab's omniORB build cannot speak (no SSL transport); "
+             "capture at the client", keylog=True,
+             client={"logons": 2, "http": {"tls": "1.3"}}),
     Scenario("zero_window", "slow reader: the client's receive buffer shrinks to 4 KB and the client process "
              "is stopped for 2 s (a GC-like pause) while a 120 KB getWorklist reply arrives -> zero window and "
              "window probes; getWorklist thinks 1000 ms so the reply lands inside the pause even though the "
