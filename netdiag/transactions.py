@@ -1103,7 +1103,8 @@ def _pair_tls(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats:
         turns = 0
         for row, d, mtype, _status, malformed, _size in rows:
             det = details.get(row, _EMPTY)
-            if mtype in ("NewSessionTicket", "KeyUpdate", "Alert") and det.get("decrypted"):
+            if (mtype in ("NewSessionTicket", "KeyUpdate") and det.get("decrypted")) or \
+                    (mtype == "Alert" and row not in hs_rows):   # TLS <= 1.2 alerts have their own type
                 quiet.append(row)
                 continue
             if row in non_answer:
