@@ -407,3 +407,15 @@ def test_decryptor_and_inner_parsing_never_raise_on_garbage() -> None:
             d = rng.randrange(2)
             recs, inner = tp.record(d, 0, rec, ctx, tls_mod.parse(rec, context=ctx, direction=d), lambda: (0, 0, 0, 0))
             assert recs and not inner
+
+
+@pytest.mark.parametrize("command", ["logons", "findings"])
+def test_logon_commands_take_the_key_log_and_name_the_decrypted_operation(command: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "netdiag.cli", command, str(TICKETS), "--tls-keylog", str(TICKETS_KEYS),
+                        "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    if command == "logons":
+        assert len(rows) == 1 and rows[0]["server_s"] >= 0.265
+    else:   # the server-think finding names the request inside TLS, not "tls application data"
+        assert any("GET /epj/ping" in f["summary"] for f in rows), [f["summary"] for f in rows]
