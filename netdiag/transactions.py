@@ -63,7 +63,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -72,7 +72,9 @@ from numba import njit
 from netdiag.protocols import Cut, Record
 from netdiag.schema import MESSAGES, TRANSACTIONS
 from netdiag.tcp.streams import WINDOW_LIMIT_BYTES, StreamDir
-from netdiag.tcp.tls_streams import TlsPlaintext
+
+if TYPE_CHECKING:  # imported when a key log is given: `cryptography` costs ~55 ms of start-up
+    from netdiag.tcp.tls_streams import TlsPlaintext
 
 # Parsers tried on the first bytes of a stream, in this order (GIOP first: its magic is exact).
 STREAM_PARSERS = ("giop", "tls", "http")
@@ -417,6 +419,8 @@ class StreamParser:
                     conn.proto, conn.mod, conn.ctx = name, mod, mod.new_context()
                     conn.state = "keep"
                     if name == "tls" and self.keylog is not None:
+                        from netdiag.tcp.tls_streams import TlsPlaintext
+
                         conn.tls = TlsPlaintext(self.keylog, self.parsers)
                     return
             if len(head) >= HEAD_DECISION_BYTES or conn.dirs[d].at_end() or final:
