@@ -419,3 +419,21 @@ def test_logon_commands_take_the_key_log_and_name_the_decrypted_operation(comman
         assert len(rows) == 1 and rows[0]["server_s"] >= 0.265
     else:   # the server-think finding names the request inside TLS, not "tls application data"
         assert any("GET /epj/ping" in f["summary"] for f in rows), [f["summary"] for f in rows]
+
+
+def test_a_server_without_tickets_answering_fast_with_equal_sizes_keeps_its_answers() -> None:
+    """captures/tls/no_tickets.pcap: a TLS 1.3 server with num_tickets = 0 answers three keep-alive
+    GETs with 109-byte records 5 ms after each: the first answer falls in the ticket window and the
+    later ones have its size, yet each is its request's answer (the guard in docs/tls.md §2)."""
+    cap, keys = TLS / "no_tickets.pcap", TLS / "no_tickets.keys"
+    assert not tshark(cap, keys, "tls.handshake.type==4", ["frame.number"], "-d", "tcp.port==4468,tls")
+    log = json.loads((TLS / "no_tickets.server_log.json").read_text())["server_log"]
+    a = streams(cap, None)
+    turns = a.transactions.filter(pl.col("protocol") == "turn").sort("req_first_ts_ns")
+    assert turns["status"].to_list() == ["answered"] * 3
+    for r, e in zip(turns.iter_rows(named=True), log, strict=True):
+        assert abs(r["server_think_s"] * 1e3 - e["server_time_ms"]) <= 2.0
+    d = a.transactions.filter(pl.col("protocol") == "tls")["detail"][0]
+    assert "ticket" not in json.loads(d).get("post_handshake_inferred", {})
+    dec = streams(cap, keys).transactions.filter(pl.col("protocol") == "http").sort("req_first_ts_ns")
+    assert dec["operation"].to_list() == ["GET /a", "GET /b", "GET /c"] == [f"GET {e['path']}" for e in log]

@@ -213,10 +213,77 @@ def make_giop(out: Path, work: Path) -> None:
     (out / "giop_tls.server_log.json").write_text(json.dumps(truth, indent=1) + "\n")
 
 
+NOTICKET_PORT = GIOP_PORT + 5
+NOTICKET_THINK_MS = 5
+
+
+def make_no_tickets(out: Path, work: Path) -> None:
+    """TLS 1.3 from a server that sends no session ticket (Python ssl, num_tickets = 0), three
+    keep-alive GETs answered with responses of one size after 5 ms each (within the 20 ms ticket window): without keys the first
+    answer must not be taken for a ticket (docs/tls.md, the guard)."""
+    cert, key = work / "nt-cert.pem", work / "nt-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=web.lab.test"],
+                   check=True, capture_output=True)
+    keys = out / "no_tickets.keys"
+    keys.unlink(missing_ok=True)
+    body = b'{"status":"ok"}\n'
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+              + str(len(body)).encode() + b"\r\n\r\n" + body)
+    log: list[dict] = []
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(cert, key)
+    sctx.num_tickets = 0
+    sctx.keylog_filename = str(keys)
+    lsock = socket.create_server(("127.0.0.1", NOTICKET_PORT))
+
+    def serve() -> None:
+        conn, _ = lsock.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s = sctx.wrap_socket(conn, server_side=True)
+        for _ in range(3):
+            got = b""
+            while not got.endswith(b"\r\n\r\n"):
+                got += s.recv(1)
+            t_in = time.time_ns()
+            time.sleep(NOTICKET_THINK_MS / 1000)
+            t_out = time.time_ns()
+            s.sendall(answer)
+            log.append({"path": got.split(b" ")[1].decode(), "received_ts_ns": t_in, "reply_ts_ns": t_out,
+                        "server_time_ms": (t_out - t_in) / 1e6, "think_ms_configured": NOTICKET_THINK_MS})
+        s.recv(100)
+        s.close()
+
+    pcap = out / "no_tickets.pcap"
+    dump = _tcpdump(pcap, f"tcp port {NOTICKET_PORT}")
+    try:
+        th = threading.Thread(target=serve)
+        th.start()
+        cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        cctx.check_hostname = False
+        cctx.verify_mode = ssl.CERT_NONE
+        cctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        c = cctx.wrap_socket(socket.create_connection(("127.0.0.1", NOTICKET_PORT)), server_hostname="web.lab.test")
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for path in ("/a", "/b", "/c"):
+            c.sendall(f"GET {path} HTTP/1.1\r\nHost: web.lab.test\r\n\r\n".encode())
+            got = b""
+            while len(got) < len(answer):
+                got += c.recv(4096)
+            time.sleep(0.01)
+        c.close()
+        th.join(timeout=10)
+        lsock.close()
+    finally:
+        _stop(dump)
+    (out / "no_tickets.server_log.json").write_text(json.dumps({"made_by": "python -m captures.tls.make_captures",
+                                                                 "server_log": log}, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m captures.tls.make_captures", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
-    ap.add_argument("--only", choices=["suites", "giop"], default=None)
+    ap.add_argument("--only", choices=["suites", "giop", "no_tickets"], default=None)
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("error: needs root (tcpdump on lo)", file=sys.stderr)
@@ -227,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             make_suites(args.out, Path(tmp))
         if args.only in (None, "giop"):
             make_giop(args.out, Path(tmp))
+        if args.only in (None, "no_tickets"):
+            make_no_tickets(args.out, Path(tmp))
     return 0
 
 
