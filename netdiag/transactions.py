@@ -27,7 +27,11 @@ This is the driver of issue 4. One pass over the capture:
    answers by (client socket, server socket, id, question), resends of an unanswered question
    folded into one transaction (rules in `_pair_dns`); TLS one 'tls' transaction per handshake and
    'turn' transactions (confidence 'inferred') for application data, a turn being the
-   client's records up to the server's records that follow them.
+   client's records up to the server's records that follow them. In TLS 1.3 without keys,
+   session tickets, key updates and alerts are inferred and are neither requests nor answers
+   (`_tls13_non_answers`, docs/tls.md). With a key log (`tls_keylog`) TLS connections whose
+   secrets it holds are decrypted and the GIOP/HTTP inside is paired like cleartext instead of
+   as turns (netdiag/tcp/tls_streams.py).
 
 Timing definitions (also in the schema):
 
