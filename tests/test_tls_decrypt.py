@@ -437,3 +437,17 @@ def test_a_server_without_tickets_answering_fast_with_equal_sizes_keeps_its_answ
     assert "ticket" not in json.loads(d).get("post_handshake_inferred", {})
     dec = streams(cap, keys).transactions.filter(pl.col("protocol") == "http").sort("req_first_ts_ns")
     assert dec["operation"].to_list() == ["GET /a", "GET /b", "GET /c"] == [f"GET {e['path']}" for e in log]
+
+
+def test_an_unsupported_suite_gives_one_warning_naming_the_connection_and_a_turn() -> None:
+    """captures/tls/unsupported.pcap: TLS 1.2 ECDHE-ARIA256-GCM-SHA384 (0xc061), secrets in the key log."""
+    cap, keys = TLS / "unsupported.pcap", TLS / "unsupported.keys"
+    suite = tshark(cap, None, "tls.handshake.type==2", ["tls.handshake.ciphersuite"], "-d", "tcp.port==4469,tls")
+    assert suite == [["0xc061"]]
+    a = analyze_streams(cap, tls_keylog=keys)
+    assert len(a.stats.tls_warnings) == 1
+    w = a.stats.tls_warnings[0]
+    assert "127.0.0.1:4469" in w and "0xc061 not supported" in w and "read without keys" in w
+    t = a.transactions
+    assert t.filter(pl.col("protocol") == "turn")["status"].to_list() == ["answered"]
+    assert t.filter(pl.col("protocol") == "http").height == 0

@@ -65,17 +65,26 @@ def _stop(p: subprocess.Popen) -> None:
     p.wait(timeout=10)
 
 
-def make_suites(out: Path, work: Path) -> None:
+# A suite netdiag does not decrypt (ARIA): the connection must be named in one warning and read
+# without keys (unsupported.pcap, port 4469).
+UNSUPPORTED = [("tls12_aria", "-tls1_2", "-cipher", "ECDHE-ARIA256-GCM-SHA384", [])]
+UNSUPPORTED_PORT = GIOP_PORT + 6
+
+
+def make_suites(out: Path, work: Path, cases: list | None = None, stem: str = "suites",
+                base_port: int = BASE_PORT) -> None:
+    cases = CASES if cases is None else cases
     cert, key = work / "rsa-cert.pem", work / "rsa-key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "2", "-subj", "/CN=tls.lab.test"], check=True, capture_output=True)
-    keys = out / "suites.keys"
+    if not cert.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                        str(cert), "-days", "2", "-subj", "/CN=tls.lab.test"], check=True, capture_output=True)
+    keys = out / f"{stem}.keys"
     keys.unlink(missing_ok=True)
-    pcap = out / "suites.pcap"
-    dump = _tcpdump(pcap, f"tcp portrange {BASE_PORT}-{BASE_PORT + len(CASES)}")
+    pcap = out / f"{stem}.pcap"
+    dump = _tcpdump(pcap, f"tcp portrange {base_port}-{base_port + len(cases)}")
     try:
-        for i, (name, ver, opt, suite, extra) in enumerate(CASES):
-            port = BASE_PORT + i
+        for i, (name, ver, opt, suite, extra) in enumerate(cases):
+            port = base_port + i
             ciph = ["-ciphersuites", suite] if opt == "-ciphersuites" else ["-cipher", suite]
             opts = [e for e in extra if e.startswith("-")]
             runs = 2 if "resume" in extra else 1
@@ -283,7 +292,7 @@ def make_no_tickets(out: Path, work: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m captures.tls.make_captures", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
-    ap.add_argument("--only", choices=["suites", "giop", "no_tickets"], default=None)
+    ap.add_argument("--only", choices=["suites", "giop", "no_tickets", "unsupported"], default=None)
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("error: needs root (tcpdump on lo)", file=sys.stderr)
@@ -296,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             make_giop(args.out, Path(tmp))
         if args.only in (None, "no_tickets"):
             make_no_tickets(args.out, Path(tmp))
+        if args.only in (None, "unsupported"):
+            make_suites(args.out, Path(tmp), UNSUPPORTED, "unsupported", UNSUPPORTED_PORT)
     return 0
 
 
