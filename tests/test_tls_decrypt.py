@@ -451,3 +451,16 @@ def test_an_unsupported_suite_gives_one_warning_naming_the_connection_and_a_turn
     t = a.transactions
     assert t.filter(pl.col("protocol") == "turn")["status"].to_list() == ["answered"]
     assert t.filter(pl.col("protocol") == "http").height == 0
+
+
+def test_tls13_with_only_the_traffic_secrets_still_decrypts_the_requests(tmp_path: Path) -> None:
+    """A key log without the handshake secrets (some agents write only CLIENT/SERVER_TRAFFIC_SECRET_0):
+    the encrypted handshake records are skipped, the application data decrypts."""
+    p = tmp_path / "traffic_only.keys"
+    p.write_text("\n".join(ln for ln in SUITES_KEYS.read_text().splitlines() if "HANDSHAKE_TRAFFIC" not in ln) + "\n")
+    full = streams(SUITES, SUITES_KEYS).transactions.filter(pl.col("protocol") == "http")
+    a = analyze_streams(SUITES, tls_keylog=p)
+    assert not a.stats.tls_warnings
+    http = a.transactions.filter(pl.col("protocol") == "http")
+    assert http.select("client_port", "operation", "status").sort("client_port").rows() == \
+        full.select("client_port", "operation", "status").sort("client_port").rows()

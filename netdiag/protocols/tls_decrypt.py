@@ -282,6 +282,7 @@ class _Dir:
     keys: _Keys | None = None
     pending: _Keys | None = None     # TLS 1.2: active after this direction's ChangeCipherSpec
     next13: bytes = b""              # TLS 1.3: the secret after this direction's Finished
+    skip_until_ok: bool = False      # TLS 1.3 without the handshake secret: skip records until one decrypts
     clear_hs: bytearray = field(default_factory=bytearray)
     enc_hs: bytearray = field(default_factory=bytearray)
 
@@ -324,9 +325,12 @@ class TlsDecryptor:
         try:
             inner, plain = self._decrypt(direction, rec)
         except ValueError as exc:
+            if d.skip_until_ok:   # an encrypted handshake record we have no secret for
+                return Plain(ctype, b"", encrypted=True, error="no handshake secret for this record")
             self.status = "failed"
             self.problem = f"{'client' if direction == 0 else 'server'} record did not decrypt ({exc})"
             return Plain(ctype, b"", encrypted=True, error=self.problem)
+        d.skip_until_ok = False
         if inner == CT_HANDSHAKE and self.version == 0x0304:
             self._encrypted_handshake(direction, plain)
         return Plain(inner, plain, decrypted=True, encrypted=True)
@@ -438,6 +442,7 @@ class TlsDecryptor:
                 d.keys = _keys13(suite, hs) if hs is not None else _keys13(suite, ap)
                 if hs is None:
                     d.next13 = b""
+                    d.skip_until_ok = True
             self.status = "ready"
             return None
         if self.version != 0x0303:
