@@ -10,9 +10,9 @@ captured (the other connections are untouched; TCP checksums recomputed by dpkt)
 
 - the GET leaves the client before the first ticket arrives (its ACK field covers only the
   server's handshake flight), as when the client sends its request right after its Finished;
-- the client ACKs the first ticket 42.6 ms later (the real capture's delayed ACK of a ticket);
+- the client ACKs the first ticket as long after it as the real capture's delayed ACK of a ticket;
 - the second ticket, held by Nagle, leaves the server when that ACK arrives and reaches the
-  client one round trip later (10.4 ms, the capture's handshake RTT), carrying the ACK of the GET
+  client one round trip later (the capture's SYN -> SYN/ACK time), carrying the ACK of the GET
   (the server's own bare ACK of the GET is dropped: it is piggybacked on the ticket);
 - the answer is where it was: 116 ms after the GET (server think 100 ms + the round trip).
 
