@@ -961,7 +961,7 @@ _TLS_HANDSHAKE_TYPES = frozenset({"ClientHello", "ServerHello", "HelloRetryReque
 
 
 # TLS 1.3 post-handshake inference without keys (docs/tls.md): a NewSessionTicket record is at
-# most this big (OpenSSL/BoringSSL ~250 B, Go ~200 B, JSSE a few hundred; 2 KiB leaves room),
+# most this big (OpenSSL ~250 B in the lab; other stacks some hundreds: 2 KiB leaves room),
 TICKET_MAX_RECORD_BYTES = 2048
 # a server sends at most this many tickets after a handshake (OpenSSL 2 by default, most others 1),
 MAX_TICKETS = 4
