@@ -129,7 +129,7 @@ def profile_record(profile: Profile) -> dict[str, Any]:
     The fingerprint hashes every setting (servers, port roles, logon rules, client groups,
     thresholds) but not the file's path, so the same profile copied elsewhere matches.
     """
-    text = repr(replace(profile, source=None))
+    text = repr(replace(profile, source=None, tls_keylog=None))   # a key log is input, not a site setting
     return {"source": Path(profile.source).name if profile.source else None,
             "fingerprint": hashlib.sha256(text.encode()).hexdigest()[:16],
             "capture_point": profile.capture_point}

@@ -140,7 +140,9 @@ def analyze(paths: Sequence[str | Path], profile: Any = None, progress: Any = No
     for p in paths:
         if not Path(p).exists():
             raise UsageError(f"{p}: no such file or directory")
-    streams, segments = _one_pass(paths, progress)
+    from netdiag.logons import _as_profile
+
+    streams, segments = _one_pass(paths, progress, tls_keylog=_as_profile(profile).tls_keylog)
     result = analyze_tables(streams.connections, streams.transactions, segments, profile)
     result.streams = streams
     return Analysis(streams.connections, streams.transactions, segments, result.logons, result.findings,

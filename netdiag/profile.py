@@ -113,6 +113,7 @@ class Profile:
     client_groups: tuple[ClientGroup, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
     source: str | None = None
+    tls_keylog: str | None = None        # [tls] keylog: NSS key log to decrypt TLS (docs/tls.md)
 
     def is_server(self, ip: str) -> bool | None:
         """True/False when the profile names servers, None when it names none (auto-detect)."""
@@ -156,7 +157,7 @@ _KEY_RE = re.compile(r'^\s*(?:"([^"]+)"|\'([^\']+)\'|([A-Za-z0-9_\-]+))\s*=')
 _INLINE_KEY_RE = re.compile(r'(?:[{,]\s*)(?:"([^"]+)"|([A-Za-z0-9_\-]+))\s*=')
 _HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_\-.]+)\s*\]\]?")
 
-_TOP_KEYS = {"capture", "servers", "logon", "client_groups", "client_groups_csv", "thresholds"}
+_TOP_KEYS = {"capture", "servers", "logon", "client_groups", "client_groups_csv", "thresholds", "tls"}
 _CAPTURE_KEYS = {"point"}
 _SERVER_KEYS = {"name", "addresses", "ports"}
 _LOGON_KEYS = {"start", "start_quiet_s", "lead_in_s", "start_operation", "end_operation", "end_url", "end_quiet_s"}
@@ -357,10 +358,21 @@ def parse_profile(text: str, *, source: str = "<profile>") -> Profile:
     ck.keys(raw_thr, _THRESHOLD_KEYS, ("thresholds",), "[thresholds]")
     thr = Thresholds(**{k: ck.number(v, ("thresholds", k)) for k, v in raw_thr.items()})
 
+    raw_tls = data.get("tls", {})
+    if not isinstance(raw_tls, dict):
+        raise ck.fail(("tls",), "'tls' must be a table")
+    ck.keys(raw_tls, {"keylog"}, ("tls",), "[tls]")
+    keylog = None
+    if raw_tls.get("keylog"):
+        kp = Path(ck.string(raw_tls["keylog"], ("tls", "keylog")))
+        if not kp.is_absolute() and source and not source.startswith("<"):
+            kp = Path(source).parent / kp   # relative to the profile, like client_groups_csv
+        keylog = str(kp)
+
     return Profile(servers=tuple(servers), capture_point=point, start_rule=start, start_quiet_s=start_quiet,
                    lead_in_s=lead_in, end_operation=end_op, end_url=end_url, end_quiet_s=end_quiet,
                    start_operation=start_op,
-                   client_groups=tuple(groups), thresholds=thr, source=source)
+                   client_groups=tuple(groups), thresholds=thr, source=source, tls_keylog=keylog)
 
 
 def load_client_groups_csv(path: Path) -> list[ClientGroup]:
@@ -435,6 +447,10 @@ group = "Ward 4"
 
 # Or a CSV file with the header "subnet,group" (relative to this file):
 # client_groups_csv = "client-groups.csv"
+
+# [tls]
+# A TLS key log (NSS SSLKEYLOGFILE format, relative to this file) to decrypt IIOP/HTTP inside TLS.
+# keylog = "sslkeys.log"
 
 [thresholds]
 # When a cause becomes a warning (seconds).

@@ -238,7 +238,7 @@ TRANSACTIONS = _t(
     ("client_port", pl.UInt16, "client port (ties the transaction to the client process's socket)"),
     ("server_ip", pl.String, "server address"),
     ("server_port", pl.UInt16, "server port"),
-    ("protocol", pl.String, "giop, http, tls (handshake), dns, turn (request/response turns of unreadable traffic)"),
+    ("protocol", pl.String, "giop, http, tls (handshake), dns, turn (request/response turns of TLS read without keys; with --tls-keylog the GIOP/HTTP inside is giop/http: docs/tls.md)"),
     ("operation", pl.String, "GIOP operation or LocateRequest, HTTP method + path, DNS name, TLS handshake"),
     ("request_id", pl.Int64, "GIOP request id / DNS id / HTTP sequence number on the connection"),
     ("status", pl.String, "GIOP reply status, HTTP status, DNS rcode; 'unanswered' when no response was seen"),

@@ -27,7 +27,11 @@ This is the driver of issue 4. One pass over the capture:
    answers by (client socket, server socket, id, question), resends of an unanswered question
    folded into one transaction (rules in `_pair_dns`); TLS one 'tls' transaction per handshake and
    'turn' transactions (confidence 'inferred') for application data, a turn being the
-   client's records up to the server's records that follow them.
+   client's records up to the server's records that follow them. In TLS 1.3 without keys,
+   session tickets, key updates and alerts are inferred and are neither requests nor answers
+   (`_tls13_non_answers`, docs/tls.md). With a key log (`tls_keylog`) TLS connections whose
+   secrets it holds are decrypted and the GIOP/HTTP inside is paired like cleartext instead of
+   as turns (netdiag/tcp/tls_streams.py).
 
 Timing definitions (also in the schema):
 
@@ -63,7 +67,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -72,6 +76,9 @@ from numba import njit
 from netdiag.protocols import Cut, Record
 from netdiag.schema import MESSAGES, TRANSACTIONS
 from netdiag.tcp.streams import WINDOW_LIMIT_BYTES, StreamDir
+
+if TYPE_CHECKING:  # imported when a key log is given: `cryptography` costs ~55 ms of start-up
+    from netdiag.tcp.tls_streams import TlsPlaintext
 
 # Parsers tried on the first bytes of a stream, in this order (GIOP first: its magic is exact).
 STREAM_PARSERS = ("giop", "tls", "http")
@@ -94,7 +101,8 @@ _EMPTY: dict[str, Any] = {}
 PAIR_KEYS = frozenset({
     "more_fragments", "response_expected", "exception_id", "forward_host", "forward_port", "forward_type_id",
     "forward_tls_port", "ior_host", "ior_port", "ior_type_id", "ior_tls_port",
-    "user_agent", "host", "qtype", "qclass", "answers", "sni", "chosen_version", "resumed"})
+    "user_agent", "host", "qtype", "qclass", "answers", "sni", "chosen_version", "resumed",
+    "cipher_suite", "decrypted", "plaintext_protocol"})
 
 
 def _parser(name: str) -> Any | None:
@@ -111,7 +119,7 @@ def _parser(name: str) -> Any | None:
 # Per-connection stream state and the cut/parse loop
 # ============================================================================================
 class _Conn:
-    __slots__ = ("conn_id", "dirs", "state", "proto", "mod", "ctx", "server_port", "tried", "skip_to")
+    __slots__ = ("conn_id", "dirs", "state", "proto", "mod", "ctx", "server_port", "tried", "skip_to", "tls")
 
     def __init__(self, conn_id: int) -> None:
         self.conn_id = conn_id
@@ -123,6 +131,7 @@ class _Conn:
         self.server_port = 0
         self.tried = [False, False]
         self.skip_to = [0, 0]  # per direction: the rest of a message a gap cut short ends here
+        self.tls: TlsPlaintext | None = None  # decryption and inner parsing (key log given)
 
 
 class _MessageSink:
@@ -221,6 +230,12 @@ class StreamStats:
     duplicate_bytes: int = 0
     unmatched_responses: int = 0
     by_protocol: dict[str, int] = field(default_factory=dict)
+    tls_decrypted_connections: int = 0
+    # (conn_id, why) per TLS connection a key log was given for but that stayed without keys
+    tls_not_decrypted: list[tuple[int, str]] = field(default_factory=list)
+    tls_warnings: list[str] = field(default_factory=list)  # one line per such connection
+    # message rows of TLS post-handshake messages and alerts (decrypted or inferred): nobody waits for them
+    tls_quiet_rows: list[int] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -233,6 +248,7 @@ class StreamAnalysis:
     gaps: pl.DataFrame
     stats: StreamStats
     read_stats: Any = None
+    tls_quiet_frames: np.ndarray | None = None  # frames carrying only TLS post-handshake messages/alerts
 
     @property
     def malformed_messages(self) -> int:
@@ -242,7 +258,8 @@ class StreamAnalysis:
 class StreamParser:
     """Reassembles TCP streams chunk by chunk and cuts them into messages (one per analysis)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keylog: Any = None) -> None:
+        self.keylog = keylog                      # secrets for TLS decryption (netdiag.tls_keylog.KeyLog)
         self.conns: dict[int, _Conn] = {}
         self.skip = np.zeros(1024, np.bool_)      # indexed by conn_id: skipped connections
         self.done = np.zeros(1024, np.bool_)      # indexed by conn_id: parsed to their end, released
@@ -405,6 +422,10 @@ class StreamParser:
                 if mod.looks_like(head):
                     conn.proto, conn.mod, conn.ctx = name, mod, mod.new_context()
                     conn.state = "keep"
+                    if name == "tls" and self.keylog is not None:
+                        from netdiag.tcp.tls_streams import TlsPlaintext
+
+                        conn.tls = TlsPlaintext(self.keylog, self.parsers)
                     return
             if len(head) >= HEAD_DECISION_BYTES or conn.dirs[d].at_end() or final:
                 conn.tried[d] = True
@@ -499,19 +520,51 @@ class StreamParser:
                     continue
             n = min(max(int(c.length), 1), avail)
             msg = data[rel: rel + n]
+            inner: list = []
             if c.status == "message":
                 try:
                     recs = mod.parse(msg, context=ctx, direction=d)
                 except Exception as exc:
                     recs = [Record(conn.proto or "", "malformed", malformed=True,
                                    reason=f"parser error in parse: {exc!r}")]
+                if conn.tls is not None:
+                    recs, inner = self._tls_record(conn, d, sd, n, msg, recs)
             else:
                 recs = self._malformed(conn, msg, c.reason or "malformed", d)
             self._emit(conn, d, sd.pos, n, recs, spans[d])
+            for s0, e0, timing, rec in inner:
+                self.sink.add(conn.conn_id, d, rec, e0 - s0, s0, timing)
             sd.pos += n
         for d in (0, 1):
             self._time(conn, d, spans[d])
             conn.dirs[d].compact()
+            if conn.tls is not None and (final or conn.dirs[d].at_end()) and conn.dirs[d].pos >= conn.dirs[d].frontier:
+                for s0, e0, timing, rec in conn.tls.finish(d):
+                    self.sink.add(conn.conn_id, d, rec, e0 - s0, s0, timing)
+
+    def _tls_record(self, conn: _Conn, d: int, sd: StreamDir, n: int, msg: bytes, recs: list[Record]
+                    ) -> tuple[list[Record], list]:
+        """Decrypt one TLS record with the key log; its inner GIOP/HTTP messages (see tls_streams)."""
+        tls = conn.tls
+        assert tls is not None
+        start = sd.pos
+
+        def timing() -> tuple[int, int, int, int]:
+            fts, lts, ffr, lfr = sd.timing(np.array([start], np.int64), np.array([start + n], np.int64))
+            return int(fts[0]), int(lts[0]), int(ffr[0]), int(lfr[0])
+
+        was = tls.dec.status
+        recs, inner = tls.record(d, start, msg, conn.ctx, recs, timing)
+        now = tls.dec.status
+        if now != was and now in ("unavailable", "failed") and not tls.warned:
+            tls.warned = True
+            frame = int(sd.frame_at_or_after(start))
+            why = tls.dec.problem + (f" (frame {frame}); the rest of the connection is read without keys"
+                                     if now == "failed" else "")
+            self.stats.tls_not_decrypted.append((conn.conn_id, why))
+        elif now == "ready" and was == "pending":
+            self.stats.tls_decrypted_connections += 1
+        return recs, inner
 
     def _malformed(self, conn: _Conn, msg: bytes, reason: str, d: int) -> list[Record]:
         """A record for bytes the parser could not frame: what parse() still makes of them
@@ -575,6 +628,9 @@ class StreamParser:
         frame = sd.frame_at_or_after(to)
         if to > start:
             self.gap_rows.append((conn.conn_id, d, start, to, frame))
+            if conn.tls is not None:  # decrypted TLS: the inner message waiting for lost records is cut short
+                for s0, e0, timing, rec in conn.tls.gap(d, why):
+                    self.sink.add(conn.conn_id, d, rec, e0 - s0, s0, timing)
         sd.jump(to, frame)
 
     # ------------------------------------------------------------------ UDP (DNS)
@@ -904,8 +960,71 @@ _TLS_HANDSHAKE_TYPES = frozenset({"ClientHello", "ServerHello", "HelloRetryReque
                                   "HandshakeFragment", "ChangeCipherSpec"})
 
 
+# TLS 1.3 post-handshake inference without keys (docs/tls.md): a NewSessionTicket record is at
+# most this big (OpenSSL ~250 B in the lab; other stacks some hundreds: 2 KiB leaves room),
+TICKET_MAX_RECORD_BYTES = 2048
+# a server sends at most this many tickets after a handshake (OpenSSL 2 by default, most others 1),
+MAX_TICKETS = 4
+# and the first one leaves the server this soon after it read the client's Finished.
+TICKET_REACTION_S = 0.020
+
+
+def _tls13_non_answers(rows: list[tuple], fin_idx: int, tag: int, rtt_s: float) -> dict[int, str]:
+    """Which TLS 1.3 ApplicationData records after the client's Finished are not answers, without keys.
+
+    rows: (row, direction, msg_type, size_bytes, first_ts_ns, decrypted) of one connection, in
+    time order; fin_idx: index of the client's Finished (its first encrypted record). Returns
+    {row: "ticket" | "alert" | "key_update"} (inferred; the rules and their limits: docs/tls.md).
+    """
+    out: dict[int, str] = {}
+    app = [i for i in range(fin_idx + 1, len(rows)) if rows[i][2] == "ApplicationData" and not rows[i][5]]
+    last_of = {}
+    for i in app:
+        last_of[rows[i][1]] = i
+    for i in app:
+        data = rows[i][3] - 5
+        if data == tag + 3 and last_of.get(rows[i][1]) == i:
+            out[rows[i][0]] = "alert"          # 2-byte alert (close_notify) + type: its sender's last record
+        elif data == tag + 6:
+            out[rows[i][0]] = "key_update"     # 5-byte KeyUpdate + type
+    # tickets: the server's first record after the client's Finished, soon after it and ticket-sized,
+    # and the server records of exactly its size that follow (a second ticket, maybe held by Nagle)
+    t_fin = rows[fin_idx][4]
+    server = [i for i in app if rows[i][1] == 1 and rows[i][0] not in out]
+    if not server:
+        return out
+    first = server[0]
+    size = rows[first][3]
+    if size > TICKET_MAX_RECORD_BYTES or (rows[first][4] - t_fin) / 1e9 > rtt_s + TICKET_REACTION_S:
+        return out
+    tickets = [first]
+    for i in server[1:]:
+        if rows[i][3] != size or len(tickets) >= MAX_TICKETS:
+            break
+        tickets.append(i)
+    # "tickets" that came while a request was pending, with no other server record after them
+    # before the client spoke again (or ever), were that request's answer: a server that sends no
+    # ticket and answers with records of one size
+    first_req = next((i for i in app if rows[i][1] == 0 and rows[i][0] not in out), None)
+    after_req = [i for i in tickets if first_req is not None and i > first_req]
+    if after_req:
+        j0 = after_req[0]
+        next_client = next((i for i in app if rows[i][1] == 0 and i > j0 and rows[i][0] not in out), len(rows))
+        if not any(j0 < i < next_client for i in server if i not in tickets):
+            tickets = [i for i in tickets if i < j0]
+    for i in tickets:
+        out[rows[i][0]] = "ticket"
+    return out
+
+
 def _pair_tls(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats: StreamStats,
-              first_ts: np.ndarray, last_frame: np.ndarray) -> None:
+              first_ts: np.ndarray, last_frame: np.ndarray, rtt_ms: dict[int, float] | None = None) -> list[int]:
+    """TLS handshakes and the turns of application data without keys (module docstring, docs/tls.md).
+
+    Returns the message rows that are post-handshake messages or alerts (decrypted, or inferred in
+    TLS 1.3): not answers, not requests, and nobody waits for them (the budget's Nagle rule)."""
+    rtt_ms = rtt_ms or {}
+    quiet: list[int] = []
     for conn, g in m.group_by("conn_id", maintain_order=True):
         conn_id = conn[0]
         hs: _Txn | None = None
@@ -913,12 +1032,14 @@ def _pair_tls(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats:
         fin = [False, False]
         in_hs = False
         hs_start = 0
-        turn: _Txn | None = None
-        turns = 0
         tls13 = False
+        tag = 16
         pre: list[int] = []
-        for row, d, mtype, status, malformed in g.select("row", "direction", "msg_type", "status",
-                                                         "malformed").iter_rows():
+        hs_rows: set[int] = set()
+        rows = g.select("row", "direction", "msg_type", "status", "malformed", "size_bytes").rows()
+        # pass 1: handshakes; where each TLS 1.3 handshake's client Finished sits
+        fin_at: list[int] = []
+        for idx, (row, d, mtype, status, _malformed, _size) in enumerate(rows):
             det = details.get(row, _EMPTY)
             if mtype == "HandshakeFragment" and d == 0 and not in_hs:
                 pre.append(row)  # a ClientHello spanning records: its first records come first
@@ -935,7 +1056,7 @@ def _pair_tls(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats:
                 hs_start = int(first_ts[row])
                 hs.status = "incomplete"
                 out.append(hs)
-                in_hs, ccs, fin, tls13, turn, pre = True, [False, False], [False, False], False, None, []
+                in_hs, ccs, fin, tls13, pre = True, [False, False], [False, False], False, []
             if in_hs and hs is not None:
                 if mtype != "ClientHello" or row not in hs.req.rows:
                     if d == 0 and hs.rsp is None:
@@ -946,10 +1067,13 @@ def _pair_tls(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats:
                         hs.rsp.rows.append(row)
                 hs.detail["phases"].append([mtype, d, round((int(first_ts[row]) - hs_start) / 1e9, 6),
                                             int(last_frame[row])])
+                hs_rows.add(row)
+                hs_rows.update(hs.req.rows)
                 if mtype == "ServerHello":
                     hs.tls_version = det.get("chosen_version")
                     hs.detail["resumed"] = det.get("resumed")
                     tls13 = det.get("chosen_version") == "TLS1.3"
+                    tag = 8 if det.get("cipher_suite") == "0x1305" else 16
                 elif mtype == "ChangeCipherSpec":
                     ccs[d] = True
                 elif mtype == "Finished" and ccs[d]:
@@ -962,12 +1086,39 @@ def _pair_tls(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats:
                     hs.status = f"alert:{status}"
                     in_hs = False
                     continue
-                done = (tls13 and mtype == "ApplicationData" and d == 0) or (not tls13 and all(fin))
+                # TLS 1.3: the client's first encrypted record is its Finished (decrypted: "Finished")
+                done = (tls13 and d == 0 and mtype in ("ApplicationData", "Finished")) or (not tls13 and all(fin))
                 if done:
                     hs.status = "ok"
                     in_hs = False
+                    if tls13:
+                        fin_at.append(idx)
+        # TLS 1.3 without keys: tickets, alerts and key updates inferred (see _tls13_non_answers)
+        non_answer: dict[int, str] = {}
+        if fin_at:
+            ctx_rows = [(r[0], r[1], r[2], r[5], int(first_ts[r[0]]),
+                         bool(details.get(r[0], _EMPTY).get("decrypted"))) for r in rows]
+            rtt_s = rtt_ms.get(conn_id, 0.0) / 1e3
+            bounds = fin_at + [len(rows)]
+            for k, fi in enumerate(fin_at):
+                part = ctx_rows[:bounds[k + 1]]
+                non_answer.update(_tls13_non_answers(part, fi, tag, rtt_s))
+            if hs is not None and non_answer:
+                kinds = list(non_answer.values())
+                hs.detail["post_handshake_inferred"] = {k: kinds.count(k) for k in sorted(set(kinds))}
+        # pass 2: turns of application data nobody could read
+        turn: _Txn | None = None
+        turns = 0
+        for row, d, mtype, _status, malformed, _size in rows:
+            det = details.get(row, _EMPTY)
+            if (mtype in ("NewSessionTicket", "KeyUpdate") and det.get("decrypted")) or \
+                    (mtype == "Alert" and row not in hs_rows):   # TLS <= 1.2 alerts have their own type
+                quiet.append(row)
                 continue
-            if mtype != "ApplicationData" or malformed:
+            if row in non_answer:
+                quiet.append(row)
+                continue
+            if row in hs_rows or mtype != "ApplicationData" or malformed or det.get("plaintext_protocol"):
                 continue
             if d == 0:
                 if turn is None or turn.rsp is not None:
@@ -981,6 +1132,7 @@ def _pair_tls(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats:
                     turn.rsp = _Part(row)
                 else:
                     turn.rsp.rows.append(row)
+    return quiet
 
 
 # ============================================================================================
@@ -998,7 +1150,7 @@ def build_transactions(msgs: pl.DataFrame, details: dict[int, dict], connections
     stats = stats or StreamStats()
     min_ack_rtt_ms = min_ack_rtt_ms or {}
     m = (msgs.select("conn_id", "direction", "protocol", "msg_type", "request_id", "operation", "status",
-                     "first_ts_ns", "stream_offset", "malformed")
+                     "first_ts_ns", "stream_offset", "malformed", "size_bytes")
          .with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
          .sort("conn_id", "first_ts_ns", "direction", "stream_offset", "row"))
     dns_conns = m.filter(pl.col("protocol") == "dns")["conn_id"].unique()
@@ -1010,7 +1162,15 @@ def build_transactions(msgs: pl.DataFrame, details: dict[int, dict], connections
     _pair_dns(m.filter(pl.col("protocol") == "dns").sort("first_ts_ns", "row"), details, conns, txns, stats)
     fts_all = msgs["first_ts_ns"].to_numpy()
     lfr_all = msgs["last_frame"].to_numpy()
-    _pair_tls(m.filter(pl.col("protocol") == "tls"), details, txns, stats, fts_all, lfr_all)
+    tls_m = m.filter(pl.col("protocol") == "tls")
+    rtt_ms: dict[int, float] = {}
+    if tls_m.height:
+        tls_conns = tls_m["conn_id"].unique().implode()
+        for cid, syn_rtt in connections.filter(pl.col("conn_id").is_in(tls_conns)).select(
+                "conn_id", "rtt_server_side_ms").iter_rows():
+            rtt_ms[cid] = _server_rtt_ms(syn_rtt, min_ack_rtt_ms.get(cid))
+    stats.tls_quiet_rows = _pair_tls(tls_m, details, txns, stats, fts_all, lfr_all, rtt_ms)
+    del tls_m
     del m, conns
     if not txns:
         return TRANSACTIONS.empty()
@@ -1205,11 +1365,14 @@ def _paths(source: Source) -> list[str]:
 
 
 def analyze_streams(source: Source, *, progress: Any = None,
-                    on_segments: Callable[[pl.DataFrame], None] | None = None) -> StreamAnalysis:
+                    on_segments: Callable[[pl.DataFrame], None] | None = None,
+                    tls_keylog: Any = None) -> StreamAnalysis:
     """One pass over the capture(s): connections, messages, transactions, gaps and counts.
 
     `on_segments(segs)` is called with each chunk's SEGMENTS rows, for a caller (logons) that
-    needs per-segment columns from the same pass."""
+    needs per-segment columns from the same pass. `tls_keylog` (a path or a
+    netdiag.tls_keylog.KeyLog) decrypts TLS connections whose secrets it holds: the GIOP/HTTP
+    inside is parsed like cleartext (netdiag/tcp/tls_streams.py); the others stay TLS turns."""
     from netdiag.capture import iter_chunks
     from netdiag.tcp import TcpAnalyzer
 
@@ -1225,7 +1388,11 @@ def analyze_streams(source: Source, *, progress: Any = None,
     if progress is not None:
         kwargs["progress"] = progress
     analyzer = TcpAnalyzer()
-    sp = StreamParser()
+    if tls_keylog is not None and not hasattr(tls_keylog, "secrets"):
+        from netdiag.tls_keylog import read_keylog
+
+        tls_keylog = read_keylog(tls_keylog)
+    sp = StreamParser(keylog=tls_keylog)
     with _no_cyclic_gc():
         for chunk in iter_chunks(_paths(source), **kwargs):
             segs = analyzer.feed(chunk)
@@ -1268,7 +1435,39 @@ def _assemble_tables(sp: StreamParser, connections: pl.DataFrame, read_stats: An
     stats.gaps = gaps.height
     stats.gap_bytes = int(gaps["bytes"].sum()) if gaps.height else 0
     stats.by_protocol = dict(msgs.group_by("protocol").len().iter_rows()) if msgs.height else {}
-    return StreamAnalysis(connections, msgs, txns, gaps, stats, read_stats)
+    stats.tls_warnings = _tls_warnings(stats.tls_not_decrypted, connections)
+    if read_stats is not None and hasattr(read_stats, "warnings"):
+        read_stats.warnings.extend(stats.tls_warnings)   # every command prints these lines
+    return StreamAnalysis(connections, msgs, txns, gaps, stats, read_stats,
+                          tls_quiet_frames=_quiet_frames(msgs, stats.tls_quiet_rows))
+
+
+def _quiet_frames(msgs: pl.DataFrame, rows: list[int]) -> np.ndarray:
+    """Frames that carry only TLS post-handshake messages or alerts (tickets, key updates,
+    close_notify): the budget does not take a Nagle stall on such a frame as a wait (docs/tls.md).
+    A frame that also carries bytes of any other message is not quiet."""
+    if not rows:
+        return np.zeros(0, np.int64)
+    f = msgs.select("first_frame", "last_frame").with_row_index("row")
+    mask = np.zeros(msgs.height, np.bool_)
+    mask[np.asarray(rows, np.int64)] = True
+    q = f.filter(pl.Series(mask))
+    quiet = np.union1d(q["first_frame"].to_numpy(), q["last_frame"].to_numpy())
+    other = f.filter(pl.Series(~mask))
+    busy = np.union1d(other["first_frame"].to_numpy(), other["last_frame"].to_numpy())
+    return np.setdiff1d(quiet, busy).astype(np.int64)
+
+
+def _tls_warnings(items: list[tuple[int, str]], connections: pl.DataFrame) -> list[str]:
+    """One line per TLS connection a key log was given for that stays without keys, naming it."""
+    if not items:
+        return []
+    names = {r[0]: f"{r[1]}:{r[2]} -> {r[3]}:{r[4]}" for r in connections.filter(
+        pl.col("conn_id").is_in([c for c, _ in items])).select(
+        "conn_id", "client_ip", "client_port", "server_ip", "server_port").iter_rows()}
+    return [f"TLS connection {cid} ({names.get(cid, '?')}) not decrypted: {why}; read without keys"
+            if "rest of the connection" not in why else
+            f"TLS connection {cid} ({names.get(cid, '?')}): decryption stopped: {why}" for cid, why in items]
 
 
 def messages(source: Source) -> pl.DataFrame:

@@ -293,8 +293,8 @@ def compare(truth: dict, frames: list[dict]) -> list[Check]:
         e["event"] == "reader_paused" for e in truth.get("tcp_stalls", {}).get("client_events", []))
     add("zero_window_seen", paused, v["zero_windows"] > 0, paused == (v["zero_windows"] > 0),
         "client process stopped with a small receive buffer (client_paused / reader_paused in its log)")
-    tls = sorted({"1.2": "0x0303", "1.3": "0x0304"}[e["version"][-3:]] for e in truth["client_events"]
-                 if e["event"] == "tls_handshake_done")
+    tls = sorted([{"1.2": "0x0303", "1.3": "0x0304"}[e["version"][-3:]] for e in truth["client_events"]
+                  if e["event"] == "tls_handshake_done"])   # one per handshake (https_jars has two of 1.3)
     if tls or v["tls_server_versions"]:
         add("tls_versions", tls, v["tls_server_versions"], tls == v["tls_server_versions"],
             "client's ssl version() per handshake vs ServerHello")

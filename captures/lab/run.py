@@ -176,7 +176,8 @@ def run_scenario(sc: Scenario, out_dir: Path, keep_work: bool = False) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(raw_pcap, out_dir / f"{sc.name}.pcap")
         if sc.keylog:
-            shutil.copyfile(keylog, out_dir / f"{sc.name}.keys")
+            shutil.copyfile(work / "server.keys" if sc.keylog_from == "server" else keylog,
+                            out_dir / f"{sc.name}.keys")
         (out_dir / f"{sc.name}.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
         return truth
     finally:
@@ -191,7 +192,8 @@ def _run_in_lab(sc: Scenario, lb: Lab, work: Path, logs: dict, dns_log: Path, ra
         lb.start(lb.srv, netns_dnsmasq(dns_log), stdout=subprocess.DEVNULL, stderr=err)
         web_cfg = {"listen": WEB_IP, "http_port": PORTS["http"], "https_port": PORTS["https"], "nagle": sc.web_nagle,
                    "codebase": f"http://{next(n for n, ip in NAMES.items() if ip == WEB_IP)}:{PORTS['http']}",
-                   "workdir": str(work / "web"), "keylog": str(work / "server.keys"), "max_runtime_s": 600}
+                   "workdir": str(work / "web"), "keylog": str(work / "server.keys"), "max_runtime_s": 600,
+                   "https_think_ms": sc.web_https_think_ms}
         if sc.web_jars is not None:
             web_cfg["jars"] = sc.web_jars
         (work / "web.json").write_text(json.dumps(web_cfg))
@@ -423,6 +425,7 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
             "added_rtt_ms": delays["c2s"] + delays["s2c"],
             "server_ops": sc.server_config("app1", APP_IP, True)["ops"],
             "server_nagle": sc.server_nagle, "web_nagle": sc.web_nagle,
+            "web_https_think_ms": sc.web_https_think_ms, "keylog_from": sc.keylog_from if sc.keylog else None,
             "client_phases": [{k: v for k, v in c.items() if k in ("logons", "first_logon", "concurrency", "https",
                                                                     "corba", "session", "tool")}
                               for c in sc.client_configs()],

@@ -60,6 +60,8 @@ class Scenario:
     phases: list[dict] = field(default_factory=lambda: [{}])   # one client run per phase (overrides)
     capture_drops: list[dict] = field(default_factory=list)    # frames to cut from the file afterwards
     keylog: bool = False
+    keylog_from: str = "client"                        # whose NSS key log becomes <name>.keys: client | server
+    web_https_think_ms: float = 0.0                    # the HTTPS server waits this long before answering
     web_jars: dict[str, int] | None = None             # jar name -> size served (None: servers.JARS)
     linger_s: float = 0.0                              # keep capturing this long after the last client run
     nft: str = ""                                      # nftables ruleset loaded in the server namespace
@@ -167,6 +169,21 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
              phases=[{"https": {"enabled": True, "tls_version": "1.2"}},
                      {"first_logon": 1, "https": {"enabled": True, "tls_version": "1.3"}}],
              expect_cause="client_s"),
+    Scenario("tls13_tickets", "HTTPS over TLS 1.3 with session tickets (the server sends two after the "
+             "client's Finished): 5 ms added each way, so at the client the tickets arrive after the GET "
+             "has left; the HTTPS server thinks 100 ms before answering; the Nagle-held second ticket may "
+             "wait for the client's delayed ACK inside that think; key log written by the server "
+             "(tls13_tickets.keys); short client think so server time dominates; capture at the client",
+             keylog=True, keylog_from="server", web_https_think_ms=100.0, expect_cause="server_s",
+             impair={"c2s": {"delay_ms": 5}, "s2c": {"delay_ms": 5}},
+             client={"http": {"enabled": False},
+                     "https": {"enabled": True, "tls_version": "1.3"},
+                     "corba": {"think_ms": 10, "startup_ms": 20}}),
+    Scenario("https_jars", "Java Web Start over HTTPS: the JNLP and the jars on one keep-alive TLS 1.3 "
+             "connection to 9443 (200s, then 304s in logon 1), key log from the client (https_jars.keys); "
+             "stands in for IIOP over TLS, which the lab's omniORB build cannot speak (no SSL transport); "
+             "capture at the client", keylog=True,
+             client={"logons": 2, "http": {"tls": "1.3"}}),
     Scenario("zero_window", "slow reader: the client's receive buffer shrinks to 4 KB and the client process "
              "is stopped for 2 s (a GC-like pause) while a 120 KB getWorklist reply arrives -> zero window and "
              "window probes; getWorklist thinks 1000 ms so the reply lands inside the pause even though the "

@@ -13,7 +13,8 @@
   in two small writes (write-write-read), the pattern that stalls against a delayed ACK
   (RFC 896 x RFC 1122 4.2.3.2).
 - HTTPS: the same handler behind Python's ssl (OpenSSL) accepting TLS 1.2 and 1.3 (the client
-  picks the version); session secrets are written in the NSS key log format (SSLKEYLOGFILE) so
+  picks the version), the handshake done in the connection's own thread; ``https_think_ms`` makes it
+  wait before each answer (logged as think_ms); session secrets are written in the NSS key log format (SSLKEYLOGFILE) so
   tshark can decrypt with ``-o tls.keylog_file:FILE``. The certificate is a throw-away self-signed
   P-256 one made with openssl at start-up.
 """
@@ -96,8 +97,9 @@ class WebLog:
             os.write(self.fd, (json.dumps(rec, separators=(",", ":")) + "\n").encode())
 
 
-def make_handler(site: dict, mtime: float, nagle: bool, log: WebLog, scheme: str) -> type:
-    """A request handler class bound to the site, the Last-Modified time and the write mode."""
+def make_handler(site: dict, mtime: float, nagle: bool, log: WebLog, scheme: str, think_ms: float = 0.0) -> type:
+    """A request handler class bound to the site, the Last-Modified time and the write mode;
+    `think_ms` is slept after reading each request, before the answer is written (injected server time)."""
     last_modified = email.utils.formatdate(mtime, usegmt=True)
 
     class Handler(BaseHTTPRequestHandler):
@@ -138,6 +140,8 @@ def make_handler(site: dict, mtime: float, nagle: bool, log: WebLog, scheme: str
                 head_lines += [f"Content-Type: {ctype}", f"Content-Length: {len(body)}"]
             head_lines += ["Connection: keep-alive", "", ""]
             head_bytes = "\r\n".join(head_lines).encode("latin-1")
+            if think_ms > 0:
+                time.sleep(think_ms / 1000.0)
             out = b"" if head else body
             writes = []
             if nagle and out:
@@ -152,7 +156,7 @@ def make_handler(site: dict, mtime: float, nagle: bool, log: WebLog, scheme: str
             log.write("http_request", scheme=scheme, client=client, method=self.command, path=self.path,
                       user_agent=self.headers.get("User-Agent"), if_modified_since=self.headers.get("If-Modified-Since"),
                       status=status, body_bytes=len(out), received_ts_ns=received, write_ts_ns=writes,
-                      writes=len(writes), ts_ns=writes[-1])
+                      writes=len(writes), ts_ns=writes[-1], think_ms=think_ms)
 
     return Handler
 
@@ -185,8 +189,12 @@ def serve_web(cfg: dict, log_path: Path) -> None:
         if cfg.get("keylog"):
             ctx.keylog_filename = str(cfg["keylog"])
         https_srv = ThreadingHTTPServer((cfg["listen"], int(cfg["https_port"])),
-                                        make_handler(site, mtime, False, log, "https"))
-        https_srv.socket = ctx.wrap_socket(https_srv.socket, server_side=True)
+                                        make_handler(site, mtime, False, log, "https",
+                                                     float(cfg.get("https_think_ms") or 0.0)))
+        # the handshake runs in the request's own thread (on its first read), not in accept() on the
+        # serving thread: the thread is up before the request arrives, so the logged receive time is
+        # when the request reached the server, not when a new thread got round to reading it
+        https_srv.socket = ctx.wrap_socket(https_srv.socket, server_side=True, do_handshake_on_connect=False)
         servers.append(https_srv)
     threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True) for s in servers]
     for t in threads:

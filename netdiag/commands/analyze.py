@@ -18,6 +18,9 @@ CapturesArg = Annotated[list[Path] | None, typer.Argument(
 ProfileOpt = Annotated[Path | None, typer.Option("--profile", "-p", help="site profile (TOML); see `netdiag profile init`")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="directory for report.html, report.md, findings.json, tables/")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="write into --out even if netdiag did not create it")]
+TlsKeylogOpt = Annotated[Path | None, typer.Option(
+    "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) to decrypt IIOP/HTTP inside TLS; wins over the "
+                         "profile's [tls] keylog")]
 
 
 def _size(paths: list[Path]) -> int:
@@ -30,7 +33,7 @@ KeyOpt = Annotated[Path | None, typer.Option("--key-file", help="sanitising key 
 
 def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
                     out: OutOpt = Path("netdiag-report"), force: ForceOpt = False,
-                    case: CaseOpt = None, key_file: KeyOpt = None) -> None:
+                    case: CaseOpt = None, key_file: KeyOpt = None, tls_keylog: TlsKeylogOpt = None) -> None:
     """Analyse capture(s) end to end and write an HTML/Markdown report with tables and findings."""
     from netdiag.analyze import analyze, prepare_out_dir, sample_capture
 
@@ -54,6 +57,9 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
         for p in paths:
             if not p.exists():
                 raise UsageError(f"{p}: no such file or directory")
+    from netdiag.tls_keylog import profile_with_keylog
+
+    profile = profile_with_keylog(profile, tls_keylog)
     prepare_out_dir(out, force=force)
     total = _size(paths or [sample_capture()])
     with progress_bar(total, "analyze") as advance:

@@ -35,6 +35,8 @@ FailOpt = Annotated[list[str] | None, typer.Option(
     "--fail-on-regression", help="exit 1 when this metric regressed significantly (e.g. duration_s, server_s, "
     "'server_think:server_think_s[operation giop authenticate]'); repeatable")]
 AllOpt = Annotated[bool, typer.Option("--all-rows", help="terminal table: also the per-server/per-group rows that did not move")]
+TlsKeylogOpt = Annotated[Path | None, typer.Option(
+    "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) for sides given as captures")]
 AllowOpt = Annotated[bool, typer.Option("--allow-different-profiles",
                                         help="compare even when the sides were analysed with different profiles")]
 
@@ -45,9 +47,13 @@ def _paths(arg: str) -> list[str]:
 
 def compare_command(before: SideArg, after: SideArg, profile: ProfileOpt = None, as_json: JsonOpt = False,
                     html: HtmlOpt = None, md: MdOpt = None, fail_on_regression: FailOpt = None,
-                    all_rows: AllOpt = False, allow_different_profiles: AllowOpt = False) -> None:
+                    all_rows: AllOpt = False, allow_different_profiles: AllowOpt = False,
+                    tls_keylog: TlsKeylogOpt = None) -> None:
     """Compare logon times before and after a change: statistics, verdicts, comparability checks."""
     from netdiag.compare import compare, print_terminal
+    from netdiag.tls_keylog import profile_with_keylog
+
+    profile = profile_with_keylog(profile, tls_keylog)
 
     c = compare(_paths(before), _paths(after), profile, allow_different_profiles=allow_different_profiles)
     gates = [c.resolve(m) for m in (fail_on_regression or [])]   # unknown metric: error before any output

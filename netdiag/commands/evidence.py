@@ -27,6 +27,8 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help="overwrite --out when it exists")] = False,
         all_logons: Annotated[bool, typer.Option(
             "--all-logons", help="a finding seen in several logons: all of them (default: the one it cost most)")] = False,
+        tls_keylog: Annotated[Path | None, typer.Option(
+            "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) to decrypt IIOP/HTTP inside TLS")] = None,
     ) -> None:
         """Frames of the involved connections and their DNS, as pcapng with per-frame comments."""
         from netdiag.errors import UsageError
@@ -44,7 +46,9 @@ def register(app: typer.Typer) -> None:
             from netdiag.sanitize import AddressMapper, load_key
 
             mapper = AddressMapper(load_key(key_file))
-        prof = load_profile(profile) if profile is not None else Profile()
+        from netdiag.tls_keylog import profile_with_keylog
+
+        prof = profile_with_keylog(load_profile(profile) if profile is not None else Profile(), tls_keylog)
         a = analyze(captures, prof)
         ex = select_evidence(a, logon_id=logon, finding_id=finding, all_logons=all_logons)
         out.parent.mkdir(parents=True, exist_ok=True)

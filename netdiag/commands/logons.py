@@ -28,9 +28,13 @@ ProfileOpt = Annotated[Path | None, typer.Option("--profile", "-p", help="site p
 JsonOpt = Annotated[bool, typer.Option("--json", help="write a JSON array of rows to stdout")]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="write CSV to stdout")]
 ParquetOpt = Annotated[Path | None, typer.Option("--parquet", help="write the table to this Parquet file")]
+TlsKeylogOpt = Annotated[Path | None, typer.Option(
+    "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) to decrypt IIOP/HTTP inside TLS; wins over the "
+                         "profile's [tls] keylog")]
 
 
-def _run(captures: list[Path], profile: Path | None, *, require_logons: bool = True) -> Any:
+def _run(captures: list[Path], profile: Path | None, tls_keylog: Path | None = None, *,
+         require_logons: bool = True) -> Any:
     from netdiag.logons import analyze_logons
     from netdiag.profile import Profile, load_profile
     from netdiag.progress import progress_bar
@@ -38,7 +42,9 @@ def _run(captures: list[Path], profile: Path | None, *, require_logons: bool = T
     for p in captures:
         if not p.exists():
             raise UsageError(f"{p}: no such file or directory")
-    prof = load_profile(profile) if profile is not None else Profile()
+    from netdiag.tls_keylog import profile_with_keylog
+
+    prof = profile_with_keylog(load_profile(profile) if profile is not None else Profile(), tls_keylog)
     total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
     with progress_bar(total, "logons") as advance:
         analysis = analyze_logons(captures, prof, progress=advance)
@@ -63,11 +69,12 @@ def register(app: typer.Typer) -> None:
                               "client group; budget over all logons and the slowest 5%; server think per operation")
         ] = False,
         bucket_s: Annotated[float, typer.Option("--bucket", help="time bucket for --summary, seconds")] = 300.0,
+        tls_keylog: TlsKeylogOpt = None,
     ) -> None:
         """One row per logon with its wait budget (columns sum to duration_s) and dominant cause."""
         from netdiag.output import emit
 
-        analysis = _run(captures, profile)
+        analysis = _run(captures, profile, tls_keylog)
         if summary:
             from netdiag.logons.population import per_time_bucket
 
@@ -85,12 +92,13 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
         as_csv: CsvOpt = False,
         parquet: ParquetOpt = None,
+        tls_keylog: TlsKeylogOpt = None,
     ) -> None:
         """Labelled causes of lost time (logons and every TCP connection), with evidence and a Wireshark filter."""
         from netdiag.output import emit
 
         # without logons the connections' own causes are still findings: exit 0, the reason on stderr
-        analysis = _run(captures, profile, require_logons=False)
+        analysis = _run(captures, profile, tls_keylog, require_logons=False)
         if analysis.logons.height == 0:
             print(f"netdiag: {analysis.no_logons_reason or 'no logons'}", file=sys.stderr)
         if analysis.findings.height == 0 and not (as_json or as_csv or parquet):

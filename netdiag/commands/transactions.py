@@ -33,6 +33,8 @@ def register(app: typer.Typer) -> None:
         server: Annotated[str | None, typer.Option("--server", help="HOST or HOST:PORT of the server")] = None,
         summary: Annotated[bool, typer.Option(
             "--summary", help="per operation: count, p50/p95/max server think, errors")] = False,
+        tls_keylog: Annotated[Path | None, typer.Option(
+            "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) to decrypt IIOP/HTTP inside TLS")] = None,
     ) -> None:
         """Pair requests with responses (GIOP, HTTP, DNS, TLS handshakes, TLS turns) and time them."""
         from netdiag.output import emit
@@ -45,7 +47,12 @@ def register(app: typer.Typer) -> None:
                 re.compile(operation)
             except re.error as exc:
                 raise UsageError(f"--operation {operation!r} is not a valid regular expression: {exc}") from None
-        analysis = _analyze(analyze_streams, captures)
+        keylog = None
+        if tls_keylog is not None:
+            from netdiag.tls_keylog import read_keylog
+
+            keylog = read_keylog(tls_keylog)
+        analysis = _analyze(analyze_streams, captures, keylog)
         txns = filter_transactions(analysis.transactions, protocol=protocol, operation=operation, server=server)
         st = analysis.stats
         for w in getattr(analysis.read_stats, "warnings", None) or []:
@@ -62,7 +69,7 @@ def register(app: typer.Typer) -> None:
              title="transactions")
 
 
-def _analyze(analyze_streams, captures: list[Path]):  # noqa: ANN001, ANN202 - thin wrapper
+def _analyze(analyze_streams, captures: list[Path], keylog=None):  # noqa: ANN001, ANN202 - thin wrapper
     for p in captures:
         if not p.exists():
             raise UsageError(f"{p}: no such file or directory")
@@ -71,4 +78,4 @@ def _analyze(analyze_streams, captures: list[Path]):  # noqa: ANN001, ANN202 - t
     total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.rglob("*"))
                 if f.is_file())
     with progress_bar(total, "transactions") as advance:
-        return analyze_streams(captures, progress=advance)
+        return analyze_streams(captures, progress=advance, tls_keylog=keylog)

@@ -262,8 +262,11 @@ def _paths(source: Any) -> list[str]:
     return [str(p) for p in source]
 
 
-def _one_pass(source: Any, progress: Any = None) -> tuple[Any, pl.DataFrame | None]:
-    """Run the capture -> TCP -> streams pass once, keeping the segment columns the budget needs."""
+def _one_pass(source: Any, progress: Any = None, tls_keylog: Any = None) -> tuple[Any, pl.DataFrame | None]:
+    """Run the capture -> TCP -> streams pass once, keeping the segment columns the budget needs.
+
+    `tls_keylog` decrypts TLS (docs/tls.md). Segments that carry only TLS post-handshake messages
+    or alerts get `tls_quiet` = True: the budget takes no Nagle stall on them as a wait."""
     from netdiag.transactions import analyze_streams
 
     kept: list[pl.DataFrame] = []
@@ -272,8 +275,11 @@ def _one_pass(source: Any, progress: Any = None) -> tuple[Any, pl.DataFrame | No
         if segs is not None and segs.height:
             kept.append(segs.select([c for c in SEGMENT_COLUMNS if c in segs.columns]))
 
-    streams = analyze_streams(_paths(source), progress=progress, on_segments=keep)
+    streams = analyze_streams(_paths(source), progress=progress, on_segments=keep, tls_keylog=tls_keylog)
     segments = pl.concat(kept, how="vertical_relaxed") if kept else None
+    quiet = getattr(streams, "tls_quiet_frames", None)
+    if segments is not None and quiet is not None and quiet.size:
+        segments = segments.with_columns(tls_quiet=pl.col("frame").cast(pl.Int64).is_in(pl.Series(quiet).implode()))
     return streams, segments
 
 
@@ -287,7 +293,8 @@ def analyze_logons(source: str | Path | Sequence[str | Path] | Any, profile: Pro
     if hasattr(source, "connections") and hasattr(source, "transactions"):
         streams, segments = source, getattr(source, "segments", None)
     else:
-        streams, segments = _one_pass(source, progress)
+        profile = _as_profile(profile)
+        streams, segments = _one_pass(source, progress, tls_keylog=profile.tls_keylog)
     result = analyze_tables(streams.connections, streams.transactions, segments, profile)
     result.streams = streams
     return result

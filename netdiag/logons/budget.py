@@ -286,6 +286,11 @@ def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections
     stalls = _nagle_stalls(segments, connections)
     if stalls.height:
         cand = stalls.join(cm.select("logon_idx", "conn_id"), on="conn_id", how="inner")
+        if "tls_quiet" in segments.columns and cand.height:
+            # the held segment carries only TLS post-handshake messages or alerts (a session ticket
+            # held back by Nagle): nobody waits for it, so the stall is no wait (docs/tls.md)
+            quiet = segments.filter(pl.col("tls_quiet"))["frame"]
+            cand = cand.filter(~pl.col("b_frame").is_in(quiet.implode()))
         if cand.height:
             out.append(_iv(cand, pl.col("a_ts_ns"), pl.col("b_ts_ns"), "nagle_delayed_ack_s", "nagle_delayed_ack",
                            pl.col("a_frame"), pl.col("b_frame")))

@@ -221,37 +221,57 @@ def resolve(name: str, cfg: dict, log: JsonLog, cache: dict[str, str | None]) ->
 # HTTP / HTTPS (RFC 9110/9112); the connection goes to the resolved address, Host carries the name.
 # ---------------------------------------------------------------------------------------------
 def http_downloads(n: int, cfg: dict, log: JsonLog, cache: dict) -> bool:
-    """GET the jnlp and jars on one keep-alive connection; True if every answer was 200 or 304."""
+    """GET the jnlp and jars on one keep-alive connection; True if every answer was 200 or 304.
+
+    With ``http.tls`` ("1.2" or "1.3") the connection is HTTPS to ``http.tls_port`` (Java Web Start
+    over https://); the events are then https_start/https_end and keys go to https.keylog."""
     h = cfg["http"]
     host = h.get("host", cfg["corba"]["host"])
     ip = resolve(host, cfg, log, cache)
     if ip is None:
         log.write("http_skipped", reason=f"cannot resolve {host}")
         return False
-    conn = http.client.HTTPConnection(host, int(h["port"]), timeout=float(h["timeout_s"]))
+    tls = h.get("tls")
+    port = int(h.get("tls_port", cfg["https"]["port"])) if tls else int(h["port"])
+    scheme, ev, service = ("https", "https", "https") if tls else ("http", "http", "http")
+    ctx = None
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE   # lab certificate is self-signed
+        ctx.minimum_version = ctx.maximum_version = (ssl.TLSVersion.TLSv1_3 if str(tls) == "1.3"
+                                                     else ssl.TLSVersion.TLSv1_2)
+        if cfg["https"].get("keylog"):
+            ctx.keylog_filename = str(cfg["https"]["keylog"])
+    conn = http.client.HTTPConnection(host, port, timeout=float(h["timeout_s"]))
     ok = True
     ims = h["if_modified_since"] if h["if_modified_since"] and n >= int(h["conditional_from_logon"]) else None
     try:
         for path in [h["jnlp"], *h["jars"]]:
-            url = f"http://{host}:{h['port']}{path}"
+            url = f"{scheme}://{host}:{port}{path}"
             headers = {"User-Agent": h["user_agent"], "Accept": JAVA_ACCEPT, "Connection": "keep-alive"}
             if ims and path != h["jnlp"]:
                 headers["If-Modified-Since"] = ims
-            log.write("http_start", url=url, method="GET", if_modified_since=headers.get("If-Modified-Since"))
+            log.write(f"{ev}_start", url=url, method="GET", if_modified_since=headers.get("If-Modified-Since"))
             try:
                 if conn.sock is None:
-                    conn.sock = socket.create_connection((ip, int(h["port"])), timeout=float(h["timeout_s"]))
+                    conn.sock = socket.create_connection((ip, port), timeout=float(h["timeout_s"]))
                     conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    log.write("tcp_connected", service="http", local=_sockname(conn.sock), remote=f"{ip}:{h['port']}")
+                    log.write("tcp_connected", service=service, local=_sockname(conn.sock), remote=f"{ip}:{port}")
+                    if ctx is not None:
+                        t0 = now_ns()
+                        conn.sock = ctx.wrap_socket(conn.sock, server_hostname=host if not _is_ip(host) else None)
+                        log.write("tls_handshake_done", version=conn.sock.version(), cipher=conn.sock.cipher()[0],
+                                  handshake_ms=round((now_ns() - t0) / 1e6, 3))
                 conn.request("GET", path, headers=headers)
                 resp = conn.getresponse()
                 body = resp.read()
-                log.write("http_end", url=url, status=resp.status, body_bytes=len(body), outcome="ok")
+                log.write(f"{ev}_end", url=url, status=resp.status, body_bytes=len(body), outcome="ok")
                 ok = ok and resp.status in (200, 304)
                 if resp.will_close:
                     conn.close()
-            except (OSError, http.client.HTTPException) as exc:
-                log.write("http_end", url=url, status=None, outcome=f"error: {type(exc).__name__}: {exc}")
+            except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+                log.write(f"{ev}_end", url=url, status=None, outcome=f"error: {type(exc).__name__}: {exc}")
                 conn.close()
                 ok = False
     finally:
