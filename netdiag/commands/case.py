@@ -28,8 +28,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Gather report.md, findings.json, sanitised evidence excerpts of the top findings and a README."""
         from netdiag.analyze import analyze
-        from netdiag.case import prepare_case_dir, write_case
+        from netdiag.case import MARKER, prepare_case_dir, write_case
         from netdiag.errors import UsageError
+        from netdiag.output import preflight_dir
         from netdiag.sanitize import load_key
 
         if top < 0:
@@ -37,6 +38,7 @@ def register(app: typer.Typer) -> None:
         if not no_sanitize:
             load_key(key_file)          # a missing key is reported before minutes of work
         prepare_case_dir(out, force=force)
+        preflight_dir(out, marker=MARKER, kind="case", force=force)   # unwritable: usage error before the work
         for p in captures or []:
             if not p.exists():
                 raise UsageError(f"{p}: no such file or directory")

@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
             "--summary", help="per operation: count, p50/p95/max server think, errors")] = False,
     ) -> None:
         """Pair requests with responses (GIOP, HTTP, DNS, TLS handshakes, TLS turns) and time them."""
-        from netdiag.output import emit
+        from netdiag.analyze import require_packets
+        from netdiag.output import emit, preflight_file
         from netdiag.transactions import analyze_streams, filter_transactions, summarize
 
         if protocol and protocol.lower() not in ("giop", "http", "tls", "dns", "turn"):
@@ -45,7 +46,10 @@ def register(app: typer.Typer) -> None:
                 re.compile(operation)
             except re.error as exc:
                 raise UsageError(f"--operation {operation!r} is not a valid regular expression: {exc}") from None
+        if parquet is not None:
+            preflight_file(parquet)   # unwritable: a usage error before the work
         analysis = _analyze(analyze_streams, captures)
+        require_packets(analysis.read_stats, captures)
         txns = filter_transactions(analysis.transactions, protocol=protocol, operation=operation, server=server)
         st = analysis.stats
         for w in getattr(analysis.read_stats, "warnings", None) or []:
