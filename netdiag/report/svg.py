@@ -113,7 +113,7 @@ def histogram_bins(values: np.ndarray, step: float) -> tuple[float, float, np.nd
     k = np.floor(values / step + 1e-6).astype(np.int64)
     k_lo, k_hi = int(k.min()), int(k.max())
     counts = np.bincount(k - k_lo, minlength=k_hi - k_lo + 1)
-    edges = (np.arange(k_lo, k_hi + 2, dtype=np.float64)) * step
+    edges = np.round(np.arange(k_lo, k_hi + 2, dtype=np.float64) * step, 12)   # 305 * 0.0002 is 0.061, not ...06
     return float(edges[0]), float(edges[-1]), edges, counts
 
 
@@ -142,7 +142,7 @@ def duration_histogram(durations: np.ndarray, p50: float | None, p95: float | No
         x = L + (edges[i] - lo) * sx
         h = c / cmax * ph * 0.8          # headroom for the count and the p50/p95 labels
         body.append(_rect(x + 1, T + ph - h, step * sx - 2, h, "#4C78A8",
-                          f"{fmt_s(edges[i])} to {fmt_s(edges[i + 1])}: {c} logon{'s' if c != 1 else ''}"))
+                          f"{_tick_label(edges[i], step)} to {_tick_label(edges[i + 1], step)}: {c} logon{'s' if c != 1 else ''}"))
         body.append(_text(x + step * sx / 2, T + ph - h - 4, str(int(c)), anchor="middle"))
         marks += 1
     body += _x_axis(L, W - R, T + ph, lo, hi, step)
