@@ -45,6 +45,9 @@ def register(app: typer.Typer) -> None:
         a = analyze(list(captures) if captures else None, profile)
         if a.is_sample:
             print("netdiag: no capture given: using the bundled sample capture", file=sys.stderr)
+        if a.logons.height == 0:   # not an error (exit 0): the bundle's report says the same
+            why = (a.no_logons_reason or "no logons found").removeprefix("no logons: ")
+            print(f"netdiag: no logons: {why}", file=sys.stderr)
         files = write_case(a, out, key_file, top=top, sanitize=not no_sanitize, force=force)
         for f in files:
             print(f"netdiag: wrote {f}", file=sys.stderr)

@@ -53,26 +53,25 @@ def register(app: typer.Typer) -> None:
         names = [sanitized_name(f) for f in files]
         stage = StagedDir(out, marker=MARKER, kind="sanitized", force=force, output_names=names)
         with stage:
-            frames = _sanitize_all(files, names, stage, mapper, sanitize_file)
-            if frames == 0:
+            done = [(path, stage.target / name, sanitize_file(path, stage.file(name), mapper))
+                    for path, name in zip(files, names, strict=True)]
+            if sum(stats.frames for _, _, stats in done) == 0:
                 raise CaptureError(f"no packets could be read from {', '.join(files)}")
             stage.commit(marker_record("sanitized", "netdiag sanitize", captures=[Path(f).name for f in files]))
+        for path, target, stats in done:
+            _report(path, target, stats)
 
 
-def _sanitize_all(files: list[str], names: list[str], stage, mapper, sanitize_file) -> int:  # noqa: ANN001
-    """Sanitise each capture into the staging directory, one line per file on stderr; frames written."""
-    total = 0
-    for path, name in zip(files, names, strict=True):
-        target = stage.target / name
-        stats = sanitize_file(path, stage.file(name), mapper)
-        total += stats.frames
-        for w in stats.warnings:
-            print(f"netdiag: warning: {w}", file=sys.stderr)
-        if stats.frames_blanked or stats.keeper_errors:
-            print(f"netdiag: warning: {path}: {stats.frames_blanked} frames with headers netdiag could not walk "
-                  f"and {stats.keeper_errors} messages it could not decode were zero-filled (nothing of them "
-                  "kept)", file=sys.stderr)
-        print(f"netdiag: {path} -> {target}: {stats.frames} frames, {stats.streams} TCP connections "
-              f"sanitised, {stats.cpr_redacted} CPR numbers redacted in kept text (bodies and query values "
-              f"are blanked whole, whatever they hold), {stats.checksums_fixed} checksums recomputed", file=sys.stderr)
-    return total
+def _report(path: str, target: Path, stats) -> None:  # noqa: ANN001 - a SanitizeStats
+    """What sanitising one capture did, one line each on stderr (warnings first)."""
+    for w in stats.warnings:
+        print(f"netdiag: warning: {w}", file=sys.stderr)
+    if stats.frames == 0:
+        print(f"netdiag: warning: no packets could be read from {path}", file=sys.stderr)
+    if stats.frames_blanked or stats.keeper_errors:
+        print(f"netdiag: warning: {path}: {stats.frames_blanked} frames with headers netdiag could not walk "
+              f"and {stats.keeper_errors} messages it could not decode were zero-filled (nothing of them "
+              "kept)", file=sys.stderr)
+    print(f"netdiag: {path} -> {target}: {stats.frames} frames, {stats.streams} TCP connections "
+          f"sanitised, {stats.cpr_redacted} CPR numbers redacted in kept text (bodies and query values "
+          f"are blanked whole, whatever they hold), {stats.checksums_fixed} checksums recomputed", file=sys.stderr)
