@@ -212,9 +212,16 @@ def read_marker(directory: Path, marker: str) -> dict[str, Any] | None:
 
 
 def is_ours(directory: Path, marker: str, kind: str) -> bool:
-    """True when `directory` carries netdiag's marker record of this kind (report, case, sanitized...)."""
+    """True when `directory` carries netdiag's marker record of this kind (report, case, sanitized...).
+
+    Report markers written before markers had a "kind" (tool, version, captures, files) still count.
+    """
     record = read_marker(directory, marker)
-    return record is not None and record.get("kind") == kind
+    if record is None:
+        return False
+    if "kind" not in record and kind == "report" and isinstance(record.get("files"), list):
+        return True
+    return record.get("kind") == kind
 
 
 def marker_record(kind: str, command: str, **facts: Any) -> dict[str, Any]:
@@ -227,6 +234,14 @@ def marker_record(kind: str, command: str, **facts: Any) -> dict[str, Any]:
 
     return {"tool": "netdiag", "version": __version__, "kind": kind, "command": command,
             "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **facts}
+
+
+def _move_foreign(old: Path, new: Path, ours: frozenset[str] | set[str]) -> None:
+    """Move the entries of `old` that are not netdiag's (and not already in `new`) into `new` (no copying)."""
+    with os.scandir(old) as entries:
+        for e in entries:
+            if e.name not in ours and not os.path.lexists(new / e.name):
+                os.rename(e.path, new / e.name)
 
 
 class StagedDir:
@@ -307,10 +322,12 @@ class StagedDir:
             old = self.path.with_name(self.path.name + "-old")
             os.rename(target, old)
             os.rename(self.path, target)
-        with os.scandir(old) as entries:       # a user's own files in the old directory move over
-            for e in entries:
-                if e.name not in keep and not os.path.lexists(target / e.name):
-                    os.rename(e.path, target / e.name)
+        _move_foreign(old, target, keep)        # a user's own files in the old directory move over
+        for name in keep - {self.marker}:       # ... and in our subdirectories (notes in tables/)
+            if (old / name).is_dir() and not (old / name).is_symlink() and (target / name).is_dir() \
+                    and not (target / name).is_symlink():
+                _move_foreign(old / name, target / name, {p.split("/", 1)[1] for p in self.written
+                                                          if p.startswith(name + "/")})
         shutil.rmtree(old, ignore_errors=True)
 
     def abort(self) -> None:

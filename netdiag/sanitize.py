@@ -136,7 +136,7 @@ def make_key(path: str | Path) -> None:
     if path.exists():
         raise UsageError(f"{path}: key file exists; refusing to overwrite a key (captures sanitised "
                          "with it would no longer be comparable)")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_hex(KEY_BYTES) + "\n")
 

@@ -322,3 +322,19 @@ def test_a_read_only_file_system_is_a_usage_error_before_any_work(read_only_dir,
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "read-only file system" in lines[0], r.stderr
     assert "warning" not in r.stderr and r.stdout == ""    # the capture (which warns) was never read
+
+
+def test_a_report_marker_from_before_markers_had_a_kind_still_counts_and_user_files_stay(tmp_path):
+    out = tmp_path / "old-report"
+    out.mkdir()
+    (out / "tables").mkdir()
+    (out / "tables" / "my-query.sql").write_text("SELECT 1")
+    (out / "notes.txt").write_text("mine")
+    # the marker netdiag wrote before this change: tool, version, captures, files; no kind
+    (out / MARKER).write_text(json.dumps({"tool": "netdiag", "version": "0.1.0", "captures": ["x.pcap"],
+                                          "files": ["report.html"]}))
+    analyze([SAMPLE], out=out)
+    assert json.loads((out / MARKER).read_text())["kind"] == "report"
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "tables" / "my-query.sql").read_text() == "SELECT 1"
+    assert (out / "tables" / "logons.parquet").is_file()
