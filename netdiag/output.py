@@ -165,8 +165,8 @@ def _remove_stale_staging(target: Path, known_names: frozenset[str]) -> None:
         pid_text = e.name[len(prefix):].split("-", 1)[0]
         if not pid_text.isdigit() or _pid_alive(int(pid_text)):
             continue
-        try:
-            names = set(os.listdir(e.path))
+        try:   # (a nested staging directory, e.g. of one sanitised file, counts as ours too)
+            names = {n for n in os.listdir(e.path) if STAGING_TAG not in n}
         except OSError:
             continue
         if known_names and names <= known_names:
@@ -186,7 +186,7 @@ def _exchange(a: Path, b: Path) -> bool:
     if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
     err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP if hasattr(errno, "ENOTSUP") else errno.EINVAL):
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
         return False
     raise OSError(err, os.strerror(err), str(b))
 
@@ -307,28 +307,42 @@ class StagedDir:
         try:
             if not os.path.lexists(target):
                 os.rename(self.path, target)
-            else:
-                self._swap_into(target)
-        except OSError as exc:
+                return self._done()
+            check_out_dir(target, marker=self.marker, kind=self.kind, force=True)   # still a real directory
+            old = self._swap(target)
+        except OSError as exc:   # nothing was swapped: the target is as it was
             self.abort()
             raise _unwritable(target, exc) from None
-        return [target / f for f in sorted(self.written) if f != self.marker]
-
-    def _swap_into(self, target: Path) -> None:
-        check_out_dir(target, marker=self.marker, kind=self.kind, force=True)   # still a real directory
+        # the new output is in place; the old one (at `old`) only still holds a user's own files
         keep = self.output_names | {p.split("/", 1)[0] for p in self.written}
-        old = self.path
-        if not _exchange(self.path, target):   # no renameat2: two renames, a short window with no target
-            old = self.path.with_name(self.path.name + "-old")
-            os.rename(target, old)
-            os.rename(self.path, target)
-        _move_foreign(old, target, keep)        # a user's own files in the old directory move over
-        for name in keep - {self.marker}:       # ... and in our subdirectories (notes in tables/)
-            if (old / name).is_dir() and not (old / name).is_symlink() and (target / name).is_dir() \
-                    and not (target / name).is_symlink():
-                _move_foreign(old / name, target / name, {p.split("/", 1)[1] for p in self.written
-                                                          if p.startswith(name + "/")})
+        try:
+            _move_foreign(old, target, keep)
+            for name in keep - {self.marker}:      # ... and in our subdirectories (notes in tables/)
+                if (old / name).is_dir() and not (old / name).is_symlink() and (target / name).is_dir() \
+                        and not (target / name).is_symlink():
+                    _move_foreign(old / name, target / name, {p.split("/", 1)[1] for p in self.written
+                                                              if p.startswith(name + "/")})
+        except OSError as exc:
+            raise UsageError(f"{target}: the new output is in place, but files of yours could not be moved over "
+                             f"from the previous one; they are in {old} ({exc.strerror or exc})") from None
         shutil.rmtree(old, ignore_errors=True)
+        return self._done()
+
+    def _swap(self, target: Path) -> Path:
+        """Put the staging directory at `target`; returns where the previous output now is."""
+        if _exchange(self.path, target):
+            return self.path
+        old = self.path.with_name(self.path.name + "-old")   # no renameat2: two renames, a short gap
+        os.rename(target, old)
+        try:
+            os.rename(self.path, target)
+        except OSError:
+            os.rename(old, target)
+            raise
+        return old
+
+    def _done(self) -> list[Path]:
+        return [self.target / f for f in sorted(self.written) if f != self.marker]
 
     def abort(self) -> None:
         """Remove the staging directory; the target stays as it was."""

@@ -338,3 +338,16 @@ def test_a_report_marker_from_before_markers_had_a_kind_still_counts_and_user_fi
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "tables" / "my-query.sql").read_text() == "SELECT 1"
     assert (out / "tables" / "logons.parquet").is_file()
+
+
+def test_without_renameat2_the_swap_still_replaces_the_whole_directory(tmp_path, monkeypatch):
+    import netdiag.output
+
+    monkeypatch.setattr(netdiag.output, "_exchange", lambda a, b: False)   # e.g. a kernel without RENAME_EXCHANGE
+    out = tmp_path / "report"
+    analyze([SAMPLE], out=out)
+    (out / "notes.txt").write_text("mine")
+    analyze([HTTP_ONLY], out=out)
+    assert json.loads((out / MARKER).read_text())["captures"] == ["real_loopback_http.pcap"]
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
