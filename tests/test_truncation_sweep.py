@@ -118,3 +118,33 @@ def test_cut_captures_exit_0_on_the_command_line(tmp_path: Path, n: int) -> None
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and (tmp_path / "r" / "report.html").is_file()
+
+
+def test_seeded_byte_cuts_of_the_sample_give_a_report_or_exit_2_when_nothing_is_readable(tmp_path: Path) -> None:
+    """Cut anywhere (inside records too), as a capture copied while it was still being written."""
+    from netdiag.errors import CaptureError
+
+    data = SAMPLE.read_bytes()
+    rng = random.Random(SEED)
+    cuts = sorted({24 + 16 + 5, 24 + 16 + 60, *rng.sample(range(24, len(data)), 24)})
+    first_record_end = 24 + 16 + int.from_bytes(data[24 + 8:24 + 12], "little")
+    problems = []
+    for cut in cuts:
+        p = tmp_path / f"bytes{cut}.pcap"
+        p.write_bytes(data[:cut])
+        try:
+            a = analyze([p], out=tmp_path / f"r{cut}")
+        except CaptureError as exc:
+            if cut >= first_record_end or "no packets could be read from" not in str(exc):
+                problems.append(f"{cut}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - collected and reported below
+            problems.append(f"{cut}: {type(exc).__name__}: {exc}")
+            continue
+        if cut < first_record_end:
+            problems.append(f"{cut}: a report from a capture whose first record is cut")
+        elif not (tmp_path / f"r{cut}" / "report.html").is_file():
+            problems.append(f"{cut}: no report")
+        elif cut < len(data) and not any(f"{p}" in w for w in a.warnings):
+            problems.append(f"{cut}: the cut is not named in a warning: {a.warnings}")
+    assert problems == [], "\n".join(problems)
