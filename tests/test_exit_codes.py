@@ -118,12 +118,14 @@ def test_a_missing_capture_is_exit_2(command, key, tmp_path, monkeypatch, capsys
 
 
 def test_an_internal_error_is_exit_3_in_one_line(tmp_path, monkeypatch, capsys):
-    import netdiag.analyze
+    import importlib
+
+    module = importlib.import_module("netdiag.analyze")   # (netdiag.analyze is the API function)
 
     def bug(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(netdiag.analyze, "_analyze", bug)
+    monkeypatch.setattr(module, "_analyze", bug)
     code, _out, err = run(["analyze", str(SAMPLE), "--out", str(tmp_path / "r")], monkeypatch, capsys)
     assert code == 3 and _lines(err) == ["netdiag: internal error: ZeroDivisionError: a bug (set NETDIAG_DEBUG=1 "
                                          "for a traceback)"]
