@@ -161,7 +161,9 @@ def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[
 
     `paths` None analyses the bundled sample capture. `profile` is a Profile, a TOML path or
     None (built-in defaults). A capture without logons is not an error here: the Analysis
-    carries `no_logons_reason` and the report says why (TCP health is still reported).
+    carries `no_logons_reason` and the report says why (TCP health is still reported). Raises
+    UsageError for an `out` that may not or cannot be written (before any work) and
+    CaptureError when not one packet could be read; then nothing is written.
     """
 
     t0 = time.perf_counter()
