@@ -253,8 +253,9 @@ class StagedDir:
 
     Construction checks the target (not a file, not a link, ours or empty unless `force`) and
     makes the staging directory, so an unusable --out fails before any work. Entries of an
-    existing target that this run does not write (a user's notes.txt) are kept; the rest of
-    the old output is removed only after the new one is in place. `abort()` (or leaving a
+    existing target that neither this run nor the one before it (its marker's file list) wrote,
+    such as a user's notes.txt or tables/my.sql, are moved into the new directory; the old
+    output is removed only after the new one is in place. `abort()` (or leaving a
     `with` block by an exception) removes the staging directory and leaves the target alone.
     """
 
@@ -309,18 +310,21 @@ class StagedDir:
                 os.rename(self.path, target)
                 return self._done()
             check_out_dir(target, marker=self.marker, kind=self.kind, force=True)   # still a real directory
+            previous = read_marker(target, self.marker) or {}     # what an earlier run wrote there
             old = self._swap(target)
         except OSError as exc:   # nothing was swapped: the target is as it was
             self.abort()
             raise _unwritable(target, exc) from None
-        # the new output is in place; the old one (at `old`) only still holds a user's own files
-        keep = self.output_names | {p.split("/", 1)[0] for p in self.written}
+        # The new output is in place; the old one (at `old`) still holds a user's own files: everything
+        # neither this run nor the earlier one (its marker's file list) wrote, e.g. notes.txt, tables/my.sql
+        ours = set(self.written) | {str(f) for f in previous.get("files", []) if isinstance(f, str)}
+        keep = self.output_names | {p.split("/", 1)[0] for p in ours}
         try:
             _move_foreign(old, target, keep)
-            for name in keep - {self.marker}:      # ... and in our subdirectories (notes in tables/)
+            for name in keep - {self.marker}:
                 if (old / name).is_dir() and not (old / name).is_symlink() and (target / name).is_dir() \
                         and not (target / name).is_symlink():
-                    _move_foreign(old / name, target / name, {p.split("/", 1)[1] for p in self.written
+                    _move_foreign(old / name, target / name, {p.split("/", 1)[1] for p in ours
                                                               if p.startswith(name + "/")})
         except OSError as exc:
             raise UsageError(f"{target}: the new output is in place, but files of yours could not be moved over "
