@@ -119,3 +119,13 @@ def test_a_real_pause_in_the_capture_is_not_a_wild_timestamp(tmp_path: Path) -> 
     assert c.stats.warnings == []
     ts = dict(zip(c.packets["frame"].to_list(), c.packets["ts_ns"].to_list(), strict=True))
     assert ts[200] - ts[199] > 2 * 86400 * 10**9 - 10**10
+
+
+@pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap not installed")
+def test_pcapng_gets_the_same_judgement(tmp_path: Path) -> None:
+    cap = _patched(tmp_path, 253, new_seconds=YEAR_2106)
+    ng = tmp_path / "wild.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(cap), str(ng)], check=True, capture_output=True, timeout=60)
+    a = analyze([ng])
+    _check_logons(a)
+    assert [w for w in a.warnings if "frame 253: timestamp 2106-02-07 06:24:00 UTC" in w]
