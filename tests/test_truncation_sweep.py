@@ -50,13 +50,37 @@ def _cut(capture: Path, n: int, out: Path) -> Path:
     return out
 
 
+def _record_ends(capture: Path) -> list[int]:
+    """Byte offset after each record of a classic little-endian pcap."""
+    data = capture.read_bytes()
+    ends, off = [], 24
+    while off + 16 <= len(data):
+        off += 16 + int.from_bytes(data[off + 8:off + 12], "little")
+        ends.append(off)
+    return ends
+
+
+def _slicer(capture: Path, tmp: Path):  # noqa: ANN202 - returns the cut function
+    """Cuts 1-N as bytes: the same bytes `editcap -F pcap -r IN OUT 1-N` writes (checked here at three N),
+    without a process per cut, so the sweep spends its time in netdiag."""
+    data, ends = capture.read_bytes(), _record_ends(capture)
+    for n in (1, len(ends) // 2, len(ends)):
+        assert _cut(capture, n, tmp / "editcap.pcap").read_bytes() == data[:ends[n - 1]], n
+
+    def cut(n: int, out: Path) -> Path:
+        out.write_bytes(data[:ends[n - 1]])
+        return out
+    return cut
+
+
 def _sweep(capture: Path, cuts: list[int], tmp: Path) -> None:
     """Analyse each cut; assert a report for each; re-raise StopIteration (item 2) only after all else passed."""
     item2: list[int] = []
     problems: list[str] = []
     logons: dict[int, int] = {}
+    cutter = _slicer(capture, tmp)
     for n in cuts:
-        cut = _cut(capture, n, tmp / f"cut{n}.pcap")
+        cut = cutter(n, tmp / f"cut{n}.pcap")
         out = tmp / f"report{n}"
         try:
             a = analyze([cut], out=out)
