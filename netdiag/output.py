@@ -261,7 +261,7 @@ class StagedDir:
 
     def __init__(self, target: str | os.PathLike[str], *, marker: str, kind: str, force: bool = False,
                  output_names: Sequence[str] = ()) -> None:
-        self.target = Path(target)
+        self.target = Path(os.path.abspath(target))   # "." and "x/.." get a real name and parent
         self.marker = marker
         self.kind = kind
         self.output_names = frozenset([marker, *output_names])
@@ -360,6 +360,10 @@ def check_out_dir(out: Path, *, marker: str, kind: str, force: bool = False) -> 
                          "directory)")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory; choose another --out")
+    cwd = Path.cwd().resolve()
+    if out.is_dir() and (out.resolve() == cwd or out.resolve() in cwd.parents):
+        raise UsageError(f"{out}: is the current directory (or holds it); give a directory for the output, "
+                         "e.g. --out netdiag-report")
     if out.is_dir():
         if os.path.ismount(out):
             raise UsageError(f"{out}: is a mount point; give a directory inside it (netdiag swaps the whole "
@@ -383,7 +387,7 @@ class StagedFile:
     """
 
     def __init__(self, target: str | os.PathLike[str], *, overwrite: bool = True) -> None:
-        self.target = Path(target)
+        self.target = Path(os.path.abspath(target))
         if self.target.is_dir() and not self.target.is_symlink():
             raise UsageError(f"{self.target}: is a directory; give a file name")
         if not overwrite and os.path.lexists(self.target):

@@ -351,3 +351,12 @@ def test_without_renameat2_the_swap_still_replaces_the_whole_directory(tmp_path,
     assert json.loads((out / MARKER).read_text())["captures"] == ["real_loopback_http.pcap"]
     assert (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_the_current_directory_as_out_is_refused_not_swapped_away(tmp_path):
+    (tmp_path / "mine.txt").write_text("x")
+    r = subprocess.run([sys.executable, "-m", "netdiag.cli", "analyze", str(SAMPLE), "--out", ".", "--force"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and "current directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
