@@ -311,6 +311,7 @@ class StagedDir:
                 return self._done()
             check_out_dir(target, marker=self.marker, kind=self.kind, force=True)   # still a real directory
             previous = read_marker(target, self.marker) or {}     # what an earlier run wrote there
+            os.chmod(self.path, stat.S_IMODE(os.stat(target).st_mode))   # the directory keeps its permissions
             old = self._swap(target)
         except OSError as exc:   # nothing was swapped: the target is as it was
             self.abort()
