@@ -30,13 +30,6 @@ LAB_CUTS = 12          # per lab capture, drawn with a fixed seed
 SEED = 10
 needs_editcap = pytest.mark.skipif(shutil.which("editcap") is None or shutil.which("capinfos") is None,
                                    reason="editcap/capinfos not installed")
-# Issue 10 item 2 (the logon-bounds branch fixes it in netdiag/logons/grouping.py): a capture that ends
-# right after a logon's handshake to the naming service raises StopIteration. Only that exception is
-# expected; any other failure fails the test, and once item 2 is fixed the strict marker makes this
-# test fail until the marker is removed.
-ITEM_2 = pytest.mark.xfail(raises=StopIteration, strict=True,
-                           reason="issue 10 item 2: StopIteration in netdiag/logons/grouping.py on a capture "
-                                  "cut just after a logon's first handshake (fixed on the logon-bounds branch)")
 
 
 def _frames(capture: Path) -> int:
@@ -75,8 +68,7 @@ def _slicer(capture: Path, tmp: Path):  # noqa: ANN202 - returns the cut functio
 
 
 def _sweep(capture: Path, cuts: list[int], tmp: Path) -> None:
-    """Analyse each cut; assert a report for each; re-raise StopIteration (item 2) only after all else passed."""
-    item2: list[int] = []
+    """Analyse each cut; assert a report for each and that the logon count never falls as the cut moves on."""
     problems: list[str] = []
     logons: dict[int, int] = {}
     cutter = _slicer(capture, tmp)
@@ -85,9 +77,6 @@ def _sweep(capture: Path, cuts: list[int], tmp: Path) -> None:
         out = tmp / f"report{n}"
         try:
             a = analyze([cut], out=out)
-        except StopIteration:
-            item2.append(n)
-            continue
         except Exception as exc:  # noqa: BLE001 - every other failure is collected and reported below
             problems.append(f"1-{n}: {type(exc).__name__}: {exc}")
             continue
@@ -103,12 +92,9 @@ def _sweep(capture: Path, cuts: list[int], tmp: Path) -> None:
     if ordered != sorted(ordered):
         problems.append(f"logon count fell as the capture got longer: {sorted(logons.items())}")
     assert problems == [], "\n".join(problems)
-    if item2:
-        raise StopIteration(f"{capture.name}: cuts 1-N for N in {item2} (issue 10 item 2)")
 
 
 @needs_editcap
-@ITEM_2
 def test_every_frame_boundary_of_the_bundled_sample_gives_a_report(tmp_path: Path) -> None:
     n = _frames(SAMPLE)
     truth = json.loads((ROOT / "captures" / "sample" / "epj-logon.truth.json").read_text())
@@ -117,22 +103,14 @@ def test_every_frame_boundary_of_the_bundled_sample_gives_a_report(tmp_path: Pat
 
 
 @needs_editcap
-@ITEM_2
 def test_a_seeded_sample_of_cuts_of_three_lab_captures_gives_reports(tmp_path: Path) -> None:
     present = [LAB / name for name in LAB_CAPTURES if (LAB / name).exists()]
     if len(present) < len(LAB_CAPTURES):
         pytest.skip("lab captures missing")
     rng = random.Random(SEED)
-    stop: list[str] = []
     for capture in present:
         n = _frames(capture)
-        cuts = sorted(rng.sample(range(1, n), LAB_CUTS)) + [n]
-        try:
-            _sweep(capture, cuts, tmp_path)
-        except StopIteration as exc:
-            stop.append(str(exc))
-    if stop:
-        raise StopIteration("; ".join(stop))
+        _sweep(capture, sorted(rng.sample(range(1, n), LAB_CUTS)) + [n], tmp_path)
 
 
 @needs_editcap
