@@ -15,10 +15,13 @@ this module adds the method facts and writes the output directory:
     DIR/findings.json      the findings table as a JSON array of rows (same columns as findings.parquet)
     DIR/tables/*.parquet   connections, transactions, logons, findings (netdiag.schema types)
     DIR/tables/SCHEMA.md   those tables' column meanings (from netdiag.schema)
-    DIR/.netdiag-report    marker (JSON: tool, version, inputs, files): DIR is ours to overwrite
+    DIR/.netdiag-report    marker (JSON: tool, version, kind, command, captures, time, files): DIR is
+                           ours to replace; an empty or foreign marker does not count
 
 report.md and findings.json sit at the top level with stable names so a vendor case bundle can
-pick them up as they are.
+pick them up as they are. The directory is written whole into a private staging directory
+beside DIR and swapped in when complete (netdiag.output.StagedDir): never through a symlink,
+and a crash leaves the previous report as it was.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from netdiag.errors import UsageError
+from netdiag.errors import CaptureError, UsageError
+from netdiag.output import StagedDir, check_out_dir, marker_record
 from netdiag.profile import Profile, load_profile
 from netdiag.progress import NO_PROGRESS, Advance
 from netdiag.schema import CONNECTIONS, FINDINGS, LOGONS, TRANSACTIONS
@@ -52,6 +56,8 @@ CAPTURE_POINT_MIN_RTT_S = 0.001
 # One side's handshake round trip below this share of the other's puts the capture on that side.
 CAPTURE_POINT_RATIO = 0.2
 SAMPLE_NAME = "epj-logon.pcap"
+# Names the report directory holds; an existing directory's other entries (a user's notes) are kept.
+REPORT_FILES = ("report.html", "report.md", "findings.json", "tables")
 
 PathsArg = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
@@ -155,10 +161,10 @@ def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[
 
     `paths` None analyses the bundled sample capture. `profile` is a Profile, a TOML path or
     None (built-in defaults). A capture without logons is not an error here: the Analysis
-    carries `no_logons_reason` and the report says why (TCP health is still reported).
+    carries `no_logons_reason` and the report says why (TCP health is still reported). Raises
+    UsageError for an `out` that may not or cannot be written (before any work) and
+    CaptureError when not one packet could be read; then nothing is written.
     """
-    from netdiag.logons import analyze_logons
-    from netdiag.logons.population import per_time_bucket
 
     t0 = time.perf_counter()
     is_sample = paths is None
@@ -172,8 +178,23 @@ def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[
         raise UsageError("no capture files given")
     _check_paths(path_list)
     prof = profile if isinstance(profile, Profile) else (load_profile(profile) if profile is not None else Profile())
-    if out is not None:
-        prepare_out_dir(Path(out), force=force)   # refuse early, before minutes of work
+    stage = None
+    if out is not None:   # refuse a bad --out and make the staging directory before minutes of work
+        stage = StagedDir(Path(out), marker=MARKER, kind="report", force=force, output_names=REPORT_FILES)
+    try:
+        analysis = _analyze(path_list, prof, progress, is_sample, t0)
+        if stage is not None:
+            write_outputs(analysis, stage)
+    except BaseException:
+        if stage is not None:
+            stage.abort()
+        raise
+    return analysis
+
+
+def _analyze(path_list: list[Path], prof: Profile, progress: Advance, is_sample: bool, t0: float) -> Analysis:
+    from netdiag.logons import analyze_logons
+    from netdiag.logons.population import per_time_bucket
 
     la = analyze_logons(path_list, prof, progress=progress)
     streams = la.streams
@@ -184,6 +205,7 @@ def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[
     if la.logons.height:
         pop["per_time_bucket"] = per_time_bucket(la.logons, bucket)
     read_stats = getattr(streams, "read_stats", None)
+    require_packets(read_stats, path_list)
     warnings = [str(w) for w in (getattr(read_stats, "warnings", None) or [])]
     first = int(connections["first_ts_ns"].min()) if connections.height else None
     last = int(connections["last_ts_ns"].max()) if connections.height else None
@@ -195,9 +217,18 @@ def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[
         notes=list(la.notes), warnings=warnings, first_ts_ns=first, last_ts_ns=last, is_sample=is_sample,
     )
     analysis.elapsed_s = time.perf_counter() - t0
-    if out is not None:
-        write_outputs(analysis, Path(out), force=force)
     return analysis
+
+
+def require_packets(read_stats: Any, paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Raise CaptureError (exit 2) when not one packet could be read from any of the inputs.
+
+    A capture of only a file header reads as empty without a warning; that is no analysis at all,
+    so it gets the same one line as a capture whose first record is cut.
+    """
+    if read_stats is not None and getattr(read_stats, "packets_read", 1) == 0:
+        files = getattr(read_stats, "files", None) or [str(p) for p in paths]
+        raise CaptureError(f"no packets could be read from {', '.join(str(f) for f in files)}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -205,12 +236,8 @@ def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[
 # ------------------------------------------------------------------------------------------
 
 def prepare_out_dir(out: Path, *, force: bool = False) -> None:
-    """Make sure `out` may be written: absent, empty, ours (marker present) or --force."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file() and not force:
-        raise UsageError(f"{out}: directory exists and was not written by netdiag (no {MARKER} file in it); "
-                         "choose another --out, or pass --force to write into it anyway")
+    """Make sure `out` may be written: absent, empty, ours (a valid marker record) or --force; not a link."""
+    check_out_dir(out, marker=MARKER, kind="report", force=force)
 
 
 def findings_json(findings: pl.DataFrame) -> str:
@@ -229,40 +256,33 @@ def schema_markdown() -> str:
     return head + "\n".join(t.markdown() for t in TABLES.values())
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def write_outputs(analysis: Analysis, out: Path | StagedDir, *, force: bool = False) -> list[Path]:
+    """Write report.html, report.md, findings.json, tables/ and the marker, then put the directory in place.
 
-
-def write_outputs(analysis: Analysis, out: Path, *, force: bool = False) -> list[Path]:
-    """Write report.html, report.md, findings.json, tables/ and the marker into `out`."""
-    from netdiag import __version__
+    `out` is the target directory (checked and staged here) or a StagedDir made earlier. The
+    files go into the staging directory; the whole directory replaces the target only when
+    every file is written, so a failure anywhere leaves the previous report untouched.
+    """
     from netdiag.compare import profile_record
     from netdiag.report.html import render_html
     from netdiag.report.markdown import render_markdown
 
-    prepare_out_dir(out, force=force)
-    tables_dir = out / "tables"
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    frames = {"connections": analysis.connections, "transactions": analysis.transactions,
-              "logons": analysis.logons, "findings": analysis.findings}
-    for name, table in TABLES.items():
-        p = tables_dir / f"{name}.parquet"
-        table.conform(frames[name]).write_parquet(p)
-        written.append(p)
-    _write_text(tables_dir / "SCHEMA.md", schema_markdown())
-    _write_text(out / "findings.json", findings_json(analysis.findings))
-    _write_text(out / "report.md", render_markdown(analysis))
-    _write_text(out / "report.html", render_html(analysis))
-    written += [tables_dir / "SCHEMA.md", out / "findings.json", out / "report.md", out / "report.html"]
-    marker = {"tool": "netdiag", "version": __version__, "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "captures": [Path(p).name for p in analysis.paths], "sample": analysis.is_sample,
-              "profile": profile_record(analysis.profile),   # netdiag compare checks both sides used the same
-              "files": sorted(str(p.relative_to(out)) for p in written)}
-    _write_text(out / MARKER, json.dumps(marker, indent=2) + "\n")
-    return written
+    stage = out if isinstance(out, StagedDir) else StagedDir(Path(out), marker=MARKER, kind="report", force=force,
+                                                              output_names=REPORT_FILES)
+    with stage:
+        frames = {"connections": analysis.connections, "transactions": analysis.transactions,
+                  "logons": analysis.logons, "findings": analysis.findings}
+        for name, table in TABLES.items():
+            with stage.open(f"tables/{name}.parquet") as fh:
+                table.conform(frames[name]).write_parquet(fh)
+        stage.write_text("tables/SCHEMA.md", schema_markdown())
+        stage.write_text("findings.json", findings_json(analysis.findings))
+        stage.write_text("report.md", render_markdown(analysis))
+        stage.write_text("report.html", render_html(analysis))
+        record = marker_record("report", "netdiag analyze", captures=[Path(p).name for p in analysis.paths],
+                               sample=analysis.is_sample,
+                               profile=profile_record(analysis.profile))  # compare checks both sides used the same
+        return stage.commit(record)
 
 
 # ------------------------------------------------------------------------------------------

@@ -7,7 +7,11 @@
     CASE/evidence/F001-<cause>.pcapng
                                 per top finding: the smallest capture that shows it, sanitised,
                                 with per-frame comments (netdiag.evidence, netdiag.sanitize)
-    CASE/.netdiag-case          marker: CASE is ours to overwrite
+    CASE/.netdiag-case          marker (JSON: tool, version, kind, command, capture names, time,
+                                files): CASE is ours to replace; an empty or foreign one does not count
+
+The bundle is written whole into a private staging directory beside CASE and swapped in when
+complete (netdiag.output.StagedDir): never through a symlink, never half old and half new.
 
 Sanitised by default: every address in the text files is mapped with the same Crypto-PAn key as
 the capture excerpts (so "198.51.100.10" in report.md is the server the vendor sees in
@@ -22,7 +26,6 @@ so it runs the TCP pass (netdiag.tcp.analyze: no stream parsing) once more over 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -30,20 +33,18 @@ from typing import Any
 import polars as pl
 
 from netdiag.errors import UsageError
+from netdiag.output import StagedDir, check_out_dir, marker_record
 
 MARKER = ".netdiag-case"
+CASE_FILES = ("README.md", "report.md", "findings.json", "evidence")
 DEFAULT_TOP = 3
 # Findings that describe the client's own pace, not a delay a vendor can act on
 NOT_FOR_VENDOR = frozenset({"client_think"})
 
 
 def prepare_case_dir(case_dir: Path, *, force: bool = False) -> None:
-    """Refuse a directory that exists, is not empty and was not written by netdiag (unless force)."""
-    if case_dir.exists() and not case_dir.is_dir():
-        raise UsageError(f"{case_dir}: exists and is not a directory; choose another case directory")
-    if case_dir.is_dir() and any(case_dir.iterdir()) and not (case_dir / MARKER).is_file() and not force:
-        raise UsageError(f"{case_dir}: directory exists and was not written by netdiag (no {MARKER} file in it); "
-                         "choose another directory, or pass --force to write into it anyway")
+    """Refuse a link, a file, or a directory that is not empty and not netdiag's case bundle (unless force)."""
+    check_out_dir(Path(case_dir), marker=MARKER, kind="case", force=force)
 
 
 def top_findings(findings: pl.DataFrame, top: int = DEFAULT_TOP) -> pl.DataFrame:
@@ -77,43 +78,33 @@ def write_case(analysis: Any, case_dir: str | Path, key_file: str | Path | None,
 
     case_dir = Path(case_dir)
     mapper = AddressMapper(load_key(key_file)) if sanitize else None
-    prepare_case_dir(case_dir, force=force)
-    case_dir.mkdir(parents=True, exist_ok=True)
-    (case_dir / MARKER).write_text(json.dumps({"tool": "netdiag", "kind": "case bundle"}) + "\n")
+    stage = StagedDir(case_dir, marker=MARKER, kind="case", force=force, output_names=CASE_FILES)
 
     def text(s: str) -> str:
         return map_text(s, mapper) if mapper is not None else s
 
-    written: list[Path] = []
-    report = case_dir / "report.md"
-    report.write_text(text(render_markdown(analysis)), encoding="utf-8")
-    fjson = case_dir / "findings.json"
-    fjson.write_text(text(findings_json(analysis.findings)), encoding="utf-8")
-    written += [report, fjson]
-
-    chosen = top_findings(analysis.findings, top)
-    excerpts: list[dict[str, Any]] = []
-    if chosen.height:
-        ev_dir = case_dir / "evidence"
-        ev_dir.mkdir(exist_ok=True)
-        for old in ev_dir.glob("*.pcapng"):
-            old.unlink()
-        ea = _evidence_analysis(analysis)
-        for row in chosen.iter_rows(named=True):
-            try:
-                ex = select_evidence(ea, finding_id=row["id"])
-            except UsageError as exc:  # a finding nothing in the capture shows (no connection)
-                excerpts.append({"row": row, "file": None, "why": str(exc)})
-                continue
-            path = ev_dir / f"{row['id']}-{row['cause']}.pcapng"
-            n = write_excerpt(ea.paths, ex, path, mapper=mapper)
-            written.append(path)
-            excerpts.append({"row": row, "file": path, "frames": n, "comments": len(ex.comments),
-                             "start": ex.start_ts_ns, "end": ex.end_ts_ns})
-    readme = case_dir / "README.md"
-    readme.write_text(text(_readme(analysis, excerpts, sanitize)), encoding="utf-8")
-    written.append(readme)
-    return written
+    with stage:
+        stage.write_text("report.md", text(render_markdown(analysis)))
+        stage.write_text("findings.json", text(findings_json(analysis.findings)))
+        chosen = top_findings(analysis.findings, top)
+        excerpts: list[dict[str, Any]] = []
+        if chosen.height:
+            ea = _evidence_analysis(analysis)
+            for row in chosen.iter_rows(named=True):
+                try:
+                    ex = select_evidence(ea, finding_id=row["id"])
+                except UsageError as exc:  # a finding nothing in the capture shows (no connection)
+                    excerpts.append({"row": row, "file": None, "why": str(exc)})
+                    continue
+                name = f"evidence/{row['id']}-{row['cause']}.pcapng"
+                with stage.open(name) as fh:
+                    n = write_excerpt(ea.paths, ex, fh, mapper=mapper)
+                excerpts.append({"row": row, "file": case_dir / name, "frames": n, "comments": len(ex.comments),
+                                 "start": ex.start_ts_ns, "end": ex.end_ts_ns})
+        stage.write_text("README.md", text(_readme(analysis, excerpts, sanitize)))
+        record = marker_record("case", "netdiag case", captures=[Path(p).name for p in analysis.paths],
+                               sanitized=sanitize)
+        return stage.commit(record)
 
 
 def _utc(ts_ns: int | None) -> str:

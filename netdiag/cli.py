@@ -3,6 +3,12 @@
 Each command lives in `netdiag/commands/<name>.py` with a `register(app)` function, so a new
 command never touches another's code. `main()` turns every `NetdiagError` into one line on
 stderr and an exit code; no traceback reaches the user (set NETDIAG_DEBUG=1 to see one).
+
+Exit codes, the same for every command (README "Exit codes"):
+    0  the analysis ran, also when it found no logons or no findings (one line says so)
+    1  `compare --fail-on-regression` found a regression
+    2  usage error, an unreadable or unwritable path, or not one packet could be read
+    3  internal error (a bug; the line says so)
 """
 
 from __future__ import annotations
@@ -53,8 +59,13 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except NetdiagError as exc:
-        print(f"netdiag: error: {exc}", file=sys.stderr)
+        # exit 0 errors are outcomes, not failures (no logons to compare): said in one line all the same
+        print(f"netdiag: {'error: ' if exc.exit_code else ''}{exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:   # an unreadable or unwritable path the commands did not foresee: exit 2
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"netdiag: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         print("netdiag: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -90,6 +90,12 @@ class CompareError(NetdiagError):
     exit_code = 2
 
 
+class NothingToCompare(CompareError):
+    """A side holds no logons: the analysis ran and found nothing to compare (exit 0, README "Exit codes")."""
+
+    exit_code = 0
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     """How one metric is summarised and judged."""
@@ -801,7 +807,7 @@ def _require_logons(before: Side, after: Side) -> None:
     why = "; ".join(f"{s.label} ({', '.join(Path(p).name for p in s.inputs[:3])}): "
                     f"{(s.no_logons_reason or 'no logons found').removeprefix('no logons: ')}" for s in missing)
     which = "neither side has any logons" if len(missing) == 2 else f"the {missing[0].label} side has no logons"
-    raise CompareError(f"nothing to compare: {which}. {why}")
+    raise NothingToCompare(f"nothing to compare: {which}. {why}")
 
 
 def _require_same_profile(before: Side, after: Side) -> None:

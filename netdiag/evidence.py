@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import polars as pl
@@ -378,9 +378,13 @@ def _response_first_frames(tx: pl.DataFrame, seg: pl.DataFrame | None) -> list[i
 # ------------------------------------------------------------------------------------------
 # Writing
 # ------------------------------------------------------------------------------------------
-def write_excerpt(paths: Sequence[str | Path], excerpt: Excerpt, out: str | Path, *,
+def write_excerpt(paths: Sequence[str | Path], excerpt: Excerpt, out: str | Path | BinaryIO, *,
                   mapper: Any = None) -> int:
-    """Write the excerpt as pcapng (sanitised when `mapper` is an AddressMapper); returns frames."""
+    """Write the excerpt as pcapng (sanitised when `mapper` is an AddressMapper); returns frames.
+
+    `out` is a path (written beside it and renamed in, never through a symlink: see
+    netdiag.output) or a binary file already opened by netdiag.output's staging.
+    """
     from netdiag.pcapng_writer import OutFrame, write_pcapng
 
     raw = read_raw_frames(paths, np.asarray(excerpt.frames, dtype=np.int64))

@@ -1,14 +1,23 @@
-"""Writing tables for people and tools: a readable terminal table, JSON, CSV, Parquet.
+"""Writing output for people and tools: terminal tables, JSON, CSV, Parquet, and every file on disk.
 
 Every table command shares these options, so `connections`, `transactions`, `logons` and
-`findings` behave alike.
+`findings` behave alike. Every file and directory netdiag writes goes through `StagedFile` /
+`StagedDir` below: never through a symlink, never half-written (see that section's comment).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
+import stat
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import polars as pl
 
@@ -26,8 +35,7 @@ def emit(df: pl.DataFrame, *, as_json: bool = False, as_csv: bool = False, parqu
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
     if parquet is not None:
-        parquet.parent.mkdir(parents=True, exist_ok=True)
-        df.write_parquet(parquet)
+        write_file(parquet, df.write_parquet)
     if as_json:
         sys.stdout.write(to_json_rows(df) + "\n")
         return
@@ -69,3 +77,366 @@ def print_table(df: pl.DataFrame, *, columns: list[str] | None = None, title: st
     console.print(table)
     if len(df) > max_rows:
         console.print(f"... {len(df) - max_rows} more rows (use --json, --csv or --parquet for all)")
+
+
+# ------------------------------------------------------------------------------------------
+# Writing files and directories safely (issue 10 items 4, 5, 9)
+# ------------------------------------------------------------------------------------------
+# Every file netdiag writes is created with O_CREAT|O_EXCL|O_NOFOLLOW inside a fresh private
+# directory (mkdtemp, mode 0700) made next to the target, then renamed into place. So:
+#   - nothing is ever written through a symlink someone planted in (or as) the output path:
+#     O_EXCL refuses any existing name and rename() replaces a link instead of following it;
+#   - a crash or a kill mid-write leaves the previous output complete and untouched: a whole
+#     output directory is swapped in with one renameat2(RENAME_EXCHANGE) (Linux), so there is
+#     never a mix of new tables and an old report;
+#   - an unwritable place (read-only file system, a path under a regular file, no permission)
+#     shows up when the staging directory is made, before any analysis starts.
+# A directory is "netdiag's own" (may be replaced without --force) only when its marker file is
+# a regular file holding netdiag's JSON record of what wrote it; an empty or foreign marker
+# does not count.
+
+STAGING_TAG = ".netdiag-tmp-"
+MARKER_MAX_BYTES = 1 << 20
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def open_new(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a new file for writing; never follows a symlink and never reuses an existing name."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o666)
+    return os.fdopen(fd, "wb")
+
+
+def _unwritable(target: Path, exc: OSError) -> UsageError:
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EROFS:
+        reason = "read-only file system"
+    elif exc.errno == errno.ENOTDIR:
+        reason = "a part of the path is a file, not a directory"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        reason = "permission denied"
+    return UsageError(f"{target}: cannot write here ({reason}); choose another output path")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _make_staging(target: Path, known_names: frozenset[str] = frozenset()) -> Path:
+    """A fresh private directory beside `target` (same file system, so rename works)."""
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(target, known_names)
+        return Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_TAG}{os.getpid()}-", dir=parent))
+    except FileExistsError as exc:          # a parent component exists and is a file
+        raise _unwritable(target, OSError(errno.ENOTDIR, "not a directory")) from exc
+    except OSError as exc:
+        raise _unwritable(target, exc) from None
+
+
+def _remove_stale_staging(target: Path, known_names: frozenset[str]) -> None:
+    """Remove staging directories of this target left by a killed netdiag process.
+
+    Only when the process that made it is gone and it holds nothing but netdiag's own output
+    names (a crash after the swap may leave a user's files there: those are never deleted).
+    """
+    prefix = f".{target.name}{STAGING_TAG}"
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return
+    for e in entries:
+        if not e.name.startswith(prefix) or not e.is_dir(follow_symlinks=False):
+            continue
+        pid_text = e.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        try:   # (a nested staging directory, e.g. of one sanitised file, counts as ours too)
+            names = {n for n in os.listdir(e.path) if STAGING_TAG not in n}
+        except OSError:
+            continue
+        if known_names and names <= known_names:
+            shutil.rmtree(e.path, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def read_marker(directory: Path, marker: str) -> dict[str, Any] | None:
+    """The marker record of `directory`, or None when absent, a link, empty, not JSON or not netdiag's."""
+    p = directory / marker
+    try:
+        st = os.lstat(p)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or st.st_size > MARKER_MAX_BYTES:
+        return None
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fh:
+            record = json.loads(fh.read().decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict) or record.get("tool") != "netdiag" or not record.get("version"):
+        return None
+    return record
+
+
+def is_ours(directory: Path, marker: str, kind: str) -> bool:
+    """True when `directory` carries netdiag's marker record of this kind (report, case, sanitized...).
+
+    Report markers written before markers had a "kind" (tool, version, captures, files) still count.
+    """
+    record = read_marker(directory, marker)
+    if record is None:
+        return False
+    if "kind" not in record and kind == "report" and isinstance(record.get("files"), list):
+        return True
+    return record.get("kind") == kind
+
+
+def marker_record(kind: str, command: str, **facts: Any) -> dict[str, Any]:
+    """What wrote an output: tool, version, kind, command, time (UTC), plus `facts` (capture names...).
+
+    `command` names the command only ("netdiag analyze"), never its paths or key file: the
+    marker of a case bundle travels to a vendor.
+    """
+    from netdiag import __version__
+
+    return {"tool": "netdiag", "version": __version__, "kind": kind, "command": command,
+            "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **facts}
+
+
+def _move_foreign(old: Path, new: Path, ours: frozenset[str] | set[str]) -> None:
+    """Move the entries of `old` that are not netdiag's (and not already in `new`) into `new` (no copying)."""
+    with os.scandir(old) as entries:
+        for e in entries:
+            if e.name not in ours and not os.path.lexists(new / e.name):
+                os.rename(e.path, new / e.name)
+
+
+class StagedDir:
+    """An output directory written whole beside its target, then swapped in (see the section comment).
+
+        out = StagedDir(Path("netdiag-report"), marker=".netdiag-report", kind="report", force=False)
+        out.write_text("report.md", text)          # into the private staging directory
+        out.commit(marker_record("report", captures=[...]))
+
+    Construction checks the target (not a file, not a link, ours or empty unless `force`) and
+    makes the staging directory, so an unusable --out fails before any work. Entries of an
+    existing target that neither this run nor the one before it (its marker's file list) wrote,
+    such as a user's notes.txt or tables/my.sql, are moved into the new directory; the old
+    output is removed only after the new one is in place. `abort()` (or leaving a
+    `with` block by an exception) removes the staging directory and leaves the target alone.
+    """
+
+    def __init__(self, target: str | os.PathLike[str], *, marker: str, kind: str, force: bool = False,
+                 output_names: Sequence[str] = ()) -> None:
+        self.target = Path(os.path.abspath(target))   # "." and "x/.." get a real name and parent
+        self.marker = marker
+        self.kind = kind
+        self.output_names = frozenset([marker, *output_names])
+        check_out_dir(self.target, marker=marker, kind=kind, force=force)
+        self.path = _make_staging(self.target, self.output_names)
+        self.written: list[str] = []
+
+    def __enter__(self) -> StagedDir:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def file(self, relative: str) -> Path:
+        """Path of a new file in the staging directory (parents made); the caller creates it."""
+        p = self.path / relative
+        if p.parent != self.path:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        if relative not in self.written:
+            self.written.append(relative)
+        return p
+
+    def open(self, relative: str) -> BinaryIO:
+        """A new file in the staging directory, opened O_EXCL|O_NOFOLLOW for writing."""
+        return open_new(self.file(relative))
+
+    def write_bytes(self, relative: str, data: bytes) -> Path:
+        """Write a whole file into the staging directory."""
+        with self.open(relative) as fh:
+            fh.write(data)
+        return self.target / relative
+
+    def write_text(self, relative: str, text: str) -> Path:
+        """Write a whole UTF-8 text file into the staging directory."""
+        return self.write_bytes(relative, text.encode("utf-8"))
+
+    def commit(self, record: dict[str, Any]) -> list[Path]:
+        """Write the marker (with the list of files) and swap the staging directory in."""
+        record = {**record, "files": sorted(self.written)}
+        self.write_text(self.marker, json.dumps(record, indent=2) + "\n")
+        os.chmod(self.path, 0o777 & ~_umask())
+        target = self.target
+        try:
+            if not os.path.lexists(target):
+                os.rename(self.path, target)
+                return self._done()
+            check_out_dir(target, marker=self.marker, kind=self.kind, force=True)   # still a real directory
+            previous = read_marker(target, self.marker) or {}     # what an earlier run wrote there
+            os.chmod(self.path, stat.S_IMODE(os.stat(target).st_mode))   # the directory keeps its permissions
+            old = self._swap(target)
+        except OSError as exc:   # nothing was swapped: the target is as it was
+            self.abort()
+            raise _unwritable(target, exc) from None
+        # The new output is in place; the old one (at `old`) still holds a user's own files: everything
+        # neither this run nor the earlier one (its marker's file list) wrote, e.g. notes.txt, tables/my.sql
+        ours = set(self.written) | {str(f) for f in previous.get("files", []) if isinstance(f, str)}
+        keep = self.output_names | {p.split("/", 1)[0] for p in ours}
+        try:
+            _move_foreign(old, target, keep)
+            for name in keep - {self.marker}:
+                if (old / name).is_dir() and not (old / name).is_symlink() and (target / name).is_dir() \
+                        and not (target / name).is_symlink():
+                    _move_foreign(old / name, target / name, {p.split("/", 1)[1] for p in ours
+                                                              if p.startswith(name + "/")})
+        except OSError as exc:
+            raise UsageError(f"{target}: the new output is in place, but files of yours could not be moved over "
+                             f"from the previous one; they are in {old} ({exc.strerror or exc})") from None
+        shutil.rmtree(old, ignore_errors=True)
+        return self._done()
+
+    def _swap(self, target: Path) -> Path:
+        """Put the staging directory at `target`; returns where the previous output now is."""
+        if _exchange(self.path, target):
+            return self.path
+        old = self.path.with_name(self.path.name + "-old")   # no renameat2: two renames, a short gap
+        os.rename(target, old)
+        try:
+            os.rename(self.path, target)
+        except OSError:
+            os.rename(old, target)
+            raise
+        return old
+
+    def _done(self) -> list[Path]:
+        return [self.target / f for f in sorted(self.written) if f != self.marker]
+
+    def abort(self) -> None:
+        """Remove the staging directory; the target stays as it was."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def check_out_dir(out: Path, *, marker: str, kind: str, force: bool = False) -> None:
+    """Refuse an --out that is a link, not a directory, a mount point, or someone else's (unless force)."""
+    if os.path.islink(out):
+        raise UsageError(f"{out}: is a symbolic link; netdiag does not write through links (give the real "
+                         "directory)")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory; choose another --out")
+    cwd = Path.cwd().resolve()
+    if out.is_dir() and (out.resolve() == cwd or out.resolve() in cwd.parents):
+        raise UsageError(f"{out}: is the current directory (or holds it); give a directory for the output, "
+                         "e.g. --out netdiag-report")
+    if out.is_dir():
+        if os.path.ismount(out):
+            raise UsageError(f"{out}: is a mount point; give a directory inside it (netdiag swaps the whole "
+                             "output directory in when it is complete)")
+        try:
+            empty = not any(os.scandir(out))
+        except OSError as exc:
+            raise _unwritable(out, exc) from None
+        if not empty and not force and not is_ours(out, marker, kind):
+            raise UsageError(f"{out}: directory exists and was not written by netdiag (no valid {marker} record "
+                             "in it); choose another --out, or pass --force to write into it anyway")
+
+
+class StagedFile:
+    """One output file written beside its target and renamed into place (see the section comment).
+
+    Construction makes the staging directory (so an unwritable path fails before any work);
+    `path` is where the writer puts the file (a fresh name in a private directory), `commit()`
+    renames it over the target: an existing file or link at the target is replaced, never
+    written through.
+    """
+
+    def __init__(self, target: str | os.PathLike[str], *, overwrite: bool = True) -> None:
+        self.target = Path(os.path.abspath(target))
+        if self.target.is_dir() and not self.target.is_symlink():
+            raise UsageError(f"{self.target}: is a directory; give a file name")
+        if not overwrite and os.path.lexists(self.target):
+            raise UsageError(f"{self.target} exists; use --force to overwrite it")
+        self.dir = _make_staging(self.target, frozenset([self.target.name]))
+        self.path = self.dir / self.target.name
+
+    def __enter__(self) -> StagedFile:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def open(self) -> BinaryIO:
+        """The new file, opened O_EXCL|O_NOFOLLOW for writing."""
+        return open_new(self.path)
+
+    def commit(self) -> Path:
+        """Rename the written file into place and remove the staging directory."""
+        try:
+            os.rename(self.path, self.target)
+        except OSError as exc:
+            self.abort()
+            raise _unwritable(self.target, exc) from None
+        self.abort()
+        return self.target
+
+    def abort(self) -> None:
+        """Remove the staging directory (and the unfinished file in it)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def write_file(target: str | os.PathLike[str], write: Callable[[BinaryIO], object], *,
+               overwrite: bool = True) -> Path:
+    """Write one file safely: `write(fh)` fills a new file beside the target, then it is renamed in."""
+    with StagedFile(target, overwrite=overwrite) as sf:
+        with sf.open() as fh:
+            write(fh)
+        return sf.commit()
+
+
+def preflight_file(target: str | os.PathLike[str], *, overwrite: bool = True) -> None:
+    """Fail now (UsageError) if `target` could not be written later: checked before minutes of work."""
+    StagedFile(target, overwrite=overwrite).abort()
+
+
+def preflight_dir(target: str | os.PathLike[str], *, marker: str, kind: str, force: bool = False) -> None:
+    """Fail now (UsageError) if the output directory `target` could not be written later."""
+    check_out_dir(Path(target), marker=marker, kind=kind, force=force)
+    shutil.rmtree(_make_staging(Path(target)), ignore_errors=True)

@@ -109,14 +109,23 @@ def _blocks(frames: Iterable[OutFrame], application: str) -> Iterable[bytes]:
         yield enhanced_packet(iface, f.ts_ns, f.data, f.orig_len, f.comment)
 
 
-def write_pcapng(path: str | Path, frames: Iterable[OutFrame], application: str = "netdiag") -> int:
-    """Write frames to `path` (IDBs emitted as link types first appear); returns frames written."""
+def write_pcapng(path: str | Path | BinaryIO, frames: Iterable[OutFrame], application: str = "netdiag") -> int:
+    """Write frames to `path` or an open binary file (IDBs emitted as link types first appear).
+
+    Returns frames written. A path is written safely (netdiag.output.write_file: a new file
+    beside it, renamed in; never through a symlink).
+    """
+    if not hasattr(path, "write"):
+        from netdiag.output import write_file
+
+        counted: list[int] = []
+        write_file(path, lambda fh: counted.append(write_pcapng(fh, frames, application)))
+        return counted[0]
     n = 0
-    with open(path, "wb") as fh:
-        for i, block in enumerate(_blocks(frames, application)):
-            fh.write(block)
-            if i and struct.unpack_from("<I", block)[0] == EPB_TYPE:
-                n += 1
+    for i, block in enumerate(_blocks(frames, application)):
+        path.write(block)
+        if i and struct.unpack_from("<I", block)[0] == EPB_TYPE:
+            n += 1
     return n
 
 

@@ -136,7 +136,7 @@ def make_key(path: str | Path) -> None:
     if path.exists():
         raise UsageError(f"{path}: key file exists; refusing to overwrite a key (captures sanitised "
                          "with it would no longer be comparable)")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_hex(KEY_BYTES) + "\n")
 
@@ -1915,14 +1915,18 @@ def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper,
     """
     import tempfile
 
+    from netdiag.output import StagedFile
     from netdiag.pcapng_writer import PcapngStream
 
     path = str(path)
     out_path = Path(out_path)
     stats = SanitizeStats()
     frags: dict = {}
-    with tempfile.TemporaryFile(dir=out_path.parent, prefix=".netdiag-sanitize-") as spool, \
-            tempfile.TemporaryFile(dir=out_path.parent, prefix=".netdiag-sanitize-runs-") as kept:
+    # The output is written into a private staging directory beside out_path (O_EXCL|O_NOFOLLOW)
+    # and renamed in when complete: never through a symlink, never a half-written file.
+    staged = StagedFile(out_path)
+    with staged, tempfile.TemporaryFile(dir=staged.dir, prefix=".netdiag-sanitize-") as spool, \
+            tempfile.TemporaryFile(dir=staged.dir, prefix=".netdiag-sanitize-runs-") as kept:
         streams = StreamSanitizer(mapper, stats, kept)
         chunks = 0
         for c in _read_chunks(path, stats.warnings.append, chunk_frames):
@@ -1937,7 +1941,7 @@ def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper,
             return os.pread(kept.fileno(), n, pos)
 
         runs: dict[int, _RunIndex] = {}
-        with open(out_path, "wb") as fh:
+        with staged.open() as fh:
             out = PcapngStream(fh, application="netdiag sanitize")
             for c in _read_chunks(path, lambda _w: None, chunk_frames):
                 records = np.load(spool) if chunks else np.empty((0, 5), np.int64)
@@ -1945,4 +1949,5 @@ def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper,
                 f = _classified(c)
                 _pass2_chunk(c, f, records, mapper, stats, runs, streams.runs, read, frags)
                 out.write(c.buf, c.fo, c.cap, c.ts_ns, c.orig_len, c.link)
+    staged.commit()
     return stats

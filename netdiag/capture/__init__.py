@@ -148,12 +148,17 @@ def iter_chunks(paths: PathsLike, *, chunk_packets: int = DEFAULT_CHUNK_PACKETS,
             last_ts = int(ts[-1]) if last_ts is None else max(last_ts, int(ts[-1]))
         stats.packets_kept += len(chunk.packets)
         yield PacketChunk(chunk.packets, chunk.payload)
-    if stats.packets_read == 0 and stats.warnings:
+    if stats.packets_read == 0 and stats.warnings:   # one line, the same start as for a header-only file
         if len(stats.warnings) == 1:
             w = stats.warnings[0]
-            raise CaptureError(f"nothing could be read: {w.message}", path=w.path, frame=w.frame, offset=w.offset)
+            where = ", ".join(x for x in (f"frame {w.frame}" if w.frame is not None else "",
+                                          f"byte offset {w.offset}" if w.offset is not None else "") if x)
+            err = CaptureError(f"no packets could be read from {w.path or ', '.join(files)}: {w.message}"
+                               + (f" ({where})" if where else ""))
+            err.path, err.frame, err.offset = w.path, w.frame, w.offset
+            raise err
         detail = "; ".join(str(w) for w in stats.warnings[:3])
-        raise CaptureError(f"nothing could be read from {len(files)} file(s): {detail}")
+        raise CaptureError(f"no packets could be read from {', '.join(files)}: {detail}")
 
 
 def read_capture(paths: PathsLike, *, dedup_window_ns: int = DEFAULT_WINDOW_NS,

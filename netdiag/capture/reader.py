@@ -10,6 +10,10 @@ before the problem is kept.
 a k-way merge at chunk granularity over several files: files are opened in order of their first
 timestamp and only while their time range can interleave with what is pending, so dumpcap
 ring buffers (which do not overlap) pass through one file at a time at almost no cost.
+
+A frame whose timestamp is wildly out of line with the frames around it (a clock glitch: year
+2106, or years back) is kept, but analysed with the previous frame's time and named in a
+warning (`_tame_wild_timestamps`); one such frame would otherwise stretch a logon over decades.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from netdiag.capture import decode as d
 from netdiag.capture import pcap, pcapng
@@ -29,6 +34,55 @@ from netdiag.capture.source import Source
 from netdiag.errors import CaptureWarning
 
 Warn = Callable[[CaptureWarning], None]
+
+# A frame more than this far from both the frame before it and the frame after it, while those
+# two agree with each other, has a broken timestamp. A real pause in the capture moves every
+# later frame, so the frame after the pause agrees with its successor and is not flagged.
+WILD_TS_NS = 3600 * 10**9
+WILD_WARNINGS = 20   # per file; the rest are counted in one more line
+
+
+@njit(cache=True)
+def _tame_wild_timestamps(ts, n, prev, has_prev, limit, wild_idx, wild_ts):  # pragma: no cover - numba
+    """Replace wild timestamps in ts[:n] (file order) by the previous frame's; returns (count, prev, has_prev).
+
+    A frame is wild when it is more than `limit` from the last good time and from the next
+    frame while those two are within `limit` of each other. The first frame of a file is
+    judged by the next two frames; the last frame of a batch (no next frame yet) by the last
+    good time alone. Wild frames' indexes and original times go to wild_idx/wild_ts.
+    """
+    k = 0
+    for i in range(n):
+        cur = ts[i]
+        wild = False
+        if has_prev:
+            if abs(cur - prev) > limit:
+                if i + 1 < n:
+                    nxt = ts[i + 1]
+                    wild = abs(cur - nxt) > limit and abs(nxt - prev) <= limit
+                else:
+                    wild = True
+        elif i + 2 < n:
+            wild = abs(cur - ts[i + 1]) > limit and abs(ts[i + 1] - ts[i + 2]) <= limit
+        if wild:
+            if k < wild_idx.shape[0]:
+                wild_idx[k] = i
+                wild_ts[k] = cur
+            k += 1
+            ts[i] = prev if has_prev else ts[i + 1]
+        else:
+            prev = cur
+            has_prev = True
+    return k, prev, has_prev
+
+
+def _when(ts_ns: int) -> str:
+    import datetime as _dt
+
+    try:
+        return _dt.datetime.fromtimestamp(ts_ns / 1e9, tz=_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"{ts_ns} ns since the epoch"
 
 
 @dataclass
@@ -60,6 +114,10 @@ class FileReader:
         self.link_types: set[int] = set()
         self.ok = False  # the file was recognised as a capture
         self._unknown_counts: dict[tuple[int, int], list[int]] = {}
+        self._prev_ts = 0            # last good timestamp (file order), for _tame_wild_timestamps
+        self._has_prev = False
+        self.wild_timestamps = 0     # warned about
+        self._wild_total = 0
 
     def _w(self, message: str, *, frame: int | None = None, offset: int | None = None) -> None:
         self.warn(CaptureWarning(message, path=self.path, frame=frame, offset=offset))
@@ -94,6 +152,7 @@ class FileReader:
                 self._w(src.error, frame=self.frame_next)
         finally:
             self._report_unknown_links()
+            self._report_wild_total()
             src.close()
 
     # -- classic pcap -----------------------------------------------------------------------
@@ -248,6 +307,7 @@ class FileReader:
     def _batch(self, src: Source, off, cap, length, ts, iface, n: int, iface_link: np.ndarray) -> Batch:
         frame0 = self.frame_next
         self.frame_next += n
+        self._tame(ts, n, frame0)
         # frames on an interface whose link type we cannot decode: count them, warn once each
         unsupported = ~np.isin(iface_link, d.SUPPORTED_LINK_TYPES)
         if unsupported.any():
@@ -259,6 +319,26 @@ class FileReader:
                     got = self._unknown_counts.setdefault(key, [0, frame0 + int(idx[0])])
                     got[0] += len(idx)
         return Batch(src.buf, src.base, off, cap, length, ts, iface, n, iface_link, frame0)
+
+    def _tame(self, ts: np.ndarray, n: int, frame0: int) -> None:
+        """Give frames with a wild timestamp the previous frame's time; warn naming each (the first 20)."""
+        idx = np.empty(WILD_WARNINGS, np.int64)
+        orig = np.empty(WILD_WARNINGS, np.int64)
+        k, self._prev_ts, self._has_prev = _tame_wild_timestamps(ts, n, np.int64(self._prev_ts), self._has_prev,
+                                                                 np.int64(WILD_TS_NS), idx, orig)
+        for j in range(min(int(k), WILD_WARNINGS)):
+            if self.wild_timestamps >= WILD_WARNINGS:
+                break
+            self.wild_timestamps += 1
+            self._w(f"timestamp {_when(int(orig[j]))} is far out of line with the frames around it (a clock "
+                    f"glitch); the frame is kept but timed as {_when(int(ts[idx[j]]))}, the previous frame's time",
+                    frame=frame0 + int(idx[j]))
+        self._wild_total += int(k)
+
+    def _report_wild_total(self) -> None:
+        if self._wild_total > self.wild_timestamps:
+            self._w(f"{self._wild_total - self.wild_timestamps} more frames with a timestamp far out of line with "
+                    "their neighbours were timed with the previous frame's time")
 
     def _report_unknown_links(self) -> None:
         for (i, link), (count, first) in self._unknown_counts.items():

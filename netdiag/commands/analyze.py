@@ -38,11 +38,13 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
     from netdiag.analyze import analyze, prepare_out_dir, sample_capture
 
     if case is not None:  # vendor case bundle (netdiag/case.py): refuse a bad key or dir before the work
-        from netdiag.case import prepare_case_dir
+        from netdiag.case import MARKER, prepare_case_dir
+        from netdiag.output import preflight_dir
         from netdiag.sanitize import load_key
 
         load_key(key_file)
         prepare_case_dir(case, force=force)
+        preflight_dir(case, marker=MARKER, kind="case", force=force)
     from netdiag.errors import UsageError
     from netdiag.progress import progress_bar
     from netdiag.report import CATEGORY_LABELS, fmt_pct, fmt_s, redact_cpr, summarize

@@ -28,8 +28,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Gather report.md, findings.json, sanitised evidence excerpts of the top findings and a README."""
         from netdiag.analyze import analyze
-        from netdiag.case import prepare_case_dir, write_case
+        from netdiag.case import MARKER, prepare_case_dir, write_case
         from netdiag.errors import UsageError
+        from netdiag.output import preflight_dir
         from netdiag.sanitize import load_key
 
         if top < 0:
@@ -37,12 +38,16 @@ def register(app: typer.Typer) -> None:
         if not no_sanitize:
             load_key(key_file)          # a missing key is reported before minutes of work
         prepare_case_dir(out, force=force)
+        preflight_dir(out, marker=MARKER, kind="case", force=force)   # unwritable: usage error before the work
         for p in captures or []:
             if not p.exists():
                 raise UsageError(f"{p}: no such file or directory")
         a = analyze(list(captures) if captures else None, profile)
         if a.is_sample:
             print("netdiag: no capture given: using the bundled sample capture", file=sys.stderr)
+        if a.logons.height == 0:   # not an error (exit 0): the bundle's report says the same
+            why = (a.no_logons_reason or "no logons found").removeprefix("no logons: ")
+            print(f"netdiag: no logons: {why}", file=sys.stderr)
         files = write_case(a, out, key_file, top=top, sanitize=not no_sanitize, force=force)
         for f in files:
             print(f"netdiag: wrote {f}", file=sys.stderr)

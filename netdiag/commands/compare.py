@@ -54,15 +54,17 @@ def compare_command(before: SideArg, after: SideArg, profile: ProfileOpt = None,
     from netdiag.tls_keylog import profile_with_keylog
 
     profile = profile_with_keylog(profile, tls_keylog)
+    from netdiag.output import preflight_file, write_file
 
+    for p in (html, md):
+        if p is not None:
+            preflight_file(p)   # unwritable: a usage error before the work
     c = compare(_paths(before), _paths(after), profile, allow_different_profiles=allow_different_profiles)
     gates = [c.resolve(m) for m in (fail_on_regression or [])]   # unknown metric: error before any output
     if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(c.to_html(), encoding="utf-8")
+        write_file(html, lambda fh: fh.write(c.to_html().encode("utf-8")))
     if md is not None:
-        md.parent.mkdir(parents=True, exist_ok=True)
-        md.write_text(c.to_markdown(), encoding="utf-8")
+        write_file(md, lambda fh: fh.write(c.to_markdown().encode("utf-8")))
     if as_json:
         sys.stdout.write(c.to_json())
     else:

@@ -2,8 +2,8 @@
 
 A thin layer over `netdiag.tcp.analyze` (issue 2). Read problems (CaptureWarning) and the number
 of SPAN duplicates removed go to stderr, one line each, so piped JSON/CSV stays clean. Exit 0
-on success; a capture nothing could be read from raises CaptureError, which `netdiag.cli.main`
-turns into one line and exit code 2.
+on success; a capture of which not one packet could be read (cut first record, header only)
+raises CaptureError, which `netdiag.cli.main` turns into one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ def register(app: typer.Typer) -> None:
             "--server-port", help="a port that is a server (decides client/server when no SYN was seen); repeatable")] = None,
     ) -> None:
         """TCP connections and UDP flows: handshake times, resends, zero windows, Zeek state and history."""
+        from netdiag.analyze import require_packets
         from netdiag.capture import ReadStats, iter_chunks
-        from netdiag.output import emit
+        from netdiag.output import emit, preflight_file
         from netdiag.progress import progress_bar
         from netdiag.tcp import TcpAnalyzer
 
@@ -59,6 +60,8 @@ def register(app: typer.Typer) -> None:
         for port in server_port or []:
             if not 0 < port < 65536:
                 raise UsageError(f"--server-port {port}: not a port number (1-65535)")
+        if parquet is not None:
+            preflight_file(parquet)   # unwritable: a usage error before the work
         total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.rglob("*"))
                     if f.is_file())
         stats = ReadStats()
@@ -67,6 +70,7 @@ def register(app: typer.Typer) -> None:
             for chunk in iter_chunks([str(p) for p in captures], stats=stats, progress=advance):
                 analyzer.feed(chunk, segments=False)
         table = analyzer.finish()
+        require_packets(stats, captures)
         for w in stats.warnings:
             print(f"netdiag: warning: {w}", file=sys.stderr)
         notes = [f"{stats.packets_kept} packets", f"{stats.duplicates_removed} SPAN duplicates removed"]

@@ -31,16 +31,19 @@ def register(app: typer.Typer) -> None:
             "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) to decrypt IIOP/HTTP inside TLS")] = None,
     ) -> None:
         """Frames of the involved connections and their DNS, as pcapng with per-frame comments."""
+        from netdiag.analyze import require_packets
         from netdiag.errors import UsageError
         from netdiag.evidence import analyze, select_evidence, write_excerpt
+        from netdiag.output import StagedFile
         from netdiag.profile import Profile, load_profile
 
         if (logon is None) == (finding is None):
             raise UsageError("give exactly one of --logon ID and --finding ID")
-        if out.exists() and not force:
-            raise UsageError(f"{out} exists; use --force to overwrite it")
-        if out.is_dir():
+        if out.is_dir() and not out.is_symlink():
             raise UsageError(f"{out} is a directory; --out names the pcapng file to write")
+        for p in captures:
+            if not p.exists():
+                raise UsageError(f"{p}: no such file or directory")
         mapper = None
         if sanitize or key_file is not None:
             from netdiag.sanitize import AddressMapper, load_key
@@ -49,10 +52,15 @@ def register(app: typer.Typer) -> None:
         from netdiag.tls_keylog import profile_with_keylog
 
         prof = profile_with_keylog(load_profile(profile) if profile is not None else Profile(), tls_keylog)
-        a = analyze(captures, prof)
-        ex = select_evidence(a, logon_id=logon, finding_id=finding, all_logons=all_logons)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        n = write_excerpt(a.paths, ex, out, mapper=mapper)
+        # an existing or unwritable --out is refused here, before the analysis; the excerpt is written
+        # beside it and renamed in (never through a symlink)
+        with StagedFile(out, overwrite=force) as staged:
+            a = analyze(captures, prof)
+            require_packets(getattr(a.result.streams, "read_stats", None), a.paths)   # nothing read: exit 2
+            ex = select_evidence(a, logon_id=logon, finding_id=finding, all_logons=all_logons)
+            with staged.open() as fh:
+                n = write_excerpt(a.paths, ex, fh, mapper=mapper)
+            staged.commit()
         title = ex.title
         if mapper is not None:
             from netdiag.evidence import map_text

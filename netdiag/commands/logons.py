@@ -1,10 +1,11 @@
 """`netdiag logons`, `netdiag findings` and `netdiag profile init`.
 
 A thin layer over `netdiag.logons.analyze_logons` (issue 5). Output options match the other
-table commands (--json, --csv, --parquet). A capture with no logons is an error that says why
-(no traffic to the profile's servers, or no logon start seen), never an empty table. `findings`
-still lists every TCP connection's own causes then (Nagle, zero window, resends, SYN retries...),
-says on stderr why there is no logon, and exits 0.
+table commands (--json, --csv, --parquet). A capture with no logons is not an error (exit 0):
+one line on stderr says why (no traffic to the profile's servers, or no logon start seen); the
+terminal shows no empty table, while --json/--csv/--parquet still write the (empty) table so a
+pipeline gets valid output. `findings` still lists every TCP connection's own causes then (Nagle,
+zero window, resends, SYN retries...). Not one packet readable: exit 2 (README "Exit codes").
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from netdiag.errors import UsageError
 LOGON_COLUMNS = ["logon_id", "client_ip", "client_group", "duration_s", "outcome", "dominant_cause", "dns_s",
                  "connect_s", "tls_s", "network_rtt_s", "server_s", "client_s", "loss_recovery_s",
                  "unexplained_s", "connections", "requests", "separation_confidence"]
+VIEWS_MARKER = ".netdiag-views"
 FINDING_COLUMNS = ["id", "severity", "cause", "seconds_lost", "logons_affected", "summary", "wireshark_filter"]
 
 CapturesArg = Annotated[list[Path], typer.Argument(help="capture files (pcap, pcapng, .gz) or directories")]
@@ -33,15 +35,22 @@ TlsKeylogOpt = Annotated[Path | None, typer.Option(
                          "profile's [tls] keylog")]
 
 
-def _run(captures: list[Path], profile: Path | None, tls_keylog: Path | None = None, *,
-         require_logons: bool = True) -> Any:
+def _run(captures: list[Path], profile: Path | None, parquet: Path | None = None, views: bool = False,
+         tls_keylog: Path | None = None) -> Any:
+    from netdiag.analyze import require_packets
     from netdiag.logons import analyze_logons
+    from netdiag.output import preflight_dir, preflight_file
     from netdiag.profile import Profile, load_profile
     from netdiag.progress import progress_bar
 
     for p in captures:
         if not p.exists():
             raise UsageError(f"{p}: no such file or directory")
+    if parquet is not None:   # an unwritable --parquet is a usage error before the work
+        if views:
+            preflight_dir(parquet, marker=VIEWS_MARKER, kind="views")
+        else:
+            preflight_file(parquet)
     from netdiag.tls_keylog import profile_with_keylog
 
     prof = profile_with_keylog(load_profile(profile) if profile is not None else Profile(), tls_keylog)
@@ -49,11 +58,15 @@ def _run(captures: list[Path], profile: Path | None, tls_keylog: Path | None = N
     with progress_bar(total, "logons") as advance:
         analysis = analyze_logons(captures, prof, progress=advance)
     read_stats = getattr(analysis.streams, "read_stats", None)
+    require_packets(read_stats, captures)
     for w in getattr(read_stats, "warnings", None) or []:
         print(f"netdiag: warning: {w}", file=sys.stderr)
     for note in analysis.notes:
         print(f"netdiag: note: {note}", file=sys.stderr)
-    return analysis.require_logons() if require_logons else analysis
+    if analysis.logons.height == 0:
+        why = (analysis.no_logons_reason or "no logons found").removeprefix("no logons: ")
+        print(f"netdiag: no logons: {why}", file=sys.stderr)
+    return analysis
 
 
 def register(app: typer.Typer) -> None:
@@ -74,12 +87,16 @@ def register(app: typer.Typer) -> None:
         """One row per logon with its wait budget (columns sum to duration_s) and dominant cause."""
         from netdiag.output import emit
 
-        analysis = _run(captures, profile, tls_keylog)
+        analysis = _run(captures, profile, parquet, views=summary, tls_keylog=tls_keylog)
+        machine = as_json or as_csv or parquet is not None
+        if analysis.logons.height == 0 and not machine:
+            return                      # the one line on stderr said why
         if summary:
             from netdiag.logons.population import per_time_bucket
 
             views = dict(analysis.population)
-            views["per_time_bucket"] = per_time_bucket(analysis.logons, bucket_s)
+            if analysis.logons.height:
+                views["per_time_bucket"] = per_time_bucket(analysis.logons, bucket_s)
             _emit_views(views, as_json=as_json, as_csv=as_csv, parquet=parquet)
             return
         emit(analysis.logons, as_json=as_json, as_csv=as_csv, parquet=parquet, pretty_columns=LOGON_COLUMNS,
@@ -98,11 +115,10 @@ def register(app: typer.Typer) -> None:
         from netdiag.output import emit
 
         # without logons the connections' own causes are still findings: exit 0, the reason on stderr
-        analysis = _run(captures, profile, tls_keylog, require_logons=False)
-        if analysis.logons.height == 0:
-            print(f"netdiag: {analysis.no_logons_reason or 'no logons'}", file=sys.stderr)
+        analysis = _run(captures, profile, parquet, tls_keylog=tls_keylog)
         if analysis.findings.height == 0 and not (as_json or as_csv or parquet):
-            print(f"netdiag: {analysis.logons.height} logon(s), no findings", file=sys.stderr)
+            if analysis.logons.height:
+                print(f"netdiag: {analysis.logons.height} logon(s), no findings", file=sys.stderr)
             return
         emit(analysis.findings, as_json=as_json, as_csv=as_csv, parquet=parquet, pretty_columns=FINDING_COLUMNS,
              title="findings")
@@ -122,10 +138,9 @@ def register(app: typer.Typer) -> None:
         if str(path) == "-":
             sys.stdout.write(STARTER_PROFILE)
             return
-        if path.exists() and not force:
-            raise UsageError(f"{path} exists; use --force to overwrite it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(STARTER_PROFILE, encoding="utf-8")
+        from netdiag.output import write_file
+
+        write_file(path, lambda fh: fh.write(STARTER_PROFILE.encode("utf-8")), overwrite=force)
         print(f"wrote a starter profile to {path}; edit it, then: netdiag logons CAPTURE --profile {path}",
               file=sys.stderr)
 
@@ -141,14 +156,17 @@ def register(app: typer.Typer) -> None:
 
 
 def _emit_views(views: dict, *, as_json: bool, as_csv: bool, parquet: Path | None) -> None:
-    from netdiag.output import print_table, to_json_rows
+    from netdiag.output import StagedDir, marker_record, print_table, to_json_rows
 
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
-    if parquet is not None:
-        parquet.mkdir(parents=True, exist_ok=True)
-        for name, df in views.items():
-            df.write_parquet(parquet / f"{name}.parquet")
+    if parquet is not None:   # a directory of views, written whole and swapped in like a report
+        with StagedDir(parquet, marker=VIEWS_MARKER, kind="views",
+                       output_names=[f"{name}.parquet" for name in views]) as stage:
+            for name, df in views.items():
+                with stage.open(f"{name}.parquet") as fh:
+                    df.write_parquet(fh)
+            stage.commit(marker_record("views", "netdiag logons --summary"))
         print(f"wrote {len(views)} views to {parquet}/", file=sys.stderr)
         if not (as_json or as_csv):
             return

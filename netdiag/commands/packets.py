@@ -32,15 +32,18 @@ def register(app: typer.Typer) -> None:
         """Decode every frame into the packets table (one row per frame kept after SPAN de-dup)."""
         import polars as pl
 
+        from netdiag.analyze import require_packets
         from netdiag.capture import ReadStats, iter_chunks
         from netdiag.capture.addresses import format_ip
         from netdiag.errors import UsageError
-        from netdiag.output import emit
+        from netdiag.output import emit, preflight_file
         from netdiag.progress import progress_bar
 
         for p in captures:
             if not p.exists():
                 raise UsageError(f"{p}: no such file or directory")
+        if parquet is not None:
+            preflight_file(parquet)   # unwritable: a usage error before the work
         total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.iterdir())
                     if f.is_file())
         stats = ReadStats()
@@ -50,6 +53,7 @@ def register(app: typer.Typer) -> None:
                                      dedup_window_ns=int(dedup_window_ms * 1e6)):
                 if not summary:
                     frames.append(chunk.packets)
+        require_packets(stats, captures)
         for w in stats.warnings:
             print(f"netdiag: warning: {w}", file=sys.stderr)
         print(f"netdiag: {', '.join(stats.files)}: {stats.packets_read} frames read, {stats.packets_kept} kept, "

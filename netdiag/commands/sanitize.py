@@ -2,7 +2,9 @@
 
 A thin layer over `netdiag.sanitize`; the policy is in that module's docstring and
 docs/sanitize.md. `--make-key K` creates a key file; the same key keeps several captures
-(before/after a change) comparable.
+(before/after a change) comparable. The output directory is written whole beside DIR and
+swapped in (netdiag.output.StagedDir): never through a symlink, never half-written; its marker
+`.netdiag-sanitized` records what wrote it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Map addresses (Crypto-PAn), pseudonymise MACs, keep only protocol metadata, redact CPR numbers."""
         from netdiag.capture import expand_paths
-        from netdiag.errors import UsageError
+        from netdiag.errors import CaptureError, UsageError
+        from netdiag.output import StagedDir, marker_record
         from netdiag.sanitize import AddressMapper, load_key, sanitize_file, sanitized_name
 
         if make_key is not None:
@@ -46,30 +49,29 @@ def register(app: typer.Typer) -> None:
             if not p.exists():
                 raise UsageError(f"{p}: no such file or directory")
         mapper = AddressMapper(load_key(key_file))
-        prepare_out_dir(out, force, MARKER)
-        for path in expand_paths([str(p) for p in captures]):
-            target = out / sanitized_name(path)
-            stats = sanitize_file(path, target, mapper)
-            for w in stats.warnings:
-                print(f"netdiag: warning: {w}", file=sys.stderr)
-            if stats.frames_blanked or stats.keeper_errors:
-                print(f"netdiag: warning: {path}: {stats.frames_blanked} frames with headers netdiag could not walk "
-                      f"and {stats.keeper_errors} messages it could not decode were zero-filled (nothing of them "
-                      "kept)", file=sys.stderr)
-            print(f"netdiag: {path} -> {target}: {stats.frames} frames, {stats.streams} TCP connections "
-                  f"sanitised, {stats.cpr_redacted} CPR numbers redacted in kept text (bodies and query values "
-                  f"are blanked whole, whatever they hold), {stats.checksums_fixed} checksums recomputed", file=sys.stderr)
+        files = expand_paths([str(p) for p in captures])
+        names = [sanitized_name(f) for f in files]
+        stage = StagedDir(out, marker=MARKER, kind="sanitized", force=force, output_names=names)
+        with stage:
+            done = [(path, stage.target / name, sanitize_file(path, stage.file(name), mapper))
+                    for path, name in zip(files, names, strict=True)]
+            if sum(stats.frames for _, _, stats in done) == 0:
+                raise CaptureError(f"no packets could be read from {', '.join(files)}")
+            stage.commit(marker_record("sanitized", "netdiag sanitize", captures=[Path(f).name for f in files]))
+        for path, target, stats in done:
+            _report(path, target, stats)
 
 
-def prepare_out_dir(out: Path, force: bool, marker: str) -> None:
-    """Create `out`, or reuse it when it is ours (marker file) or empty; otherwise need --force."""
-    from netdiag.errors import UsageError
-
-    if out.exists():
-        if not out.is_dir():
-            raise UsageError(f"{out} exists and is not a directory")
-        ours = (out / marker).exists()
-        if not ours and any(out.iterdir()) and not force:
-            raise UsageError(f"{out} exists and was not written by netdiag; use --force to write into it anyway")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / marker).write_text("written by netdiag; netdiag may overwrite the files in this directory\n")
+def _report(path: str, target: Path, stats) -> None:  # noqa: ANN001 - a SanitizeStats
+    """What sanitising one capture did, one line each on stderr (warnings first)."""
+    for w in stats.warnings:
+        print(f"netdiag: warning: {w}", file=sys.stderr)
+    if stats.frames == 0:
+        print(f"netdiag: warning: no packets could be read from {path}", file=sys.stderr)
+    if stats.frames_blanked or stats.keeper_errors:
+        print(f"netdiag: warning: {path}: {stats.frames_blanked} frames with headers netdiag could not walk "
+              f"and {stats.keeper_errors} messages it could not decode were zero-filled (nothing of them "
+              "kept)", file=sys.stderr)
+    print(f"netdiag: {path} -> {target}: {stats.frames} frames, {stats.streams} TCP connections "
+          f"sanitised, {stats.cpr_redacted} CPR numbers redacted in kept text (bodies and query values "
+          f"are blanked whole, whatever they hold), {stats.checksums_fixed} checksums recomputed", file=sys.stderr)

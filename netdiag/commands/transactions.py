@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
             "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) to decrypt IIOP/HTTP inside TLS")] = None,
     ) -> None:
         """Pair requests with responses (GIOP, HTTP, DNS, TLS handshakes, TLS turns) and time them."""
-        from netdiag.output import emit
+        from netdiag.analyze import require_packets
+        from netdiag.output import emit, preflight_file
         from netdiag.transactions import analyze_streams, filter_transactions, summarize
 
         if protocol and protocol.lower() not in ("giop", "http", "tls", "dns", "turn"):
@@ -47,12 +48,15 @@ def register(app: typer.Typer) -> None:
                 re.compile(operation)
             except re.error as exc:
                 raise UsageError(f"--operation {operation!r} is not a valid regular expression: {exc}") from None
+        if parquet is not None:
+            preflight_file(parquet)   # unwritable: a usage error before the work
         keylog = None
         if tls_keylog is not None:
             from netdiag.tls_keylog import read_keylog
 
             keylog = read_keylog(tls_keylog)
         analysis = _analyze(analyze_streams, captures, keylog)
+        require_packets(analysis.read_stats, captures)
         txns = filter_transactions(analysis.transactions, protocol=protocol, operation=operation, server=server)
         st = analysis.stats
         for w in getattr(analysis.read_stats, "warnings", None) or []:

@@ -54,9 +54,12 @@ NOT_LOGON_SCHEMA = {"client_ip": pl.String, "server_ip": pl.String, "start_ts_ns
 
 
 class NoLogonsError(NetdiagError):
-    """The capture holds no logon; the message says why (no server traffic, no logon start)."""
+    """The capture holds no logon; the message says why (no server traffic, no logon start).
 
-    exit_code = 1
+    Not a failure for the command line: the analysis ran, so the exit code is 0 (README "Exit codes").
+    """
+
+    exit_code = 0
 
 
 @dataclass

@@ -92,18 +92,45 @@ def _x_axis(x0: float, x1: float, y: float, lo: float, hi: float, step: float, *
 # Logon duration distribution
 # ------------------------------------------------------------------------------------------
 
-def duration_histogram(durations: np.ndarray, p50: float, p95: float, slow_s: float) -> str:
-    """Histogram of logon durations with count labels and the p50/p95 (and slow limit) marked."""
-    d = np.asarray(durations, dtype=float)
+def _finite(values: object) -> np.ndarray:
+    """The finite values of `values` as floats (NaN, inf and None dropped)."""
+    arr = np.asarray(values, dtype=float).ravel()
+    return arr[np.isfinite(arr)]
+
+
+def _ok(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def histogram_bins(values: np.ndarray, step: float) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Bins of width `step` covering `values`: (lo, hi, edges, counts), at least one bin.
+
+    Bin i holds [lo + i*step, lo + (i+1)*step). Bin indices are computed once as integers
+    (with a tolerance of a millionth of a step), so a value that is a whole number of steps,
+    or all values being equal, cannot leave the edges empty the way separate floor/ceil of
+    floats did (issue 10 item 3: ValueError on one logon of 0.061 s).
+    """
+    k = np.floor(values / step + 1e-6).astype(np.int64)
+    k_lo, k_hi = int(k.min()), int(k.max())
+    counts = np.bincount(k - k_lo, minlength=k_hi - k_lo + 1)
+    edges = np.round(np.arange(k_lo, k_hi + 2, dtype=np.float64) * step, 12)   # 305 * 0.0002 is 0.061, not ...06
+    return float(edges[0]), float(edges[-1]), edges, counts
+
+
+def duration_histogram(durations: np.ndarray, p50: float | None, p95: float | None, slow_s: float | None) -> str:
+    """Histogram of logon durations with count labels and the p50/p95 (and slow limit) marked.
+
+    Degenerate inputs draw a sensible chart: one logon or all equal gives one bar, zero-length
+    logons a bar at 0, non-finite durations are left out (and nothing left: an empty chart).
+    """
+    d = _finite(durations)
     W, H, L, R, T, B = 860, 270, 56, 24, 44, 46
+    if d.size == 0:
+        return _svg("duration-histogram", W, H, "How long logons took: no durations to show",
+                    [_text(W / 2, H / 2, "no logon with a measurable duration", anchor="middle", fill=MUTED)], 0)
     lo_v, hi_v = float(d.min()), float(d.max())
     step = nice_step(max(hi_v - lo_v, 0.001), min(20, max(5, int(math.sqrt(d.size) * 2))))
-    lo = math.floor(lo_v / step) * step
-    hi = math.ceil(hi_v / step) * step
-    if hi <= hi_v:
-        hi += step
-    edges = np.arange(lo, hi + step / 2, step)
-    counts, _ = np.histogram(d, bins=edges)
+    lo, hi, edges, counts = histogram_bins(d, step)
     cmax = max(int(counts.max()), 1)
     sx = (W - L - R) / (hi - lo)
     ph = H - T - B
@@ -115,7 +142,7 @@ def duration_histogram(durations: np.ndarray, p50: float, p95: float, slow_s: fl
         x = L + (edges[i] - lo) * sx
         h = c / cmax * ph * 0.8          # headroom for the count and the p50/p95 labels
         body.append(_rect(x + 1, T + ph - h, step * sx - 2, h, "#4C78A8",
-                          f"{fmt_s(edges[i])} to {fmt_s(edges[i + 1])}: {c} logon{'s' if c != 1 else ''}"))
+                          f"{_tick_label(edges[i], step)} to {_tick_label(edges[i + 1], step)}: {c} logon{'s' if c != 1 else ''}"))
         body.append(_text(x + step * sx / 2, T + ph - h - 4, str(int(c)), anchor="middle"))
         marks += 1
     body += _x_axis(L, W - R, T + ph, lo, hi, step)
@@ -125,7 +152,7 @@ def duration_histogram(durations: np.ndarray, p50: float, p95: float, slow_s: fl
                       cls="ylabel").replace("<text ", f'<text transform="rotate(-90 12 {T + ph / 2:.0f})" '))
     marker_y = 14
     for v, name, colour in ((p50, "median (p50)", "#1b7837"), (p95, "p95", "#b2182b"), (slow_s, "slow limit", MUTED)):
-        if v is None or not (lo <= v <= hi):
+        if not _ok(v) or not (lo <= v <= hi):
             continue
         x = L + (v - lo) * sx
         body.append(f'<line class="mark" x1="{x:.1f}" y1="{marker_y - 8}" x2="{x:.1f}" y2="{T + ph}" '
@@ -144,14 +171,23 @@ def duration_histogram(durations: np.ndarray, p50: float, p95: float, slow_s: fl
 # ------------------------------------------------------------------------------------------
 
 def over_time(starts_ns: list[int], counts: list[int], p50: list[float], p95: list[float], bucket_s: int) -> str:
-    """p50 and p95 logon time per time bucket (lines, labelled at their ends) over logon counts (bars)."""
+    """p50 and p95 logon time per time bucket (lines, labelled at their ends) over logon counts (bars).
+
+    One bucket gives single points (no line); a missing or non-finite percentile is left out of
+    its line rather than drawn at a made-up height; no bucket at all gives an empty chart.
+    """
     W, H, L, R, T = 860, 320, 64, 80, 20
     line_h, gap, bar_h = 170, 40, 60
     n = len(starts_ns)
+    title = f"Logon time over the day (p50 and p95 per {period_words(bucket_s)} period) and number of logons"
+    if n == 0:
+        return _svg("over-time", W, H, title, [_text(W / 2, H / 2, "no logons", anchor="middle", fill=MUTED)], 0)
+    bucket_s = bucket_s if bucket_s > 0 else 1
     t0 = starts_ns[0] / 1e9
-    t1 = starts_ns[-1] / 1e9 + bucket_s
+    t1 = max(starts_ns[-1] / 1e9 + bucket_s, t0 + bucket_s)
     sx = (W - L - R) / (t1 - t0)
-    vmax = max(max(p95), max(p50), 0.001)
+    finite = [v for v in (*p95, *p50) if _ok(v)]
+    vmax = max([*finite, 0.001])
     ystep = nice_step(vmax, 4)
     ymax = math.ceil(vmax / ystep) * ystep
     if ymax < vmax * 1.05:
@@ -171,24 +207,28 @@ def over_time(starts_ns: list[int], counts: list[int], p50: list[float], p95: li
     xs = [L + (s / 1e9 + bucket_s / 2 - t0) * sx for s in starts_ns]
     label_y95 = -100.0
     for series, name, colour in ((p95, "p95", "#b2182b"), (p50, "median (p50)", "#1b7837")):
-        pts = " ".join(f"{x:.1f},{y_of(v):.1f}" for x, v in zip(xs, series, strict=True))
-        if n > 1:
+        known = [(x, v) for x, v in zip(xs, series, strict=True) if _ok(v)]
+        if not known:
+            continue
+        pts = " ".join(f"{x:.1f},{y_of(v):.1f}" for x, v in known)
+        if len(known) > 1:
             body.append(f'<polyline class="mark" points="{pts}" fill="none" stroke="{colour}" stroke-width="2">'
                         f'<title>{_e(name)} per {period_words(bucket_s)} period</title></polyline>')
             marks += 1
-        for x, v in zip(xs, series, strict=True):
+        for x, v in known:
             body.append(f'<circle class="mark" cx="{x:.1f}" cy="{y_of(v):.1f}" r="3.5" fill="{colour}">'
                         f'<title>{_e(name)} {_e(fmt_s(v))}</title></circle>')
             marks += 1
-        ly = y_of(series[-1]) + 4
+        last_x, last_v = known[-1]
+        ly = y_of(last_v) + 4
         if name != "p95" and abs(ly - label_y95) < 14:     # keep the two end labels apart
             ly = label_y95 + 14
         if name == "p95":
             label_y95 = ly
-        body.append(_text(xs[-1] + 8, ly, f"{name} {fmt_s(series[-1])}", fill=colour, weight="bold"))
+        body.append(_text(last_x + 8, ly, f"{name} {fmt_s(last_v)}", fill=colour, weight="bold"))
     # counts panel
     by = T + line_h + gap
-    cmax = max(counts) or 1
+    cmax = max(max(counts), 1)
     bw = max(bucket_s * sx * 0.8, 2)
     body.append(_text(L - 6, by + bar_h / 2, "logons", anchor="end", fill=MUTED))
     for x, c, s in zip(xs, counts, starts_ns, strict=True):
@@ -203,8 +243,7 @@ def over_time(starts_ns: list[int], counts: list[int], p50: list[float], p95: li
     every = max(1, math.ceil(n / 8))
     for i in range(0, n, every):
         body.append(_text(xs[i], ty + 15, _hm(starts_ns[i]), anchor="middle", fill=MUTED))
-    return _svg("over-time", W, H, f"Logon time over the day (p50 and p95 per {period_words(bucket_s)} period) and "
-                "number of logons", body, marks)
+    return _svg("over-time", W, H, title, body, marks)
 
 
 def _hm(ts_ns: int) -> str:
@@ -224,6 +263,7 @@ def budget_share_bars(rows: list[tuple[str, dict[str, float]]]) -> str:
     span = W - L - R
     for i, (label, secs) in enumerate(rows):
         y = T + i * pitch
+        secs = {c: float(v) for c, v in secs.items() if _ok(v) and v > 0}   # NaN, negative: nothing to draw
         total = sum(secs.values())
         body.append(_text(L - 8, y + bar / 2 - 2, label, anchor="end", weight="bold"))
         body.append(_text(L - 8, y + bar / 2 + 12, f"{fmt_s(total)} in all", anchor="end", fill=MUTED, size=11))
@@ -264,7 +304,9 @@ def budget_per_logon_bars(rows: list[tuple[str, float, dict[str, float]]]) -> st
     """One stacked bar per logon in seconds on a common axis, the total at each bar's end."""
     W, L, R, bar, pitch, T = 860, 190, 70, 22, 30, 8
     H = T + pitch * len(rows) + 30
-    vmax = max(total for _, total, _ in rows) or 1.0
+    rows = [(label, total if _ok(total) else 0.0, {c: float(v) for c, v in secs.items() if _ok(v) and v > 0})
+            for label, total, secs in rows]
+    vmax = max([total for _, total, _ in rows] + [0.0]) or 1.0
     step = nice_step(vmax, 6)
     hi = math.ceil(vmax / step) * step
     span = W - L - R
@@ -297,7 +339,7 @@ def waterfall(name: str, rows: list[dict], start_ns: int, end_ns: int) -> str:
     """Connections (rows) and their connect, TLS, request, server, answer, resend and PC intervals on one timeline."""
     W, L, R, T, pitch, bar = 1000, 300, 16, 8, 24, 16
     H = T + pitch * len(rows) + 30
-    dur = max((end_ns - start_ns) / 1e9, 1e-6)
+    dur = max((end_ns - start_ns) / 1e9, 1e-6)   # a zero-length logon still gets an axis
     step = nice_step(dur, 8)
     hi = math.ceil(dur / step) * step
     span = W - L - R
@@ -308,7 +350,7 @@ def waterfall(name: str, rows: list[dict], start_ns: int, end_ns: int) -> str:
         if i % 2 == 0:
             body.append(f'<rect x="0" y="{y - 4}" width="{W}" height="{pitch}" fill="#f6f6f6"/>')
         body.append(_text(L - 8, y + bar - 3, row["label"], anchor="end", size=11))
-        bars = sorted(row["bars"])
+        bars = sorted(b for b in row["bars"] if b[1] >= b[0])   # an interval ending before it starts: none
         starts = [L + (b[0] - start_ns) / 1e9 / hi * span for b in bars]
         for j, (t0, t1, cat, title, op) in enumerate(bars):
             x = starts[j]
@@ -335,6 +377,7 @@ def hbars(name: str, title: str, items: list[tuple[str, float, str]], colour: st
     """Horizontal bars with the label left and the value (plus a note) right of each bar."""
     W, L, R, T, pitch, bar = 860, 280, 250, 8, 24, 16
     H = T + pitch * len(items) + 6
+    items = [(label, float(v) if _ok(v) and v > 0 else 0.0, note) for label, v, note in items]
     vmax = max((v for _, v, _ in items), default=0) or 1.0
     span = W - L - R
     body: list[str] = []
