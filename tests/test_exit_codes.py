@@ -98,7 +98,7 @@ def test_packets_but_no_logons_is_exit_0_and_says_so_once(command, key, tmp_path
         assert said == []           # these do not look for logons
     else:
         assert len(said) == 1, text
-        assert "EPJ server" in said[0]           # and it says why
+        assert "EPJ port" in said[0]             # and it says why
     assert "Traceback" not in err
 
 
