@@ -150,6 +150,14 @@ SEGMENTS = _t(
     ("rto_frame", pl.Int64, "tcp.analysis.rto_frame: frame of that original transmission"),
     ("ack_rtt_s", pl.Float64, "tcp.analysis.ack_rtt: seconds from the acknowledged data segment to this ACK"),
     ("acks_frame", pl.Int64, "tcp.analysis.acks_frame: the data segment this ACK acknowledges"),
+    ("resend", pl.Boolean, "netdiag's resend: flagged retransmission (fast, spurious included) or carrying bytes the capture already saw, whatever tshark calls it (a quick resend is tshark's out-of-order); what connections.retransmitted_segments counts"),
+    ("bytes_seen_before", pl.Boolean, "some of the segment's bytes were captured before (below the highest sequence seen and outside the sequence holes): a resend of captured bytes; false for a first copy filling a hole"),
+    ("resend_of_frame", pl.Int64, "for a resend of captured bytes: the earliest still-unacknowledged frame that carried them (null when none, e.g. already acknowledged)"),
+    ("resend_wait_s", pl.Float64, "seconds from resend_of_frame to this resend"),
+    ("dsack_left_rel", pl.Int64, "first SACK block's left edge (relative, like tcp.ack) when it is a D-SACK (RFC 2883: below the cumulative ACK): the receiver got those bytes twice; null otherwise"),
+    ("dsack_right_rel", pl.Int64, "that D-SACK block's right edge (relative)"),
+    ("ip_id", pl.UInt16, "IPv4 identification of the packet (per-socket counter on Linux, one counter per host on Windows)"),
+    ("ip_ttl", pl.UInt8, "IPv4 TTL / IPv6 hop limit of the packet"),
 )
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +195,7 @@ CONNECTIONS = _t(
     ("bytes_s2c", pl.UInt64, "payload bytes server to client"),
     ("frame_bytes_c2s", pl.UInt64, "frame bytes client to server (what tshark -z conv,tcp counts)"),
     ("frame_bytes_s2c", pl.UInt64, "frame bytes server to client"),
-    ("retransmitted_segments", pl.UInt32, "segments flagged retransmission (fast and spurious included)"),
+    ("retransmitted_segments", pl.UInt32, "resent segments: flagged retransmission (fast and spurious included), and any segment carrying bytes the capture already saw whatever tshark calls it (tshark labels a resend within about one RTT of the highest segment out-of-order); segments.resend"),
     ("retransmitted_bytes", pl.UInt64, "payload bytes in those segments"),
     ("retransmission_stall_s", pl.Float64, "time lost waiting for resends: per resend, the gap since the previous packet of the connection, bounded by rto_s, summed without overlap"),
     ("fast_retransmissions", pl.UInt32, "segments flagged fast retransmission"),
@@ -201,6 +209,7 @@ CONNECTIONS = _t(
     ("nagle_stalls", pl.UInt32, "Nagle x delayed-ACK stalls: a small segment held until the peer's delayed ACK (30-500 ms beyond its round trip) of the sender's last data, then sent right after it (rule in netdiag/tcp/nagle.py; null for UDP)"),
     ("nagle_stall_s", pl.Float64, "seconds those held segments waited: per stall, the previous data segment to the held one, summed"),
     ("unseen_bytes", pl.UInt64, "bytes ACKed but never captured: sequence holes (and the tail past the last captured byte) below the peer's highest ACK, both directions; the capture dropped them, not the network"),
+    ("unseen_gaps", pl.UInt32, "in how many gaps those bytes were (holes the receiver acknowledged past; an unseen tail counts as one)"),
     ("state", pl.String, "Zeek conn_state: S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH (rules in netdiag/tcp/connections.py; UDP: SF both sides sent, S0 client only, SHR server only)"),
     ("history", pl.String, "Zeek history letters in order of first occurrence (upper case = client): S/s SYN, H/h SYN+ACK, A/a pure ACK, D/d payload, F/f FIN, R/r RST, T/t retransmission and W/w zero window at the 1st, 10th, 100th... (no C: checksums are not verified)"),
 )

@@ -38,9 +38,10 @@ Timing definitions (also in the schema):
 - A message's `first_ts_ns` is the earliest first-seen time of its bytes and `last_ts_ns` the
   latest (when it was complete at the capture point); `last_frame` is the frame completing it
   (Wireshark's "reassembled in").
-- `resend_s` (messages) and `retransmission_stall_s` (transactions): every retransmitted
-  segment (analyzer flag) stands for the interval [ts - rto_s, ts] (from the send it repeats
-  to the resend); the union of the intervals of the segments that overlap the message's (or the
+- `resend_s` (messages) and `retransmission_stall_s` (transactions): every resent segment
+  (segments.resend: tshark's retransmissions and resends of captured bytes, whatever tshark
+  calls them; not spurious ones, whose bytes the receiver had acknowledged) stands for the
+  interval [first copy, resend] (resend_wait_s, else tshark's rto_s); the union of the intervals of the segments that overlap the message's (or the
   transaction's request and response) bytes, in seconds. A resend counts even when it came
   after the message was complete at the capture point (a loss downstream of a sender-side
   capture).
@@ -94,7 +95,8 @@ TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 _GIOP_MAGIC = b"GIOP"
 _SEG_COLUMNS = ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "seq_rel", "ack_rel", "payload_len",
-                "payload_captured", "payload_offset", "retransmission", "rto_s", "ack_rtt_s")
+                "payload_captured", "payload_offset", "retransmission", "rto_s", "ack_rtt_s", "resend",
+                "spurious_retransmission", "resend_wait_s", "dsack_left_rel", "dsack_right_rel")
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 _EMPTY: dict[str, Any] = {}
 # Record.detail fields the pairing reads (everything else lives only in the JSON column).
@@ -102,7 +104,7 @@ PAIR_KEYS = frozenset({
     "more_fragments", "response_expected", "exception_id", "forward_host", "forward_port", "forward_type_id",
     "forward_tls_port", "ior_host", "ior_port", "ior_type_id", "ior_tls_port",
     "user_agent", "host", "qtype", "qclass", "answers", "sni", "chosen_version", "resumed",
-    "cipher_suite", "decrypted", "plaintext_protocol"})
+    "cipher_suite", "decrypted", "plaintext_protocol", "after_capture_gap"})
 
 
 def _parser(name: str) -> Any | None:
@@ -119,7 +121,8 @@ def _parser(name: str) -> Any | None:
 # Per-connection stream state and the cut/parse loop
 # ============================================================================================
 class _Conn:
-    __slots__ = ("conn_id", "dirs", "state", "proto", "mod", "ctx", "server_port", "tried", "skip_to", "tls")
+    __slots__ = ("conn_id", "dirs", "state", "proto", "mod", "ctx", "server_port", "tried", "skip_to", "tls",
+                 "gap_end")
 
     def __init__(self, conn_id: int) -> None:
         self.conn_id = conn_id
@@ -132,6 +135,7 @@ class _Conn:
         self.tried = [False, False]
         self.skip_to = [0, 0]  # per direction: the rest of a message a gap cut short ends here
         self.tls: TlsPlaintext | None = None  # decryption and inner parsing (key log given)
+        self.gap_end = [-1, -1]  # per direction: stream offset right after the latest capture gap
 
 
 class _MessageSink:
@@ -225,8 +229,8 @@ class StreamStats:
     connections_skipped: int = 0
     messages: int = 0
     malformed_messages: int = 0
-    gaps: int = 0
-    gap_bytes: int = 0
+    gaps: int = 0          # capture gaps: holes the receiver acknowledged past (connections.unseen_gaps)
+    gap_bytes: int = 0     # bytes in them: ACKed but never captured (connections.unseen_bytes)
     duplicate_bytes: int = 0
     unmatched_responses: int = 0
     by_protocol: dict[str, int] = field(default_factory=dict)
@@ -265,6 +269,7 @@ class StreamParser:
         self.done = np.zeros(1024, np.bool_)      # indexed by conn_id: parsed to their end, released
         self.sink = _MessageSink()
         self.events: list[pl.DataFrame] = []      # resend intervals (conn, dir, offsets, times)
+        self.dsacks: list[pl.DataFrame] = []      # D-SACK blocks: the receiver got those bytes twice
         self.parsers = {n: m for n in STREAM_PARSERS if (m := _parser(n)) is not None}
         self.dns = _parser("dns")
         self.stats = StreamStats()
@@ -318,16 +323,29 @@ class StreamParser:
         data = live.filter(pl.col("payload_captured") > 0)
         if packets is not None and data.height:
             self._learn_ports(data, packets)
-        # resend intervals: [ts - rto_s, ts] of every retransmitted segment
-        rex = data.filter(pl.col("retransmission"))
+        # resend intervals: [first copy, resend] of every resent segment (segments.resend: tshark's
+        # retransmissions and resends of captured bytes whatever tshark calls them), spurious ones
+        # (bytes acknowledged before the resend) left out: they cost the receiver nothing
+        if "resend" in live.columns:
+            is_rex = pl.col("resend") & ~pl.col("spurious_retransmission")
+            wait = pl.coalesce("resend_wait_s", "rto_s", pl.lit(0.0))
+        else:
+            is_rex, wait = pl.col("retransmission"), pl.col("rto_s").fill_null(0.0)
+        rex = data.filter(is_rex)
         if finished is not None:
-            rex = pl.concat([rex, finished.filter((pl.col("payload_captured") > 0) & pl.col("retransmission"))])
+            rex = pl.concat([rex, finished.filter((pl.col("payload_captured") > 0) & is_rex)])
+        if "dsack_left_rel" in live.columns:
+            ds = live.filter(pl.col("dsack_left_rel").is_not_null())
+            if ds.height:
+                self.dsacks.append(ds.select(
+                    "conn_id", direction=(1 - pl.col("direction").cast(pl.Int8)).cast(pl.UInt8),
+                    _dts=pl.col("ts_ns"), _dl=pl.col("dsack_left_rel") - 1, _dr=pl.col("dsack_right_rel") - 1))
         if rex.height:
             self.events.append(rex.select(
                 "conn_id", "direction",
                 start=pl.col("seq_rel") - 1,
                 end=pl.col("seq_rel") - 1 + pl.col("payload_len").cast(pl.Int64),
-                t0=pl.col("ts_ns") - (pl.col("rto_s").fill_null(0.0) * 1e9).cast(pl.Int64),
+                t0=pl.col("ts_ns") - (wait * 1e9).cast(pl.Int64),
                 t1=pl.col("ts_ns")))
         touched: set[int] = set(marks["conn_id"].to_list())
         if data.height:
@@ -580,6 +598,12 @@ class StreamParser:
         return recs
 
     def _emit(self, conn: _Conn, d: int, start: int, n: int, recs: list[Record], spans: list) -> None:
+        if start == conn.gap_end[d]:
+            # bytes right after a capture gap that no parser could frame: the rest of a message
+            # whose head the capture lost (pairing may still tie them to their request)
+            for rec in recs:
+                if rec.malformed or rec.msg_type in ("malformed", "unknown"):
+                    rec.detail = {**rec.detail, "after_capture_gap": True}
         for rec in recs or [Record(conn.proto or "", "unknown", malformed=True, reason="parser returned nothing")]:
             spans.append((start, start + n, self.sink.add(conn.conn_id, d, rec, n, start, (0, 0, 0, 0))))
 
@@ -632,6 +656,7 @@ class StreamParser:
                 for s0, e0, timing, rec in conn.tls.gap(d, why):
                     self.sink.add(conn.conn_id, d, rec, e0 - s0, s0, timing)
         sd.jump(to, frame)
+        conn.gap_end[d] = max(to, sd.pos)
 
     # ------------------------------------------------------------------ UDP (DNS)
     def feed_udp(self, udp: pl.DataFrame | None, payload: np.ndarray) -> None:
@@ -677,6 +702,16 @@ class StreamParser:
         msgs = self.sink.frame()
         if self.events:
             ev = pl.concat(self.events, how="vertical_relaxed")
+            if self.dsacks:
+                # a resend the receiver reported as a duplicate (D-SACK, RFC 2883) cost it nothing:
+                # the latest resend before each D-SACK block that the block covers
+                ds = pl.concat(self.dsacks, how="vertical_relaxed")
+                ev = ev.with_row_index("_e")
+                dup = (ev.join(ds, on=["conn_id", "direction"], how="inner")
+                       .filter((pl.col("_dl") <= pl.col("start")) & (pl.col("_dr") >= pl.col("end"))
+                               & (pl.col("t1") <= pl.col("_dts")))
+                       .sort("t1").group_by("_dts", "conn_id", "_dl").agg(pl.col("_e").last()))
+                ev = ev.filter(~pl.col("_e").is_in(dup["_e"].implode())).drop("_e")
         else:
             ev = pl.DataFrame(schema={"conn_id": pl.UInt32, "direction": pl.UInt8, "start": pl.Int64,
                                       "end": pl.Int64, "t0": pl.Int64, "t1": pl.Int64})
@@ -808,6 +843,8 @@ def _pair_giop(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats
                                                       "request_id", "operation", "malformed").iter_rows():
         det = details.get(row, _EMPTY)
         if bad and rid is None:  # garbage or a header we could not trust: nothing to pair on
+            if det.get("after_capture_gap"):
+                _answer_after_gap(open_req, conn, d, row)
             continue
         more = _more_fragments(det)
         if mtype in ("Request", "LocateRequest"):
@@ -851,6 +888,15 @@ def _pair_giop(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats
             part = frag_by_id.get((conn, d, rid)) if rid is not None else None
             if part is None:
                 part = frag_last.get((conn, d))
+            if part is None and rid is not None and (conn, 1 - d, rid) in open_req:
+                # a reply whose first fragment (its header) the capture lost: still its answer
+                t = open_req.pop((conn, 1 - d, rid))
+                t.rsp = _Part(row, more)
+                t.detail["response_header_not_captured"] = True
+                if more:
+                    frag_last[(conn, d)] = t.rsp
+                    frag_by_id[(conn, d, rid)] = t.rsp
+                continue
             if part is None or not part.open:
                 stats.unmatched_responses += 1
                 continue
@@ -864,6 +910,23 @@ def _pair_giop(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats
             t = open_req.get((conn, d, rid)) if rid is not None else None
             if t is not None:
                 t.detail["cancelled"] = True
+
+
+def _answer_after_gap(open_req: dict[tuple[int, int, int], _Txn], conn: int, d: int, row: int) -> None:
+    """Bytes after a capture gap that no parser could frame, in the answering direction of a GIOP
+    connection with a request still open: the rest of its reply, whose header the capture lost. The
+    reply is in the file, so the request is answered (status unknown). With several requests open
+    the oldest is taken (a synchronous client has one) and the pairing is marked inferred."""
+    cands = [(k, t) for k, t in open_req.items() if k[0] == conn and k[1] == 1 - d and t.rsp is None
+             and t.status != "oneway"]
+    if not cands:
+        return
+    key, t = min(cands, key=lambda kt: kt[1].req.rows[0] if kt[1].req else 0)
+    del open_req[key]
+    t.rsp = _Part(row)
+    t.detail["response_header_not_captured"] = True
+    if len(cands) > 1:
+        t.confidence = "inferred"
 
 
 def _pair_http(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats: StreamStats) -> None:
@@ -880,6 +943,13 @@ def _pair_http(m: pl.DataFrame, details: dict[int, dict], out: list[_Txn], stats
                 t.detail["host"] = det.get("host")
             out.append(t)
             queues.setdefault(conn, []).append(t)
+        elif d == 1 and mtype != "response" and det.get("after_capture_gap"):
+            # the rest of a response whose status line the capture lost: it answers the oldest open request
+            q = queues.get(conn)
+            if q:
+                t = q.pop(0)
+                t.rsp = _Part(row)
+                t.detail["response_header_not_captured"] = True
         elif mtype == "response" and d == 1:
             code = _status
             if code is not None and code.isdigit() and 100 <= int(code) < 200 and code != "101":
@@ -1432,8 +1502,15 @@ def _assemble_tables(sp: StreamParser, connections: pl.DataFrame, read_stats: An
     txns = build_transactions(msgs, sp.sink.details, connections, events, stats, sp.min_ack_rtt_ms)
     stats.messages = msgs.height
     stats.malformed_messages = int(msgs["malformed"].sum()) if msgs.height else 0
-    stats.gaps = gaps.height
-    stats.gap_bytes = int(gaps["bytes"].sum()) if gaps.height else 0
+    # capture loss: the one ACK-proven figure (connections.unseen_bytes: bytes the receiver
+    # acknowledged that the capture never saw), not the parser's stream gaps, which also hold
+    # holes nobody acknowledged and miss connections no parser read
+    if "unseen_bytes" in connections.columns and connections.height:
+        stats.gaps = int(connections["unseen_gaps"].sum()) if "unseen_gaps" in connections.columns else gaps.height
+        stats.gap_bytes = int(connections["unseen_bytes"].sum())
+    else:
+        stats.gaps = gaps.height
+        stats.gap_bytes = int(gaps["bytes"].sum()) if gaps.height else 0
     stats.by_protocol = dict(msgs.group_by("protocol").len().iter_rows()) if msgs.height else {}
     stats.tls_warnings = _tls_warnings(stats.tls_not_decrypted, connections)
     if read_stats is not None and hasattr(read_stats, "warnings"):

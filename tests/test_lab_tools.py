@@ -56,6 +56,24 @@ def test_rule_contains_matches_payload_text_and_counts_only_matching_frames():
         Rule({"action": "reorder"}, 3)
 
 
+def test_rule_drops_the_first_bare_ack_after_the_arming_frame_only():
+    # lost_ack_dsack: "the client's first bare ACK after the server's 2nd reply frame"
+    rule = Rule({"dir": "c2s", "proto": "tcp", "dport": 9100, "pure_ack": True, "nth": [1], "action": "drop",
+                 "after": {"dir": "s2c", "proto": "tcp", "sport": 9100, "payload": True, "nth": [2]}}, 0)
+    reply = bytes(Ether() / IP() / TCP(sport=9100, dport=40000, flags="PA") / (b"GIOP" + b"\0" * 40))
+    ack = bytes(Ether() / IP() / TCP(sport=40000, dport=9100, flags="A"))
+    data = bytes(Ether() / IP() / TCP(sport=40000, dport=9100, flags="PA") / (b"GIOP" + b"\0" * 40))
+    fin = bytes(Ether() / IP() / TCP(sport=40000, dport=9100, flags="FA"))
+    seq = [("c2s", ack), ("s2c", reply), ("c2s", ack), ("s2c", reply), ("c2s", data), ("c2s", fin), ("c2s", ack),
+           ("c2s", ack)]
+    got = []
+    for d, f in seq:
+        info = frame_info(f)
+        got.append(rule.decide(d, info, f))
+        rule.arm(d, info, f)
+    assert got == [None, None, None, None, None, None, "drop", None]
+
+
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_cut_frames_removes_exactly_the_chosen_frames_as_tshark_sees_it(tmp_path):
     src = LAB / "baseline.pcap"

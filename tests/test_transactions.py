@@ -125,6 +125,15 @@ def test_lab_giop_pairs_operations_statuses_and_exceptions_agree_with_tshark(cap
                 for r in t.filter(pl.col("rsp_first_ts_ns").is_not_null()).iter_rows(named=True)
                 if (r["client_port"], r["request_id"]) not in cut_short}
     reps = {k: v for k, v in reps.items() if k not in cut_short}
+    if cap.stem == "loss_c2s_before_capture":
+        # tshark labels the getUserContext request's resend a retransmission (a D-SACK ACK moved its
+        # next-sequence mark past the lost first copy) and does not dissect it; the server answered it
+        # (its own log, in the truth file)
+        srv = {r["request_id"]: r["op"] for r in json.loads(truth.read_text())["server_requests"]
+               if r.get("message_type") == "Request"}
+        missing = {k: v for k, v in ours_req.items() if k not in reqs}
+        assert list(missing.values()) == ["getUserContext"] and srv[next(iter(missing))[1]] == "getUserContext"
+        ours_req = {k: v for k, v in ours_req.items() if k in reqs}
     assert ours_req == reqs
     # tshark gives exception ids for SYSTEM_EXCEPTION only; user exceptions carry theirs in ours
     assert {k: (s, e if s == "SYSTEM_EXCEPTION" else None) for k, (s, e) in ours_rep.items()} == reps

@@ -42,6 +42,12 @@ KNOWN: dict[tuple[str, str], str] = {
     ("nagle_delayed_ack", "server_time_upper_bound"):
         "Nagle on: the first reply bytes wait in the server's socket for the ACK of earlier small data, so the "
         "wire shows them later than the server's write (that wait is the fault this capture shows)",
+    ("loss_c2s_before_capture", "giop_requests_by_op"):
+        "the getUserContext request's first copy was lost before the capture point; before its resend the "
+        "client's D-SACK ACK (seq past the lost request) moved tshark's next-sequence mark, so tshark labels the "
+        "resend a retransmission and does not dissect it as GIOP (the server did get and answer it)",
+    ("loss_c2s_before_capture", "server_time_requests_matched"):
+        "getUserContext: tshark does not dissect its request (labelled retransmission, see giop_requests_by_op)",
     ("storm", "server_time_upper_bound"):
         "20 ORB processes on 2 cores: a few ms pass between the server's logged write and the frame on the wire",
 }

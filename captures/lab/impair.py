@@ -14,8 +14,11 @@ Impairments (config keys):
   ``loss``: ``{"p": 0.02, "seed": 7, "tcp_payload_only": true}`` (seeded, so reproducible).
 - ``rules``: list of ``{"dir": "c2s"|"s2c", "proto": "tcp"|"udp", "sport", "dport", "syn": true
   (SYN without ACK), "payload": true (TCP/UDP payload > 0), "contains": "ascii text",
-  "nth": [1, 3] (1-based index among the frames this rule matched; default every one),
-  "action": "drop"|"delay", "delay_ms": N}``; the first rule that matches and selects decides.
+  "pure_ack": true (TCP, no payload, no SYN/FIN/RST: a bare ACK), "nth": [1, 3] (1-based index
+  among the frames this rule matched; default every one), "after": {a match spec with the same
+  keys} (the rule matches only frames that come after a frame matching this spec passed the
+  bridge: e.g. "the first bare ACK after the second reply frame"), "action": "drop"|"delay",
+  "delay_ms": N}``; the first rule that matches and selects decides.
 
 Every frame dropped or delayed is logged (JSON lines): receive and send times (UTC ns), direction,
 MD5 of the whole frame (what Wireshark shows as frame.md5_hash with frame.generate_md5_hash on),
@@ -101,9 +104,18 @@ class Rule:
         if self.action not in ("drop", "delay"):
             raise ValueError(f"rules[{index}].action must be drop or delay, not {self.action!r}")
         self.contains = spec["contains"].encode() if spec.get("contains") else None
+        self.after = Rule({**spec["after"], "action": "drop"}, index) if spec.get("after") else None
+        self.armed = self.after is None
+
+    def arm(self, direction: str, info: dict, frame: bytes) -> None:
+        """Arm a rule with an ``after`` spec once a frame matching that spec is seen."""
+        if not self.armed and self.after is not None and self.after.decide(direction, info, frame) is not None:
+            self.armed = True
 
     def decide(self, direction: str, info: dict, frame: bytes) -> str | None:
         s = self.spec
+        if not self.armed:
+            return None
         if s.get("dir", direction) != direction:
             return None
         if "proto" in s and info["proto"] != s["proto"]:
@@ -114,6 +126,9 @@ class Rule:
         if s.get("syn") and not (info["proto"] == "tcp" and "S" in info["flags"] and "A" not in info["flags"]):
             return None
         if s.get("payload") and info["payload_len"] == 0:
+            return None
+        if s.get("pure_ack") and not (info["proto"] == "tcp" and info["payload_len"] == 0 and "A" in info["flags"]
+                                      and not set(info["flags"]) & set("SFR")):
             return None
         if self.contains is not None:
             if info["payload_len"] == 0 or self.contains not in frame[info["payload_off"]:]:
@@ -162,6 +177,8 @@ class Bridge:
                 if act == "delay":
                     delay_ms += float(rule.spec.get("delay_ms", 0))
                 break
+        for rule in self.rules:   # after deciding: the arming frame itself is not matched
+            rule.arm(direction, info, frame)
         if action is None:
             loss = dcfg.get("loss")
             if loss and float(loss.get("p", 0)) > 0:

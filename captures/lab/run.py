@@ -443,6 +443,7 @@ def build_truth(sc: Scenario, work: Path, logs: dict, dns_log: Path, t0: int, t1
         },
         "capture_drops": removed,
         "expected": {
+            **sc.expected(),
             "logons": len(logons),
             "logons_ok": sum(1 for lg in logons if lg.get("outcome") == "ok"),
             # every logon the client logged ran to its end inside the capture (none cut by its start or end)

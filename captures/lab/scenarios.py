@@ -145,6 +145,44 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
                      "rules": [{"dir": "s2c", "proto": "tcp", "sport": 9100, "payload": True, "nth": [4, 5],
                                 "action": "drop"}]},
              expect_cause="loss_recovery_s"),
+    Scenario("lost_ack_dsack", "the client's first bare ACK after the authenticate reply (the ORB port's 2nd "
+             "reply frame) is dropped; the client thinks 300 ms between calls, so the server's loss probe resends "
+             "the reply the client already had and the client answers with a D-SACK; capture in the middle "
+             "(server-facing veth: the lost ACK is absent, the resend and the D-SACK are in the file). The resend "
+             "costs the logon nothing; client think is what it is made of",
+             capture_point="middle", client={"corba": {"think_ms": 300}},
+             impair={"rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "pure_ack": True, "nth": [1],
+                                "action": "drop",
+                                "after": {"dir": "s2c", "proto": "tcp", "sport": 9100, "payload": True,
+                                          "nth": [2]}}]},
+             expect_cause="client_s"),
+    Scenario("loss_c2s_before_capture", "the client's getUserContext and fetchPatientList requests (one segment "
+             "each) are dropped between the PC and a server-side capture point: the file holds only the resends, "
+             "which the client's kernel sends a loss-probe/RTO (~200 ms) later; 20 ms client think",
+             capture_point="server", client={"corba": {"think_ms": 20}},
+             impair={"rules": [{"dir": "c2s", "proto": "tcp", "dport": 9100, "contains": "getUserContext",
+                                "nth": [1], "action": "drop"},
+                               {"dir": "c2s", "proto": "tcp", "dport": 9100, "contains": "fetchPatientList",
+                                "nth": [1], "action": "drop"}]},
+             expect_cause="loss_recovery_s"),
+    Scenario("loss_end_reply_after_capture", "the first two copies of the logout reply (the logon's end) are "
+             "dropped after a server-side capture point: the file holds them and the third copy (a loss probe "
+             "~200 ms, then an RTO twice that, later), which is when the client got it; 10 ms client think, no "
+             "start-up pause",
+             capture_point="server", client={"corba": {"think_ms": 10, "startup_ms": 0}},
+             impair={"rules": [{"dir": "s2c", "proto": "tcp", "sport": 9100,
+                                "contains": "GIOP\u0001\u0002\u0001\u0001\u000c\u0000\u0000\u0000",
+                                "nth": [1, 2], "action": "drop"}]},
+             expect_cause="loss_recovery_s"),
+    Scenario("loss_s2c_sender_side", "3% seeded loss of server data frames after a server-side capture point "
+             "(the sender's side), 25 ms added each way and larger replies (getWorklist 120 KB, fetchPatientList "
+             "80 KB): most resends come within one round trip of the highest segment, which tshark labels "
+             "out-of-order; the server's TcpRetransSegs says how many there were",
+             capture_point="server",
+             impair={"c2s": {"delay_ms": 25}, "s2c": {"delay_ms": 25, "loss": {"p": 0.03, "seed": 3,
+                                                                             "tcp_payload_only": True}}},
+             server_ops={"getWorklist": {"reply_bytes": 120000}, "fetchPatientList": {"reply_bytes": 80000}},
+             expect_cause="network_rtt_s"),
     Scenario("slow_auth", "authenticate thinks 2000 ms at the server; capture at the server",
              capture_point="server", server_ops={"authenticate": {"think_ms": 2000}},
              expect_cause="server_s", expect_seconds=2.0),

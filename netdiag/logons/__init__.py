@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from netdiag.errors import NetdiagError
-from netdiag.logons.budget import budget_seconds, build_intervals, sweep
+from netdiag.logons.budget import budget_seconds, build_intervals, delivered_answers, sweep
 from netdiag.logons.findings import (
     build_findings,
     connection_findings,
@@ -43,7 +43,10 @@ from netdiag.schema import BUDGET_COLUMNS, CONNECTIONS, LOGONS, TRANSACTIONS
 # Columns of the segments table the budget and the findings read (kept from the one pass).
 SEGMENT_COLUMNS = ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "payload_len", "window_bytes",
                    "retransmission", "spurious_retransmission", "ack_lost_segment", "zero_window",
-                   "zero_window_probe", "window_full", "rto_s", "rto_frame", "ack_rtt_s", "acks_frame")
+                   "zero_window_probe", "window_full", "rto_s", "rto_frame", "ack_rtt_s", "acks_frame",
+                   "seq_rel", "next_seq_rel", "ack_rel", "fast_retransmission", "out_of_order", "lost_segment", "resend",
+                   "bytes_seen_before", "resend_of_frame", "resend_wait_s", "dsack_left_rel", "dsack_right_rel",
+                   "ip_id", "ip_ttl")
 
 _REQUEST_PROTOCOLS = ("giop", "http", "turn")
 _EXCEPTION_STATUSES = ("SYSTEM_EXCEPTION", "USER_EXCEPTION", "LOC_SYSTEM_EXCEPTION")
@@ -115,6 +118,8 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     prof = _as_profile(profile)
     connections = connections if connections.height else CONNECTIONS.empty()
     transactions = transactions if transactions.height else TRANSACTIONS.empty()
+    # answers as the client got them: a first copy lost after the capture point arrives with its resend
+    transactions = delivered_answers(transactions, segments)
     grouping = group_logons(connections, transactions, prof)
     lg = grouping.logons
     not_logons = pl.DataFrame(grouping.not_logons, schema=NOT_LOGON_SCHEMA)
@@ -190,6 +195,11 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
                                     logons_known=True)
     findings = build_findings(out, iv, cause_ns, connections, transactions, segments, members, prof, conn_rows)
     pop = population(logons_table, in_window)
+    maybe_lost = iv.filter((pl.col("category") == "unexplained_s") & (pl.col("won_ns") > 0))
+    if maybe_lost.height:
+        notes.append(f"{maybe_lost['logon_idx'].n_unique()} logon(s): {maybe_lost['won_ns'].sum() / 1e9:.3f} s "
+                     "unexplained: possibly loss before the capture point (a first copy that came a resend timer "
+                     "after its sender's previous packet; the IP IDs cannot tell)")
     return LogonAnalysis(logons_table, findings, pop, iv, orphan_connections=grouping.orphans, notes=notes,
                          streams=_Tables(connections, transactions), not_logons=not_logons,
                          unassigned_requests=grouping.unassigned_requests)

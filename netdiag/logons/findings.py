@@ -257,8 +257,9 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
         add("capture_loss", "warning", 0.0, lossy["logon_idx"].to_list(),
             f"The capture itself missed {nbytes} bytes in {lossy['logon_idx'].n_unique()} logon(s); "
             "these gaps are the recording's, not the network's, so read any loss figures with care.",
-            f"{nbytes} bytes were acknowledged by the receiver but never captured (ACKed unseen segments) on "
-            f"{lossy.height} connection(s): the switch mirror or the capture host dropped frames. Retransmission "
+            f"{nbytes} bytes were acknowledged by the receiver but never captured (ACKed unseen segments)"
+            + (f" in {int(lossy['unseen_gaps'].sum())} gap(s)" if "unseen_gaps" in lossy.columns else "")
+            + f" on {lossy.height} connection(s): the switch mirror or the capture host dropped frames. Retransmission "
             "and transfer times on these connections may be understated.",
             frames, lossy["conn_id"].to_list(),
             "tcp.analysis.ack_lost_segment" if not frames else None)

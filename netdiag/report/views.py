@@ -40,7 +40,7 @@ def tcp_health(connections: pl.DataFrame) -> pl.DataFrame:
                  pl.col("retransmission_stall_s").fill_null(0).sum().alias("resend_wait_s"),
                  pl.col("zero_window_events").cast(pl.Int64).sum().alias("zero_windows"),
                  pl.col("zero_window_s").fill_null(0).sum().alias("zero_window_s"),
-                 pl.col("lost_segments").cast(pl.Int64).sum().alias("capture_gaps"),
+                 pl.col("unseen_gaps").cast(pl.Int64).sum().alias("capture_gaps"),
                  pl.col("unseen_bytes").cast(pl.Int64).sum().alias("unseen_bytes"))
             .sort("connections", "server_ip", "server_port", descending=[True, False, False]))
 
@@ -63,7 +63,7 @@ def tcp_totals(connections: pl.DataFrame) -> dict[str, float | int | None]:
         "resend_wait_s": float(tcp["retransmission_stall_s"].fill_null(0).sum()),
         "zero_windows": int(tcp["zero_window_events"].cast(pl.Int64).sum()),
         "zero_window_s": float(tcp["zero_window_s"].fill_null(0).sum()),
-        "capture_gaps": int(tcp["lost_segments"].cast(pl.Int64).sum()),
+        "capture_gaps": int(tcp["unseen_gaps"].cast(pl.Int64).sum()),
         "unseen_bytes": int(tcp["unseen_bytes"].cast(pl.Int64).sum()),
     }
 

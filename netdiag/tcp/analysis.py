@@ -23,6 +23,15 @@ tests/test_tcp_oracle.py hold that agreement for each field.
   reordering window since the highest segment: the connection's initial RTT, or 3 ms when the
   handshake was not seen); otherwise retransmission, with rto/rto_frame taken from the oldest
   unacknowledged segment still listed.
+- netdiag's own resend count (not a Wireshark flag; the flags above stay tshark's): a segment
+  with payload whose bytes were captured before (below the highest sequence seen, outside the
+  recorded holes) is a resend whatever tshark calls it (`bytes_seen_before`; tshark labels a
+  resend within about one RTT of the highest segment out-of-order). `resend_of_frame` is the
+  earliest still-unacknowledged segment that carried those bytes. The connection's
+  retransmitted_segments/_bytes count these and tshark's retransmissions.
+- sequence holes (bytes never captured) open at any non-RST segment, bare ACKs included, whose
+  sequence number jumps past the highest seen; first copies fill them; when the list of holes is
+  full, holes the receiver acknowledged past are moved to a per-direction total (they are final).
 - acks_frame/ack_rtt from the peer's unacknowledged-segment list (an ACK equal to a segment's
   end); bytes in flight from the sender's list (payload method, Wireshark's default).
 
@@ -72,6 +81,9 @@ A_WINDOW_UPDATE = 0x0800
 A_WINDOW_FULL = 0x1000
 A_REUSED_PORTS = 0x2000
 A_SPURIOUS_RETRANSMISSION = 0x4000
+# not Wireshark's: the segment resends bytes the capture already saw (whatever tshark calls it:
+# at a sender-side capture a resend within the reordering window is tshark's "out-of-order")
+A_RESEND_BYTES = 0x10000
 
 # Wireshark's limits and thresholds (packet-tcp.c)
 MAX_UNACKED_SEGMENTS = 10000         # TCP_MAX_UNACKED_SEGMENTS: list length per direction
@@ -148,12 +160,14 @@ D_HISTBITS = 26         # Zeek letters already recorded in this direction
 D_RETRANS_N = 27        # count for Zeek's logarithmic T letter
 D_ZW_N = 28             # count for Zeek's logarithmic W letter
 D_NHOLES = 29
-D_HOLES = 30            # 8 holes, (start, end) raw sequence pairs: columns 30..45
-N_HOLES = 8
+D_HOLES = 30            # 16 holes, (start, end) raw sequence pairs: columns 30..61
+N_HOLES = 16            # open (not yet acknowledged past) at once; acknowledged ones move to D_UNSEEN_DONE
 D_BIF_OK = 30 + 2 * N_HOLES  # D_BIF_FIRST/LAST hold the unacked list's extent (else walk it)
 D_BIF_FIRST = D_BIF_OK + 1
 D_BIF_LAST = D_BIF_OK + 2
-D_NCOLS = D_BIF_OK + 3
+D_UNSEEN_DONE = D_BIF_OK + 3    # ACK-proven unseen bytes of holes moved off the full hole list
+D_UNSEEN_N_DONE = D_BIF_OK + 4  # ... and how many holes they were
+D_NCOLS = D_BIF_OK + 5
 
 # ---- unacked segment pool (P[idx, P_*]) ------------------------------------------------------
 P_SEQ = 0
@@ -178,7 +192,9 @@ O_RTO_NS = 10
 O_RTO_FRAME = 11
 O_RTT_NS = 12
 O_ACKS_FRAME = 13
-O_NCOLS = 14
+O_RESEND_FRAME = 14     # a resend of captured bytes: the frame that first carried them (-1 none)
+O_RESEND_NS = 15        # ... and the time since that frame
+O_NCOLS = 16
 
 # Zeek history letter bits (upper case = client); T and W are logarithmic (1st, 10th, 100th...)
 H_S, H_H, H_A, H_D, H_F, H_R = 1, 2, 4, 8, 16, 32
@@ -280,6 +296,49 @@ def _fill_holes(D, k, s, e):  # pragma: no cover - numba
 
 
 @njit(cache=True)
+def _hole_overlap(D, k, s, e):  # pragma: no cover - numba
+    """Bytes of raw range [s, e) that lie in direction k's holes (never captured)."""
+    total = 0
+    ln = (e - s) & M32
+    for h in range(D[k, D_NHOLES]):
+        a = (D[k, D_HOLES + 2 * h] - s) & M32
+        b = (D[k, D_HOLES + 2 * h + 1] - s) & M32
+        if a >= 0x80000000:
+            a = 0
+        if b >= 0x80000000:
+            continue
+        if a > ln:
+            a = ln
+        if b > ln:
+            b = ln
+        if b > a:
+            total += b - a
+    return total
+
+
+@njit(cache=True)
+def _flush_acked_holes(D, k):  # pragma: no cover - numba
+    """Move holes the receiver acknowledged past off the list (they can no longer be filled by a
+    first copy) into the per-direction unseen-bytes total, freeing slots for new holes."""
+    if D[k, D_MAXACKED_SET] == 0:
+        return
+    ma = D[k, D_MAXACKED]
+    n = D[k, D_NHOLES]
+    j = 0
+    for i in range(n):
+        hs = D[k, D_HOLES + 2 * i]
+        he = D[k, D_HOLES + 2 * i + 1]
+        if _le(he, ma):
+            D[k, D_UNSEEN_DONE] += (he - hs) & M32
+            D[k, D_UNSEEN_N_DONE] += 1
+        else:
+            D[k, D_HOLES + 2 * j] = hs
+            D[k, D_HOLES + 2 * j + 1] = he
+            j += 1
+    D[k, D_NHOLES] = j
+
+
+@njit(cache=True)
 def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen, frame_len,
                    mss, wscale, sackp, src_port, dst_port, server_port_lut,
                    flow_cur, C, D, H, P, meta, OUT):  # pragma: no cover - numba
@@ -369,6 +428,8 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         OUT[O_ACKS_FRAME, i] = -1
         OUT[O_FLAGS, i] = 0
         OUT[O_DUP_NUM, i] = 0
+        OUT[O_RESEND_FRAME, i] = -1
+        OUT[O_RESEND_NS, i] = -1
         if pr != 6:  # UDP
             if ln > 0:
                 _hist_once(C, D, H, c, d, H_D, 68)
@@ -468,6 +529,26 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                     ta |= A_ACK_LOST_PACKET
                 D[k, D_DUPACKNUM] = -1
             D[r, D_MAXSEQTOBEACKED] = D[r, D_NEXTSEQ]
+        # RESEND OF CAPTURED BYTES (netdiag's count, beside tshark's labels below): some of the
+        # segment's bytes lie below the highest sequence seen and outside the holes, so the
+        # capture already saw them. The original is the oldest listed unacked segment
+        # overlapping them (none when they were already acknowledged).
+        byte_resend = False
+        if (ln > 0 and nextseq != 0 and _lt(sq, nextseq)
+                and (ta & (A_KEEP_ALIVE | A_ZERO_WINDOW_PROBE)) == 0):
+            e2 = (sq + ln) & M32
+            if _gt(e2, nextseq):
+                e2 = nextseq
+            if ((e2 - sq) & M32) - _hole_overlap(D, k, sq, e2) > 0:
+                byte_resend = True
+                e1 = (sq + ln) & M32
+                u = D[k, D_LIST_HEAD]
+                while u >= 0:
+                    if _lt(P[u, P_SEQ], e1) and _gt(P[u, P_NEXTSEQ], sq) and (
+                            OUT[O_RESEND_FRAME, i] < 0 or P[u, P_TS] <= t - OUT[O_RESEND_NS, i]):
+                        OUT[O_RESEND_FRAME, i] = P[u, P_FRAME]
+                        OUT[O_RESEND_NS, i] = t - P[u, P_TS]
+                    u = P[u, P_NEXT]
         # RETRANSMISSION / FAST RETRANSMISSION / OUT-OF-ORDER / SPURIOUS
         if (ln > 0 or (fl & (TH_SYN | TH_FIN))) and (ta & A_KEEP_ALIVE) == 0:
             not_adv = nextseq != 0 and _lt(sq, nextseq)
@@ -496,16 +577,19 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                             OUT[O_RTO_FRAME, i] = P[u, P_FRAME]
                             u = P[u, P_NEXT]
         # ---- sequence-space holes, for unseen_bytes (bytes the capture never saw) ----
+        # (a bare ACK beyond the highest sequence opens a hole too: it moves that mark past bytes
+        # the capture never saw, e.g. a request cut from the file and the ACK that followed it)
         end = (sq + ln + (1 if (fl & (TH_SYN | TH_FIN)) else 0)) & M32
-        if ln > 0 or (fl & (TH_SYN | TH_FIN)):
-            if nextseq != 0 and _gt(sq, nextseq) and (ta & A_ZERO_WINDOW_PROBE) == 0:
-                nh = D[k, D_NHOLES]
-                if nh < N_HOLES:
-                    D[k, D_HOLES + 2 * nh] = nextseq
-                    D[k, D_HOLES + 2 * nh + 1] = sq
-                    D[k, D_NHOLES] = nh + 1
-            elif nextseq != 0 and _lt(sq, nextseq) and D[k, D_NHOLES] > 0:
-                _fill_holes(D, k, sq, end)
+        if nextseq != 0 and _gt(sq, nextseq) and (ta & A_ZERO_WINDOW_PROBE) == 0 and (fl & TH_RST) == 0:
+            if D[k, D_NHOLES] >= N_HOLES:
+                _flush_acked_holes(D, k)
+            nh = D[k, D_NHOLES]
+            if nh < N_HOLES:
+                D[k, D_HOLES + 2 * nh] = nextseq
+                D[k, D_HOLES + 2 * nh + 1] = sq
+                D[k, D_NHOLES] = nh + 1
+        elif (ln > 0 or (fl & (TH_SYN | TH_FIN))) and nextseq != 0 and _lt(sq, nextseq) and D[k, D_NHOLES] > 0:
+            _fill_holes(D, k, sq, end)
         # ---- remember this segment in the sender's unacked list ----
         nxt = (sq + ln) & M32
         if (ln > 0 or (fl & (TH_SYN | TH_FIN))) and D[k, D_LIST_COUNT] < MAX_UNACKED_SEGMENTS:
@@ -602,7 +686,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             elif is_ack and D[r, D_WIN_SCALE] == -2:
                 D[k, D_WIN_SCALE] = -2
         # ---- the segment's own output columns ----
-        OUT[O_FLAGS, i] = ta
+        OUT[O_FLAGS, i] = ta | (A_RESEND_BYTES if byte_resend else 0)
         base = D[k, D_BASE]
         OUT[O_SEQ_REL, i] = (sq - base) & M32
         OUT[O_NXT_REL, i] = (sq - base + ln + (1 if (fl & (TH_SYN | TH_FIN)) else 0)) & M32
@@ -612,13 +696,18 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         else:
             OUT[O_WIN, i] = w
         # ---- per-connection counters ----
-        if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION):
+        # resends: tshark's labels, and any segment whose bytes the capture already saw (whatever
+        # its label: tshark calls a quick resend "out-of-order")
+        if byte_resend or (ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION)):
             C[c, C_RETRANS_SEGS] += 1
             C[c, C_RETRANS_BYTES] += ln
             gap = t - prev_ts
             if OUT[O_RTO_NS, i] >= 0 and OUT[O_RTO_NS, i] < gap:
                 gap = OUT[O_RTO_NS, i]
+            elif OUT[O_RTO_NS, i] < 0 and OUT[O_RESEND_NS, i] >= 0 and OUT[O_RESEND_NS, i] < gap:
+                gap = OUT[O_RESEND_NS, i]
             C[c, C_STALL_NS] += gap
+        if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION):
             D[k, D_RETRANS_N] += 1
             _hist_log(C, H, c, d, D[k, D_RETRANS_N], 84)  # T
         if ta & A_FAST_RETRANSMISSION:
@@ -668,12 +757,16 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
 
 
 @njit(cache=True)
-def unseen_bytes_kernel(D, n_conns, out):  # pragma: no cover - numba
-    """Per connection: bytes the peer ACKed that were never captured (holes + unseen tail)."""
+def unseen_bytes_kernel(D, n_conns, out, out_gaps):  # pragma: no cover - numba
+    """Per connection: bytes the peer ACKed that were never captured (holes + unseen tail), and
+    in how many gaps (holes the receiver acknowledged past, each counted once)."""
     for c in range(n_conns):
         total = 0
+        gaps = 0
         for d in range(2):
             k = c * 2 + d
+            total += D[k, D_UNSEEN_DONE]
+            gaps += D[k, D_UNSEEN_N_DONE]
             if D[k, D_MAXACKED_SET] == 0 or D[k, D_NEXTSEQ] == 0:
                 continue
             ma = D[k, D_MAXACKED]
@@ -682,14 +775,18 @@ def unseen_bytes_kernel(D, n_conns, out):  # pragma: no cover - numba
                 he = D[k, D_HOLES + 2 * h + 1]
                 if _le(he, ma):
                     total += (he - hs) & M32
+                    gaps += 1
                 elif _gt(ma, hs):
                     total += (ma - hs) & M32
+                    gaps += 1
             nx = D[k, D_NEXTSEQ]
             if _gt(ma, nx):
                 tail = (ma - nx) & M32
                 if tail < 0x40000000:
                     total += tail
+                    gaps += 1
         out[c] = total
+        out_gaps[c] = gaps
 
 
 @njit(cache=True, inline="always")
@@ -769,6 +866,8 @@ FLAG_COLUMNS: dict[str, int] = {
     "retransmission": A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION,
     "fast_retransmission": A_FAST_RETRANSMISSION,
     "spurious_retransmission": A_SPURIOUS_RETRANSMISSION,
+    "resend": A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION | A_RESEND_BYTES,
+    "bytes_seen_before": A_RESEND_BYTES,
     "out_of_order": A_OUT_OF_ORDER,
     "lost_segment": A_LOST_PACKET,
     "ack_lost_segment": A_ACK_LOST_PACKET,
@@ -790,6 +889,18 @@ def _grow_rows(a: np.ndarray, rows: int) -> np.ndarray:
     out = np.zeros((rows,) + a.shape[1:], a.dtype)
     out[: a.shape[0]] = a
     return out
+
+
+def _dsack_columns() -> list[pl.Expr]:
+    """The first SACK block in relative sequence numbers when it reports a duplicate (RFC 2883
+    D-SACK: it lies below the cumulative ACK), else null. Relative like tcp.ack: the peer's base
+    is the raw ACK minus ack_rel."""
+    def rel(raw: str) -> pl.Expr:
+        return ((pl.col(raw).cast(pl.Int64) - pl.col("tcp_ack").cast(pl.Int64) + pl.col("ack_rel")) % (1 << 32))
+    dsack = ((pl.col("tcp_sack_blocks") > 0) & ((pl.col("tcp_flags").cast(pl.Int64) & TH_ACK) != 0)
+             & (rel("tcp_sack_left") < pl.col("ack_rel")) & (rel("tcp_sack_left") < rel("tcp_sack_right")))
+    return [pl.when(dsack).then(rel("tcp_sack_left")).otherwise(None).alias("dsack_left_rel"),
+            pl.when(dsack).then(rel("tcp_sack_right")).otherwise(None).alias("dsack_right_rel")]
 
 
 def _ns_or_null(name: str, out: str) -> pl.Expr:
@@ -949,14 +1060,15 @@ class TcpAnalyzer:
                 else pl.Series(acksf)}))
             return self._empty_segments()
         res = sel.select("frame", "ts_ns", "tcp_flags", "payload_len", "payload_offset",
-                         "payload_captured", "src_port", "dst_port").with_columns(
+                         "payload_captured", "src_port", "dst_port", "ip_id", "ip_ttl", "tcp_ack",
+                         "tcp_sack_blocks", "tcp_sack_left", "tcp_sack_right").with_columns(
             pl.Series("conn_id", out[O_CONN]).cast(pl.UInt32),
             pl.Series("direction", out[O_DIR]).cast(pl.UInt8),
             *(pl.Series(name, out[j]) for name, j in (
                 ("seq_rel", O_SEQ_REL), ("next_seq_rel", O_NXT_REL), ("ack_rel", O_ACK_REL),
                 ("window_bytes", O_WIN), ("_bif", O_BIF), ("_f", O_FLAGS), ("duplicate_ack_num", O_DUP_NUM),
                 ("_dupf", O_DUP_FRAME), ("_rto", O_RTO_NS), ("_rtof", O_RTO_FRAME), ("_rtt", O_RTT_NS),
-                ("_acksf", O_ACKS_FRAME))))
+                ("_acksf", O_ACKS_FRAME), ("_rsf", O_RESEND_FRAME), ("_rsns", O_RESEND_NS))))
         all_tcp = bool(is_tcp.all())
         udp = res.clear() if all_tcp else res.filter(pl.Series(~is_tcp))
         self.last_udp = udp.select(UDP_COLUMNS)
@@ -965,7 +1077,9 @@ class TcpAnalyzer:
             [((pl.col("_f") & bit) != 0).alias(name) for name, bit in FLAG_COLUMNS.items()]
             + [_int_or_null("_bif", "bytes_in_flight"), _int_or_null("_dupf", "duplicate_ack_frame"),
                _ns_or_null("_rto", "rto_s"), _int_or_null("_rtof", "rto_frame"),
-               _ns_or_null("_rtt", "ack_rtt_s"), _int_or_null("_acksf", "acks_frame")])
+               _ns_or_null("_rtt", "ack_rtt_s"), _int_or_null("_acksf", "acks_frame"),
+               _int_or_null("_rsf", "resend_of_frame"), _ns_or_null("_rsns", "resend_wait_s"),
+               *_dsack_columns()])
         seg = self._conform(seg)
         self._nagle.feed(seg)
         return seg

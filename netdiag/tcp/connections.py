@@ -81,7 +81,8 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
     cl = D[0::2]
     sv = D[1::2]
     unseen = np.zeros(n, np.int64)
-    a.unseen_bytes_kernel(D, n, unseen)
+    unseen_gaps = np.zeros(n, np.int64)
+    a.unseen_bytes_kernel(D, n, unseen, unseen_gaps)
     last_ts = C[:, a.C_LAST_TS]
     # zero windows still open at the end count until the connection's last packet
     zw = C[:, a.C_ZW_NS].copy()
@@ -144,6 +145,7 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
         "window_full_events": C[:, a.C_WINFULL],
         "keep_alives": C[:, a.C_KEEPALIVE],
         "unseen_bytes": unseen,
+        "unseen_gaps": unseen_gaps,
         "state": states,
         "history": hist,
     })
