@@ -32,10 +32,7 @@ NAMES = sorted(p.name.removesuffix(".truth.json") for p in LAB.glob("*.truth.jso
 MS = 1_000_000
 
 # (scenario, check) -> why it fails today and which branch fixes it
-XFAIL: dict[tuple[str, str], str] = {
-    ("loss_c2s", "cause"): "loss before a server-side capture point is booked as client time today "
-                           "(issue 11 item 4); fixed by branch loss",
-}
+XFAIL: dict[tuple[str, str], str] = {}
 
 
 def _params(check: str, names: list[str]) -> list:
