@@ -14,7 +14,7 @@ its tcp.analysis labels). None comes from netdiag.
   capture point; the client got the resend, so the logon ends there.
 - loss_s2c (middle) and loss_s2c_sender_side (server, 25 ms each way): server data captured before
   the bridge drops it; resends tshark calls out-of-order count too (loss_s2c_sender_side: 6 resends,
-  tshark 5 out-of-order + 1 retransmission, the server's TcpRetransSegs 6).
+  tshark 4 out-of-order + 2 retransmission in the committed run, the server's TcpRetransSegs 6).
 """
 
 from __future__ import annotations
