@@ -84,7 +84,7 @@ PACKETS = _t(
     ("frame_len", pl.UInt32, "original length of the frame on the wire"),
     ("cap_len", pl.UInt32, "bytes of the frame present in the capture (less than frame_len when snaplen-cut)"),
     ("vlan_id", pl.UInt16, "outermost 802.1Q VLAN id (0 when untagged)"),
-    ("ip_version", pl.UInt8, "4 or 6; 0 when the frame carries no IP packet we could decode"),
+    ("ip_version", pl.UInt8, "4 or 6; 0 when the frame carries no IP packet we could decode. Tunnels are followed (MPLS, GRE, ERSPAN I/II/III, VXLAN, IP in IP, pseudowire Ethernet): the IP and TCP/UDP columns describe the innermost packet, as Wireshark shows it"),
     ("src_ip_hi", pl.UInt64, "source address, high 64 bits (IPv4 is stored v4-mapped ::ffff:a.b.c.d)"),
     ("src_ip_lo", pl.UInt64, "source address, low 64 bits"),
     ("dst_ip_hi", pl.UInt64, "destination address, high 64 bits"),
@@ -93,6 +93,7 @@ PACKETS = _t(
     ("ip_ttl", pl.UInt8, "IPv4 TTL or IPv6 hop limit"),
     ("ip_id", pl.UInt16, "IPv4 identification (0 for IPv6)"),
     ("ip_fragment", pl.Boolean, "IP fragment (MF set or non-zero offset); ports/TCP fields only on the first fragment"),
+    ("ip_len", pl.UInt32, "IP packet length (IPv4 total length, IPv6 40 + payload length) as the header says, but never more than the frame had on the wire after the headers before it (like Wireshark; such frames are counted in ReadStats.ip_length_clamped_frames); for a tunnelled frame, the innermost packet's"),
     ("src_port", pl.UInt16, "TCP/UDP source port (0 when not TCP/UDP)"),
     ("dst_port", pl.UInt16, "TCP/UDP destination port"),
     ("tcp_flags", pl.UInt16, "TCP flags: FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 ECE 0x40 CWR 0x80 NS 0x100"),
@@ -195,6 +196,8 @@ CONNECTIONS = _t(
     ("bytes_s2c", pl.UInt64, "payload bytes server to client"),
     ("frame_bytes_c2s", pl.UInt64, "frame bytes client to server (what tshark -z conv,tcp counts)"),
     ("frame_bytes_s2c", pl.UInt64, "frame bytes server to client"),
+    ("ip_bytes_c2s", pl.UInt64, "IP bytes client to server (sum of packets.ip_len; Zeek's orig_ip_bytes)"),
+    ("ip_bytes_s2c", pl.UInt64, "IP bytes server to client (Zeek's resp_ip_bytes)"),
     ("retransmitted_segments", pl.UInt32, "resent segments: flagged retransmission (fast and spurious included), and any segment carrying bytes the capture already saw whatever tshark calls it (tshark labels a resend within about one RTT of the highest segment out-of-order); segments.resend"),
     ("retransmitted_bytes", pl.UInt64, "payload bytes in those segments"),
     ("retransmission_stall_s", pl.Float64, "time lost waiting for resends: per resend, the gap since the previous packet of the connection, bounded by rto_s, summed without overlap"),
@@ -210,8 +213,8 @@ CONNECTIONS = _t(
     ("nagle_stall_s", pl.Float64, "seconds those held segments waited: per stall, the previous data segment to the held one, summed"),
     ("unseen_bytes", pl.UInt64, "bytes ACKed but never captured: sequence holes (and the tail past the last captured byte) below the peer's highest ACK, both directions; the capture dropped them, not the network"),
     ("unseen_gaps", pl.UInt32, "in how many gaps those bytes were (holes the receiver acknowledged past; an unseen tail counts as one)"),
-    ("state", pl.String, "Zeek conn_state: S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH (rules in netdiag/tcp/connections.py; UDP: SF both sides sent, S0 client only, SHR server only)"),
-    ("history", pl.String, "Zeek history letters in order of first occurrence (upper case = client): S/s SYN, H/h SYN+ACK, A/a pure ACK, D/d payload, F/f FIN, R/r RST, T/t retransmission and W/w zero window at the 1st, 10th, 100th... (no C: checksums are not verified)"),
+    ("state", pl.String, "Zeek conn_state: S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH, from Zeek's endpoint states (rules in netdiag/tcp/connections.py; UDP: SF both sides sent, S0 client only, SHR server only); a SYN after a FIN or RST starts a new row, as in Zeek"),
+    ("history", pl.String, "Zeek history (upper case = client, as Zeek's originator): ^ first packet from the server (missed SYN), S/s SYN, H/h SYN+ACK, A/a pure ACK, D/d payload, F/f FIN, R/r RST (S, F, R again at a new sequence number), I FIN+RST, Q other multi-flag, T/t resent payload, W/w zero window, G/g content gap (these three at the 1st, 10th, 100th...); no C: checksums are not verified. Rules and Zeek sources: netdiag/tcp/connections.py"),
 )
 
 # --------------------------------------------------------------------------------------------

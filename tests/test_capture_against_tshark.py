@@ -39,7 +39,18 @@ def test_every_column_matches_tshark(name: str) -> None:
     assert len(theirs) > 0
     assert len(cap.packets) == len(theirs)
     assert compare(our_rows(cap), theirs) == []
-    assert cap.stats.warnings == []
+    assert [(w.frame, w.message) for w in cap.stats.warnings] == EXPECTED_WARNINGS.get(name, [])
+
+
+# Warnings that are right for a file (tshark sees the same problem in the same frame)
+EXPECTED_WARNINGS = {
+    # the obsolete Packet Block on the Ethernet interface holds raw IP bytes: its "ethertype" is 0x0a00
+    "pcapng_multi.pcapng": [(5, "1 frame(s) with ethertype 0x0a00, which netdiag does not decode: counted but "
+                                "not analysed")],
+    # tshark: "IPv4 total length exceeds packet length (46 bytes)" (the Simple Packet Block's frame is 60 bytes)
+    "pcapng_spb.pcapng": [(2, "1 frame(s) whose IP header claims more bytes than the frame had on the wire: "
+                              "counted with the frame's length, as Wireshark does")],
+}
 
 
 @pytest.mark.parametrize("name", [n for n in GOOD if "link_type" in EXPECTED.get(n, {})])

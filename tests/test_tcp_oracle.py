@@ -154,10 +154,18 @@ def test_segment_judgements_agree_with_tshark(path: Path, tmp_path: Path) -> Non
     n = j.height
     problems: list[str] = []
 
-    # tcp.stream <-> conn_id is one-to-one
+    # tcp.stream <-> conn_id is one-to-one, except where Zeek's rule splits a stream: a SYN after a
+    # FIN or RST starts a new conn_id (netdiag/tcp/connections.py); tshark keeps one stream
     pairs = j.select(pl.col("conn_id"), _as_int("tcp.stream").alias("stream")).unique()
-    if pairs["conn_id"].n_unique() != pairs.height or pairs["stream"].n_unique() != pairs.height:
-        problems.append(f"conn_id/tcp.stream not one-to-one: {pairs.sort('conn_id').rows()[:10]}")
+    if pairs["conn_id"].n_unique() != pairs.height:
+        problems.append(f"a conn_id spans several tcp.streams: {pairs.sort('conn_id').rows()[:10]}")
+    for stream, ids in pairs.group_by("stream").agg(pl.col("conn_id").sort()).iter_rows():
+        for before, after in zip(ids, ids[1:], strict=False):
+            first = j.filter(pl.col("conn_id") == after).sort("frame").row(0, named=True)
+            closed = j.filter((pl.col("conn_id") == before) & ((pl.col("tcp_flags") & 0x05) != 0)).height
+            if not (first["tcp_flags"] & 0x12) == 0x02 or not closed:
+                problems.append(f"tcp.stream {stream} split into conn_ids {before}, {after} without a SYN "
+                                f"after a FIN/RST (frame {first['frame']})")
 
     def check(name: str, ok: pl.Series, detail: pl.DataFrame) -> None:
         bad = n - int(ok.sum())
@@ -262,6 +270,16 @@ def test_connections_match_tshark_conversations(path: Path, tmp_path: Path) -> N
                     "reassemble fragments and leaves them out, tshark counts the first fragment")
     convs = meta["tcp"]
     tcp = res.connections.filter(pl.col("transport") == "tcp")
+    # a tcp.stream that Zeek's rule split into several conn_ids (a SYN after a FIN/RST) is one
+    # tshark conversation: add its rows up
+    stream_of = (res.segments.select(pl.col("frame").cast(pl.Int64), "conn_id")
+                 .join(theirs.select(_as_int("frame.number").alias("frame"), _as_int("tcp.stream").alias("stream")),
+                       on="frame").select("conn_id", "stream").unique())
+    tcp = (tcp.join(stream_of, on="conn_id", how="left")
+           .with_columns(pl.col("stream").fill_null(-1 - pl.col("conn_id").cast(pl.Int64)))
+           .group_by("stream", maintain_order=True)
+           .agg(pl.col("client_ip", "client_port", "server_ip", "server_port").first(),
+                pl.col("packets_c2s", "packets_s2c", "frame_bytes_c2s", "frame_bytes_s2c").sum()))
     assert len(convs) == tcp.height, f"{path.name}: tshark lists {len(convs)} TCP conversations, netdiag {tcp.height}"
     ours = {}
     for r in tcp.iter_rows(named=True):
@@ -298,6 +316,11 @@ def test_udp_flows_match_tshark_conversations(path: Path, tmp_path: Path) -> Non
     if meta["routing"]:
         pytest.skip(f"{path.name}: IPv6 routing header: tshark keys the conversation on the final "
                     "destination, the packets table holds the header's destination address")
+    if path.name == "unknown.pcap" and path.parent.name == "tunnels":
+        pytest.skip("frames 1-2 are DNS inside PPPoE, which tshark decodes and netdiag does not (it warns: "
+                    "tests/test_capture_tunnels.py)")
+    # tshark lists the outer UDP of VXLAN (port 4789) too; netdiag analyses the inner packets
+    convs = [c for c in convs if 4789 not in (int(c[1]), int(c[3]))]
     # endpoints as a sorted list: frozensets only order by inclusion, which made sorted() depend on input order
     want = sorted((sorted([(a, int(ap)), (b, int(bp))]), int(fi) + int(fo)) for a, ap, b, bp, fi, _, fo, _ in convs)
     got = sorted((sorted([(r["client_ip"], r["client_port"]), (r["server_ip"], r["server_port"])]),

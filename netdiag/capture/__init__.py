@@ -84,6 +84,9 @@ class ReadStats:
     duplicates_removed: int = 0
     snaplen_cut_frames: int = 0
     non_ip_frames: int = 0
+    ip_length_clamped_frames: int = 0   # IP header claimed more than the frame had (see packets.ip_len)
+    tunneled_frames: int = 0            # frames analysed by their inner packet (MPLS, GRE, ERSPAN, VXLAN ...)
+    undecoded_frames: int = 0           # frames whose encapsulation netdiag does not decode (warned per kind)
     bytes_read: int = 0
     dedup_window_ns: int = DEFAULT_WINDOW_NS
     warnings: list[CaptureWarning] = field(default_factory=list)

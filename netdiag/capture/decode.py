@@ -28,8 +28,8 @@ N_I64 = 3
 U64_SRC_HI, U64_SRC_LO, U64_DST_HI, U64_DST_LO = 0, 1, 2, 3
 N_U64 = 4
 (U32_FRAME_LEN, U32_CAP_LEN, U32_SEQ, U32_ACK, U32_TS_VAL, U32_TS_ECR, U32_SACK_LEFT,
- U32_SACK_RIGHT, U32_PAYLOAD_LEN, U32_PAYLOAD_CAPTURED) = range(10)
-N_U32 = 10
+ U32_SACK_RIGHT, U32_PAYLOAD_LEN, U32_PAYLOAD_CAPTURED, U32_IP_LEN) = range(11)
+N_U32 = 11
 (U16_INTERFACE, U16_LINK_TYPE, U16_VLAN, U16_IP_ID, U16_SRC_PORT, U16_DST_PORT, U16_TCP_FLAGS,
  U16_WINDOW, U16_MSS) = range(9)
 N_U16 = 9
@@ -41,12 +41,27 @@ N_I8 = 1
 # Ethertypes (IEEE 802.3 / IANA)
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 ETH_VLAN, ETH_QINQ, ETH_QINQ_OLD = 0x8100, 0x88A8, 0x9100
+ETH_MPLS, ETH_MPLS_MC = 0x8847, 0x8848          # RFC 3032 label stack
+ETH_TEB = 0x6558                                 # transparent Ethernet bridging (GRE, RFC 1701)
+ETH_ERSPAN_2, ETH_ERSPAN_3 = 0x88BE, 0x22EB      # GRE protocol of ERSPAN I/II and III
+VXLAN_PORT = 4789                                # RFC 7348
+MAX_TUNNEL_DEPTH = 4                             # nested encapsulations followed per frame
+# Ethertypes that carry no IP and are no encapsulation: counted as non-IP, never warned about
+# (ARP, RARP, LACP/slow protocols, EAPOL, LLDP, PTP, MACsec is *not* here: it hides IP)
+PLAIN_NON_IP = (0x0806, 0x8035, 0x8809, 0x888E, 0x88CC, 0x88F7, 0x9000, 0x88E5)
+
+# Why a frame's IP could not be reached (kernel `undecoded` codes; reader.py words them)
+UD_NONE, UD_ETHERTYPE, UD_MPLS_PAYLOAD, UD_GRE, UD_ERSPAN, UD_TOO_DEEP, UD_CUT = range(7)
+N_UD = 7
 
 # Link types this kernel understands (LINKTYPE_* numbers, see linktypes.py)
 SUPPORTED_LINK_TYPES = (0, 1, 12, 14, 101, 108, 113, 228, 229, 276)
 
-# Kernel counters (returned array positions)
-CNT_ROWS, CNT_PAYLOAD, CNT_DUPS, CNT_NON_IP, CNT_SNAPCUT = 0, 1, 2, 3, 4
+# Kernel counters (returned array positions); then per UD_* code: count, first frame, detail
+CNT_ROWS, CNT_PAYLOAD, CNT_DUPS, CNT_NON_IP, CNT_SNAPCUT, CNT_IPLEN_CLAMPED, CNT_IPLEN_FIRST = range(7)
+CNT_TUNNELED = 7
+CNT_UD = 8                      # CNT_UD + 3 * code + (0 count, 1 first frame, 2 detail: ethertype...)
+N_COUNTERS = CNT_UD + 3 * N_UD
 
 
 @njit(cache=True, inline="always")
@@ -74,28 +89,30 @@ def _be64u(b, p):
 
 @njit(cache=True)
 def _link_to_l3(b, off, end, link):
-    """Return (l3 offset, kind, vlan) where kind is 4, 6, or 0 when no IP follows."""
+    """Return (l3 offset, kind, vlan, why, detail): kind 4, 6, or 0 when no IP follows (why/detail
+    then say what stopped us: a UD_* code and e.g. the ethertype), or 1 for an inner Ethernet frame
+    (a pseudowire) at the offset."""
     vlan = 0
     etype = -1
     p = off
     if link == 1:  # Ethernet II, 802.1Q / 802.1ad tags
         if end - off < 14:
-            return p, 0, 0
+            return p, 0, 0, UD_CUT, 0
         etype = _be16(b, off + 12)
         p = off + 14
     elif link == 113:  # Linux cooked v1: 16-byte header, protocol at 14
         if end - off < 16:
-            return p, 0, 0
+            return p, 0, 0, UD_CUT, 0
         etype = _be16(b, off + 14)
         p = off + 16
     elif link == 276:  # Linux cooked v2: 20-byte header, protocol at 0
         if end - off < 20:
-            return p, 0, 0
+            return p, 0, 0, UD_CUT, 0
         etype = _be16(b, off)
         p = off + 20
     elif link == 0 or link == 108:  # BSD loopback: 4-byte address family
         if end - off < 4:
-            return p, 0, 0
+            return p, 0, 0, UD_CUT, 0
         if link == 108:
             af = _be32(b, off)
         else:  # host byte order of the capturing machine: guess like Wireshark
@@ -104,25 +121,25 @@ def _link_to_l3(b, off, end, link):
                 af = _be32(b, off)
         p = off + 4
         if af == 2:
-            return p, 4, 0
+            return p, 4, 0, UD_NONE, 0
         if af == 10 or af == 24 or af == 28 or af == 30:
-            return p, 6, 0
-        return p, 0, 0
+            return p, 6, 0, UD_NONE, 0
+        return p, 0, 0, UD_NONE, 0
     elif link == 101 or link == 12 or link == 14:  # raw IP: version nibble decides
         if end - off < 1:
-            return p, 0, 0
+            return p, 0, 0, UD_CUT, 0
         v = b[off] >> 4
         if v == 4:
-            return p, 4, 0
+            return p, 4, 0, UD_NONE, 0
         if v == 6:
-            return p, 6, 0
-        return p, 0, 0
+            return p, 6, 0, UD_NONE, 0
+        return p, 0, 0, UD_NONE, 0
     elif link == 228:
-        return p, 4, 0
+        return p, 4, 0, UD_NONE, 0
     elif link == 229:
-        return p, 6, 0
+        return p, 6, 0, UD_NONE, 0
     else:
-        return p, 0, 0
+        return p, 0, 0, UD_NONE, 0
     first = True
     while (etype == ETH_VLAN or etype == ETH_QINQ or etype == ETH_QINQ_OLD) and p + 4 <= end:
         if first:
@@ -130,11 +147,154 @@ def _link_to_l3(b, off, end, link):
             first = False
         etype = _be16(b, p + 2)
         p += 4
+    if etype == ETH_MPLS or etype == ETH_MPLS_MC:  # label stack down to bottom-of-stack (S bit)
+        while p + 4 <= end and (b[p + 2] & 1) == 0:
+            p += 4
+        if p + 4 > end:
+            return p, 0, vlan, UD_CUT, 0
+        p += 4
+        if p >= end:
+            return p, 0, vlan, UD_CUT, 0
+        nib = b[p] >> 4
+        if nib == 4:
+            return p, 4, vlan, UD_NONE, 0
+        if nib == 6:
+            return p, 6, vlan, UD_NONE, 0
+        if nib == 0 and p + 4 + 14 <= end:  # pseudowire control word (RFC 4385), then Ethernet
+            return p + 4, 1, vlan, UD_NONE, 0
+        return p, 0, vlan, UD_MPLS_PAYLOAD, nib
     if etype == ETH_IPV4:
-        return p, 4, vlan
+        return p, 4, vlan, UD_NONE, 0
     if etype == ETH_IPV6:
-        return p, 6, vlan
-    return p, 0, vlan
+        return p, 6, vlan, UD_NONE, 0
+    if etype < 0x0600:  # an 802.3 length field: LLC (spanning tree, CDP ...), no IP
+        return p, 0, vlan, UD_NONE, 0
+    for e in PLAIN_NON_IP:
+        if etype == e:
+            return p, 0, vlan, UD_NONE, 0
+    return p, 0, vlan, UD_ETHERTYPE, etype
+
+
+@njit(cache=True)
+def _tunnel(b, p, end, wire_end):
+    """If the IP packet at p carries a tunnel netdiag follows, return (inner offset, inner link,
+    why, detail); inner link -1 = no tunnel here (decode this IP packet itself).
+
+    GRE (RFC 2784/2890: checksum, key, sequence options; version 0 only) carrying IPv4, IPv6,
+    transparent Ethernet bridging, MPLS or ERSPAN (type I/II: GRE 0x88BE with 8-byte header when the
+    sequence bit is set, type I without; type III: 0x22EB, 12 bytes + 8-byte platform sub-header
+    when its O bit is set); VXLAN (UDP port 4789, I flag, 8 bytes, then Ethernet); IP in IP
+    (protocol 4 and 41). Wireshark decodes all of these by default. Inner links: 1 Ethernet,
+    228 IPv4, 229 IPv6, 0x8847 an MPLS label stack.
+    """
+    v = b[p] >> 4
+    if v == 4:
+        if p + 20 > end:
+            return p, -1, UD_NONE, 0
+        ihl = np.int64(b[p] & 0xF) * 4
+        if (_be16(b, p + 6) & 0x1FFF) != 0 or ihl < 20:
+            return p, -1, UD_NONE, 0
+        proto = np.int64(b[p + 9])
+        q = p + ihl
+    else:
+        if p + 40 > end:
+            return p, -1, UD_NONE, 0
+        proto = np.int64(b[p + 6])
+        q = p + 40
+        if proto == 0 or proto == 43 or proto == 60 or proto == 44:  # extension headers: not followed
+            return p, -1, UD_NONE, 0
+    if proto == 4:
+        return q, 228, UD_NONE, 0
+    if proto == 41:
+        return q, 229, UD_NONE, 0
+    if proto == 47:
+        if q + 4 > end:
+            return p, -1, UD_CUT, 0
+        fl = np.int64(b[q])
+        ver = np.int64(b[q + 1]) & 7
+        ptype = _be16(b, q + 2)
+        if ver != 0:  # PPTP's enhanced GRE (version 1) carries PPP
+            return p, -1, UD_GRE, 0x10000 | ptype
+        h = q + 4
+        if fl & 0x80:  # checksum (+ reserved)
+            h += 4
+        if fl & 0x20:  # key
+            h += 4
+        seq_bit = (fl & 0x10) != 0
+        if seq_bit:
+            h += 4
+        if h > end:
+            return p, -1, UD_CUT, 0
+        if ptype == ETH_IPV4:
+            return h, 228, UD_NONE, 0
+        if ptype == ETH_IPV6:
+            return h, 229, UD_NONE, 0
+        if ptype == ETH_TEB:
+            return h, 1, UD_NONE, 0
+        if ptype == ETH_MPLS or ptype == ETH_MPLS_MC:
+            return h, 0x8847, UD_NONE, 0
+        if ptype == ETH_ERSPAN_2:
+            if not seq_bit:  # ERSPAN type I: no ERSPAN header
+                return h, 1, UD_NONE, 0
+            if h + 8 > end:
+                return p, -1, UD_CUT, 0
+            ver_e = b[h] >> 4
+            if ver_e != 1:
+                return p, -1, UD_ERSPAN, ver_e
+            return h + 8, 1, UD_NONE, 0
+        if ptype == ETH_ERSPAN_3:
+            if h + 12 > end:
+                return p, -1, UD_CUT, 0
+            ver_e = b[h] >> 4
+            if ver_e != 2:
+                return p, -1, UD_ERSPAN, ver_e
+            h2 = h + 12
+            if b[h + 11] & 1:  # O bit: an 8-byte platform-specific sub-header follows
+                h2 += 8
+            return h2, 1, UD_NONE, 0
+        return p, -1, UD_GRE, ptype
+    if proto == 17 and q + 16 <= end and _be16(b, q + 2) == VXLAN_PORT and (b[q + 8] & 0x08):
+        return q + 16, 1, UD_NONE, 0
+    return p, -1, UD_NONE, 0
+
+
+@njit(cache=True)
+def _peel(b, off, end, link):
+    """Walk link layer and tunnels down to the innermost IP header: (offset, kind 4/6/0, outer
+    vlan, why, detail, tunnels followed)."""
+    p, kind, vlan, why, detail = _link_to_l3(b, off, end, link)
+    depth = 0
+    while True:
+        if kind == 1:  # a pseudowire's Ethernet frame
+            p, kind, _v, why, detail = _link_to_l3(b, p, end, 1)
+            continue
+        if kind == 0:
+            return p, 0, vlan, why, detail, depth
+        q, inner, why2, detail2 = _tunnel(b, p, end, end)
+        if inner < 0:
+            if why2 != UD_NONE:
+                return p, kind, vlan, why2, detail2, depth
+            return p, kind, vlan, UD_NONE, 0, depth
+        depth += 1
+        if depth > MAX_TUNNEL_DEPTH:
+            return p, kind, vlan, UD_TOO_DEEP, 0, depth - 1
+        if inner == 0x8847:  # MPLS inside GRE: an Ethernet-less label stack
+            while q + 4 <= end and (b[q + 2] & 1) == 0:
+                q += 4
+            q += 4
+            if q >= end:
+                return p, kind, vlan, UD_CUT, 0, depth - 1
+            nib = b[q] >> 4
+            if nib == 4:
+                p, kind = q, 4
+            elif nib == 6:
+                p, kind = q, 6
+            elif nib == 0 and q + 4 + 14 <= end:
+                p, kind = q + 4, 1
+            else:
+                return p, kind, vlan, UD_MPLS_PAYLOAD, nib, depth - 1
+            continue
+        p, kind, _v, why, detail = _link_to_l3(b, q, end, inner)
 
 
 @njit(cache=True)
@@ -177,8 +337,19 @@ def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_li
         o_u16[U16_LINK_TYPE, row] = link
         if rec_cap[i] < rec_len[i]:
             counters[CNT_SNAPCUT] += 1
-        p, kind, vlan = _link_to_l3(buf, off, end, link)
+        p, kind, vlan, why, detail, depth = _peel(buf, off, end, link)
         o_u16[U16_VLAN, row] = vlan
+        if depth:
+            counters[CNT_TUNNELED] += 1
+        if why != UD_NONE:
+            u = CNT_UD + 3 * why
+            if counters[u] == 0:
+                counters[u + 1] = frame0 + i
+                counters[u + 2] = detail
+            counters[u] += 1
+        # bytes the IP header may claim: what was on the wire after the headers before it
+        # (Wireshark: "IPv4 total length exceeds packet length" and it uses the frame's length)
+        wire = np.int64(rec_len[i]) - (p - off)
         l4 = -1
         l4_len = 0
         proto = -1
@@ -186,7 +357,13 @@ def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_li
             ihl = np.int64(buf[p] & 0xF) * 4
             total = _be16(buf, p + 2)
             if total == 0:  # TSO/GSO frame captured before segmentation: Wireshark uses the frame
-                total = np.int64(rec_len[i]) - (p - off)
+                total = wire
+            elif total > wire:
+                if counters[CNT_IPLEN_CLAMPED] == 0:
+                    counters[CNT_IPLEN_FIRST] = frame0 + i
+                counters[CNT_IPLEN_CLAMPED] += 1
+                total = wire
+            o_u32[U32_IP_LEN, row] = total
             fo = _be16(buf, p + 6)
             frag_off = fo & 0x1FFF
             o_u8[U8_IP_VERSION, row] = 4
@@ -211,7 +388,13 @@ def decode_frames(buf, rec_off, rec_cap, rec_len, rec_ts, rec_iface, n, iface_li
             o_u64[U64_DST_HI, row] = _be64u(buf, p + 24)
             o_u64[U64_DST_LO, row] = _be64u(buf, p + 32)
             if plen == 0:  # jumbogram or TSO: fall back to the frame length
-                plen = np.int64(rec_len[i]) - (p + 40 - off)
+                plen = wire - 40
+            elif plen + 40 > wire:
+                if counters[CNT_IPLEN_CLAMPED] == 0:
+                    counters[CNT_IPLEN_FIRST] = frame0 + i
+                counters[CNT_IPLEN_CLAMPED] += 1
+                plen = max(wire - 40, 0)
+            o_u32[U32_IP_LEN, row] = plen + 40
             q = p + 40
             remaining = plen
             decodable = True

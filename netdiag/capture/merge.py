@@ -23,7 +23,9 @@ from numba import njit
 
 from netdiag.capture import decode as d
 from netdiag.capture.dedup import new_table
+from netdiag.capture.linktypes import undecoded_kind
 from netdiag.capture.reader import Chunk, ChunkBuilder, FileReader
+from netdiag.errors import CaptureWarning
 from netdiag.progress import Advance
 
 if TYPE_CHECKING:
@@ -60,12 +62,27 @@ def file_chunks(path: str, file_id: int, frame_base: int, stats: ReadStats, *, c
     dedup = new_table()
     done_bytes = 0
 
+    undecoded: dict[tuple[int, int], list[int]] = {}  # (why, detail) -> [count, first frame]
+    clamped = [0, 0]
+
     def account(b: ChunkBuilder) -> None:
         c = b.counters
         stats.duplicates_removed += int(c[d.CNT_DUPS])
         stats.duplicates_per_file[file_id] += int(c[d.CNT_DUPS])
         stats.non_ip_frames += int(c[d.CNT_NON_IP])
         stats.snaplen_cut_frames += int(c[d.CNT_SNAPCUT])
+        stats.tunneled_frames += int(c[d.CNT_TUNNELED])
+        if c[d.CNT_IPLEN_CLAMPED]:
+            stats.ip_length_clamped_frames += int(c[d.CNT_IPLEN_CLAMPED])
+            if not clamped[0]:
+                clamped[1] = int(c[d.CNT_IPLEN_FIRST])
+            clamped[0] += int(c[d.CNT_IPLEN_CLAMPED])
+        for why in range(1, d.N_UD):
+            u = d.CNT_UD + 3 * why
+            if c[u]:
+                stats.undecoded_frames += int(c[u])
+                got = undecoded.setdefault((why, int(c[u + 2])), [0, int(c[u + 1])])
+                got[0] += int(c[u])
 
     try:
         for batch in reader.batches():
@@ -89,6 +106,14 @@ def file_chunks(path: str, file_id: int, frame_base: int, stats: ReadStats, *, c
         else:
             builder.filling = False  # nothing in it: free for the next file
     finally:
+        for (why, detail), (count, first) in sorted(undecoded.items(), key=lambda kv: kv[1][1]):
+            stats.warnings.append(CaptureWarning(
+                f"{count} frame(s) with {undecoded_kind(why, detail)}: counted but not analysed", path=path,
+                frame=first))
+        if clamped[0]:
+            stats.warnings.append(CaptureWarning(
+                f"{clamped[0]} frame(s) whose IP header claims more bytes than the frame had on the wire: "
+                "counted with the frame's length, as Wireshark does", path=path, frame=clamped[1]))
         stats.bytes_read += reader.bytes_read
         stats.link_types = sorted(set(stats.link_types) | reader.link_types)
 

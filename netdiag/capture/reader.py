@@ -369,7 +369,7 @@ class ChunkBuilder:
         self.payload = np.empty(1 << 16, np.uint8)
         self.pay_src = np.empty(capacity, np.int64)
         self.dup = np.empty(capacity, np.bool_)
-        self.counters = np.zeros(5, np.int64)
+        self.counters = np.zeros(d.N_COUNTERS, np.int64)
         self.filling = True  # handed to a file reader; not reusable until finish()
 
     def reusable(self) -> bool:
@@ -441,6 +441,7 @@ class ChunkBuilder:
             "ip_ttl": u8[d.U8_TTL, :r],
             "ip_id": u16[d.U16_IP_ID, :r],
             "ip_fragment": u8[d.U8_FRAGMENT, :r].view(np.bool_),
+            "ip_len": u32[d.U32_IP_LEN, :r],
             "src_port": u16[d.U16_SRC_PORT, :r],
             "dst_port": u16[d.U16_DST_PORT, :r],
             "tcp_flags": u16[d.U16_TCP_FLAGS, :r],

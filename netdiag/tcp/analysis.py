@@ -167,7 +167,22 @@ D_BIF_FIRST = D_BIF_OK + 1
 D_BIF_LAST = D_BIF_OK + 2
 D_UNSEEN_DONE = D_BIF_OK + 3    # ACK-proven unseen bytes of holes moved off the full hole list
 D_UNSEEN_N_DONE = D_BIF_OK + 4  # ... and how many holes they were
-D_NCOLS = D_BIF_OK + 5
+# Zeek's TCP endpoint (src/analyzer/protocol/tcp/TCP_Endpoint.h), kept beside Wireshark's view:
+D_Z_STATE = D_BIF_OK + 5   # ZS_* endpoint state
+D_Z_PREV = D_BIF_OK + 6    # previous endpoint state
+D_Z_CLOSED = D_BIF_OK + 7  # did_close: Zeek reported this endpoint closed (FIN or RST)
+D_Z_START = D_BIF_OK + 8   # start_seq (raw)
+D_Z_LAST = D_BIF_OK + 9    # last_seq (raw): one past the highest sequence sent
+D_Z_LSYN = D_BIF_OK + 10   # hist_last_SYN / hist_last_FIN / hist_last_RST (relative)
+D_Z_LFIN = D_BIF_OK + 11
+D_Z_LRST = D_BIF_OK + 12
+D_Z_FINSEQ = D_BIF_OK + 13  # relative sequence one past the FIN (0 = no FIN yet)
+D_Z_GAP_N = D_BIF_OK + 14   # content gaps (scaled G letter)
+D_Z_REASM = D_BIF_OK + 15   # relative sequence delivered (or given up as a gap) so far
+D_Z_BUFLO = D_BIF_OK + 16   # lowest relative start of data buffered above a hole (0 none)
+D_Z_BUFHI = D_BIF_OK + 17   # highest relative end of data seen
+D_IP_BYTES = D_BIF_OK + 18  # sum of packets.ip_len (Zeek's orig_ip_bytes / resp_ip_bytes)
+D_NCOLS = D_BIF_OK + 19
 
 # ---- unacked segment pool (P[idx, P_*]) ------------------------------------------------------
 P_SEQ = 0
@@ -196,8 +211,13 @@ O_RESEND_FRAME = 14     # a resend of captured bytes: the frame that first carri
 O_RESEND_NS = 15        # ... and the time since that frame
 O_NCOLS = 16
 
-# Zeek history letter bits (upper case = client); T and W are logarithmic (1st, 10th, 100th...)
-H_S, H_H, H_A, H_D, H_F, H_R = 1, 2, 4, 8, 16, 32
+# Zeek history masks per endpoint (Session::CheckHistory): S and H share the SYN mask
+H_SYN, H_FIN, H_RST, H_DATA, H_ACK, H_FINRST, H_MULTI = 1, 2, 4, 8, 16, 32, 64
+H_S, H_H, H_A, H_D, H_F, H_R = H_SYN, H_SYN, H_ACK, H_DATA, H_FIN, H_RST  # (UDP uses H_D)
+
+# Zeek's endpoint states (TCP_Endpoint.h EndpointState), in its order
+ZS_INACTIVE, ZS_SYN_SENT, ZS_SYN_ACK_SENT, ZS_PARTIAL, ZS_ESTABLISHED, ZS_CLOSED, ZS_RESET = range(7)
+TOO_LARGE_SEQ_DELTA = 1048576  # TCPSessionAdapter.cc: SYN/RST sequence jumps beyond this are not trusted
 
 
 @njit(cache=True, inline="always")
@@ -242,6 +262,201 @@ def _hist_log(C, H, c, d, count, letter):  # pragma: no cover - numba
         x //= 10
     if x == 1:
         _hist(C, H, c, d, letter)
+
+
+@njit(cache=True, inline="always")
+def _rel(a, b):  # pragma: no cover - numba
+    """seq_delta(a, b) of Zeek: signed 32-bit difference."""
+    x = (a - b) & M32
+    return x - 0x100000000 if x >= 0x80000000 else x
+
+
+@njit(cache=True)
+def _zset(D, k, state):  # pragma: no cover - numba
+    """TCP_Endpoint::SetState: remember the previous state only on a change."""
+    if D[k, D_Z_STATE] != state:
+        D[k, D_Z_PREV] = D[k, D_Z_STATE]
+        D[k, D_Z_STATE] = state
+
+
+@njit(cache=True, inline="always")
+def _zclean(D, k):  # pragma: no cover - numba
+    """is_clean() of TCP_Reassembler.cc: established, or closed straight from established."""
+    st = D[k, D_Z_STATE]
+    return st == ZS_ESTABLISHED or (st == ZS_CLOSED and D[k, D_Z_PREV] == ZS_ESTABLISHED)
+
+
+@njit(cache=True)
+def _zeek_tcp(C, D, H, c, d, fl, sq, ak, ln, w):  # pragma: no cover - numba
+    """One TCP packet through Zeek's per-endpoint model: history letters and endpoint states.
+
+    Follows TCPSessionAdapter::Process (src/packet_analysis/protocol/tcp/TCPSessionAdapter.cc):
+    init_endpoint, update_history, update_window (W), update_last_seq (T), UpdateStateMachine,
+    then the ACK's AckReceived on the peer's reassembler (G, TCP_Reassembler.cc Undelivered/Gap).
+    Zeek's originator is netdiag's client (direction 0).
+    """
+    k = c * 2 + d
+    r = c * 2 + (1 - d)
+    syn = (fl & TH_SYN) != 0
+    fin = (fl & TH_FIN) != 0
+    rst = (fl & TH_RST) != 0
+    is_ack = (fl & TH_ACK) != 0
+    seg_len = ln + (1 if syn else 0) + (1 if fin else 0)
+    if rst:
+        seg_len -= ln
+    last = (sq + seg_len) & M32
+    st = D[k, D_Z_STATE]
+    # ---- init_endpoint ----
+    if st == ZS_INACTIVE:
+        if syn:
+            D[k, D_Z_START] = sq
+            D[k, D_Z_LAST] = last
+        else:  # partial: numbered as if a SYN had been seen
+            D[k, D_Z_START] = (sq - 1) & M32
+            D[k, D_Z_LAST] = sq
+    elif syn and (((st == ZS_SYN_SENT or st == ZS_SYN_ACK_SENT) and sq != D[k, D_Z_START])
+                  or st == ZS_ESTABLISHED or st == ZS_PARTIAL
+                  or (st == ZS_RESET and D[k, D_Z_PREV] == ZS_INACTIVE)):
+        D[k, D_Z_START] = sq
+        D[k, D_Z_LAST] = last
+    rel_seq = (sq - D[k, D_Z_START]) & M32
+    # ---- update_history ----
+    bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+    if bits > 1:
+        if fin and rst:
+            _hist_once(C, D, H, c, d, H_FINRST, 73)  # I
+        else:
+            _hist_once(C, D, H, c, d, H_MULTI, 81)  # Q
+    elif bits == 1:
+        if syn:  # S, or H for SYN+ACK; again only for a SYN at another sequence number
+            if (D[k, D_HISTBITS] & H_SYN) == 0 or rel_seq != D[k, D_Z_LSYN]:
+                D[k, D_HISTBITS] |= H_SYN
+                _hist(C, H, c, d, 72 if is_ack else 83)
+            D[k, D_Z_LSYN] = rel_seq
+        if fin:
+            fe = (rel_seq + ln) & M32
+            if (D[k, D_HISTBITS] & H_FIN) == 0 or fe != D[k, D_Z_LFIN]:
+                D[k, D_HISTBITS] |= H_FIN
+                _hist(C, H, c, d, 70)
+            D[k, D_Z_LFIN] = fe
+        if rst:
+            if (D[k, D_HISTBITS] & H_RST) == 0 or rel_seq != D[k, D_Z_LRST]:
+                D[k, D_HISTBITS] |= H_RST
+                _hist(C, H, c, d, 82)
+            D[k, D_Z_LRST] = rel_seq
+    elif ln > 0:
+        _hist_once(C, D, H, c, d, H_DATA, 68)  # D
+    elif is_ack:
+        _hist_once(C, D, H, c, d, H_ACK, 65)  # A
+    # ---- update_window: W, scaled (1st, 10th, 100th ...) ----
+    if w == 0 and not rst and D[r, D_Z_STATE] != ZS_CLOSED and st != ZS_RESET:
+        D[k, D_ZW_N] += 1
+        _hist_log(C, H, c, d, D[k, D_ZW_N], 87)
+    if fin:
+        D[k, D_Z_FINSEQ] = (rel_seq + seg_len) & M32
+    # ---- init_peer: the first ACK numbers a peer not seen yet ----
+    if is_ack and D[r, D_Z_STATE] == ZS_INACTIVE:
+        D[r, D_Z_START] = (ak - 1) & M32
+        D[r, D_Z_LAST] = (ak - 1) & M32
+    # ---- update_last_seq: T for payload that does not advance the sequence ----
+    delta = _rel(last, D[k, D_Z_LAST])
+    if (syn or rst) and (delta > TOO_LARGE_SEQ_DELTA or delta < -TOO_LARGE_SEQ_DELTA):
+        pass
+    elif fin and D[k, D_Z_LAST] == ((D[k, D_Z_START] + 1) & M32):
+        D[k, D_Z_LAST] = last
+    elif st == ZS_RESET:
+        pass
+    elif delta > 0:
+        D[k, D_Z_LAST] = last
+    elif ln > 0:
+        D[k, D_RETRANS_N] += 1
+        _hist_log(C, H, c, d, D[k, D_RETRANS_N], 84)  # T
+    # ---- UpdateStateMachine ----
+    ps = D[r, D_Z_STATE]
+    close = False
+    if st == ZS_INACTIVE:
+        if syn:
+            if d == 0:
+                _zset(D, k, ZS_SYN_ACK_SENT if is_ack else ZS_SYN_SENT)
+            else:
+                if ps == ZS_SYN_SENT:
+                    _zset(D, r, ZS_ESTABLISHED)
+                _zset(D, k, ZS_ESTABLISHED)
+        if fin:
+            _zset(D, k, ZS_CLOSED)
+            close = True
+        if rst:
+            _zset(D, k, ZS_RESET)
+            close = True
+        if D[k, D_Z_STATE] == ZS_INACTIVE:
+            if d == 1 and ln == 0 and D[c * 2, D_Z_STATE] == ZS_SYN_SENT:
+                pass  # an ACK of the SYN before the SYN/ACK: not a partial connection
+            elif is_ack and ps == ZS_ESTABLISHED:
+                _zset(D, k, ZS_ESTABLISHED)  # the SYN was missed: establish
+            else:
+                _zset(D, k, ZS_PARTIAL)
+    elif st == ZS_SYN_SENT or st == ZS_SYN_ACK_SENT:
+        if fin:
+            _zset(D, k, ZS_CLOSED)
+            close = True
+        if rst:
+            _zset(D, k, ZS_RESET)
+            close = True
+    elif st == ZS_ESTABLISHED or st == ZS_PARTIAL:
+        if syn and st == ZS_PARTIAL and ps == ZS_INACTIVE and not is_ack:
+            _zset(D, k, ZS_SYN_SENT)
+        if fin and not rst:
+            _zset(D, k, ZS_CLOSED)
+            if ps == ZS_RESET and D[r, D_Z_PREV] == ZS_CLOSED:
+                _zset(D, r, ZS_CLOSED)  # the peer's FIN then RST was a normal close
+            close = True
+        if rst:
+            _zset(D, k, ZS_RESET)
+            close = True
+    elif st == ZS_CLOSED:
+        if rst and ps != ZS_CLOSED:  # a RST after both FINs changes nothing
+            _zset(D, k, ZS_RESET)
+            close = True
+    if close:
+        D[k, D_Z_CLOSED] = 1
+    # ---- reassembly of this endpoint's payload (what a later ACK can find missing) ----
+    if ln > 0 and not rst:
+        s0 = (rel_seq + (1 if syn else 0)) & M32
+        e0 = s0 + ln
+        if D[k, D_Z_REASM] == 0:
+            D[k, D_Z_REASM] = 1
+        if s0 <= D[k, D_Z_REASM] < e0:
+            D[k, D_Z_REASM] = e0
+            if D[k, D_Z_BUFLO] != 0 and e0 >= D[k, D_Z_BUFLO]:
+                if D[k, D_Z_BUFHI] > D[k, D_Z_REASM]:
+                    D[k, D_Z_REASM] = D[k, D_Z_BUFHI]
+                D[k, D_Z_BUFLO] = 0
+        elif s0 > D[k, D_Z_REASM] and (D[k, D_Z_BUFLO] == 0 or s0 < D[k, D_Z_BUFLO]):
+            D[k, D_Z_BUFLO] = s0
+        if e0 > D[k, D_Z_BUFHI]:
+            D[k, D_Z_BUFHI] = e0
+    # ---- AckReceived on the peer's data: an ACK past data never seen is a content gap ----
+    if is_ack and D[r, D_Z_STATE] != ZS_INACTIVE:
+        up = (ak - D[r, D_Z_START]) & M32
+        if up < 0x80000000:
+            if D[r, D_Z_FINSEQ] != 0 and up >= D[r, D_Z_FINSEQ]:
+                up = D[r, D_Z_FINSEQ] - 1
+            if D[r, D_Z_REASM] == 0:
+                D[r, D_Z_REASM] = 1
+            partial = D[c * 2, D_SAW_SYN] == 0
+            if up > D[r, D_Z_REASM] and not (up <= 2 and partial):
+                gaps = 0
+                if D[r, D_Z_BUFLO] != 0 and D[r, D_Z_BUFLO] < up:
+                    gaps += 1  # the hole below buffered data
+                    D[r, D_Z_REASM] = D[r, D_Z_BUFHI]
+                    D[r, D_Z_BUFLO] = 0
+                if up > D[r, D_Z_REASM]:
+                    gaps += 1
+                    D[r, D_Z_REASM] = up
+                if gaps and _zclean(D, r) and _zclean(D, k):
+                    for _ in range(gaps):
+                        D[r, D_Z_GAP_N] += 1
+                        _hist_log(C, H, c, 1 - d, D[r, D_Z_GAP_N], 71)  # G
 
 
 @njit(cache=True)
@@ -339,7 +554,7 @@ def _flush_acked_holes(D, k):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen, frame_len,
+def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen, frame_len, ip_len,
                    mss, wscale, sackp, src_port, dst_port, server_port_lut,
                    flow_cur, C, D, H, P, meta, OUT):  # pragma: no cover - numba
     """Process rows start.. of one chunk; return the row to resume at (== n when done).
@@ -360,10 +575,18 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         sia = np.int64(src_is_a[i])
         fr = np.int64(frame[i])
         # ---- connection lookup; a SYN with a new ISN starts a new connection (tcp.stream) ----
+        inherit = -1
         if c >= 0 and pr == 6 and syn_only:
             d0 = 0 if sia == C[c, C_CLIENT_IS_A] else 1
             k0 = c * 2 + d0
             if D[k0, D_BASE_SET] == 1 and sq != D[k0, D_BASE]:
+                c = -1
+            elif D[c * 2, D_Z_CLOSED] == 1 or D[c * 2 + 1, D_Z_CLOSED] == 1:
+                # Zeek's IsReuse (TCPSessionAdapter.cc): a SYN on a connection already reported
+                # closed (a FIN or RST seen) opens a new one, even with the same ISN, where
+                # Wireshark's tcp.stream continues; the new row inherits the sequence analysis
+                # so tcp.analysis.* stays Wireshark's.
+                inherit = c
                 c = -1
         if c < 0:
             c = meta[0]
@@ -405,6 +628,29 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 D[k, D_LIST_HEAD] = -1
                 D[k, D_ZW_START] = -1
                 D[k, D_VALID_BIF] = 1
+            if inherit >= 0:  # the Wireshark stream goes on; Zeek's connection starts afresh
+                C[c, C_CLIENT_IS_A] = C[inherit, C_CLIENT_IS_A]
+                C[c, C_FIRST_RTT] = C[inherit, C_FIRST_RTT]
+                C[c, C_LAST_SYN_TS] = C[inherit, C_LAST_SYN_TS]
+                for d in range(2):
+                    k = c * 2 + d
+                    ko = inherit * 2 + d
+                    for x in range(D_HISTBITS):
+                        D[k, x] = D[ko, x]
+                    for x in (D_BIF_OK, D_BIF_FIRST, D_BIF_LAST):
+                        D[k, x] = D[ko, x]  # sequence holes and unseen bytes stay the old row's
+                    D[k, D_PACKETS] = 0
+                    D[k, D_BYTES] = 0
+                    D[k, D_FRAME_BYTES] = 0
+                    D[k, D_IP_BYTES] = 0
+                    D[k, D_ZW_START] = -1
+                    D[k, D_SAW_SYN] = 0
+                    D[k, D_SAW_FIN] = 0
+                    D[k, D_SAW_RST] = 0
+                    D[ko, D_LIST_HEAD] = -1  # the unacked list moves to the new row
+                    D[ko, D_LIST_COUNT] = 0
+            elif not src_client:
+                _hist(C, H, c, 0, 94)  # ^: the first packet came from the responder (Zeek's flip)
             flow_cur[f] = c
         d = 0 if sia == C[c, C_CLIENT_IS_A] else 1
         k = c * 2 + d
@@ -418,6 +664,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         D[k, D_PACKETS] += 1
         D[k, D_BYTES] += ln
         D[k, D_FRAME_BYTES] += np.int64(frame_len[i])
+        D[k, D_IP_BYTES] += np.int64(ip_len[i])
         OUT[O_CONN, i] = c
         OUT[O_DIR, i] = d
         OUT[O_BIF, i] = -1
@@ -707,9 +954,6 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             elif OUT[O_RTO_NS, i] < 0 and OUT[O_RESEND_NS, i] >= 0 and OUT[O_RESEND_NS, i] < gap:
                 gap = OUT[O_RESEND_NS, i]
             C[c, C_STALL_NS] += gap
-        if ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION):
-            D[k, D_RETRANS_N] += 1
-            _hist_log(C, H, c, d, D[k, D_RETRANS_N], 84)  # T
         if ta & A_FAST_RETRANSMISSION:
             C[c, C_FAST] += 1
         if ta & A_OUT_OF_ORDER:
@@ -726,33 +970,22 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             C[c, C_ZW_EVENTS] += 1
             if D[k, D_ZW_START] < 0:
                 D[k, D_ZW_START] = t
-            D[k, D_ZW_N] += 1
-            _hist_log(C, H, c, d, D[k, D_ZW_N], 87)  # W
         elif w != 0 and D[k, D_ZW_START] >= 0 and (fl & TH_RST) == 0:
             C[c, C_ZW_NS] += t - D[k, D_ZW_START]
             D[k, D_ZW_START] = -1
         if is_ack and (D[r, D_MAXACKED_SET] == 0 or _gt(ak, D[r, D_MAXACKED])):
             D[r, D_MAXACKED] = ak  # the peer's data is acknowledged up to here
             D[r, D_MAXACKED_SET] = 1
-        # ---- Zeek history letters ----
-        if syn_only:
+        # ---- Zeek history letters and endpoint states ----
+        if (fl & TH_SYN) and (fl & (TH_FIN | TH_RST)) == 0:
             D[k, D_SAW_SYN] = 1
-            _hist_once(C, D, H, c, d, H_S, 83)
-        elif (fl & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK):
-            D[k, D_SAW_SYN] = 1
-            _hist_once(C, D, H, c, d, H_H, 72)
-        if is_ack and ln == 0 and not sfr:
-            _hist_once(C, D, H, c, d, H_A, 65)
-        if ln > 0:
-            _hist_once(C, D, H, c, d, H_D, 68)
         if fl & TH_FIN:
             D[k, D_SAW_FIN] = 1
-            _hist_once(C, D, H, c, d, H_F, 70)
         if fl & TH_RST:
             D[k, D_SAW_RST] = 1
             if C[c, C_FIRST_RST_DIR] < 0:
                 C[c, C_FIRST_RST_DIR] = d
-            _hist_once(C, D, H, c, d, H_R, 82)
+        _zeek_tcp(C, D, H, c, d, fl, sq, ak, ln, w)
     return n
 
 
@@ -1029,7 +1262,7 @@ class TcpAnalyzer:
         frame, ts = col("frame"), col("ts_ns")
         proto, flags = col("ip_proto"), col("tcp_flags")
         seq, ack, win = col("tcp_seq"), col("tcp_ack"), col("tcp_window")
-        seglen, frame_len = col("payload_len"), col("frame_len")
+        seglen, frame_len, ip_len = col("payload_len"), col("frame_len"), col("ip_len")
         mss, wscale, sackp = col("tcp_mss"), col("tcp_wscale"), col("tcp_sack_perm")
         sport, dport = col("src_port"), col("dst_port")
         n = frame.size
@@ -1037,7 +1270,7 @@ class TcpAnalyzer:
         pos = 0
         while True:
             pos = analyze_kernel(pos, frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen,
-                                 frame_len, mss, wscale, sackp, sport, dport, self._lut,
+                                 frame_len, ip_len, mss, wscale, sackp, sport, dport, self._lut,
                                  self._flow_cur, self._C, self._D, self._H, self._P, self._meta, out)
             if pos >= n:
                 break

@@ -6,20 +6,34 @@ a zero window held things up, what the capture itself dropped) in the column nam
 netdiag.schema.CONNECTIONS. Built once, at the end, from the state arrays the analysis kernel
 (netdiag.tcp.analysis) keeps per connection, so it costs nothing per packet.
 
-Zeek conventions (scripts/base/protocols/conn/main.zeek):
-- `history`: letters in order of first occurrence, upper case for the client (originator):
-  S SYN, H SYN/ACK, A pure ACK, D payload, F FIN, R RST; T retransmission and W zero window are
-  logarithmic (recorded at the 1st, 10th, 100th... occurrence). UDP flows record D/d only.
-  netdiag does not verify checksums, so there is no C letter.
-- `state` (TCP), from what was seen of each side:
-  S0 SYN, no reply; REJ SYN answered by RST; RSTOS0 client SYN then client RST, no SYN/ACK;
-  SH client SYN then FIN, no SYN/ACK; RSTRH / SHR a SYN/ACK (no SYN seen) then the server's
-  RST / FIN; established (SYN and SYN/ACK seen): RSTO / RSTR by the side whose RST came first,
-  SF both FINs, S2 only the client's FIN, S3 only the server's, S1 neither; OTH no SYN seen.
-  UDP: SF both sides sent, S0 only the client, SHR only the server.
+Zeek conventions (Zeek is the anchor for `state` and `history`; tests/test_zeek_oracle.py holds
+netdiag to Zeek's own expected conn.log on Zeek's test traces):
+- `history` (netdiag.tcp.analysis `_zeek_tcp`, after TCPSessionAdapter.cc `update_history`,
+  `update_window`, `update_last_seq` and TCP_Reassembler.cc `Gap`): upper case for the originator
+  (netdiag's client). S SYN, H SYN+ACK, A pure ACK, D payload (not on SYN/FIN/RST packets),
+  F FIN, R RST, each once; a SYN, FIN or RST at another sequence number is written again (a
+  resent SYN at the same number is not: Zeek's T is for resent payload). I FIN+RST, Q other
+  multi-flag packets. T payload that does not advance the sequence, W zero window, G an ACK for
+  data the capture never saw (content gap): these three at the 1st, 10th, 100th ... occurrence
+  (Session::ScaledHistoryEntry). ^ first when the first packet came from the responder (Zeek's
+  role flip: a missed SYN). UDP flows record D/d only. No C: checksums are not verified.
+- `state`: Zeek's `conn_state()` (scripts/base/protocols/conn/main.zeek) over Zeek's endpoint
+  states (INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET) as
+  UpdateStateMachine moves them; e.g. a RST after both FINs leaves both CLOSED (SF), a SYN/ACK
+  and ACK without the SYN establish both sides. The REJ test "both sizes 0" uses payload bytes
+  seen (Zeek uses sequence numbers). UDP: SF both sides sent, S0 only the client, SHR only the
+  server.
+- Connections split where Zeek's do (IsReuse): besides Wireshark's new-ISN rule, a SYN after a
+  FIN or RST starts a new connection (a refused connection retried three times is three REJ
+  rows), so one tcp.stream can hold several conn_ids.
+- Approximations: content gaps are judged per ACK from the data seen (Zeek keeps every
+  reassembly block; the letter differs only when a direction has 10 or more gaps); Zeek defers
+  a close while data is pending delivery, netdiag does not.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import polars as pl
@@ -29,38 +43,39 @@ from netdiag.schema import CONNECTIONS
 from netdiag.tcp import analysis as a
 from netdiag.tcp.nagle import add_connection_columns as add_nagle_columns
 
+# Zeek's endpoint states, as in netdiag.tcp.analysis ZS_*
+_INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET = range(7)
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 
-def _state(proto: int, syn: bool, synack: bool, fin_c: bool, fin_s: bool, rst_c: bool, rst_s: bool,
-           first_rst_dir: int, pk_c: int, pk_s: int) -> str:
+
+def _state(proto: int, os_: int, rs: int, orig_size0: bool, resp_size0: bool, pk_c: int, pk_s: int,
+           history: str) -> str:
+    """Zeek's conn_state() (scripts/base/protocols/conn/main.zeek), rule for rule."""
     if proto != 6:
-        if pk_c and pk_s:
-            return "SF"
-        return "S0" if pk_c else "SHR"
-    if syn and not synack:
-        if rst_s:
+        if pk_c:
+            return "SF" if pk_s else "S0"
+        return "SHR" if pk_s else "OTH"
+    o_inactive = os_ in (_INACTIVE, _PARTIAL)
+    r_inactive = rs in (_INACTIVE, _PARTIAL)
+    if rs == _RESET:
+        if os_ in (_SYN_SENT, _SYN_ACK_SENT) or (os_ == _RESET and orig_size0 and resp_size0):
             return "REJ"
-        if rst_c:
-            return "RSTOS0"
-        if fin_c:
-            return "SH"
-        return "S0"
-    if synack and not syn:
-        if rst_s:
-            return "RSTRH"
-        if fin_s:
-            return "SHR"
-        return "OTH"
-    if not syn:
-        return "OTH"
-    if rst_c or rst_s:
-        return "RSTO" if first_rst_dir == 0 else "RSTR"
-    if fin_c and fin_s:
+        return "RSTRH" if o_inactive else "RSTR"
+    if os_ == _RESET:
+        if r_inactive:
+            return "RSTOS0" if _RSTOS0.fullmatch(history) else "OTH"
+        return "RSTO"
+    if rs == _CLOSED and os_ == _CLOSED:
         return "SF"
-    if fin_c:
-        return "S2"
-    if fin_s:
-        return "S3"
-    return "S1"
+    if os_ == _CLOSED:
+        return "SH" if r_inactive else "S2"
+    if rs == _CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if os_ == _SYN_SENT and rs == _INACTIVE:
+        return "S0"
+    if os_ == _ESTABLISHED and rs == _ESTABLISHED:
+        return "S1"
+    return "OTH"
 
 
 def _ms(a_ns: np.ndarray, b_ns: np.ndarray) -> list[float | None]:
@@ -92,15 +107,18 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
     # history letters: the fixed-width byte rows read as NUL-padded strings (no loop per row)
     hist = pl.Series(np.ascontiguousarray(H).view(f"S{H.shape[1]}").ravel()).cast(pl.String)
     proto = C[:, a.C_PROTO]
-    syn_seen = C[:, a.C_SYN_TS] >= 0
-    # state: few distinct combinations of the inputs, each decided once by _state
-    inputs = np.stack([proto, (cl[:, a.D_SAW_SYN] == 1) & syn_seen, sv[:, a.D_SAW_SYN] == 1,
-                       cl[:, a.D_SAW_FIN] == 1, sv[:, a.D_SAW_FIN] == 1, cl[:, a.D_SAW_RST] == 1,
-                       sv[:, a.D_SAW_RST] == 1, C[:, a.C_FIRST_RST_DIR], cl[:, a.D_PACKETS] > 0,
-                       sv[:, a.D_PACKETS] > 0], axis=1).astype(np.int64)
+    # state: few distinct combinations of the inputs, each decided once by _state (RSTOS0 needs the
+    # history, but only where the originator reset and the responder stayed inactive)
+    os_, rs = cl[:, a.D_Z_STATE], sv[:, a.D_Z_STATE]
+    needs_hist = (os_ == _RESET) & np.isin(rs, (_INACTIVE, _PARTIAL))
+    hist_key = np.where(needs_hist, np.arange(n), -1)
+    inputs = np.stack([proto, os_, rs, cl[:, a.D_BYTES] == 0, sv[:, a.D_BYTES] == 0, cl[:, a.D_PACKETS] > 0,
+                       sv[:, a.D_PACKETS] > 0, hist_key], axis=1).astype(np.int64)
     combos, which = np.unique(inputs, axis=0, return_inverse=True)
-    names = np.array([_state(int(c[0]), *(bool(x) for x in c[1:7]), int(c[7]), int(c[8]), int(c[9]))
-                      for c in combos], dtype=object)
+    hist_list = hist.to_list() if needs_hist.any() else []
+    names = np.array([_state(int(x[0]), int(x[1]), int(x[2]), bool(x[3]), bool(x[4]), int(x[5]), int(x[6]),
+                             hist_list[int(x[7])] if x[7] >= 0 else "")
+                      for x in combos], dtype=object)
     states = names[which.ravel()].tolist()
     syn_ts, synack_ts, est_ts = C[:, a.C_SYN_TS], C[:, a.C_SYNACK_TS], C[:, a.C_EST_TS]
 
@@ -133,6 +151,7 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
         "packets_c2s": cl[:, a.D_PACKETS], "packets_s2c": sv[:, a.D_PACKETS],
         "bytes_c2s": cl[:, a.D_BYTES], "bytes_s2c": sv[:, a.D_BYTES],
         "frame_bytes_c2s": cl[:, a.D_FRAME_BYTES], "frame_bytes_s2c": sv[:, a.D_FRAME_BYTES],
+        "ip_bytes_c2s": cl[:, a.D_IP_BYTES], "ip_bytes_s2c": sv[:, a.D_IP_BYTES],
         "retransmitted_segments": C[:, a.C_RETRANS_SEGS],
         "retransmitted_bytes": C[:, a.C_RETRANS_BYTES],
         "retransmission_stall_s": C[:, a.C_STALL_NS] / 1e9,
