@@ -136,9 +136,9 @@ def test_undecoded_encapsulations_are_warned_once_per_kind_with_count_and_first_
 
 def test_ip_length_beyond_the_frame_counts_what_the_frame_had(tmp_path: Path) -> None:
     """An IPv4 header claiming 65,000 bytes in a 1,530-byte frame: tcp.len as tshark gives it."""
-    bogus = Ether() / IP(src="10.0.0.1", dst="10.0.0.2", len=65000) / TCP(sport=40000, dport=80, flags="A", seq=1) \
+    bogus = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.0.0.2", len=65000) / TCP(sport=40000, dport=80, flags="A", seq=1) \
         / Raw(b"x" * 1476)
-    fine = Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=40000, dport=80, flags="A", seq=1477) \
+    fine = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=40000, dport=80, flags="A", seq=1477) \
         / Raw(b"y" * 100)
     path = tmp_path / "bogus_len.pcap"
     wrpcap(str(path), [bogus, fine])

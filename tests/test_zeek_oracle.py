@@ -140,3 +140,36 @@ def agreement() -> dict[str, tuple[int, int]]:
 if __name__ == "__main__":  # print the agreement figures quoted in the report
     for field, (agree, total) in agreement().items():
         print(f"{field:14s} {agree}/{total} = {100 * agree / total:.0f} %")
+
+
+def test_resent_payload_and_zero_windows_are_logged_again_at_the_10th(tmp_path: Path) -> None:
+    """Session::ScaledHistoryEntry: T, W (and G, C) are written at the 1st, 10th, 100th ... occurrence.
+
+    Hand-built: 12 resends of the client's first 10 bytes give T twice; 10 zero-window ACKs from the
+    server give w twice. The expected string follows Zeek's rules letter by letter (no trace of Zeek
+    itself has so many repeats).
+    """
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    from scapy.utils import wrpcap
+
+    c, s = dict(src="192.0.2.10", dst="192.0.2.20"), dict(src="192.0.2.20", dst="192.0.2.10")
+    cp, sp = dict(sport=40000, dport=2809), dict(sport=2809, dport=40000)
+    pkts = [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(**c) / TCP(**cp, flags="S", seq=100),
+            Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(**s) / TCP(**sp, flags="SA", seq=500, ack=101),
+            Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(**c) / TCP(**cp, flags="A", seq=101, ack=501)]
+    pkts += [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(**c) / TCP(**cp, flags="PA", seq=101, ack=501) / Raw(b"0123456789") for _ in range(13)]
+    pkts += [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(**s) / TCP(**sp, flags="A", seq=501, ack=111, window=0) for _ in range(10)]
+    pkts += [Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(**s) / TCP(**sp, flags="A", seq=501, ack=111, window=8192),
+             Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(**c) / TCP(**cp, flags="FA", seq=111, ack=501),
+             Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(**s) / TCP(**sp, flags="FA", seq=501, ack=112),
+             Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(**c) / TCP(**cp, flags="A", seq=112, ack=502)]
+    for i, p in enumerate(pkts):
+        p.time = 1_700_000_000 + i * 0.01
+    path = tmp_path / "repeats.pcap"
+    wrpcap(str(path), pkts)
+    row = connections(read_capture(path, dedup_window_ns=0)).row(0, named=True)
+    # S h A D, T at the 1st and 10th resend (the 13 sends are 1 original + 12 resends), the server's
+    # zero-window ACKs: its first pure ACK is a, its zero windows w at the 1st and 10th; F f
+    assert (row["state"], row["history"]) == ("SF", "ShADTTawwFf")
