@@ -1193,8 +1193,11 @@ class TcpAnalyzer:
         self._meta[1] = old
         self._meta[2] += extra
 
-    def _grow_conns(self) -> None:
-        rows = self._C.shape[0] * 2
+    def _grow_conns(self, rows: int = 0) -> None:
+        """Grow the per-connection arrays to `rows` (default: double). np.zeros maps pages lazily,
+        so spare rows cost no memory until used; what costs is the copy of the old rows, so the
+        driver grows once per chunk to a bound on what the chunk can add (see feed)."""
+        rows = max(rows, self._C.shape[0] * 2)
         self._C = _grow_rows(self._C, rows)
         self._D = _grow_rows(self._D, rows * 2)
         self._H = _grow_rows(self._H, rows)
@@ -1254,7 +1257,13 @@ class TcpAnalyzer:
         if sel.height == 0:
             self.last_udp = pl.DataFrame(schema={c: pl.Int64 for c in UDP_COLUMNS})
             return self._empty_segments()
+        flows_before = int(self._fmeta[0])
         flow, src_is_a = self._flow_ids(sel)
+        # a connection starts only on a new flow or on a SYN: grow once for the whole chunk
+        bound = int(self._meta[0]) + int(self._fmeta[0]) - flows_before + 1 + int(
+            ((sel["tcp_flags"].to_numpy() & (TH_SYN | TH_ACK)) == TH_SYN).sum())
+        if bound >= self._C.shape[0]:
+            self._grow_conns(bound + 1024)
 
         def col(name: str) -> np.ndarray:  # native dtype, no copy: the kernel widens per row
             return sel[name].to_numpy()
