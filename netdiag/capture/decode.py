@@ -7,9 +7,20 @@ skipped), and TCP (RFC 9293, options per RFC 7323 / RFC 2018) or UDP (RFC 768), 
 per frame into column arrays grouped by dtype and copying only the L4 payload bytes into a
 compact payload buffer.
 
+Tunnels at SPAN/TAP points are followed to the innermost packet, which is what gets analysed
+(its addresses and ports, as Wireshark shows it): MPLS label stacks (IPv4/IPv6 after the
+bottom-of-stack label by first nibble, or a pseudowire control word + Ethernet), GRE (RFC 2784/
+2890 options; IPv4, IPv6, transparent Ethernet bridging, MPLS), ERSPAN I/II/III, VXLAN (UDP 4789)
+and IP in IP (`_peel`, `_tunnel`). A frame whose encapsulation is not decoded (an unknown ethertype,
+GRE protocol or ERSPAN version, an MPLS payload that is none of the above) is counted per kind with
+its first frame; reader/merge turn that into one warning per kind and file.
+
 Lengths follow the IP headers, not the capture: payload_len comes from the IPv4 total length /
 IPv6 payload length, so an Ethernet trailer or padding never counts as payload and a
-snaplen-cut frame still reports its real payload length (payload_captured says what is there).
+snaplen-cut frame still reports its real payload length (payload_captured says what is there;
+cap_len < frame_len flags the frame as cut by the snap length). An IP length beyond what the
+frame had on the wire is cut to the frame, as Wireshark does ("IPv4 total length exceeds packet
+length"), and counted: a 65,000-byte claim in a 1,530-byte frame counts 1,476 payload bytes.
 Like Wireshark, a first IPv4 fragment (offset 0) is decoded as TCP/UDP; later fragments are not.
 
 SPAN de-duplication happens here too (see dedup.py for the window and why): a frame whose
@@ -187,6 +198,8 @@ def _tunnel(b, p, end, wire_end):
     (protocol 4 and 41). Wireshark decodes all of these by default. Inner links: 1 Ethernet,
     228 IPv4, 229 IPv6, 0x8847 an MPLS label stack.
     """
+    if p >= end:
+        return p, -1, UD_NONE, 0
     v = b[p] >> 4
     if v == 4:
         if p + 20 > end:
