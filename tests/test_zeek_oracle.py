@@ -173,3 +173,24 @@ def test_resent_payload_and_zero_windows_are_logged_again_at_the_10th(tmp_path: 
     # S h A D, T at the 1st and 10th resend (the 13 sends are 1 original + 12 resends), the server's
     # zero-window ACKs: its first pure ACK is a, its zero windows w at the 1st and 10th; F f
     assert (row["state"], row["history"]) == ("SF", "ShADTTawwFf")
+
+
+def test_originator_reset_without_answer_is_rstos0_only_after_a_syn(tmp_path: Path) -> None:
+    """conn_state(): originator RESET, responder inactive -> RSTOS0 if history matches /^?S[^HAFGIQ]*R.*/, else OTH."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    from scapy.utils import wrpcap
+
+    mac = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    c = dict(src="192.0.2.10", dst="192.0.2.20")
+    pkts = [Ether(**mac) / IP(**c) / TCP(sport=40001, dport=2809, flags="S", seq=100),       # SYN then RST
+            Ether(**mac) / IP(**c) / TCP(sport=40001, dport=2809, flags="R", seq=101),
+            Ether(**mac) / IP(**c) / TCP(sport=40002, dport=2809, flags="PA", seq=7, ack=9) / Raw(b"x"),  # mid-stream
+            Ether(**mac) / IP(**c) / TCP(sport=40002, dport=2809, flags="R", seq=8)]
+    for i, p in enumerate(pkts):
+        p.time = 1_700_000_000 + i * 0.01
+    path = tmp_path / "rstos0.pcap"
+    wrpcap(str(path), pkts)
+    rows = connections(read_capture(path, dedup_window_ns=0)).select("client_port", "state", "history").rows()
+    assert rows == [(40001, "RSTOS0", "SR"), (40002, "OTH", "DR")]

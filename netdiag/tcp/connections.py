@@ -46,11 +46,14 @@ from netdiag.tcp.nagle import add_connection_columns as add_nagle_columns
 # Zeek's endpoint states, as in netdiag.tcp.analysis ZS_*
 _INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET = range(7)
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+_RSTOS0_PREFIX = r"^\^?S[^HAFGIQ]*R"   # the same test as a prefix match (the trailing .* takes the rest)
 
 
 def _state(proto: int, os_: int, rs: int, orig_size0: bool, resp_size0: bool, pk_c: int, pk_s: int,
-           history: str) -> str:
-    """Zeek's conn_state() (scripts/base/protocols/conn/main.zeek), rule for rule."""
+           history_rstos0: bool) -> str:
+    r"""Zeek's conn_state() (scripts/base/protocols/conn/main.zeek), rule for rule.
+
+    history_rstos0: the history matches Zeek's `/\^?S[^HAFGIQ]*R.*/` (_RSTOS0)."""
     if proto != 6:
         if pk_c:
             return "SF" if pk_s else "S0"
@@ -63,7 +66,7 @@ def _state(proto: int, os_: int, rs: int, orig_size0: bool, resp_size0: bool, pk
         return "RSTRH" if o_inactive else "RSTR"
     if os_ == _RESET:
         if r_inactive:
-            return "RSTOS0" if _RSTOS0.fullmatch(history) else "OTH"
+            return "RSTOS0" if history_rstos0 else "OTH"
         return "RSTO"
     if rs == _CLOSED and os_ == _CLOSED:
         return "SF"
@@ -110,14 +113,16 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
     # history, but only where the originator reset and the responder stayed inactive)
     os_, rs = cl[:, a.D_Z_STATE], sv[:, a.D_Z_STATE]
     needs_hist = (os_ == _RESET) & np.isin(rs, (_INACTIVE, _PARTIAL))
-    hist_key = np.where(needs_hist, np.arange(n), -1)
-    inputs = np.stack([proto, os_, rs, cl[:, a.D_BYTES] == 0, sv[:, a.D_BYTES] == 0, cl[:, a.D_PACKETS] > 0,
-                       sv[:, a.D_PACKETS] > 0, hist_key], axis=1).astype(np.int64)
-    combos, which = np.unique(inputs, axis=0, return_inverse=True)
-    hist_list = hist.to_list() if needs_hist.any() else []
-    names = np.array([_state(int(x[0]), int(x[1]), int(x[2]), bool(x[3]), bool(x[4]), int(x[5]), int(x[6]),
-                             hist_list[int(x[7])] if x[7] >= 0 else "")
-                      for x in combos], dtype=object)
+    # conn_state's RSTOS0 test on the history, vectorised (only read where the originator reset)
+    rstos0 = (hist.str.contains(_RSTOS0_PREFIX).to_numpy() & needs_hist if needs_hist.any()
+              else np.zeros(n, np.bool_))
+    key = (proto.astype(np.int64) | (os_ << 8) | (rs << 12) | ((cl[:, a.D_BYTES] == 0) << 16)
+           | ((sv[:, a.D_BYTES] == 0) << 17) | ((cl[:, a.D_PACKETS] > 0) << 18) | ((sv[:, a.D_PACKETS] > 0) << 19)
+           | (rstos0.astype(np.int64) << 20))
+    combos, which = np.unique(key, return_inverse=True)
+    names = np.array([_state(int(x & 0xFF), int((x >> 8) & 0xF), int((x >> 12) & 0xF), bool(x >> 16 & 1),
+                             bool(x >> 17 & 1), int(x >> 18 & 1), int(x >> 19 & 1), bool(x >> 20 & 1))
+                      for x in combos.tolist()], dtype=object)
     states = pl.Series(names.tolist(), dtype=pl.String).gather(which.ravel())
     syn_ts, synack_ts, est_ts = C[:, a.C_SYN_TS], C[:, a.C_SYNACK_TS], C[:, a.C_EST_TS]
 
