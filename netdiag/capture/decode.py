@@ -11,7 +11,7 @@ Tunnels at SPAN/TAP points are followed to the innermost packet, which is what g
 (its addresses and ports, as Wireshark shows it): MPLS label stacks (IPv4/IPv6 after the
 bottom-of-stack label by first nibble, or a pseudowire control word + Ethernet), GRE (RFC 2784/
 2890 options; IPv4, IPv6, transparent Ethernet bridging, MPLS), ERSPAN I/II/III, VXLAN (UDP 4789)
-and IP in IP (`_peel`, `_tunnel`). A frame whose encapsulation is not decoded (an unknown ethertype,
+and IP in IP (`_peel`, `_link_layer`, `_tunnel`). A frame whose encapsulation is not decoded (an unknown ethertype,
 GRE protocol or ERSPAN version, an MPLS payload that is none of the above) is counted per kind with
 its first frame; reader/merge turn that into one warning per kind and file.
 
@@ -100,6 +100,14 @@ def _be64u(b, p):
 
 @njit(cache=True)
 def _link_to_l3(b, off, end, link):
+    """Return (l3 offset, kind, vlan) with kind 4, 6 or 0 (no IP): the link layer and any VLAN tags
+    and MPLS label stack, for callers that do not follow tunnels (sanitize.py)."""
+    p, kind, vlan, _why, _detail = _link_layer(b, off, end, link)
+    return p, (kind if kind == 4 or kind == 6 else 0), vlan
+
+
+@njit(cache=True)
+def _link_layer(b, off, end, link):
     """Return (l3 offset, kind, vlan, why, detail): kind 4, 6, or 0 when no IP follows (why/detail
     then say what stopped us: a UD_* code and e.g. the ethertype), or 1 for an inner Ethernet frame
     (a pseudowire) at the offset."""
@@ -275,11 +283,11 @@ def _tunnel(b, p, end, wire_end):
 def _peel(b, off, end, link):
     """Walk link layer and tunnels down to the innermost IP header: (offset, kind 4/6/0, outer
     vlan, why, detail, tunnels followed)."""
-    p, kind, vlan, why, detail = _link_to_l3(b, off, end, link)
+    p, kind, vlan, why, detail = _link_layer(b, off, end, link)
     depth = 0
     while True:
         if kind == 1:  # a pseudowire's Ethernet frame
-            p, kind, _v, why, detail = _link_to_l3(b, p, end, 1)
+            p, kind, _v, why, detail = _link_layer(b, p, end, 1)
             continue
         if kind == 0:
             return p, 0, vlan, why, detail, depth
@@ -307,7 +315,7 @@ def _peel(b, off, end, link):
             else:
                 return p, kind, vlan, UD_MPLS_PAYLOAD, nib, depth - 1
             continue
-        p, kind, _v, why, detail = _link_to_l3(b, q, end, inner)
+        p, kind, _v, why, detail = _link_layer(b, q, end, inner)
 
 
 @njit(cache=True)

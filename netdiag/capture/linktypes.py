@@ -1,6 +1,6 @@
 """LINKTYPE_* numbers netdiag decodes, with their names (https://www.tcpdump.org/linktypes.html).
 
-The decoding itself is in decode.py (`_link_to_l3`); this table names them for warnings and
+The decoding itself is in decode.py (`_link_layer`, `_peel`); this table names them for warnings and
 documentation.
 """
 
