@@ -247,7 +247,7 @@ def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str
         # connection after a request timed out, a forward target)
         own = {int(c) for lst in a.logons.filter(pl.col("logon_id").is_in(logon_ids))["conn_ids"].to_list()
                for c in lst or []}
-        more = a.connections.filter(pl.col("conn_id").is_in(list(own)) & ~pl.col("conn_id").is_in(conns["conn_id"])
+        more = a.connections.filter(pl.col("conn_id").is_in(list(own)) & ~pl.col("conn_id").is_in(conns["conn_id"].implode())
                                     & (pl.col("first_ts_ns") > t0) & (pl.col("first_ts_ns") <= t1))
         if more.height:
             conns = pl.concat([conns, more])
