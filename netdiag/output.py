@@ -1,8 +1,20 @@
 """Writing output for people and tools: terminal tables, JSON, CSV, Parquet, and every file on disk.
 
-Every table command shares these options, so `connections`, `transactions`, `logons` and
-`findings` behave alike. Every file and directory netdiag writes goes through `StagedFile` /
+Every table command shares these options, so `connections`, `transactions`, `logons`,
+`findings` and `packets` behave alike. Every file and directory netdiag writes goes through `StagedFile` /
 `StagedDir` below: never through a symlink, never half-written (see that section's comment).
+
+The terminal table follows what `ls`, `ps` and tshark do (issue 14, item 1):
+
+- On a terminal it fits the terminal's width (rich reads `COLUMNS`, else asks the terminal):
+  each command shows a short default set of columns, `--columns a,b,c` chooses others and
+  `--wide` shows every column at full width (for `less -S`). Numbers, addresses (`ip:port`)
+  and identifiers are never cut or wrapped; free text (values with spaces, or longer than
+  TEXT_CUT characters) is cut with an ellipsis when space is short. When even that does not fit,
+  the last default columns are left out and one line says which (`--wide`/`--columns` bring
+  them back). A row is always one line.
+- Piped or redirected (not a terminal) every column is written, whole, every row: grep and awk
+  see full rows whatever the width.
 """
 
 from __future__ import annotations
@@ -10,18 +22,28 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import polars as pl
+import typer
 
 from netdiag.errors import UsageError
+
+TEXT_CUT = 24          # a text value longer than this (or holding a space) may be cut with an ellipsis
+TEXT_MIN = 12          # ... but never below this many characters (or its header's width)
+MAX_TTY_ROWS = 200     # rows shown on a terminal (piped output has every row)
+
+# An address with an optional port: IPv4 "10.1.2.3:51142", IPv6 "[2001:db8::1]:443" or bare.
+_ADDRESS_RE = re.compile(r"^(?:\d{1,3}(?:\.\d{1,3}){3}|\[?[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*\]?)(?::\d{1,5})?$")
 
 
 def to_json_rows(df: pl.DataFrame) -> str:
@@ -29,9 +51,32 @@ def to_json_rows(df: pl.DataFrame) -> str:
     return json.dumps(df.to_dicts(), default=str, indent=None, separators=(",", ":"))
 
 
+def endpoint(ip: str, port: str) -> pl.Expr:
+    """`ip:port` for a terminal column (IPv6 as `[addr]:port`, as Wireshark writes it); no port -> the ip."""
+    return (pl.when(pl.col(port).is_null()).then(pl.col(ip))
+            .when(pl.col(ip).str.contains(":")).then(pl.format("[{}]:{}", ip, port))
+            .otherwise(pl.format("{}:{}", ip, port)))
+
+
+def parse_columns(spec: str | None) -> list[str] | None:
+    """`--columns a,b,c` -> ["a", "b", "c"] (None when not given)."""
+    if spec is None:
+        return None
+    cols = [c.strip() for c in spec.split(",") if c.strip()]
+    if not cols:
+        raise UsageError("--columns: give column names separated by commas, e.g. --columns conn_id,client,server")
+    return cols
+
+
 def emit(df: pl.DataFrame, *, as_json: bool = False, as_csv: bool = False, parquet: Path | None = None,
-         pretty_columns: list[str] | None = None, title: str | None = None, max_rows: int = 200) -> None:
-    """Write `df` the way the user asked: JSON or CSV on stdout, Parquet to a file, else a table."""
+         pretty_columns: list[str] | None = None, title: str | None = None, max_rows: int = MAX_TTY_ROWS,
+         view: pl.DataFrame | None = None, columns: list[str] | None = None, wide: bool = False) -> None:
+    """Write `df` the way the user asked: JSON or CSV on stdout, Parquet to a file, else a table.
+
+    The terminal table shows `view` (default: `df`), a people-friendly rendering of the same rows;
+    `pretty_columns` are its default columns, `columns` (--columns) the user's choice, `wide`
+    (--wide) every column.
+    """
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
     if parquet is not None:
@@ -47,7 +92,8 @@ def emit(df: pl.DataFrame, *, as_json: bool = False, as_csv: bool = False, parqu
     if parquet is not None:
         print(f"wrote {len(df)} rows to {parquet}", file=sys.stderr)
         return
-    print_table(df, columns=pretty_columns, title=title, max_rows=max_rows)
+    print_table(df if view is None else view, columns=pretty_columns, title=title, max_rows=max_rows,
+                chosen=columns, wide=wide)
 
 
 def _fmt(value: object) -> str:
@@ -57,26 +103,121 @@ def _fmt(value: object) -> str:
         return f"{value:.3f}" if abs(value) < 1e6 else f"{value:.3g}"
     if isinstance(value, list):
         return " ".join(str(v) for v in value[:8]) + (" ..." if len(value) > 8 else "")
-    return str(value)
+    return str(value).replace("\n", " ")
+
+
+@dataclass
+class _Col:
+    name: str
+    cells: list[str]
+    numeric: bool
+    natural: int          # widest cell or header
+    minimum: int          # narrowest it may become (== natural unless free text)
+
+
+def _column(name: str, dtype: pl.DataType, values: list[object]) -> _Col:
+    from rich.cells import cell_len
+
+    cells = [_fmt(v) for v in values]
+    natural = max([cell_len(name), *(cell_len(c) for c in cells)])
+    text = not dtype.is_numeric() and any((" " in c or cell_len(c) > TEXT_CUT) and not _ADDRESS_RE.match(c)
+                                          for c in cells)
+    minimum = max(cell_len(name), min(natural, TEXT_MIN)) if text else natural
+    return _Col(name, cells, dtype.is_numeric(), natural, minimum)
+
+
+def table_width(widths: list[int]) -> int:
+    """Characters a rendered table of these column widths takes (heavy-head box, no edge padding)."""
+    return sum(widths) + 3 * len(widths) - 1 if widths else 0
+
+
+def _fit(cols: list[_Col], width: int, *, may_drop: bool) -> tuple[list[_Col], list[int], list[str]]:
+    """Column widths that fit `width`: cut free text first, then drop columns from the end."""
+    hidden: list[str] = []
+    cols = list(cols)
+    while True:
+        widths = [c.natural for c in cols]
+        excess = table_width(widths) - width
+        if excess <= 0:
+            return cols, widths, hidden
+        # cut the widest free-text columns first, one character at a time
+        while excess > 0:
+            slack = [(w - c.minimum, i) for i, (c, w) in enumerate(zip(cols, widths, strict=True)) if w > c.minimum]
+            if not slack:
+                break
+            _, i = max(slack)
+            widths[i] -= 1
+            excess -= 1
+        if excess <= 0 or not may_drop or len(cols) <= 1:
+            return cols, widths, hidden
+        hidden.insert(0, cols.pop().name)
 
 
 def print_table(df: pl.DataFrame, *, columns: list[str] | None = None, title: str | None = None,
-                max_rows: int = 200) -> None:
-    """A readable terminal table of the chosen columns (all when None)."""
+                max_rows: int = MAX_TTY_ROWS, chosen: list[str] | None = None, wide: bool = False,
+                console: object = None) -> None:
+    """A terminal table of `df`: default `columns` fitted to the terminal, or every column when piped.
+
+    `chosen` (--columns) and `wide` (--wide) override the defaults; `console` is a rich Console
+    (tests pass one with a fixed width; default: stdout's).
+    """
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    cols = [c for c in (columns or df.columns) if c in df.columns]
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for c in cols:
-        numeric = df.schema[c].is_numeric()
-        table.add_column(c, justify="right" if numeric else "left", overflow="fold")
-    for row in df.select(cols).head(max_rows).iter_rows():
-        table.add_row(*(_fmt(v) for v in row))
-    console = Console(width=max(Console().width, 160))
-    console.print(table)
-    if len(df) > max_rows:
-        console.print(f"... {len(df) - max_rows} more rows (use --json, --csv or --parquet for all)")
+    con: Console = console if console is not None else Console()   # type: ignore[assignment]
+    tty = con.is_terminal
+    if chosen:
+        unknown = [c for c in chosen if c not in df.columns]
+        if unknown:
+            raise UsageError(f"--columns: no column {', '.join(map(repr, unknown))}; this table has: "
+                             + ", ".join(df.columns))
+        names = list(chosen)
+    elif wide or not tty or not columns:
+        names = list(df.columns)
+    else:
+        names = [c for c in columns if c in df.columns]
+    full = wide or not tty                      # every column whole, every row when piped
+    shown = df if not tty else df.head(max_rows)
+    rows = shown.select(names)
+    cols = [_column(n, df.schema[n], rows[n].to_list()) for n in names]
+    hidden: list[str] = []
+    if full:
+        widths = [c.natural for c in cols]
+    else:
+        cols, widths, hidden = _fit(cols, con.width, may_drop=not chosen)
+    render_width = max(con.width, table_width(widths)) if full or chosen else con.width
+    table = Table(title=title, show_lines=False, header_style="bold", box=box.HEAVY_HEAD, pad_edge=False,
+                  title_justify="left")
+    for c, w in zip(cols, widths, strict=True):
+        table.add_column(c.name, justify="right" if c.numeric else "left", width=w, no_wrap=True,
+                         overflow="ellipsis", min_width=w, max_width=w)
+    for i in range(rows.height):
+        table.add_row(*(Text(c.cells[i]) for c in cols))   # Text: "[fe80::1]:0" is not rich markup
+    old_width = con.width
+    con.width = render_width
+    try:
+        con.print(table, crop=False, soft_wrap=False)
+    finally:
+        con.width = old_width
+    notes = []
+    if tty and len(df) > max_rows:
+        notes.append(f"... {len(df) - max_rows} more rows (pipe the output, or use --json, --csv or --parquet, "
+                     "for all)")
+    if hidden:
+        notes.append(f"{len(hidden)} column{'s' if len(hidden) != 1 else ''} left out to fit {con.width} "
+                     f"characters: {', '.join(hidden)} (--columns or --wide shows them)")
+    for n in notes:
+        con.print(n, markup=False, highlight=False, width=con.width)
+
+
+# The `--columns` and `--wide` options every table command shares.
+ColumnsOpt = Annotated[str | None, typer.Option(
+    "--columns", help="terminal table: show these columns, comma-separated (--wide shows them all)",
+    show_default=False)]
+WideOpt = Annotated[bool, typer.Option(
+    "--wide", help="terminal table: every column, nothing cut (lines may be wider than the terminal)")]
 
 
 # ------------------------------------------------------------------------------------------

@@ -16,25 +16,35 @@ import polars as pl
 import typer
 
 from netdiag.errors import UsageError
+from netdiag.output import ColumnsOpt, WideOpt, endpoint
 
 PRETTY = ["conn_id", "proto", "client", "server", "frame", "duration_s", "connect_s", "rtt_srv_ms", "rtt_cli_ms",
           "pkts", "bytes", "resent", "stall_s", "zero_win_s", "unseen_bytes", "state", "history"]
+# The terminal's default columns (issue 14 item 1): who talked to whom, how the connect went, resends,
+# Zeek's state; the last ones are left out when the terminal is narrow. --wide / --columns show the rest.
+DEFAULT = ["conn_id", "proto", "client", "server", "state", "resent", "connect_s", "rtt_srv_ms", "rtt_cli_ms",
+           "stall_s", "duration_s", "history"]
+# raw columns the readable ones above are made of
+_SHOWN_AS = {"transport", "client_ip", "client_port", "server_ip", "server_port", "first_frame", "rtt_server_side_ms",
+             "rtt_client_side_ms", "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c", "retransmitted_segments",
+             "retransmission_stall_s", "zero_window_s"}
 
 
 def pretty(table: pl.DataFrame) -> pl.DataFrame:
-    """The terminal view: the most useful columns, endpoints as ip:port, both directions as a/b."""
+    """The terminal view: readable columns first (endpoints as ip:port, both directions as a/b), then the rest."""
     def both(a: str, b: str) -> pl.Expr:
         return pl.format("{}/{}", pl.col(a), pl.col(b))
 
+    rest = [c for c in table.columns if c not in _SHOWN_AS and c not in PRETTY]
     return table.select(
         "conn_id", pl.col("transport").alias("proto"),
-        pl.format("{}:{}", "client_ip", "client_port").alias("client"),
-        pl.format("{}:{}", "server_ip", "server_port").alias("server"),
+        endpoint("client_ip", "client_port").alias("client"),
+        endpoint("server_ip", "server_port").alias("server"),
         pl.col("first_frame").alias("frame"), "duration_s", "connect_s",
         pl.col("rtt_server_side_ms").alias("rtt_srv_ms"), pl.col("rtt_client_side_ms").alias("rtt_cli_ms"),
         both("packets_c2s", "packets_s2c").alias("pkts"), both("bytes_c2s", "bytes_s2c").alias("bytes"),
         pl.col("retransmitted_segments").alias("resent"), pl.col("retransmission_stall_s").alias("stall_s"),
-        pl.col("zero_window_s").alias("zero_win_s"), "unseen_bytes", "state", "history")
+        pl.col("zero_window_s").alias("zero_win_s"), "unseen_bytes", "state", "history", *rest)
 
 
 def register(app: typer.Typer) -> None:
@@ -46,11 +56,13 @@ def register(app: typer.Typer) -> None:
         parquet: Annotated[Path | None, typer.Option("--parquet", help="write the table to this Parquet file")] = None,
         server_port: Annotated[list[int] | None, typer.Option(
             "--server-port", help="a port that is a server (decides client/server when no SYN was seen); repeatable")] = None,
+        columns: ColumnsOpt = None,
+        wide: WideOpt = False,
     ) -> None:
         """TCP connections and UDP flows: handshake times, resends, zero windows, Zeek state and history."""
         from netdiag.analyze import require_packets
         from netdiag.capture import ReadStats, iter_chunks
-        from netdiag.output import emit, preflight_file
+        from netdiag.output import emit, parse_columns, preflight_file
         from netdiag.progress import progress_bar
         from netdiag.tcp import TcpAnalyzer
 
@@ -79,8 +91,6 @@ def register(app: typer.Typer) -> None:
         if analyzer.truncated_headers:
             notes.append(f"{analyzer.truncated_headers} TCP headers cut off by the snaplen")
         print(f"netdiag: {table.height} connections; " + ", ".join(notes), file=sys.stderr)
-        if as_json or as_csv or parquet is not None:
-            emit(table, as_json=as_json, as_csv=as_csv, parquet=parquet)
-        else:
-            emit(pretty(table), pretty_columns=PRETTY,
-                 title="connections (pkts/bytes: client-to-server/server-to-client)")
+        emit(table, as_json=as_json, as_csv=as_csv, parquet=parquet, view=pretty(table), pretty_columns=DEFAULT,
+             columns=parse_columns(columns), wide=wide,
+             title="connections (pkts/bytes: client-to-server/server-to-client)")

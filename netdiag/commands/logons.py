@@ -18,12 +18,22 @@ from typing import Annotated, Any
 import typer
 
 from netdiag.errors import UsageError
+from netdiag.output import ColumnsOpt, WideOpt
 
-LOGON_COLUMNS = ["logon_id", "client_ip", "client_group", "duration_s", "outcome", "dominant_cause", "dns_s",
-                 "connect_s", "tls_s", "network_rtt_s", "server_s", "client_s", "loss_recovery_s",
-                 "unexplained_s", "connections", "requests", "separation_confidence"]
+# The terminal's default columns (issue 14 item 1), most needed first; the last ones are left out when the
+# terminal is narrow. --wide / --columns show the rest (every column of the table).
+LOGON_COLUMNS = ["logon_id", "start", "client_ip", "duration_s", "dominant_cause", "server_s", "client_s",
+                 "network_rtt_s", "connect_s", "dns_s", "loss_recovery_s", "outcome", "client_group"]
 VIEWS_MARKER = ".netdiag-views"
-FINDING_COLUMNS = ["id", "severity", "cause", "seconds_lost", "logons_affected", "summary", "wireshark_filter"]
+FINDING_COLUMNS = ["id", "severity", "seconds_lost", "cause", "summary", "logons_affected"]
+
+
+def pretty_logons(logons: Any) -> Any:
+    """The terminal view of the logons table: the start as UTC time of day next to every column."""
+    import polars as pl
+
+    return logons.select("logon_id", pl.from_epoch("start_ts_ns", time_unit="ns").dt.strftime("%H:%M:%S%.3f")
+                         .alias("start"), pl.exclude("logon_id"))
 
 CapturesArg = Annotated[list[Path], typer.Argument(help="capture files (pcap, pcapng, .gz) or directories")]
 ProfileOpt = Annotated[Path | None, typer.Option("--profile", "-p", help="site profile (TOML); see `netdiag profile init`")]
@@ -83,10 +93,13 @@ def register(app: typer.Typer) -> None:
         ] = False,
         bucket_s: Annotated[float, typer.Option("--bucket", help="time bucket for --summary, seconds")] = 300.0,
         tls_keylog: TlsKeylogOpt = None,
+        columns: ColumnsOpt = None,
+        wide: WideOpt = False,
     ) -> None:
         """One row per logon with its wait budget (columns sum to duration_s) and dominant cause."""
-        from netdiag.output import emit
+        from netdiag.output import emit, parse_columns
 
+        chosen = parse_columns(columns)
         analysis = _run(captures, profile, parquet, views=summary, tls_keylog=tls_keylog)
         machine = as_json or as_csv or parquet is not None
         if analysis.logons.height == 0 and not machine:
@@ -97,10 +110,10 @@ def register(app: typer.Typer) -> None:
             views = dict(analysis.population)
             if analysis.logons.height:
                 views["per_time_bucket"] = per_time_bucket(analysis.logons, bucket_s)
-            _emit_views(views, as_json=as_json, as_csv=as_csv, parquet=parquet)
+            _emit_views(views, as_json=as_json, as_csv=as_csv, parquet=parquet, wide=wide)
             return
-        emit(analysis.logons, as_json=as_json, as_csv=as_csv, parquet=parquet, pretty_columns=LOGON_COLUMNS,
-             title="logons")
+        emit(analysis.logons, as_json=as_json, as_csv=as_csv, parquet=parquet, view=pretty_logons(analysis.logons),
+             pretty_columns=LOGON_COLUMNS, columns=chosen, wide=wide, title="logons")
 
     @app.command("findings")
     def findings_command(
@@ -110,10 +123,13 @@ def register(app: typer.Typer) -> None:
         as_csv: CsvOpt = False,
         parquet: ParquetOpt = None,
         tls_keylog: TlsKeylogOpt = None,
+        columns: ColumnsOpt = None,
+        wide: WideOpt = False,
     ) -> None:
         """Labelled causes of lost time (logons and every TCP connection), with evidence and a Wireshark filter."""
-        from netdiag.output import emit
+        from netdiag.output import emit, parse_columns
 
+        chosen = parse_columns(columns)
         # without logons the connections' own causes are still findings: exit 0, the reason on stderr
         analysis = _run(captures, profile, parquet, tls_keylog=tls_keylog)
         if analysis.findings.height == 0 and not (as_json or as_csv or parquet):
@@ -121,7 +137,7 @@ def register(app: typer.Typer) -> None:
                 print(f"netdiag: {analysis.logons.height} logon(s), no findings", file=sys.stderr)
             return
         emit(analysis.findings, as_json=as_json, as_csv=as_csv, parquet=parquet, pretty_columns=FINDING_COLUMNS,
-             title="findings")
+             columns=chosen, wide=wide, title="findings")
 
     profile_app = typer.Typer(help="Site profiles: which servers are the EPJ and how a logon starts and ends.",
                               no_args_is_help=True)
@@ -155,7 +171,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(profile_app, name="profile")
 
 
-def _emit_views(views: dict, *, as_json: bool, as_csv: bool, parquet: Path | None) -> None:
+def _emit_views(views: dict, *, as_json: bool, as_csv: bool, parquet: Path | None, wide: bool = False) -> None:
     from netdiag.output import StagedDir, marker_record, print_table, to_json_rows
 
     if as_json and as_csv:
@@ -178,4 +194,4 @@ def _emit_views(views: dict, *, as_json: bool, as_csv: bool, parquet: Path | Non
             sys.stdout.write(f"# {name}\n{df.write_csv()}\n")
         return
     for name, df in views.items():
-        print_table(df, title=name.replace("_", " "))
+        print_table(df, title=name.replace("_", " "), wide=wide)

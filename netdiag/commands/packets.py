@@ -12,10 +12,25 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 
-PRETTY = ["frame", "ts_ns", "vlan_id", "src_ip", "src_port", "dst_ip", "dst_port", "ip_proto", "tcp_flags",
-          "tcp_seq", "tcp_ack", "payload_len"]
+from netdiag.output import ColumnsOpt, WideOpt
+
+# The terminal's default columns (issue 14 item 1): Wireshark's frame number, time, who to whom, what.
+# --wide / --columns show the rest.
+DEFAULT = ["frame", "time", "src", "dst", "ip_proto", "tcp_flags", "payload_len", "tcp_seq", "tcp_ack", "vlan_id"]
+
+
+def pretty(df: pl.DataFrame) -> pl.DataFrame:
+    """The terminal view: UTC time of day, endpoints as ip:port, then every column of the table."""
+    from netdiag.output import endpoint
+
+    return df.select(
+        "frame", pl.from_epoch("ts_ns", time_unit="ns").dt.strftime("%H:%M:%S%.6f").alias("time"),
+        endpoint("src_ip", "src_port").alias("src"), endpoint("dst_ip", "dst_port").alias("dst"),
+        "ip_proto", "tcp_flags", "payload_len", "tcp_seq", "tcp_ack", "vlan_id",
+        *[c for c in df.columns if c not in DEFAULT])
 
 
 def register(app: typer.Typer) -> None:
@@ -28,15 +43,15 @@ def register(app: typer.Typer) -> None:
         summary: Annotated[bool, typer.Option("--summary", help="only read and print the summary")] = False,
         dedup_window_ms: Annotated[float, typer.Option(
             "--dedup-window-ms", help="SPAN duplicate window in ms (0 turns de-dup off)")] = 5.0,
+        columns: ColumnsOpt = None,
+        wide: WideOpt = False,
     ) -> None:
         """Decode every frame into the packets table (one row per frame kept after SPAN de-dup)."""
-        import polars as pl
-
         from netdiag.analyze import require_packets
         from netdiag.capture import ReadStats, iter_chunks
         from netdiag.capture.addresses import format_ip
         from netdiag.errors import UsageError
-        from netdiag.output import emit, preflight_file
+        from netdiag.output import emit, parse_columns, preflight_file
         from netdiag.progress import progress_bar
 
         for p in captures:
@@ -70,4 +85,5 @@ def register(app: typer.Typer) -> None:
             pl.when(pl.col("ip_version") > 0).then(format_ip("src_ip_hi", "src_ip_lo")).alias("src_ip"),
             pl.when(pl.col("ip_version") > 0).then(format_ip("dst_ip_hi", "dst_ip_lo")).alias("dst_ip"),
         )
-        emit(df, as_json=as_json, as_csv=as_csv, parquet=parquet, pretty_columns=PRETTY, title="packets")
+        emit(df, as_json=as_json, as_csv=as_csv, parquet=parquet, view=None if as_json or as_csv or parquet else
+             pretty(df), pretty_columns=DEFAULT, columns=parse_columns(columns), wide=wide, title="packets")

@@ -12,13 +12,27 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 
 from netdiag.errors import UsageError
+from netdiag.output import ColumnsOpt, WideOpt
 
-PRETTY = ["conn_id", "protocol", "operation", "request_id", "status", "server_ip", "server_port",
-          "request_transfer_s", "server_think_s", "response_transfer_s", "retransmission_stall_s",
-          "first_frame", "last_frame"]
+# The terminal's default columns (issue 14 item 1), most needed first: what was asked of which server, how
+# long the server took, where to find it in Wireshark. --wide / --columns show the rest.
+DEFAULT = ["conn_id", "protocol", "operation", "server_think_s", "server", "status", "first_frame",
+           "response_transfer_s", "request_transfer_s", "retransmission_stall_s", "client"]
+
+
+def pretty(txns: pl.DataFrame) -> pl.DataFrame:
+    """The terminal view: endpoints as ip:port, then every column of the table."""
+    from netdiag.output import endpoint
+
+    rest = [c for c in txns.columns if c not in ("client_ip", "client_port", "server_ip", "server_port")]
+    return txns.select(endpoint("client_ip", "client_port").alias("client"),
+                       endpoint("server_ip", "server_port").alias("server"), *rest).select(
+        *DEFAULT,
+        *[c for c in rest if c not in DEFAULT])
 
 
 def register(app: typer.Typer) -> None:
@@ -35,10 +49,12 @@ def register(app: typer.Typer) -> None:
             "--summary", help="per operation: count, p50/p95/max server think, errors")] = False,
         tls_keylog: Annotated[Path | None, typer.Option(
             "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) to decrypt IIOP/HTTP inside TLS")] = None,
+        columns: ColumnsOpt = None,
+        wide: WideOpt = False,
     ) -> None:
         """Pair requests with responses (GIOP, HTTP, DNS, TLS handshakes, TLS turns) and time them."""
         from netdiag.analyze import require_packets
-        from netdiag.output import emit, preflight_file
+        from netdiag.output import emit, parse_columns, preflight_file
         from netdiag.transactions import analyze_streams, filter_transactions, summarize
 
         if protocol and protocol.lower() not in ("giop", "http", "tls", "dns", "turn"):
@@ -67,10 +83,10 @@ def register(app: typer.Typer) -> None:
               file=sys.stderr)
         if summary:
             emit(summarize(txns), as_json=as_json, as_csv=as_csv, parquet=parquet,
-                 title="transactions per operation")
+                 title="transactions per operation", columns=parse_columns(columns), wide=wide)
             return
-        emit(txns, as_json=as_json, as_csv=as_csv, parquet=parquet, pretty_columns=PRETTY,
-             title="transactions")
+        emit(txns, as_json=as_json, as_csv=as_csv, parquet=parquet, view=pretty(txns), pretty_columns=DEFAULT,
+             columns=parse_columns(columns), wide=wide, title="transactions")
 
 
 def _analyze(analyze_streams, captures: list[Path], keylog=None):  # noqa: ANN001, ANN202 - thin wrapper
