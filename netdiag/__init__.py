@@ -9,11 +9,12 @@ The Python API under the CLI, usable from a notebook:
     logons = netdiag.logons(["switch.pcapng"])           # one row per logon, with its wait budget
     result = netdiag.analyze(["switch.pcapng"], out="netdiag-report")   # everything, plus the report
     diff = netdiag.compare("before.pcapng", "after.pcapng")           # before/after statistics
+    days = netdiag.trend(["mon-report/", "tue-report/", "wed.pcapng"])   # p50/p95/budget per period
 
 Every table's columns are declared once in `netdiag.schema`.
 Names are imported lazily so `import netdiag` stays fast for the CLI.
 
-`transactions`, `logons`, `analyze` and `compare` are both API functions and submodules of this
+`transactions`, `logons`, `analyze`, `compare` and `trend` are both API functions and submodules of this
 package. Python's import system binds a package attribute to a submodule whenever that submodule is
 first imported, which would turn `netdiag.transactions(...)` into calling a module after any code
 imported `netdiag.transactions`. The package's module class therefore keeps the API function bound
@@ -40,6 +41,7 @@ _LAZY = {
     "findings": ("netdiag.logons", "findings"),
     "analyze": ("netdiag.analyze", "analyze"),
     "compare": ("netdiag.compare", "compare"),
+    "trend": ("netdiag.trend", "trend"),
     "load_profile": ("netdiag.profile", "load_profile"),
 }
 

@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "sanitize",
     "case",
     "compare",
+    "trend",
 ]
 
 app = typer.Typer(

@@ -236,9 +236,11 @@ def side_from_directory(d: Path, label: str) -> Side:
 
 
 def load_side(arg: Any, label: str, profile: Profile | None) -> Side:
-    """BEFORE/AFTER argument -> Side: an Analysis, an analysis directory, capture files or directories."""
+    """BEFORE/AFTER argument -> Side: a Side, an Analysis, an analysis directory, capture files or directories."""
     from netdiag.analyze import Analysis, analyze
 
+    if isinstance(arg, Side):            # already loaded (netdiag.trend compares each period with the next)
+        return replace(arg, label=label)
     if isinstance(arg, Analysis):
         return side_from_analysis(arg, label)
     paths = [Path(arg)] if isinstance(arg, str | os.PathLike) else [Path(p) for p in arg]
