@@ -331,16 +331,19 @@ def trend(inputs: Sequence[Any], profile: Profile | str | os.PathLike[str] | Non
     if split_by is None and len(inputs) < 2:
         raise UsageError("trend: one period gives no trend; give two or more (analysis directories or captures), "
                          "or cut one into periods with --split-by hour|day")
-    if labels is not None and split_by is None and len(labels) != len(inputs):
+    if labels is not None and split_by is not None:
+        raise UsageError("trend: --label names periods given as inputs; --split-by names them by their date and hour")
+    if labels is not None and len(labels) != len(inputs):
         raise UsageError(f"trend: {len(labels)} labels for {len(inputs)} periods")
     prof = profile if isinstance(profile, Profile) else (load_profile(profile) if profile is not None else Profile())
 
     warnings: list[str] = []
     if split_by is not None:
         whole = load_side(inputs if len(inputs) > 1 else inputs[0], "all", prof)
-        if whole.logons.height == 0:
-            raise CompareError(f"nothing to split: {(whole.no_logons_reason or 'no logons found')}")
-        sides = _split(whole, split_by)
+        if whole.logons.height == 0:       # the analysis ran: say why there is nothing to split, no error
+            sides = [("all", whole)]
+        else:
+            sides = _split(whole, split_by)
     else:
         names = list(labels) if labels is not None else [_label(a, i) for i, a in enumerate(inputs)]
         if len(set(names)) != len(names):        # two "netdiag-report" dirs: number them
@@ -367,8 +370,9 @@ def trend(inputs: Sequence[Any], profile: Profile | str | os.PathLike[str] | Non
                             "(they are compared in the order given)")
     for p in periods:
         if p.logons == 0:
-            warnings.append(f"{p.label} has no logons ({(p.side.no_logons_reason or 'none found')}); "
-                            "the next period is compared with the one before it")
+            why = (p.side.no_logons_reason or "none found").removeprefix("no logons: ")
+            warnings.append(f"{p.label} has no logons ({why})"
+                            + ("; the next period is compared with the one before it" if len(periods) > 1 else ""))
     if len([p for p in periods if p.logons]) < 2:
         warnings.append("fewer than two periods with logons: nothing to compare")
     return Trend(periods, steps, split_by, warnings, seed)

@@ -175,3 +175,15 @@ def test_api_name_is_the_function_after_the_submodule_is_imported() -> None:
 
     importlib.import_module("netdiag.trend")
     assert callable(netdiag.trend) and netdiag.trend is trend
+
+
+def test_a_period_without_logons_is_shown_and_skipped(dirs) -> None:
+    http = ROOT / "captures" / "crafted" / "real_loopback_http.pcap"
+    t = trend([dirs["baseline"], http, dirs["slow_auth"]])
+    assert [p.logons for p in t.periods] == [2, 0, 1]
+    assert t.steps[1] is None and t.steps[2].before == "baseline" and t.steps[2].after == "slow_auth"
+    assert any("real_loopback_http has no logons (none of the 5 TCP connection(s)" in w for w in t.warnings)
+    row = t.table().row(1, named=True)
+    assert row["p50_s"] is None and row["vs_previous"].startswith("no logons: none of the 5 TCP")
+    r = _netdiag("trend", str(http), "--split-by", "day")      # the analysis ran: exit 0, said in words
+    assert r.returncode == 0 and "all has no logons" in r.stdout, r.stderr

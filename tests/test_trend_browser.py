@@ -54,8 +54,9 @@ def test_trend_page_renders_offline_with_both_charts_drawn(tmp_path):
         assert f'data-table="{tname}"' in dom or tname == "wards"
 
 
-def test_trend_page_with_one_logon_periods_renders(tmp_path):
-    t = trend([LAB / "baseline.pcap", LAB / "slow_auth.pcap", LAB / "added_rtt.pcap"])
+def test_trend_page_with_one_logon_periods_and_an_empty_one_renders(tmp_path):
+    t = trend([LAB / "baseline.pcap", ROOT / "captures" / "crafted" / "real_loopback_http.pcap",
+               LAB / "slow_auth.pcap", LAB / "added_rtt.pcap"])   # a period without logons too
     page = tmp_path / "trend-lab.html"
     page.write_text(t.to_html(), encoding="utf-8")
     dom = _check_page(tmp_path, page, "trend-lab.png")
