@@ -132,7 +132,7 @@ def table_width(widths: list[int]) -> int:
 
 
 def _fit(cols: list[_Col], width: int, *, may_drop: bool) -> tuple[list[_Col], list[int], list[str]]:
-    """Column widths that fit `width`: cut free text first, then drop columns from the end."""
+    """Column widths that fit `width`: cut free text (last columns first), then drop columns from the end."""
     hidden: list[str] = []
     cols = list(cols)
     while True:
@@ -140,14 +140,12 @@ def _fit(cols: list[_Col], width: int, *, may_drop: bool) -> tuple[list[_Col], l
         excess = table_width(widths) - width
         if excess <= 0:
             return cols, widths, hidden
-        # cut the widest free-text columns first, one character at a time
-        while excess > 0:
-            slack = [(w - c.minimum, i) for i, (c, w) in enumerate(zip(cols, widths, strict=True)) if w > c.minimum]
-            if not slack:
-                break
-            _, i = max(slack)
-            widths[i] -= 1
-            excess -= 1
+        # cut free text from the last column backwards: the first columns are the ones needed most
+        for i in range(len(cols) - 1, -1, -1):
+            cut = min(excess, widths[i] - cols[i].minimum)
+            if cut > 0:
+                widths[i] -= cut
+                excess -= cut
         if excess <= 0 or not may_drop or len(cols) <= 1:
             return cols, widths, hidden
         hidden.insert(0, cols.pop().name)

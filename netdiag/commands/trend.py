@@ -64,8 +64,11 @@ def trend_command(periods: PeriodsArg, split_by: SplitOpt = None, profile: Profi
     if as_json:
         sys.stdout.write(t.to_json())
     else:
-        for line in t.headline():
-            print(line)
+        from rich.console import Console
+
+        con = Console()
+        for line in t.headline():      # prose: wrapped at words on a terminal, one line each when piped
+            con.print(line, markup=False, highlight=False, soft_wrap=not con.is_terminal)
         print_table(t.table(), columns=DEFAULT, chosen=chosen, wide=wide,
                     title="logon time per period (seconds; verdict against the previous period)")
         wards = t.ward_table()
