@@ -13,8 +13,8 @@ fast on the sample and a lab capture.
 
 from __future__ import annotations
 
+import functools
 import io
-import json
 import os
 import re
 import shutil
@@ -43,6 +43,7 @@ ENDPOINT_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]:\d*|\d{1,3}(?:\.\d{1,3}){3}:\d*")
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
+@functools.cache
 def _views(cap: Path) -> dict[str, tuple[pl.DataFrame, list[str]]]:
     """What each table command puts in its terminal table, and its default columns."""
     a = analyze([cap])
@@ -146,19 +147,25 @@ def _tshark_endpoints(cap: Path) -> set[str]:
 
 
 @pytest.mark.skipif(shutil.which("script") is None, reason="script(1) not installed (util-linux)")
-@pytest.mark.parametrize("width", [80, 100])
-def test_cli_under_a_pseudo_terminal_honours_columns(width: int) -> None:
-    r = _netdiag("connections", str(SAMPLE), width=width)
+@pytest.mark.parametrize("cap,command,width", [
+    (SAMPLE, "connections", 80), (SAMPLE, "connections", 100), (SAMPLE, "connections", 160), (SAMPLE, "packets", 80),
+    (SAMPLE, "findings", 80), (LAB, "transactions", 80), (LAB, "logons", 100), (LAB, "connections", 80)],
+    ids=lambda v: v.stem if isinstance(v, Path) else str(v))
+def test_cli_under_a_pseudo_terminal_honours_columns(cap: Path, command: str, width: int) -> None:
+    if not cap.exists():
+        pytest.skip(f"{cap} not present")
+    vs = _views(cap)
+    r = _netdiag(command, str(cap), width=width)
     assert r.returncode == 0, r.stdout
     out = ANSI_RE.sub("", r.stdout).replace("\r", "")
-    conns = json.loads(_netdiag("connections", str(SAMPLE), "--json").stdout)
-    eps = {f"{c['client_ip']}:{c['client_port']}" for c in conns} | {f"{c['server_ip']}:{c['server_port']}"
-                                                                     for c in conns}
-    if shutil.which("tshark"):   # the TCP endpoints are tshark's conversations
-        tcp = {f"{c['client_ip']}:{c['client_port']}" for c in conns if c["transport"] == "tcp"}
-        assert tcp <= _tshark_endpoints(SAMPLE)
+    view, default = vs[command]
+    eps = _endpoints(view)
     _check_fits(out, width, eps)
-    assert {m.group(0) for m in ENDPOINT_RE.finditer(out)} == eps   # every connection's endpoints, whole
+    if command == "connections":        # every connection's endpoints on screen, whole
+        assert {m.group(0) for m in ENDPOINT_RE.finditer(out)} == eps
+        if shutil.which("tshark"):       # ... and the TCP ones are tshark's conversation endpoints
+            tcp = view.filter(pl.col("proto") == "tcp")
+            assert set(tcp["client"]) | set(tcp["server"]) <= _tshark_endpoints(cap)
 
 
 def test_cli_piped_keeps_every_column_and_columns_option_chooses() -> None:
