@@ -339,7 +339,7 @@ def trend(inputs: Sequence[Any], profile: Profile | str | os.PathLike[str] | Non
 
     warnings: list[str] = []
     if split_by is not None:
-        whole = load_side(inputs if len(inputs) > 1 else inputs[0], "all", prof)
+        whole = load_side(inputs if len(inputs) > 1 else inputs[0], "the input of --split-by", prof)
         if whole.logons.height == 0:       # the analysis ran: say why there is nothing to split, no error
             sides = [("all", whole)]
         else:

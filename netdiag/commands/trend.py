@@ -21,7 +21,7 @@ PeriodsArg = Annotated[list[str], typer.Argument(
     help="periods in order: analysis directories from `netdiag analyze`, capture files (comma-separated for "
          "several in one period) or directories of captures", show_default=False)]
 SplitOpt = Annotated[str | None, typer.Option(
-    "--split-by", help="cut one analysis (or capture set) into periods by logon start: hour or day (UTC)")]
+    "--split-by", metavar="hour|day", help="cut one analysis (or capture set) into periods by logon start (UTC)")]
 ProfileOpt = Annotated[Path | None, typer.Option("--profile", "-p", help="site profile (TOML) for periods given as "
                                                                           "captures; its client groups are the wards")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the whole trend as JSON on stdout")]
