@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 P50_COLOUR = "#1b7837"
 P95_COLOUR = "#b2182b"
 CHAR_W = 6.6          # average width of a 12 px system-ui character, for label spacing
+LABEL_MAX = 26        # longer period names are shortened in charts (tables and hover titles keep them whole)
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= LABEL_MAX else label[:LABEL_MAX - 1] + "…"
 
 
 def period_lines(labels: list[str], p50: list[float | None], p95: list[float | None], counts: list[int]) -> str:
@@ -89,17 +94,17 @@ def period_lines(labels: list[str], p50: list[float | None], p95: list[float | N
         body.append(charts._text(x, by + bar_h - h - 3, str(c), anchor="middle", size=10))
     ty = by + bar_h
     body.append(f'<line x1="{L}" y1="{ty}" x2="{W - R}" y2="{ty}" stroke="{charts.MUTED}"/>')
-    widest = max(len(lab) for lab in labels) * CHAR_W if labels else 0
+    widest = max(len(_short(lab)) for lab in labels) * CHAR_W if labels else 0
     every = max(1, math.ceil((widest + 8) / pitch))      # no two axis labels overlap
     for i in range(0, n, every):
-        body.append(charts._text(xs[i], ty + 15, labels[i], anchor="middle", fill=charts.MUTED))
+        body.append(charts._text(xs[i], ty + 15, _short(labels[i]), anchor="middle", fill=charts.MUTED))
     return charts._svg("trend-lines", W, H, "Logon time per period: median (p50) and p95, with the number of logons",
                        body, marks)
 
 
 def budget_bars(rows: list[tuple[str, float, dict[str, float]]]) -> str:
     """One stacked bar per period: mean seconds per logon per category (svg.budget_per_logon_bars' layout)."""
-    svg = charts.budget_per_logon_bars(rows)
+    svg = charts.budget_per_logon_bars([(_short(label), total, secs) for label, total, secs in rows])
     return svg.replace('data-chart="budget-slowest"', 'data-chart="trend-budget"').replace(
         "Where the time went in the slowest logons (seconds)", "Where the time went per period (mean seconds per logon)")
 
