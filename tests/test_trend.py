@@ -187,3 +187,23 @@ def test_a_period_without_logons_is_shown_and_skipped(dirs) -> None:
     assert row["p50_s"] is None and row["vs_previous"].startswith("no logons: none of the 5 TCP")
     r = _netdiag("trend", str(http), "--split-by", "day")      # the analysis ran: exit 0, said in words
     assert r.returncode == 0 and "all has no logons" in r.stdout, r.stderr
+
+
+def test_terminal_table_fits_80_columns_and_keeps_period_names_whole(dirs) -> None:
+    import io
+
+    from rich.console import Console
+
+    from netdiag.commands.trend import DEFAULT
+    from netdiag.output import print_table
+
+    t = trend([dirs["auth800"], dirs["auth200"], dirs["auth200_rerun"]])
+    for width in (80, 100, 160):
+        buf = io.StringIO()
+        print_table(t.table(), columns=DEFAULT, title="t",
+                    console=Console(file=buf, width=width, force_terminal=True, color_system=None))
+        lines = buf.getvalue().splitlines()
+        assert max(len(line) for line in lines) <= width
+        body = [line for line in lines if line.startswith("│")]
+        assert [line.split("│")[1].strip() for line in body] == ["auth800", "auth200", "auth200_rerun"]
+        assert "improved" in body[1]       # the verdict column is shown, cut before the period names

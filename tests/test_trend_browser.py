@@ -50,14 +50,21 @@ def test_trend_page_renders_offline_with_both_charts_drawn(tmp_path):
     assert 'data-marks-expected="11"' in lines      # 2 lines + 2 x 3 points + 3 count bars
     _labels_apart(lines)
     assert "improved" in dom and "server processing (server_s)" in dom
-    for tname in ("periods", "budget-per-period", "steps", "wards"):
-        assert f'data-table="{tname}"' in dom or tname == "wards"
+    for tname in ("periods", "budget-per-period", "steps"):
+        assert f'data-table="{tname}"' in dom
 
 
-def test_trend_page_with_one_logon_periods_and_an_empty_one_renders(tmp_path):
-    t = trend([LAB / "baseline.pcap", ROOT / "captures" / "crafted" / "real_loopback_http.pcap",
-               LAB / "slow_auth.pcap", LAB / "added_rtt.pcap"])   # a period without logons too
+def test_trend_page_with_wards_small_periods_and_an_empty_one_renders(tmp_path):
+    prof = tmp_path / "site.toml"
+    prof.write_text('[[client_groups]]\nsubnet = "10.77.1.0/24"\ngroup = "Ward 7"\n\n'
+                    '[[client_groups]]\nsubnet = "198.51.100.0/24"\ngroup = "Clinic B"\n')
+    sample = ROOT / "captures" / "sample" / "epj-logon.pcap"
+    t = trend([[LAB / "baseline.pcap", sample], ROOT / "captures" / "crafted" / "real_loopback_http.pcap",
+               [LAB / "slow_auth.pcap", sample], LAB / "added_rtt.pcap"], prof,
+              labels=["Monday", "Tuesday (no logons)", "Wednesday", "Thursday"])
     page = tmp_path / "trend-lab.html"
     page.write_text(t.to_html(), encoding="utf-8")
-    dom = _check_page(tmp_path, page, "trend-lab.png")
-    assert "weak evidence" in dom
+    dom = _check_page(tmp_path, page, "trend-lab-wards.png")
+    assert "weak evidence" in dom and 'data-table="wards"' in dom
+    assert "Ward 7" in dom and "Clinic B" in dom and "Tuesday (no logons)" in dom
+    _labels_apart(re.search(r'<svg[^>]*data-chart="trend-lines".*?</svg>', dom, re.S).group(0))
