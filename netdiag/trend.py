@@ -136,7 +136,7 @@ class Step:
         d = self.duration
         moved = self.budget_moved
         if moved:
-            why = ", ".join(f"{SHORT_LABELS[r['metric']]} {signed(r['difference'])}" for r in moved)
+            why = "moved: " + ", ".join(f"{SHORT_LABELS[r['metric']]} {signed(r['difference'])}" for r in moved)
         else:
             b = self.largest_budget_change
             why = f"most: {SHORT_LABELS[b['category']]} {signed(b['change_per_logon_s'])}"
