@@ -126,6 +126,31 @@ def _column(name: str, dtype: pl.DataType, values: list[object]) -> _Col:
     return _Col(name, cells, dtype.is_numeric(), natural, minimum)
 
 
+_ADDRESS_IN_TEXT_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,}")
+
+
+def cut_text(text: str, width: int) -> str:
+    """`text` in at most `width` cells, ending in an ellipsis when cut; never inside an address.
+
+    An address (`10.1.2.3:51142`, `[2001:db8::1]:443`) that would be cut is left out whole, so what
+    is shown of it is always right.
+    """
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) <= width:
+        return text
+    head = set_cell_size(text, max(width - 1, 0)).rstrip()
+    start = max(head.rfind(" "), head.rfind("("), head.rfind(","), head.rfind("=")) + 1
+    end = len(text)
+    for sep in " ),;":
+        i = text.find(sep, start)
+        if i != -1:
+            end = min(end, i)
+    if end > len(head) and _ADDRESS_IN_TEXT_RE.search(text[start:end]):   # the cut falls inside an address
+        head = text[:start].rstrip()
+    return head + "…"
+
+
 def table_width(widths: list[int]) -> int:
     """Characters a rendered table of these column widths takes (heavy-head box, no edge padding)."""
     return sum(widths) + 3 * len(widths) - 1 if widths else 0
@@ -191,6 +216,9 @@ def print_table(df: pl.DataFrame, *, columns: list[str] | None = None, title: st
     for c, w in zip(cols, widths, strict=True):
         table.add_column(c.name, justify="right" if c.numeric else "left", width=w, no_wrap=True,
                          overflow="ellipsis", min_width=w, max_width=w)
+    for c, w in zip(cols, widths, strict=True):
+        if w < c.natural:                 # cut free text ourselves: never inside an address
+            c.cells = [cut_text(v, w) for v in c.cells]
     for i in range(rows.height):
         table.add_row(*(Text(c.cells[i]) for c in cols))   # Text: "[fe80::1]:0" is not rich markup
     old_width = con.width

@@ -180,3 +180,26 @@ def test_cli_piped_keeps_every_column_and_columns_option_chooses() -> None:
     assert [h.strip() for h in header.strip("┃").split("┃")] == ["logon_id", "duration_s", "server_s"]
     r = _netdiag("logons", str(SAMPLE), "--columns", "logon_id,nope")
     assert r.returncode == 2 and "no column 'nope'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_free_text_is_cut_before_an_address_never_inside_it() -> None:
+    # the lab's LOCATION_FORWARD finding names the forward target (10.77.1.11:9100) in its text
+    cap = ROOT / "captures" / "lab" / "location_forward.pcap"
+    if not cap.exists():
+        pytest.skip(f"{cap} not present")
+    findings = analyze([cap]).findings
+    text = " ".join(findings["summary"].to_list() + findings["detail"].to_list())
+    dotted = re.compile(r"\d{1,3}\.\d{1,3}\.\d[\d.:]*")        # anything that starts like an address
+    whole = {t.rstrip(".:") for t in dotted.findall(text)}
+    assert "10.77.1.11:9100" in whole                  # the address the lab's forward pointed to
+    cut_somewhere = False
+    for width in range(40, 200, 7):
+        buf = io.StringIO()
+        con = Console(file=buf, width=width, force_terminal=True, color_system=None)
+        print_table(findings, chosen=["id", "summary", "detail"], console=con)
+        out = buf.getvalue()
+        assert max(len(line) for line in out.splitlines()) <= width
+        shown = {t.rstrip(".:") for t in dotted.findall(out)}
+        assert shown <= whole, (width, shown - whole)  # no partial "10.77.1.11:91" or "10.77.1.1"
+        cut_somewhere |= "…" in out and "10.77.1.11:9100" not in out
+    assert cut_somewhere
