@@ -10,7 +10,8 @@ The terminal table follows what `ls`, `ps` and tshark do (issue 14, item 1):
   each command shows a short default set of columns, `--columns a,b,c` chooses others and
   `--wide` shows every column at full width (for `less -S`). Numbers, addresses (`ip:port`)
   and identifiers are never cut or wrapped; free text (values with spaces, or longer than
-  TEXT_CUT characters) is cut with an ellipsis when space is short. When even that does not fit,
+  TEXT_CUT characters) is cut with an ellipsis when space is short, before any address it holds,
+  never inside one (`cut_text`). When even that does not fit,
   the last default columns are left out and one line says which (`--wide`/`--columns` bring
   them back). A row is always one line.
 - Piped or redirected (not a terminal) every column is written, whole, every row: grep and awk
@@ -31,12 +32,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import polars as pl
 import typer
 
 from netdiag.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 TEXT_CUT = 24          # a text value longer than this (or holding a space) may be cut with an ellipsis
 TEXT_MIN = 12          # ... but never below this many characters (or its header's width)
@@ -178,7 +182,7 @@ def _fit(cols: list[_Col], width: int, *, may_drop: bool) -> tuple[list[_Col], l
 
 def print_table(df: pl.DataFrame, *, columns: list[str] | None = None, title: str | None = None,
                 max_rows: int = MAX_TTY_ROWS, chosen: list[str] | None = None, wide: bool = False,
-                console: object = None) -> None:
+                console: Console | None = None) -> None:
     """A terminal table of `df`: default `columns` fitted to the terminal, or every column when piped.
 
     `chosen` (--columns) and `wide` (--wide) override the defaults; `console` is a rich Console
@@ -189,7 +193,7 @@ def print_table(df: pl.DataFrame, *, columns: list[str] | None = None, title: st
     from rich.table import Table
     from rich.text import Text
 
-    con: Console = console if console is not None else Console()   # type: ignore[assignment]
+    con = console if console is not None else Console()
     tty = con.is_terminal
     if chosen:
         unknown = [c for c in chosen if c not in df.columns]

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from netdiag.errors import UsageError
 from netdiag.output import ColumnsOpt, WideOpt
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # The terminal's default columns (issue 14 item 1), most needed first; the last ones are left out when the
 # terminal is narrow. --wide / --columns show the rest (every column of the table).
@@ -28,7 +31,7 @@ VIEWS_MARKER = ".netdiag-views"
 FINDING_COLUMNS = ["id", "severity", "seconds_lost", "cause", "summary", "logons_affected"]
 
 
-def pretty_logons(logons: Any) -> Any:
+def pretty_logons(logons: pl.DataFrame) -> pl.DataFrame:
     """The terminal view of the logons table: the start as UTC time of day next to every column."""
     import polars as pl
 
