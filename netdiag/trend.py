@@ -10,7 +10,8 @@ a directory of captures, analysed first (the same inputs `netdiag compare` takes
 `netdiag.compare.load_side`). `split_by="hour"|"day"` instead cuts one analysis into periods by
 each logon's start time (UTC).
 
-Per period: the logon count, p50/p90/p95/p99 of the logon duration (`netdiag.compare.describe`:
+Per period (logons cut by the capture's start or end are counted but left out of every figure, as
+in `netdiag analyze` and `netdiag compare`): the logon count, p50/p90/p95/p99 of the logon duration (`netdiag.compare.describe`:
 numpy's linear percentile, as `netdiag analyze` reports them) and the wait budget as mean seconds
 per logon per category (the categories of each logon add up to its duration, so the means add up
 to the mean duration); the same per ward (the profile's client groups, the logons' `client_group`).
@@ -36,6 +37,7 @@ import polars as pl
 
 from netdiag.compare import SEED, CompareError, Comparison, Side, compare, describe, load_side
 from netdiag.errors import UsageError
+from netdiag.logons.population import complete_logons
 from netdiag.profile import Profile, load_profile
 from netdiag.schema import BUDGET_COLUMNS
 
@@ -56,7 +58,13 @@ class Period:
 
     @property
     def logons(self) -> int:
-        return self.side.logons.height
+        """Logons the capture saw whole: the ones every figure (and the comparison) uses."""
+        return self.side.logons.height - self.incomplete
+
+    @property
+    def incomplete(self) -> int:
+        """Logons cut by the capture's start or end: counted, left out of the figures (as netdiag analyze)."""
+        return self.side.logons.height - complete_logons(self.side.logons).height
 
     @property
     def p50_s(self) -> float | None:
@@ -75,6 +83,7 @@ class Period:
         s = self.side.summary()
         total = sum(self.budget_per_logon_s.values())
         return {"label": self.label, "source": s["source"], "inputs": s["inputs"], "logons": self.logons,
+                "incomplete_logons": self.incomplete,
                 "first_logon_start": s["first_logon_start"], "last_logon_end": s["last_logon_end"],
                 "no_logons_reason": self.side.no_logons_reason, "profile": s["profile"],
                 "capture_point": s["capture_point"],
@@ -194,8 +203,7 @@ class Trend:
         for p, s in zip(self.periods, self.steps, strict=True):
             rows.append({"period": p.label, "logons": p.logons, "p50_s": p.p50_s, "p95_s": p.p95_s,
                          "vs_previous": (s.words() if s is not None else
-                                         ("no logons: " + (p.side.no_logons_reason or "none found")
-                                          .removeprefix("no logons: ")) if p.logons == 0 else "first period"),
+                                         ("no logons: " + _no_logons(p)) if p.logons == 0 else "first period"),
                          "time_went_to": ", ".join(f"{SHORT_LABELS[c]} {fmt_s(v)}" for c, v in p.top_budget())})
         return pl.DataFrame(rows, schema={"period": pl.String, "logons": pl.Int64, "p50_s": pl.Float64,
                                           "p95_s": pl.Float64, "vs_previous": pl.String, "time_went_to": pl.String})
@@ -219,7 +227,9 @@ class Trend:
         with_logons = [p for p in self.periods if p.logons]
         out = [f"{len(self.periods)} period{'s' if len(self.periods) != 1 else ''}"
                + (f" (one per {self.split_by} of logon start, UTC)" if self.split_by else "")
-               + f", {sum(p.logons for p in self.periods)} logons."]
+               + f", {sum(p.logons for p in self.periods)} logons"
+               + (f" ({n} more cut by the start or end of a capture, left out of the figures)"
+                  if (n := sum(p.incomplete for p in self.periods)) else "") + "."]
         if with_logons:
             first, last = with_logons[0], with_logons[-1]
             out.append(f"Typical logon (p50) {fmt_s(first.p50_s)} in {first.label}, {fmt_s(last.p50_s)} in "
@@ -258,6 +268,12 @@ class Trend:
 # Building periods
 # --------------------------------------------------------------------------------------------
 
+def _no_logons(p: Period) -> str:
+    if p.incomplete:
+        return f"only {p.incomplete} incomplete logon{'s' if p.incomplete != 1 else ''}, cut by the capture"
+    return (p.side.no_logons_reason or "none found").removeprefix("no logons: ")
+
+
 def _budget_means(lg: pl.DataFrame) -> dict[str, float]:
     if lg.height == 0:
         return {c: 0.0 for c in BUDGET_COLUMNS}
@@ -278,7 +294,7 @@ def _wards(lg: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def _period(label: str, side: Side) -> Period:
-    lg = side.logons
+    lg = complete_logons(side.logons)      # logons cut by the capture are lower bounds: not in the figures
     d = describe(lg["duration_s"].drop_nulls().cast(pl.Float64).to_numpy() if lg.height else np.zeros(0))
     return Period(label, side, d, _budget_means(lg), _wards(lg))
 
@@ -370,8 +386,7 @@ def trend(inputs: Sequence[Any], profile: Profile | str | os.PathLike[str] | Non
                             "(they are compared in the order given)")
     for p in periods:
         if p.logons == 0:
-            why = (p.side.no_logons_reason or "none found").removeprefix("no logons: ")
-            warnings.append(f"{p.label} has no logons ({why})"
+            warnings.append(f"{p.label} has no logons ({_no_logons(p)})"
                             + ("; the next period is compared with the one before it" if len(periods) > 1 else ""))
     if len([p for p in periods if p.logons]) < 2:
         warnings.append("fewer than two periods with logons: nothing to compare")

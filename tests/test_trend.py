@@ -45,8 +45,13 @@ def dirs(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+def _complete(logons: pl.DataFrame) -> pl.DataFrame:
+    """The logons the figures use (docs/logons.md): those the capture did not cut (outcome != incomplete)."""
+    return logons.filter(pl.col("outcome") != "incomplete")
+
+
 def _quantiles(logons: pl.DataFrame) -> tuple[float, float]:
-    d = logons["duration_s"]
+    d = _complete(logons)["duration_s"]
     return d.quantile(0.5, interpolation="linear"), d.quantile(0.95, interpolation="linear")
 
 
@@ -60,7 +65,7 @@ def test_each_period_p50_p95_equal_the_logons_table_quantiles(dirs) -> None:
     t = trend([dirs["baseline"], dirs["slow_auth"], dirs["added_rtt"]])
     assert [p.label for p in t.periods] == ["baseline", "slow_auth", "added_rtt"]
     for p, name in zip(t.periods, ("baseline", "slow_auth", "added_rtt"), strict=True):
-        lg = pl.read_parquet(dirs[name] / "tables" / "logons.parquet")
+        lg = _complete(pl.read_parquet(dirs[name] / "tables" / "logons.parquet"))
         p50, p95 = _quantiles(lg)
         assert p.logons == lg.height == len(json.loads(NAMES[name].with_suffix(".truth.json").read_text())["logons"])
         assert p.p50_s == pytest.approx(p50, abs=1e-12) and p.p95_s == pytest.approx(p95, abs=1e-12)
@@ -118,7 +123,7 @@ def test_wards_come_from_the_profile(tmp_path) -> None:
         lg = pl.read_parquet(d / "tables" / "logons.parquet")
         assert {w["ward"] for w in p.wards} == {"Ward 7", "Clinic B"}
         for w in p.wards:
-            part = lg.filter(pl.col("client_group") == w["ward"])
+            part = _complete(lg).filter(pl.col("client_group") == w["ward"])
             p50, p95 = _quantiles(part)
             assert w["logons"] == part.height
             assert w["p50_s"] == pytest.approx(p50, abs=1e-12) and w["p95_s"] == pytest.approx(p95, abs=1e-12)
@@ -207,3 +212,23 @@ def test_terminal_table_fits_80_columns_and_keeps_period_names_whole(dirs) -> No
         body = [line for line in lines if line.startswith("│")]
         assert [line.split("│")[1].strip() for line in body] == ["auth800", "auth200", "auth200_rerun"]
         assert "improved" in body[1]       # the verdict column is shown, cut before the period names
+
+
+@pytest.mark.skipif(shutil.which("editcap") is None or shutil.which("tshark") is None,
+                    reason="editcap/tshark (wireshark) not installed")
+def test_logons_cut_by_the_capture_are_counted_but_left_out_of_the_figures(dirs, tmp_path) -> None:
+    cut = tmp_path / "auth200-cut.pcap"          # the capture stops in the middle of the 11th logon
+    subprocess.run(["editcap", "-r", str(NAMES["auth200"]), str(cut), "1-900"], check=True, timeout=60)
+    last_ns = int(subprocess.run(["tshark", "-r", str(cut), "-T", "fields", "-e", "frame.time_epoch"],
+                                 capture_output=True, text=True, check=True, timeout=60).stdout.split()[-1]
+                  .replace(".", "").ljust(19, "0")[:19])
+    truth = json.loads((CMP / "cmp_auth200.truth.json").read_text())["logons"]
+    whole = sum(1 for lg in truth if lg["end_ts_ns"] <= last_ns)
+    cut_short = sum(1 for lg in truth if lg["start_ts_ns"] <= last_ns < lg["end_ts_ns"])
+    t = trend([dirs["auth800"], cut])
+    p = t.periods[1]
+    assert (p.logons, p.incomplete) == (whole, cut_short) == (10, 1)
+    lg = _complete(netdiag.logons([cut]))
+    assert p.p50_s == pytest.approx(_quantiles(lg)[0], abs=1e-12) and p.p95_s == pytest.approx(_quantiles(lg)[1], abs=1e-12)
+    assert "1 more cut by the start or end of a capture" in t.headline()[0]
+    assert t.steps[1].duration["n_after"] == whole    # compare leaves it out too
