@@ -150,14 +150,16 @@ class Step:
             b = self.largest_budget_change
             why = f"most: {SHORT_LABELS[b['category']]} {signed(b['change_per_logon_s'])}"
         head = self.verdict if self.verdict != "weak evidence" else f"weak evidence, {self.direction}"
-        return f"{head} {signed(d['difference'])} ({why})"
+        p95 = (d.get("statistics") or {}).get("p95", {}).get("difference")
+        return f"{head}: p50 {signed(d['difference'])}" + (f", p95 {signed(p95)}" if p95 is not None else "") \
+            + f" ({why})"
 
     def to_dict(self) -> dict[str, Any]:
         d = self.duration
-        keep = ("difference", "ci_low", "ci_high", "p_value", "cliffs_delta", "before_stat", "after_stat",
-                "n_before", "n_after", "reason")
+        keep = ("difference", "ci_low", "ci_high", "p_value", "p_adjusted", "cliffs_delta", "before_stat",
+                "after_stat", "n_before", "n_after", "reason", "statistics")
         return {"before": self.before, "after": self.after, "verdict": self.verdict, "direction": self.direction,
-                "words": self.words(), "duration": {k: d[k] for k in keep},
+                "words": self.words(), "duration": {k: d.get(k) for k in keep},
                 "budget_moved": [{"category": r["metric"], "verdict": r["verdict"], "difference_s": r["difference"],
                                   "ci_low_s": r["ci_low"], "ci_high_s": r["ci_high"],
                                   "p_adjusted": r["p_adjusted"]} for r in self.budget_moved],

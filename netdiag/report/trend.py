@@ -126,7 +126,7 @@ def _sentences(t: Trend) -> str:
 def render_html(t: Trend) -> str:
     """One self-contained page: summary, p50/p95 per period, budget per period, comparisons, wards, method."""
     from netdiag import __version__
-    from netdiag.compare import ALPHA, MIN_SAMPLES, NEGLIGIBLE_DELTA, RELATIVE_MIN_CHANGE
+    from netdiag.compare import ALPHA, MIN_SAMPLES, RELATIVE_MIN_CHANGE
     from netdiag.report.html import _asset, _figure, table
 
     parts = ['<section id="summary"><h2>Summary</h2>' + _sentences(t) + "</section>"]
@@ -169,15 +169,19 @@ def render_html(t: Trend) -> str:
     cmp_html = '<section id="steps"><h2>Between periods</h2>'
     if steps:
         cmp_html += ('<p class="note">Each period against the previous period that has logons, with the statistics '
-                     "of <code>netdiag compare</code> (median difference with a bootstrap 95 % interval, "
-                     "Mann-Whitney p, Cliff's delta; docs/compare.md).</p>")
+                     "and verdict rules of <code>netdiag compare</code> (differences of the median and p95 with "
+                     "bootstrap 95 % intervals, p of its rank and tail tests, Cliff's delta; docs/compare.md).</p>")
         srows = []
         for s in steps:
             d = s.duration
+            p95 = (d.get("statistics") or {}).get("p95") or {}
             srows.append({"pair": f"{s.before} → {s.after}", "verdict": s.verdict, "direction": s.direction,
                           "diff": d["difference"], "ci": (f"{fmt_s(d['ci_low'])} .. {fmt_s(d['ci_high'])}"
                                                           if d["ci_low"] is not None else "n/a"),
-                          "p": _p(d["p_value"]), "delta": None if d["cliffs_delta"] is None else round(d["cliffs_delta"], 2),
+                          "diff95": p95.get("difference"),
+                          "ci95": (f"{fmt_s(p95['ci_low'])} .. {fmt_s(p95['ci_high'])}"
+                                   if p95.get("ci_low") is not None else "n/a"),
+                          "p": _p(d.get("p_adjusted", d["p_value"])), "delta": None if d["cliffs_delta"] is None else round(d["cliffs_delta"], 2),
                           "moved": ", ".join(f"{CATEGORY_LABELS[r['metric']]} ({r['metric']}) {r['verdict']} "
                                              f"{fmt_s(r['difference'])}" for r in s.budget_moved) or "none",
                           "largest": f"{CATEGORY_LABELS[s.largest_budget_change['category']]} "
@@ -185,7 +189,8 @@ def render_html(t: Trend) -> str:
                                      f"{fmt_s(s.largest_budget_change['change_per_logon_s'])}",
                           "checks": "; ".join(f"{c['check']}: {c['detail']}" for c in s.comparison.warnings) or "ok"})
         cmp_html += table([("periods", "pair", "t"), ("verdict", "verdict", "t"), ("median moved", "direction", "t"),
-                           ("difference", "diff", "s"), ("95 % CI", "ci", "t"), ("Mann-Whitney p", "p", "t"),
+                           ("p50 difference", "diff", "s"), ("p50 95 % CI", "ci", "t"),
+                           ("p95 difference", "diff95", "s"), ("p95 95 % CI", "ci95", "t"), ("p", "p", "t"),
                            ("Cliff's delta", "delta", "n"), ("budget categories that moved", "moved", "t"),
                            ("largest change per logon", "largest", "t"), ("comparable?", "checks", "t")],
                           srows, name="steps")
@@ -211,10 +216,11 @@ def render_html(t: Trend) -> str:
         "analyze reports them).",
         "Wait budget per period: each category's seconds summed over the period's logons, divided by the number "
         "of logons.",
-        f"Between periods: netdiag compare on the two periods. A change is called only with at least {MIN_SAMPLES} "
-        f"logons on each side, adjusted p < {ALPHA}, a 95 % bootstrap interval excluding 0, |Cliff's delta| >= "
-        f"{NEGLIGIBLE_DELTA} and a difference of at least the metric's minimum and {RELATIVE_MIN_CHANGE:.0%}; with "
-        "fewer logons the step says 'weak evidence' and which way the median moved.",
+        "Between periods: netdiag compare on the two periods, its verdicts unchanged (docs/compare.md, 'The verdict "
+        f"and its thresholds'): among its conditions at least {MIN_SAMPLES} logons on each side, p < {ALPHA} and a "
+        "95 % bootstrap interval of the median, p90, p95 or mean excluding 0 by at least the metric's minimum "
+        f"change and {RELATIVE_MIN_CHANGE:.0%}; with fewer logons the step says 'weak evidence' and which way "
+        "the median moved.",
     ] + [f"Note: {w}" for w in t.warnings]
     parts.append('<section id="method"><h2>How these figures were computed</h2><ul>'
                  + "".join(f"<li>{_e(m)}</li>" for m in method) + "</ul></section>")
