@@ -234,3 +234,14 @@ def test_logons_cut_by_the_capture_are_counted_but_left_out_of_the_figures(dirs,
     assert p.p50_s == pytest.approx(_quantiles(lg)[0], abs=1e-12) and p.p95_s == pytest.approx(_quantiles(lg)[1], abs=1e-12)
     assert "1 more cut by the start or end of a capture" in t.headline()[0]
     assert t.steps[1].duration["n_after"] == whole    # compare leaves it out too
+
+
+def test_cli_html_is_written_safely_and_an_unwritable_path_fails_before_the_work(dirs, tmp_path) -> None:
+    page = tmp_path / "week.html"
+    r = _netdiag("trend", str(dirs["auth800"]), str(dirs["auth200"]), "--html", str(page))
+    assert r.returncode == 0, r.stderr
+    assert page.read_text().startswith("<!DOCTYPE html>") and "trend-lines" in page.read_text()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = _netdiag("trend", str(dirs["auth800"]), str(dirs["auth200"]), "--html", str(blocker / "week.html"))
+    assert r.returncode == 2 and "cannot write here" in r.stderr and "Traceback" not in r.stderr

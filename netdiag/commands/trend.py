@@ -41,7 +41,7 @@ def trend_command(periods: PeriodsArg, split_by: SplitOpt = None, profile: Profi
                   wide: WideOpt = False) -> None:
     """Logon time per day or period (p50, p95, wait budget, per ward) and what changed between periods."""
     from netdiag.errors import UsageError
-    from netdiag.output import parse_columns, print_table
+    from netdiag.output import parse_columns, preflight_file, print_table, write_file
     from netdiag.trend import NO_WARD, trend
 
     chosen = parse_columns(columns)
@@ -52,15 +52,13 @@ def trend_command(periods: PeriodsArg, split_by: SplitOpt = None, profile: Profi
                 raise UsageError(f"{p}: no such file or directory")
     if split_by is not None and len(inputs) > 1:
         inputs = [[p for g in inputs for p in g]]       # one capture set, cut into periods
+    if html is not None:
+        preflight_file(html)            # unwritable: a usage error before the work
     args = [g[0] if len(g) == 1 else g for g in inputs]
     t = trend(args if split_by is None else args[:1], profile, split_by=split_by, labels=label,
               allow_different_profiles=allow_different_profiles)
-    if html is not None:
-        try:
-            html.parent.mkdir(parents=True, exist_ok=True)
-            html.write_text(t.to_html(), encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"{html}: cannot write the HTML page: {exc.strerror or exc}") from None
+    if html is not None:        # staged beside the target and renamed in (never through a link)
+        write_file(html, lambda fh: fh.write(t.to_html().encode("utf-8")))
     if as_json:
         sys.stdout.write(t.to_json())
     else:
