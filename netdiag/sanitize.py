@@ -92,7 +92,7 @@ from typing import BinaryIO
 import numpy as np
 from numba import njit
 
-from netdiag.capture.decode import _link_to_l3
+from netdiag.capture.decode import MAX_TUNNEL_DEPTH, UD_NONE, _link_layer, _link_to_l3, _tunnel
 from netdiag.errors import ConfigError, UsageError
 from netdiag.protocols import dns as dns_parser
 from netdiag.protocols import giop as giop_parser
@@ -108,6 +108,8 @@ LINK_ETHERNET, LINK_SLL, LINK_SLL2 = 1, 113, 276
 ETH_ARP = 0x0806
 IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, IP_PROTO_ICMPV6 = 1, 6, 17, 58
 IP_PROTO_AH = 51
+IP_PROTO_GRE = 47
+VXLAN_PORT = 4789
 IPV6_EXT_HEADERS = (0, 43, 44, 60, IP_PROTO_AH)  # hop-by-hop, routing, fragment, destination options, AH
 
 SAFE_HTTP_HEADERS = frozenset({
@@ -784,6 +786,8 @@ class SanitizeStats:
     unverifiable: int = 0
     frames_blanked: int = 0  # frames whose IP headers could not be walked: zeroed after the link header
     keeper_errors: int = 0  # messages zeroed whole because a payload keeper failed on them
+    undecoded: dict = field(default_factory=dict)  # (UD_* code, detail) -> [frames, first frame number]
+    frame_base: int = 0  # frame number of row 0 of the chunk being sanitised, minus one
     warnings: list = field(default_factory=list)  # CaptureWarnings from reading (damaged files)
 
 
@@ -814,7 +818,7 @@ def sanitize_frames(link_types: np.ndarray, datas: list[bytes], mapper: AddressM
     for row, l4, l4end, proto, ck_off, src, dst, wire_len in cks:
         frame = outs[row]
         frame[ck_off:ck_off + 2] = b"\x00\x00"
-        if proto == IP_PROTO_ICMP:
+        if proto in (IP_PROTO_ICMP, IP_PROTO_GRE):
             ck = internet_checksum(frame[l4:l4end])
         else:
             ck = internet_checksum(frame[l4:l4end], _pseudo_sum(src, dst, proto, wire_len))
@@ -830,18 +834,45 @@ def _sanitize_frame(i: int, frame: bytearray, link: int, mapper: AddressMapper, 
     """Headers of one frame sanitised in place (payload zeroed; TCP/UDP noted in `l4s` for the
     payload pass, checksums to compute in `cks`): the Python walker for every frame shape."""
     stats.frames += 1
-    n = len(frame)
     arr = np.frombuffer(bytes(frame), np.uint8)
-    try:
-        l3, kind, _vlan = _link_to_l3(arr, 0, n, link)
-    except Exception:  # noqa: BLE001 - a frame the link decoder cannot read is blanked
-        l3, kind = 0, 0
     _map_link(frame, link, mapper, stats)
+    _sanitize_l2(i, frame, arr, 0, link, mapper, stats, l4s, cks, frags, frag_firsts, 0)
+
+
+def _note_undecoded(stats: SanitizeStats, i: int, why: int, detail: int) -> None:
+    """Count a frame whose encapsulation is not decoded (one warning per kind names the first)."""
+    key = (int(why), int(detail))
+    got = stats.undecoded.get(key)
+    if got is None:
+        stats.undecoded[key] = [1, stats.frame_base + i + 1]
+    else:
+        got[0] += 1
+
+
+def _sanitize_l2(i: int, frame: bytearray, arr: np.ndarray, off: int, link: int, mapper: AddressMapper,
+                 stats: SanitizeStats, l4s: list[_L4], cks: list, frags: dict, frag_firsts: list,
+                 depth: int) -> None:
+    """The packet at frame[off:] with link type `link` (the outer link, or a tunnel's inner link as
+    decode._tunnel names it): the offsets come from the reader's own walkers (decode._link_layer,
+    decode._tunnel), so sanitize follows exactly the encapsulations netdiag decodes. `arr` holds
+    the original bytes (the fields those walkers read are never changed by sanitising)."""
+    n = len(frame)
+    try:
+        l3, kind, _vlan, why, detail = _link_layer(arr, off, n, link)
+        while kind == 1:  # a pseudowire's Ethernet frame (MPLS control word + Ethernet)
+            frame[l3:l3 + 6] = mapper.mac(bytes(frame[l3:l3 + 6]))
+            frame[l3 + 6:l3 + 12] = mapper.mac(bytes(frame[l3 + 6:l3 + 12]))
+            stats.macs += 2
+            l3, kind, _vlan, why, detail = _link_layer(arr, l3, n, 1)
+    except Exception:  # noqa: BLE001 - a frame the link decoder cannot read is blanked
+        l3, kind, why, detail = off, 0, UD_NONE, 0
     if kind == 0:
-        etype = int.from_bytes(frame[l3 - 2:l3], "big") if link == LINK_ETHERNET and l3 >= 14 else 0
+        if why != UD_NONE:
+            _note_undecoded(stats, i, why, detail)
+        etype = int.from_bytes(frame[l3 - 2:l3], "big") if link == LINK_ETHERNET and l3 >= off + 14 else 0
         if etype == ETH_ARP and n >= l3 + 28 and frame[l3:l3 + 6] == b"\x00\x01\x08\x00\x06\x04":
-            for off, size in ((8, 6), (14, 4), (18, 6), (24, 4)):
-                a = l3 + off
+            for o, size in ((8, 6), (14, 4), (18, 6), (24, 4)):
+                a = l3 + o
                 frame[a:a + size] = mapper.mac(bytes(frame[a:a + 6])) if size == 6 else mapper.ip(bytes(frame[a:a + 4]))
             frame[l3 + 28:] = bytes(n - l3 - 28)
         else:
@@ -849,10 +880,55 @@ def _sanitize_frame(i: int, frame: bytearray, link: int, mapper: AddressMapper, 
             frame[start:] = bytes(n - start)
         return
     try:
-        _ip_frame(i, frame, l3, kind, mapper, stats, l4s, cks, frags, frag_firsts)
+        _ip_frame(i, frame, l3, kind, mapper, stats, l4s, cks, frags, frag_firsts, arr, depth)
     except (IndexError, ValueError, struct.error):  # a header too odd to walk: keep nothing of it
         frame[l3:] = bytes(n - l3)
         stats.frames_blanked += 1
+
+
+def _encapsulated(i: int, frame: bytearray, arr: np.ndarray, l3: int, l4: int, proto: int, wire_end: int,
+                  src: bytes, dst: bytes, verifiable: bool, mapper: AddressMapper, stats: SanitizeStats,
+                  l4s: list[_L4], cks: list, frags: dict, frag_firsts: list, depth: int) -> bool:
+    """If the IP packet at l3 carries a tunnel (decode._tunnel decides, as the reader does), sanitise
+    the inner packet and the tunnel header's checksum; returns False when it carries none.
+
+    GRE headers (key, sequence), ERSPAN headers and the VXLAN header (VNI) hold no host address and
+    stay. An encapsulation decode._tunnel names but does not decode is counted (`undecoded`) and
+    everything after the outer IP header's understood part (the GRE header) is zeroed."""
+    if proto not in (4, 41, IP_PROTO_GRE, IP_PROTO_UDP) or depth >= MAX_TUNNEL_DEPTH:
+        return False
+    n = len(frame)
+    q, inner, why, detail = _tunnel(arr, l3, n, n)
+    if inner < 0:
+        if why == UD_NONE:
+            return False
+        _note_undecoded(stats, i, why, detail)
+        keep = l4
+        if proto == IP_PROTO_GRE and l4 + 4 <= n:
+            keep = min(n, l4 + 4 + 4 * bin(frame[l4] & 0xB0).count("1"))
+        frame[keep:] = bytes(n - keep)
+        if proto == IP_PROTO_GRE and frame[l4] & 0x80 and verifiable and keep >= l4 + 8:
+            cks.append((i, l4, wire_end, IP_PROTO_GRE, l4 + 4, src, dst, wire_end - l4))
+        return True
+    _sanitize_l2(i, frame, arr, q, inner, mapper, stats, l4s, cks, frags, frag_firsts, depth + 1)
+    if inner == 1 and q + 14 > n:  # no inner Ethernet header to map (cut): nothing of it stays
+        frame[q:] = bytes(n - q)
+    if inner == 1 and q + 12 <= n:  # _sanitize_l2 maps the outer link's MACs only for pseudowires: the inner frame's here
+        frame[q:q + 6] = mapper.mac(bytes(frame[q:q + 6]))
+        frame[q + 6:q + 12] = mapper.mac(bytes(frame[q + 6:q + 12]))
+        stats.macs += 2
+    # checksums over the tunnel payload: after the inner ones (cks runs in order)
+    if proto == IP_PROTO_GRE and frame[l4] & 0x80:
+        if verifiable:
+            cks.append((i, l4, wire_end, IP_PROTO_GRE, l4 + 4, src, dst, wire_end - l4))
+        else:
+            stats.unverifiable += 1
+    elif proto == IP_PROTO_UDP and frame[l4 + 6:l4 + 8] != b"\x00\x00":  # VXLAN: zero stays zero (RFC 7348)
+        if verifiable:
+            cks.append((i, l4, wire_end, IP_PROTO_UDP, l4 + 6, src, dst, wire_end - l4))
+        else:
+            stats.unverifiable += 1
+    return True
 
 
 def _map_link(frame: bytearray, link: int, mapper: AddressMapper, stats: SanitizeStats) -> None:
@@ -876,7 +952,8 @@ def _map_link(frame: bytearray, link: int, mapper: AddressMapper, stats: Sanitiz
 
 
 def _ip_frame(i: int, frame: bytearray, l3: int, kind: int, mapper: AddressMapper, stats: SanitizeStats,
-              l4s: list[_L4], cks: list, frags: dict, frag_firsts: list) -> None:
+              l4s: list[_L4], cks: list, frags: dict, frag_firsts: list, arr: np.ndarray | None = None,
+              depth: int = 0) -> None:
     n = len(frame)
     frag_key = None
     if kind == 4:
@@ -965,6 +1042,9 @@ def _ip_frame(i: int, frame: bytearray, l3: int, kind: int, mapper: AddressMappe
         return
     wire_len = wire_end - l4
     verifiable = whole and wire_end <= n
+    if whole and arr is not None and _encapsulated(i, frame, arr, l3, l4, proto, wire_end, src, dst, verifiable,
+                                                   mapper, stats, l4s, cks, frags, frag_firsts, depth):
+        return
     if proto == IP_PROTO_TCP and cap_end >= l4 + 20:
         hl = (frame[l4 + 12] >> 4) * 4
         sport, dport = int.from_bytes(frame[l4:l4 + 2], "big"), int.from_bytes(frame[l4 + 2:l4 + 4], "big")
@@ -1146,6 +1226,7 @@ def sanitize_file_in_memory(path: str | Path, out_path: str | Path, mapper: Addr
     write_pcapng(out_path, (OutFrame(int(lt), int(ts), d, int(ol)) for lt, ts, d, ol in
                             zip(raw.link_type.tolist(), raw.ts_ns.tolist(), clean, raw.orig_len.tolist(),
                                 strict=True)), application="netdiag sanitize")
+    _warn_undecoded(str(path), stats)
     return stats
 
 
@@ -1234,8 +1315,8 @@ def _classify(b, fo, cap, link, f):  # pragma: no cover - numba
                            | (np.int64(b[l4 + 6]) << 8) | b[l4 + 7])
             f[i, F_FLAGS] = ((np.int64(b[l4 + 12]) << 8) | b[l4 + 13]) & 0x1FF
         elif proto == IP_PROTO_UDP:
-            if cap_end < l4 + 8:
-                continue
+            if cap_end < l4 + 8 or ((np.int64(b[l4 + 2]) << 8) | b[l4 + 3]) == VXLAN_PORT:
+                continue  # VXLAN goes through the Python walker, which follows the tunnel
             f[i, F_CLS] = CLS_UDP
             f[i, F_PS] = l4 + 8
             f[i, F_SEQ] = 0
@@ -1830,6 +1911,7 @@ def _worth_feeding(segs: list[tuple], streams: StreamSanitizer) -> list[int]:
 def _pass2_chunk(c: _Chunk, f: np.ndarray, records: np.ndarray, mapper: AddressMapper, stats: SanitizeStats,
                  runs: dict[int, _RunIndex], all_runs: dict[int, array], read, frags: dict) -> None:  # noqa: ANN001
     """Sanitise a chunk in place: headers, payload overlay, DNS over UDP, checksums."""
+    stats.frame_base = stats.frames
     buf, fo = c.buf, c.fo
     dns_ports = dns_parser.PORTS
     # DNS over UDP (per message, from the original bytes, before payloads are zeroed)
@@ -1896,7 +1978,7 @@ def _pass2_chunk(c: _Chunk, f: np.ndarray, records: np.ndarray, mapper: AddressM
         o = int(fo[row])
         frame = bytearray(buf[o:o + int(c.cap[row])].tobytes())
         frame[ck_off:ck_off + 2] = b"\x00\x00"
-        if proto == IP_PROTO_ICMP:
+        if proto in (IP_PROTO_ICMP, IP_PROTO_GRE):
             ck = internet_checksum(frame[l4:l4end])
         else:
             ck = internet_checksum(frame[l4:l4end], _pseudo_sum(src, dst, proto, wire_len))
@@ -1950,4 +2032,16 @@ def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper,
                 _pass2_chunk(c, f, records, mapper, stats, runs, streams.runs, read, frags)
                 out.write(c.buf, c.fo, c.cap, c.ts_ns, c.orig_len, c.link)
     staged.commit()
+    _warn_undecoded(path, stats)
     return stats
+
+
+def _warn_undecoded(path: str, stats: SanitizeStats) -> None:
+    """One warning per encapsulation kind sanitize could not follow, naming its first frame."""
+    from netdiag.capture.linktypes import undecoded_kind
+    from netdiag.errors import CaptureWarning
+
+    for (why, detail), (count, first) in sorted(stats.undecoded.items(), key=lambda kv: kv[1][1]):
+        stats.warnings.append(CaptureWarning(
+            f"{count} frame{'s' if count != 1 else ''} with {undecoded_kind(why, detail)}: everything after "
+            "the last header sanitize understands was zero-filled (lengths kept)", path=path, frame=first))

@@ -157,6 +157,8 @@ def _link_layer(b, off, end, link):
         return p, 4, 0, UD_NONE, 0
     elif link == 229:
         return p, 6, 0, UD_NONE, 0
+    elif link == 0x8847:  # a bare MPLS label stack (GRE's inner link 0x8847, see _tunnel)
+        etype = ETH_MPLS
     else:
         return p, 0, 0, UD_NONE, 0
     first = True
