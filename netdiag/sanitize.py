@@ -15,6 +15,11 @@ What happens to each frame (docs/sanitize.md has the full policy and its reasons
   before/after captures stay comparable. MAC addresses are pseudonymised with HMAC-SHA256 of
   the key; the result keeps the group (multicast) bit of the original and sets the locally
   administered bit; the broadcast address stays broadcast.
+- Tunnels the reader decodes (MPLS incl. pseudowires, GRE incl. TEB, ERSPAN I-III, VXLAN, IP in
+  IP) are followed with the reader's own walkers (decode._link_layer / decode._tunnel): every
+  layer's addresses and MACs are mapped as above, the innermost payload gets the payload policy,
+  GRE and VXLAN checksums are recomputed after the inner ones. An encapsulation the reader does
+  not decode is zero-filled after the last understood header and warned about once per kind.
 - Ports, timestamps, lengths and all TCP header fields are untouched. The IPv4 header, TCP,
   UDP, ICMP and ICMPv6 checksums are recomputed (RFC 791, 793, 768, 792, 8200 8.1) so
   Wireshark with checksum validation on flags nothing (snaplen-cut segments cannot be
@@ -2043,5 +2048,5 @@ def _warn_undecoded(path: str, stats: SanitizeStats) -> None:
 
     for (why, detail), (count, first) in sorted(stats.undecoded.items(), key=lambda kv: kv[1][1]):
         stats.warnings.append(CaptureWarning(
-            f"{count} frame{'s' if count != 1 else ''} with {undecoded_kind(why, detail)}: everything after "
+            f"{count} frame{'s' if count != 1 else ''} with {undecoded_kind(why, detail).split(';')[0]}: everything after "
             "the last header sanitize understands was zero-filled (lengths kept)", path=path, frame=first))

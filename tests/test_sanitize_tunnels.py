@@ -197,3 +197,52 @@ def test_undecoded_encapsulation_leaves_only_zeros_after_the_outer_header(saniti
     for kind, frame in first.items():
         lines = [ln for ln in stderr.splitlines() if "unknown.pcap" in ln and kind in ln and "warning" in ln]
         assert len(lines) == 1 and f"frame {frame}:" in lines[0] and "2 frames" in lines[0], (kind, stderr)
+
+
+def test_mpls_inside_gre_and_nested_tunnels(tmp_path: Path) -> None:
+    """MPLS inside GRE (decode._link_layer's bare label stack) and a VXLAN inside IP in IP: every
+    layer's addresses mapped, checksums (GRE's included) good, payload zero-filled."""
+    from scapy.contrib.mpls import MPLS
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import GRE, Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.utils import wrpcap
+    from yacryptopan import CryptoPAn
+
+    macs = dict(src="00:1b:21:0a:0b:0c", dst="00:1b:21:0d:0e:0f")
+    inner_macs = dict(src="00:50:56:01:02:03", dst="00:50:56:04:05:06")
+    secret = b"CPR 010203-1234 patient"
+    frames = [
+        Ether(**macs) / IP(src="10.1.1.1", dst="10.1.1.2") / GRE(proto=0x8847, chksum_present=1)
+        / MPLS(label=16, s=0) / MPLS(label=17, s=1) / IP(src="10.9.9.1", dst="10.9.9.2")
+        / TCP(sport=40000, dport=9080, flags="PA", seq=1) / secret,
+        Ether(**macs) / IPv6(src="fd00::1", dst="fd00::2") / GRE(proto=0x8847) / MPLS(label=18, s=1)
+        / IPv6(src="fd00:9::1", dst="fd00:9::2") / UDP(sport=40001, dport=7000) / secret,
+        Ether(**macs) / IP(src="10.2.2.1", dst="10.2.2.2") / IP(src="10.3.3.1", dst="10.3.3.2")
+        / UDP(sport=50000, dport=4789) / VXLAN(vni=5) / Ether(**inner_macs) / IP(src="10.4.4.1", dst="10.4.4.2")
+        / TCP(sport=40002, dport=9080, flags="PA", seq=1) / secret,
+    ]
+    src = tmp_path / "nested.pcap"
+    wrpcap(str(src), [Ether(bytes(f)) for f in frames])
+    key = tmp_path / "key"
+    key.write_text(KEY_HEX + "\n")
+    r = subprocess.run([sys.executable, "-m", "netdiag.cli", "sanitize", "--key-file", str(key), "--out",
+                        str(tmp_path / "out"), str(src)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    out = tmp_path / "out" / "nested.sanitized.pcapng"
+    data = out.read_bytes()
+    cp = CryptoPAn(bytes.fromhex(KEY_HEX))
+    originals = ["10.1.1.1", "10.1.1.2", "10.9.9.1", "10.9.9.2", "fd00::1", "fd00::2", "fd00:9::1", "fd00:9::2",
+                 "10.2.2.1", "10.2.2.2", "10.3.3.1", "10.3.3.2", "10.4.4.1", "10.4.4.2"]
+    for a in originals:
+        assert ipaddress.ip_address(a).packed not in data, a
+    for m in (*macs.values(), *inner_macs.values()):
+        assert bytes.fromhex(m.replace(":", "")) not in data, m
+    assert secret not in data and b"010203" not in data
+    assert _inner_tuples(src)  # tshark follows all three
+    expected = [(f, cp.anonymize(s), cp.anonymize(d), p, sp, dp, st) for f, s, d, p, sp, dp, st in _inner_tuples(src)]
+    assert _inner_tuples(out) == expected
+    assert not _problems(out)
+    gre = _tshark(out, "-Y", "gre.checksum", "-T", "fields", "-e", "gre.checksum.status")
+    assert gre == [["1"]] or gre == [["Good"]], gre
