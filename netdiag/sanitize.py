@@ -97,7 +97,7 @@ from typing import BinaryIO
 import numpy as np
 from numba import njit
 
-from netdiag.capture.decode import MAX_TUNNEL_DEPTH, UD_NONE, _link_layer, _link_to_l3, _tunnel
+from netdiag.capture.decode import MAX_TUNNEL_DEPTH, UD_NONE, UD_TOO_DEEP, _link_layer, _link_to_l3, _tunnel
 from netdiag.errors import ConfigError, UsageError
 from netdiag.protocols import dns as dns_parser
 from netdiag.protocols import giop as giop_parser
@@ -900,10 +900,12 @@ def _encapsulated(i: int, frame: bytearray, arr: np.ndarray, l3: int, l4: int, p
     GRE headers (key, sequence), ERSPAN headers and the VXLAN header (VNI) hold no host address and
     stay. An encapsulation decode._tunnel names but does not decode is counted (`undecoded`) and
     everything after the outer IP header's understood part (the GRE header) is zeroed."""
-    if proto not in (4, 41, IP_PROTO_GRE, IP_PROTO_UDP) or depth >= MAX_TUNNEL_DEPTH:
+    if proto not in (4, 41, IP_PROTO_GRE, IP_PROTO_UDP):
         return False
     n = len(frame)
     q, inner, why, detail = _tunnel(arr, l3, n, n)
+    if inner >= 0 and depth >= MAX_TUNNEL_DEPTH:  # the reader stops here too (UD_TOO_DEEP)
+        inner, why, detail = -1, UD_TOO_DEEP, 0
     if inner < 0:
         if why == UD_NONE:
             return False

@@ -246,3 +246,36 @@ def test_mpls_inside_gre_and_nested_tunnels(tmp_path: Path) -> None:
     assert not _problems(out)
     gre = _tshark(out, "-Y", "gre.checksum", "-T", "fields", "-e", "gre.checksum.status")
     assert gre == [["1"]] or gre == [["Good"]], gre
+
+
+def test_tunnels_nested_deeper_than_the_reader_follows(tmp_path: Path) -> None:
+    """Six IP-in-IP layers: the reader follows four; sanitize maps those and zero-fills what the
+    fifth carries, with one warning naming the frame."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    pkt = IP(src="10.7.0.6", dst="10.7.1.6") / TCP(sport=1234, dport=9080, flags="PA") / b"secret payload"
+    for k in range(5, 0, -1):
+        pkt = IP(src=f"10.7.0.{k}", dst=f"10.7.1.{k}") / pkt
+    frames = [Ether(src="00:1b:21:0a:0b:0c", dst="00:1b:21:0d:0e:0f") / IP(src="10.8.0.1", dst="10.8.0.2") / TCP(),
+              Ether(src="00:1b:21:0a:0b:0c", dst="00:1b:21:0d:0e:0f") / pkt]
+    src = tmp_path / "deep.pcap"
+    wrpcap(str(src), [Ether(bytes(f)) for f in frames])
+    key = tmp_path / "key"
+    key.write_text(KEY_HEX + "\n")
+    r = subprocess.run([sys.executable, "-m", "netdiag.cli", "sanitize", "--key-file", str(key), "--out",
+                        str(tmp_path / "out"), str(src)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    warnings = [ln for ln in r.stderr.splitlines() if "warning" in ln]
+    assert len(warnings) == 1 and "frame 2:" in warnings[0] and "nested tunnels" in warnings[0], r.stderr
+    from netdiag.evidence import read_raw_frames
+
+    data = read_raw_frames([str(tmp_path / "out" / "deep.sanitized.pcapng")]).datas[1]
+    assert len(data) == len(bytes(frames[1]))
+    fifth = 14 + 5 * 20  # Ethernet, then the outer IP header and four followed inner ones
+    assert not any(data[fifth:])
+    for k in range(1, 6):
+        assert ipaddress.ip_address(f"10.7.0.{k}").packed not in data
+    # Wireshark follows all six layers; the zero-filled fifth inner header is what it flags, nothing else
+    assert _problems(tmp_path / "out" / "deep.sanitized.pcapng") == {2: "Bogus IP version"}
