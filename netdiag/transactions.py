@@ -117,6 +117,21 @@ def _parser(name: str) -> Any | None:
         return None
 
 
+def _resync_after_error(mod: Any, data: bytes, rel: int, ctx: Any, d: int) -> int:
+    """Bytes to skip when cut() raised on the message at data[rel]: up to where the parser's own
+    resync rule sees the next message (GIOP magic, HTTP start line, TLS record header, DNS length
+    prefix), so one bad message loses at most itself; everything buffered when it cannot say."""
+    avail = len(data) - rel
+    resync = getattr(mod, "resync", None)
+    if resync is None:
+        return avail
+    try:
+        nxt = int(resync(data, rel, context=ctx, direction=d))
+    except Exception:
+        return avail
+    return min(max(nxt - rel, 1), avail)
+
+
 # ============================================================================================
 # Per-connection stream state and the cut/parse loop
 # ============================================================================================
@@ -524,8 +539,9 @@ class StreamParser:
             at_end = (final and hole is None) or (sd.at_end() and hole is None)
             try:
                 c = mod.cut(data, rel, at_end=at_end, context=ctx, direction=d)
-            except Exception as exc:  # a parser bug must not stop the run
-                c = Cut("malformed", avail, f"parser error in cut: {exc!r}")
+            except Exception as exc:  # a parser bug must not stop the run, nor lose what follows
+                c = Cut("malformed", _resync_after_error(mod, data, rel, ctx, d),
+                        f"parser error in cut: {exc!r}")
             if c.status == "need_more":
                 if hole is not None and sd.hole_is_gap(final):
                     self._gap(conn, d, spans=spans[d])

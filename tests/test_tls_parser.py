@@ -193,16 +193,26 @@ def test_looks_like_tells_the_real_streams_apart() -> None:
 # ---------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------
-def test_record_of_wrong_type_gives_the_direction_up_as_opaque() -> None:
+def test_record_of_wrong_type_loses_itself_and_the_next_records_still_come_out() -> None:
+    # issue 10 item 8: a bad header used to give the whole direction up ("opaque")
     ctx = tls.new_context()
     good = b"\x15\x03\x03\x00\x02\x02\x28"
     data = good + b"\x99\x03\x03\x00\x10" + b"\x00" * 16 + good
     c1 = tls.cut(data, 0, at_end=True, context=ctx, direction=1)
     assert c1 == tls.Cut("message", 7)
     c2 = tls.cut(data, 7, at_end=True, context=ctx, direction=1)
-    assert c2.status == "malformed" and "content type 153" in c2.reason and c2.length == len(data) - 7
-    c3 = tls.cut(data + good, len(data), at_end=False, context=ctx, direction=1)
-    assert c3.status == "malformed" and "opaque" in c3.reason
+    assert c2.status == "malformed" and "content type 153" in c2.reason and c2.length == 21
+    assert tls.cut(data, 28, at_end=True, context=ctx, direction=1) == tls.Cut("message", 7)
+    # a run of garbage with no header in it: all of it at the end of the stream, all but a
+    # possible partial header (4 bytes) while more may come
+    junk = good + bytes(range(0x20, 0x60))
+    assert tls.cut(junk, 7, at_end=True, context=ctx, direction=1).length == len(junk) - 7
+    assert tls.cut(junk, 7, at_end=False, context=ctx, direction=1).length == len(junk) - 7 - 4
+    # a header-shaped run inside garbage is taken only when the record after it is framed too
+    fake = b"\x17\x03\x03\x00\x03abc" + b"\xff" * 10
+    data = good + b"\x99" * 3 + fake + good
+    c = tls.cut(data, 7, at_end=True, context=ctx, direction=1)
+    assert c.status == "malformed" and 7 + c.length == len(data) - len(good)
     # the other direction is unaffected
     assert tls.cut(good, 0, context=ctx, direction=0).status == "message"
 

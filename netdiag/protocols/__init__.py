@@ -15,6 +15,10 @@ driver (netdiag/transactions) treats them alike:
   can carry several handshake messages, hence a list). Never raises on garbage: returns a
   Record with malformed=True and a reason.
 
+- `resync(data, start, *, context, direction) -> int`: the offset after `start` where the next
+  message may begin (len(data) when none is in sight). The driver uses it when cut() raises (a
+  parser bug), so one bad message loses at most itself, not everything buffered after it.
+
 `context` is a small mutable object the caller keeps per connection (created with the
 module's `new_context()`), for what framing needs from the other direction (an HTTP response
 to HEAD has no body; TLS after ChangeCipherSpec is encrypted). It is the only state, and it

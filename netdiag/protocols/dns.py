@@ -116,6 +116,15 @@ def cut(data: bytes, start: int = 0, *, at_end: bool = False, context: DnsContex
     return Cut("message", 2 + length)
 
 
+def resync(data: bytes, start: int = 0, *, context: DnsContext | None = None,
+           direction: int | None = None) -> int:
+    """Where the next message starts after data[start]: UDP, the end of the datagram; TCP, after
+    the length prefix and the bytes it announces (DNS over TCP has no other boundary)."""
+    if context is None or context.transport == "udp" or len(data) - start < 2:
+        return len(data)
+    return min(len(data), start + 2 + int.from_bytes(data[start:start + 2], "big"))
+
+
 class _Fault(Exception):
     """Decoding stopped at a byte offset; the message is malformed."""
 

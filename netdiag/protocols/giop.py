@@ -182,6 +182,13 @@ def _header_problem(data: bytes, start: int) -> tuple[str, int]:
     return "", size
 
 
+def resync(data: bytes, start: int = 0, *, context: GiopContext | None = None,
+           direction: int | None = None) -> int:
+    """Where the next message may start after data[start]: the next GIOP magic, else len(data)."""
+    nxt = data.find(MAGIC, start + 1)
+    return nxt if nxt >= 0 else len(data)
+
+
 def _resync(data: bytes, start: int, at_end: bool, reason: str) -> Cut:
     """Skip to the next b"GIOP" after data[start]; without one, skip all but a possible
     partial magic at the end (all of it at the end of the stream)."""

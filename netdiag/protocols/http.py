@@ -36,6 +36,7 @@ body would start with another status line is taken to have answered a HEAD.
 Bad input never raises and never waits for ever:
 - a header block without its blank line within `MAX_HEADER_BYTES` (64 KiB), a start line that
   is neither a request line nor a status line, a bad chunk-size line or a bad Content-Length
+  (anything but ASCII digits 0-9, RFC 9110 8.6; conflicting values)
   -> `Cut("malformed", n, reason)` where n skips to the next line that starts a request or
   status line (the resync rule), or to the end of the data when there is none;
 - a Content-Length (or chunk) beyond the end of the stream is waited for until `at_end`; then
@@ -79,6 +80,7 @@ _STATUS_LINE_RE = re.compile(r"(HTTP/\d\.\d) (\d{3})(?: (.*))?\Z", re.ASCII)
 _JAVA_VERSION_RE = re.compile(r"\bJava/(\d+(?:\.\d+)*(?:_\d+)?(?:-[0-9A-Za-z.]+)?)")
 _LEADING_BLANK_RE = re.compile(rb"(?:\r?\n)*")
 _HEX_RE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_DIGITS_RE = re.compile(r"[0-9]+", re.ASCII)
 
 NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -188,8 +190,12 @@ def _content_length(head: _Head) -> tuple[int | None, str]:
     if len(parts) != 1:
         return None, f"conflicting Content-Length values {sorted(parts)}"
     (text,) = parts
-    if not text.isdigit():
-        return None, f"invalid Content-Length {text[:20]!r}"
+    # RFC 9110 8.6: 1*DIGIT, and DIGIT is ASCII 0-9 (RFC 5234 B.1). str.isdigit() also takes
+    # '\u00b2' (a Latin-1 header byte 0xB2) and other Unicode digits that int() then refuses.
+    if not _DIGITS_RE.fullmatch(text):
+        return None, f"invalid Content-Length {text[:20]!r} (not ASCII digits)"
+    if len(text.lstrip("0")) > 18:  # int() refuses 4300+ digits; anything this long is a lie anyway
+        return None, f"Content-Length of {len(text)} digits beyond the 1 GiB bound"
     return int(text), ""
 
 
@@ -254,8 +260,27 @@ def _resync_pos(data: bytes, frm: int) -> int:
     return m.end() if m else len(data)
 
 
-def _malformed(data: bytes, start: int, skip_from: int, reason: str) -> Cut:
-    """A malformed cut that resynchronises at the first start line at or after skip_from."""
+def resync(data: bytes, start: int = 0, *, context: HttpContext | None = None,
+           direction: int | None = None) -> int:
+    """Where the next message may start after a message at data[start] that could not be framed:
+    the next request or status line after its header block (a body may end without a line
+    break right before the next message); len(data) when there is none yet."""
+    pos = _LEADING_BLANK_RE.match(data, start).end()
+    head_end = _find_head_end(data, pos) if _START_RE.match(data, pos) else -1
+    m = _START_RE.search(data, head_end if head_end > pos else start + 1)
+    return m.start() if m else len(data)
+
+
+def _malformed(data: bytes, start: int, skip_from: int, reason: str, *, in_body: bool = False) -> Cut:
+    """A malformed cut that resynchronises at the first start line at or after skip_from.
+
+    `in_body`: the header block was sound but the body cannot be delimited (a bad Content-Length
+    or chunk line); the body ends who knows where, and the next message follows its last byte
+    without a line break, so the next start line is searched anywhere after the header block.
+    """
+    if in_body:
+        m = _START_RE.search(data, skip_from)
+        return Cut("malformed", max(1, (m.start() if m else len(data)) - start), reason)
     end = _resync_pos(data, max(start, skip_from - 1))
     return Cut("malformed", max(1, end - start), reason)
 
@@ -310,7 +335,7 @@ def cut(data: bytes, start: int = 0, *, at_end: bool = False, context: HttpConte
     kind = _body_kind(head, context, data, body_start)
     if kind[0] == "bad":
         _remember(head, context)
-        return _malformed(data, start, body_start, kind[1])
+        return _malformed(data, start, body_start, kind[1], in_body=True)
     if kind[0] == "none":
         _remember(head, context)
         return Cut("message", body_start - start)
@@ -338,7 +363,7 @@ def cut(data: bytes, start: int = 0, *, at_end: bool = False, context: HttpConte
             return Cut("message", end - start)
         if state == "bad":
             _remember(head, context)
-            return _malformed(data, start, body_start, reason)
+            return _malformed(data, start, body_start, reason, in_body=True)
         if not at_end:
             return Cut("need_more", 0)
         _remember(head, context)
@@ -418,7 +443,10 @@ def parse(message: bytes, *, context: HttpContext | None = None, direction: int 
     try:
         return [_parse(message)]
     except Exception as exc:  # a parser bug must not stop a run; report it as malformed
-        return [Record(PROTOCOL, "unknown", malformed=True, reason=f"parser error: {exc!r}")]
+        start = message[_LEADING_BLANK_RE.match(message).end():]
+        kind = "response" if start.startswith(b"HTTP/") else "request" if _START_RE.match(start) else "unknown"
+        return [Record(PROTOCOL, kind, malformed=True, reason=f"parser error: {exc!r}",
+                       detail={"message_bytes": len(message)})]
 
 
 def _parse(message: bytes) -> Record:

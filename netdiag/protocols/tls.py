@@ -55,14 +55,17 @@ an unfinished handshake message).
 
 Bad input and resync rule: a record header with a content type outside 20..24, a version other
 than 3.x (x <= 4) or a length above 2^14 + 2048 (RFC 5246 6.2.3, the largest ciphertext) means
-we lost the record boundary: that direction is given up as opaque (`Cut("malformed", ...)`
-covering all its bytes from there on; the reason names the bad header). A record truncated at
-the end of the stream is malformed. A handshake message longer than `MAX_HANDSHAKE_BYTES`
+we lost the record boundary: `Cut("malformed", ...)` up to the next plausible record header
+(`resync()`: a valid header that is followed by another valid header, or whose record runs to
+the end of the bytes at hand with the direction's own record version), so one bad record loses
+itself and the bytes up to the next record, not the rest of the direction (the reason names
+the bad header). A record truncated at the end of the stream is malformed. A handshake message longer than `MAX_HANDSHAKE_BYTES`
 (1 MiB) gives up that direction's handshake decoding. parse() never raises.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,8 +126,7 @@ GREASE = frozenset(((i << 8) | i) for i in range(0x0A, 0x100, 0x10))  # RFC 8701
 @dataclass(slots=True)
 class _Direction:
     records: int = 0
-    opaque: bool = False  # given up after a bad record header
-    opaque_reason: str = ""
+    record_version: int = 0  # of the last well-framed record: a resync candidate must match it
     ccs_seen: bool = False  # TLS <= 1.2: what follows is encrypted
     app_data_seen: bool = False
     hs_buf: bytearray = field(default_factory=bytearray)
@@ -200,8 +202,6 @@ def cut(data: bytes, start: int = 0, *, at_end: bool = False, context: TlsContex
     if avail <= 0:
         return Cut("need_more", 0)
     d = context.dirs[direction] if direction in (0, 1) else None
-    if d is not None and d.opaque:
-        return Cut("malformed", avail, f"direction given up as opaque: {d.opaque_reason}")
     if avail < 5:
         if at_end:
             return Cut("malformed", avail, f"truncated record header ({avail} bytes at end of stream)")
@@ -216,16 +216,50 @@ def cut(data: bytes, start: int = 0, *, at_end: bool = False, context: TlsContex
     ctype, version, length = RECORD_HEADER.unpack_from(data, start)
     bad = _valid_header(ctype, version, length)
     if bad:
-        reason = f"bad record header ({bad}); direction given up as opaque"
-        if d is not None:
-            d.opaque, d.opaque_reason = True, bad
-        return Cut("malformed", avail, reason)
+        nxt = resync(data, start, context=context, direction=direction)
+        if nxt >= len(data) and not at_end:  # keep what may be the start of a header
+            nxt = max(start + 1, len(data) - 4)
+        where = "resynchronised at the next plausible record header" if nxt < len(data) else "skipped"
+        return Cut("malformed", nxt - start, f"bad record header ({bad}); {nxt - start} bytes {where}")
     if avail < 5 + length:
         if at_end:
             return Cut("malformed", avail,
                        f"truncated record: length {length} but {avail - 5} bytes at end of stream")
         return Cut("need_more", 0)
+    if d is not None:
+        d.record_version = version
     return Cut("message", 5 + length)
+
+
+_HEADER_START_RE = re.compile(rb"[\x14-\x18]\x03[\x00-\x04]")
+
+
+def resync(data: bytes, start: int = 0, *, context: TlsContext | None = None,
+           direction: int | None = None) -> int:
+    """Offset of the next plausible record header after data[start] (len(data) when none).
+
+    Plausible: a valid header (content type 20..24, version 3.0..3.4, length within bounds)
+    followed by another valid header, or whose record ends exactly where the bytes at hand end,
+    or (the next header not at hand yet) carrying the direction's own record version. Random bytes
+    pass the first test once in ~10^6 offsets and the second once in ~10^12.
+    """
+    d = context.dirs[direction] if context is not None and direction in (0, 1) else None
+    own = d.record_version if d is not None else 0
+    n = len(data)
+    for m in _HEADER_START_RE.finditer(data, start + 1):
+        k = m.start()
+        if k + 5 > n:
+            break
+        ctype, version, length = RECORD_HEADER.unpack_from(data, k)
+        if _valid_header(ctype, version, length):
+            continue
+        after = k + 5 + length
+        if after + 5 <= n:
+            if not _valid_header(*RECORD_HEADER.unpack_from(data, after)):
+                return k
+        elif after == n or version == own:  # the next header is not at hand yet
+            return k
+    return n
 
 
 # --------------------------------------------------------------------------------------------
