@@ -203,10 +203,13 @@ def test_record_of_wrong_type_loses_itself_and_the_next_records_still_come_out()
     c2 = tls.cut(data, 7, at_end=True, context=ctx, direction=1)
     assert c2.status == "malformed" and "content type 153" in c2.reason and c2.length == 21
     assert tls.cut(data, 28, at_end=True, context=ctx, direction=1) == tls.Cut("message", 7)
-    # a run of garbage with no header in it: all of it at the end of the stream, all but a
-    # possible partial header (4 bytes) while more may come
+    # a run of garbage with no header in it: all of it at the end of the stream; while more may
+    # come, wait (the cut must not depend on how the bytes arrived) up to RESYNC_WAIT_BYTES, then
+    # all but a possible partial header (4 bytes)
     junk = good + bytes(range(0x20, 0x60))
     assert tls.cut(junk, 7, at_end=True, context=ctx, direction=1).length == len(junk) - 7
+    assert tls.cut(junk, 7, at_end=False, context=ctx, direction=1).status == "need_more"
+    junk = good + bytes(range(0x20, 0x60)) * (tls.RESYNC_WAIT_BYTES // 64)
     assert tls.cut(junk, 7, at_end=False, context=ctx, direction=1).length == len(junk) - 7 - 4
     # a header-shaped run inside garbage is taken only when the record after it is framed too
     fake = b"\x17\x03\x03\x00\x03abc" + b"\xff" * 10
@@ -219,8 +222,11 @@ def test_record_of_wrong_type_loses_itself_and_the_next_records_still_come_out()
 
 def test_oversized_record_and_truncated_record_are_malformed() -> None:
     big = b"\x17\x03\x03" + (2**14 + 2049).to_bytes(2, "big")
-    c = tls.cut(big, 0, at_end=False, context=tls.new_context(), direction=0)
+    c = tls.cut(big, 0, at_end=True, context=tls.new_context(), direction=0)
     assert c.status == "malformed" and "2^14+2048" in c.reason
+    # mid-stream the header is judged at once, where the next record starts only when it is seen
+    c = tls.cut(big + b"\x17\x03\x03\x00\x01x" * 2, 0, at_end=False, context=tls.new_context(), direction=0)
+    assert c == tls.Cut("malformed", 5, c.reason) and "2^14+2048" in c.reason
     short = b"\x17\x03\x03\x01\x00" + b"x" * 10
     assert tls.cut(short, 0, at_end=False, context=tls.new_context()).status == "need_more"
     c = tls.cut(short, 0, at_end=True, context=tls.new_context())

@@ -76,6 +76,8 @@ PROTOCOL = "tls"
 RECORD_HEADER = struct.Struct("!BHH")  # content type, version, length
 MAX_RECORD_BYTES = (1 << 14) + 2048
 MAX_HANDSHAKE_BYTES = 1 << 20
+# After a bad record header, wait this long for the bytes that decide where the next record is.
+RESYNC_WAIT_BYTES = 4 * MAX_RECORD_BYTES
 
 CONTENT_TYPES = {20: "ChangeCipherSpec", 21: "Alert", 22: "Handshake", 23: "ApplicationData",
                  24: "Heartbeat"}
@@ -216,9 +218,10 @@ def cut(data: bytes, start: int = 0, *, at_end: bool = False, context: TlsContex
     ctype, version, length = RECORD_HEADER.unpack_from(data, start)
     bad = _valid_header(ctype, version, length)
     if bad:
-        nxt = resync(data, start, context=context, direction=direction)
-        if nxt >= len(data) and not at_end:  # keep what may be the start of a header
-            nxt = max(start + 1, len(data) - 4)
+        own = d.record_version if d is not None else 0
+        nxt, decided = _next_record(data, start, at_end, own)
+        if not decided and avail < RESYNC_WAIT_BYTES:
+            return Cut("need_more", 0)  # the next header's record is not complete yet: wait
         where = "resynchronised at the next plausible record header" if nxt < len(data) else "skipped"
         return Cut("malformed", nxt - start, f"bad record header ({bad}); {nxt - start} bytes {where}")
     if avail < 5 + length:
@@ -236,15 +239,22 @@ _HEADER_START_RE = re.compile(rb"[\x14-\x18]\x03[\x00-\x04]")
 
 def resync(data: bytes, start: int = 0, *, context: TlsContext | None = None,
            direction: int | None = None) -> int:
-    """Offset of the next plausible record header after data[start] (len(data) when none).
+    """Offset of the next plausible record header after data[start] (len(data) when none)."""
+    d = context.dirs[direction] if context is not None and direction in (0, 1) else None
+    return _next_record(data, start, False, d.record_version if d is not None else 0)[0]
+
+
+def _next_record(data: bytes, start: int, at_end: bool, own: int) -> tuple[int, bool]:
+    """(offset of the next plausible record header after data[start], decided).
 
     Plausible: a valid header (content type 20..24, version 3.0..3.4, length within bounds)
-    followed by another valid header, or whose record ends exactly where the bytes at hand end,
-    or (the next header not at hand yet) carrying the direction's own record version. Random bytes
-    pass the first test once in ~10^6 offsets and the second once in ~10^12.
+    followed by another valid header; at the end of the stream also one whose record ends
+    exactly there or carries the direction's own record version (`own`). Random bytes pass the
+    first test once in ~10^6 offsets and the second once in ~10^12. Undecided (False) while a
+    candidate's record is not complete yet (the offset is then that candidate) or, with no
+    candidate, while more bytes may come (the offset then keeps a possible partial header), so
+    the result does not depend on how the stream arrived.
     """
-    d = context.dirs[direction] if context is not None and direction in (0, 1) else None
-    own = d.record_version if d is not None else 0
     n = len(data)
     for m in _HEADER_START_RE.finditer(data, start + 1):
         k = m.start()
@@ -256,10 +266,14 @@ def resync(data: bytes, start: int = 0, *, context: TlsContext | None = None,
         after = k + 5 + length
         if after + 5 <= n:
             if not _valid_header(*RECORD_HEADER.unpack_from(data, after)):
-                return k
-        elif after == n or version == own:  # the next header is not at hand yet
-            return k
-    return n
+                return k, True
+        elif not at_end:
+            return k, False
+        elif after == n or version == own:
+            return k, True
+    if at_end:
+        return n, True
+    return max(start + 1, n - 4), False
 
 
 # --------------------------------------------------------------------------------------------
