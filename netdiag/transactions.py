@@ -15,7 +15,9 @@ This is the driver of issue 4. One pass over the capture:
 3. Each recognised stream is cut into messages with the parser's `cut`, in time order across
    the two directions (HTTP framing of a response depends on its request; TLS on the
    ChangeCipherSpec of each side). A `malformed` cut is recorded with the frame where it
-   starts and parsing resynchronises after it (GIOP: next magic; HTTP: next start line). A hole
+   starts and parsing resynchronises after it (GIOP: next magic; HTTP: next start line; TLS: next
+   plausible record header); a parser that raises loses only the message it raised on (the
+   parser's `resync()` says where the next one starts), never the rest of the direction. A hole
    the capture will never fill (see streams.py) ends the message in progress as malformed
    ("capture gap") and parsing resumes after the hole.
 4. MESSAGES rows get their timing from the stream pieces; `resend_s` comes afterwards from the

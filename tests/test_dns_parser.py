@@ -184,7 +184,7 @@ def test_tcp_length_prefix_rules() -> None:
 def test_random_bytes_and_mutated_real_datagrams_never_raise_or_hang() -> None:
     rng = random.Random(53)
     real = [p for _, s, d, p in udp_datagrams(PCAP) if 53 in (s, d)]
-    inputs = [os.urandom(rng.randint(0, 200)) for _ in range(500)]
+    inputs = [rng.randbytes(rng.randint(0, 200)) for _ in range(500)]  # seeded: a failure replays
     for p in real:
         for _ in range(50):
             b = bytearray(p)

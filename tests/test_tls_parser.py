@@ -255,7 +255,7 @@ def test_sslv2_format_client_hello_is_decoded() -> None:
 def test_random_bytes_and_mutated_real_streams_never_raise_or_hang() -> None:
     rng = random.Random(4)
     streams = [c.data(d) for c in tcp_connections(PCAP) for d in (0, 1)]
-    inputs = [os.urandom(rng.randint(0, 600)) for _ in range(300)]
+    inputs = [rng.randbytes(rng.randint(0, 600)) for _ in range(300)]  # seeded: a failure replays
     for s in streams:
         for _ in range(20):
             b = bytearray(s[:3000])
