@@ -100,7 +100,7 @@ def _pcaps(*globs: str) -> list[Path]:
 @cache
 def corpus(target: str) -> tuple[bytes, ...]:
     """The seed inputs of a target (deterministic for a given captures/ tree)."""
-    from netdiag.protocols import dns, giop, http, tls
+    from netdiag.protocols import giop, http, tls
 
     if target == "giop":
         streams = [s for s in _streams(_pcaps("giop/*.pcap", "lab/*.pcap", "sample/*.pcap", "streams/giop_*.pcap"))
