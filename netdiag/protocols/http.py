@@ -271,6 +271,19 @@ def resync(data: bytes, start: int = 0, *, context: HttpContext | None = None,
     return m.start() if m else len(data)
 
 
+_START_TOKENS = tuple(m + b" " for m in METHODS) + (b"HTTP/1.",)
+
+
+def _partial_start(data: bytes, frm: int) -> int:
+    """Where the last bytes of `data` (from `frm` on) could be the beginning of a start line that
+    has not fully arrived (kept for the next cut), else len(data)."""
+    for k in range(max(frm, len(data) - 16), len(data)):
+        probe = data[k:]
+        if any(tok.startswith(probe) or probe.startswith(tok) for tok in _START_TOKENS):
+            return k
+    return len(data)
+
+
 def _malformed(data: bytes, start: int, skip_from: int, reason: str, *, in_body: bool = False) -> Cut:
     """A malformed cut that resynchronises at the first start line at or after skip_from.
 
@@ -280,7 +293,7 @@ def _malformed(data: bytes, start: int, skip_from: int, reason: str, *, in_body:
     """
     if in_body:
         m = _START_RE.search(data, skip_from)
-        return Cut("malformed", max(1, (m.start() if m else len(data)) - start), reason)
+        return Cut("malformed", max(1, (m.start() if m else _partial_start(data, skip_from)) - start), reason)
     end = _resync_pos(data, max(start, skip_from - 1))
     return Cut("malformed", max(1, end - start), reason)
 
