@@ -196,7 +196,7 @@ def test_every_parser_resyncs_at_its_next_message() -> None:
     assert http.resync(b"junk\r\nGET / HTTP/1.1\r\n\r\n", 0) == 6
     # the next status line has only begun to arrive: it is kept for the next cut
     c = http.cut(h[:-10], 0, context=http.new_context())
-    assert c.status == "malformed" and h[c.length:-10] == b"HTTP/1.1 4"
+    assert c.status == "malformed" and h[c.length:-10] == b"HTTP/1.1"
     rec = b"\x17\x03\x03\x00\x02ab"
     assert tls.resync(b"\x99\x99" + rec + rec, 0) == 2
     ctx = dns.new_context("tcp")
