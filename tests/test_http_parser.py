@@ -322,3 +322,13 @@ def test_live_recapture_from_the_real_peers_parses_cleanly(tmp_path, monkeypatch
         statuses += [r.status for c in cuts if c.direction == 1 for r in c.records]
     assert statuses == ["200", "200", "200", "200", "304", "404", "200", "200", "200", "200",
                         "200", "204", "200", "100", "201", "200"]
+
+
+def test_status_code_outside_100_599_is_malformed_with_a_reason() -> None:
+    # found by the fuzz campaign (tests/fuzz/regressions/http/b2f1b94119803bac.bin): "000" matched
+    # the status-line pattern, then status 0 read as "no start line" and the record had no reason
+    msg = b"HTTP/1.1 000 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    c = http.cut(msg, 0, at_end=True, context=http.new_context())
+    assert c.status == "malformed" and "status code 000 outside 100..599" in c.reason
+    (rec,) = http.parse(msg[:c.length])
+    assert rec.malformed and "000" in rec.reason

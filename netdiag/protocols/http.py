@@ -157,6 +157,8 @@ def _read_head(data: bytes, start: int, end: int) -> _Head | None:
         if not m:
             return _Head(False, head_len=end - start,
                          error=f"first line is neither a request nor a status line: {first[:40]!r}")
+        if not 100 <= int(m.group(2)) <= 599:  # RFC 9110 15: status codes are 100..599
+            return _Head(False, head_len=end - start, error=f"status code {m.group(2)} outside 100..599")
         head = _Head(False, version=m.group(1), status=int(m.group(2)), reason_phrase=m.group(3) or "")
     head.head_len = end - start
     headers = head.headers
