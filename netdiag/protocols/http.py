@@ -38,7 +38,9 @@ Bad input never raises and never waits for ever:
   is neither a request line nor a status line, a bad chunk-size line or a bad Content-Length
   (anything but ASCII digits 0-9, RFC 9110 8.6; conflicting values)
   -> `Cut("malformed", n, reason)` where n skips to the next line that starts a request or
-  status line (the resync rule), or to the end of the data when there is none;
+  status line (the resync rule), or to the end of the data when there is none; when only the
+  body cannot be delimited (Content-Length, chunk line), to the next start line anywhere after
+  the header block, since the next message follows the body's last byte without a line break;
 - a Content-Length (or chunk) beyond the end of the stream is waited for until `at_end`; then
   the message is malformed ("truncated") and the stream resynchronises after its header
   block, so later messages on the connection are still found;

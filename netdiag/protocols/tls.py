@@ -56,11 +56,13 @@ an unfinished handshake message).
 Bad input and resync rule: a record header with a content type outside 20..24, a version other
 than 3.x (x <= 4) or a length above 2^14 + 2048 (RFC 5246 6.2.3, the largest ciphertext) means
 we lost the record boundary: `Cut("malformed", ...)` up to the next plausible record header
-(`resync()`: a valid header that is followed by another valid header, or whose record runs to
-the end of the bytes at hand with the direction's own record version), so one bad record loses
+(a valid header followed by another valid header; at the end of the stream also one whose
+record ends there or carries the direction's own record version), so one bad record loses
 itself and the bytes up to the next record, not the rest of the direction (the reason names
-the bad header). A record truncated at the end of the stream is malformed. A handshake message longer than `MAX_HANDSHAKE_BYTES`
-(1 MiB) gives up that direction's handshake decoding. parse() never raises.
+the bad header). Until the bytes that decide it have arrived the cut waits (`need_more`, at
+most `RESYNC_WAIT_BYTES`), so the result does not depend on how the stream was segmented.
+A record truncated at the end of the stream is malformed. A handshake message longer than
+`MAX_HANDSHAKE_BYTES` (1 MiB) gives up that direction's handshake decoding. parse() never raises.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ GREASE = frozenset(((i << 8) | i) for i in range(0x0A, 0x100, 0x10))  # RFC 8701
 @dataclass(slots=True)
 class _Direction:
     records: int = 0
-    record_version: int = 0  # of the last well-framed record: a resync candidate must match it
+    record_version: int = 0  # of the last well-framed record (resync at the end of the stream)
     ccs_seen: bool = False  # TLS <= 1.2: what follows is encrypted
     app_data_seen: bool = False
     hs_buf: bytearray = field(default_factory=bytearray)
