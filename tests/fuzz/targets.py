@@ -27,8 +27,10 @@ is shared).
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import struct
 import subprocess
 import tempfile
@@ -479,6 +481,7 @@ def _check_capture(kind: str, data: bytes) -> None:
 def _scratch(kind: str) -> str:
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
     d = tempfile.mkdtemp(prefix="netdiag-fuzz-", dir=base)
+    atexit.register(shutil.rmtree, d, True)  # one scratch file per process, gone when it ends
     return os.path.join(d, f"input.{kind}")
 
 
