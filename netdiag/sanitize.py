@@ -606,9 +606,10 @@ def dns_keep(msg: bytes, out: bytearray, mapper: AddressMapper) -> None:
     out[:12] = msg[:12]
     qd, an, ns, ar = struct.unpack_from("!HHHH", msg, 4)
     pos = 12
+    memo: dict = {}   # the parser's per-message suffix memo (bounds the work on pointer chains)
 
     def name(p: int) -> int:
-        text, after = dns_parser._name(msg, p)
+        text, after = dns_parser._name(msg, p, memo)
         _keep(msg, out, p, after)
         if text.lower().endswith(("in-addr.arpa", "ip6.arpa")):
             _mask_reverse(out, p, after)
