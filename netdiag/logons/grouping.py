@@ -137,7 +137,7 @@ class Item:
     state: str | None = None            # Zeek conn_state
 
 
-@dataclass
+@dataclass(slots=True)   # (slots: a flood makes one chain per spoofed address)
 class Chain:
     """Items of one client process, in the order they started."""
 
@@ -156,11 +156,14 @@ class Chain:
     # connection made grouping quadratic when one address had many connections (20 k SYNs from one
     # address: over 5 min). A question at an earlier time than the last one falls back to the scan.
     _t: int = -1                                                     # latest time asked
-    _busy_future: list = field(default_factory=list)                 # heap of (a, b): a >= _t
-    _busy_started: list = field(default_factory=list)                # heap of b for a < _t
-    _deliv_future: list = field(default_factory=list)                # heap of deliveries > _t
+    # (the heaps and the referral list are made on first use: a flood of one-connection chains,
+    # one per spoofed address, must not pay for them)
+    _adv_n: int = 0                                                  # items folded into the heaps
+    _busy_future: list | None = None                                 # heap of (a, b): a >= _t
+    _busy_started: list | None = None                                # heap of b for a < _t
+    _deliv_future: list | None = None                                # heap of deliveries > _t
     _deliv_best: int = -1                                            # latest delivery/start <= _t
-    _refs: list = field(default_factory=list)                        # referrals in item order
+    _refs: list | None = None                                        # referrals in item order
     _n_txn: int = 0                                                  # request rows on its items
     _min_failed_last: int | None = None                              # earliest end of a failed connect
     _q_seen: int = 0                                                 # items folded into the quiet scan
@@ -170,12 +173,10 @@ class Chain:
     def add(self, it: Item) -> None:
         self.items.append(it)
         self.max_last_ns = max(self.max_last_ns, it.last_ns)
-        for a, b in it.busy:
-            heapq.heappush(self._busy_future, (a, b))
-        for d in it.deliveries:
-            heapq.heappush(self._deliv_future, d)
-        heapq.heappush(self._deliv_future, it.start_ns)
-        self._refs.extend(it.referrals)
+        if it.referrals:
+            if self._refs is None:
+                self._refs = []
+            self._refs.extend(it.referrals)
         self._n_txn += len(it.txn_rows)
         if it.failed_connect and (self._min_failed_last is None or it.last_ns < self._min_failed_last):
             self._min_failed_last = it.last_ns
@@ -185,12 +186,21 @@ class Chain:
         if t < self._t:
             return False
         self._t = t
-        fut, started = self._busy_future, self._busy_started
+        if self._busy_future is None:
+            self._busy_future, self._busy_started, self._deliv_future = [], [], []
+        fut, dv = self._busy_future, self._deliv_future
+        for it in self.items[self._adv_n:]:
+            for ab in it.busy:
+                heapq.heappush(fut, ab)
+            for d in it.deliveries:
+                heapq.heappush(dv, d)
+            heapq.heappush(dv, it.start_ns)
+        self._adv_n = len(self.items)
+        started = self._busy_started
         while fut and fut[0][0] < t:
             heapq.heappush(started, heapq.heappop(fut)[1])
         while started and started[0] <= t:
             heapq.heappop(started)
-        dv = self._deliv_future
         while dv and dv[0] <= t:
             self._deliv_best = max(self._deliv_best, heapq.heappop(dv))
         return True
@@ -219,7 +229,7 @@ class Chain:
     def open_referral(self, t: int, ip: str, port: int) -> tuple[int, str, int] | None:
         """The oldest unused referral (IOR host:port) to ip:port delivered before t."""
         best = None
-        for ref in self._refs:
+        for ref in self._refs or ():
             if ref[0] <= t and ref[2] == port and ref[1] == ip and ref not in self.used_referrals:
                 if best is None or ref[0] < best[0]:
                     best = ref
