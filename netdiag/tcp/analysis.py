@@ -160,9 +160,13 @@ D_HISTBITS = 26         # Zeek letters already recorded in this direction
 D_RETRANS_N = 27        # count for Zeek's logarithmic T letter
 D_ZW_N = 28             # count for Zeek's logarithmic W letter
 D_NHOLES = 29
-D_HOLES = 30            # 16 holes, (start, end) raw sequence pairs: columns 30..61
+D_HOLE_ROW = 30         # 1 + row of this direction's holes in the hole pool HP, 0 none yet
 N_HOLES = 16            # open (not yet acknowledged past) at once; acknowledged ones move to D_UNSEEN_DONE
-D_BIF_OK = 30 + 2 * N_HOLES  # D_BIF_FIRST/LAST hold the unacked list's extent (else walk it)
+# HP rows: N_HOLES (start, end) raw sequence pairs. Few directions ever have a hole, so the list
+# lives in a pool given out on a direction's first hole instead of 32 columns on every row of D
+# (256 B per direction; issue 10 item 12, memory per connection).
+HP_NCOLS = 2 * N_HOLES
+D_BIF_OK = 31           # D_BIF_FIRST/LAST hold the unacked list's extent (else walk it)
 D_BIF_FIRST = D_BIF_OK + 1
 D_BIF_LAST = D_BIF_OK + 2
 D_UNSEEN_DONE = D_BIF_OK + 3    # ACK-proven unseen bytes of holes moved off the full hole list
@@ -460,13 +464,14 @@ def _zeek_tcp(C, D, H, c, d, fl, sq, ak, ln, w):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _fill_holes(D, k, s, e):  # pragma: no cover - numba
-    """Remove raw range [s, e) from direction k's list of sequence holes."""
+def _fill_holes(D, HP, k, s, e):  # pragma: no cover - numba
+    """Remove raw range [s, e) from direction k's list of sequence holes (its row of HP)."""
+    r = D[k, D_HOLE_ROW] - 1
     n = D[k, D_NHOLES]
     i = 0
     while i < n:
-        hs = D[k, D_HOLES + 2 * i]
-        he = D[k, D_HOLES + 2 * i + 1]
+        hs = HP[r, 2 * i]
+        he = HP[r, 2 * i + 1]
         # work in offsets from the hole start so wrap-around is harmless
         ln = (he - hs) & M32
         a = (s - hs) & M32
@@ -484,40 +489,41 @@ def _fill_holes(D, k, s, e):  # pragma: no cover - numba
             continue
         if a == 0 and b == ln:  # hole filled completely
             for j in range(i, n - 1):
-                D[k, D_HOLES + 2 * j] = D[k, D_HOLES + 2 * j + 2]
-                D[k, D_HOLES + 2 * j + 1] = D[k, D_HOLES + 2 * j + 3]
+                HP[r, 2 * j] = HP[r, 2 * j + 2]
+                HP[r, 2 * j + 1] = HP[r, 2 * j + 3]
             n -= 1
             continue
         if a == 0:
-            D[k, D_HOLES + 2 * i] = (hs + b) & M32
+            HP[r, 2 * i] = (hs + b) & M32
         elif b == ln:
-            D[k, D_HOLES + 2 * i + 1] = (hs + a) & M32
+            HP[r, 2 * i + 1] = (hs + a) & M32
         else:  # split in two; if no room, keep the larger part (an undercount, never an overcount)
             if n < N_HOLES:
                 for j in range(n, i + 1, -1):
-                    D[k, D_HOLES + 2 * j] = D[k, D_HOLES + 2 * j - 2]
-                    D[k, D_HOLES + 2 * j + 1] = D[k, D_HOLES + 2 * j - 1]
-                D[k, D_HOLES + 2 * i + 1] = (hs + a) & M32
-                D[k, D_HOLES + 2 * (i + 1)] = (hs + b) & M32
-                D[k, D_HOLES + 2 * (i + 1) + 1] = he
+                    HP[r, 2 * j] = HP[r, 2 * j - 2]
+                    HP[r, 2 * j + 1] = HP[r, 2 * j - 1]
+                HP[r, 2 * i + 1] = (hs + a) & M32
+                HP[r, 2 * (i + 1)] = (hs + b) & M32
+                HP[r, 2 * (i + 1) + 1] = he
                 n += 1
                 i += 1
             elif a > ln - b:
-                D[k, D_HOLES + 2 * i + 1] = (hs + a) & M32
+                HP[r, 2 * i + 1] = (hs + a) & M32
             else:
-                D[k, D_HOLES + 2 * i] = (hs + b) & M32
+                HP[r, 2 * i] = (hs + b) & M32
         i += 1
     D[k, D_NHOLES] = n
 
 
 @njit(cache=True)
-def _hole_overlap(D, k, s, e):  # pragma: no cover - numba
+def _hole_overlap(D, HP, k, s, e):  # pragma: no cover - numba
     """Bytes of raw range [s, e) that lie in direction k's holes (never captured)."""
     total = 0
     ln = (e - s) & M32
+    r = D[k, D_HOLE_ROW] - 1
     for h in range(D[k, D_NHOLES]):
-        a = (D[k, D_HOLES + 2 * h] - s) & M32
-        b = (D[k, D_HOLES + 2 * h + 1] - s) & M32
+        a = (HP[r, 2 * h] - s) & M32
+        b = (HP[r, 2 * h + 1] - s) & M32
         if a >= 0x80000000:
             a = 0
         if b >= 0x80000000:
@@ -532,23 +538,24 @@ def _hole_overlap(D, k, s, e):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _flush_acked_holes(D, k):  # pragma: no cover - numba
+def _flush_acked_holes(D, HP, k):  # pragma: no cover - numba
     """Move holes the receiver acknowledged past off the list (they can no longer be filled by a
     first copy) into the per-direction unseen-bytes total, freeing slots for new holes."""
     if D[k, D_MAXACKED_SET] == 0:
         return
     ma = D[k, D_MAXACKED]
+    r = D[k, D_HOLE_ROW] - 1
     n = D[k, D_NHOLES]
     j = 0
     for i in range(n):
-        hs = D[k, D_HOLES + 2 * i]
-        he = D[k, D_HOLES + 2 * i + 1]
+        hs = HP[r, 2 * i]
+        he = HP[r, 2 * i + 1]
         if _le(he, ma):
             D[k, D_UNSEEN_DONE] += (he - hs) & M32
             D[k, D_UNSEEN_N_DONE] += 1
         else:
-            D[k, D_HOLES + 2 * j] = hs
-            D[k, D_HOLES + 2 * j + 1] = he
+            HP[r, 2 * j] = hs
+            HP[r, 2 * j + 1] = he
             j += 1
     D[k, D_NHOLES] = j
 
@@ -556,15 +563,16 @@ def _flush_acked_holes(D, k):  # pragma: no cover - numba
 @njit(cache=True)
 def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen, frame_len, ip_len,
                    mss, wscale, sackp, src_port, dst_port, server_port_lut,
-                   flow_cur, C, D, H, P, meta, OUT):  # pragma: no cover - numba
+                   flow_cur, C, D, H, P, HP, meta, OUT):  # pragma: no cover - numba
     """Process rows start.. of one chunk; return the row to resume at (== n when done).
 
-    meta: [n_conns, pool_free_head, pool_free_count]. Returns early (before touching a row)
-    when a new connection or pool record might not fit; the caller grows and calls again.
+    meta: [n_conns, pool_free_head, pool_free_count, hole_rows_used]. Returns early (before
+    touching a row) when a new connection, pool record or hole row might not fit; the caller
+    grows and calls again.
     """
     n = frame.shape[0]
     for i in range(start, n):
-        if meta[0] + 1 >= C.shape[0] or meta[2] < 2:
+        if meta[0] + 1 >= C.shape[0] or meta[2] < 2 or meta[3] >= HP.shape[0]:
             return i
         fl = np.int64(flags[i])
         f = np.int64(flow[i])
@@ -786,7 +794,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             e2 = (sq + ln) & M32
             if _gt(e2, nextseq):
                 e2 = nextseq
-            if ((e2 - sq) & M32) - _hole_overlap(D, k, sq, e2) > 0:
+            if ((e2 - sq) & M32) - _hole_overlap(D, HP, k, sq, e2) > 0:
                 byte_resend = True
                 e1 = (sq + ln) & M32
                 u = D[k, D_LIST_HEAD]
@@ -828,15 +836,19 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         # the capture never saw, e.g. a request cut from the file and the ACK that followed it)
         end = (sq + ln + (1 if (fl & (TH_SYN | TH_FIN)) else 0)) & M32
         if nextseq != 0 and _gt(sq, nextseq) and (ta & A_ZERO_WINDOW_PROBE) == 0 and (fl & TH_RST) == 0:
+            if D[k, D_HOLE_ROW] == 0:   # this direction's first hole: a row of the hole pool
+                D[k, D_HOLE_ROW] = meta[3] + 1
+                meta[3] += 1
             if D[k, D_NHOLES] >= N_HOLES:
-                _flush_acked_holes(D, k)
+                _flush_acked_holes(D, HP, k)
             nh = D[k, D_NHOLES]
+            hr = D[k, D_HOLE_ROW] - 1
             if nh < N_HOLES:
-                D[k, D_HOLES + 2 * nh] = nextseq
-                D[k, D_HOLES + 2 * nh + 1] = sq
+                HP[hr, 2 * nh] = nextseq
+                HP[hr, 2 * nh + 1] = sq
                 D[k, D_NHOLES] = nh + 1
         elif (ln > 0 or (fl & (TH_SYN | TH_FIN))) and nextseq != 0 and _lt(sq, nextseq) and D[k, D_NHOLES] > 0:
-            _fill_holes(D, k, sq, end)
+            _fill_holes(D, HP, k, sq, end)
         # ---- remember this segment in the sender's unacked list ----
         nxt = (sq + ln) & M32
         if (ln > 0 or (fl & (TH_SYN | TH_FIN))) and D[k, D_LIST_COUNT] < MAX_UNACKED_SEGMENTS:
@@ -990,7 +1002,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
 
 
 @njit(cache=True)
-def unseen_bytes_kernel(D, n_conns, out, out_gaps):  # pragma: no cover - numba
+def unseen_bytes_kernel(D, HP, n_conns, out, out_gaps):  # pragma: no cover - numba
     """Per connection: bytes the peer ACKed that were never captured (holes + unseen tail), and
     in how many gaps (holes the receiver acknowledged past, each counted once)."""
     for c in range(n_conns):
@@ -1003,9 +1015,10 @@ def unseen_bytes_kernel(D, n_conns, out, out_gaps):  # pragma: no cover - numba
             if D[k, D_MAXACKED_SET] == 0 or D[k, D_NEXTSEQ] == 0:
                 continue
             ma = D[k, D_MAXACKED]
+            r = D[k, D_HOLE_ROW] - 1
             for h in range(D[k, D_NHOLES]):
-                hs = D[k, D_HOLES + 2 * h]
-                he = D[k, D_HOLES + 2 * h + 1]
+                hs = HP[r, 2 * h]
+                he = HP[r, 2 * h + 1]
                 if _le(he, ma):
                     total += (he - hs) & M32
                     gaps += 1
@@ -1172,7 +1185,8 @@ class TcpAnalyzer:
         self._D = np.zeros((2048, D_NCOLS), np.int64)
         self._H = np.zeros((1024, HISTORY_LEN), np.uint8)
         self._P = np.zeros((0, P_NCOLS), np.int64)
-        self._meta = np.array([0, -1, 0], np.int64)
+        self._HP = np.zeros((64, HP_NCOLS), np.int64)   # hole pool (see D_HOLE_ROW)
+        self._meta = np.array([0, -1, 0, 0], np.int64)
         self._grow_pool(8192)
         self.last_udp: pl.DataFrame = pl.DataFrame(schema={c: pl.Int64 for c in UDP_COLUMNS})
         self.tcp_segments = 0
@@ -1280,13 +1294,15 @@ class TcpAnalyzer:
         while True:
             pos = analyze_kernel(pos, frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen,
                                  frame_len, ip_len, mss, wscale, sackp, sport, dport, self._lut,
-                                 self._flow_cur, self._C, self._D, self._H, self._P, self._meta, out)
+                                 self._flow_cur, self._C, self._D, self._H, self._P, self._HP, self._meta, out)
             if pos >= n:
                 break
             if self._meta[0] + 1 >= self._C.shape[0]:
                 self._grow_conns()
             if self._meta[2] < 2:
                 self._grow_pool(max(8192, self._P.shape[0]))
+            if self._meta[3] >= self._HP.shape[0]:
+                self._HP = _grow_rows(self._HP, 2 * self._HP.shape[0])
         is_tcp = proto == 6
         self.tcp_segments += int(is_tcp.sum())
         self.udp_packets += n - int(is_tcp.sum())
@@ -1345,4 +1361,5 @@ class TcpAnalyzer:
         from netdiag.tcp.connections import build_connections
 
         n = int(self._meta[0])
-        return build_connections(self._C[:n], self._D[: 2 * n], self._H[:n], self._flows, self._nagle.candidates())
+        return build_connections(self._C[:n], self._D[: 2 * n], self._H[:n], self._flows, self._nagle.candidates(),
+                                 holes=self._HP[: int(self._meta[3])])

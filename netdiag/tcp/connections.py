@@ -87,11 +87,13 @@ def _ms(a_ns: np.ndarray, b_ns: np.ndarray) -> pl.Series:
 
 
 def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.DataFrame,
-                      nagle_candidates: pl.DataFrame | None = None) -> pl.DataFrame:
+                      nagle_candidates: pl.DataFrame | None = None, *, holes: np.ndarray | None = None
+                      ) -> pl.DataFrame:
     """The CONNECTIONS table from the analysis state arrays (see netdiag.tcp.analysis).
 
     `nagle_candidates` (netdiag.tcp.nagle.NagleTracker) gives the nagle_stalls / nagle_stall_s
-    columns; None leaves them null."""
+    columns; None leaves them null. `holes`: the analysis's hole pool (rows of sequence holes that
+    D's D_HOLE_ROW points into), for the unseen_bytes columns."""
     n = C.shape[0]
     if n == 0:
         return CONNECTIONS.empty()
@@ -99,7 +101,9 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
     sv = D[1::2]
     unseen = np.zeros(n, np.int64)
     unseen_gaps = np.zeros(n, np.int64)
-    a.unseen_bytes_kernel(D, n, unseen, unseen_gaps)
+    if holes is None or holes.shape[0] == 0:   # (the kernel needs a 2-D array even when unused)
+        holes = np.zeros((1, a.HP_NCOLS), np.int64)
+    a.unseen_bytes_kernel(D, holes, n, unseen, unseen_gaps)
     last_ts = C[:, a.C_LAST_TS]
     # zero windows still open at the end count until the connection's last packet
     zw = C[:, a.C_ZW_NS].copy()
