@@ -835,32 +835,6 @@ def _repeats(rq: list[_Req], app: list[int], ops: list[str], sig: list[str], fir
         seg_max = max(seg_max, q.a1 if q.a1 is not None else _NEVER)
         i += 1
     return starts
-    k = len(sig)
-    ops = [rq[i].operation for i in app]
-    candidates = {app[p]: p for p in range(k, len(app) - k + 1) if ops[p:p + k] == sig}
-    # pauses (request sent - latest answer before it, nothing outstanding) inside the current logon
-    lo = 0
-    seg_max = -1
-    gaps: list[tuple[int, int]] = []          # (request index, pause before it)
-    next_ok = 0                               # app position from which a new candidate may count
-    i = 0
-    while i < n:
-        q = rq[i]
-        if i in candidates and candidates[i] >= next_ok and fresh(i):
-            j = _burst_start(rq, i, app_a1[i])
-            gap_j = next((g for x, g in gaps if x == j), None) if j < i else (
-                q.q0 - seg_max if lo < i and 0 <= seg_max <= q.q0 else None)
-            inner = sorted(g for x, g in gaps if x < j)
-            if gap_j is not None and gap_j > 0 and (not inner or gap_j > 2 * statistics.median(inner)):
-                starts.append(rq[j].q0)
-                next_ok = candidates[i] + k
-                lo, seg_max, gaps, i = j, -1, [], j     # the new logon: rescan from its first request
-                continue
-        if i > lo and 0 <= seg_max <= q.q0:
-            gaps.append((i, q.q0 - seg_max))
-        seg_max = max(seg_max, q.a1 if q.a1 is not None else _NEVER)
-        i += 1
-    return starts
 
 
 def _logon_windows(ch: Chain, txs: dict[str, list], profile: Profile, reqs: list[_Req], rows_in: Any
