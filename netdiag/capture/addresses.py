@@ -43,8 +43,14 @@ def format_ip(hi: str | pl.Expr, lo: str | pl.Expr) -> pl.Expr:
         df = s.struct.unnest()
         a, b = df.columns
         uniq = df.unique(maintain_order=False)
-        text = _format_arrays(uniq[a].to_numpy(), uniq[b].to_numpy())
-        lut = uniq.with_columns(pl.Series("_ip", text, dtype=pl.String))
+        # IPv4-mapped values as dotted quads with polars string columns: a flood of distinct
+        # spoofed sources would otherwise make a Python string, tuple and dict entry per address
+        v4 = (pl.col(a) == 0) & ((pl.col(b) // (1 << 32)) == 0xFFFF)
+        quad = pl.concat_str([(pl.col(b) // (1 << s) % 256).cast(pl.String) for s in (24, 16, 8, 0)], separator=".")
+        lut4 = uniq.filter(v4).with_columns(quad.alias("_ip"))
+        rest = uniq.filter(~v4)
+        text = _format_arrays(rest[a].to_numpy(), rest[b].to_numpy())
+        lut = pl.concat([lut4, rest.with_columns(pl.Series("_ip", text, dtype=pl.String))])
         return df.join(lut, on=[a, b], how="left", maintain_order="left")["_ip"]
 
     return pl.struct([hi_e.cast(pl.UInt64).alias("_hi"), lo_e.cast(pl.UInt64).alias("_lo")]).map_batches(
