@@ -219,9 +219,10 @@ def side_from_directory(d: Path, label: str) -> Side:
                              "(run `netdiag analyze` again, or compare the captures themselves)")
         try:
             df = pl.read_parquet(p)
-            if name == "connections":   # an analysis written before a column was added (e.g. nagle_stalls)
+            if name in ("connections", "transactions"):   # written before a column was added (nagle_stalls...)
                 df = df.with_columns([pl.lit(None, c.dtype).alias(c.name) for c in table.columns
-                                      if c.name not in df.columns and c.name.startswith("nagle_")])
+                                      if c.name not in df.columns and (c.name.startswith("nagle_")
+                                                                       or c.name == "server_rtt_s")])
             frames[name] = table.conform(df)
         except (OSError, KeyError, pl.exceptions.PolarsError) as exc:
             raise UsageError(f"{p}: cannot be read as the netdiag {name} table: {exc}") from None

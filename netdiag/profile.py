@@ -78,6 +78,7 @@ class Thresholds:
     network_share: float = 0.25          # network round trips above this share of a logon
     idle_before_reuse_s: float = 30.0    # idle time that makes a pooled connection "old"
     jar_download_s: float = 0.5          # repeated jar downloads per logon worth a warning
+    info_share: float = 0.02             # an info finding is listed only from this share of logon time
 
 
 @dataclass(frozen=True)
@@ -467,4 +468,5 @@ nagle_s = 0.1               # Nagle x delayed-ACK stalls per logon
 network_share = 0.25        # share of a logon spent on network round trips
 idle_before_reuse_s = 30    # idle time after which a pooled connection counts as old
 jar_download_s = 0.5        # jars downloaded again (200 where 304 was expected) per logon
+info_share = 0.02           # list an info finding only when it takes this share of logon time (2 %)
 '''

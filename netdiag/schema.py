@@ -263,6 +263,8 @@ TRANSACTIONS = _t(
     ("request_transfer_s", pl.Float64, "first to last request byte, seconds"),
     ("server_think_s", pl.Float64, "last request byte to first response byte, less the capture-to-server round trip (the smaller of connections.rtt_server_side_ms and the server's quickest ACK of client data on the connection; 0 when unknown, e.g. DNS over UDP) and less request resends inside that interval, clipped at 0: the server's own time wherever the capture was taken"),
     ("response_transfer_s", pl.Float64, "first to last response byte, seconds"),
+    ("server_rtt_s", pl.Float64, "the capture-to-server round trip taken off server_think_s (seconds; 0 when unknown); "
+     "the logon budget takes the same one, so its server_s is server_think_s"),
     ("retransmission_stall_s", pl.Float64, "time the transaction's bytes waited on retransmissions"),
     ("exception_id", pl.String, "GIOP system/user exception repository id (null otherwise)"),
     ("confidence", pl.String, "how sure the pairing is: exact (id/order), inferred (record turns)"),
@@ -331,6 +333,12 @@ FINDINGS = _t(
     ("wireshark_filter", pl.String, "display filter that shows the evidence"),
     ("logon_ids", pl.List(pl.UInt32), "affected logons"),
     ("conn_ids", pl.List(pl.UInt32), "involved connections"),
+    ("action", pl.String, "the next step for the engineer: what to check or change, and where (the cause's text in "
+     "netdiag/logons/causes/, reviewed against the domain notes)"),
+    ("operations", pl.List(pl.Struct({"protocol": pl.String, "operation": pl.String, "count": pl.UInt32,
+                                      "total_s": pl.Float64, "p95_s": pl.Float64, "share": pl.Float64})),
+     "for a cause measured per operation (server_think): one entry per operation, most seconds first (at most 10): "
+     "calls, total seconds, p95 of one call's seconds, share of the complete logons' time; null for other causes"),
 )
 
 ALL_TABLES: tuple[Table, ...] = (PACKETS, SEGMENTS, CONNECTIONS, MESSAGES, TRANSACTIONS, LOGONS, FINDINGS)

@@ -57,6 +57,9 @@ Timing definitions (also in the schema):
   exchange). 0 when neither was seen, e.g. DNS over UDP. The request resend stall is removed
   because a request lost after the capture point reaches the server only with its resend.
   What is left is the server's own time.
+  `server_rtt_s` is that round trip, so the logon budget (netdiag/logons/budget.py) places the
+  server's time with the same rule: its `server_s` interval is [req_last + rtt/2, rsp_first - rtt/2]
+  (request resends inside it go to loss_recovery_s by precedence), i.e. server_think_s.
 - `request_transfer_s` = req_last - req_first; `response_transfer_s` = rsp_last - rsp_first.
 """
 
@@ -1368,6 +1371,7 @@ def build_transactions(msgs: pl.DataFrame, details: dict[int, dict], connections
         request_transfer_s=(pl.col("rq_last_ts") - pl.col("rq_first_ts")) / 1e9,
         response_transfer_s=(pl.col("rs_last_ts") - pl.col("rs_first_ts")) / 1e9,
         server_think_s=(pl.col("rs_first_ts") - think_from_ns) / 1e9 - rtt_ms.fill_null(0.0) / 1e3,
+        server_rtt_s=rtt_ms.fill_null(0.0) / 1e3,
         first_frame=pl.coalesce("rq_first_fr", "rs_first_fr"),
         last_frame=pl.coalesce("rs_last_fr", "rq_last_fr"),
     )

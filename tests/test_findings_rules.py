@@ -58,6 +58,10 @@ def test_unanswered_connect_to_a_forwarded_address_is_connect_failure_and_the_fo
     txns[0].update(status="LOCATION_FORWARD", forward_host="10.0.1.99", forward_port=9100)
     conns.append(connection(2, C, 50001, "10.0.1.99", 9100, 4, None, None, 3004, state="S0", syn_retx=2,
                             first_frame=300))
+    # the capture ran on after the logon (another PC's web traffic 12 s later): the unanswered
+    # connect did not merely meet the capture's end, so the logon is complete, not cut
+    conns.append(connection(3, "10.0.0.77", 50002, "10.0.2.2", 443, 15000, 15000.2, 15000.3, 15001,
+                            first_frame=400))
     txns[1].update(req_first_ts_ns=txns[1]["req_first_ts_ns"] + 3_000_000_000,
                    req_last_ts_ns=txns[1]["req_last_ts_ns"] + 3_000_000_000,
                    rsp_first_ts_ns=txns[1]["rsp_first_ts_ns"] + 3_000_000_000,

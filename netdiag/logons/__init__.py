@@ -10,9 +10,11 @@ Public API (issue 5):
   already built (pure: no I/O), for notebooks and tests.
 
 How: `grouping` chains connections per client process and cuts logons (start/end rules from
-the profile); `findings.label_causes` names what each connect, wait and resend was; `budget`
+the profile); `causes.engine.label_causes` asks each registered cause (netdiag/logons/causes/) what each
+connect, wait and resend was; `budget`
 turns everything into timeline intervals and sweeps them so each instant belongs to exactly one
-category; `findings.build_findings` sums the seconds per cause; `population` summarises.
+category; `causes.engine.build_findings` writes each cause's
+findings; `population` summarises.
 See docs/logons.md for the method and a worked example.
 """
 
@@ -28,7 +30,7 @@ import polars as pl
 
 from netdiag.errors import NetdiagError
 from netdiag.logons.budget import budget_seconds, build_intervals, delivered_answers, sweep
-from netdiag.logons.findings import (
+from netdiag.logons.causes.engine import (
     build_findings,
     connection_findings,
     dominant_causes,
@@ -131,7 +133,7 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
         if not_logons.height:
             reason = (f"no logons: {not_logons.height} session(s) on the naming port, none of them a logon ("
                       + "; ".join(sorted(set(not_logons["reason"].to_list()))) + ")")
-        return LogonAnalysis(LOGONS.empty(), finish_findings(conn_rows), {}, pl.DataFrame(),
+        return LogonAnalysis(LOGONS.empty(), finish_findings(conn_rows, 0.0, prof), {}, pl.DataFrame(),
                              no_logons_reason=reason, orphan_connections=grouping.orphans, notes=notes,
                              streams=_Tables(connections, transactions), not_logons=not_logons,
                              unassigned_requests=grouping.unassigned_requests)

@@ -48,6 +48,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from netdiag.logons.causes.registry import label_names
 from netdiag.schema import BUDGET_COLUMNS
 from netdiag.tcp.nagle import nagle_candidates, nagle_stalls
 
@@ -62,16 +63,17 @@ PRECEDENCE: tuple[str, ...] = (
 assert set(PRECEDENCE) == set(BUDGET_COLUMNS)
 _CAT_RANK = {c: len(PRECEDENCE) - 1 - i for i, c in enumerate(PRECEDENCE)}   # higher = wins
 
-# Cause labels carried by intervals (which finding a second of time belongs to).
-CAUSES: tuple[str, ...] = (
-    "unexplained", "client_think", "network_latency", "transfer", "server_think", "dns", "dns_delay",
-    "tls", "tls_handshake", "connect", "syn_retransmission", "connect_failure", "listen_backlog",
-    "nagle_delayed_ack", "zero_window", "loss_recovery", "idle_connection_dropped",
-    "request_timeout_retry", "system_exception", "location_forward", "jar_download", "capture_loss",
-)
-CAUSE_ID = {c: i for i, c in enumerate(CAUSES)}
+# Cause labels carried by intervals (which finding a second of time belongs to): the neutral
+# labels and the registered causes (netdiag/logons/causes/registry.py), read at each sweep so a
+# cause registered later is swept like the others. Within a category a later label wins.
 _NCAUSE = 64
-assert len(CAUSES) < _NCAUSE
+
+
+def cause_ids() -> dict[str, int]:
+    """Label -> id of every interval label (id 0 = unexplained, the default for unknown labels)."""
+    names = label_names()
+    assert len(names) < _NCAUSE and names[0] == "unexplained"
+    return {c: i for i, c in enumerate(names)}
 
 INTERVAL_SCHEMA = {"logon_idx": pl.Int64, "t0": pl.Int64, "t1": pl.Int64, "category": pl.String,
                    "cause": pl.String, "conn_id": pl.UInt32, "txn_row": pl.Int64, "frame_a": pl.Int64,
@@ -176,7 +178,11 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
 
     app = tm.filter(pl.col("protocol").is_in(["giop", "http", "turn"]))
     if app.height:
-        half_ss = (pl.col("_rtt_ss").fill_null(0.0).fill_nan(0.0) * 500_000).cast(pl.Int64)  # ms -> ns, halved
+        # the capture-to-server round trip of transactions.server_think_s (server_rtt_s: the smaller of
+        # the handshake's and the server's quickest ACK); tables built without it: the handshake's
+        rtt_s = pl.coalesce(pl.col("server_rtt_s"), pl.col("_rtt_ss") / 1e3) if "server_rtt_s" in app.columns \
+            else pl.col("_rtt_ss") / 1e3
+        half_ss = (rtt_s.fill_null(0.0).fill_nan(0.0) * 500_000_000).cast(pl.Int64)  # s -> ns, halved
         app = app.with_columns(_hs=half_ss)
         q0, q1 = pl.col("req_first_ts_ns"), pl.col("req_last_ts_ns")
         parts.append(_iv(app, q0 - hc, q1 - hc, "request_transfer_s", pl.lit("transfer"), pl.col("first_frame"), None))
@@ -611,13 +617,14 @@ def sweep(intervals: pl.DataFrame, logons: pl.DataFrame) -> tuple[np.ndarray, np
     """Assign each instant of each logon to one (category, cause).
 
     Returns (category_ns [n_logons, n_categories in BUDGET_COLUMNS order],
-    cause_ns [n_logons, len(CAUSES)], won_ns [n_intervals]: the time each interval won, an instant
+    cause_ns [n_logons, len(cause_ids())], won_ns [n_intervals]: the time each interval won, an instant
     won by several intervals of the same rank being shared equally among them).
     """
     n_logons = logons.height
     ncat = len(BUDGET_COLUMNS)
     cat_ns = np.zeros((n_logons, ncat), dtype=np.int64)
-    cause_ns = np.zeros((n_logons, len(CAUSES)), dtype=np.int64)
+    cause_id_of = cause_ids()
+    cause_ns = np.zeros((n_logons, len(cause_id_of)), dtype=np.int64)
     won = np.zeros(intervals.height, dtype=np.int64)
     if n_logons == 0:
         return cat_ns, cause_ns, won
@@ -631,7 +638,7 @@ def sweep(intervals: pl.DataFrame, logons: pl.DataFrame) -> tuple[np.ndarray, np
     t0 = intervals["t0"].to_numpy().astype(np.int64) - lstart[lo] + lo * big
     t1 = intervals["t1"].to_numpy().astype(np.int64) - lstart[lo] + lo * big
     cat_rank = intervals["category"].replace_strict(_CAT_RANK, return_dtype=pl.Int64).to_numpy()
-    cause_id = (intervals["cause"].replace_strict(CAUSE_ID, default=0, return_dtype=pl.Int64)
+    cause_id = (intervals["cause"].replace_strict(cause_id_of, default=0, return_dtype=pl.Int64)
                 .fill_null(0).to_numpy())
     rank = cat_rank * _NCAUSE + cause_id
     ranks_present = np.flatnonzero(np.bincount(rank, minlength=1))   # ascending, like np.unique
@@ -643,7 +650,7 @@ def sweep(intervals: pl.DataFrame, logons: pl.DataFrame) -> tuple[np.ndarray, np
     si = np.searchsorted(bounds, t0)
     ei = np.searchsorted(bounds, t1)
     nseg = bounds.size - 1
-    unexplained = _CAT_RANK["unexplained_s"] * _NCAUSE + CAUSE_ID["unexplained"]
+    unexplained = _CAT_RANK["unexplained_s"] * _NCAUSE + cause_id_of["unexplained"]
     winner = np.full(nseg, unexplained, dtype=np.int64)
     for r in ranks_present:   # ascending: higher ranks paint over lower ones
         m = rank == r

@@ -135,9 +135,15 @@ def _findings(a: Analysis) -> str:
                "display filter that shows its evidence (paste it into Wireshark's filter bar).</p>")
     cols: list[Col] = [("id", "id", "t"), ("severity", "severity", "sev"), ("cause", "cause", "t"),
                        ("time lost", "seconds_lost", "s"), ("logons", "logons_affected", "n"),
-                       ("what it means", "summary", "t"), ("how it was measured", "detail", "t"),
+                       ("what it means", "summary", "t"), ("next step", "action", "t"),
+                       ("how it was measured", "detail", "t"),
                        ("Wireshark filter", "wireshark_filter", "code")]
     out.append(table(cols, a.findings.to_dicts(), name="findings"))
+    for r in a.findings.filter(a.findings["operations"].is_not_null()).to_dicts():   # server time per operation
+        out.append(f"<p>{_e(r['id'])} ({_e(r['cause'])}) per operation:</p>" + table(
+            [("operation", "operation", "t"), ("calls", "count", "n"), ("total", "total_s", "s"),
+             ("p95 of a call", "p95_s", "s"), ("share of logon time", "share", "pct")],
+            r["operations"], name=f"findings-{r['id']}-operations"))
     out.append("</section>")
     return "".join(out)
 

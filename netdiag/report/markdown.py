@@ -59,7 +59,12 @@ def render_markdown(a: Analysis) -> str:
         L += [f"### {r['id']} ({r['severity']}): {r['cause']}, {fmt_s(r['seconds_lost'])} lost in "
               f"{r['logons_affected']} logon{'s' if r['logons_affected'] != 1 else ''}", "",
               r["summary"], "", f"How it was measured: {r['detail']}", "",
-              f"Wireshark filter: `{r['wireshark_filter']}`", ""]
+              f"Next step: {r['action']}", ""]
+        if r.get("operations"):   # a cause measured per operation (server time): its table
+            L += _table(["operation", "calls", "total (s)", "p95 of a call (s)", "share of logon time"],
+                        [(o["operation"], o["count"], fmt_s(o["total_s"], unit=False), fmt_s(o["p95_s"], unit=False),
+                          fmt_pct(o["share"])) for o in r["operations"]], right=(1, 2, 3, 4))
+        L += [f"Wireshark filter: `{r['wireshark_filter']}`", ""]
 
     if s.logons:
         L += ["## Where the time went", ""]
