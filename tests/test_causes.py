@@ -284,3 +284,22 @@ def test_the_budgets_server_time_of_each_request_is_its_server_think_s_on_every_
             assert r["len_s"] == pytest.approx(r["server_think_s"], abs=5e-9), (name, r["operation"])
             checked += 1
     assert checked > 300
+
+
+def test_report_md_and_html_show_each_findings_next_step_and_the_server_time_table():
+    from netdiag.analyze import analyze
+    from netdiag.report.html import render_html
+    from netdiag.report.markdown import render_markdown
+
+    a = analyze([LAB / "slow_auth.pcap"])
+    md, html = render_markdown(a), render_html(a)
+    from html import escape
+    for r in a.findings.iter_rows(named=True):
+        section = md.split(f"### {r['id']} ")[1].split("### ")[0]
+        assert f"Next step: {r['action']}" in section
+        assert escape(r["action"], quote=True) in html or escape(r["action"], quote=False) in html
+    srv = a.findings.filter(pl.col("cause") == "server_think").row(0, named=True)
+    section = md.split(f"### {srv['id']} ")[1].split("### ")[0]
+    assert "| operation | calls | total (s) | p95 of a call (s) | share of logon time |" in section
+    assert "| authenticate | 1 | 2.00 |" in section
+    assert f'data-table="findings-{srv["id"]}-operations"' in html

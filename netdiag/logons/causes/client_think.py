@@ -30,7 +30,8 @@ def _find(ctx: FindingContext) -> None:
     cl = (cli.group_by("logon_idx").agg(secs=won_s, conns=pl.col("conn_id").unique())
           .join(ua, on="logon_idx", how="left")
           .with_columns(pl.coalesce(pl.col("user_agent").str.extract(r"(Java/[0-9][0-9._]*)"), "user_agent")
-                        .alias("user_agent")))
+                        .alias("user_agent"))
+          .sort("logon_idx"))    # float sums below in one order, whatever order group_by gave
     for (agent,), g in cl.group_by("user_agent", maintain_order=True):
         mean = float(g["secs"].mean())
         sev = "warning" if mean >= ctx.thr.client_think_s else "info"

@@ -31,11 +31,12 @@ def _find(ctx: FindingContext) -> None:
     if srv.height == 0:
         return
     srv = srv.join(ctx.tx.select("txn_row", "protocol", "operation"), on="txn_row", how="left")
-    per_call = srv.group_by("txn_row", "protocol", "operation").agg(s=pl.col("won_ns").sum() / 1e9)
+    # integer nanoseconds until the end: sums that do not depend on the order polars adds them in
+    per_call = srv.group_by("txn_row", "protocol", "operation").agg(ns=pl.col("won_ns").sum())
     total = max(ctx.total_logon_s, 1e-12)
     per_op = (per_call.group_by("protocol", "operation")
-              .agg(count=pl.len(), total_s=pl.col("s").sum(), p95_s=pl.col("s").quantile(0.95, "linear"),
-                   max_s=pl.col("s").max())
+              .agg(count=pl.len(), total_s=pl.col("ns").sum() / 1e9,
+                   p95_s=pl.col("ns").sort().quantile(0.95, "linear") / 1e9, max_s=pl.col("ns").max() / 1e9)
               .with_columns(share=pl.col("total_s") / total)
               .sort("total_s", "operation", descending=[True, False], nulls_last=True))
     secs = float(ctx.per_logon(CAUSE.id).sum())
