@@ -303,3 +303,16 @@ def test_report_md_and_html_show_each_findings_next_step_and_the_server_time_tab
     assert "| operation | calls | total (s) | p95 of a call (s) | share of logon time |" in section
     assert "| authenticate | 1 | 2.00 |" in section
     assert f'data-table="findings-{srv["id"]}-operations"' in html
+
+
+def test_every_cause_module_is_registered_once_with_a_category_and_an_action_reviewed_against_domain_md():
+    from netdiag.schema import BUDGET_COLUMNS
+    pkg = Path(registry.__file__).parent
+    modules = {p.stem for p in pkg.glob("*.py")} - {"__init__", "base", "engine", "registry", "_tcp_side"}
+    ids = [c.id for c in registry.REGISTRY]
+    assert sorted(ids) == sorted(modules) and len(set(ids)) == len(ids)
+    for c in registry.REGISTRY:
+        assert c.category is None or c.category in BUDGET_COLUMNS, c.id
+        assert c.action and (c.find or c.find_connections), c.id
+        src = (pkg / f"{c.id}.py").read_text()
+        assert "DOMAIN.md section" in src.split("ACTION = ")[0], c.id   # the review's citation, beside the text

@@ -37,7 +37,7 @@ class Cause:
     """One cause of lost logon time (see the module docstring for the steps)."""
 
     id: str
-    category: str | None        # budget column its seconds fall in (schema.BUDGET_COLUMNS); None: costs no time
+    category: str | None        # budget column (schema.BUDGET_COLUMNS) most of its seconds fall in; None: no time
     action: str                 # the default next step (each module cites the DOMAIN.md section it follows)
     dominant: bool = True       # may be named as a logon's dominant cause
     label_connections: Callable[[LabelInput, pl.DataFrame], pl.DataFrame] | None = None

@@ -16,8 +16,8 @@ from netdiag.logons.causes.base import Cause, ConnectionContext, FindingContext,
 # DOMAIN.md section 3.2 ("Fix: TCP_NODELAY in the ORB (some ORBs expose it; IBM ORB option
 # VERIFY) or tuning delayed ACK") and section 4 (Windows delayed ACK 200 ms).
 ACTION = ("Set TCP_NODELAY on {sender}'s sockets (the side that held its small segments: ask the vendor for the "
-          "ORB/HTTP socket option), or shorten the delayed ACK on {receiver} (Windows TcpAckFrequency / "
-          "DelayedAckTimeoutMs, 200 ms by default).")
+          "ORB/HTTP socket option), or shorten the delayed ACK on {receiver} (Windows: DelayedAckTimeoutMs of its "
+          "TCP template, TcpDelAckTicks on older systems; 200 ms by default).")
 
 
 def _action(segments: pl.DataFrame | None, connections: pl.DataFrame, r: pl.DataFrame) -> str:
