@@ -10,11 +10,10 @@ Public API (issue 5):
   already built (pure: no I/O), for notebooks and tests.
 
 How: `grouping` chains connections per client process and cuts logons (start/end rules from
-the profile); `causes.engine.label_causes` asks each registered cause (netdiag/logons/causes/) what each
-connect, wait and resend was; `budget`
-turns everything into timeline intervals and sweeps them so each instant belongs to exactly one
-category; `causes.engine.build_findings` writes each cause's
-findings; `population` summarises.
+the profile); `causes.engine.label_causes` asks each registered cause (netdiag/logons/causes/)
+what each connect, wait and resend was; `budget` turns everything into timeline intervals and
+sweeps them so each instant belongs to exactly one category; `causes.engine.build_findings`
+writes each cause's findings; `population` summarises.
 See docs/logons.md for the method and a worked example.
 """
 
