@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import polars as pl
 
+from netdiag.capture.tcp_flags import TH_ACK, TH_SYN
 from netdiag.errors import CaptureError, CaptureWarning, UsageError
 
 DNS_LEAD_S = 5.0          # DNS asked this long before the first connection still belongs to it
@@ -39,7 +40,6 @@ SLOW_THINK_S = 0.5        # a server answer at least this slow gets a comment ev
 MIN_EVIDENCE_THINK_S = 0.01  # ... and so does one among the evidence frames from this
 SLOW_DNS_S = 0.2          # a DNS answer at least this slow gets a comment
 MAX_COMMENT_CHARS = 300
-TCP_SYN, TCP_ACK, TCP_RST = 0x02, 0x10, 0x04
 
 
 # ------------------------------------------------------------------------------------------
@@ -309,11 +309,11 @@ def _comments(a: Analysis, involved: pl.DataFrame, sel: pl.DataFrame, ev_frames:
     cids = involved["conn_id"].to_list()
     seg = a.segments.filter(pl.col("conn_id").is_in(cids)) if a.segments is not None else None
     if seg is not None and seg.height:
-        syn = (pl.col("tcp_flags") & TCP_SYN) != 0
-        ack = (pl.col("tcp_flags") & TCP_ACK) != 0
+        syn = (pl.col("tcp_flags") & TH_SYN) != 0
+        ack = (pl.col("tcp_flags") & TH_ACK) != 0
         for f, flags, rto in seg.filter(pl.col("retransmission") & syn).select(
                 "frame", "tcp_flags", "rto_s").iter_rows():
-            what = "SYN/ACK" if flags & TCP_ACK else "SYN"
+            what = "SYN/ACK" if flags & TH_ACK else "SYN"
             after = f" after {rto:.1f} s" if rto is not None else ""
             _add(comments, f, f"{what} retransmitted{after}: connect delayed")
         for f, rto, rf in seg.filter(pl.col("retransmission") & ~syn).select("frame", "rto_s", "rto_frame").iter_rows():

@@ -79,6 +79,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from netdiag.capture.tcp_flags import TH_ACK, TH_FIN, TH_RST
 from netdiag.protocols import Cut, Record
 from netdiag.schema import MESSAGES, TRANSACTIONS
 from netdiag.tcp.streams import WINDOW_LIMIT_BYTES, StreamDir
@@ -96,7 +97,6 @@ DNS_RETRY_WINDOW_S = 30.0
 # slack: the same question from a new socket with a new id this long after the previous try is a retry.
 DNS_RETRY_MIN_S = 0.9
 
-TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 _GIOP_MAGIC = b"GIOP"
 _SEG_COLUMNS = ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "seq_rel", "ack_rel", "payload_len",
@@ -318,10 +318,10 @@ class StreamParser:
         flags = pl.col("tcp_flags").cast(pl.Int64)
         # end-of-stream and acknowledgement bookkeeping, one row per (conn, direction)
         marks = (live.group_by("conn_id", "direction")
-                 .agg(ack=pl.when((flags & TCP_ACK) > 0).then(pl.col("ack_rel")).max(),
-                      fin=pl.when((flags & TCP_FIN) > 0)
+                 .agg(ack=pl.when((flags & TH_ACK) > 0).then(pl.col("ack_rel")).max(),
+                      fin=pl.when((flags & TH_FIN) > 0)
                       .then(pl.col("seq_rel") + pl.col("payload_len").cast(pl.Int64) - 1).min(),
-                      rst=((flags & TCP_RST) > 0).any()))
+                      rst=((flags & TH_RST) > 0).any()))
         for conn_id, d, ack, fin, rst in marks.iter_rows():
             conn = self._conn(conn_id)
             if conn.state == "skip":

@@ -48,6 +48,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from netdiag.capture.tcp_flags import TH_SYN
 from netdiag.logons.causes.registry import label_names
 from netdiag.schema import BUDGET_COLUMNS
 from netdiag.tcp.nagle import nagle_candidates, nagle_stalls
@@ -475,7 +476,7 @@ def resend_waits(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFr
     need = {"resend", "bytes_seen_before", "resend_wait_s", "seq_rel", "next_seq_rel", "ack_rel", "ip_id", "ip_ttl"}
     if segments is None or segments.height == 0:
         return pl.DataFrame(schema=WAIT_SCHEMA)
-    syn = (pl.col("tcp_flags").cast(pl.Int64) & 0x02) != 0
+    syn = (pl.col("tcp_flags").cast(pl.Int64) & TH_SYN) != 0
     data = (pl.col("payload_len") > 0) & ~syn
     if not need <= set(segments.columns) or segments["resend"].null_count() == segments.height:
         # a segments table without netdiag's resend columns (older, or hand-made): tshark's

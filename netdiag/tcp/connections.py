@@ -8,7 +8,7 @@ netdiag.schema.CONNECTIONS. Built once, at the end, from the state arrays the an
 
 Zeek conventions (Zeek is the anchor for `state` and `history`; tests/test_zeek_oracle.py holds
 netdiag to Zeek's own expected conn.log on Zeek's test traces):
-- `history` (netdiag.tcp.analysis `_zeek_tcp`, after TCPSessionAdapter.cc `update_history`,
+- `history` (netdiag.tcp.zeek `_zeek_tcp`, after TCPSessionAdapter.cc `update_history`,
   `update_window`, `update_last_seq` and TCP_Reassembler.cc `Gap`): upper case for the originator
   (netdiag's client). S SYN, H SYN+ACK, A pure ACK, D payload (not on SYN/FIN/RST packets),
   F FIN, R RST, each once; a SYN, FIN or RST at another sequence number is written again (a
@@ -40,10 +40,11 @@ import polars as pl
 
 from netdiag.capture.addresses import format_ip
 from netdiag.schema import CONNECTIONS
-from netdiag.tcp import analysis as a
+from netdiag.tcp import state as st
+from netdiag.tcp.holes import unseen_bytes_kernel
 from netdiag.tcp.nagle import add_connection_columns as add_nagle_columns
 
-# Zeek's endpoint states, as in netdiag.tcp.analysis ZS_*
+# Zeek's endpoint states, as in netdiag.tcp.state ZS_*
 _INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET = range(7)
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
 _RSTOS0_PREFIX = r"^\^?S[^HAFGIQ]*R"   # the same test as a prefix match (the trailing .* takes the rest)
@@ -89,7 +90,7 @@ def _ms(a_ns: np.ndarray, b_ns: np.ndarray) -> pl.Series:
 def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.DataFrame,
                       nagle_candidates: pl.DataFrame | None = None, *, holes: np.ndarray | None = None
                       ) -> pl.DataFrame:
-    """The CONNECTIONS table from the analysis state arrays (see netdiag.tcp.analysis).
+    """The CONNECTIONS table from the analysis state arrays (layout in netdiag.tcp.state).
 
     `nagle_candidates` (netdiag.tcp.nagle.NagleTracker) gives the nagle_stalls / nagle_stall_s
     columns; None leaves them null. `holes`: the analysis's hole pool (rows of sequence holes that
@@ -102,33 +103,33 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
     unseen = np.zeros(n, np.int64)
     unseen_gaps = np.zeros(n, np.int64)
     if holes is None or holes.shape[0] == 0:   # (the kernel needs a 2-D array even when unused)
-        holes = np.zeros((1, a.HP_NCOLS), np.int64)
-    a.unseen_bytes_kernel(D, holes, n, unseen, unseen_gaps)
-    last_ts = C[:, a.C_LAST_TS]
+        holes = np.zeros((1, st.HP_NCOLS), np.int64)
+    unseen_bytes_kernel(D, holes, n, unseen, unseen_gaps)
+    last_ts = C[:, st.C_LAST_TS]
     # zero windows still open at the end count until the connection's last packet
-    zw = C[:, a.C_ZW_NS].copy()
+    zw = C[:, st.C_ZW_NS].copy()
     for side in (cl, sv):
-        open_ = side[:, a.D_ZW_START] >= 0
-        zw[open_] += last_ts[open_] - side[open_, a.D_ZW_START]
+        open_ = side[:, st.D_ZW_START] >= 0
+        zw[open_] += last_ts[open_] - side[open_, st.D_ZW_START]
     # history letters: the fixed-width byte rows read as NUL-padded strings (no loop per row)
     hist = pl.Series(np.ascontiguousarray(H).view(f"S{H.shape[1]}").ravel()).cast(pl.String)
-    proto = C[:, a.C_PROTO]
+    proto = C[:, st.C_PROTO]
     # state: few distinct combinations of the inputs, each decided once by _state (RSTOS0 needs the
     # history, but only where the originator reset and the responder stayed inactive)
-    os_, rs = cl[:, a.D_Z_STATE], sv[:, a.D_Z_STATE]
+    os_, rs = cl[:, st.D_Z_STATE], sv[:, st.D_Z_STATE]
     needs_hist = (os_ == _RESET) & np.isin(rs, (_INACTIVE, _PARTIAL))
     # conn_state's RSTOS0 test on the history, vectorised (only read where the originator reset)
     rstos0 = (hist.str.contains(_RSTOS0_PREFIX).to_numpy() & needs_hist if needs_hist.any()
               else np.zeros(n, np.bool_))
-    key = (proto.astype(np.int64) | (os_ << 8) | (rs << 12) | ((cl[:, a.D_BYTES] == 0) << 16)
-           | ((sv[:, a.D_BYTES] == 0) << 17) | ((cl[:, a.D_PACKETS] > 0) << 18) | ((sv[:, a.D_PACKETS] > 0) << 19)
+    key = (proto.astype(np.int64) | (os_ << 8) | (rs << 12) | ((cl[:, st.D_BYTES] == 0) << 16)
+           | ((sv[:, st.D_BYTES] == 0) << 17) | ((cl[:, st.D_PACKETS] > 0) << 18) | ((sv[:, st.D_PACKETS] > 0) << 19)
            | (rstos0.astype(np.int64) << 20))
     combos, which = np.unique(key, return_inverse=True)
     names = np.array([_state(int(x & 0xFF), int((x >> 8) & 0xF), int((x >> 12) & 0xF), bool(x >> 16 & 1),
                              bool(x >> 17 & 1), int(x >> 18 & 1), int(x >> 19 & 1), bool(x >> 20 & 1))
                       for x in combos.tolist()], dtype=object)
     states = pl.Series(names.tolist(), dtype=pl.String).gather(which.ravel())
-    syn_ts, synack_ts, est_ts = C[:, a.C_SYN_TS], C[:, a.C_SYNACK_TS], C[:, a.C_EST_TS]
+    syn_ts, synack_ts, est_ts = C[:, st.C_SYN_TS], C[:, st.C_SYNACK_TS], C[:, st.C_EST_TS]
 
     def nullable(v: np.ndarray, ok: np.ndarray) -> np.ma.MaskedArray:
         return np.ma.masked_array(v, mask=~ok)
@@ -137,46 +138,46 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
     df = pl.DataFrame({
         "conn_id": np.arange(n, dtype=np.uint32),
         "transport": np.where(is_tcp, "tcp", "udp"),
-        "first_ts_ns": C[:, a.C_FIRST_TS],
+        "first_ts_ns": C[:, st.C_FIRST_TS],
         "last_ts_ns": last_ts,
-        "first_frame": C[:, a.C_FIRST_FRAME],
-        "last_frame": C[:, a.C_LAST_FRAME],
-        "duration_s": (last_ts - C[:, a.C_FIRST_TS]) / 1e9,
+        "first_frame": C[:, st.C_FIRST_FRAME],
+        "last_frame": C[:, st.C_LAST_FRAME],
+        "duration_s": (last_ts - C[:, st.C_FIRST_TS]) / 1e9,
         "syn_ts_ns": pl.Series(nullable(syn_ts, syn_ts >= 0), dtype=pl.Int64),
         "synack_ts_ns": pl.Series(nullable(synack_ts, synack_ts >= 0), dtype=pl.Int64),
         "established_ts_ns": pl.Series(nullable(est_ts, est_ts >= 0), dtype=pl.Int64),
-        "syn_retransmissions": C[:, a.C_SYN_COUNT],
+        "syn_retransmissions": C[:, st.C_SYN_COUNT],
         "connect_s": _ms(syn_ts, est_ts) / 1e3,
-        "rtt_server_side_ms": _ms(C[:, a.C_SYN_BEFORE_SYNACK], synack_ts),
+        "rtt_server_side_ms": _ms(C[:, st.C_SYN_BEFORE_SYNACK], synack_ts),
         "rtt_client_side_ms": _ms(synack_ts, est_ts),
-        "mss_client": pl.Series(nullable(C[:, a.C_MSS_C], C[:, a.C_MSS_C] > 0), dtype=pl.Int64),
-        "mss_server": pl.Series(nullable(C[:, a.C_MSS_S], C[:, a.C_MSS_S] > 0), dtype=pl.Int64),
-        "wscale_client": pl.Series(nullable(C[:, a.C_WS_C], C[:, a.C_WS_C] >= 0), dtype=pl.Int64),
-        "wscale_server": pl.Series(nullable(C[:, a.C_WS_S], C[:, a.C_WS_S] >= 0), dtype=pl.Int64),
-        "sack_permitted": (C[:, a.C_SACKP_C] == 1) & (C[:, a.C_SACKP_S] == 1),
-        "packets_c2s": cl[:, a.D_PACKETS], "packets_s2c": sv[:, a.D_PACKETS],
-        "bytes_c2s": cl[:, a.D_BYTES], "bytes_s2c": sv[:, a.D_BYTES],
-        "frame_bytes_c2s": cl[:, a.D_FRAME_BYTES], "frame_bytes_s2c": sv[:, a.D_FRAME_BYTES],
-        "ip_bytes_c2s": cl[:, a.D_IP_BYTES], "ip_bytes_s2c": sv[:, a.D_IP_BYTES],
-        "retransmitted_segments": C[:, a.C_RETRANS_SEGS],
-        "retransmitted_bytes": C[:, a.C_RETRANS_BYTES],
-        "retransmission_stall_s": C[:, a.C_STALL_NS] / 1e9,
-        "fast_retransmissions": C[:, a.C_FAST],
-        "out_of_order_segments": C[:, a.C_OOO],
-        "duplicate_acks": C[:, a.C_DUPACK],
-        "lost_segments": C[:, a.C_LOST],
-        "zero_window_events": C[:, a.C_ZW_EVENTS],
+        "mss_client": pl.Series(nullable(C[:, st.C_MSS_C], C[:, st.C_MSS_C] > 0), dtype=pl.Int64),
+        "mss_server": pl.Series(nullable(C[:, st.C_MSS_S], C[:, st.C_MSS_S] > 0), dtype=pl.Int64),
+        "wscale_client": pl.Series(nullable(C[:, st.C_WS_C], C[:, st.C_WS_C] >= 0), dtype=pl.Int64),
+        "wscale_server": pl.Series(nullable(C[:, st.C_WS_S], C[:, st.C_WS_S] >= 0), dtype=pl.Int64),
+        "sack_permitted": (C[:, st.C_SACKP_C] == 1) & (C[:, st.C_SACKP_S] == 1),
+        "packets_c2s": cl[:, st.D_PACKETS], "packets_s2c": sv[:, st.D_PACKETS],
+        "bytes_c2s": cl[:, st.D_BYTES], "bytes_s2c": sv[:, st.D_BYTES],
+        "frame_bytes_c2s": cl[:, st.D_FRAME_BYTES], "frame_bytes_s2c": sv[:, st.D_FRAME_BYTES],
+        "ip_bytes_c2s": cl[:, st.D_IP_BYTES], "ip_bytes_s2c": sv[:, st.D_IP_BYTES],
+        "retransmitted_segments": C[:, st.C_RETRANS_SEGS],
+        "retransmitted_bytes": C[:, st.C_RETRANS_BYTES],
+        "retransmission_stall_s": C[:, st.C_STALL_NS] / 1e9,
+        "fast_retransmissions": C[:, st.C_FAST],
+        "out_of_order_segments": C[:, st.C_OOO],
+        "duplicate_acks": C[:, st.C_DUPACK],
+        "lost_segments": C[:, st.C_LOST],
+        "zero_window_events": C[:, st.C_ZW_EVENTS],
         "zero_window_s": zw / 1e9,
-        "window_full_events": C[:, a.C_WINFULL],
-        "keep_alives": C[:, a.C_KEEPALIVE],
+        "window_full_events": C[:, st.C_WINFULL],
+        "keep_alives": C[:, st.C_KEEPALIVE],
         "unseen_bytes": unseen,
         "unseen_gaps": unseen_gaps,
         "state": states,
         "history": hist,
     })
     # endpoints gathered from the flow keys with numpy (a join and when/then copies cost ~3x the table)
-    fl = C[:, a.C_FLOW]
-    ca = C[:, a.C_CLIENT_IS_A] == 1
+    fl = C[:, st.C_FLOW]
+    ca = C[:, st.C_CLIENT_IS_A] == 1
     key = {c: flows[c].to_numpy()[fl] for c in ("a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port")}
     df = df.with_columns(
         pl.Series("c_hi", np.where(ca, key["a_hi"], key["b_hi"])), pl.Series("c_lo", np.where(ca, key["a_lo"], key["b_lo"])),

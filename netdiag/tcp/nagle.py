@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from netdiag.capture.tcp_flags import TH_SYN_FIN_RST
+
 # A bare ACK this long after the data it acknowledges (beyond the round trip) is a delayed ACK
 # (Windows 200 ms, Linux ~40 ms; DOMAIN.md §3.2).
 DELAYED_ACK_MIN_S, DELAYED_ACK_MAX_S = 0.030, 0.500
@@ -81,7 +83,7 @@ def nagle_candidates(segments: pl.DataFrame, *, time_ordered: bool = False) -> p
     )
     last_other = pl.when(pl.col("direction") == 0).then(pl.col("_d1")).otherwise(pl.col("_d0"))
     last_other_ts = pl.when(pl.col("direction") == 0).then(pl.col("_d1_ts")).otherwise(pl.col("_d0_ts"))
-    bare = (~data & ((pl.col("tcp_flags") & 0x07) == 0) & pl.col("acks_frame").is_not_null()
+    bare = (~data & ((pl.col("tcp_flags") & TH_SYN_FIN_RST) == 0) & pl.col("acks_frame").is_not_null()
             & (pl.col("ack_rtt_s") >= DELAYED_ACK_MIN_S))
     cand = seg.filter(bare & (pl.col("_next_dir") != pl.col("direction")) & (pl.col("_next_len") > 0)
                       & (pl.col("acks_frame") == last_other))

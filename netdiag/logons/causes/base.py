@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from netdiag.capture.tcp_flags import TH_SYN, TH_SYN_ACK
 from netdiag.profile import Profile, Thresholds
 
 MAX_EVIDENCE_FRAMES = 40
@@ -102,7 +103,7 @@ def syn_rto(segments: pl.DataFrame | None, conn_ids: list[int]) -> float | None:
     """The client's SYN retransmission timeout: the median gap between its first two SYNs."""
     if segments is None or segments.height == 0:
         return None
-    syns = (segments.filter(pl.col("conn_id").is_in(conn_ids) & ((pl.col("tcp_flags") & 0x12) == 0x02))
+    syns = (segments.filter(pl.col("conn_id").is_in(conn_ids) & ((pl.col("tcp_flags") & TH_SYN_ACK) == TH_SYN))
             .sort("conn_id", "ts_ns").with_columns(gap=pl.col("ts_ns").diff().over("conn_id"))
             .filter(pl.col("gap").is_not_null()))
     if syns.height == 0:

@@ -1,0 +1,198 @@
+"""The TCP analysis state layout and 32-bit sequence arithmetic (see netdiag.tcp.analysis).
+
+What and why: the numba kernels keep their state in plain 2-D int64 arrays so that one pass per
+chunk costs nothing per packet in Python. The column numbers of those arrays, the analysis bits
+(Wireshark's TCP_A_*), Zeek's history masks and endpoint states, and the wrap-around sequence
+comparisons every kernel uses are declared here once, so the kernel (netdiag.tcp.kernel), the
+Zeek model (netdiag.tcp.zeek), the hole bookkeeping (netdiag.tcp.holes) and the connections
+table (netdiag.tcp.connections) read the same layout.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+# ---- analysis flags: the same bits as Wireshark's TCP_A_* -----------------------------------
+A_RETRANSMISSION = 0x0001
+A_LOST_PACKET = 0x0002
+A_ACK_LOST_PACKET = 0x0004
+A_KEEP_ALIVE = 0x0008
+A_DUPLICATE_ACK = 0x0010
+A_ZERO_WINDOW = 0x0020
+A_ZERO_WINDOW_PROBE = 0x0040
+A_ZERO_WINDOW_PROBE_ACK = 0x0080
+A_KEEP_ALIVE_ACK = 0x0100
+A_OUT_OF_ORDER = 0x0200
+A_FAST_RETRANSMISSION = 0x0400
+A_WINDOW_UPDATE = 0x0800
+A_WINDOW_FULL = 0x1000
+A_REUSED_PORTS = 0x2000
+A_SPURIOUS_RETRANSMISSION = 0x4000
+# not Wireshark's: the segment resends bytes the capture already saw (whatever tshark calls it:
+# at a sender-side capture a resend within the reordering window is tshark's "out-of-order")
+A_RESEND_BYTES = 0x10000
+
+# Wireshark's limits and thresholds (packet-tcp.c)
+MAX_UNACKED_SEGMENTS = 10000         # TCP_MAX_UNACKED_SEGMENTS: list length per direction
+FAST_RETRANS_WINDOW_NS = 20_000_000  # a fast retransmission follows the dup ACKs within 20 ms
+DEFAULT_OOO_THRESHOLD_NS = 3_000_000  # reordering window when the initial RTT is unknown
+HISTORY_LEN = 40                     # Zeek history letters kept per connection
+
+M32 = 0xFFFFFFFF
+
+# ---- per-connection state columns (C[conn, C_*]) ---------------------------------------------
+C_FLOW = 0
+C_PROTO = 1
+C_CLIENT_IS_A = 2
+C_FIRST_TS = 3
+C_LAST_TS = 4
+C_FIRST_FRAME = 5
+C_LAST_FRAME = 6
+C_SYN_TS = 7            # first SYN
+C_LAST_SYN_TS = 8       # most recent SYN (Wireshark ts_mru_syn)
+C_SYN_COUNT = 9
+C_SYNACK_TS = 10
+C_SYN_BEFORE_SYNACK = 11
+C_EST_TS = 12
+C_FIRST_RTT = 13        # Wireshark ts_first_rtt (iRTT), -1 unknown
+C_RETRANS_SEGS = 14
+C_RETRANS_BYTES = 15
+C_STALL_NS = 16
+C_FAST = 17
+C_OOO = 18
+C_DUPACK = 19
+C_LOST = 20
+C_ZW_EVENTS = 21
+C_ZW_NS = 22
+C_WINFULL = 23
+C_KEEPALIVE = 24
+C_HIST_LEN = 25
+C_FIRST_RST_DIR = 26    # direction of the first RST (-1 none)
+C_MSS_C = 27
+C_MSS_S = 28
+C_WS_C = 29
+C_WS_S = 30
+C_SACKP_C = 31
+C_SACKP_S = 32
+C_NCOLS = 33
+
+# ---- per-direction state columns (D[conn * 2 + dir, D_*]) ------------------------------------
+D_BASE = 0
+D_BASE_SET = 1
+D_NEXTSEQ = 2
+D_NEXTSEQ_TS = 3
+D_NEXTSEQ_FRAME = 4
+D_MAXSEQTOBEACKED = 5
+D_LASTACK = 6
+D_LASTACK_TS = 7
+D_WINDOW = 8            # raw window field of the last segment (UINT32_MAX before any)
+D_WIN_SCALE = 9         # -1 unknown, -2 no scaling, >= 0 shift
+D_WIN_FROM_SYN = 10     # the stored window came from a SYN (never scaled)
+D_DUPACKNUM = 11
+D_LASTNONDUPACK = 12
+D_LASTSEGFLAGS = 13
+D_VALID_BIF = 14
+D_LIST_HEAD = 15        # pool index of the newest unacked segment, -1 empty
+D_LIST_COUNT = 16
+D_PACKETS = 17
+D_BYTES = 18
+D_FRAME_BYTES = 19
+D_ZW_START = 20         # ts a zero window started, -1 none
+D_MAXACKED = 21         # highest ACK the *peer* sent for this direction's data
+D_MAXACKED_SET = 22
+D_SAW_SYN = 23
+D_SAW_FIN = 24
+D_SAW_RST = 25
+D_HISTBITS = 26         # Zeek letters already recorded in this direction
+D_RETRANS_N = 27        # count for Zeek's logarithmic T letter
+D_ZW_N = 28             # count for Zeek's logarithmic W letter
+D_NHOLES = 29
+D_HOLE_ROW = 30         # 1 + row of this direction's holes in the hole pool HP, 0 none yet
+N_HOLES = 16            # open (not yet acknowledged past) at once; acknowledged ones move to D_UNSEEN_DONE
+# HP rows: N_HOLES (start, end) raw sequence pairs. Few directions ever have a hole, so the list
+# lives in a pool given out on a direction's first hole instead of 32 columns on every row of D
+# (256 B per direction; issue 10 item 12, memory per connection).
+HP_NCOLS = 2 * N_HOLES
+D_BIF_OK = 31           # D_BIF_FIRST/LAST hold the unacked list's extent (else walk it)
+D_BIF_FIRST = D_BIF_OK + 1
+D_BIF_LAST = D_BIF_OK + 2
+D_UNSEEN_DONE = D_BIF_OK + 3    # ACK-proven unseen bytes of holes moved off the full hole list
+D_UNSEEN_N_DONE = D_BIF_OK + 4  # ... and how many holes they were
+# Zeek's TCP endpoint (src/analyzer/protocol/tcp/TCP_Endpoint.h), kept beside Wireshark's view:
+D_Z_STATE = D_BIF_OK + 5   # ZS_* endpoint state
+D_Z_PREV = D_BIF_OK + 6    # previous endpoint state
+D_Z_CLOSED = D_BIF_OK + 7  # did_close: Zeek reported this endpoint closed (FIN or RST)
+D_Z_START = D_BIF_OK + 8   # start_seq (raw)
+D_Z_LAST = D_BIF_OK + 9    # last_seq (raw): one past the highest sequence sent
+D_Z_LSYN = D_BIF_OK + 10   # hist_last_SYN / hist_last_FIN / hist_last_RST (relative)
+D_Z_LFIN = D_BIF_OK + 11
+D_Z_LRST = D_BIF_OK + 12
+D_Z_FINSEQ = D_BIF_OK + 13  # relative sequence one past the FIN (0 = no FIN yet)
+D_Z_GAP_N = D_BIF_OK + 14   # content gaps (scaled G letter)
+D_Z_REASM = D_BIF_OK + 15   # relative sequence delivered (or given up as a gap) so far
+D_Z_BUFLO = D_BIF_OK + 16   # lowest relative start of data buffered above a hole (0 none)
+D_Z_BUFHI = D_BIF_OK + 17   # highest relative end of data seen
+D_IP_BYTES = D_BIF_OK + 18  # sum of packets.ip_len (Zeek's orig_ip_bytes / resp_ip_bytes)
+D_NCOLS = D_BIF_OK + 19
+
+# ---- unacked segment pool (P[idx, P_*]) ------------------------------------------------------
+P_SEQ = 0
+P_NEXTSEQ = 1
+P_FRAME = 2
+P_TS = 3
+P_NEXT = 4
+P_NCOLS = 5
+
+# ---- kernel output rows (OUT[O_*, row]: one contiguous array per column) -----------------------------------------------------
+O_CONN = 0
+O_DIR = 1
+O_SEQ_REL = 2
+O_NXT_REL = 3
+O_ACK_REL = 4
+O_WIN = 5
+O_BIF = 6
+O_FLAGS = 7
+O_DUP_NUM = 8
+O_DUP_FRAME = 9
+O_RTO_NS = 10
+O_RTO_FRAME = 11
+O_RTT_NS = 12
+O_ACKS_FRAME = 13
+O_RESEND_FRAME = 14     # a resend of captured bytes: the frame that first carried them (-1 none)
+O_RESEND_NS = 15        # ... and the time since that frame
+O_NCOLS = 16
+
+# Zeek history masks per endpoint (Session::CheckHistory): S and H share the SYN mask
+H_SYN, H_FIN, H_RST, H_DATA, H_ACK, H_FINRST, H_MULTI = 1, 2, 4, 8, 16, 32, 64
+H_S, H_H, H_A, H_D, H_F, H_R = H_SYN, H_SYN, H_ACK, H_DATA, H_FIN, H_RST  # (UDP uses H_D)
+
+# Zeek's endpoint states (TCP_Endpoint.h EndpointState), in its order
+ZS_INACTIVE, ZS_SYN_SENT, ZS_SYN_ACK_SENT, ZS_PARTIAL, ZS_ESTABLISHED, ZS_CLOSED, ZS_RESET = range(7)
+TOO_LARGE_SEQ_DELTA = 1048576  # TCPSessionAdapter.cc: SYN/RST sequence jumps beyond this are not trusted
+
+
+
+@njit(cache=True, inline="always")
+def _gt(a, b):  # pragma: no cover - numba
+    """GT_SEQ(a, b): a is after b in 32-bit sequence space."""
+    d = (a - b) & 0xFFFFFFFF
+    return d != 0 and d < 0x80000000
+
+
+@njit(cache=True, inline="always")
+def _lt(a, b):  # pragma: no cover - numba
+    d = (b - a) & 0xFFFFFFFF
+    return d != 0 and d < 0x80000000
+
+
+@njit(cache=True, inline="always")
+def _le(a, b):  # pragma: no cover - numba
+    return ((b - a) & 0xFFFFFFFF) < 0x80000000
+
+
+
+@njit(cache=True, inline="always")
+def _rel(a, b):  # pragma: no cover - numba
+    """seq_delta(a, b) of Zeek: signed 32-bit difference."""
+    x = (a - b) & M32
+    return x - 0x100000000 if x >= 0x80000000 else x
