@@ -91,6 +91,8 @@ def register(app: typer.Typer) -> None:
         if analyzer.truncated_headers:
             notes.append(f"{analyzer.truncated_headers} TCP headers cut off by the snaplen")
         print(f"netdiag: {table.height} connections; " + ", ".join(notes), file=sys.stderr)
-        emit(table, as_json=as_json, as_csv=as_csv, parquet=parquet, view=pretty(table), pretty_columns=DEFAULT,
+        # the terminal view only when a table is printed (it formats every row's endpoints)
+        view = None if as_json or as_csv or parquet is not None else pretty(table)
+        emit(table, as_json=as_json, as_csv=as_csv, parquet=parquet, view=view, pretty_columns=DEFAULT,
              columns=parse_columns(columns), wide=wide,
              title="connections (pkts/bytes: client-to-server/server-to-client)")

@@ -82,6 +82,7 @@ from netdiag.tcp.state import (
     A_ZERO_WINDOW_PROBE,
     A_ZERO_WINDOW_PROBE_ACK,
     C_NCOLS,
+    D_FIRST_ROW,
     D_NCOLS,
     HISTORY_LEN,
     HP_NCOLS,
@@ -104,6 +105,7 @@ from netdiag.tcp.state import (
     O_WIN,
     P_NCOLS,
     P_NEXT,
+    template_rows,
 )
 
 _KEY = ["ip_proto", "a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port"]
@@ -185,11 +187,12 @@ class TcpAnalyzer:
         self._fmeta = np.zeros(1, np.int64)
         self._flow_cur = np.full(1024, -1, np.int64)
         self._C = np.zeros((1024, C_NCOLS), np.int64)
-        self._D = np.zeros((2048, D_NCOLS), np.int64)
+        self._D = np.zeros((2048, D_NCOLS), np.int64)   # rows given out as directions need them (C_DROW)
+        self._D[:D_FIRST_ROW] = template_rows()
         self._H = np.zeros((1024, HISTORY_LEN), np.uint8)
         self._P = np.zeros((0, P_NCOLS), np.int64)
         self._HP = np.zeros((64, HP_NCOLS), np.int64)   # hole pool (see D_HOLE_ROW)
-        self._meta = np.array([0, -1, 0, 0], np.int64)
+        self._meta = np.array([0, -1, 0, 0, D_FIRST_ROW], np.int64)
         self._grow_pool(8192)
         self.last_udp: pl.DataFrame = pl.DataFrame(schema={c: pl.Int64 for c in UDP_COLUMNS})
         self.tcp_segments = 0
@@ -214,8 +217,11 @@ class TcpAnalyzer:
         driver grows once per chunk to a bound on what the chunk can add (see feed)."""
         rows = max(rows, self._C.shape[0] * 2)
         self._C = _grow_rows(self._C, rows)
-        self._D = _grow_rows(self._D, rows * 2)
         self._H = _grow_rows(self._H, rows)
+
+    def _grow_directions(self, rows: int = 0) -> None:
+        """Grow D to `rows` (default: double), as _grow_conns."""
+        self._D = _grow_rows(self._D, max(rows, self._D.shape[0] * 2))
 
     # ------------------------------------------------------------------ flows
     def _flow_ids(self, sel: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -279,6 +285,9 @@ class TcpAnalyzer:
             ((sel["tcp_flags"].to_numpy() & (TH_SYN | TH_ACK)) == TH_SYN).sum())
         if bound >= self._C.shape[0]:
             self._grow_conns(bound + 1024)
+        # a row gives out at most two direction rows (the inheriting SYN, or sender and ACKed peer)
+        if int(self._meta[4]) + 2 * sel.height + 2 > self._D.shape[0]:
+            self._grow_directions(int(self._meta[4]) + 2 * sel.height + 2048)
 
         def col(name: str) -> np.ndarray:  # native dtype, no copy: the kernel widens per row
             return sel[name].to_numpy()
@@ -300,6 +309,8 @@ class TcpAnalyzer:
                 break
             if self._meta[0] + 1 >= self._C.shape[0]:
                 self._grow_conns()
+            if self._meta[4] + 2 > self._D.shape[0]:
+                self._grow_directions()
             if self._meta[2] < 2:
                 self._grow_pool(max(8192, self._P.shape[0]))
             if self._meta[3] >= self._HP.shape[0]:
@@ -360,5 +371,7 @@ class TcpAnalyzer:
     def finish(self) -> pl.DataFrame:
         """The CONNECTIONS table of everything fed so far (see netdiag.tcp.connections)."""
         n = int(self._meta[0])
-        return build_connections(self._C[:n], self._D[: 2 * n], self._H[:n], self._flows, self._nagle.candidates(),
-                                 holes=self._HP[: int(self._meta[3])])
+        if not np.array_equal(self._D[:D_FIRST_ROW], template_rows()):
+            raise RuntimeError("TCP analysis wrote to a shared template row of its direction state (a bug)")
+        return build_connections(self._C[:n], self._D[: int(self._meta[4])], self._H[:n], self._flows,
+                                 self._nagle.candidates(), holes=self._HP[: int(self._meta[3])])

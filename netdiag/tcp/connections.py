@@ -98,31 +98,52 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
     n = C.shape[0]
     if n == 0:
         return CONNECTIONS.empty()
-    cl = D[0::2]
-    sv = D[1::2]
+    # endpoints first, while only the analysis state is alive: gathered from the flow keys with
+    # numpy (a join and when/then copies cost ~3x the table), the address text by polars
+    fl = C[:, st.C_FLOW]
+    ca = C[:, st.C_CLIENT_IS_A] == 1
+
+    def pick(mine: str, other: str) -> np.ndarray:
+        return np.where(ca, flows[mine].to_numpy()[fl], flows[other].to_numpy()[fl])
+
+    ends = pl.DataFrame({"c_hi": pick("a_hi", "b_hi"), "c_lo": pick("a_lo", "b_lo")})
+    client_ip = ends.select(format_ip("c_hi", "c_lo"))[:, 0]
+    ends = pl.DataFrame({"s_hi": pick("b_hi", "a_hi"), "s_lo": pick("b_lo", "a_lo")})
+    server_ip = ends.select(format_ip("s_hi", "s_lo"))[:, 0]
+    del ends
+    endpoints = {"client_ip": client_ip, "server_ip": server_ip, "client_port": pick("a_port", "b_port"),
+                 "server_port": pick("b_port", "a_port")}
+    cl_rows, sv_rows = C[:, st.C_DROW], C[:, st.C_DROW + 1]   # rows of D (or a template row)
+
+    def cl(col: int) -> np.ndarray:   # one column of the client side, gathered (not the whole rows)
+        return D[cl_rows, col]
+
+    def sv(col: int) -> np.ndarray:
+        return D[sv_rows, col]
     unseen = np.zeros(n, np.int64)
     unseen_gaps = np.zeros(n, np.int64)
     if holes is None or holes.shape[0] == 0:   # (the kernel needs a 2-D array even when unused)
         holes = np.zeros((1, st.HP_NCOLS), np.int64)
-    unseen_bytes_kernel(D, holes, n, unseen, unseen_gaps)
+    unseen_bytes_kernel(C, D, holes, n, unseen, unseen_gaps)
     last_ts = C[:, st.C_LAST_TS]
     # zero windows still open at the end count until the connection's last packet
     zw = C[:, st.C_ZW_NS].copy()
     for side in (cl, sv):
-        open_ = side[:, st.D_ZW_START] >= 0
-        zw[open_] += last_ts[open_] - side[open_, st.D_ZW_START]
+        zw_start = side(st.D_ZW_START)
+        open_ = zw_start >= 0
+        zw[open_] += last_ts[open_] - zw_start[open_]
     # history letters: the fixed-width byte rows read as NUL-padded strings (no loop per row)
     hist = pl.Series(np.ascontiguousarray(H).view(f"S{H.shape[1]}").ravel()).cast(pl.String)
     proto = C[:, st.C_PROTO]
     # state: few distinct combinations of the inputs, each decided once by _state (RSTOS0 needs the
     # history, but only where the originator reset and the responder stayed inactive)
-    os_, rs = cl[:, st.D_Z_STATE], sv[:, st.D_Z_STATE]
+    os_, rs = cl(st.D_Z_STATE), sv(st.D_Z_STATE)
     needs_hist = (os_ == _RESET) & np.isin(rs, (_INACTIVE, _PARTIAL))
     # conn_state's RSTOS0 test on the history, vectorised (only read where the originator reset)
     rstos0 = (hist.str.contains(_RSTOS0_PREFIX).to_numpy() & needs_hist if needs_hist.any()
               else np.zeros(n, np.bool_))
-    key = (proto.astype(np.int64) | (os_ << 8) | (rs << 12) | ((cl[:, st.D_BYTES] == 0) << 16)
-           | ((sv[:, st.D_BYTES] == 0) << 17) | ((cl[:, st.D_PACKETS] > 0) << 18) | ((sv[:, st.D_PACKETS] > 0) << 19)
+    key = (proto.astype(np.int64) | (os_ << 8) | (rs << 12) | ((cl(st.D_BYTES) == 0) << 16)
+           | ((sv(st.D_BYTES) == 0) << 17) | ((cl(st.D_PACKETS) > 0) << 18) | ((sv(st.D_PACKETS) > 0) << 19)
            | (rstos0.astype(np.int64) << 20))
     combos, which = np.unique(key, return_inverse=True)
     names = np.array([_state(int(x & 0xFF), int((x >> 8) & 0xF), int((x >> 12) & 0xF), bool(x >> 16 & 1),
@@ -135,7 +156,8 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
         return np.ma.masked_array(v, mask=~ok)
 
     is_tcp = proto == 6
-    df = pl.DataFrame({
+    cols = {
+        **endpoints,
         "conn_id": np.arange(n, dtype=np.uint32),
         "transport": np.where(is_tcp, "tcp", "udp"),
         "first_ts_ns": C[:, st.C_FIRST_TS],
@@ -155,10 +177,10 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
         "wscale_client": pl.Series(nullable(C[:, st.C_WS_C], C[:, st.C_WS_C] >= 0), dtype=pl.Int64),
         "wscale_server": pl.Series(nullable(C[:, st.C_WS_S], C[:, st.C_WS_S] >= 0), dtype=pl.Int64),
         "sack_permitted": (C[:, st.C_SACKP_C] == 1) & (C[:, st.C_SACKP_S] == 1),
-        "packets_c2s": cl[:, st.D_PACKETS], "packets_s2c": sv[:, st.D_PACKETS],
-        "bytes_c2s": cl[:, st.D_BYTES], "bytes_s2c": sv[:, st.D_BYTES],
-        "frame_bytes_c2s": cl[:, st.D_FRAME_BYTES], "frame_bytes_s2c": sv[:, st.D_FRAME_BYTES],
-        "ip_bytes_c2s": cl[:, st.D_IP_BYTES], "ip_bytes_s2c": sv[:, st.D_IP_BYTES],
+        "packets_c2s": cl(st.D_PACKETS), "packets_s2c": sv(st.D_PACKETS),
+        "bytes_c2s": cl(st.D_BYTES), "bytes_s2c": sv(st.D_BYTES),
+        "frame_bytes_c2s": cl(st.D_FRAME_BYTES), "frame_bytes_s2c": sv(st.D_FRAME_BYTES),
+        "ip_bytes_c2s": cl(st.D_IP_BYTES), "ip_bytes_s2c": sv(st.D_IP_BYTES),
         "retransmitted_segments": C[:, st.C_RETRANS_SEGS],
         "retransmitted_bytes": C[:, st.C_RETRANS_BYTES],
         "retransmission_stall_s": C[:, st.C_STALL_NS] / 1e9,
@@ -174,16 +196,15 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
         "unseen_gaps": unseen_gaps,
         "state": states,
         "history": hist,
-    })
-    # endpoints gathered from the flow keys with numpy (a join and when/then copies cost ~3x the table)
-    fl = C[:, st.C_FLOW]
-    ca = C[:, st.C_CLIENT_IS_A] == 1
-    key = {c: flows[c].to_numpy()[fl] for c in ("a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port")}
-    df = df.with_columns(
-        pl.Series("c_hi", np.where(ca, key["a_hi"], key["b_hi"])), pl.Series("c_lo", np.where(ca, key["a_lo"], key["b_lo"])),
-        pl.Series("s_hi", np.where(ca, key["b_hi"], key["a_hi"])), pl.Series("s_lo", np.where(ca, key["b_lo"], key["a_lo"])),
-        pl.Series("client_port", np.where(ca, key["a_port"], key["b_port"])),
-        pl.Series("server_port", np.where(ca, key["b_port"], key["a_port"])),
-    ).with_columns(client_ip=format_ip("c_hi", "c_lo"), server_ip=format_ip("s_hi", "s_lo"))
+    }
+    # each column at its declared type as it is made (a cast of the whole frame would copy it again)
+    schema = CONNECTIONS.schema
+
+    def column(name: str) -> pl.Series:
+        v = cols.pop(name)
+        ser = v.alias(name) if isinstance(v, pl.Series) else pl.Series(name, v)
+        return ser.cast(schema[name], strict=False)
+
+    df = pl.DataFrame([column(name) for name in list(cols)])
     df = add_nagle_columns(df, nagle_candidates)
     return CONNECTIONS.conform(df)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from numba import njit
 
 from netdiag.tcp.state import (
+    C_DROW,
     D_HOLE_ROW,
     D_MAXACKED,
     D_MAXACKED_SET,
@@ -124,14 +125,14 @@ def _flush_acked_holes(D, HP, k):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def unseen_bytes_kernel(D, HP, n_conns, out, out_gaps):  # pragma: no cover - numba
+def unseen_bytes_kernel(C, D, HP, n_conns, out, out_gaps):  # pragma: no cover - numba
     """Per connection: bytes the peer ACKed that were never captured (holes + unseen tail), and
     in how many gaps (holes the receiver acknowledged past, each counted once)."""
     for c in range(n_conns):
         total = 0
         gaps = 0
         for d in range(2):
-            k = c * 2 + d
+            k = C[c, C_DROW + d]
             total += D[k, D_UNSEEN_DONE]
             gaps += D[k, D_UNSEEN_N_DONE]
             if D[k, D_MAXACKED_SET] == 0 or D[k, D_NEXTSEQ] == 0:

@@ -33,6 +33,7 @@ from netdiag.tcp.state import (
     A_ZERO_WINDOW_PROBE,
     A_ZERO_WINDOW_PROBE_ACK,
     C_CLIENT_IS_A,
+    C_DROW,
     C_DUPACK,
     C_EST_TS,
     C_FAST,
@@ -71,6 +72,7 @@ from netdiag.tcp.state import (
     D_BIF_OK,
     D_BYTES,
     D_DUPACKNUM,
+    D_FIRST_ROW,
     D_FRAME_BYTES,
     D_HISTBITS,
     D_HOLE_ROW,
@@ -92,6 +94,8 @@ from netdiag.tcp.state import (
     D_SAW_FIN,
     D_SAW_RST,
     D_SAW_SYN,
+    D_TEMPLATE,
+    D_TEMPLATE_NOSCALE,
     D_VALID_BIF,
     D_WIN_FROM_SYN,
     D_WIN_SCALE,
@@ -133,18 +137,30 @@ from netdiag.tcp.zeek import _hist, _hist_once, _zeek_tcp
 
 
 @njit(cache=True)
+def _drow(C, D, meta, c, d):  # pragma: no cover - numba
+    """Give direction d of connection c its own row of D, starting from the template it points at."""
+    k = meta[4]
+    meta[4] = k + 1
+    t = C[c, C_DROW + d]
+    for x in range(D.shape[1]):
+        D[k, x] = D[t, x]
+    C[c, C_DROW + d] = k
+    return k
+
+
+@njit(cache=True)
 def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen, frame_len, ip_len,
                    mss, wscale, sackp, src_port, dst_port, server_port_lut,
                    flow_cur, C, D, H, P, HP, meta, OUT):  # pragma: no cover - numba
     """Process rows start.. of one chunk; return the row to resume at (== n when done).
 
-    meta: [n_conns, pool_free_head, pool_free_count, hole_rows_used]. Returns early (before
+    meta: [n_conns, pool_free_head, pool_free_count, hole_rows_used, D_rows_used]. Returns early (before
     touching a row) when a new connection, pool record or hole row might not fit; the caller
     grows and calls again.
     """
     n = frame.shape[0]
     for i in range(start, n):
-        if meta[0] + 1 >= C.shape[0] or meta[2] < 2 or meta[3] >= HP.shape[0]:
+        if meta[0] + 1 >= C.shape[0] or meta[2] < 2 or meta[3] >= HP.shape[0] or meta[4] + 2 > D.shape[0]:
             return i
         fl = np.int64(flags[i])
         f = np.int64(flow[i])
@@ -158,10 +174,10 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         inherit = -1
         if c >= 0 and pr == 6 and syn_only:
             d0 = 0 if sia == C[c, C_CLIENT_IS_A] else 1
-            k0 = c * 2 + d0
+            k0 = C[c, C_DROW + d0]
             if D[k0, D_BASE_SET] == 1 and sq != D[k0, D_BASE]:
                 c = -1
-            elif D[c * 2, D_Z_CLOSED] == 1 or D[c * 2 + 1, D_Z_CLOSED] == 1:
+            elif D[C[c, C_DROW], D_Z_CLOSED] == 1 or D[C[c, C_DROW + 1], D_Z_CLOSED] == 1:
                 # Zeek's IsReuse (TCPSessionAdapter.cc): a SYN on a connection already reported
                 # closed (a FIN or RST seen) opens a new one, even with the same ISN, where
                 # Wireshark's tcp.stream continues; the new row inherits the sequence analysis
@@ -200,21 +216,17 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             elif sp < 32768 and dp >= 32768:
                 src_client = False
             C[c, C_CLIENT_IS_A] = sia if src_client else 1 - sia
-            for d in range(2):
-                k = c * 2 + d
-                D[k, :] = 0
-                D[k, D_WINDOW] = M32
-                D[k, D_WIN_SCALE] = -1
-                D[k, D_LIST_HEAD] = -1
-                D[k, D_ZW_START] = -1
-                D[k, D_VALID_BIF] = 1
+            C[c, C_DROW] = D_TEMPLATE  # (C_DROW + 1 too: C[c, :] = 0 above) rows come when written
             if inherit >= 0:  # the Wireshark stream goes on; Zeek's connection starts afresh
                 C[c, C_CLIENT_IS_A] = C[inherit, C_CLIENT_IS_A]
                 C[c, C_FIRST_RTT] = C[inherit, C_FIRST_RTT]
                 C[c, C_LAST_SYN_TS] = C[inherit, C_LAST_SYN_TS]
                 for d in range(2):
-                    k = c * 2 + d
-                    ko = inherit * 2 + d
+                    ko = C[inherit, C_DROW + d]
+                    if ko < D_FIRST_ROW:  # nothing written there: the copy would equal the template
+                        C[c, C_DROW + d] = ko
+                        continue
+                    k = _drow(C, D, meta, c, d)
                     for x in range(D_HISTBITS):
                         D[k, x] = D[ko, x]
                     for x in (D_BIF_OK, D_BIF_FIRST, D_BIF_LAST):
@@ -233,8 +245,12 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 _hist(C, H, c, 0, 94)  # ^: the first packet came from the responder (Zeek's flip)
             flow_cur[f] = c
         d = 0 if sia == C[c, C_CLIENT_IS_A] else 1
-        k = c * 2 + d
-        r = c * 2 + (1 - d)
+        k = C[c, C_DROW + d]
+        if k < D_FIRST_ROW:
+            k = _drow(C, D, meta, c, d)
+        r = C[c, C_DROW + 1 - d]
+        if r < D_FIRST_ROW and (fl & TH_ACK) != 0:  # an ACK writes the peer's state (base, acked, Zeek's reassembly)
+            r = _drow(C, D, meta, c, 1 - d)
         t = np.int64(ts[i])
         fr = np.int64(fr)
         prev_ts = C[c, C_LAST_TS] if C[c, C_LAST_FRAME] > 0 else t
@@ -259,7 +275,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         OUT[O_RESEND_NS, i] = -1
         if pr != 6:  # UDP
             if ln > 0:
-                _hist_once(C, D, H, c, d, H_D, 68)
+                _hist_once(C, D, H, c, d, k, H_D, 68)
             continue
 
         ak = np.int64(ack[i])
@@ -513,7 +529,11 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 D[k, D_WIN_SCALE] = np.int64(wscale[i])
             if D[k, D_WIN_SCALE] == -1:
                 D[k, D_WIN_SCALE] = -2
-                D[r, D_WIN_SCALE] = -2
+                if r < D_FIRST_ROW:  # the peer has no row yet: it will start from this template
+                    r = D_TEMPLATE_NOSCALE
+                    C[c, C_DROW + 1 - d] = r
+                else:
+                    D[r, D_WIN_SCALE] = -2
             elif is_ack and D[r, D_WIN_SCALE] == -2:
                 D[k, D_WIN_SCALE] = -2
         # ---- the segment's own output columns ----
@@ -569,5 +589,5 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             D[k, D_SAW_RST] = 1
             if C[c, C_FIRST_RST_DIR] < 0:
                 C[c, C_FIRST_RST_DIR] = d
-        _zeek_tcp(C, D, H, c, d, fl, sq, ak, ln, w)
+        _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w)
     return n

@@ -129,12 +129,17 @@ def add_connection_columns(conns: pl.DataFrame, candidates: pl.DataFrame | None)
     tcp = pl.col("transport") == "tcp"
     if candidates is None:
         return conns.with_columns(nagle_stalls=pl.lit(None, pl.Int64), nagle_stall_s=pl.lit(None, pl.Float64))
-    per = per_connection(nagle_stalls(candidates, conns.filter(tcp)))
-    out = conns.drop([c for c in ("nagle_stalls", "nagle_stall_s") if c in conns.columns]).join(
-        per, on="conn_id", how="left", maintain_order="left")
-    return out.with_columns(
-        nagle_stalls=pl.when(tcp).then(pl.col("nagle_stalls").fill_null(0)),
-        nagle_stall_s=pl.when(tcp).then(pl.col("nagle_stall_s").fill_null(0.0)))
+    # only the columns the tests read, and the two new columns looked up by conn_id: a filter or a
+    # join of the whole table would copy every column of it (a SYN flood's 200 k rows: ~100 MB)
+    rtt = conns.select("conn_id", "transport", "rtt_client_side_ms", "rtt_server_side_ms", "mss_client",
+                       "mss_server").filter(tcp)
+    per = per_connection(nagle_stalls(candidates, rtt)).with_columns(pl.col("conn_id").cast(conns["conn_id"].dtype))
+    cid = pl.col("conn_id")
+    return conns.with_columns(
+        nagle_stalls=pl.when(tcp).then(cid.replace_strict(per["conn_id"], per["nagle_stalls"], default=0,
+                                                          return_dtype=pl.Int64)),
+        nagle_stall_s=pl.when(tcp).then(cid.replace_strict(per["conn_id"], per["nagle_stall_s"], default=0.0,
+                                                           return_dtype=pl.Float64)))
 
 
 class NagleTracker:

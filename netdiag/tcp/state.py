@@ -10,6 +10,7 @@ table (netdiag.tcp.connections) read the same layout.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 # ---- analysis flags: the same bits as Wireshark's TCP_A_* -----------------------------------
@@ -74,7 +75,8 @@ C_WS_C = 29
 C_WS_S = 30
 C_SACKP_C = 31
 C_SACKP_S = 32
-C_NCOLS = 33
+C_DROW = 33             # C_DROW + d: this direction's row of D (a template row below D_FIRST_ROW until it is needed)
+C_NCOLS = 35
 
 # ---- per-direction state columns (D[conn * 2 + dir, D_*]) ------------------------------------
 D_BASE = 0
@@ -134,6 +136,14 @@ D_Z_BUFLO = D_BIF_OK + 16   # lowest relative start of data buffered above a hol
 D_Z_BUFHI = D_BIF_OK + 17   # highest relative end of data seen
 D_IP_BYTES = D_BIF_OK + 18  # sum of packets.ip_len (Zeek's orig_ip_bytes / resp_ip_bytes)
 D_NCOLS = D_BIF_OK + 19
+# A direction gets its own row of D only when the analysis writes to it: when it sends, or when an
+# ACK of the peer numbers it. Until then C_DROW points at a shared, read-only template row with
+# the values a fresh direction starts with, so a SYN flood keeps one row per connection, not two
+# (issue 10 item 12, memory per connection). D_TEMPLATE_NOSCALE: also told by the peer's SYN
+# that window scaling is off (Wireshark's verify_tcp_window_scaling).
+D_TEMPLATE = 0
+D_TEMPLATE_NOSCALE = 1
+D_FIRST_ROW = 2
 
 # ---- unacked segment pool (P[idx, P_*]) ------------------------------------------------------
 P_SEQ = 0
@@ -196,3 +206,16 @@ def _rel(a, b):  # pragma: no cover - numba
     """seq_delta(a, b) of Zeek: signed 32-bit difference."""
     x = (a - b) & M32
     return x - 0x100000000 if x >= 0x80000000 else x
+
+
+def template_rows() -> np.ndarray:
+    """The D_FIRST_ROW template rows of D (see D_TEMPLATE): a fresh direction's state, and the same
+    with window scaling known to be off."""
+    t = np.zeros((D_FIRST_ROW, D_NCOLS), np.int64)
+    t[:, D_WINDOW] = M32
+    t[:, D_WIN_SCALE] = -1
+    t[:, D_LIST_HEAD] = -1
+    t[:, D_ZW_START] = -1
+    t[:, D_VALID_BIF] = 1
+    t[D_TEMPLATE_NOSCALE, D_WIN_SCALE] = -2
+    return t

@@ -11,6 +11,7 @@ from numba import njit
 
 from netdiag.capture.tcp_flags import TH_ACK, TH_FIN, TH_RST, TH_SYN
 from netdiag.tcp.state import (
+    C_DROW,
     C_HIST_LEN,
     D_HISTBITS,
     D_RETRANS_N,
@@ -59,8 +60,7 @@ def _hist(C, H, c, d, letter):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _hist_once(C, D, H, c, d, bit, letter):  # pragma: no cover - numba
-    k = c * 2 + d
+def _hist_once(C, D, H, c, d, k, bit, letter):  # pragma: no cover - numba
     if (D[k, D_HISTBITS] & bit) == 0:
         D[k, D_HISTBITS] |= bit
         _hist(C, H, c, d, letter)
@@ -94,16 +94,15 @@ def _zclean(D, k):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _zeek_tcp(C, D, H, c, d, fl, sq, ak, ln, w):  # pragma: no cover - numba
+def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - numba
     """One TCP packet through Zeek's per-endpoint model: history letters and endpoint states.
 
     Follows TCPSessionAdapter::Process (src/packet_analysis/protocol/tcp/TCPSessionAdapter.cc):
     init_endpoint, update_history, update_window (W), update_last_seq (T), UpdateStateMachine,
     then the ACK's AckReceived on the peer's reassembler (G, TCP_Reassembler.cc Undelivered/Gap).
-    Zeek's originator is netdiag's client (direction 0).
+    Zeek's originator is netdiag's client (direction 0). k, r: the rows of D of this packet's
+    direction and of the peer's (a template row while the peer has none: read only).
     """
-    k = c * 2 + d
-    r = c * 2 + (1 - d)
     syn = (fl & TH_SYN) != 0
     fin = (fl & TH_FIN) != 0
     rst = (fl & TH_RST) != 0
@@ -131,9 +130,9 @@ def _zeek_tcp(C, D, H, c, d, fl, sq, ak, ln, w):  # pragma: no cover - numba
     bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
     if bits > 1:
         if fin and rst:
-            _hist_once(C, D, H, c, d, H_FINRST, 73)  # I
+            _hist_once(C, D, H, c, d, k, H_FINRST, 73)  # I
         else:
-            _hist_once(C, D, H, c, d, H_MULTI, 81)  # Q
+            _hist_once(C, D, H, c, d, k, H_MULTI, 81)  # Q
     elif bits == 1:
         if syn:  # S, or H for SYN+ACK; again only for a SYN at another sequence number
             if (D[k, D_HISTBITS] & H_SYN) == 0 or rel_seq != D[k, D_Z_LSYN]:
@@ -152,9 +151,9 @@ def _zeek_tcp(C, D, H, c, d, fl, sq, ak, ln, w):  # pragma: no cover - numba
                 _hist(C, H, c, d, 82)
             D[k, D_Z_LRST] = rel_seq
     elif ln > 0:
-        _hist_once(C, D, H, c, d, H_DATA, 68)  # D
+        _hist_once(C, D, H, c, d, k, H_DATA, 68)  # D
     elif is_ack:
-        _hist_once(C, D, H, c, d, H_ACK, 65)  # A
+        _hist_once(C, D, H, c, d, k, H_ACK, 65)  # A
     # ---- update_window: W, scaled (1st, 10th, 100th ...) ----
     if w == 0 and not rst and D[r, D_Z_STATE] != ZS_CLOSED and st != ZS_RESET:
         D[k, D_ZW_N] += 1
@@ -196,7 +195,7 @@ def _zeek_tcp(C, D, H, c, d, fl, sq, ak, ln, w):  # pragma: no cover - numba
             _zset(D, k, ZS_RESET)
             close = True
         if D[k, D_Z_STATE] == ZS_INACTIVE:
-            if d == 1 and ln == 0 and D[c * 2, D_Z_STATE] == ZS_SYN_SENT:
+            if d == 1 and ln == 0 and D[C[c, C_DROW], D_Z_STATE] == ZS_SYN_SENT:
                 pass  # an ACK of the SYN before the SYN/ACK: not a partial connection
             elif is_ack and ps == ZS_ESTABLISHED:
                 _zset(D, k, ZS_ESTABLISHED)  # the SYN was missed: establish
@@ -250,7 +249,7 @@ def _zeek_tcp(C, D, H, c, d, fl, sq, ak, ln, w):  # pragma: no cover - numba
                 up = D[r, D_Z_FINSEQ] - 1
             if D[r, D_Z_REASM] == 0:
                 D[r, D_Z_REASM] = 1
-            partial = D[c * 2, D_SAW_SYN] == 0
+            partial = D[C[c, C_DROW], D_SAW_SYN] == 0
             if up > D[r, D_Z_REASM] and not (up <= 2 and partial):
                 gaps = 0
                 if D[r, D_Z_BUFLO] != 0 and D[r, D_Z_BUFLO] < up:
