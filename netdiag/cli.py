@@ -57,6 +57,9 @@ for _name in COMMAND_MODULES:
 
 def main() -> None:
     """Console-script entry point."""
+    from netdiag._heap import keep_large_blocks_out_of_the_heap
+
+    keep_large_blocks_out_of_the_heap()   # peak memory of big captures (see there)
     try:
         app(standalone_mode=False)
     except NetdiagError as exc:
