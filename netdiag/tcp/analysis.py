@@ -132,6 +132,9 @@ FLAG_COLUMNS: dict[str, int] = {
     "keep_alive_ack": A_KEEP_ALIVE_ACK,
 }
 
+# feed(segments=False) runs the kernel over slices of this many rows (its output is 128 B a row)
+STATE_ONLY_SLICE_ROWS = 65536
+
 UDP_COLUMNS = ["frame", "ts_ns", "conn_id", "direction", "src_port", "dst_port", "payload_offset",
                "payload_captured", "payload_len"]
 
@@ -200,6 +203,7 @@ class TcpAnalyzer:
         self.fragments_skipped = 0
         self.truncated_headers = 0
         self._nagle = NagleTracker()     # Nagle x delayed-ACK stalls for the connections table
+        self._finished: pl.DataFrame | None = None   # the table, once finish() ended the analysis
 
     # ------------------------------------------------------------------ growth
     def _grow_pool(self, extra: int) -> None:
@@ -263,8 +267,11 @@ class TcpAnalyzer:
         segments=False skips building the rows (the connections table alone needs only the
         state): it returns an empty frame and leaves `last_udp` empty too.
         """
+        if self._finished is not None:
+            raise RuntimeError("TcpAnalyzer.feed after finish(): the analysis state was released")
         pk = chunk.packets
-        l4 = pk.filter(pl.col("ip_proto").is_in([6, 17]) & (pl.col("ip_version") > 0))
+        is_l4 = pk.select(pl.col("ip_proto").is_in([6, 17]) & (pl.col("ip_version") > 0)).to_series()
+        l4 = pk if is_l4.all() else pk.filter(is_l4)   # (a filter copies every column)
         frag = l4.filter(pl.col("ip_fragment"))
         self.fragments_skipped += frag.height
         sel = l4.filter(~pl.col("ip_fragment")) if frag.height else l4
@@ -299,36 +306,30 @@ class TcpAnalyzer:
         mss, wscale, sackp = col("tcp_mss"), col("tcp_wscale"), col("tcp_sack_perm")
         sport, dport = col("src_port"), col("dst_port")
         n = frame.size
-        out = np.empty((O_NCOLS, n), np.int64)
-        pos = 0
-        while True:
-            pos = analyze_kernel(pos, frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen,
-                                 frame_len, ip_len, mss, wscale, sackp, sport, dport, self._lut,
-                                 self._flow_cur, self._C, self._D, self._H, self._P, self._HP, self._meta, out)
-            if pos >= n:
-                break
-            if self._meta[0] + 1 >= self._C.shape[0]:
-                self._grow_conns()
-            if self._meta[4] + 2 > self._D.shape[0]:
-                self._grow_directions()
-            if self._meta[2] < 2:
-                self._grow_pool(max(8192, self._P.shape[0]))
-            if self._meta[3] >= self._HP.shape[0]:
-                self._HP = _grow_rows(self._HP, 2 * self._HP.shape[0])
         is_tcp = proto == 6
         self.tcp_segments += int(is_tcp.sum())
         self.udp_packets += n - int(is_tcp.sum())
+        rows = (frame, ts, flow, src_is_a, proto, flags, seq, ack, win, seglen, frame_len, ip_len, mss, wscale,
+                sackp, sport, dport)
         if not segments:
+            # the connections table alone: run the kernel over slices of the chunk, so its output
+            # rows and the Nagle columns cost a slice's worth of memory, not the chunk's
             self.last_udp = pl.DataFrame(schema={c: pl.Int64 for c in UDP_COLUMNS})
-            # the few columns the Nagle detection reads, straight from the kernel's output
-            rtt, acksf = out[O_RTT_NS][is_tcp], out[O_ACKS_FRAME][is_tcp]
-            self._nagle.feed(pl.DataFrame({
-                "frame": frame[is_tcp], "ts_ns": ts[is_tcp], "conn_id": out[O_CONN][is_tcp],
-                "direction": out[O_DIR][is_tcp], "tcp_flags": flags[is_tcp], "payload_len": seglen[is_tcp],
-                "ack_rtt_s": pl.Series(np.where(rtt >= 0, rtt / 1e9, np.nan)).fill_nan(None),
-                "acks_frame": pl.Series(acksf).set(pl.Series(acksf < 0), None) if (acksf < 0).any()
-                else pl.Series(acksf)}))
+            for lo in range(0, n, STATE_ONLY_SLICE_ROWS):
+                hi = min(n, lo + STATE_ONLY_SLICE_ROWS)
+                out = self._run_kernel([x[lo:hi] for x in rows])
+                tcp = is_tcp[lo:hi]
+                # the few columns the Nagle detection reads, straight from the kernel's output
+                rtt, acksf = out[O_RTT_NS][tcp], out[O_ACKS_FRAME][tcp]
+                self._nagle.feed(pl.DataFrame({
+                    "frame": frame[lo:hi][tcp], "ts_ns": ts[lo:hi][tcp], "conn_id": out[O_CONN][tcp],
+                    "direction": out[O_DIR][tcp], "tcp_flags": flags[lo:hi][tcp], "payload_len": seglen[lo:hi][tcp],
+                    "ack_rtt_s": pl.Series(np.where(rtt >= 0, rtt / 1e9, np.nan)).fill_nan(None),
+                    "acks_frame": pl.Series(acksf).set(pl.Series(acksf < 0), None) if (acksf < 0).any()
+                    else pl.Series(acksf)}))
+                del out
             return self._empty_segments()
+        out = self._run_kernel(list(rows))
         res = sel.select("frame", "ts_ns", "tcp_flags", "payload_len", "payload_offset",
                          "payload_captured", "src_port", "dst_port", "ip_id", "ip_ttl", "tcp_ack",
                          "tcp_sack_blocks", "tcp_sack_left", "tcp_sack_right").with_columns(
@@ -354,6 +355,26 @@ class TcpAnalyzer:
         self._nagle.feed(seg)
         return seg
 
+    def _run_kernel(self, rows: list[np.ndarray]) -> np.ndarray:
+        """The analysis kernel over `rows` (the per-row input arrays, in analyze_kernel's order),
+        growing the state arrays whenever it stops for room; its O_* output rows."""
+        n = rows[0].size
+        out = np.empty((O_NCOLS, n), np.int64)
+        pos = 0
+        while True:
+            pos = analyze_kernel(pos, *rows, self._lut, self._flow_cur, self._C, self._D, self._H, self._P,
+                                 self._HP, self._meta, out)
+            if pos >= n:
+                return out
+            if self._meta[0] + 1 >= self._C.shape[0]:
+                self._grow_conns()
+            if self._meta[4] + 2 > self._D.shape[0]:
+                self._grow_directions()
+            if self._meta[2] < 2:
+                self._grow_pool(max(8192, self._P.shape[0]))
+            if self._meta[3] >= self._HP.shape[0]:
+                self._HP = _grow_rows(self._HP, 2 * self._HP.shape[0])
+
     @staticmethod
     def _conform(seg: pl.DataFrame) -> pl.DataFrame:
         body = SEGMENTS.conform(seg)
@@ -369,9 +390,23 @@ class TcpAnalyzer:
         return int(self._meta[0])
 
     def finish(self) -> pl.DataFrame:
-        """The CONNECTIONS table of everything fed so far (see netdiag.tcp.connections)."""
+        """The CONNECTIONS table of everything fed (see netdiag.tcp.connections).
+
+        This ends the analysis: the state arrays are let go as the table is built (the flow index
+        and the segment pool before, the per-connection rows after), so a big capture's peak memory
+        is not the state plus the table plus what the caller does next. A second call returns the
+        same table; feeding after it raises RuntimeError.
+        """
+        if self._finished is not None:
+            return self._finished
         n = int(self._meta[0])
         if not np.array_equal(self._D[:D_FIRST_ROW], template_rows()):
             raise RuntimeError("TCP analysis wrote to a shared template row of its direction state (a bug)")
-        return build_connections(self._C[:n], self._D[: int(self._meta[4])], self._H[:n], self._flows,
-                                 self._nagle.candidates(), holes=self._HP[: int(self._meta[3])])
+        flows, candidates = self._flows, self._nagle.candidates()
+        state = {"C": self._C[:n], "D": self._D[: int(self._meta[4])], "H": self._H[:n],
+                 "holes": self._HP[: int(self._meta[3])]}
+        for name in ("_C", "_D", "_H", "_HP", "_FK", "_HT", "_P", "_flow_cur"):
+            setattr(self, name, None)
+        self._nagle = NagleTracker()
+        self._finished = build_connections(state, flows, candidates)   # (it lets go of the state)
+        return self._finished

@@ -87,14 +87,17 @@ def _ms(a_ns: np.ndarray, b_ns: np.ndarray) -> pl.Series:
     return pl.Series(np.ma.masked_array((b_ns - a_ns) / 1e6, mask=(a_ns < 0) | (b_ns < 0)), dtype=pl.Float64)
 
 
-def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.DataFrame,
-                      nagle_candidates: pl.DataFrame | None = None, *, holes: np.ndarray | None = None
-                      ) -> pl.DataFrame:
+def build_connections(state: dict[str, np.ndarray], flows: pl.DataFrame,
+                      nagle_candidates: pl.DataFrame | None = None) -> pl.DataFrame:
     """The CONNECTIONS table from the analysis state arrays (layout in netdiag.tcp.state).
 
-    `nagle_candidates` (netdiag.tcp.nagle.NagleTracker) gives the nagle_stalls / nagle_stall_s
-    columns; None leaves them null. `holes`: the analysis's hole pool (rows of sequence holes that
-    D's D_HOLE_ROW points into), for the unseen_bytes columns."""
+    `state`: "C", "D", "H" and "holes" (the hole pool, rows of sequence holes that D's D_HOLE_ROW
+    points into, for the unseen_bytes columns). They are taken out of the dict and let go as soon
+    as read: the direction rows and the history are freed before the table's columns are made, so
+    the peak is not the whole state plus the table. `nagle_candidates`
+    (netdiag.tcp.nagle.NagleTracker) gives the nagle_stalls / nagle_stall_s columns; None leaves
+    them null."""
+    C = state.pop("C")
     n = C.shape[0]
     if n == 0:
         return CONNECTIONS.empty()
@@ -113,18 +116,23 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
     del ends
     endpoints = {"client_ip": client_ip, "server_ip": server_ip, "client_port": pick("a_port", "b_port"),
                  "server_port": pick("b_port", "a_port")}
-    cl_rows, sv_rows = C[:, st.C_DROW], C[:, st.C_DROW + 1]   # rows of D (or a template row)
-
-    def cl(col: int) -> np.ndarray:   # one column of the client side, gathered (not the whole rows)
-        return D[cl_rows, col]
-
-    def sv(col: int) -> np.ndarray:
-        return D[sv_rows, col]
+    D, holes = state.pop("D"), state.pop("holes", None)
     unseen = np.zeros(n, np.int64)
     unseen_gaps = np.zeros(n, np.int64)
     if holes is None or holes.shape[0] == 0:   # (the kernel needs a 2-D array even when unused)
         holes = np.zeros((1, st.HP_NCOLS), np.int64)
     unseen_bytes_kernel(C, D, holes, n, unseen, unseen_gaps)
+    # the direction columns the table reads, gathered per side (a row of D, or a template row)
+    side_cols = (st.D_ZW_START, st.D_Z_STATE, st.D_BYTES, st.D_PACKETS, st.D_FRAME_BYTES, st.D_IP_BYTES)
+    got = {(d, col): D[C[:, st.C_DROW + d], col] for d in (0, 1) for col in side_cols}
+    del D, holes
+
+    def cl(col: int) -> np.ndarray:
+        return got[0, col]
+
+    def sv(col: int) -> np.ndarray:
+        return got[1, col]
+
     last_ts = C[:, st.C_LAST_TS]
     # zero windows still open at the end count until the connection's last packet
     zw = C[:, st.C_ZW_NS].copy()
@@ -133,7 +141,9 @@ def build_connections(C: np.ndarray, D: np.ndarray, H: np.ndarray, flows: pl.Dat
         open_ = zw_start >= 0
         zw[open_] += last_ts[open_] - zw_start[open_]
     # history letters: the fixed-width byte rows read as NUL-padded strings (no loop per row)
+    H = state.pop("H")
     hist = pl.Series(np.ascontiguousarray(H).view(f"S{H.shape[1]}").ravel()).cast(pl.String)
+    del H
     proto = C[:, st.C_PROTO]
     # state: few distinct combinations of the inputs, each decided once by _state (RSTOS0 needs the
     # history, but only where the originator reset and the responder stayed inactive)

@@ -50,6 +50,13 @@ CANDIDATE_SCHEMA = {"conn_id": pl.UInt32, "ack_dir": pl.UInt8, "ack_frame": pl.I
                     "b_ts_ns": pl.Int64, "b_len": pl.Int64}
 
 
+def _bare_late_ack() -> pl.Expr:
+    """A row that can be a candidate's ACK: no payload, no SYN/FIN/RST, acknowledging data at least
+    DELAYED_ACK_MIN_S after it was sent."""
+    return ((pl.col("payload_len") == 0) & ((pl.col("tcp_flags") & TH_SYN_FIN_RST) == 0)
+            & pl.col("acks_frame").is_not_null() & (pl.col("ack_rtt_s") >= DELAYED_ACK_MIN_S))
+
+
 def nagle_candidates(segments: pl.DataFrame, *, time_ordered: bool = False) -> pl.DataFrame:
     """Bare ACKs of the other side's last data, >= 30 ms after it, followed at once by that side's data.
 
@@ -83,8 +90,7 @@ def nagle_candidates(segments: pl.DataFrame, *, time_ordered: bool = False) -> p
     )
     last_other = pl.when(pl.col("direction") == 0).then(pl.col("_d1")).otherwise(pl.col("_d0"))
     last_other_ts = pl.when(pl.col("direction") == 0).then(pl.col("_d1_ts")).otherwise(pl.col("_d0_ts"))
-    bare = (~data & ((pl.col("tcp_flags") & TH_SYN_FIN_RST) == 0) & pl.col("acks_frame").is_not_null()
-            & (pl.col("ack_rtt_s") >= DELAYED_ACK_MIN_S))
+    bare = _bare_late_ack()
     cand = seg.filter(bare & (pl.col("_next_dir") != pl.col("direction")) & (pl.col("_next_len") > 0)
                       & (pl.col("acks_frame") == last_other))
     return cand.select(
@@ -171,7 +177,9 @@ class NagleTracker:
             self._parts.append(cand)
         data = pl.col("payload_len") > 0
         cid = pl.col("conn_id")
-        last = work.filter(cid != cid.shift(-1).fill_null(-1))        # work is sorted by connection
+        # a connection's last row waits for its next segment only if it can be a candidate's ACK
+        # (a SYN flood's connections then carry nothing)
+        last = work.filter((cid != cid.shift(-1).fill_null(-1)) & _bare_late_ack())   # sorted by connection
         last_data = work.filter(data).unique(subset=["conn_id", "direction"], keep="last", maintain_order=True)
         self._carry = pl.concat([waiting, pl.concat([last.select(list(COLUMNS)), last_data.select(list(COLUMNS))],
                                                      how="vertical").unique(subset=["frame"], keep="first")
