@@ -229,7 +229,7 @@ def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str
     A finding seen in several logons is shown in the one where its cause cost the most seconds,
     unless `all_logons`.
     """
-    from netdiag.protocols.dns import PORTS as DNS_PORTS
+    from netdiag.protocols.dns.parser import PORTS as DNS_PORTS
 
     title, conn_ids, ev_frames, logon_ids, subject = _subject(a, logon_id, finding_id, all_logons)
     conns = a.connections.filter(pl.col("conn_id").is_in(conn_ids))

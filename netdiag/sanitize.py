@@ -99,11 +99,11 @@ from numba import njit
 
 from netdiag.capture.decode import MAX_TUNNEL_DEPTH, UD_NONE, UD_TOO_DEEP, _link_layer, _link_to_l3, _tunnel
 from netdiag.errors import ConfigError, UsageError
-from netdiag.protocols import dns as dns_parser
-from netdiag.protocols import giop as giop_parser
-from netdiag.protocols import http as http_parser
-from netdiag.protocols import tls as tls_parser
-from netdiag.protocols.cdr import CdrError, CdrReader
+from netdiag.protocols.dns import parser as dns_parser
+from netdiag.protocols.giop import parser as giop_parser
+from netdiag.protocols.http import parser as http_parser
+from netdiag.protocols.tls import parser as tls_parser
+from netdiag.protocols.giop.cdr import CdrError, CdrReader
 
 KEY_BYTES = 32  # Crypto-PAn: 16-byte AES key + 16-byte pad
 MAX_STREAM_BYTES = 256 * 1024 * 1024  # per direction; bytes beyond are zeroed, never kept

@@ -4,7 +4,7 @@ The format (https://firefox-source-docs.mozilla.org/security/nss/legacy/key_log_
 written by curl, OpenSSL's SSL_CTX_set_keylog_callback, Python's `ssl` keylog_filename, Go's
 KeyLogWriter and Java agents such as extract-tls-secrets): one line per secret,
 `LABEL <client_random hex> <secret hex>`; `#` starts a comment. Labels used by
-netdiag.protocols.tls_decrypt: CLIENT_RANDOM (TLS 1.2 master secret),
+netdiag.protocols.tls.decrypt: CLIENT_RANDOM (TLS 1.2 master secret),
 CLIENT_HANDSHAKE_TRAFFIC_SECRET, SERVER_HANDSHAKE_TRAFFIC_SECRET, CLIENT_TRAFFIC_SECRET_0 and
 SERVER_TRAFFIC_SECRET_0 (TLS 1.3). Other labels (EXPORTER_SECRET, CLIENT_EARLY_TRAFFIC_SECRET,
 RSA) are kept but not used.

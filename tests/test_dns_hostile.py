@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from netdiag.protocols import dns
+from netdiag.protocols.dns import parser as dns
 
 HAVE_TSHARK = shutil.which("tshark") is not None
 LOOPS = "<Name contains a pointer that loops>"  # tshark's text for a name it refuses

@@ -19,7 +19,7 @@ import time
 import pytest
 from proto_streams import CAPTURES, HAVE_TSHARK, cut_in_pieces, drive, tcp_connections, udp_datagrams
 
-from netdiag.protocols import dns
+from netdiag.protocols.dns import parser as dns
 
 PCAP = CAPTURES / "dns.pcap"
 SAMPLE = CAPTURES.parent / "sample" / "epj-logon.pcap"  # another engineer's lab capture

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from netdiag.protocols import giop
+from netdiag.protocols.giop import parser as giop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "captures" / "giop"))
 import craft  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from netdiag.protocols.cdr import CdrError, CdrReader
+from netdiag.protocols.giop.cdr import CdrError, CdrReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "captures" / "giop"))
 import craft  # noqa: E402

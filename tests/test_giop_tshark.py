@@ -27,7 +27,8 @@ from typing import Any
 import dpkt
 import pytest
 
-from netdiag.protocols import Record, giop
+from netdiag.protocols import Record
+from netdiag.protocols.giop import parser as giop
 
 GIOP_CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "giop"
 CRAFTED = GIOP_CAPTURES / "crafted.pcap"

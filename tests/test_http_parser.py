@@ -24,7 +24,7 @@ from proto_streams import (
     tcp_connections,
 )
 
-from netdiag.protocols import http
+from netdiag.protocols.http import parser as http
 
 PCAP = CAPTURES / "http.pcap"
 PIPELINED_STREAM = 4  # the raw-socket client: GET, HEAD, GET, GET in one segment

@@ -24,7 +24,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from netdiag.protocols import dns, giop, http, tls
+from netdiag.protocols.dns import parser as dns
+from netdiag.protocols.giop import parser as giop
+from netdiag.protocols.http import parser as http
+from netdiag.protocols.tls import parser as tls
 from netdiag.transactions import analyze_streams
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -384,8 +384,8 @@ def test_decryptor_and_inner_parsing_never_raise_on_garbage() -> None:
     every one comes back as not decrypted, none raises."""
     import random
 
-    from netdiag.protocols import tls as tls_mod
-    from netdiag.tcp.tls_streams import TlsPlaintext
+    from netdiag.protocols.tls import parser as tls_mod
+    from netdiag.protocols.tls.plaintext import TlsPlaintext
     from netdiag.transactions import StreamParser
 
     kl = read_keylog(SUITES_KEYS)

@@ -30,7 +30,7 @@ from proto_streams import (
     tcp_connections,
 )
 
-from netdiag.protocols import tls
+from netdiag.protocols.tls import parser as tls
 
 PCAP = CAPTURES / "tls.pcap"
 COALESCED = CAPTURES / "tls_coalesced.pcap"
@@ -174,7 +174,8 @@ def test_direction_is_inferred_when_the_caller_does_not_pass_it() -> None:
 
 
 def test_looks_like_tells_the_real_streams_apart() -> None:
-    from netdiag.protocols import dns, http
+    from netdiag.protocols.dns import parser as dns
+    from netdiag.protocols.http import parser as http
 
     tls_heads = [c.data(d)[:256] for c in tcp_connections(PCAP) for d in (0, 1)]
     http_heads = [c.data(d)[:256] for c in tcp_connections(CAPTURES / "http.pcap") for d in (0, 1)]

@@ -102,7 +102,9 @@ def _pcaps(*globs: str) -> list[Path]:
 @cache
 def corpus(target: str) -> tuple[bytes, ...]:
     """The seed inputs of a target (deterministic for a given captures/ tree)."""
-    from netdiag.protocols import giop, http, tls
+    from netdiag.protocols.giop import parser as giop
+    from netdiag.protocols.http import parser as http
+    from netdiag.protocols.tls import parser as tls
 
     if target == "giop":
         streams = [s for s in _streams(_pcaps("giop/*.pcap", "lab/*.pcap", "sample/*.pcap", "streams/giop_*.pcap"))
@@ -133,7 +135,7 @@ def corpus(target: str) -> tuple[bytes, ...]:
 
 def _iors() -> list[bytes]:
     """IORs inside the GIOP messages of the captures: 1 byte (1 = little endian) + the IOR."""
-    from netdiag.protocols import giop
+    from netdiag.protocols.giop import parser as giop
 
     out = []
     for s in _streams(_pcaps("giop/*.pcap", "lab/*.pcap", "sample/*.pcap")):
@@ -429,7 +431,7 @@ def _check_stream(name: str, data: bytes) -> None:
 
 
 def _check_dns(data: bytes) -> None:
-    from netdiag.protocols import dns
+    from netdiag.protocols.dns import parser as dns
 
     (rec,) = dns.parse(data, context=dns.new_context("udp"))
     if rec.malformed and not rec.reason:
@@ -440,8 +442,8 @@ def _check_dns(data: bytes) -> None:
 
 
 def _check_cdr(data: bytes) -> None:
-    from netdiag.protocols import giop
-    from netdiag.protocols.cdr import CdrError, CdrReader
+    from netdiag.protocols.giop import parser as giop
+    from netdiag.protocols.giop.cdr import CdrError, CdrReader
 
     if not data:
         return

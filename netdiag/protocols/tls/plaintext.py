@@ -2,7 +2,7 @@
 
 Used by netdiag.transactions when a key log is given (issue 11 item 6). Per TLS connection,
 `TlsPlaintext` takes each TLS record the stream driver cut (direction, where it sits in the TCP
-stream, its bytes), has netdiag.protocols.tls_decrypt decrypt it, and:
+stream, its bytes), has netdiag.protocols.tls.decrypt decrypt it, and:
 
 - returns the TLS record as the tls parser sees it once decrypted: a TLS 1.3 record's inner
   handshake messages (EncryptedExtensions, Certificate, Finished, NewSessionTicket, KeyUpdate)
@@ -28,8 +28,8 @@ from __future__ import annotations
 from typing import Any
 
 from netdiag.protocols import Cut, Record
-from netdiag.protocols import tls as tls_mod
-from netdiag.protocols.tls_decrypt import CT_APPDATA, TlsDecryptor
+from netdiag.protocols.tls import parser as tls_mod
+from netdiag.protocols.tls.decrypt import CT_APPDATA, TlsDecryptor
 
 # Inner parsers, in the order their looks_like is tried on the first application bytes.
 INNER_PARSERS = ("giop", "http")

@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netdiag.protocols import Cut, Record
-from netdiag.protocols.cdr import CdrError, CdrReader
+from netdiag.protocols.giop.cdr import CdrError, CdrReader
 
 PROTOCOL = "giop"
 

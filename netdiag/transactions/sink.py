@@ -1,0 +1,142 @@
+"""Where one pass's messages go (`MessageSink`) and what it counts (`StreamStats`, `StreamAnalysis`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from netdiag.protocols import Record
+from netdiag.schema import MESSAGES
+
+JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+# Record.detail fields the pairing reads (everything else lives only in the JSON column).
+PAIR_KEYS = frozenset({
+    "more_fragments", "response_expected", "exception_id", "forward_host", "forward_port", "forward_type_id",
+    "forward_tls_port", "ior_host", "ior_port", "ior_type_id", "ior_tls_port",
+    "user_agent", "host", "qtype", "qclass", "answers", "sni", "chosen_version", "resumed",
+    "cipher_suite", "decrypted", "plaintext_protocol", "after_capture_gap"})
+
+
+class MessageSink:
+    """MESSAGES rows: one tuple per row while a batch is built, flushed to compact DataFrames.
+
+    Rows get a global index (0-based, in emission order). Timing of rows emitted in a step is
+    filled in at the end of that step (`set_timing`, four int lists beside the tuples), so
+    flushing between steps is safe. `details` keeps, sparsely by row, only the decoded fields
+    the pairing reads (PAIR_KEYS), their strings shared (one User-Agent object, not one per
+    request); everything else lives in the JSON `detail` column. Memory per message is then
+    Arrow's, not Python objects'.
+    """
+
+    FLUSH_ROWS = 50_000
+    # the row tuple's fields, in order, with the types they are built with (conformed after)
+    ROW = (("conn_id", pl.Int64), ("direction", pl.Int64), ("protocol", pl.String), ("msg_type", pl.String),
+           ("request_id", pl.Int64), ("operation", pl.String), ("status", pl.String), ("size_bytes", pl.Int64),
+           ("stream_offset", pl.Int64), ("malformed", pl.Boolean), ("detail", pl.String))
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.timing: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
+        self.details: dict[int, dict[str, Any]] = {}
+        self.strings: dict[str, str] = {}
+        self.parts: list[pl.DataFrame] = []
+        self.base = 0  # global index of the first row in self.rows
+
+    def __len__(self) -> int:
+        return self.base + len(self.rows)
+
+    def add(self, conn_id: int, direction: int, rec: Record, size: int, offset: int | None,
+            timing: tuple[int, int, int, int]) -> int:
+        row = self.base + len(self.rows)
+        detail = rec.detail
+        if rec.malformed and rec.reason:
+            detail = {**detail, "reason": rec.reason}
+        self.rows.append((conn_id, direction, rec.protocol, rec.msg_type, rec.request_id, rec.operation,
+                          rec.status, size, offset, bool(rec.malformed),
+                          JSON.encode(detail) if detail else None))
+        t = self.timing
+        t[0].append(timing[0])
+        t[1].append(timing[1])
+        t[2].append(timing[2])
+        t[3].append(timing[3])
+        if detail:
+            keep = {k: detail[k] for k in detail.keys() & PAIR_KEYS}
+            # the common values need no entry: not fragmented, a response expected
+            if keep.get("more_fragments") is False:
+                del keep["more_fragments"]
+            if keep.get("response_expected") is True:
+                del keep["response_expected"]
+            if keep:
+                strings = self.strings
+                for k, v in keep.items():
+                    if type(v) is str:
+                        keep[k] = strings.setdefault(v, v)
+                self.details[row] = keep
+        return row
+
+    def set_timing(self, row: int, first_ts: int, last_ts: int, first_frame: int, last_frame: int) -> None:
+        i = row - self.base
+        t = self.timing
+        t[0][i] = first_ts
+        t[1][i] = last_ts
+        t[2][i] = first_frame
+        t[3][i] = last_frame
+
+    def flush(self, force: bool = False) -> None:
+        n = len(self.rows)
+        if n and (force or n >= self.FLUSH_ROWS):
+            t = self.timing
+            df = pl.DataFrame(self.rows, schema=list(self.ROW), orient="row").with_columns(
+                first_ts_ns=pl.Series(t[0], dtype=pl.Int64), last_ts_ns=pl.Series(t[1], dtype=pl.Int64),
+                first_frame=pl.Series(t[2], dtype=pl.Int64), last_frame=pl.Series(t[3], dtype=pl.Int64),
+                resend_s=pl.lit(0.0))
+            self.parts.append(MESSAGES.conform(df))
+            self.rows = []
+            self.timing = ([], [], [], [])
+            self.base += n
+
+    def frame(self) -> pl.DataFrame:
+        self.flush(force=True)
+        return pl.concat(self.parts, rechunk=True) if self.parts else MESSAGES.empty()
+
+
+@dataclass
+class StreamStats:
+    """Counts from one analysis (what was parsed, skipped, lost)."""
+
+    connections_parsed: int = 0
+    connections_skipped: int = 0
+    messages: int = 0
+    malformed_messages: int = 0
+    gaps: int = 0          # capture gaps: holes the receiver acknowledged past (connections.unseen_gaps)
+    gap_bytes: int = 0     # bytes in them: ACKed but never captured (connections.unseen_bytes)
+    duplicate_bytes: int = 0
+    unmatched_responses: int = 0
+    by_protocol: dict[str, int] = field(default_factory=dict)
+    tls_decrypted_connections: int = 0
+    # (conn_id, why) per TLS connection a key log was given for but that stayed without keys
+    tls_not_decrypted: list[tuple[int, str]] = field(default_factory=list)
+    tls_warnings: list[str] = field(default_factory=list)  # one line per such connection
+    # message rows of TLS post-handshake messages and alerts (decrypted or inferred): nobody waits for them
+    tls_quiet_rows: list[int] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class StreamAnalysis:
+    """Everything one pass produces; later stages (logons, reports) start from this."""
+
+    connections: pl.DataFrame
+    messages: pl.DataFrame
+    transactions: pl.DataFrame
+    gaps: pl.DataFrame
+    stats: StreamStats
+    read_stats: Any = None
+    tls_quiet_frames: np.ndarray | None = None  # frames carrying only TLS post-handshake messages/alerts
+
+    @property
+    def malformed_messages(self) -> int:
+        return self.stats.malformed_messages
