@@ -56,6 +56,7 @@ import polars as pl
 
 from netdiag.errors import NetdiagError, UsageError
 from netdiag.profile import Profile, load_profile
+from netdiag.protocols.registry import request_protocols
 from netdiag.schema import BUDGET_COLUMNS, CONNECTIONS, LOGONS, TRANSACTIONS
 
 # --------------------------------------------------------------------------------------------
@@ -863,7 +864,7 @@ def compare(before: Any, after: Any, profile: Profile | str | os.PathLike[str] |
         add(spec, "all", None, _values(lb, spec.name), _values(la, spec.name))
 
     tb, ta = transactions_in_logons(b), transactions_in_logons(a)
-    req = ["giop", "http", "turn"]
+    req = list(request_protocols())
     tb = tb.filter(pl.col("protocol").is_in(req) & pl.col("server_think_s").is_not_null())
     ta = ta.filter(pl.col("protocol").is_in(req) & pl.col("server_think_s").is_not_null())
     key = (pl.col("protocol") + pl.lit(" ") + pl.col("operation").fill_null("?")).alias("op_key")

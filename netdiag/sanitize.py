@@ -101,9 +101,9 @@ from netdiag.capture.decode import MAX_TUNNEL_DEPTH, UD_NONE, UD_TOO_DEEP, _link
 from netdiag.errors import ConfigError, UsageError
 from netdiag.protocols.dns import parser as dns_parser
 from netdiag.protocols.giop import parser as giop_parser
+from netdiag.protocols.giop.cdr import CdrError, CdrReader
 from netdiag.protocols.http import parser as http_parser
 from netdiag.protocols.tls import parser as tls_parser
-from netdiag.protocols.giop.cdr import CdrError, CdrReader
 
 KEY_BYTES = 32  # Crypto-PAn: 16-byte AES key + 16-byte pad
 MAX_STREAM_BYTES = 256 * 1024 * 1024  # per direction; bytes beyond are zeroed, never kept

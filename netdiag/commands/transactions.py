@@ -55,10 +55,12 @@ def register(app: typer.Typer) -> None:
         """Pair requests with responses (GIOP, HTTP, DNS, TLS handshakes, TLS turns) and time them."""
         from netdiag.analyze import require_packets
         from netdiag.output import emit, parse_columns, preflight_file
+        from netdiag.protocols.registry import transaction_protocols
         from netdiag.transactions import analyze_streams, filter_transactions, summarize
 
-        if protocol and protocol.lower() not in ("giop", "http", "tls", "dns", "turn"):
-            raise UsageError(f"--protocol {protocol!r}: choose giop, http, tls, dns or turn")
+        names = transaction_protocols()
+        if protocol and protocol.lower() not in names:
+            raise UsageError(f"--protocol {protocol!r}: choose {', '.join(names[:-1])} or {names[-1]}")
         if operation:
             try:
                 re.compile(operation)

@@ -39,6 +39,8 @@ from netdiag.logons.causes.engine import (
 from netdiag.logons.grouping import group_logons, relevant_connections
 from netdiag.logons.population import population
 from netdiag.profile import Profile, load_profile
+from netdiag.protocols.giop import EXCEPTION_STATUSES, FORWARD_STATUSES
+from netdiag.protocols.registry import request_protocols
 from netdiag.schema import BUDGET_COLUMNS, CONNECTIONS, LOGONS, TRANSACTIONS
 
 # Columns of the segments table the budget and the findings read (kept from the one pass).
@@ -49,8 +51,6 @@ SEGMENT_COLUMNS = ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "paylo
                    "bytes_seen_before", "resend_of_frame", "resend_wait_s", "dsack_left_rel", "dsack_right_rel",
                    "ip_id", "ip_ttl")
 
-_REQUEST_PROTOCOLS = ("giop", "http", "turn")
-_EXCEPTION_STATUSES = ("SYSTEM_EXCEPTION", "USER_EXCEPTION", "LOC_SYSTEM_EXCEPTION")
 
 
 NOT_LOGON_SCHEMA = {"client_ip": pl.String, "server_ip": pl.String, "start_ts_ns": pl.Int64, "end_ts_ns": pl.Int64,
@@ -150,10 +150,9 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
         lg.select("logon_idx", "first_seen_ts_ns", "last_seen_ts_ns"), on="logon_idx")
     in_window = tm.filter(pl.col("req_first_ts_ns") <= pl.col("last_seen_ts_ns"))
     counts = in_window.group_by("logon_idx").agg(
-        requests=pl.col("protocol").is_in(list(_REQUEST_PROTOCOLS)).sum(),
-        location_forwards=pl.col("status").is_in(["LOCATION_FORWARD", "LOCATION_FORWARD_PERM", "OBJECT_FORWARD",
-                                                  "OBJECT_FORWARD_PERM"]).sum(),
-        exceptions=pl.col("status").is_in(list(_EXCEPTION_STATUSES)).sum(),
+        requests=pl.col("protocol").is_in(list(request_protocols())).sum(),
+        location_forwards=pl.col("status").is_in(list(FORWARD_STATUSES)).sum(),
+        exceptions=pl.col("status").is_in(list(EXCEPTION_STATUSES)).sum(),
     )
     conn_m = members.filter((pl.col("txn_row") < 0) & (pl.col("kind") == "tcp")).select(
         "logon_idx", "conn_id").unique().join(

@@ -50,6 +50,7 @@ import polars as pl
 
 from netdiag.capture.tcp_flags import TH_SYN
 from netdiag.logons.causes.registry import label_names
+from netdiag.protocols.registry import request_protocols
 from netdiag.schema import BUDGET_COLUMNS
 from netdiag.tcp.nagle import nagle_candidates, nagle_stalls
 
@@ -177,7 +178,7 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
         parts.append(_iv(dns, pl.col("req_first_ts_ns") - hc, end, "dns_s", pl.col("cause").fill_null("dns"),
                          pl.col("first_frame"), pl.col("last_frame")))
 
-    app = tm.filter(pl.col("protocol").is_in(["giop", "http", "turn"]))
+    app = tm.filter(pl.col("protocol").is_in(list(request_protocols())))
     if app.height:
         # the capture-to-server round trip of transactions.server_think_s (server_rtt_s: the smaller of
         # the handshake's and the server's quickest ACK); tables built without it: the handshake's

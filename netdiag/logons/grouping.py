@@ -68,12 +68,13 @@ from typing import Any
 import polars as pl
 
 from netdiag.profile import Profile
+from netdiag.protocols.giop import FAILED_STATUSES as GIOP_FAILED_STATUSES
+from netdiag.protocols.giop import FORWARD_STATUSES as GIOP_FORWARD_STATUSES
+from netdiag.protocols.registry import request_protocols
 
 # Reply statuses that mean the step failed (GIOP reply/locate status, our 'unanswered').
-FAILED_STATUSES = frozenset({"SYSTEM_EXCEPTION", "USER_EXCEPTION", "unanswered", "NEEDS_ADDRESSING_MODE",
-                             "UNKNOWN_OBJECT", "LOC_SYSTEM_EXCEPTION"})
-FORWARD_STATUSES = frozenset({"LOCATION_FORWARD", "LOCATION_FORWARD_PERM", "OBJECT_FORWARD",
-                              "OBJECT_FORWARD_PERM"})
+FAILED_STATUSES = frozenset(GIOP_FAILED_STATUSES) | {"unanswered"}
+FORWARD_STATUSES = frozenset(GIOP_FORWARD_STATUSES)
 LEAD_IN_ROLES = frozenset({"http", "https", "dns"})
 JNLP_RE = re.compile(r"(?i)\.jnlp(\?|$|\s)")
 # Zeek conn_state values of a connection attempt that never got going.
@@ -718,12 +719,13 @@ class _Req:
 
 def _chain_requests(ch: Chain, txs: dict[str, list]) -> list[_Req]:
     out = []
+    requests = request_protocols()
     for it in ch.items:
         if it.kind != "tcp":
             continue
         for r in it.txn_rows:
             q0 = txs["req_first_ts_ns"][r]
-            if q0 is None or txs["protocol"][r] not in ("giop", "http", "turn"):
+            if q0 is None or txs["protocol"][r] not in requests:
                 continue
             rs = txs["rsp_last_ts_ns"][r]
             out.append(_Req(int(q0), None if rs is None else int(rs), r, txs["protocol"][r],

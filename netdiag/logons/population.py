@@ -18,6 +18,7 @@ import math
 
 import polars as pl
 
+from netdiag.protocols.registry import request_protocols
 from netdiag.schema import BUDGET_COLUMNS
 
 PERCENTILES = (50, 90, 95, 99)
@@ -72,7 +73,7 @@ def budget_totals(logons: pl.DataFrame, slowest_share: float = 0.05) -> pl.DataF
 
 def server_think_per_operation(transactions_in_logons: pl.DataFrame) -> pl.DataFrame:
     """Server think per (protocol, operation): count, total, p50/p95/max (seconds)."""
-    t = transactions_in_logons.filter(pl.col("protocol").is_in(["giop", "http", "turn"])
+    t = transactions_in_logons.filter(pl.col("protocol").is_in(list(request_protocols()))
                                       & pl.col("server_think_s").is_not_null())
     return (t.group_by("protocol", "operation")
             .agg(pl.len().alias("calls"), pl.col("server_think_s").sum().alias("total_s"),

@@ -30,7 +30,6 @@ from netdiag.capture.tcp_flags import TH_SYN, TH_SYN_ACK
 from netdiag.profile import Profile, Thresholds
 
 MAX_EVIDENCE_FRAMES = 40
-APP_PROTOCOLS = ("giop", "http", "turn")    # request/response protocols whose waits are server time
 
 
 @dataclass(frozen=True)

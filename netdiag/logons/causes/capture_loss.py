@@ -11,13 +11,13 @@ from __future__ import annotations
 import polars as pl
 
 from netdiag.logons.causes.base import (
-    APP_PROTOCOLS,
     MAX_EVIDENCE_FRAMES,
     Cause,
     ConnectionContext,
     FindingContext,
     LabelInput,
 )
+from netdiag.protocols.registry import request_protocols
 
 # DOMAIN.md section 6: "SPAN can drop packets: distinguish 'not captured' (ACKed data never
 # seen) from real loss".
@@ -28,7 +28,7 @@ ACTION = ("Fix the recording before trusting loss figures: check the capture hos
 
 def _label(inp: LabelInput) -> pl.Expr:
     return (pl.col("rsp_first_ts_ns").is_null() & pl.col("conn_id").is_in(inp.lossy_conns)
-            & pl.col("protocol").is_in(list(APP_PROTOCOLS)))
+            & pl.col("protocol").is_in(list(request_protocols())))
 
 
 def _frames(segments: pl.DataFrame | None, conn_ids: list[int]) -> list[int]:

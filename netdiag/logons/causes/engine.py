@@ -24,7 +24,6 @@ import polars as pl
 from netdiag.logons.budget import build_intervals, cause_ids, sweep
 from netdiag.logons.causes import registry
 from netdiag.logons.causes.base import (
-    APP_PROTOCOLS,
     MAX_EVIDENCE_FRAMES,
     ConnectionContext,
     FindingContext,
@@ -216,5 +215,5 @@ def finish_findings(rows: list[dict], total_logon_s: float = 0.0, profile: Profi
     return FINDINGS.conform(df)
 
 
-__all__ = ["APP_PROTOCOLS", "build_findings", "connection_findings", "dominant_causes", "finish_findings",
+__all__ = ["build_findings", "connection_findings", "dominant_causes", "finish_findings",
            "label_causes"]

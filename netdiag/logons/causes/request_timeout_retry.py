@@ -11,7 +11,6 @@ from __future__ import annotations
 import polars as pl
 
 from netdiag.logons.causes.base import (
-    APP_PROTOCOLS,
     Cause,
     FindingContext,
     LabelInput,
@@ -19,6 +18,7 @@ from netdiag.logons.causes.base import (
     secs_text,
     targets_of,
 )
+from netdiag.protocols.registry import request_protocols
 
 # DOMAIN.md section 3.2 ("The server side needs thread dumps (hung ORB threads)"), section 3.1
 # (com.ibm.CORBA.RequestTimeout 180 s, requestRetriesCount) and section 5 (timeout row).
@@ -28,7 +28,7 @@ ACTION = ("Ask the WebSphere team for thread dumps (hung ORB threads) of {target
 
 
 def _label(inp: LabelInput) -> pl.Expr:
-    return (pl.col("protocol").is_in(list(APP_PROTOCOLS)) & pl.col("_repeated")
+    return (pl.col("protocol").is_in(list(request_protocols())) & pl.col("_repeated")
             & (pl.col("rsp_first_ts_ns").is_null() | (inp.wait_s >= inp.thr.request_timeout_s)
                | pl.col("_retried_early")))
 
