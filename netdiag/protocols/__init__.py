@@ -1,7 +1,12 @@
-"""Pure protocol parsers: bytes in, records out. One module per protocol, no I/O, no state.
+"""Protocols: one package per protocol (giop, http, dns, tls), registered in one list.
 
-Every parser module (giop, http, tls, dns) exposes the same three functions, so the stream
-driver (netdiag/transactions) treats them alike:
+Each package holds a pure parser (parser.py: bytes in, records out, no I/O, no state), its
+request/response pairing rules (pairing.py, on the common types of netdiag/protocols/pairing.py)
+and a `SPEC` (netdiag/protocols/spec.py) in its __init__; netdiag/protocols/registry.py is the
+list the stream driver (netdiag/transactions), the logons and the CLI read. This module defines
+the two types every parser returns, `Cut` and `Record`.
+
+Every parser module exposes the same functions, so the stream driver treats them alike:
 
 - `looks_like(head: bytes) -> bool`: a cheap test on the first bytes of one direction's byte
   stream (GIOP: the magic; HTTP: a method or "HTTP/1."; TLS: a record header; DNS: by port).

@@ -1,14 +1,16 @@
 """Messages and transactions: packets -> TCP analysis -> byte streams -> parsers -> paired requests.
 
-This is the driver of issue 4. One pass over the capture:
+The streams -> messages -> transactions stage. One pass over the capture:
 
 1. `netdiag.capture.iter_chunks` yields packet chunks; `netdiag.tcp.TcpAnalyzer.feed` turns
    each into SEGMENTS rows (conn_id, direction, relative sequence numbers, retransmission
    flags) and UDP rows (`last_udp`).
 2. Payload-carrying segments of each connection are placed into per-direction byte streams
    (`netdiag.tcp.streams.StreamDir`: first copy wins, out-of-order placed, gaps recorded).
-   A connection is *recognised* when a parser's `looks_like` accepts the first bytes of either
-   direction (GIOP by its magic on any port, then TLS, then HTTP; DNS by port 53/5353/5355).
+   A connection is *recognised* by the protocol registry (netdiag/protocols/registry.py): a
+   protocol recognised by port (DNS: 53/5353/5355), else the first whose parser's `looks_like`
+   accepts the first bytes of either direction (GIOP by its magic on any port, then TLS, then
+   HTTP), else a magic found in those bytes (GIOP joined mid-message).
    Connections nobody recognises release their bytes and are skipped cheaply from then on;
    a recognised one is released as soon as both directions ended (FIN/RST) and are parsed
    (only its later resends still count), so memory follows open connections, not the capture.
@@ -22,18 +24,23 @@ This is the driver of issue 4. One pass over the capture:
    ("capture gap") and parsing resumes after the hole.
 4. MESSAGES rows get their timing from the stream pieces; `resend_s` comes afterwards from the
    analyzer's retransmissions (see below). DNS over UDP is parsed from the UDP rows.
-5. TRANSACTIONS pair requests with responses: GIOP by (connection, request direction,
+5. TRANSACTIONS pair requests with responses, each protocol by its own rules
+   (netdiag/protocols/<name>/pairing.py, run in registry order): GIOP by (connection, request direction,
    request id), fragments joined to their message (1.2 by request id, 1.1 to the previous
    fragmented message of that direction), LocateRequest/LocateReply alike, CancelRequest
    noted; HTTP in order per connection (pipelining; 1xx interim answers skipped); DNS
    answers by (client socket, server socket, id, question), resends of an unanswered question
-   folded into one transaction (rules in `_pair_dns`); TLS one 'tls' transaction per handshake and
+   folded into one transaction (rules in netdiag/protocols/dns/pairing.py); TLS one 'tls' transaction per handshake and
    'turn' transactions (confidence 'inferred') for application data, a turn being the
    client's records up to the server's records that follow them. In TLS 1.3 without keys,
    session tickets, key updates and alerts are inferred and are neither requests nor answers
-   (`_tls13_non_answers`, docs/tls.md). With a key log (`tls_keylog`) TLS connections whose
+   (netdiag/protocols/tls/pairing.py, docs/tls.md). With a key log (`tls_keylog`) TLS connections whose
    secrets it holds are decrypted and the GIOP/HTTP inside is paired like cleartext instead of
    as turns (netdiag/protocols/tls/plaintext.py).
+
+Modules: streams.py (per-connection byte streams, recognition, the cut/parse loop), sink.py
+(message rows, counts), resend.py (resend intervals -> seconds), build.py (pairing through the
+registry, then the columnar transactions table), analysis.py (`analyze_streams` and helpers).
 
 Timing definitions (also in the schema):
 

@@ -380,7 +380,8 @@ class StreamParser:
 
     def _tls_record(self, conn: _Conn, d: int, sd: StreamDir, n: int, msg: bytes, recs: list[Record]
                     ) -> tuple[list[Record], list]:
-        """Decrypt one TLS record with the key log; its inner GIOP/HTTP messages (see tls_streams)."""
+        """Decrypt one TLS record with the key log; its inner GIOP/HTTP messages
+        (netdiag/protocols/tls/plaintext.py)."""
         tls = conn.tls
         assert tls is not None
         start = sd.pos

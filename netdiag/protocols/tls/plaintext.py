@@ -1,6 +1,6 @@
 """Decrypted TLS as plaintext byte streams, cut by the GIOP/HTTP parsers, timed by their TLS records.
 
-Used by netdiag.transactions when a key log is given (issue 11 item 6). Per TLS connection,
+Used by netdiag.transactions when a key log is given (the TLS spec's decryptor). Per TLS connection,
 `TlsPlaintext` takes each TLS record the stream driver cut (direction, where it sits in the TCP
 stream, its bytes), has netdiag.protocols.tls.decrypt decrypt it, and:
 
