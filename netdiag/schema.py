@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from netdiag.protocols.registry import specs as protocol_specs
+
 
 @dataclass(frozen=True)
 class Column:
@@ -69,6 +71,16 @@ class Table:
 def _t(name: str, row: str, *cols: tuple[str, pl.DataType, str]) -> Table:
     return Table(name, row, tuple(Column(*c) for c in cols))
 
+
+
+def _with_protocol_columns(table: Table) -> Table:
+    """`table` with each registered protocol's own columns inserted after their anchor column."""
+    cols = list(table.columns)
+    for spec in protocol_specs():
+        for pc in spec.columns:
+            at = next(i for i, c in enumerate(cols) if c.name == pc.after)
+            cols.insert(at + 1, Column(pc.name, pc.dtype, pc.meaning))
+    return Table(table.name, table.row, tuple(cols))
 
 # --------------------------------------------------------------------------------------------
 # packets: the ingest table (netdiag.capture). No payload bytes: payload lives in the chunk's
@@ -241,9 +253,11 @@ MESSAGES = _t(
 )
 
 # --------------------------------------------------------------------------------------------
-# transactions: a request paired with its response (netdiag.transactions).
+# transactions: a request paired with its response (netdiag.transactions). The columns only one
+# protocol fills (GIOP exception id and forward IOR, HTTP User-Agent, TLS version) are declared by
+# that protocol's spec (netdiag/protocols/<name>/__init__.py) and placed here in registry order.
 # --------------------------------------------------------------------------------------------
-TRANSACTIONS = _t(
+TRANSACTIONS = _with_protocol_columns(_t(
     "transactions", "request paired with its response (or an unanswered request)",
     ("conn_id", pl.UInt32, "connection carrying the transaction"),
     ("client_ip", pl.String, "client address"),
@@ -266,16 +280,11 @@ TRANSACTIONS = _t(
     ("server_rtt_s", pl.Float64, "the capture-to-server round trip taken off server_think_s (seconds; 0 when unknown); "
      "the logon budget takes the same one, so its server_s is server_think_s"),
     ("retransmission_stall_s", pl.Float64, "time the transaction's bytes waited on retransmissions"),
-    ("exception_id", pl.String, "GIOP system/user exception repository id (null otherwise)"),
     ("confidence", pl.String, "how sure the pairing is: exact (id/order), inferred (record turns)"),
     ("first_frame", pl.Int64, "first frame of the request"),
     ("last_frame", pl.Int64, "last frame of the response (of the request when unanswered)"),
-    ("forward_host", pl.String, "GIOP: host of the IOR in a LOCATION_FORWARD reply / OBJECT_FORWARD locate reply / naming result"),
-    ("forward_port", pl.UInt16, "GIOP: port of that IOR (null otherwise)"),
-    ("user_agent", pl.String, "HTTP request User-Agent (the client's Java version lives here)"),
-    ("tls_version", pl.String, "TLS handshake: version the server chose (TLS1.2, TLS1.3, ...)"),
     ("detail", pl.String, "protocol-specific JSON: TLS phases [msg, direction, s since ClientHello, frame], DNS retries, GIOP cancelled, ..."),
-)
+))
 
 # --------------------------------------------------------------------------------------------
 # logons and findings (netdiag.logons); the budget columns sum exactly to duration_s.

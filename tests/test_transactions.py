@@ -281,7 +281,7 @@ def test_cli_summary_counts_errors_and_think_percentiles_per_operation() -> None
 
 @pytest.mark.parametrize("args,needle", [
     (["--operation", "(unclosed"], "not a valid regular expression"),
-    (["--protocol", "smtp"], "choose giop, http, tls, dns or turn"),
+    (["--protocol", "smtp"], "choose giop, http, dns, tls or turn"),
 ])
 def test_cli_bad_options_give_one_clear_line_and_no_traceback(args: list[str], needle: str) -> None:
     r = _cli("transactions", str(CAPTURES / "streams" / "http_pipelined.pcap"), *args)

@@ -9,10 +9,11 @@ the message rows of its request and of its response (`Part`), never copies of th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import polars as pl
+if TYPE_CHECKING:  # numpy arrives with the messages table; importing it here would slow `import netdiag.schema`
+    import numpy as np
+    import polars as pl
 
 # An empty detail, shared: most messages keep no decoded field the pairing reads.
 EMPTY: dict[str, Any] = {}
@@ -32,8 +33,7 @@ class Txn:
     """A transaction being paired: request and response parts plus the columns pairing decides."""
 
     __slots__ = ("conn_id", "protocol", "operation", "request_id", "status", "req", "rsp",
-                 "exception_id", "confidence", "detail", "forward", "user_agent", "tls_version",
-                 "answered_row")
+                 "confidence", "detail", "columns", "answered_row")
 
     def __init__(self, conn_id: int, protocol: str, operation: str | None, request_id: int | None,
                  req: Part | None, confidence: str = "exact") -> None:
@@ -44,13 +44,18 @@ class Txn:
         self.status: str | None = None
         self.req = req
         self.rsp: Part | None = None
-        self.exception_id: str | None = None
         self.confidence = confidence
         self.detail: dict[str, Any] = {}
-        self.forward: tuple[str | None, int | None] = (None, None)
-        self.user_agent: str | None = None
-        self.tls_version: str | None = None
+        # values of the protocol's own TRANSACTIONS columns (its spec's `columns`), when it has any
+        self.columns: dict[str, Any] | None = None
         self.answered_row: int | None = None  # DNS: the query the answer belongs to
+
+    def set(self, column: str, value: Any) -> None:
+        """Set one of the protocol's own columns (declared in its spec's `columns`); None is no value."""
+        if value is not None:
+            if self.columns is None:
+                self.columns = {}
+            self.columns[column] = value
 
 
 @dataclass

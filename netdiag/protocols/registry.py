@@ -71,3 +71,12 @@ def request_protocols() -> tuple[str, ...]:
     """transactions.protocol values that are application requests (GIOP, HTTP, TLS turns): a
     client waits on their answers, so logons count them and their waits are server time."""
     return tuple(k.name for k in txn_kinds() if k.app_request)
+
+
+def set_sanitize(name: str, keeper: object) -> None:
+    """Fill a protocol's `sanitize` slot: the sanitizer registers its field keepers here, so the
+    import goes sanitize -> protocols, never the reverse. KeyError when no such protocol."""
+    spec = get(name)
+    if spec is None:
+        raise KeyError(f"no protocol {name!r} registered")
+    spec.sanitize = keeper

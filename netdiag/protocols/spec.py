@@ -15,7 +15,7 @@ of transactions the pairing makes (`TxnKind`: TLS makes 'tls' handshakes and 'tu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -43,6 +43,16 @@ class TxnKind:
     incomplete_flag: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class ProtocolColumn:
+    """A TRANSACTIONS column only this protocol fills (netdiag.schema places it after `after`)."""
+
+    name: str
+    dtype: Any
+    meaning: str
+    after: str
+
+
 # pair(messages of this protocol, PairingInput) appends Txn objects to input.out (see pairing.py)
 PairFunction = Callable[[pl.DataFrame, Any], None]
 
@@ -67,6 +77,8 @@ class ProtocolSpec:
     - `declared_size(detail)`: a message's length by its own header (GIOP message_size, HTTP
       Content-Length), so bytes after a capture gap inside it are skipped, not re-parsed.
     - `decryptor(keylog, parsers)`: per-connection decryption when a key log is given (TLS).
+    - `columns`: TRANSACTIONS columns only this protocol fills (its pairing sets them with
+      `Txn.set`); netdiag.schema declares them from the built-in specs, in place.
     - `sanitize`: the field keepers of netdiag's sanitizer for this protocol; None until the
       sanitizer registers a hook (the sanitizer depends on protocols, never the reverse).
     """
@@ -87,7 +99,7 @@ class ProtocolSpec:
     declared_size: Callable[[dict[str, Any]], int | None] | None = None
     decryptor: Callable[[Any, dict[str, Any]], Any] | None = None
     sanitize: Any = None
-    columns: tuple[tuple[str, Any, str], ...] = field(default=())
+    columns: tuple[ProtocolColumn, ...] = ()
 
     def new_context(self, transport: str = "tcp") -> Any:
         """A fresh per-connection (or per-flow) parsing context."""

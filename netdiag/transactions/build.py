@@ -38,6 +38,18 @@ def _status_expr(kinds: tuple[TxnKind, ...]) -> pl.Expr:
     return expr.otherwise(pl.col("status0"))
 
 
+def _protocol_columns(txns: list[Txn]) -> list[pl.Series]:
+    """The registered protocols' own columns (their specs' `columns`), from what pairing set."""
+    out = []
+    for spec in specs():
+        for pc in spec.columns:
+            # integers are built wide and narrowed by TRANSACTIONS.conform (out of range: null)
+            dtype = pl.Int64 if pc.dtype.is_integer() else pc.dtype
+            out.append(pl.Series(pc.name, [t.columns.get(pc.name) if t.columns else None for t in txns],
+                                 dtype=dtype, strict=False))
+    return out
+
+
 def build_transactions(msgs: pl.DataFrame, details: dict[int, dict], connections: pl.DataFrame,
                        events: pl.DataFrame, stats: StreamStats | None = None,
                        min_ack_rtt_ms: dict[int, float] | None = None) -> pl.DataFrame:
@@ -138,18 +150,12 @@ def build_transactions(msgs: pl.DataFrame, details: dict[int, dict], connections
         "request_id": [t.request_id for t in txns],
         "status0": [t.status for t in txns],
         "cancelled": [bool(t.detail.get("cancelled")) for t in txns],
-        "exception_id": [t.exception_id for t in txns],
         "confidence": [t.confidence for t in txns],
-        "forward_host": [t.forward[0] for t in txns],
-        "forward_port": [t.forward[1] for t in txns],
-        "user_agent": [t.user_agent for t in txns],
-        "tls_version": [t.tls_version for t in txns],
         "detail": details_json,
     }, schema_overrides={"conn_id": pl.Int64, "request_id": pl.Int64, "operation": pl.String,
-                         "status0": pl.String, "exception_id": pl.String, "forward_host": pl.String,
-                         "forward_port": pl.Int64, "user_agent": pl.String, "tls_version": pl.String,
-                         "detail": pl.String}, strict=False)
+                         "status0": pl.String, "detail": pl.String}, strict=False)
     del details_json
+    cols = cols.with_columns(_protocol_columns(txns))
     rsp_status = msgs["status"].gather(rsp_row)
     # the server's time starts at the query the answer belongs to (a DNS retry), else at the request's end
     answered = ans_row >= 0

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
+
 from netdiag.protocols.giop import parser
 from netdiag.protocols.giop.pairing import pair
-from netdiag.protocols.spec import ProtocolSpec, TxnKind
+from netdiag.protocols.spec import ProtocolColumn, ProtocolSpec, TxnKind
 
 EXCEPTION_STATUSES: tuple[str, ...] = ("SYSTEM_EXCEPTION", "USER_EXCEPTION", "LOC_SYSTEM_EXCEPTION")
 FORWARD_STATUSES: tuple[str, ...] = ("LOCATION_FORWARD", "LOCATION_FORWARD_PERM", "OBJECT_FORWARD",
@@ -43,4 +45,11 @@ SPEC = ProtocolSpec(
     request_kinds=("Request", "LocateRequest"),
     reply_kinds=("Reply", "LocateReply"),
     declared_size=declared_size,
+    columns=(
+        ProtocolColumn("exception_id", pl.String, "GIOP system/user exception repository id (null otherwise)",
+                       after="retransmission_stall_s"),
+        ProtocolColumn("forward_host", pl.String, "GIOP: host of the IOR in a LOCATION_FORWARD reply / "
+                       "OBJECT_FORWARD locate reply / naming result", after="last_frame"),
+        ProtocolColumn("forward_port", pl.UInt16, "GIOP: port of that IOR (null otherwise)", after="forward_host"),
+    ),
 )

@@ -60,8 +60,9 @@ def pair(m: pl.DataFrame, inp: PairingInput) -> None:
                 t.detail["request_not_captured"] = True
                 out.append(t)
             t.rsp = part
-            t.exception_id = det.get("exception_id")
-            t.forward = (first_of(det, "forward_host", "ior_host"), first_of(det, "forward_port", "ior_port"))
+            t.set("exception_id", det.get("exception_id"))
+            t.set("forward_host", first_of(det, "forward_host", "ior_host"))
+            t.set("forward_port", first_of(det, "forward_port", "ior_port"))
             if det.get("ior_type_id") or det.get("forward_type_id"):
                 t.detail["ior_type_id"] = det.get("ior_type_id") or det.get("forward_type_id")
             tls_port = first_of(det, "forward_tls_port", "ior_tls_port")

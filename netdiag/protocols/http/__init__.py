@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
+
 from netdiag.protocols.http import parser
 from netdiag.protocols.http.pairing import pair
-from netdiag.protocols.spec import ProtocolSpec, TxnKind
+from netdiag.protocols.spec import ProtocolColumn, ProtocolSpec, TxnKind
 
 
 def declared_size(detail: dict[str, Any]) -> int | None:
@@ -26,4 +28,6 @@ SPEC = ProtocolSpec(
     request_kinds=("request",),
     reply_kinds=("response",),
     declared_size=declared_size,
+    columns=(ProtocolColumn("user_agent", pl.String, "HTTP request User-Agent (the client's Java version lives here)",
+                            after="forward_port"),),
 )

@@ -21,7 +21,7 @@ def pair(m: pl.DataFrame, inp: PairingInput) -> None:
         if mtype == "request" and d == 0:
             seq[conn] = seq.get(conn, 0) + 1
             t = Txn(conn, "http", op, seq[conn], Part(row))
-            t.user_agent = det.get("user_agent")
+            t.set("user_agent", det.get("user_agent"))
             if det.get("host"):
                 t.detail["host"] = det.get("host")
             out.append(t)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from netdiag.protocols.spec import ProtocolSpec, TxnKind
+import polars as pl
+
+from netdiag.protocols.spec import ProtocolColumn, ProtocolSpec, TxnKind
 from netdiag.protocols.tls import parser
 from netdiag.protocols.tls.pairing import pair
 
@@ -34,4 +36,6 @@ SPEC = ProtocolSpec(
     request_kinds=("ClientHello",),
     reply_kinds=("ServerHello", "HelloRetryRequest"),
     decryptor=decryptor,
+    columns=(ProtocolColumn("tls_version", pl.String, "TLS handshake: version the server chose (TLS1.2, TLS1.3, ...)",
+                            after="user_agent"),),
 )

@@ -127,7 +127,7 @@ def pair(m: pl.DataFrame, inp: PairingInput) -> None:
                 hs_rows.add(row)
                 hs_rows.update(hs.req.rows)
                 if mtype == "ServerHello":
-                    hs.tls_version = det.get("chosen_version")
+                    hs.set("tls_version", det.get("chosen_version"))
                     hs.detail["resumed"] = det.get("resumed")
                     tls13 = det.get("chosen_version") == "TLS1.3"
                     tag = 8 if det.get("cipher_suite") == "0x1305" else 16
