@@ -33,7 +33,7 @@ What happens to each frame (docs/sanitize.md has the full policy and its reasons
     lengths, the CodeSets and CSIv2 discriminants, reply/locate status, exception repository id,
     minor code and completion status, IOR type id/host/port/object key of forwards and naming
     results). Bodies, principals and other service-context data are zeroed. The kept set is
-    decided by running `netdiag.protocols.giop`'s own decoders on a CDR reader that records
+    decided by running `netdiag.protocols.giop.parser`'s own decoders on a CDR reader that records
     what they read, so the policy cannot drift from the parser.
   - HTTP/1.x (RFC 9112): the request or status line (query values overwritten with 'x', names
     kept) and the headers in SAFE_HTTP_HEADERS are kept; other header values (Cookie,

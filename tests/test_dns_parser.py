@@ -1,4 +1,4 @@
-"""DNS parser (netdiag.protocols.dns) against dnsmasq + dig captures and tshark.
+"""DNS parser (netdiag.protocols.dns.parser) against dnsmasq + dig captures and tshark.
 
 captures/proto/dns.pcap (captures/proto/make_captures.py, see captures/proto/README.md):
 dnsmasq on 127.0.0.1 with a hosts file (epj-app1.hosp.test 10.20.30.40, epj-app2 10.20.30.41

@@ -1,6 +1,6 @@
 """Bad GIOP input never raises, never stalls, and says what is wrong and where.
 
-Rules under test (netdiag/protocols/giop.py docstring): no magic -> resynchronise at the next
+Rules under test (netdiag/protocols/giop/parser.py docstring): no magic -> resynchronise at the next
 b"GIOP"; a header with a wrong version, an unknown type or a message_size above 10 MB (a
 4 GB lie, a byte-order error) is not trusted -> resynchronise; truncated -> malformed
 "truncated" at the end of the stream; any CDR length beyond the message -> malformed with the

@@ -1,4 +1,4 @@
-"""HTTP/1.x parser (netdiag.protocols.http) against real peers and tshark.
+"""HTTP/1.x parser (netdiag.protocols.http.parser) against real peers and tshark.
 
 captures/proto/http.pcap was made by captures/proto/make_captures.py (python http.server
 HTTP/1.1, curl keep-alive/HEAD/304/404, a raw-socket pipelining client, a tiny server with

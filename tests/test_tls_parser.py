@@ -1,4 +1,4 @@
-"""TLS parser (netdiag.protocols.tls) against openssl s_server/s_client captures and tshark.
+"""TLS parser (netdiag.protocols.tls.parser) against openssl s_server/s_client captures and tshark.
 
 captures/proto/tls.pcap (made by captures/proto/make_captures.py, see captures/proto/README.md):
 tcp.stream 0 TLS 1.2 full, 1 TLS 1.2 resumed, 2 TLS 1.3 full, 3 TLS 1.3 resumed (PSK),

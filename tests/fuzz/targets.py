@@ -422,7 +422,7 @@ def _pieces(mod, data: bytes, ctx, direction: int) -> None:
 def _check_stream(name: str, data: bytes) -> None:
     import importlib
 
-    mod = importlib.import_module(f"netdiag.protocols.{name}")
+    mod = importlib.import_module(f"netdiag.protocols.{name}.parser")
     direction = data[0] & 1 if data else 0
     _cut_loop(mod, data, mod.new_context(), direction)
     if zlib.crc32(data) % 4 == 0:
