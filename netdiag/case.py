@@ -19,21 +19,24 @@ Wireshark), CPR numbers are redacted, and the excerpts carry no payload beyond p
 metadata. The key stays with the hospital; a later bundle made with the same key is comparable.
 `sanitize=False` (CLI `--no-sanitize`) exists for a hospital's own use and says so in README.md.
 
-`write_case(analysis, case_dir, key_file)` takes the `netdiag.analyze.Analysis` of the capture(s);
-it needs the per-segment TCP table for the excerpt comments, which that analysis does not keep,
-so it runs the TCP pass (netdiag.tcp.analyze: no stream parsing) once more over the captures.
+`write_case(analysis, case_dir, key_file)` takes the `netdiag.pipeline.Analysis` of the
+capture(s); the excerpt comments come from its tables, segments included (the logons stage keeps
+the segment columns), so the captures are read once more only for the excerpts' frame bytes.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from netdiag.errors import UsageError
 from netdiag.output import StagedDir, check_out_dir, marker_record
+
+if TYPE_CHECKING:
+    from netdiag.pipeline import Analysis
 
 MARKER = ".netdiag-case"
 CASE_FILES = ("README.md", "report.md", "findings.json", "evidence")
@@ -55,18 +58,9 @@ def top_findings(findings: pl.DataFrame, top: int = DEFAULT_TOP) -> pl.DataFrame
     return f.sort("seconds_lost", descending=True).head(top)
 
 
-def _evidence_analysis(analysis: Any) -> Any:
-    from netdiag import tcp
-    from netdiag.evidence import Analysis
-
-    segments = tcp.analyze(analysis.paths).segments
-    return Analysis(analysis.connections, analysis.transactions, segments, analysis.logons, analysis.findings,
-                    list(analysis.paths), analysis)
-
-
-def write_case(analysis: Any, case_dir: str | Path, key_file: str | Path | None, *, top: int = DEFAULT_TOP,
+def write_case(analysis: Analysis, case_dir: str | Path, key_file: str | Path | None, *, top: int = DEFAULT_TOP,
                sanitize: bool = True, force: bool = False) -> list[Path]:
-    """Write the case bundle for `analysis` (a netdiag.analyze.Analysis) into `case_dir`.
+    """Write the case bundle for `analysis` (a netdiag.pipeline.Analysis with its segments) into `case_dir`.
 
     Returns the files written. Raises UsageError before writing anything when the directory is
     not ours or (sanitising) the key file is missing.
@@ -89,16 +83,15 @@ def write_case(analysis: Any, case_dir: str | Path, key_file: str | Path | None,
         chosen = top_findings(analysis.findings, top)
         excerpts: list[dict[str, Any]] = []
         if chosen.height:
-            ea = _evidence_analysis(analysis)
             for row in chosen.iter_rows(named=True):
                 try:
-                    ex = select_evidence(ea, finding_id=row["id"])
+                    ex = select_evidence(analysis, finding_id=row["id"])
                 except UsageError as exc:  # a finding nothing in the capture shows (no connection)
                     excerpts.append({"row": row, "file": None, "why": str(exc)})
                     continue
                 name = f"evidence/{row['id']}-{row['cause']}.pcapng"
                 with stage.open(name) as fh:
-                    n = write_excerpt(ea.paths, ex, fh, mapper=mapper)
+                    n = write_excerpt(analysis.paths, ex, fh, mapper=mapper)
                 excerpts.append({"row": row, "file": case_dir / name, "frames": n, "comments": len(ex.comments),
                                  "start": ex.start_ts_ns, "end": ex.end_ts_ns})
         stage.write_text("README.md", text(_readme(analysis, excerpts, sanitize)))
@@ -113,8 +106,8 @@ def _utc(ts_ns: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ns / 1e9)) + f".{(ts_ns // 1_000_000) % 1000:03d} UTC"
 
 
-def _readme(a: Any, excerpts: list[dict[str, Any]], sanitized: bool) -> str:
-    cp = getattr(a, "capture_point", None)
+def _readme(a: Analysis, excerpts: list[dict[str, Any]], sanitized: bool) -> str:
+    cp = a.capture_point
     lines = [
         "# netdiag case bundle", "",
         "Made by netdiag from packet captures of clinicians' logons to the electronic patient record "
@@ -122,7 +115,7 @@ def _readme(a: Any, excerpts: list[dict[str, Any]], sanitized: bool) -> str:
         "in Wireshark.", "",
         "## What was captured where", "",
         f"- capture file(s): {', '.join(Path(p).name for p in a.paths)}",
-        f"- time span: {_utc(getattr(a, 'first_ts_ns', None))} to {_utc(getattr(a, 'last_ts_ns', None))}",
+        f"- time span: {_utc(a.first_ts_ns)} to {_utc(a.last_ts_ns)}",
         f"- logons found: {a.logons.height}; findings: {a.findings.height}",
     ]
     if cp is not None:

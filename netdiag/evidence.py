@@ -27,13 +27,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import polars as pl
 
 from netdiag.capture.tcp_flags import TH_ACK, TH_SYN
 from netdiag.errors import CaptureError, CaptureWarning, UsageError
+
+if TYPE_CHECKING:
+    from netdiag.pipeline import Analysis
 
 DNS_LEAD_S = 5.0          # DNS asked this long before the first connection still belongs to it
 SLOW_THINK_S = 0.5        # a server answer at least this slow gets a comment even outside the finding
@@ -119,36 +122,6 @@ class Excerpt:
     subject: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Analysis:
-    """The tables evidence needs from one pass (see `analyze`)."""
-
-    connections: pl.DataFrame
-    transactions: pl.DataFrame
-    segments: pl.DataFrame | None
-    logons: pl.DataFrame
-    findings: pl.DataFrame
-    paths: list[str]
-    result: Any = None  # the LogonAnalysis
-
-
-def analyze(paths: Sequence[str | Path], profile: Any = None, progress: Any = None) -> Analysis:
-    """One pass: connections, transactions, segments, logons and findings."""
-    from netdiag.logons import _one_pass, analyze_tables
-
-    paths = [str(p) for p in paths]
-    for p in paths:
-        if not Path(p).exists():
-            raise UsageError(f"{p}: no such file or directory")
-    from netdiag.logons import _as_profile
-
-    streams, segments = _one_pass(paths, progress, tls_keylog=_as_profile(profile).tls_keylog)
-    result = analyze_tables(streams.connections, streams.transactions, segments, profile)
-    result.streams = streams
-    return Analysis(streams.connections, streams.transactions, segments, result.logons, result.findings,
-                    paths, result)
-
-
 def _valid_ids(df: pl.DataFrame, col: str) -> str:
     ids = [str(v) for v in df[col].to_list()] if df.height else []
     return ", ".join(ids) if ids else "none (the capture holds no logon)"
@@ -191,8 +164,8 @@ def _subject(a: Analysis, logon_id: int | None, finding_id: str | None, all_logo
 def _worst_logon(a: Analysis, cause: str, logon_ids: list[int], frames: list[int]) -> int | None:
     """The logon (id) in which `cause` won the most seconds on the timeline, from the intervals;
     counting only the intervals the finding's evidence frames bound when there are such."""
-    iv = getattr(a.result, "intervals", None)
-    if iv is None or iv.height == 0 or "won_ns" not in iv.columns:
+    iv = a.intervals
+    if iv.height == 0 or "won_ns" not in iv.columns:
         return None
     if frames and {"frame_a", "frame_b"} <= set(iv.columns):
         own = iv.filter(pl.col("frame_a").is_in(frames) | pl.col("frame_b").is_in(frames))
@@ -287,8 +260,8 @@ def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str
 
 def _dns_of_logons(a: Analysis, logon_ids: list[int]) -> pl.DataFrame | None:
     """The DNS flows the logon analysis attached to these logons (its dns_s intervals)."""
-    iv = getattr(a.result, "intervals", None)
-    if iv is None or not logon_ids or "category" not in iv.columns:
+    iv = a.intervals
+    if not logon_ids or "category" not in iv.columns:
         return None
     idx = a.logons.with_row_index("logon_idx").filter(pl.col("logon_id").is_in(logon_ids))["logon_idx"]
     ids = iv.filter((pl.col("category") == "dns_s") & pl.col("logon_idx").is_in(idx.cast(pl.Int64).to_list())
@@ -442,11 +415,13 @@ def evidence(paths: Sequence[str | Path], out: str | Path, *, logon_id: int | No
              finding_id: str | None = None, mapper: Any = None, profile: Any = None,
              analysis: Analysis | None = None) -> tuple[Excerpt, int]:
     """Analyse (unless given), choose the excerpt, write it. Returns (excerpt, frames written)."""
-    a = analysis if analysis is not None else analyze(paths, profile)
+    from netdiag.pipeline import run
+
+    a = analysis if analysis is not None else run(paths, profile)
     ex = select_evidence(a, logon_id=logon_id, finding_id=finding_id)
     n = write_excerpt(a.paths, ex, out, mapper=mapper)
     return ex, n
 
 
-__all__ = ["Analysis", "Excerpt", "RawFrames", "analyze", "evidence", "map_text", "read_raw_frames",
+__all__ = ["Excerpt", "RawFrames", "evidence", "map_text", "read_raw_frames",
            "select_evidence", "write_excerpt"]

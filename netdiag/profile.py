@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -470,3 +471,12 @@ idle_before_reuse_s = 30    # idle time after which a pooled connection counts a
 jar_download_s = 0.5        # jars downloaded again (200 where 304 was expected) per logon
 info_share = 0.02           # list an info finding only when it takes this share of logon time (2 %)
 '''
+
+
+def as_profile(profile: Profile | str | os.PathLike[str] | None) -> Profile:
+    """A Profile from a Profile, a TOML path, or None (the built-in defaults)."""
+    if profile is None:
+        return Profile()
+    if isinstance(profile, Profile):
+        return profile
+    return load_profile(profile)

@@ -36,11 +36,11 @@ def _tshark(pcap: Path, flt: str, *fields: str) -> list[list[str]]:
 
 def _figures(pcap: Path) -> dict[str, int]:
     """The capture-loss figure as each netdiag table reports it."""
-    from netdiag.logons import analyze_logons
+    from netdiag.logons import analyze_tables
     from netdiag.transactions import analyze_streams
 
     streams = analyze_streams(pcap)
-    la = analyze_logons(streams)
+    la = analyze_tables(streams.connections, streams.transactions)
     f = la.findings.filter(pl.col("cause") == "capture_loss")
     said = [int(m.replace(",", "")) for m in re.findall(r"missed ([\d,]+) bytes", f["summary"][0])] if f.height else []
     return {"connections": int(streams.connections["unseen_bytes"].sum()), "transactions": streams.stats.gap_bytes,

@@ -179,7 +179,7 @@ def test_lab_storm_server_time_is_one_finding_whose_operations_match_the_servers
         assert ops[op]["total_s"] >= sum(logged[op]) - 1e-3 * len(logged[op]), op
         assert ops[op]["p95_s"] >= float(np.percentile(logged[op], 95)) - 1e-3, op
         assert ops[op]["total_s"] >= injected["think_ms"] / 1e3 * ops[op]["count"] * 0.95
-    tx = a.streams.transactions
+    tx = a.transactions
     for op in t["injected"]["server_ops"]:
         mine = tx.filter(pl.col("operation") == op)["server_think_s"].sort().to_numpy()
         assert abs(float(np.median(mine)) - float(np.median(logged[op]))) <= 1e-3, op
@@ -272,7 +272,7 @@ def test_the_budgets_server_time_of_each_request_is_its_server_think_s_on_every_
     for name, a in lab.items():
         if a.logons.height == 0:
             continue
-        tx = a.streams.transactions.with_row_index("txn_row").with_columns(pl.col("txn_row").cast(pl.Int64))
+        tx = a.transactions.with_row_index("txn_row").with_columns(pl.col("txn_row").cast(pl.Int64))
         # (plain server waits: a request the client gave up on is cut at its retry)
         srv = (a.intervals.filter((pl.col("category") == "server_s") & (pl.col("cause") == "server_think"))
                .group_by("txn_row").agg(len_s=(pl.col("t1") - pl.col("t0")).sum() / 1e9, n=pl.len()))

@@ -125,7 +125,7 @@ def test_an_internal_error_is_exit_3_in_one_line(tmp_path, monkeypatch, capsys):
     def bug(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(module, "_analyze", bug)
+    monkeypatch.setattr(module, "run", bug)   # the pipeline run analyze starts
     code, _out, err = run(["analyze", str(SAMPLE), "--out", str(tmp_path / "r")], monkeypatch, capsys)
     assert code == 3 and _lines(err) == ["netdiag: internal error: ZeroDivisionError: a bug (set NETDIAG_DEBUG=1 "
                                          "for a traceback)"]

@@ -201,7 +201,7 @@ def test_lab_location_forward_chain_includes_the_forward_target():
     truth = _truth("location_forward")
     app2 = truth["hosts"]["epj-app2"]["address"]
     (row, _log), = _pairs("location_forward")
-    conns = _analysis("location_forward").streams.connections
+    conns = _analysis("location_forward").connections
     mine = conns.filter(pl.col("conn_id").is_in(row["conn_ids"]))
     assert app2 in mine["server_ip"].to_list()
     assert row["location_forwards"] == 1
@@ -374,7 +374,7 @@ def test_lab_storm_each_logon_holds_one_client_process_orb_connections_and_ends_
     _need("storm")
     owner, http_owner, lag = _storm_process_of_port()
     a = _analysis("storm")
-    port_of = dict(a.streams.connections.select("conn_id", "client_port").iter_rows())
+    port_of = dict(a.connections.select("conn_id", "client_port").iter_rows())
     truth = _truth("storm")
     seen: list[int] = []
     for row in a.logons.sort("start_ts_ns").to_dicts():

@@ -47,10 +47,11 @@ def _analysis(name: str):
 
 
 @functools.cache
-def _one_pass(name: str):
-    from netdiag.logons import _one_pass
+def _streams_and_segments(name: str):
+    from netdiag.pipeline import Stage, run
 
-    return _one_pass(LAB / f"{name}.pcap")
+    a = run(LAB / f"{name}.pcap", stage=Stage.TRANSACTIONS, segments=True)
+    return a, a.segments
 
 
 def _tshark(pcap: Path, flt: str, *fields: str) -> list[list[str]]:
@@ -106,7 +107,7 @@ def test_lost_ack_server_resend_that_the_client_dsacks_costs_the_logon_nothing()
     # TCP health still counts the resend (it was sent), and says which one the receiver had
     from netdiag.logons.budget import dsack_spurious
 
-    streams, segs = _one_pass("lost_ack_dsack")
+    streams, segs = _streams_and_segments("lost_ack_dsack")
     assert dsack_spurious(segs).to_list() == [int(rtx[0][0])]
     orb = streams.connections.filter(pl.col("server_port") == 9100)
     assert orb["retransmitted_segments"].sum() == srv["TcpRetransSegs"]
@@ -123,7 +124,7 @@ def test_server_loss_probe_answered_by_dsack_is_spurious_at_a_server_side_captur
     s2c_rtx = _tshark(pcap, "tcp.analysis.retransmission && tcp.srcport == 9100", "frame.number")
     from netdiag.logons.budget import dsack_spurious, resend_waits
 
-    streams, segs = _one_pass("loss_c2s_before_capture")
+    streams, segs = _streams_and_segments("loss_c2s_before_capture")
     assert dsack_spurious(segs).to_list() == [int(n) for (n,) in s2c_rtx]
     assert resend_waits(segs, streams.connections).filter(pl.col("direction") == 1).height == 0
 
@@ -140,7 +141,7 @@ def test_loss_before_a_server_side_capture_is_the_clients_resend_delay_not_clien
     resends = _resends_of_drops(pcap, truth)
     from netdiag.logons.budget import resend_waits
 
-    streams, segs = _one_pass(name)
+    streams, segs = _streams_and_segments(name)
     waits = resend_waits(segs, streams.connections)
     for frame, delay_ns in resends:
         w = waits.filter(pl.col("frame") == frame)
@@ -190,7 +191,7 @@ def test_sender_side_resends_count_whatever_tshark_calls_them(name):
               "tcp.analysis.out_of_order)", "frame.number", "tcp.analysis.retransmission", "tcp.analysis.out_of_order")}
     assert {f for f, _ in resends} == set(labels)
     assert any(not r and o for r, o in labels.values())       # at least one resend tshark calls out-of-order
-    streams, segs = _one_pass(name)
+    streams, segs = _streams_and_segments(name)
     ours = set(segs.filter(pl.col("resend") & (pl.col("direction") == 1) & (pl.col("payload_len") > 0))["frame"])
     assert ours == set(labels)
     data_resends = segs.filter(pl.col("resend") & (pl.col("payload_len") > 0)).group_by("conn_id").len()

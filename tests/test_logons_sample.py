@@ -98,7 +98,7 @@ def test_sample_clean_parts_raise_no_warning_other_than_the_injected_slow_authen
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_sample_logon_filter_shows_exactly_the_logons_connections_in_wireshark(analysis):
-    conns = analysis.streams.connections
+    conns = analysis.connections
     for row in analysis.logons.to_dicts():
         out = subprocess.run(["tshark", "-r", str(SAMPLE), "-Y", row["wireshark_filter"], "-T", "fields",
                               "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "udp.srcport", "-e", "udp.dstport"],

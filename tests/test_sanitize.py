@@ -253,7 +253,7 @@ def test_logons_and_findings_on_the_sanitised_sample_equal_the_original(sanitize
 
     o = analyze_logons([str(SAMPLE)])
     s = analyze_logons([str(sanitized[SAMPLE.name])])
-    ot, st = o.streams.transactions, s.streams.transactions
+    ot, st = o.transactions, s.transactions
     assert ot.select(TXN_COMPARED).equals(st.select(TXN_COMPARED))
     # IOR referrals (naming resolve, forwards) name the mapped server: grouping can follow them
     cp = CryptoPAn(bytes.fromhex(KEY_HEX))
@@ -389,7 +389,7 @@ def test_lab_logons_and_findings_survive_sanitising(tmp_path: Path, key_file: Pa
 
     mapper = AddressMapper(load_key(key_file))
     assert [map_text(t, mapper) for t in o.findings["action"]] == s.findings["action"].to_list()
-    ot, st = o.streams.transactions, s.streams.transactions
+    ot, st = o.transactions, s.transactions
     assert_frame_equal(ot.select(TXN_COMPARED), st.select(TXN_COMPARED))
 
 

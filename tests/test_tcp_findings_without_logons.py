@@ -48,7 +48,7 @@ def test_findings_name_the_nagle_stalls_and_the_zero_window_with_the_peers_own_s
     assert TRUTH["expected"]["logons"] == 0 and analysis.logons.height == 0
     assert ts["nagle_stalls"] == TRUTH["kernel_tcp_counters"]["server"]["TcpExtDelayedACKs"] >= 10
     f = {r["cause"]: r for r in analysis.findings.to_dicts()}
-    conns = analysis.streams.connections
+    conns = analysis.connections
     port_of = dict(conns.select("conn_id", "server_port").iter_rows())
 
     nagle = f["nagle_delayed_ack"]
@@ -128,7 +128,7 @@ def _tshark_stalls() -> dict[int, list[float]]:
 
 @pytest.mark.skipif(not HAVE_TSHARK, reason="tshark not installed")
 def test_connections_nagle_columns_agree_with_tsharks_segment_and_ack_times(analysis):
-    conns = analysis.streams.connections.filter(pl.col("transport") == "tcp").sort("first_frame")
+    conns = analysis.connections.filter(pl.col("transport") == "tcp").sort("first_frame")
     stalls = _tshark_stalls()
     # tcp.stream numbers follow first appearance, as conn_id does for the TCP connections here
     for st, row in enumerate(conns.iter_rows(named=True)):

@@ -279,9 +279,9 @@ def test_cli_and_profile_take_the_key_log(tmp_path: Path) -> None:
     prof.write_text('[tls]\nkeylog = "site.keys"\n')
     p = load_profile(prof)
     assert p.tls_keylog == str(tmp_path / "site.keys")
-    from netdiag.logons import _one_pass
+    from netdiag.pipeline import Stage, run
 
-    s, _ = _one_pass([GIOP], tls_keylog=p.tls_keylog)
+    s = run([GIOP], stage=Stage.TRANSACTIONS, tls_keylog=p.tls_keylog)
     assert s.transactions.filter(pl.col("protocol") == "giop").height == 6
 
 
@@ -327,7 +327,7 @@ def test_lab_tls13_tickets_logon_has_no_unanswered_request_and_server_time_holds
     lg = la.logons
     assert lg.height == 1
     assert abs(lg["duration_s"][0] - truth["logons"][0]["duration_s"]) <= max(0.005, 0.05 * truth["logons"][0]["duration_s"])
-    t = la.streams.transactions
+    t = la.transactions
     assert t.filter(pl.col("status") == "unanswered").height == 0
     # the HTTPS think is in server_s (with the five GIOP thinks of 80+20+40+30+5 ms), not in response transfer
     assert lg["server_s"][0] >= 0.100 + 0.175 - 0.010
@@ -359,7 +359,7 @@ def test_a_nagle_stall_on_a_session_ticket_is_no_wait() -> None:
     lg = la.logons
     assert lg.height == 1 and lg["nagle_delayed_ack_s"][0] == 0.0
     assert lg["server_s"][0] >= 0.100 + 0.175 - 0.010 and lg["response_transfer_s"][0] < 0.030
-    turn = la.streams.transactions.filter(pl.col("protocol") == "turn")
+    turn = la.transactions.filter(pl.col("protocol") == "turn")
     assert abs(turn["server_think_s"][0] * 1e3 - _web_server_time_ms()) <= 2.0
 
 

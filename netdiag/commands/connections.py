@@ -1,6 +1,6 @@
 """`netdiag connections`: one row per TCP connection / UDP flow, with handshake times and trouble counts.
 
-A thin layer over `netdiag.tcp.analyze` (issue 2). Read problems (CaptureWarning) and the number
+A thin layer over `netdiag.pipeline` (run to its connections stage). Read problems (CaptureWarning) and the number
 of SPAN duplicates removed go to stderr, one line each, so piped JSON/CSV stays clean. Exit 0
 on success; a capture of which not one packet could be read (cut first record, header only)
 raises CaptureError, which `netdiag.cli.main` turns into one line and exit code 2.
@@ -60,36 +60,27 @@ def register(app: typer.Typer) -> None:
         wide: WideOpt = False,
     ) -> None:
         """TCP connections and UDP flows: handshake times, resends, zero windows, Zeek state and history."""
-        from netdiag.analyze import require_packets
-        from netdiag.capture import ReadStats, iter_chunks
         from netdiag.output import emit, parse_columns, preflight_file
+        from netdiag.pipeline import Stage, input_bytes, input_paths, run
         from netdiag.progress import progress_bar
-        from netdiag.tcp import TcpAnalyzer
 
-        for p in captures:
-            if not p.exists():
-                raise UsageError(f"{p}: no such file or directory")
+        input_paths(captures)
         for port in server_port or []:
             if not 0 < port < 65536:
                 raise UsageError(f"--server-port {port}: not a port number (1-65535)")
         if parquet is not None:
             preflight_file(parquet)   # unwritable: a usage error before the work
-        total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.rglob("*"))
-                    if f.is_file())
-        stats = ReadStats()
-        analyzer = TcpAnalyzer(set(server_port or []))
-        with progress_bar(total, "connections") as advance:
-            for chunk in iter_chunks([str(p) for p in captures], stats=stats, progress=advance):
-                analyzer.feed(chunk, segments=False)
-        table = analyzer.finish()
-        require_packets(stats, captures)
-        for w in stats.warnings:
+        with progress_bar(input_bytes(captures), "connections") as advance:
+            analysis = run(captures, stage=Stage.CONNECTIONS, progress=advance,
+                           server_ports=set(server_port or [])).require_packets()
+        table, stats = analysis.connections, analysis.read_stats
+        for w in analysis.warnings:
             print(f"netdiag: warning: {w}", file=sys.stderr)
         notes = [f"{stats.packets_kept} packets", f"{stats.duplicates_removed} SPAN duplicates removed"]
-        if analyzer.fragments_skipped:
-            notes.append(f"{analyzer.fragments_skipped} IP fragments not analysed")
-        if analyzer.truncated_headers:
-            notes.append(f"{analyzer.truncated_headers} TCP headers cut off by the snaplen")
+        if analysis.fragments_skipped:
+            notes.append(f"{analysis.fragments_skipped} IP fragments not analysed")
+        if analysis.truncated_headers:
+            notes.append(f"{analysis.truncated_headers} TCP headers cut off by the snaplen")
         print(f"netdiag: {table.height} connections; " + ", ".join(notes), file=sys.stderr)
         # the terminal view only when a table is printed (it formats every row's endpoints)
         view = None if as_json or as_csv or parquet is not None else pretty(table)

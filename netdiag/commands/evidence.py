@@ -1,6 +1,6 @@
 """`netdiag evidence`: write the smallest pcapng that shows one logon or finding, with frame comments.
 
-A thin layer over `netdiag.evidence` (issue 6). `--sanitize --key-file K` writes the excerpt
+A thin layer over `netdiag.pipeline` (the analysis) and `netdiag.evidence` (the excerpt). `--sanitize --key-file K` writes the excerpt
 through `netdiag.sanitize` (addresses mapped, payload policy applied, CPR numbers redacted) and
 maps the addresses named in the comments with the same key.
 """
@@ -31,19 +31,17 @@ def register(app: typer.Typer) -> None:
             "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) to decrypt IIOP/HTTP inside TLS")] = None,
     ) -> None:
         """Frames of the involved connections and their DNS, as pcapng with per-frame comments."""
-        from netdiag.analyze import require_packets
         from netdiag.errors import UsageError
-        from netdiag.evidence import analyze, select_evidence, write_excerpt
+        from netdiag.evidence import select_evidence, write_excerpt
         from netdiag.output import StagedFile
+        from netdiag.pipeline import input_paths, run
         from netdiag.profile import Profile, load_profile
 
         if (logon is None) == (finding is None):
             raise UsageError("give exactly one of --logon ID and --finding ID")
         if out.is_dir() and not out.is_symlink():
             raise UsageError(f"{out} is a directory; --out names the pcapng file to write")
-        for p in captures:
-            if not p.exists():
-                raise UsageError(f"{p}: no such file or directory")
+        input_paths(captures)   # a missing capture is a usage error before anything is written
         mapper = None
         if sanitize or key_file is not None:
             from netdiag.sanitize import AddressMapper, load_key
@@ -55,8 +53,7 @@ def register(app: typer.Typer) -> None:
         # an existing or unwritable --out is refused here, before the analysis; the excerpt is written
         # beside it and renamed in (never through a symlink)
         with StagedFile(out, overwrite=force) as staged:
-            a = analyze(captures, prof)
-            require_packets(getattr(a.result.streams, "read_stats", None), a.paths)   # nothing read: exit 2
+            a = run(captures, prof).require_packets()   # nothing read: exit 2
             ex = select_evidence(a, logon_id=logon, finding_id=finding, all_logons=all_logons)
             with staged.open() as fh:
                 n = write_excerpt(a.paths, ex, fh, mapper=mapper)

@@ -1,6 +1,6 @@
 """`netdiag logons`, `netdiag findings` and `netdiag profile init`.
 
-A thin layer over `netdiag.logons.analyze_logons` (issue 5). Output options match the other
+A thin layer over `netdiag.pipeline` (run to its logons stage). Output options match the other
 table commands (--json, --csv, --parquet). A capture with no logons is not an error (exit 0):
 one line on stderr says why (no traffic to the profile's servers, or no logon start seen); the
 terminal shows no empty table, while --json/--csv/--parquet still write the (empty) table so a
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +22,8 @@ from netdiag.output import ColumnsOpt, WideOpt
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from netdiag.pipeline import Analysis
 
 # The terminal's default columns (issue 14 item 1), most needed first; the last ones are left out when the
 # terminal is narrow. --wide / --columns show the rest (every column of the table).
@@ -49,30 +51,24 @@ TlsKeylogOpt = Annotated[Path | None, typer.Option(
 
 
 def _run(captures: list[Path], profile: Path | None, parquet: Path | None = None, views: bool = False,
-         tls_keylog: Path | None = None) -> Any:
-    from netdiag.analyze import require_packets
-    from netdiag.logons import analyze_logons
+         tls_keylog: Path | None = None) -> Analysis:
     from netdiag.output import preflight_dir, preflight_file
+    from netdiag.pipeline import input_bytes, input_paths, run
     from netdiag.profile import Profile, load_profile
     from netdiag.progress import progress_bar
+    from netdiag.tls_keylog import profile_with_keylog
 
-    for p in captures:
-        if not p.exists():
-            raise UsageError(f"{p}: no such file or directory")
+    input_paths(captures)
     if parquet is not None:   # an unwritable --parquet is a usage error before the work
         if views:
             preflight_dir(parquet, marker=VIEWS_MARKER, kind="views")
         else:
             preflight_file(parquet)
-    from netdiag.tls_keylog import profile_with_keylog
-
     prof = profile_with_keylog(load_profile(profile) if profile is not None else Profile(), tls_keylog)
-    total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
-    with progress_bar(total, "logons") as advance:
-        analysis = analyze_logons(captures, prof, progress=advance)
-    read_stats = getattr(analysis.streams, "read_stats", None)
-    require_packets(read_stats, captures)
-    for w in getattr(read_stats, "warnings", None) or []:
+    with progress_bar(input_bytes(captures), "logons") as advance:
+        analysis = run(captures, prof, progress=advance)
+    analysis.require_packets()
+    for w in analysis.warnings:
         print(f"netdiag: warning: {w}", file=sys.stderr)
     for note in analysis.notes:
         print(f"netdiag: note: {note}", file=sys.stderr)

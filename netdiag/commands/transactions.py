@@ -1,6 +1,6 @@
 """`netdiag transactions`: requests paired with responses, with server think and transfer times.
 
-A thin layer over `netdiag.transactions.analyze_streams` (issue 4). Output options match
+A thin layer over `netdiag.pipeline` (run to its transactions stage). Output options match
 `netdiag connections`; the count of malformed messages (and of capture gaps) goes to stderr so
 piped JSON/CSV stays clean.
 """
@@ -53,10 +53,11 @@ def register(app: typer.Typer) -> None:
         wide: WideOpt = False,
     ) -> None:
         """Pair requests with responses (GIOP, HTTP, DNS, TLS handshakes, TLS turns) and time them."""
-        from netdiag.analyze import require_packets
         from netdiag.output import emit, parse_columns, preflight_file
+        from netdiag.pipeline import Stage, input_bytes, input_paths, run
+        from netdiag.progress import progress_bar
         from netdiag.protocols.registry import transaction_protocols
-        from netdiag.transactions import analyze_streams, filter_transactions, summarize
+        from netdiag.transactions import filter_transactions, summarize
 
         names = transaction_protocols()
         if protocol and protocol.lower() not in names:
@@ -73,11 +74,13 @@ def register(app: typer.Typer) -> None:
             from netdiag.tls_keylog import read_keylog
 
             keylog = read_keylog(tls_keylog)
-        analysis = _analyze(analyze_streams, captures, keylog)
-        require_packets(analysis.read_stats, captures)
+        input_paths(captures)
+        with progress_bar(input_bytes(captures), "transactions") as advance:
+            analysis = run(captures, stage=Stage.TRANSACTIONS, progress=advance, tls_keylog=keylog)
+        analysis.require_packets()
         txns = filter_transactions(analysis.transactions, protocol=protocol, operation=operation, server=server)
-        st = analysis.stats
-        for w in getattr(analysis.read_stats, "warnings", None) or []:
+        st = analysis.stream_stats
+        for w in analysis.warnings:
             print(f"netdiag: warning: {w}", file=sys.stderr)
         print(f"netdiag: {st.messages} messages, {st.malformed_messages} malformed, {st.gaps} capture gaps "
               f"({st.gap_bytes} bytes), {st.unmatched_responses} responses without a request; "
@@ -90,14 +93,3 @@ def register(app: typer.Typer) -> None:
         emit(txns, as_json=as_json, as_csv=as_csv, parquet=parquet, view=pretty(txns), pretty_columns=DEFAULT,
              columns=parse_columns(columns), wide=wide, title="transactions")
 
-
-def _analyze(analyze_streams, captures: list[Path], keylog=None):  # noqa: ANN001, ANN202 - thin wrapper
-    for p in captures:
-        if not p.exists():
-            raise UsageError(f"{p}: no such file or directory")
-    from netdiag.progress import progress_bar
-
-    total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.rglob("*"))
-                if f.is_file())
-    with progress_bar(total, "transactions") as advance:
-        return analyze_streams(captures, progress=advance, tls_keylog=keylog)

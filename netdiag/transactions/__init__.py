@@ -74,6 +74,7 @@ from __future__ import annotations
 
 from netdiag.transactions.analysis import (
     Source,
+    StreamsStage,
     _assemble,
     analyze_streams,
     filter_transactions,
@@ -87,5 +88,5 @@ from netdiag.transactions.sink import PAIR_KEYS, StreamAnalysis, StreamStats
 from netdiag.transactions.streams import HEAD_DECISION_BYTES, StreamParser
 
 __all__ = ["HEAD_DECISION_BYTES", "PAIR_KEYS", "Source", "StreamAnalysis", "StreamParser", "StreamStats",
-           "_assemble", "analyze_streams", "build_transactions", "filter_transactions", "iter_protocols",
+           "StreamsStage", "_assemble", "analyze_streams", "build_transactions", "filter_transactions", "iter_protocols",
            "messages", "summarize", "transactions"]

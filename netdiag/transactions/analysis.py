@@ -1,5 +1,6 @@
-"""The streams -> messages -> transactions stage as one call (`analyze_streams`), and helpers
-over its result (summary per operation, filters)."""
+"""The streams -> messages -> transactions stage: fed chunk by chunk (`StreamsStage`, what
+`netdiag.pipeline` drives) or as one call over files (`analyze_streams`), and helpers over its
+result (summary per operation, filters)."""
 
 from __future__ import annotations
 
@@ -31,44 +32,58 @@ def _paths(source: Source) -> list[str]:
     return [str(p) for p in source]
 
 
+class StreamsStage:
+    """The streams -> messages -> transactions stage, fed chunk by chunk after the TCP stage.
+
+    `feed(segs, chunk, udp)` takes one chunk's SEGMENTS rows (from `TcpAnalyzer.feed`), the chunk
+    (for its payload) and the analyzer's `last_udp` rows; `finish(connections, read_stats)`
+    pairs the messages into transactions once the TCP stage has built the connections table.
+    `analyze_streams` and `netdiag.pipeline.Pipeline` both drive it, so the stage is one piece of
+    code whichever way the packets arrive."""
+
+    def __init__(self, tls_keylog: Any = None) -> None:
+        if tls_keylog is not None and not hasattr(tls_keylog, "secrets"):
+            from netdiag.tls_keylog import read_keylog
+
+            tls_keylog = read_keylog(tls_keylog)
+        self.parser = StreamParser(keylog=tls_keylog)
+
+    def feed(self, segs: pl.DataFrame, chunk: Any, udp: pl.DataFrame | None) -> None:
+        """Reassemble and parse one chunk's TCP payload and UDP datagrams."""
+        self.parser.feed(segs, chunk.payload, chunk.packets)
+        self.parser.feed_udp(udp, chunk.payload)
+
+    def finish(self, connections: pl.DataFrame, read_stats: Any = None) -> StreamAnalysis:
+        """Close every stream and pair requests with responses: messages, transactions, gaps, counts."""
+        return _assemble(self.parser, connections, read_stats)
+
+
 def analyze_streams(source: Source, *, progress: Any = None,
                     on_segments: Callable[[pl.DataFrame], None] | None = None,
                     tls_keylog: Any = None) -> StreamAnalysis:
     """One pass over the capture(s): connections, messages, transactions, gaps and counts.
 
-    `on_segments(segs)` is called with each chunk's SEGMENTS rows, for a caller (logons) that
-    needs per-segment columns from the same pass. `tls_keylog` (a path or a
+    `on_segments(segs)` is called with each chunk's SEGMENTS rows, for a caller that needs
+    per-segment columns from the same pass. `tls_keylog` (a path or a
     netdiag.tls_keylog.KeyLog) decrypts TLS connections whose secrets it holds: the GIOP/HTTP
     inside is parsed like cleartext (netdiag/protocols/tls/plaintext.py); the others stay TLS turns."""
-    from netdiag.capture import iter_chunks
+    from netdiag.capture import ReadStats, iter_chunks
     from netdiag.tcp import TcpAnalyzer
 
-    kwargs: dict[str, Any] = {}
-    read_stats = None
-    try:
-        from netdiag.capture import ReadStats
-
-        read_stats = ReadStats()
-        kwargs["stats"] = read_stats
-    except ImportError:
-        pass
+    read_stats = ReadStats()
+    kwargs: dict[str, Any] = {"stats": read_stats}
     if progress is not None:
         kwargs["progress"] = progress
     analyzer = TcpAnalyzer()
-    if tls_keylog is not None and not hasattr(tls_keylog, "secrets"):
-        from netdiag.tls_keylog import read_keylog
-
-        tls_keylog = read_keylog(tls_keylog)
-    sp = StreamParser(keylog=tls_keylog)
+    stage = StreamsStage(tls_keylog)
     with _no_cyclic_gc():
         for chunk in iter_chunks(_paths(source), **kwargs):
             segs = analyzer.feed(chunk)
-            sp.feed(segs, chunk.payload, chunk.packets)
-            sp.feed_udp(getattr(analyzer, "last_udp", None), chunk.payload)
+            stage.feed(segs, chunk, analyzer.last_udp)
             if on_segments is not None:
                 on_segments(segs)
         connections = analyzer.finish()
-        return _assemble(sp, connections, read_stats)
+        return stage.finish(connections, read_stats)
 
 
 @contextmanager
