@@ -17,7 +17,7 @@ from netdiag.logons.causes.base import (
     secs_text,
     targets_of,
 )
-from netdiag.logons.grouping import FAILED_CONNECT_STATES
+from netdiag.logons.chains import FAILED_CONNECT_STATES
 
 # DOMAIN.md section 3.2 (stale/dead IOR target: old member, wrong NIC, NAT address; RST = port
 # closed) and section 5 (evidence: which reply delivered that IOR).

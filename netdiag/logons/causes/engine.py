@@ -29,7 +29,7 @@ from netdiag.logons.causes.base import (
     FindingContext,
     LabelInput,
 )
-from netdiag.logons.grouping import FAILED_CONNECT_STATES
+from netdiag.logons.chains import FAILED_CONNECT_STATES
 from netdiag.profile import Profile
 from netdiag.schema import FINDINGS, TRANSACTIONS
 

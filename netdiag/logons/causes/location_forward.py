@@ -12,7 +12,7 @@ import polars as pl
 
 from netdiag.logons.causes.base import Cause, FindingContext, LabelInput, secs_text
 from netdiag.logons.causes.system_exception import _with_logon_end
-from netdiag.logons.grouping import FAILED_CONNECT_STATES, FORWARD_STATUSES
+from netdiag.logons.chains import FAILED_CONNECT_STATES, FORWARD_STATUSES
 
 # DOMAIN.md section 1.2 steps 3 and 9 (bootstrap -> LSD -> member; "do not bootstrap to the
 # dmgr"), section 3.2 (forwards to hosts that then fail) and section 5 (forward chain row).
