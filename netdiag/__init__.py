@@ -1,16 +1,22 @@
 """netdiag: where does the time go when clinicians log on?
 
-The Python API under the CLI, usable from a notebook:
+The Python API under the CLI, usable from a notebook. Captures are given as paths (a file, a
+directory of files such as a ring buffer, or a list of them):
 
     import netdiag
-    cap = netdiag.read_capture(["switch.pcapng"])        # packets table + payload
-    conns = netdiag.tcp.connections(cap)                 # polars DataFrame
-    tx = netdiag.transactions(["switch.pcapng"])         # GIOP/HTTP/TLS/DNS request-response pairs
-    logons = netdiag.logons(["switch.pcapng"])           # one row per logon, with its wait budget
-    result = netdiag.analyze(["switch.pcapng"], out="netdiag-report")   # everything, plus the report
+    paths = ["switch.pcapng"]
+    cap = netdiag.read_capture(paths)                    # packets table + payload, in memory
+    conns = netdiag.tcp.connections(cap)                 # one row per TCP connection / UDP flow
+    tx = netdiag.transactions(paths)                     # GIOP/HTTP/TLS/DNS request-response pairs
+    logons = netdiag.logons(paths)                       # one row per logon, with its wait budget
+    result = netdiag.analyze(paths, out="netdiag-report")   # a netdiag.pipeline.Analysis, plus the report
     diff = netdiag.compare("before.pcapng", "after.pcapng")           # before/after statistics
-    days = netdiag.trend(["mon-report/", "tue-report/", "wed.pcapng"])   # p50/p95/budget per period
+    days = netdiag.trend(["netdiag-report/", "after.pcapng"])         # p50/p95/budget per period
 
+`transactions`, `messages`, `logons`, `findings`, `analyze`, `compare` and `trend` run the captures
+through `netdiag.pipeline` (the one driver: connections -> transactions -> logons) as far as they
+need; `netdiag.pipeline.run(paths)` returns every table at
+once, and `netdiag.pipeline.Pipeline` can be fed packet chunks as they come.
 Every table's columns are declared once in `netdiag.schema`.
 Names are imported lazily so `import netdiag` stays fast for the CLI.
 
@@ -35,14 +41,15 @@ _LAZY = {
     "iter_chunks": ("netdiag.capture", "iter_chunks"),
     "tcp": ("netdiag.tcp", None),
     "schema": ("netdiag.schema", None),
-    "transactions": ("netdiag.transactions", "transactions"),
-    "messages": ("netdiag.transactions", "messages"),
+    "transactions": ("netdiag.pipeline", "transactions"),
+    "messages": ("netdiag.pipeline", "messages"),
     "logons": ("netdiag.logons", "logons"),
     "findings": ("netdiag.logons", "findings"),
     "analyze": ("netdiag.analyze", "analyze"),
     "compare": ("netdiag.compare", "compare"),
     "trend": ("netdiag.trend", "trend"),
     "load_profile": ("netdiag.profile", "load_profile"),
+    "pipeline": ("netdiag.pipeline", None),
 }
 
 

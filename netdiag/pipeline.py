@@ -264,10 +264,20 @@ def run(paths: PathsArg, profile: Profile | str | os.PathLike[str] | None = None
     return pipe.finish()
 
 
+def transactions(paths: PathsArg, *, tls_keylog: Any = None) -> pl.DataFrame:
+    """The TRANSACTIONS table of the capture(s): the pipeline run to its transactions stage."""
+    return run(paths, stage=Stage.TRANSACTIONS, tls_keylog=tls_keylog).transactions
+
+
+def messages(paths: PathsArg, *, tls_keylog: Any = None) -> pl.DataFrame:
+    """The MESSAGES table of the capture(s): the pipeline run to its transactions stage."""
+    return run(paths, stage=Stage.TRANSACTIONS, tls_keylog=tls_keylog).messages
+
+
 def input_bytes(paths: Sequence[Path]) -> int:
     """Bytes of capture data under `paths` (files, and the files in directories), for a progress bar."""
     return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
 
 
 __all__ = ["Analysis", "Pipeline", "Stage", "input_bytes", "input_paths",
-           "no_cyclic_gc", "require_packets", "run"]
+           "messages", "no_cyclic_gc", "require_packets", "run", "transactions"]
