@@ -174,7 +174,7 @@ class Pipeline:
         self._keep = segments or self.stage >= Stage.LOGONS
         self._segment_columns = SEGMENT_COLUMNS
         self._kept: list[pl.DataFrame] = []
-        self._tcp = TcpAnalyzer(server_ports)
+        self._tcp: TcpAnalyzer | None = TcpAnalyzer(server_ports)
         self._streams: StreamsStage | None = None
         if self.stage >= Stage.TRANSACTIONS:
             self._streams = StreamsStage(tls_keylog if tls_keylog is not None else self.profile.tls_keylog)
@@ -182,6 +182,8 @@ class Pipeline:
 
     def feed(self, chunk: PacketChunk) -> None:
         """Run one chunk of packets through the connections and transactions stages."""
+        if self._tcp is None:
+            raise RuntimeError("Pipeline.feed() after finish()")
         segs = self._tcp.feed(chunk, segments=self._keep or self._streams is not None)
         if self._streams is not None:
             self._streams.feed(segs, chunk, self._tcp.last_udp)
@@ -190,16 +192,22 @@ class Pipeline:
 
     def finish(self) -> Analysis:
         """Close the connections and streams, run the logons stage, and return the Analysis."""
+        if self._tcp is None:
+            raise RuntimeError("Pipeline.finish() was called already")
+        tcp, stage, self._tcp, self._streams = self._tcp, self._streams, None, None
         with no_cyclic_gc():
-            connections = self._tcp.finish()
-            streams = self._streams.finish(connections, self.read_stats) if self._streams is not None else None
+            connections = tcp.finish()
+            streams = stage.finish(connections, self.read_stats) if stage is not None else None
+        fragments_skipped, truncated_headers = tcp.fragments_skipped, tcp.truncated_headers
+        # the TCP and stream state (per-connection arrays, parsed details) is not needed by the logons stage
+        del tcp, stage
         connections = connections if connections.height else CONNECTIONS.empty()
         segments = pl.concat(self._kept, how="vertical_relaxed") if self._kept else None
         self._kept = []
         prof = self.profile
         a = Analysis(paths=self.paths, profile=prof, stage=self.stage, read_stats=self.read_stats,
-                     connections=connections, fragments_skipped=self._tcp.fragments_skipped,
-                     truncated_headers=self._tcp.truncated_headers)
+                     connections=connections, fragments_skipped=fragments_skipped,
+                     truncated_headers=truncated_headers)
         if streams is not None:
             quiet = streams.tls_quiet_frames
             if segments is not None and quiet is not None and quiet.size:
@@ -258,10 +266,16 @@ def run(paths: PathsArg, profile: Profile | str | os.PathLike[str] | None = None
     read_stats = ReadStats()
     pipe = Pipeline(profile, stage=stage, segments=segments, paths=path_list, read_stats=read_stats,
                     server_ports=server_ports, tls_keylog=tls_keylog)
-    with no_cyclic_gc():
-        for chunk in iter_chunks([str(p) for p in path_list], stats=read_stats, progress=progress):
-            pipe.feed(chunk)
+    _feed_files(pipe, path_list, read_stats, progress)
     return pipe.finish()
+
+
+def _feed_files(pipe: Pipeline, paths: list[Path], read_stats: ReadStats, progress: Advance) -> None:
+    """Feed every chunk of the files to `pipe`; no chunk outlives this call (the last one can be the
+    whole capture, and the logons stage after it should not have to make room beside it)."""
+    with no_cyclic_gc():
+        for chunk in iter_chunks([str(p) for p in paths], stats=read_stats, progress=progress):
+            pipe.feed(chunk)
 
 
 def transactions(paths: PathsArg, *, tls_keylog: Any = None) -> pl.DataFrame:
