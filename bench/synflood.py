@@ -3,7 +3,7 @@
 
 Why: the memory a capture costs per connection matters most when connections carry almost
 nothing (a scan, a flood, a refused service retried by thousands of clients): 200 k such
-connections must not need more than ~1 KB each (issue 10, item 12). Each connection gets a
+connections must not need more than ~1 KB each. Each connection gets a
 client address of its own by default (spoofed sources, as in a flood: 10.a.b.c -> 10.255.0.1:2809;
 `--per-source K` gives each address K connections on ports 1024, 1025 ...), a random ISN and
 timestamps 5 us apart; the bytes are written with numpy (one template frame, fields patched

@@ -6,8 +6,7 @@
 Every capture file under captures/ is analysed in-process with the built-in profile (no --out
 staging, so this is quick); its connections, transactions, logons and findings tables are written
 as Parquet under DIR/<capture path>/. `check` compares frame by frame (column names, types, values,
-row order) and prints each difference. Refactors that must not change results (issue "one
-pipeline, one registry") are measured with it.
+row order) and prints each difference. Refactors that must not change results are measured with it.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every table command shares these options, so `connections`, `transactions`, `log
 `findings` and `packets` behave alike. Every file and directory netdiag writes goes through `StagedFile` /
 `StagedDir` below: never through a symlink, never half-written (see that section's comment).
 
-The terminal table follows what `ls`, `ps` and tshark do (issue 14, item 1):
+The terminal table follows what `ls`, `ps` and tshark do:
 
 - On a terminal it fits the terminal's width (rich reads `COLUMNS`, else asks the terminal):
   each command shows a short default set of columns, `--columns a,b,c` chooses others and
@@ -251,7 +251,7 @@ WideOpt = Annotated[bool, typer.Option(
 
 
 # ------------------------------------------------------------------------------------------
-# Writing files and directories safely (issue 10 items 4, 5, 9)
+# Writing files and directories safely
 # ------------------------------------------------------------------------------------------
 # Every file netdiag writes is created with O_CREAT|O_EXCL|O_NOFOLLOW inside a fresh private
 # directory (mkdtemp, mode 0700) made next to the target, then renamed into place. So:

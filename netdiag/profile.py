@@ -4,7 +4,7 @@ A TOML file (TOML 1.0, read with the standard library's `tomllib`) describes one
 
 - `[[servers]]`: addresses or subnets of the EPJ servers and the role of each port
   (bootstrap, orb, lsd, iiop_tls, http, https, dns, other). Roles follow WebSphere's port
-  names (DOMAIN.md §1.1: BOOTSTRAP_ADDRESS 2809, ORB_LISTENER_ADDRESS 9100, the node agent's
+  names (docs/domain.md §1.1: BOOTSTRAP_ADDRESS 2809, ORB_LISTENER_ADDRESS 9100, the node agent's
   LSD 9900, CSIv2 SSL 9402/9403, WC_defaulthost 9080 / _secure 9443).
 - `[logon]`: the start rule (a client's connection to a bootstrap port starts a logon; DNS and
   JNLP/jar HTTP just before it belong to it; inside a long-lived client process a request whose
@@ -39,7 +39,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PORT_ROLES = ("bootstrap", "orb", "lsd", "iiop_tls", "http", "https", "dns", "other")
 
-# WebSphere's default ports (DOMAIN.md §1.1) and the usual web/DNS ports. Used when the profile
+# WebSphere's default ports (docs/domain.md §1.1) and the usual web/DNS ports. Used when the profile
 # names no servers, and for ports a profile's server leaves unnamed.
 DEFAULT_PORT_ROLES: dict[int, str] = {
     2809: "bootstrap",   # BOOTSTRAP_ADDRESS (application server)

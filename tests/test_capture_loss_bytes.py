@@ -1,4 +1,4 @@
-"""Capture loss in bytes, one figure (issue 11 item 8), and replies the capture cut still answer.
+"""Capture loss in bytes, one figure, and replies the capture cut still answer.
 
 Truth: the frames removed from a capture file and their TCP payload sizes, from the lab's truth
 file (capture_drops: run.py lists each removed frame with its length) or, for a capture cut

@@ -105,7 +105,7 @@ def test_a_toy_cause_in_its_own_file_with_one_registration_line_shows_in_finding
 
 
 # ------------------------------------------------------------------------------------------
-# issue 14 item 3: a next step on every warning
+# a next step on every warning
 # ------------------------------------------------------------------------------------------
 def test_every_warning_finding_of_every_lab_capture_has_a_specific_next_step(lab):
     seen = set()
@@ -159,7 +159,7 @@ def test_loss_action_places_the_loss_relative_to_the_capture_point_as_the_lab_dr
 
 
 # ------------------------------------------------------------------------------------------
-# issue 14 item 4: noise
+# noise
 # ------------------------------------------------------------------------------------------
 def test_lab_storm_server_time_is_one_finding_whose_operations_match_the_servers_own_log(lab):
     a = lab["storm.pcap"]
@@ -257,7 +257,7 @@ def test_findings_leave_out_logons_the_capture_cut(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# issue 12: "server time" has one definition (transactions.server_think_s = the budget's server_s)
+# "server time" has one definition (transactions.server_think_s = the budget's server_s)
 # ------------------------------------------------------------------------------------------
 def test_the_budgets_server_time_of_each_request_is_its_server_think_s_on_every_lab_capture(lab):
     """Each answered request's server_s interval is exactly transactions.server_think_s.
@@ -315,4 +315,4 @@ def test_every_cause_module_is_registered_once_with_a_category_and_an_action_rev
         assert c.category is None or c.category in BUDGET_COLUMNS, c.id
         assert c.action and (c.find or c.find_connections), c.id
         src = (pkg / f"{c.id}.py").read_text()
-        assert "DOMAIN.md section" in src.split("ACTION = ")[0], c.id   # the review's citation, beside the text
+        assert "docs/domain.md section" in src.split("ACTION = ")[0], c.id   # the review's citation, beside the text

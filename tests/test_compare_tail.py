@@ -1,4 +1,4 @@
-"""`netdiag compare` looks at the tail and the mean, not only the median (issue 11 item 9).
+"""`netdiag compare` looks at the tail and the mean, not only the median.
 
 Ground truth: captures/compare/cmp_tail3_client (12 logons; the lab's bridge dropped the first
 `authenticate` request frame of logons 3, 7 and 10, so those three waited for the client kernel's

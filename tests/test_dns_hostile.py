@@ -1,4 +1,4 @@
-"""Hostile DNS responses: compression-pointer chains must cost milliseconds, not seconds (issue 10 item 7).
+"""Hostile DNS responses: compression-pointer chains must cost milliseconds, not seconds.
 
 RFC 1035 4.1.4 lets every name end in a pointer to an earlier name. A response can therefore hold one
 chain of thousands of pointers (each pointing two bytes back) and thousands of records whose names all

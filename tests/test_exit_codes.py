@@ -1,4 +1,4 @@
-"""One exit-code rule for every command (README "Exit codes"; issue 10 item 10).
+"""One exit-code rule for every command (README "Exit codes").
 
     0  the analysis ran, also when it found no logons or no findings (one line says so)
     1  `compare --fail-on-regression` found a regression (tests/test_compare.py)

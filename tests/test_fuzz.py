@@ -1,4 +1,4 @@
-"""Replayable fuzzing (issue 10 item 13): the seeded CI subset, every kept failure replayed, the oracles.
+"""Replayable fuzzing: the seeded CI subset, every kept failure replayed, the oracles.
 
 The campaign (tests/fuzz/run_campaign.py, figures in tests/fuzz/README.md) runs >= 1 M inputs per
 target; here a seeded subset of about 20 k inputs (the campaign's first inputs under its seed 1, so a

@@ -8,7 +8,7 @@ from its PDML with `-d tcp.port==2809,giop -o giop.reassemble:FALSE` (one <proto
 GIOP message, fragments shown one by one). Both sides report a message at the frame that
 carries its last byte.
 
-Known Wireshark deviations (DOMAIN.md 2.8) are listed in EXPECTED_DEVIATIONS and asserted to
+Known Wireshark deviations (docs/domain.md 2.8) are listed in EXPECTED_DEVIATIONS and asserted to
 *still* differ, so a change on either side is noticed.
 
 Helpers here (`giop_messages`, `tshark_giop`, `compare`) are reused by test_giop_omniorb.py.

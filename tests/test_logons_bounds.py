@@ -2,7 +2,7 @@
 
 Expected values come from the lab peers' own logs (captures/lab/*.truth.json: the client logs
 each logon's start and end, the name-service tool each run), from tshark on the same file, or
-from hand-built tables whose timeline states the answer (issue 10 item 2, issue 11 items 1, 2, 10).
+from hand-built tables whose timeline states the answer.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _client_logons(name: str, profile=None) -> tuple[list[dict], list[dict]]:
 
 
 # ------------------------------------------------------------------------------------------
-# issue 11 item 1: several logons by one client process over reused connections
+# several logons by one client process over reused connections
 # ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("profile", [None, '[logon]\nend_operation = "logout"\n',
                                      '[logon]\nstart_operation = "^authenticate$"\n',
@@ -152,7 +152,7 @@ def test_a_process_repeating_its_operations_at_its_usual_pace_stays_one_logon():
 
 
 # ------------------------------------------------------------------------------------------
-# issue 11 item 2: tool runs on the naming port are not logons
+# tool runs on the naming port are not logons
 # ------------------------------------------------------------------------------------------
 def test_name_service_tool_runs_are_not_logons_and_are_counted_apart():
     a = analyze_logons(LAB / "naming_tool.pcap")
@@ -188,7 +188,7 @@ def test_logons_from_several_workstations_in_wards_are_per_address_and_per_ward(
 
 
 # ------------------------------------------------------------------------------------------
-# issue 10 item 2 and issue 11 item 10: logons cut by the capture
+# logons cut by the capture
 # ------------------------------------------------------------------------------------------
 def _pcap_records(path: Path) -> tuple[bytes, list[tuple[int, int, int]]]:
     """(file header, [(offset, end, ts_ns)]) of a classic little-endian microsecond pcap."""
@@ -215,7 +215,7 @@ def test_truncation_sweep_of_the_sample_never_raises_and_the_cut_logon_is_incomp
     last_answer = [max(e["ts_ns"] for e in truth["client_events"] if e.get("logon") == lg["logon"]
                        and e["event"] == "call_end") for lg in logs]
     checked_incomplete = 0
-    for n in list(range(6, len(recs), 7)) + [110]:          # cut after frame n (110: issue 10's repro)
+    for n in list(range(6, len(recs), 7)) + [110]:          # cut after frame n (110: the cut first reported)
         cut = tmp_path / f"cut{n}.pcap"
         cut.write_bytes(data[:recs[n - 1][1]])
         cut_ts = recs[n - 1][2]

@@ -1,6 +1,6 @@
 """Every lab scenario against the client's own log: logon count, each logon's duration, the dominant cause.
 
-For EVERY captures/lab/*.truth.json (issue 11, "Done when"):
+For EVERY captures/lab/*.truth.json:
 
 - the logon count equals the number of logons the client logged (`expected.logons`; of those,
   `expected.logons_incomplete` were cut by the capture), and the sessions that are not logons

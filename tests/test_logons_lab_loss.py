@@ -1,4 +1,4 @@
-"""Resends in the wait budget, against the lab's truth (issue 11 items 3, 4 and 11).
+"""Resends in the wait budget, against the lab's truth.
 
 Every expected figure comes from the lab's truth files (the impairing bridge's drop log: what it
 dropped and when; the kernels' own nstat counters: TcpRetransSegs, TCPLossProbes, TCPDSACKRecv;

@@ -1,6 +1,6 @@
 """netdiag logons on loss_c2s_client (captures/lab): the injected client->server loss is the dominant cause.
 
-Issue 5 "Truth to test against": the dominant cause of each affected logon is the injected one and
+The truth to test against: the dominant cause of each affected logon is the injected one and
 its seconds agree with the injection. The injection is the bridge's drop log in the truth file; the
 resend wait is what tshark measures on the same file (tcp.analysis.rto: time from the original to
 its resend, for each resent frame). Neither comes from netdiag. The capture is at the client, so

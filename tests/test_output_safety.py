@@ -1,6 +1,6 @@
 """Output paths: never written through a symlink, never half-written, unwritable ones refused up front.
 
-Issue 10 items 4, 5 and 9. Every test plants real symlinks (pointing at a file or directory
+Every test plants real symlinks (pointing at a file or directory
 outside the output that must stay byte for byte unchanged), kills or fails a real write, or
 mounts a real read-only bind mount, then runs netdiag on the bundled sample capture.
 """

@@ -1,6 +1,6 @@
 """The report's charts on degenerate inputs: one logon, all logons equally long, zero, NaN, nothing.
 
-Issue 10 item 3: `duration_histogram` raised ValueError when the bin edges collapsed (one logon,
+`duration_histogram` raised ValueError when the bin edges collapsed (one logon,
 or all logons of one duration that is a whole number of bins as floats round it, e.g. 0.061 s),
 so `netdiag analyze` gave no report. Real captures here: the lab's loss_c2s logon cut out with
 editcap, with its first frame (the DNS query) sent 565 us earlier by patching that record's
@@ -74,7 +74,7 @@ def test_duration_histogram_draws_degenerate_durations(name: str) -> None:
 
 
 def test_histogram_bins_hold_every_value_where_float_floor_and_ceil_met() -> None:
-    # the durations of issue 10 item 3 and a scan of multiples of the bin width: never an empty set of bins
+    # the durations that broke it and a scan of multiples of the bin width: never an empty set of bins
     step = svg.nice_step(0.001, 5)
     for us in [61000, *range(1000, 3_000_000, 200)]:
         v = us / 1e6

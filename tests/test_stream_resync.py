@@ -1,4 +1,4 @@
-"""One bad message loses at most itself (issue 10 item 8).
+"""One bad message loses at most itself.
 
 A real server on loopback answers three pipelined requests; the middle response carries
 `Content-Length: \\xb2` (Latin-1 '²': str.isdigit() said yes, int() raised, and the stream driver

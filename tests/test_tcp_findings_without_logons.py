@@ -1,4 +1,4 @@
-"""Connection-level findings without logons (issue 11 item 7) on the lab's tcp_stalls_other_port capture.
+"""Connection-level findings without logons on the lab's tcp_stalls_other_port capture.
 
 Ground truth (captures/lab/tcp_stalls_other_port.truth.json, written from the peers' own logs by
 captures/lab/tcpstall.py and run.py, never from netdiag):

@@ -1,4 +1,4 @@
-"""Memory the TCP analysis keeps per connection (issue 10, item 12).
+"""Memory the TCP analysis keeps per connection.
 
 A seeded SYN flood (bench/synflood.py: 20 k connections, one SYN each, random ISNs) goes through
 the analyzer; the state rows it keeps per connection are counted from the arrays themselves. The
@@ -90,7 +90,7 @@ def _peak_rss_kib(tmp_path, capture) -> int:
 
 
 def test_connections_command_peak_memory_per_connection(tmp_path):
-    """What a user sees (issue 10 item 12): the peak RSS of `netdiag connections` on a seeded
+    """What a user sees: the peak RSS of `netdiag connections` on a seeded
     50 k-connection SYN flood, above the same command on the bundled 468-frame sample, per
     connection: 2.49 KiB on main before this branch (a row of state for each direction, the whole
     state alive while the table was built and written, chunk-sized kernel output, the CLI's

@@ -1,4 +1,4 @@
-"""Terminal tables fit the terminal (issue 14, item 1).
+"""Terminal tables fit the terminal.
 
 At 80, 100 and 160 columns no line is longer than the terminal, every `ip:port` endpoint that is
 shown is whole on one line (never cut, never wrapped), every row is one line; piped output (not a

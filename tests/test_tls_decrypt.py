@@ -1,4 +1,4 @@
-"""TLS with key logs and TLS 1.3 turns without them (issue 11 items 5 and 6), against tshark and the peers.
+"""TLS with key logs and TLS 1.3 turns without them, against tshark and the peers.
 
 Captures (captures/tls/README.md): suites.pcap (openssl s_server -www / s_client, one connection per
 cipher suite: all five TLS 1.3 suites, a TLS 1.3 key update both ways, TLS 1.2 AES-GCM 128/256,

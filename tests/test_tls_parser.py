@@ -195,7 +195,7 @@ def test_looks_like_tells_the_real_streams_apart() -> None:
 # Bad input
 # ---------------------------------------------------------------------------------------------
 def test_record_of_wrong_type_loses_itself_and_the_next_records_still_come_out() -> None:
-    # issue 10 item 8: a bad header used to give the whole direction up ("opaque")
+    # a bad header used to give the whole direction up ("opaque")
     ctx = tls.new_context()
     good = b"\x15\x03\x03\x00\x02\x02\x28"
     data = good + b"\x99\x03\x03\x00\x10" + b"\x00" * 16 + good

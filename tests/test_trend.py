@@ -1,4 +1,4 @@
-"""`netdiag trend` (issue 14, item 7): logon time per period and what changed between periods.
+"""`netdiag trend`: logon time per period and what changed between periods.
 
 Periods are real-peer lab captures analysed by `netdiag analyze` into report directories. Ground
 truth: each period's p50/p95 is recomputed here from that directory's tables/logons.parquet with

@@ -1,7 +1,7 @@
 """Captures stopped at any frame: `analyze` gives a report (exit 0), never a traceback.
 
-Issue 10 "Done when": every frame boundary of the bundled sample, cut as `editcap -r IN OUT 1-N`
-cuts it for every N (byte slices, checked equal to editcap's output), and a seeded sample of N on
+Every frame boundary of the bundled sample is tried, cut as `editcap -r IN OUT 1-N`
+cuts it, for every N (byte slices, checked equal to editcap's output), and a seeded sample of N on
 three lab captures. Run in-process through
 `netdiag.analyze.analyze` (the function the CLI runs) so the ~500 cuts take about a minute; a
 few cuts also go through the command line for the exit code. A cut capture always holds at least

@@ -1,6 +1,6 @@
 """A frame with a wild timestamp (a clock glitch) is named in a warning; the rest is analysed as before.
 
-Issue 10 item 6: one frame dated 2106 crashed `analyze` with OverflowError (netdiag/logons/
+One frame dated 2106 crashed `analyze` with OverflowError (netdiag/logons/
 budget.py: a logon stretched over 80 years), and one dated ten years back made a fourth,
 bogus logon. The capture reader now judges each frame's time against the frames around it
 (netdiag/capture/reader.py). The test captures are copies of the bundled sample with one

@@ -1,6 +1,6 @@
 """`netdiag analyze [CAPTURE...] [--profile P] [--out DIR] [--force]`: the whole pipeline and the report.
 
-A thin layer over `netdiag.analyze.analyze` (issue 6). With no CAPTURE it analyses the bundled
+A thin layer over `netdiag.analyze.analyze`. With no CAPTURE it analyses the bundled
 sample capture and says so on stderr. Ends with a few plain-words lines on stdout and the path of
 report.html. An existing DIR that netdiag did not write is left alone unless --force.
 """

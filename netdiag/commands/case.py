@@ -1,6 +1,6 @@
 """`netdiag case`: the vendor case bundle (report.md, findings.json, sanitised evidence, README).
 
-A thin layer over `netdiag.analyze.analyze` and `netdiag.case.write_case` (issue 6). Sanitised
+A thin layer over `netdiag.analyze.analyze` and `netdiag.case.write_case`. Sanitised
 by default, which needs a key file (`netdiag sanitize --make-key K`); `--no-sanitize` writes real
 addresses and payload for the hospital's own use.
 """

@@ -1,6 +1,6 @@
 """`netdiag compare BEFORE AFTER [--profile P] [--json] [--html F] [--md F] [--fail-on-regression M]`.
 
-A thin layer over `netdiag.compare.compare` (issue 7). BEFORE and AFTER are each capture files,
+A thin layer over `netdiag.compare.compare`. BEFORE and AFTER are each capture files,
 directories of captures (repeat the option-less argument with commas: `a.pcap,b.pcap`), or
 analysis directories written by `netdiag analyze`. Prints the headline, the comparability
 warnings and a metric table (or JSON with --json); writes the HTML/Markdown report when asked.

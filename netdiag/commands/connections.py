@@ -20,7 +20,7 @@ from netdiag.output import ColumnsOpt, WideOpt, endpoint
 
 PRETTY = ["conn_id", "proto", "client", "server", "frame", "duration_s", "connect_s", "rtt_srv_ms", "rtt_cli_ms",
           "pkts", "bytes", "resent", "stall_s", "zero_win_s", "unseen_bytes", "state", "history"]
-# The terminal's default columns (issue 14 item 1): who talked to whom, how the connect went, resends,
+# The terminal's default columns: who talked to whom, how the connect went, resends,
 # Zeek's state; the last ones are left out when the terminal is narrow. --wide / --columns show the rest.
 DEFAULT = ["conn_id", "proto", "client", "server", "state", "resent", "connect_s", "rtt_srv_ms", "rtt_cli_ms",
            "stall_s", "duration_s", "history"]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from netdiag.pipeline import Analysis
 
-# The terminal's default columns (issue 14 item 1), most needed first; the last ones are left out when the
+# The terminal's default columns, most needed first; the last ones are left out when the
 # terminal is narrow. --wide / --columns show the rest (every column of the table).
 LOGON_COLUMNS = ["logon_id", "start", "client_ip", "duration_s", "dominant_cause", "server_s", "client_s",
                  "network_rtt_s", "connect_s", "dns_s", "loss_recovery_s", "outcome", "client_group"]

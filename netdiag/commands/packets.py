@@ -17,7 +17,7 @@ import typer
 
 from netdiag.output import ColumnsOpt, WideOpt
 
-# The terminal's default columns (issue 14 item 1): Wireshark's frame number, time, who to whom, what.
+# The terminal's default columns: Wireshark's frame number, time, who to whom, what.
 # --wide / --columns show the rest.
 DEFAULT = ["frame", "time", "src", "dst", "ip_proto", "tcp_flags", "payload_len", "tcp_seq", "tcp_ack", "vlan_id"]
 

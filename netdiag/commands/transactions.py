@@ -18,7 +18,7 @@ import typer
 from netdiag.errors import UsageError
 from netdiag.output import ColumnsOpt, WideOpt
 
-# The terminal's default columns (issue 14 item 1), most needed first: what was asked of which server, how
+# The terminal's default columns, most needed first: what was asked of which server, how
 # long the server took, where to find it in Wireshark. --wide / --columns show the rest.
 DEFAULT = ["conn_id", "protocol", "operation", "server_think_s", "server", "status", "first_frame",
            "response_transfer_s", "request_transfer_s", "retransmission_stall_s", "client"]

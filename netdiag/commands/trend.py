@@ -1,6 +1,6 @@
 """`netdiag trend PERIOD... [--split-by hour|day] [--json] [--html F]`: logon time over days or periods.
 
-A thin layer over `netdiag.trend.trend` (issue 14, item 7). Each PERIOD is an analysis directory
+A thin layer over `netdiag.trend.trend`. Each PERIOD is an analysis directory
 written by `netdiag analyze`, a capture file (several: comma-separated) or a directory of captures;
 `--split-by` cuts one of them into hours or days instead. Prints the headline and one row per
 period (logons, p50, p95, verdict against the previous period, where the time went), a per-ward

@@ -332,7 +332,7 @@ def _nagle_stalls(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataF
 
 # The shortest retransmission timeout of the sender's TCP, by its initial TTL (the first of 64,
 # 128, 255 at or above the TTL seen): Linux/BSD/macOS 200 ms (TCP_RTO_MIN; a loss probe for one
-# outstanding segment waits as long), Windows 300 ms (MinRto; DOMAIN.md section 3.2).
+# outstanding segment waits as long), Windows 300 ms (MinRto; docs/domain.md section 3.2).
 MIN_RTO_S_UNIX, MIN_RTO_S_WINDOWS = 0.200, 0.300
 # A wait that may be a timer resend of a segment lost before the capture point: from the sender's
 # minimum RTO to its RTO estimate plus this much (the sender may have waited a little before its

@@ -119,7 +119,7 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     notes = _grouping_notes(grouping, lg)
     if lg.height == 0:
         reason = _why_no_logons(connections, transactions, prof)
-        # no logon: still every TCP connection's own transport causes (issue 11 item 7)
+        # no logon: still every TCP connection's own transport causes
         conn_rows = connection_findings(connections, segments, prof, set(), logons_known=False)
         if not_logons.height:
             reason = (f"no logons: {not_logons.height} session(s) on the naming port, none of them a logon ("

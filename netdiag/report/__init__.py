@@ -5,7 +5,7 @@ package computes no network figure of its own except simple order statistics ove
 (percentiles with numpy's linear rule, as netdiag.logons.population). Both renderers share the
 facts below so the HTML and the Markdown say the same thing in the same words.
 
-Numbers are shown in seconds (STYLE.md: seconds in reports), times of day in UTC.
+Numbers are shown in seconds (one unit throughout the report), times of day in UTC.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Works offline: no fetch, no CDN, no web font, no external link other than in-page anchors.
 Charts are SVG generated in Python (netdiag/report/svg.py), so they render without script; the
 inline script (assets/report.js) only makes tables sortable and records that every chart drew
-its marks (the browser test reads those attributes). Sections follow issue 6: summary,
+its marks (the browser test reads those attributes). Sections: summary,
 findings, duration distribution, over time, wait budget, waterfall of the worst logons, server
 time per operation, logons, TCP health, capture, method.
 """

@@ -108,7 +108,7 @@ def histogram_bins(values: np.ndarray, step: float) -> tuple[float, float, np.nd
     Bin i holds [lo + i*step, lo + (i+1)*step). Bin indices are computed once as integers
     (with a tolerance of a millionth of a step), so a value that is a whole number of steps,
     or all values being equal, cannot leave the edges empty the way separate floor/ceil of
-    floats did (issue 10 item 3: ValueError on one logon of 0.061 s).
+    floats did (a ValueError on one logon of 0.061 s).
     """
     k = np.floor(values / step + 1e-6).astype(np.int64)
     k_lo, k_hi = int(k.min()), int(k.max())

@@ -1,6 +1,6 @@
 """Nagle x delayed-ACK stalls, detected once from the segments and used by every table that shows them.
 
-What the wire shows (RFC 896 Nagle x RFC 1122 4.2.3.2 delayed ACK; DOMAIN.md §3.2 and §5): a
+What the wire shows (RFC 896 Nagle x RFC 1122 4.2.3.2 delayed ACK; docs/domain.md §3.2 and §5): a
 sender X sends a small data segment A while it has nothing else unacknowledged; X's application
 writes more, but Nagle holds that small segment B until A is acknowledged. The receiver Y has
 nothing to send back (it waits for the rest of the request), so it acknowledges A only when its
@@ -33,7 +33,7 @@ import polars as pl
 from netdiag.capture.tcp_flags import TH_SYN_FIN_RST
 
 # A bare ACK this long after the data it acknowledges (beyond the round trip) is a delayed ACK
-# (Windows 200 ms, Linux ~40 ms; DOMAIN.md §3.2).
+# (Windows 200 ms, Linux ~40 ms; docs/domain.md §3.2).
 DELAYED_ACK_MIN_S, DELAYED_ACK_MAX_S = 0.030, 0.500
 # The held segment leaves as soon as the ACK reaches its sender: at the capture point it follows
 # the ACK by the sender side's round trip plus path jitter. 10 ms of jitter: under load the lab's

@@ -113,7 +113,7 @@ D_HOLE_ROW = 30         # 1 + row of this direction's holes in the hole pool HP,
 N_HOLES = 16            # open (not yet acknowledged past) at once; acknowledged ones move to D_UNSEEN_DONE
 # HP rows: N_HOLES (start, end) raw sequence pairs. Few directions ever have a hole, so the list
 # lives in a pool given out on a direction's first hole instead of 32 columns on every row of D
-# (256 B per direction; issue 10 item 12, memory per connection).
+# (256 B per direction: memory per connection).
 HP_NCOLS = 2 * N_HOLES
 D_BIF_OK = 31           # D_BIF_FIRST/LAST hold the unacked list's extent (else walk it)
 D_BIF_FIRST = D_BIF_OK + 1
@@ -139,7 +139,7 @@ D_NCOLS = D_BIF_OK + 19
 # A direction gets its own row of D only when the analysis writes to it: when it sends, or when an
 # ACK of the peer numbers it. Until then C_DROW points at a shared, read-only template row with
 # the values a fresh direction starts with, so a SYN flood keeps one row per connection, not two
-# (issue 10 item 12, memory per connection). D_TEMPLATE_NOSCALE: also told by the peer's SYN
+# (memory per connection). D_TEMPLATE_NOSCALE: also told by the peer's SYN
 # that window scaling is off (Wireshark's verify_tcp_window_scaling).
 D_TEMPLATE = 0
 D_TEMPLATE_NOSCALE = 1

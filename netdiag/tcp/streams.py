@@ -1,6 +1,6 @@
 """TCP byte-stream reassembly: each direction's payload as the receiver got it, with its timing.
 
-What it does (issue 4, "Byte streams"), per connection and direction:
+What it does, per connection and direction:
 
 - Bytes are placed at their stream offset (``seq_rel - 1``: relative sequence 1 is the first data
   byte, as in Wireshark's relative numbering, with or without a captured SYN).

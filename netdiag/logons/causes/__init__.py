@@ -2,7 +2,7 @@
 
 A cause module declares a `CAUSE` (netdiag.logons.causes.base.Cause): its id, the budget
 category its seconds are in, its next step for the engineer (`action`, reviewed against
-/work/shared/DOMAIN.md), and the functions that detect it over the tables (labelling intervals
+docs/domain.md), and the functions that detect it over the tables (labelling intervals
 before the budget sweep, finding rows after it, and rows for TCP connections outside every
 logon). `engine.py` runs them in registry order. Adding a cause = one new module here plus one
 line in `registry.REGISTRY`.

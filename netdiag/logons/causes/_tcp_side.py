@@ -2,7 +2,7 @@
 
 Shared by the TCP causes' actions (nagle_delayed_ack, zero_window, loss_recovery): a next step
 must name the side to change (the sender of the held segment, the slow reader) and the part of
-the path to inspect, relative to the capture point (DOMAIN.md section 6).
+the path to inspect, relative to the capture point (docs/domain.md section 6).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class Cause:
 
     id: str
     category: str | None        # budget column (schema.BUDGET_COLUMNS) most of its seconds fall in; None: no time
-    action: str                 # the default next step (each module cites the DOMAIN.md section it follows)
+    action: str                 # the default next step (each module cites the docs/domain.md section it follows)
     dominant: bool = True       # may be named as a logon's dominant cause
     label_connections: Callable[[LabelInput, pl.DataFrame], pl.DataFrame] | None = None
     label_transaction: Callable[[LabelInput], pl.Expr] | None = None

@@ -1,4 +1,4 @@
-"""capture_loss: bytes the receiver acknowledged that the capture never saw (DOMAIN.md section 6).
+"""capture_loss: bytes the receiver acknowledged that the capture never saw (docs/domain.md section 6).
 
 Detection: connections.unseen_bytes > 0, evidence segments.ack_lost_segment
 (tcp.analysis.ack_lost_segment). Costs no logon time itself, but changes how every loss and
@@ -19,7 +19,7 @@ from netdiag.logons.causes.base import (
 )
 from netdiag.protocols.registry import request_protocols
 
-# DOMAIN.md section 6: "SPAN can drop packets: distinguish 'not captured' (ACKed data never
+# docs/domain.md section 6: "SPAN can drop packets: distinguish 'not captured' (ACKed data never
 # seen) from real loss".
 ACTION = ("Fix the recording before trusting loss figures: check the capture host's drop counter (tcpdump "
           "'dropped by kernel', dumpcap's) and the switch's mirror (SPAN) port for output drops or "

@@ -1,9 +1,9 @@
-"""client_think: the client's own time between an answer and its next request (DOMAIN.md section 5).
+"""client_think: the client's own time between an answer and its next request (docs/domain.md section 5).
 
 Measured per logon by the budget sweep (answer delivered to the client until the client's next
 action, the capture-to-client half round trip removed). One finding row per client software
 version (the HTTP User-Agent's Java/x.y, where the logon fetched JNLP/jars), because the region
-wants logon time per JRE version (DOMAIN.md section 6). A warning when the mean per logon
+wants logon time per JRE version (docs/domain.md section 6). A warning when the mean per logon
 reaches `thresholds.client_think_s`.
 """
 
@@ -13,7 +13,7 @@ import polars as pl
 
 from netdiag.logons.causes.base import Cause, FindingContext, frames_of, secs_text
 
-# DOMAIN.md section 5, "Client think time (old JRE, class loading, GC, UI)": evidence is the gap
+# docs/domain.md section 5, "Client think time (old JRE, class loading, GC, UI)": evidence is the gap
 # totals per client JRE version; it shows "not network".
 ACTION = ("Look at the PCs, not the network: the client JRE version, CPU load and GC pauses during logon "
           "(a verbose GC log of the client JVM), antivirus scanning of the Java cache; compare logon time per "

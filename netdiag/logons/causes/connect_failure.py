@@ -1,6 +1,6 @@
 """connect_failure: a SYN never answered, or answered with RST (Zeek states S0, REJ ...).
 
-DOMAIN.md section 3.2 ("Stale/dead IOR target") and section 5 (first row). Seconds: first SYN to
+docs/domain.md section 3.2 ("Stale/dead IOR target") and section 5 (first row). Seconds: first SYN to
 the attempt's last packet (budget connect_s). Overrides syn_retransmission for the same connect.
 """
 
@@ -19,7 +19,7 @@ from netdiag.logons.causes.base import (
 )
 from netdiag.logons.chains import FAILED_CONNECT_STATES
 
-# DOMAIN.md section 3.2 (stale/dead IOR target: old member, wrong NIC, NAT address; RST = port
+# docs/domain.md section 3.2 (stale/dead IOR target: old member, wrong NIC, NAT address; RST = port
 # closed) and section 5 (evidence: which reply delivered that IOR).
 ACTION = ("Check whether {targets} should answer at all: if the address came from an IOR (a naming or forward "
           "reply), correct the member's host name/port in WebSphere (serverindex.xml, ORB listener host) or the "

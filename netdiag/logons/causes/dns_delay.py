@@ -1,6 +1,6 @@
 """dns_delay: a DNS question answered later than `thresholds.dns_s` (resolver retries included), or never.
 
-DOMAIN.md section 3.2 ("DNS / reverse DNS") and section 4 (Windows DNS client: retries at 1, 2,
+docs/domain.md section 3.2 ("DNS / reverse DNS") and section 4 (Windows DNS client: retries at 1, 2,
 4, 8 s, give-up at 10 s). Not "retries > 0": the transactions stage folds the same question from
 several processes behind one address into one transaction; a real resolver retry shows as time.
 """
@@ -11,7 +11,7 @@ import polars as pl
 
 from netdiag.logons.causes.base import Cause, FindingContext, LabelInput, ops_of, secs_text
 
-# DOMAIN.md section 4 (DNS client timeouts; with several servers the preferred one first) and
+# docs/domain.md section 4 (DNS client timeouts; with several servers the preferred one first) and
 # section 5 (DNS row: list of names, DNS servers, failures).
 ACTION = ("Ask the DNS team why {servers} answered {names} late or not at all: the server's own latency and "
           "forwarders, missing records (AAAA, PTR); and check the PCs' resolver list and timeouts (the Windows "

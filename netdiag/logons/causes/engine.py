@@ -10,7 +10,7 @@ Two steps around the sweep (netdiag/logons/budget.py):
    totals), `connection_findings` for the TCP connections outside every logon. `finish_findings`
    drops the noise, ranks (capture loss first, then severity, then seconds) and numbers F001...
 
-Noise rules (issue 14 item 4): no logon finding under 1 ms per logon, except capture loss, which
+Noise rules: no logon finding under 1 ms per logon, except capture loss, which
 costs no time by definition (findings of connections outside every logon are kept: a refused
 connect costs microseconds, yet it is why a PC could not reach its server); an info finding only when its seconds
 reach `thresholds.info_share` of the logon time of the complete logons.

@@ -1,6 +1,6 @@
 """idle_connection_dropped: a pooled connection silently cut by a firewall/NAT while idle.
 
-Detection (DOMAIN.md section 3.2 "Idle pooled connection killed by a firewall/NAT"): data sent
+Detection (docs/domain.md section 3.2 "Idle pooled connection killed by a firewall/NAT"): data sent
 after >= `thresholds.idle_before_reuse_s` of silence was resent and never answered by the
 server. Labels the connection's resend waits (budget loss_recovery_s).
 """
@@ -19,7 +19,7 @@ from netdiag.logons.causes.base import (
     targets_of,
 )
 
-# DOMAIN.md section 3.2 (state timeout < 2 h keepalive), section 4 (Keepalive: off unless the
+# docs/domain.md section 3.2 (state timeout < 2 h keepalive), section 4 (Keepalive: off unless the
 # application sets SO_KEEPALIVE; KeepAliveTime 2 h) and section 5 (idle row: "firewall idle
 # timeout vs keepalive; ORB/OS keepalive settings").
 ACTION = ("Ask the firewall/NAT team for the idle (state) timeout on the path to {targets} and make the clients "

@@ -1,6 +1,6 @@
 """jar_download: HTTP 200 for a jar the same client had already fetched earlier in the capture.
 
-DOMAIN.md section 1.2 step 1 and section 3.2 ("JWS / jar / revocation checks"): Java Web Start
+docs/domain.md section 1.2 step 1 and section 3.2 ("JWS / jar / revocation checks"): Java Web Start
 re-fetches the .jnlp every time by design; a jar it already has should come back 304 (or not be
 asked for). The first download of a jar and the .jnlp are not findings.
 """
@@ -13,7 +13,7 @@ from netdiag.logons.causes.base import Cause, FindingContext, LabelInput, ops_of
 
 JAR_RE = r"(?i)\.(jar|jnlp|pack\.gz)(\?|$|\s)"
 
-# DOMAIN.md section 1.2 step 1 (update check, 304 expected) and section 5 (JWS row: "ask for
+# docs/domain.md section 1.2 step 1 (update check, 304 expected) and section 5 (JWS row: "ask for
 # versioned jars and a revocation policy").
 ACTION = ("Make the jars cacheable: versioned jars (the JNLP version-download protocol) or correct Last-Modified/"
           "ETag answers so Java Web Start gets 304; check that the PCs' Java cache is large enough and not "

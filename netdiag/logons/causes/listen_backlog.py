@@ -1,6 +1,6 @@
 """listen_backlog: the server did not accept new connections quickly enough at a busy moment.
 
-Detection (DOMAIN.md section 3.2 "Listen-backlog overflow at a login storm"): >= 3 connections
+Detection (docs/domain.md section 3.2 "Listen-backlog overflow at a login storm"): >= 3 connections
 to one server port with SYN retries or resets within 10 s, at a moment with >= 10 connection
 attempts to it, on a port that answers most attempts without retries. Overrides the
 syn_retransmission / connect_failure labels of those connects.
@@ -25,7 +25,7 @@ WINDOW_NS = 10_000_000_000
 MIN_PROBLEMS = 3
 MIN_ATTEMPTS = 10
 
-# DOMAIN.md section 3.1 (com.ibm.CORBA.ServerSocketQueueDepth, default 50: "when full, new
+# docs/domain.md section 3.1 (com.ibm.CORBA.ServerSocketQueueDepth, default 50: "when full, new
 # connects are refused") and section 5 (listen backlog row).
 ACTION = ("Raise the listen backlog on {targets}: the WebSphere ORB's com.ibm.CORBA.ServerSocketQueueDepth "
           "(default 50) and the OS limit (Linux net.core.somaxconn and tcp_max_syn_backlog); ask the server team "

@@ -1,6 +1,6 @@
 """location_forward: LOCATION_FORWARD replies / OBJECT_FORWARD locate replies.
 
-DOMAIN.md section 3.2 ("Location-forward chains / WLM re-routing") and section 1.2 step 9.
+docs/domain.md section 3.2 ("Location-forward chains / WLM re-routing") and section 1.2 step 9.
 Seconds: the detour from the forward reply to the first answer from the forwarded host:port.
 A warning when the forwarded host:port then fails to connect or a logon is forwarded more than
 twice.
@@ -14,7 +14,7 @@ from netdiag.logons.causes.base import Cause, FindingContext, LabelInput, secs_t
 from netdiag.logons.causes.system_exception import _with_logon_end
 from netdiag.logons.chains import FAILED_CONNECT_STATES, FORWARD_STATUSES
 
-# DOMAIN.md section 1.2 steps 3 and 9 (bootstrap -> LSD -> member; "do not bootstrap to the
+# docs/domain.md section 1.2 steps 3 and 9 (bootstrap -> LSD -> member; "do not bootstrap to the
 # dmgr"), section 3.2 (forwards to hosts that then fail) and section 5 (forward chain row).
 ACTION = ("Check the forward chain (bootstrap -> node agent LSD -> cluster member) in the WebSphere configuration: "
           "bootstrap the clients to the cluster members, not the node agent or dmgr, so fewer forwards are needed"

@@ -1,6 +1,6 @@
 """loss_recovery: retransmission waits (RTO and fast recovery) inside logons (budget loss_recovery_s).
 
-DOMAIN.md section 3.2 ("Loss / RTO") and section 6 (one capture point; "not captured" vs real
+docs/domain.md section 3.2 ("Loss / RTO") and section 6 (one capture point; "not captured" vs real
 loss). Seconds: from the first copy of the bytes (or its estimated original, when it was lost
 before the capture point) to the resend. A warning when one logon lost
 `thresholds.loss_recovery_s`.
@@ -13,7 +13,7 @@ import polars as pl
 from netdiag.logons.causes import _tcp_side
 from netdiag.logons.causes.base import Cause, ConnectionContext, FindingContext, frames_of, secs_text
 
-# DOMAIN.md section 3.2 (tcp.analysis.retransmission with backoff gaps), section 5 (loss row:
+# docs/domain.md section 3.2 (tcp.analysis.retransmission with backoff gaps), section 5 (loss row:
 # "time lost to RTO per logon, per switch segment; retrans rate by path") and section 6 (a SPAN
 # sees one point in the path).
 ACTION = ("Check interface error and discard counters (CRC/FCS errors, input/output drops, queue drops) on the "

@@ -1,6 +1,6 @@
 """nagle_delayed_ack: small messages held back by Nagle until the receiver's delayed ACK.
 
-Detection (netdiag/tcp/nagle.py, shared with connections.nagle_stalls; DOMAIN.md section 3.2):
+Detection (netdiag/tcp/nagle.py, shared with connections.nagle_stalls; docs/domain.md section 3.2):
 segment A, the receiver's bare ACK of it 30-500 ms later than its side's round trip explains,
 then the sender's small segment B right after that ACK. Seconds: [A, B) (budget
 nagle_delayed_ack_s). A warning when one logon lost `thresholds.nagle_s`.
@@ -13,7 +13,7 @@ import polars as pl
 from netdiag.logons.causes import _tcp_side
 from netdiag.logons.causes.base import Cause, ConnectionContext, FindingContext, frames_of, secs_text
 
-# DOMAIN.md section 3.2 ("Fix: TCP_NODELAY in the ORB (some ORBs expose it; IBM ORB option
+# docs/domain.md section 3.2 ("Fix: TCP_NODELAY in the ORB (some ORBs expose it; IBM ORB option
 # VERIFY) or tuning delayed ACK") and section 4 (Windows delayed ACK 200 ms).
 ACTION = ("Set TCP_NODELAY on {sender}'s sockets (the side that held its small segments: ask the vendor for the "
           "ORB/HTTP socket option), or shorten the delayed ACK on {receiver} (Windows: DelayedAckTimeoutMs of its "

@@ -1,4 +1,4 @@
-"""network_latency: round trips paid per application turn (budget network_rtt_s; DOMAIN.md section 6).
+"""network_latency: round trips paid per application turn (budget network_rtt_s; docs/domain.md section 6).
 
 A row when round trips are at least 1 % of logon time; a warning above
 `thresholds.network_share`. Evidence: the handshakes the round trips were measured on.
@@ -11,7 +11,7 @@ import polars as pl
 
 from netdiag.logons.causes.base import Cause, FindingContext, frames_of, secs_text
 
-# DOMAIN.md section 6 (the RTT split depends on where the mirror sits) and section 5 (loss/RTO
+# docs/domain.md section 6 (the RTT split depends on where the mirror sits) and section 5 (loss/RTO
 # "shows network vs application"): fewer turns or a shorter path.
 ACTION = ("Check the path between the PCs and the servers (WAN link, VPN, QoS, a far data centre) and how many "
           "request/reply turns a logon makes; compare the client-side and server-side round trips "

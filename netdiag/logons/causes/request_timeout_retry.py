@@ -1,7 +1,7 @@
 """request_timeout_retry: a request unanswered, answered only after `thresholds.request_timeout_s`,
 or asked again before its answer came, followed by the same operation again in the same logon.
 
-DOMAIN.md section 3.2 ("Request/Locate timeouts": ~180 s WAS default, then a retry) and
+docs/domain.md section 3.2 ("Request/Locate timeouts": ~180 s WAS default, then a retry) and
 section 3.1 (RequestTimeout, requestRetriesCount). The time counts until the client gave up
 (its retry), not until a late answer.
 """
@@ -20,7 +20,7 @@ from netdiag.logons.causes.base import (
 )
 from netdiag.protocols.registry import request_protocols
 
-# DOMAIN.md section 3.2 ("The server side needs thread dumps (hung ORB threads)"), section 3.1
+# docs/domain.md section 3.2 ("The server side needs thread dumps (hung ORB threads)"), section 3.1
 # (com.ibm.CORBA.RequestTimeout 180 s, requestRetriesCount) and section 5 (timeout row).
 ACTION = ("Ask the WebSphere team for thread dumps (hung ORB threads) of {targets} at the frames' times, for "
           "{ops}; and check the client's com.ibm.CORBA.RequestTimeout / requestRetriesCount (WAS default 180 s, "

@@ -1,4 +1,4 @@
-"""server_think: the server's own time, one finding with a per-operation table (DOMAIN.md section 5).
+"""server_think: the server's own time, one finding with a per-operation table (docs/domain.md section 5).
 
 Seconds: what the budget sweep gave `server_s` intervals of plain request/reply turns (last
 request byte to first reply byte, less the capture-to-server round trip; the one definition is
@@ -16,7 +16,7 @@ import polars as pl
 
 from netdiag.logons.causes.base import Cause, FindingContext, frames_of, secs_text
 
-# DOMAIN.md section 3.1 ("ORB thread pool (server): exhaustion queues requests; server think time
+# docs/domain.md section 3.1 ("ORB thread pool (server): exhaustion queues requests; server think time
 # rises"), section 3.2 (server-side registry slowness shows as server time on the authentication
 # request) and section 5 ("Server think time ... operation names, percent of logon that is
 # server-side").

@@ -1,6 +1,6 @@
 """syn_retransmission: a connection whose SYN was sent more than once and then answered.
 
-DOMAIN.md section 3.2 (stale target, listen backlog) and section 4 (Windows SYN retransmission:
+docs/domain.md section 3.2 (stale target, listen backlog) and section 4 (Windows SYN retransmission:
 derive the RTO from the first SYN gap). Seconds: first SYN to SYN/ACK (budget connect_s).
 Critical when one logon lost `thresholds.slow_logon_s` or more to it.
 """
@@ -20,7 +20,7 @@ from netdiag.logons.causes.base import (
 )
 from netdiag.logons.causes.base import syn_rto as _syn_rto
 
-# DOMAIN.md section 3.2 ("Listen-backlog overflow ... the SYN to a port that is normally alive is
+# docs/domain.md section 3.2 ("Listen-backlog overflow ... the SYN to a port that is normally alive is
 # retried") and section 5 (listen backlog row: "request server netstat -s listen overflows").
 ACTION = ("Find out who dropped the first SYN to {targets}: on the server, `netstat -s` listen-queue overflows "
           "and SYNs dropped (WebSphere ORB ServerSocketQueueDepth, default 50); on the path, a firewall or IPS "

@@ -1,6 +1,6 @@
 """system_exception: GIOP SYSTEM_EXCEPTION replies (TRANSIENT, COMM_FAILURE, NO_PERMISSION ...).
 
-DOMAIN.md section 3.2 ("System exceptions and retries") and section 2.4 (the reply body).
+docs/domain.md section 3.2 ("System exceptions and retries") and section 2.4 (the reply body).
 The reply takes no time itself; what it costs is the detour: from the exception reply to the
 answer of the same operation asked again (or the logon's end). Those seconds overlap budget
 categories, so they are reported as the detour's length.
@@ -12,7 +12,7 @@ import polars as pl
 
 from netdiag.logons.causes.base import Cause, FindingContext, LabelInput, secs_text
 
-# DOMAIN.md section 3.2 (TRANSIENT / COMM_FAILURE / NO_RESPONSE / OBJECT_NOT_EXIST / NO_PERMISSION
+# docs/domain.md section 3.2 (TRANSIENT / COMM_FAILURE / NO_RESPONSE / OBJECT_NOT_EXIST / NO_PERMISSION
 # "(a security ContextError)"; minor codes identify the vendor) and section 5 (exception row:
 # "exception ids, minor codes, completion_status, ops").
 ACTION = ("Send the vendor the exception ids with their minor codes and the frames ({ids}): TRANSIENT or "

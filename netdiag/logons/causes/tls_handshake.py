@@ -1,6 +1,6 @@
 """tls_handshake: slow or failed TLS handshakes, and full handshakes repeated without resumption.
 
-Detection (DOMAIN.md section 3.2 "TLS handshake cost"): a handshake longer than
+Detection (docs/domain.md section 3.2 "TLS handshake cost"): a handshake longer than
 `thresholds.tls_handshake_s` or ending in an alert (budget tls_s); and, a separate row, full
 handshakes repeated to one server port within a logon (ServerHello did not resume).
 """
@@ -11,7 +11,7 @@ import polars as pl
 
 from netdiag.logons.causes.base import Cause, FindingContext, LabelInput, secs_text, targets_of
 
-# DOMAIN.md section 3.2 (TLS: ClientHello->ServerHello is server/network time, Certificate->
+# docs/domain.md section 3.2 (TLS: ClientHello->ServerHello is server/network time, Certificate->
 # ClientKeyExchange client CPU; full handshake on every connection; alerts then a retry with a
 # lower version) and section 5 (TLS row: "ask for session reuse").
 ACTION = ("For {targets}: turn on TLS session reuse (session IDs or tickets) in the client JRE and the WebSphere "

@@ -1,6 +1,6 @@
 """zero_window: zero-window and window-full waits, a slow reader (budget flow_control_s).
 
-DOMAIN.md section 3.2 ("Zero-window (a slow reader, e.g. a client GC pause)"). Seconds: from the
+docs/domain.md section 3.2 ("Zero-window (a slow reader, e.g. a client GC pause)"). Seconds: from the
 window filling up (or closing) until it reopened; a resend during a zero window is a persist
 probe and counts here, not as loss. A warning when one logon lost `thresholds.flow_control_s`.
 """
@@ -12,7 +12,7 @@ import polars as pl
 from netdiag.logons.causes import _tcp_side
 from netdiag.logons.causes.base import Cause, ConnectionContext, FindingContext, frames_of, secs_text
 
-# DOMAIN.md section 3.2 and section 5 (loss / RTO / zero window row: "shows network vs
+# docs/domain.md section 3.2 and section 5 (loss / RTO / zero window row: "shows network vs
 # application"): the reader is the application to look at.
 ACTION = ("Look at {reader}, not the network: the application there stopped reading its socket; check it for "
           "GC pauses (verbose GC log), CPU starvation or a blocked UI thread at the frames' times.")

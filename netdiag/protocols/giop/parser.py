@@ -10,7 +10,7 @@ their sizes.
 Sources: OMG CORBA 3.0 Part 2 sections 15.3 (CDR; 15.3.3 encapsulations), 15.4.1 (header),
 15.4.2 (Request), 15.4.3 (Reply), 15.4.4 (CancelRequest), 15.4.5/15.4.6 (LocateRequest,
 LocateReply), 15.4.7/15.4.8 (CloseConnection, MessageError), 15.4.9 (Fragment), 13.6 (IOR,
-IIOP profile, tagged components), 24.2 (CSIv2 SAS context). /work/shared/DOMAIN.md section 2
+IIOP profile, tagged components), 24.2 (CSIv2 SAS context). docs/domain.md section 2
 summarises them; Wireshark's packet-giop.c is the cross-check (tests compare with tshark).
 
 Contract (netdiag/protocols/__init__.py): `looks_like`, `cut`, `parse`, `new_context`.
