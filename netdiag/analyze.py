@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
+from netdiag.logons.population import percentile  # noqa: F401  (kept importable from here)
 from netdiag.method import CapturePoint, bucket_seconds, capture_point
 from netdiag.output import StagedDir, check_out_dir, marker_record
 from netdiag.pipeline import Analysis, Stage, input_paths, require_packets, run
@@ -120,7 +120,7 @@ def write_outputs(analysis: Analysis, out: Path | StagedDir, *, force: bool = Fa
     files go into the staging directory; the whole directory replaces the target only when
     every file is written, so a failure anywhere leaves the previous report untouched.
     """
-    from netdiag.compare import profile_record
+    from netdiag.profile import profile_record
     from netdiag.report.html import render_html
     from netdiag.report.markdown import render_markdown
 
@@ -140,16 +140,6 @@ def write_outputs(analysis: Analysis, out: Path | StagedDir, *, force: bool = Fa
                                sample=analysis.is_sample,
                                profile=profile_record(analysis.profile))  # compare checks both sides used the same
         return stage.commit(record)
-
-
-# ------------------------------------------------------------------------------------------
-# Small numeric helpers shared by the HTML and Markdown renderers
-# ------------------------------------------------------------------------------------------
-
-def percentile(values: pl.Series | np.ndarray, q: float) -> float | None:
-    """numpy's linear percentile (what netdiag.logons.population uses), None when empty."""
-    arr = np.asarray(values.drop_nulls().to_numpy() if isinstance(values, pl.Series) else values, dtype=float)
-    return float(np.percentile(arr, q)) if arr.size else None
 
 
 __all__ = ["Analysis", "CapturePoint", "analyze", "bucket_seconds", "capture_point", "findings_json",

@@ -25,11 +25,12 @@ bad regex, invalid address, wrong type), never a traceback.
 from __future__ import annotations
 
 import csv
+import hashlib
 import ipaddress
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +260,19 @@ class _Checker:
             return ipaddress.ip_network(s, strict=False)
         except ValueError as exc:
             raise self.fail(path, f"invalid address or subnet {s!r}: {exc}") from None
+
+
+def profile_record(profile: Profile) -> dict[str, Any]:
+    """What an analysis directory records about its profile: source file, fingerprint, capture point.
+
+    The fingerprint hashes every setting (servers, port roles, logon rules, client groups,
+    thresholds) but not the file's path, so the same profile copied elsewhere matches; compare
+    and trend refuse sides whose fingerprints differ.
+    """
+    text = repr(replace(profile, source=None, tls_keylog=None))   # a key log is input, not a site setting
+    return {"source": Path(profile.source).name if profile.source else None,
+            "fingerprint": hashlib.sha256(text.encode()).hexdigest()[:16],
+            "capture_point": profile.capture_point}
 
 
 def load_profile(path: str | Path) -> Profile:

@@ -3,7 +3,8 @@
     import netdiag
     t = netdiag.trend(["mon-report/", "tue-report/", "wed.pcapng"])       # one period per input
     t = netdiag.trend(["week-report/"], split_by="day")                    # periods cut from one analysis
-    t.periods[0].p95_s, t.steps[0].verdict, t.to_json(), t.to_html()
+    t.periods[0].p95_s, t.steps[0].verdict, t.to_json()
+    netdiag.report.trend.render_html(t)                                    # the HTML page (report/ draws)
 
 Each input is one period: an analysis directory written by `netdiag analyze`, or capture files /
 a directory of captures, analysed first (the same inputs `netdiag compare` takes; loaded with
@@ -35,11 +36,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from netdiag.compare import SEED, CompareError, Comparison, Side, compare, describe, load_side
+from netdiag import __version__
+from netdiag.compare import MIN_SAMPLES, SEED, CompareError, Comparison, Side, compare, describe, load_side
 from netdiag.errors import UsageError
 from netdiag.logons.population import complete_logons
 from netdiag.profile import Profile, load_profile
 from netdiag.schema import BUDGET_COLUMNS
+from netdiag.words import SHORT_LABELS, fmt_s
 
 SPLITS = {"hour": 3600, "day": 86400}
 NO_WARD = "(none)"
@@ -134,8 +137,6 @@ class Step:
 
     def words(self) -> str:
         """One short phrase for a table cell: the verdict, the change and the category behind it."""
-        from netdiag.report import SHORT_LABELS, fmt_s
-
         def signed(x: float | None) -> str:
             if x is None:
                 return "n/a"
@@ -199,8 +200,6 @@ class Trend:
 
     def table(self) -> pl.DataFrame:
         """The terminal table: one row per period (logons, p50, p95, top budget categories, verdict)."""
-        from netdiag.report import SHORT_LABELS, fmt_s
-
         rows = []
         for p, s in zip(self.periods, self.steps, strict=True):
             rows.append({"period": p.label, "logons": p.logons, "p50_s": p.p50_s, "p95_s": p.p95_s,
@@ -224,8 +223,6 @@ class Trend:
 
     def headline(self) -> list[str]:
         """Plain-words sentences: the range of p50/p95 and each change that was called."""
-        from netdiag.report import fmt_s
-
         with_logons = [p for p in self.periods if p.logons]
         out = [f"{len(self.periods)} period{'s' if len(self.periods) != 1 else ''}"
                + (f" (one per {self.split_by} of logon start, UTC)" if self.split_by else "")
@@ -242,9 +239,6 @@ class Trend:
         return out + [f"Note: {w}" for w in self.warnings]
 
     def to_dict(self) -> dict[str, Any]:
-        from netdiag import __version__
-        from netdiag.compare import MIN_SAMPLES
-
         return {"tool": "netdiag trend", "version": __version__, "split_by": self.split_by,
                 "headline": self.headline(), "warnings": self.warnings,
                 "method": {"percentiles": "numpy linear interpolation (netdiag.compare.describe), as netdiag analyze",
@@ -258,12 +252,6 @@ class Trend:
     def to_json(self) -> str:
         """The whole trend as JSON (seconds; periods in order; each step with its full comparison)."""
         return json.dumps(self.to_dict(), indent=2, default=str) + "\n"
-
-    def to_html(self) -> str:
-        """A self-contained HTML page in the report's style (netdiag/report/trend.py draws it)."""
-        from netdiag.report.trend import render_html
-
-        return render_html(self)
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import pytest
 
 from netdiag.analyze import MARKER, analyze
 from netdiag.compare import MIN_SAMPLES, CompareError, compare
+from netdiag.report.compare import render_html, render_markdown
 from netdiag.errors import UsageError
 from netdiag.schema import BUDGET_COLUMNS
 
@@ -282,7 +283,7 @@ def test_fail_on_regression_exits_1_only_when_that_metric_regressed(tmp_path, an
 
 
 def test_html_and_markdown_reports_carry_the_ecdf_budget_and_thresholds_offline(tmp_path, auth):
-    html, md = auth.to_html(), auth.to_markdown()
+    html, md = render_html(auth), render_markdown(auth)
     assert 'data-chart="compare-ecdf" data-marks-expected="2"' in html
     assert 'data-chart="compare-budget"' in html and html.count('class="mark"') >= 2 + 2
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html

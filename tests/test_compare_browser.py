@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_report_browser import CHROMIUM, _check_page  # noqa: E402
 
 from netdiag.compare import compare  # noqa: E402
+from netdiag.report.compare import render_html  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CMP = ROOT / "captures" / "compare"
@@ -28,6 +29,6 @@ pytestmark = [pytest.mark.browser,
 def test_compare_report_renders_offline_with_ecdf_and_budget_drawn(tmp_path):
     c = compare(CMP / "cmp_auth800.pcap", CMP / "cmp_auth200.pcap")
     page = tmp_path / "compare.html"
-    page.write_text(c.to_html(), encoding="utf-8")
+    page.write_text(render_html(c), encoding="utf-8")
     dom = _check_page(tmp_path, page, "compare-auth.png")
     assert set(re.findall(r'data-chart="([^"]+)"', dom)) == {"compare-ecdf", "compare-budget"}

@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_report_browser import CHROMIUM, _check_page  # noqa: E402
 
+from netdiag.report.trend import render_html  # noqa: E402
 from netdiag.trend import trend  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def test_trend_page_renders_offline_with_both_charts_drawn(tmp_path):
     t = trend([CMP / "cmp_auth800.pcap", CMP / "cmp_auth200.pcap", CMP / "cmp_auth200_rerun.pcap"],
               labels=["Monday", "Tuesday", "Wednesday"])
     page = tmp_path / "trend.html"
-    page.write_text(t.to_html(), encoding="utf-8")
+    page.write_text(render_html(t), encoding="utf-8")
     dom = _check_page(tmp_path, page, "trend-auth.png")
     assert set(re.findall(r'data-chart="([^"]+)"', dom)) == {"trend-lines", "trend-budget"}
     lines = re.search(r'<svg[^>]*data-chart="trend-lines".*?</svg>', dom, re.S).group(0)
@@ -63,7 +64,7 @@ def test_trend_page_with_wards_small_periods_and_an_empty_one_renders(tmp_path):
                [LAB / "slow_auth.pcap", sample], LAB / "added_rtt.pcap"], prof,
               labels=["Monday", "Tuesday (no logons)", "Wednesday", "Thursday"])
     page = tmp_path / "trend-lab.html"
-    page.write_text(t.to_html(), encoding="utf-8")
+    page.write_text(render_html(t), encoding="utf-8")
     dom = _check_page(tmp_path, page, "trend-lab-wards.png")
     assert "weak evidence" in dom and 'data-table="wards"' in dom
     assert "Ward 7" in dom and "Clinic B" in dom and "Tuesday (no logons)" in dom

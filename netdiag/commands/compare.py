@@ -50,7 +50,8 @@ def compare_command(before: SideArg, after: SideArg, profile: ProfileOpt = None,
                     all_rows: AllOpt = False, allow_different_profiles: AllowOpt = False,
                     tls_keylog: TlsKeylogOpt = None) -> None:
     """Compare logon times before and after a change: statistics, verdicts, comparability checks."""
-    from netdiag.compare import compare, print_terminal
+    from netdiag.compare import compare
+    from netdiag.report.compare import print_terminal, render_html, render_markdown
     from netdiag.tls_keylog import profile_with_keylog
 
     profile = profile_with_keylog(profile, tls_keylog)
@@ -62,9 +63,9 @@ def compare_command(before: SideArg, after: SideArg, profile: ProfileOpt = None,
     c = compare(_paths(before), _paths(after), profile, allow_different_profiles=allow_different_profiles)
     gates = [c.resolve(m) for m in (fail_on_regression or [])]   # unknown metric: error before any output
     if html is not None:
-        write_file(html, lambda fh: fh.write(c.to_html().encode("utf-8")))
+        write_file(html, lambda fh: fh.write(render_html(c).encode("utf-8")))
     if md is not None:
-        write_file(md, lambda fh: fh.write(c.to_markdown().encode("utf-8")))
+        write_file(md, lambda fh: fh.write(render_markdown(c).encode("utf-8")))
     if as_json:
         sys.stdout.write(c.to_json())
     else:

@@ -42,6 +42,7 @@ def trend_command(periods: PeriodsArg, split_by: SplitOpt = None, profile: Profi
     """Logon time per day or period (p50, p95, wait budget, per ward) and what changed between periods."""
     from netdiag.errors import UsageError
     from netdiag.output import parse_columns, preflight_file, print_table, write_file
+    from netdiag.report.trend import render_html
     from netdiag.trend import NO_WARD, trend
 
     chosen = parse_columns(columns)
@@ -58,7 +59,7 @@ def trend_command(periods: PeriodsArg, split_by: SplitOpt = None, profile: Profi
     t = trend(args if split_by is None else args[:1], profile, split_by=split_by, labels=label,
               allow_different_profiles=allow_different_profiles)
     if html is not None:        # staged beside the target and renamed in (never through a link)
-        write_file(html, lambda fh: fh.write(t.to_html().encode("utf-8")))
+        write_file(html, lambda fh: fh.write(render_html(t).encode("utf-8")))
     if as_json:
         sys.stdout.write(t.to_json())
     else:

@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import polars as pl
 
 from netdiag.protocols.registry import request_protocols
 from netdiag.schema import BUDGET_COLUMNS
 
 PERCENTILES = (50, 90, 95, 99)
+
+
+def percentile(values: pl.Series | np.ndarray, q: float) -> float | None:
+    """numpy's linear percentile of the non-null values (the rule of every view here), None when empty."""
+    arr = np.asarray(values.drop_nulls().to_numpy() if isinstance(values, pl.Series) else values, dtype=float)
+    return float(np.percentile(arr, q)) if arr.size else None
 
 
 def complete_logons(logons: pl.DataFrame) -> pl.DataFrame:

@@ -14,36 +14,44 @@ import datetime as _dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import polars as pl
 
+from netdiag.logons.population import percentile
+from netdiag.profile import Profile
 from netdiag.schema import BUDGET_COLUMNS
+from netdiag.words import CATEGORY_LABELS, SHORT_LABELS, fmt_pct, fmt_s
 
-if TYPE_CHECKING:
-    from netdiag.analyze import Analysis
 
-# Plain words for the budget categories (what a hospital manager reads).
-CATEGORY_LABELS: dict[str, str] = {
-    "dns_s": "DNS lookups",
-    "connect_s": "TCP connects",
-    "tls_s": "TLS handshakes",
-    "network_rtt_s": "network round trips",
-    "request_transfer_s": "sending requests",
-    "server_s": "server processing",
-    "response_transfer_s": "receiving answers",
-    "loss_recovery_s": "waiting for resent packets",
-    "flow_control_s": "receiver not keeping up (TCP window)",
-    "nagle_delayed_ack_s": "Nagle / delayed-ACK stalls",
-    "client_s": "the PC's own work",
-    "unexplained_s": "unexplained",
-}
-SHORT_LABELS: dict[str, str] = {
-    "dns_s": "DNS", "connect_s": "connect", "tls_s": "TLS", "network_rtt_s": "network",
-    "request_transfer_s": "send", "server_s": "server", "response_transfer_s": "receive",
-    "loss_recovery_s": "resends", "flow_control_s": "window", "nagle_delayed_ack_s": "Nagle",
-    "client_s": "PC", "unexplained_s": "unexplained",
-}
+class Analysis(Protocol):
+    """What the report reads of an analysis (`netdiag.analyze.Analysis` has it): its tables and method facts.
+
+    Declared here, not imported, so the report depends only on what it draws: analyze writes the
+    report, the report never imports analyze.
+    """
+
+    paths: list[str]
+    profile: Profile
+    connections: pl.DataFrame
+    transactions: pl.DataFrame
+    logons: pl.DataFrame
+    findings: pl.DataFrame
+    population: dict[str, pl.DataFrame]
+    intervals: pl.DataFrame
+    capture_point: Any             # netdiag.analyze.CapturePoint: .where, .how
+    bucket_s: int
+    read_stats: Any
+    stream_stats: Any
+    no_logons_reason: str | None
+    notes: list[str]
+    warnings: list[str]
+    first_ts_ns: int | None
+    last_ts_ns: int | None
+    is_sample: bool
+    elapsed_s: float
+
+
 # One colour per category, the same in every chart (Okabe-Ito based, colour-blind safe-ish).
 CATEGORY_COLOURS: dict[str, str] = {
     "dns_s": "#56B4E9", "connect_s": "#0072B2", "tls_s": "#009E73", "network_rtt_s": "#999999",
@@ -97,31 +105,6 @@ def redact_cpr(text: str) -> str:
     return _CPR_TEXT_RE.sub(lambda m: re.sub(r"[0-9]", "X", m.group(0)), text)
 
 
-def fmt_s(x: float | None, *, unit: bool = True) -> str:
-    """Seconds for people: 2 decimals from 1 s, 3 from 1 ms, else 6 (never scientific)."""
-    if x is None:
-        return "n/a"
-    a = abs(x)
-    if a < 5e-7:              # float residue (e.g. -1e-12 left by exact budget sums) shows as 0
-        s = "0"
-    elif a >= 1:
-        s = f"{x:.2f}"
-    elif a >= 0.001:
-        s = f"{x:.3f}"
-    else:
-        s = f"{x:.6f}"
-    return s + " s" if unit else s
-
-
-def fmt_pct(share: float) -> str:
-    """A share as a percentage for people ('<1 %' for small non-zero shares)."""
-    if share <= 0:
-        return "0 %"
-    if share < 0.01:
-        return "<1 %"
-    return f"{share * 100:.0f} %"
-
-
 def fmt_time(ts_ns: int | None, *, date: bool = False) -> str:
     """A timestamp as UTC time of day (with the date when asked)."""
     if ts_ns is None:
@@ -161,8 +144,6 @@ class Summary:
 
 def summarize(a: Analysis) -> Summary:
     """Headline numbers and the plain-words summary sentences."""
-    from netdiag.analyze import percentile
-
     n = a.logons.height
     incomplete = int((a.logons["outcome"] == "incomplete").sum()) if n else 0
     # durations, shares and counts describe the logons the capture saw whole
@@ -231,5 +212,5 @@ def _sentences(a: Analysis, s: Summary) -> list[str]:
     return out
 
 
-__all__ = ["CATEGORY_COLOURS", "CATEGORY_LABELS", "CAUSE_LABELS", "cause_label", "SHORT_LABELS", "Summary", "fmt_pct", "fmt_s", "fmt_time",
+__all__ = ["Analysis", "CATEGORY_COLOURS", "CATEGORY_LABELS", "CAUSE_LABELS", "cause_label", "SHORT_LABELS", "Summary", "fmt_pct", "fmt_s", "fmt_time",
            "period_words", "redact_cpr", "summarize"]

@@ -36,7 +36,7 @@ from netdiag.report.views import capture_stats, method_notes, tcp_health, tcp_to
 from netdiag.schema import BUDGET_COLUMNS
 
 if TYPE_CHECKING:
-    from netdiag.analyze import Analysis
+    from netdiag.report import Analysis
 
 WATERFALL_LOGONS = 3
 SLOWEST_BARS = 10
@@ -44,11 +44,13 @@ OPERATION_BARS = 15
 MAX_TABLE_ROWS = 500
 
 
-def _e(s: object) -> str:
+def esc(s: object) -> str:
+    """Text for HTML: CPR-shaped numbers redacted, then escaped (quotes too)."""
     return escape(redact_cpr("" if s is None else str(s)), quote=True)
 
 
-def _asset(name: str) -> str:
+def asset(name: str) -> str:
+    """The text of one of the report's inline assets (assets/report.css, assets/report.js)."""
     return (resources.files("netdiag.report") / "assets" / name).read_text(encoding="utf-8")
 
 
@@ -60,18 +62,18 @@ Col = tuple[str, str | Callable[[dict], Any], str]
 def _cell(value: Any, kind: str) -> str:
     if kind == "s":
         v = "" if value is None else repr(float(value))
-        return f'<td class="num" data-v="{v}">{_e(fmt_s(value, unit=False) if value is not None else "")}</td>'
+        return f'<td class="num" data-v="{v}">{esc(fmt_s(value, unit=False) if value is not None else "")}</td>'
     if kind == "pct":
-        return f'<td class="num" data-v="{float(value or 0)!r}">{_e(fmt_pct(float(value or 0)))}</td>'
+        return f'<td class="num" data-v="{float(value or 0)!r}">{esc(fmt_pct(float(value or 0)))}</td>'
     if kind in ("n", "i"):   # "i": identifiers and ports, no thousands separator
         v = "" if value is None else str(value)
-        shown = f"{value:,}" if isinstance(value, int) and kind == "n" else _e(value)
+        shown = f"{value:,}" if isinstance(value, int) and kind == "n" else esc(value)
         return f'<td class="num" data-v="{v}">{shown}</td>'
     if kind == "code":
-        return f"<td><code>{_e(value)}</code></td>" if value else "<td></td>"
+        return f"<td><code>{esc(value)}</code></td>" if value else "<td></td>"
     if kind == "sev":
-        return f'<td class="sev-{_e(value)}" data-v="{SEVERITY_ORDER.get(str(value), 3)}">{_e(value)}</td>'
-    return f"<td>{_e(value)}</td>"
+        return f'<td class="sev-{esc(value)}" data-v="{SEVERITY_ORDER.get(str(value), 3)}">{esc(value)}</td>'
+    return f"<td>{esc(value)}</td>"
 
 
 def table(cols: Sequence[Col], rows: Sequence[dict], *, name: str, limit: int = MAX_TABLE_ROWS,
@@ -80,7 +82,7 @@ def table(cols: Sequence[Col], rows: Sequence[dict], *, name: str, limit: int = 
 
     `total` is the full row count when the caller passed only the first rows.
     """
-    head = "".join(f'<th class="{"num" if k in ("s", "n", "i", "pct") else ""}">{_e(h)}'
+    head = "".join(f'<th class="{"num" if k in ("s", "n", "i", "pct") else ""}">{esc(h)}'
                    + (" (s)" if k == "s" else "") + "</th>" for h, _, k in cols)
     body = []
     for r in rows[:limit]:
@@ -89,12 +91,13 @@ def table(cols: Sequence[Col], rows: Sequence[dict], *, name: str, limit: int = 
     total = len(rows) if total is None else total
     more = (f'<p class="note">{total - min(limit, len(rows)):,} more rows in tables/ (Parquet).</p>'
             if total > min(limit, len(rows)) else "")
-    return (f'<div class="scroll"><table class="sortable" data-table="{_e(name)}"><thead><tr>{head}</tr></thead>'
+    return (f'<div class="scroll"><table class="sortable" data-table="{esc(name)}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>{more}")
 
 
-def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>"
+def figure(svg: str, caption: str) -> str:
+    """A chart with its caption (the caption escaped; the SVG is trusted, made by netdiag/report/svg.py)."""
+    return f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>"
 
 
 # ------------------------------------------------------------------------------------------
@@ -111,17 +114,17 @@ def _summary(a: Analysis, s: Summary) -> str:
         tiles = [(str(s.logons), "logons"), (fmt_s(s.p50_s), "typical logon (median)"),
                  (fmt_s(s.p95_s), "1 in 20 slower than (p95)"), (fmt_s(s.max_s), f"slowest (logon {s.slowest_logon_id})"),
                  (str(s.slow_logons), f"slower than {fmt_s(s.slow_threshold_s)}")]
-        out.append('<div class="tiles">' + "".join(f'<div class="tile"><b>{_e(v)}</b><span>{_e(t)}</span></div>'
+        out.append('<div class="tiles">' + "".join(f'<div class="tile"><b>{esc(v)}</b><span>{esc(t)}</span></div>'
                                                    for v, t in tiles) + "</div>")
     for i, sentence in enumerate(s.sentences):
         if sentence.startswith("Top findings:") and s.top_findings:
             out.append("<p class=\"lead\">Top findings:</p><ol>" + "".join(
-                f'<li><span class="sev-{_e(r["severity"])}">{_e(r["id"])} {_e(r["severity"])}</span>: '
-                f'{_e(r["summary"])} <span class="muted">({_e(fmt_s(r["seconds_lost"]))} in '
+                f'<li><span class="sev-{esc(r["severity"])}">{esc(r["id"])} {esc(r["severity"])}</span>: '
+                f'{esc(r["summary"])} <span class="muted">({esc(fmt_s(r["seconds_lost"]))} in '
                 f'{r["logons_affected"]} logon{"s" if r["logons_affected"] != 1 else ""})</span></li>'
                 for r in s.top_findings) + "</ol>")
         else:
-            out.append(f'<p class="{"lead" if i < 3 else ""}">{_e(sentence)}</p>')
+            out.append(f'<p class="{"lead" if i < 3 else ""}">{esc(sentence)}</p>')
     out.append("</section>")
     return "".join(out)
 
@@ -140,7 +143,7 @@ def _findings(a: Analysis) -> str:
                        ("Wireshark filter", "wireshark_filter", "code")]
     out.append(table(cols, a.findings.to_dicts(), name="findings"))
     for r in a.findings.filter(a.findings["operations"].is_not_null()).to_dicts():   # server time per operation
-        out.append(f"<p>{_e(r['id'])} ({_e(r['cause'])}) per operation:</p>" + table(
+        out.append(f"<p>{esc(r['id'])} ({esc(r['cause'])}) per operation:</p>" + table(
             [("operation", "operation", "t"), ("calls", "count", "n"), ("total", "total_s", "s"),
              ("p95 of a call", "p95_s", "s"), ("share of logon time", "share", "pct")],
             r["operations"], name=f"findings-{r['id']}-operations"))
@@ -153,7 +156,7 @@ def _distribution(a: Analysis, s: Summary) -> str:
     if s.logons == 0:
         return out[0] + "<p>No logons.</p></section>"
     svg = charts.duration_histogram(a.logons["duration_s"].to_numpy(), s.p50_s, s.p95_s, s.slow_threshold_s)
-    out.append(_figure(svg, "Number of logons per duration band. The dashed lines mark the median (half the "
+    out.append(figure(svg, "Number of logons per duration band. The dashed lines mark the median (half the "
                             "logons were faster), the 95th percentile (1 in 20 were slower) and the profile's "
                             "limit for a slow logon when it falls in range."))
     pct_cols: list[Col] = [("logons", "logons", "n"), ("p50", "p50_s", "s"), ("p90", "p90_s", "s"),
@@ -179,7 +182,7 @@ def _over_time(a: Analysis) -> str:
     svg = charts.over_time(starts, [int(x) for x in b["logons"].to_list()], b["p50_s"].to_list(),
                            b["p95_s"].to_list(), a.bucket_s)
     period = period_words(a.bucket_s)
-    out.append(_figure(svg, f"Median and 95th-percentile logon time per {period} period (by logon "
+    out.append(figure(svg, f"Median and 95th-percentile logon time per {period} period (by logon "
                             "start, UTC), with the number of logons in each period below. A rise in p95 with "
                             "steady counts points at trouble, not load."))
     rows = [{"t": fmt_time(s_, date=True), **r} for s_, r in zip(starts, b.to_dicts(), strict=True)]
@@ -200,7 +203,7 @@ def _budget(a: Analysis, s: Summary) -> str:
     rows = [(f"All {s.logons} logons" if s.logons != 1 else "The one logon", all_secs)]
     if k < s.logons:
         rows.append((f"Slowest {k} logon{'s' if k != 1 else ''}" + (" (5 %)" if s.logons >= 20 else ""), slow_secs))
-    out.append(_figure(charts.budget_share_bars(rows),
+    out.append(figure(charts.budget_share_bars(rows),
                        "Share of logon time by what the PC was waiting for. Every second of every logon is "
                        "counted once, so each bar adds up to 100 %."))
     slowest = a.logons.sort("duration_s", descending=True).head(SLOWEST_BARS)
@@ -208,10 +211,10 @@ def _budget(a: Analysis, s: Summary) -> str:
             {c: r[c] for c in BUDGET_COLUMNS}) for r in slowest.to_dicts()]
     out.append(f"<h3>The {len(per)} slowest logons, second by second</h3>" if len(per) > 1
                else "<h3>The logon, second by second</h3>")
-    out.append(_figure(charts.budget_per_logon_bars(per),
+    out.append(figure(charts.budget_per_logon_bars(per),
                        "Each bar is one logon; its segments are the seconds spent per category (hover for "
                        "exact values)."))
-    key = " ".join(f'<span><i class="key" style="background:{CATEGORY_COLOURS[c]}"></i>{_e(CATEGORY_LABELS[c])}</span>'
+    key = " ".join(f'<span><i class="key" style="background:{CATEGORY_COLOURS[c]}"></i>{esc(CATEGORY_LABELS[c])}</span>'
                    for c in BUDGET_COLUMNS)
     out.append(f'<p class="note">Colours, the same in every chart: {key}</p>')
     trows = [{"what": CATEGORY_LABELS[r["category"]], "col": r["category"], **r} for r in bt.to_dicts()]
@@ -235,12 +238,12 @@ def _waterfalls(a: Analysis) -> str:
         rows, start, end = waterfall_rows(a, int(r["logon_id"]))
         if not rows:
             continue
-        out.append(f"<h3>Logon {r['logon_id']}: {_e(fmt_s(r['duration_s']))}, started "
-                   f"{_e(fmt_time(r['start_ts_ns'], date=True))}, client {_e(r['client_ip'])}, "
-                   f"outcome {_e(r['outcome'])}, mostly {_e(cause_label(r['dominant_cause']))}</h3>")
-        out.append(_figure(charts.waterfall(f"waterfall-{r['logon_id']}", rows, start, end),
+        out.append(f"<h3>Logon {r['logon_id']}: {esc(fmt_s(r['duration_s']))}, started "
+                   f"{esc(fmt_time(r['start_ts_ns'], date=True))}, client {esc(r['client_ip'])}, "
+                   f"outcome {esc(r['outcome'])}, mostly {esc(cause_label(r['dominant_cause']))}</h3>")
+        out.append(figure(charts.waterfall(f"waterfall-{r['logon_id']}", rows, start, end),
                            f"Seconds from the start of logon {r['logon_id']}."))
-        out.append(f'<p class="note">Wireshark filter for this logon: <code>{_e(r["wireshark_filter"])}</code></p>')
+        out.append(f'<p class="note">Wireshark filter for this logon: <code>{esc(r["wireshark_filter"])}</code></p>')
     out.append("</section>")
     return "".join(out)
 
@@ -254,7 +257,7 @@ def _server_think(a: Analysis) -> str:
     items = [(f"{r['operation']}", float(r["total_s"]),
               f"{r['calls']} calls · p95 {fmt_s(r['p95_s'])} · max {fmt_s(r['max_s'])}" if r["calls"] != 1
               else "1 call") for r in top]
-    out.append(_figure(charts.hbars("server-think", "Server's own time per operation, summed over all logons", items),
+    out.append(figure(charts.hbars("server-think", "Server's own time per operation, summed over all logons", items),
                        "The server's own time per operation, summed over all logons (request fully received to "
                        "first answer byte, network round trip removed); the note gives calls, p95 and max per "
                        "call."))
@@ -294,13 +297,13 @@ def _tcp(a: Analysis) -> str:
         return out[0] + "<p>No TCP connections in the capture.</p></section>"
     out.append("<ul>")
     out.append(f"<li>{t['connections']:,} TCP connections; {t['handshakes']:,} complete handshakes, round trip "
-               f"median {_e(fmt_s(t['handshake_rtt_p50_s']))}, worst {_e(fmt_s(t['handshake_rtt_max_s']))}.</li>")
+               f"median {esc(fmt_s(t['handshake_rtt_p50_s']))}, worst {esc(fmt_s(t['handshake_rtt_max_s']))}.</li>")
     out.append(f"<li>Connection attempts repeated (SYN retries): {t['syn_retries']:,} in "
                f"{t['connections_with_syn_retries']:,} connections; connections that never got going: "
                f"{t['failed_connects']:,}.</li>")
-    out.append(f"<li>Resent segments: {t['retransmissions']:,}, waiting {_e(fmt_s(t['resend_wait_s']))} in all.</li>")
+    out.append(f"<li>Resent segments: {t['retransmissions']:,}, waiting {esc(fmt_s(t['resend_wait_s']))} in all.</li>")
     out.append(f"<li>Receiver's window full (zero window): {t['zero_windows']:,} times, "
-               f"{_e(fmt_s(t['zero_window_s']))} in all.</li>")
+               f"{esc(fmt_s(t['zero_window_s']))} in all.</li>")
     out.append(f"<li>Capture loss (data the endpoints saw but the capture missed): {t['capture_gaps']:,} gaps, "
                f"{t['unseen_bytes']:,} bytes.</li>")
     out.append("</ul>")
@@ -319,21 +322,21 @@ def _tcp(a: Analysis) -> str:
 def _capture(a: Analysis) -> str:
     out = ['<section id="capture"><h2>What was read</h2><table><tbody>']
     for k, v in capture_stats(a):
-        out.append(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>")
+        out.append(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>")
     out.append("</tbody></table>")
     out.append(f"<h3>Capture warnings ({len(a.warnings)})</h3>")
     if a.warnings:
-        out.append('<ul class="warnings">' + "".join(f"<li>{_e(w)}</li>" for w in a.warnings) + "</ul>")
+        out.append('<ul class="warnings">' + "".join(f"<li>{esc(w)}</li>" for w in a.warnings) + "</ul>")
     else:
         out.append("<p>None: every frame could be read.</p>")
     if a.notes:
-        out.append("<h3>Notes</h3><ul>" + "".join(f"<li>{_e(n)}</li>" for n in a.notes) + "</ul>")
+        out.append("<h3>Notes</h3><ul>" + "".join(f"<li>{esc(n)}</li>" for n in a.notes) + "</ul>")
     out.append("</section>")
     return "".join(out)
 
 
 def _method(a: Analysis) -> str:
-    items = "".join(f"<dt>{_e(t)}</dt><dd>{_e(d)}</dd>" for t, d in method_notes(a))
+    items = "".join(f"<dt>{esc(t)}</dt><dd>{esc(d)}</dd>" for t, d in method_notes(a))
     return f'<section id="method"><h2>How these figures were computed</h2><dl class="method">{items}</dl></section>'
 
 
@@ -351,13 +354,13 @@ def render_html(a: Analysis) -> str:
     made = _dt.datetime.now(tz=_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [_summary(a, s), _findings(a), _distribution(a, s), _over_time(a), _budget(a, s), _waterfalls(a),
              _server_think(a), _logons(a), _tcp(a), _capture(a), _method(a)]
-    nav = "".join(f'<a href="#{i}">{_e(t)}</a>' for i, t in NAV)
+    nav = "".join(f'<a href="#{i}">{esc(t)}</a>' for i, t in NAV)
     return ("<!DOCTYPE html>\n"
             '<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>netdiag report: {_e(files)}</title><style>{_asset('report.css')}</style></head><body>"
+            f"<title>netdiag report: {esc(files)}</title><style>{asset('report.css')}</style></head><body>"
             '<header class="top"><h1>Where the time goes when clinicians log on</h1>'
-            f"<p>netdiag {_e(__version__)} report on {_e(files)}, made {_e(made)}. All times in seconds; "
+            f"<p>netdiag {esc(__version__)} report on {esc(files)}, made {esc(made)}. All times in seconds; "
             "times of day in UTC.</p></header>"
             f"<nav>{nav}</nav><main>{''.join(parts)}</main>"
-            f"<script>{_asset('report.js')}</script></body></html>\n")
+            f"<script>{asset('report.js')}</script></body></html>\n")

@@ -18,7 +18,7 @@ from netdiag.report.views import capture_stats, method_notes, tcp_totals
 from netdiag.schema import BUDGET_COLUMNS
 
 if TYPE_CHECKING:
-    from netdiag.analyze import Analysis
+    from netdiag.report import Analysis
 
 SLOWEST_ROWS = 10
 OPERATION_ROWS = 15

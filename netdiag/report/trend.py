@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import TYPE_CHECKING, Any
 
+from netdiag import __version__
+from netdiag.compare.stats import ALPHA, MIN_SAMPLES, RELATIVE_MIN_CHANGE
 from netdiag.report import CATEGORY_COLOURS, CATEGORY_LABELS, SHORT_LABELS, fmt_s
 from netdiag.report import svg as charts
+from netdiag.report.html import asset, figure, table
+from netdiag.report.html import esc as _e
 from netdiag.schema import BUDGET_COLUMNS
-
-if TYPE_CHECKING:
-    from netdiag.trend import Trend
+from netdiag.trend import Trend
 
 P50_COLOUR = "#1b7837"
 P95_COLOUR = "#b2182b"
@@ -109,12 +110,6 @@ def budget_bars(rows: list[tuple[str, float, dict[str, float]]]) -> str:
         "Where the time went in the slowest logons (seconds)", "Where the time went per period (mean seconds per logon)")
 
 
-def _e(x: Any) -> str:
-    from netdiag.report.html import _e as esc
-
-    return esc(x)
-
-
 def _p(x: float | None) -> str:
     return "n/a" if x is None else (f"{x:.2g}" if x < 0.001 else f"{x:.3f}")
 
@@ -125,16 +120,12 @@ def _sentences(t: Trend) -> str:
 
 def render_html(t: Trend) -> str:
     """One self-contained page: summary, p50/p95 per period, budget per period, comparisons, wards, method."""
-    from netdiag import __version__
-    from netdiag.compare import ALPHA, MIN_SAMPLES, RELATIVE_MIN_CHANGE
-    from netdiag.report.html import _asset, _figure, table
-
     parts = ['<section id="summary"><h2>Summary</h2>' + _sentences(t) + "</section>"]
     labels = [p.label for p in t.periods]
     with_logons = [p for p in t.periods if p.logons]
     lines = '<section id="lines"><h2>Logon time per period</h2>'
     if with_logons:
-        lines += _figure(period_lines(labels, [p.p50_s for p in t.periods], [p.p95_s for p in t.periods],
+        lines += figure(period_lines(labels, [p.p50_s for p in t.periods], [p.p95_s for p in t.periods],
                                       [p.logons for p in t.periods]),
                          "Median (p50) and 95th-percentile (p95) logon time in each period, in the order given, with "
                          "the number of logons in each period below. A rise in p95 with steady counts points at "
@@ -153,7 +144,7 @@ def render_html(t: Trend) -> str:
     budget = '<section id="budget"><h2>Where the time went, per period</h2>'
     if with_logons:
         bars = [(p.label, float(p.duration["mean"] or 0.0), dict(p.budget_per_logon_s)) for p in with_logons]
-        budget += _figure(budget_bars(bars), "Mean seconds per logon in each wait category; a logon's categories add "
+        budget += figure(budget_bars(bars), "Mean seconds per logon in each wait category; a logon's categories add "
                                              "up to its duration, so each bar is the period's mean logon time.")
         key = " ".join(f'<span><i class="key" style="background:{CATEGORY_COLOURS[c]}"></i>'
                        f"{_e(CATEGORY_LABELS[c])}</span>" for c in BUDGET_COLUMNS)
@@ -231,12 +222,12 @@ def render_html(t: Trend) -> str:
     return ("<!DOCTYPE html>\n"
             '<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>netdiag trend</title><style>{_asset('report.css')}</style></head><body>"
+            f"<title>netdiag trend</title><style>{asset('report.css')}</style></head><body>"
             '<header class="top"><h1>Logon time over days and periods</h1>'
             f"<p>netdiag {_e(__version__)} trend over {len(t.periods)} periods, made {_e(made)}. All times in "
             "seconds; times of day in UTC.</p></header>"
             f"<nav>{nav}</nav><main>{''.join(parts)}</main>"
-            f"<script>{_asset('report.js')}</script></body></html>\n")
+            f"<script>{asset('report.js')}</script></body></html>\n")
 
 
 __all__ = ["budget_bars", "period_lines", "render_html"]

@@ -15,7 +15,7 @@ import polars as pl
 from netdiag.report import fmt_s, period_words
 
 if TYPE_CHECKING:
-    from netdiag.analyze import Analysis
+    from netdiag.report import Analysis
 
 FAILED_CONNECT_STATES = ("S0", "REJ", "RSTOS0", "SH", "SHR")
 
