@@ -182,11 +182,13 @@ def _fit(cols: list[_Col], width: int, *, may_drop: bool) -> tuple[list[_Col], l
 
 def print_table(df: pl.DataFrame, *, columns: list[str] | None = None, title: str | None = None,
                 max_rows: int = MAX_TTY_ROWS, chosen: list[str] | None = None, wide: bool = False,
-                console: Console | None = None) -> None:
+                console: Console | None = None, right: Sequence[str] = (), whole: Sequence[str] = ()) -> None:
     """A terminal table of `df`: default `columns` fitted to the terminal, or every column when piped.
 
     `chosen` (--columns) and `wide` (--wide) override the defaults; `console` is a rich Console
-    (tests pass one with a fixed width; default: stdout's).
+    (tests pass one with a fixed width; default: stdout's); `right` names text columns that hold
+    numbers with their unit ("1.25 s"), right-aligned like numeric columns and, like the `whole`
+    columns, never cut (left out whole when the terminal is too narrow).
     """
     from rich import box
     from rich.console import Console
@@ -209,6 +211,9 @@ def print_table(df: pl.DataFrame, *, columns: list[str] | None = None, title: st
     shown = df if not tty else df.head(max_rows)
     rows = shown.select(names)
     cols = [_column(n, df.schema[n], rows[n].to_list()) for n in names]
+    for c in cols:
+        if c.name in right or c.name in whole:     # a cut number or verdict would mislead
+            c.minimum = c.natural
     hidden: list[str] = []
     if full:
         widths = [c.natural for c in cols]
@@ -218,7 +223,7 @@ def print_table(df: pl.DataFrame, *, columns: list[str] | None = None, title: st
     table = Table(title=title, show_lines=False, header_style="bold", box=box.HEAVY_HEAD, pad_edge=False,
                   title_justify="left")
     for c, w in zip(cols, widths, strict=True):
-        table.add_column(c.name, justify="right" if c.numeric else "left", width=w, no_wrap=True,
+        table.add_column(c.name, justify="right" if c.numeric or c.name in right else "left", width=w, no_wrap=True,
                          overflow="ellipsis", min_width=w, max_width=w)
     for c, w in zip(cols, widths, strict=True):
         if w < c.natural:                 # cut free text ourselves: never inside an address

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from netdiag.errors import NetdiagError
+from netdiag.output import ColumnsOpt, WideOpt
 
 
 class RegressionGateError(NetdiagError):
@@ -48,14 +49,14 @@ def _paths(arg: str) -> list[str]:
 def compare_command(before: SideArg, after: SideArg, profile: ProfileOpt = None, as_json: JsonOpt = False,
                     html: HtmlOpt = None, md: MdOpt = None, fail_on_regression: FailOpt = None,
                     all_rows: AllOpt = False, allow_different_profiles: AllowOpt = False,
-                    tls_keylog: TlsKeylogOpt = None) -> None:
+                    tls_keylog: TlsKeylogOpt = None, columns: ColumnsOpt = None, wide: WideOpt = False) -> None:
     """Compare logon times before and after a change: statistics, verdicts, comparability checks."""
     from netdiag.compare import compare
     from netdiag.report.compare import print_terminal, render_html, render_markdown
     from netdiag.tls_keylog import profile_with_keylog
 
     profile = profile_with_keylog(profile, tls_keylog)
-    from netdiag.output import preflight_file, write_file
+    from netdiag.output import parse_columns, preflight_file, write_file
 
     for p in (html, md):
         if p is not None:
@@ -69,7 +70,7 @@ def compare_command(before: SideArg, after: SideArg, profile: ProfileOpt = None,
     if as_json:
         sys.stdout.write(c.to_json())
     else:
-        print_terminal(c, everything=all_rows)
+        print_terminal(c, everything=all_rows, columns=parse_columns(columns), wide=wide)
     for p, what in ((html, "HTML"), (md, "Markdown")):
         if p is not None:
             print(f"netdiag: {what} report: {p.resolve()}", file=sys.stderr)

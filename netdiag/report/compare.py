@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from netdiag import __version__
 from netdiag.compare import Comparison, _label, _sentence, _values, profile_name
@@ -63,32 +64,47 @@ def terminal_rows(c: Comparison, *, everything: bool = False) -> list[dict[str, 
     return keep
 
 
-def print_terminal(c: Comparison, *, everything: bool = False, console: Any = None) -> None:
-    """Headline, comparability warnings and the metric table on stdout (rich)."""
-    from rich.console import Console
-    from rich.table import Table
+# Terminal columns, most needed first: on a narrow terminal the last ones are left out (and named).
+TERMINAL_COLUMNS = ("metric", "verdict", "before", "after", "difference", "p (adj.)", "95 % CI", "n before/after",
+                    "Cliff's d", "statistic")
 
-    console = console if console is not None else Console(width=max(Console().width, 160))
+
+def terminal_table(c: Comparison, *, everything: bool = False) -> pl.DataFrame:
+    """The terminal table's cells (text), one row per `terminal_rows` metric, TERMINAL_COLUMNS in order."""
+    rows = [[_metric_name(r), r["verdict"], _fmt(r["before_stat"], r["unit"]), _fmt(r["after_stat"], r["unit"]),
+             _fmt(r["difference"], r["unit"], sign=True), _p(r["p_adjusted"]), _ci(r),
+             f"{r['n_before']}/{r['n_after']}", "n/a" if r["cliffs_delta"] is None else f"{r['cliffs_delta']:+.2f}",
+             r["statistic"]]
+            for r in terminal_rows(c, everything=everything)]
+    return pl.DataFrame(rows, schema=dict.fromkeys(TERMINAL_COLUMNS, pl.String), orient="row")
+
+
+def print_terminal(c: Comparison, *, everything: bool = False, console: Any = None,
+                   columns: list[str] | None = None, wide: bool = False) -> None:
+    """Headline, comparability warnings and the metric table on stdout, fitted to the terminal's width.
+
+    As the other commands' tables (netdiag.output.print_table): on a terminal the columns are fitted
+    to its width (free text cut, never inside an address; the least needed columns left out and
+    named); piped, or with `wide` (--wide), every column is whole; `columns` (--columns) picks them.
+    `console` is a rich Console (tests pass one of a fixed width).
+    """
+    from rich.console import Console
+
+    from netdiag.output import print_table
+
+    con = console if console is not None else Console()
     for line in c.headline():
-        console.print(line, markup=False, highlight=False)
-    table = Table(title="netdiag compare: before -> after", header_style="bold")
-    for h, j in (("metric", "left"), ("n before/after", "right"), ("before", "right"), ("after", "right"),
-                 ("difference", "right"), ("95 % CI", "right"), ("p (adj.)", "right"), ("Cliff's d", "right"),
-                 ("verdict", "left")):
-        table.add_column(h, justify=j, overflow="fold")  # type: ignore[arg-type]
-    style = {"improved": "green", "regressed": "bold red", "weak evidence": "yellow"}
-    for r in terminal_rows(c, everything=everything):
-        table.add_row(_metric_name(r), f"{r['n_before']}/{r['n_after']}",
-                      f"{r['statistic']} {_fmt(r['before_stat'], r['unit'])}", _fmt(r["after_stat"], r["unit"]),
-                      _fmt(r["difference"], r["unit"], sign=True), _ci(r), _p(r["p_adjusted"]),
-                      "n/a" if r["cliffs_delta"] is None else f"{r['cliffs_delta']:+.2f}",
-                      f"[{style.get(r['verdict'], '')}]{r['verdict']}[/]" if r["verdict"] in style else r["verdict"])
-    console.print(table)
-    console.print(f"Verdict thresholds: adjusted p < {ALPHA} (Mann-Whitney and a tail test), a 95 % bootstrap interval "
-                  f"excluding 0 for the median, p90, p95 or mean with a change >= the metric's minimum and "
-                  f"{RELATIVE_MIN_CHANGE:.0%} of the before value, |Cliff's delta| >= {NEGLIGIBLE_DELTA} unless the "
-                  f"tail carried it, at least {MIN_SAMPLES} per side; a budget category falling to or rising from "
-                  "zero (docs/compare.md).", markup=False, highlight=False)
+        con.print(line, markup=False, highlight=False)
+    df = terminal_table(c, everything=everything)
+    print_table(df, columns=list(TERMINAL_COLUMNS), title="netdiag compare: before -> after",
+                max_rows=max(df.height, 1), console=con, chosen=columns, wide=wide,
+                right=("before", "after", "difference", "p (adj.)", "95 % CI", "n before/after", "Cliff's d"),
+                whole=("verdict",))
+    con.print(f"Verdict thresholds: adjusted p < {ALPHA} (Mann-Whitney and a tail test), a 95 % bootstrap interval "
+              f"excluding 0 for the median, p90, p95 or mean with a change >= the metric's minimum and "
+              f"{RELATIVE_MIN_CHANGE:.0%} of the before value, |Cliff's delta| >= {NEGLIGIBLE_DELTA} unless the "
+              f"tail carried it, at least {MIN_SAMPLES} per side; a budget category falling to or rising from "
+              "zero (docs/compare.md).", markup=False, highlight=False)
 
 
 def _md(x: Any) -> str:
@@ -316,5 +332,6 @@ def render_html(c: Comparison) -> str:
             f"<script>{asset('report.js')}</script></body></html>\n")
 
 
-__all__ = ["METRIC_HEADERS", "print_terminal", "render_html", "render_markdown", "terminal_rows"]
+__all__ = ["METRIC_HEADERS", "TERMINAL_COLUMNS", "print_terminal", "render_html", "render_markdown", "terminal_rows",
+           "terminal_table"]
 
