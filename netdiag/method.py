@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from netdiag.profile import Profile
+from netdiag.words import fmt_s
 
 # Time-bucket sizes tried for "logon time over time", smallest first; the first giving at most
 # MAX_BUCKETS buckets over the capture's span is used.
@@ -57,8 +58,8 @@ def capture_point(connections: pl.DataFrame, profile: Profile) -> CapturePoint:
     if c_s is None or s_s is None:
         return CapturePoint("undetermined", "no complete TCP handshake was captured, so the round trip on each side "
                             "of the capture point is unknown", c_s, s_s)
-    evidence = (f"median handshake round trip from the capture point: {c_s:.6f} s to the clients, "
-                f"{s_s:.6f} s to the servers")
+    evidence = (f"median handshake round trip from the capture point: {fmt_s(c_s)} to the clients, "
+                f"{fmt_s(s_s)} to the servers")
     if max(c_s, s_s) < CAPTURE_POINT_MIN_RTT_S:
         return CapturePoint("undetermined", evidence + "; both are under 1 ms (a LAN or a lab), so it makes no "
                             "measurable difference where the capture was taken", c_s, s_s)

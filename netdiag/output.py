@@ -100,10 +100,17 @@ def emit(df: pl.DataFrame, *, as_json: bool = False, as_csv: bool = False, parqu
                 chosen=columns, wide=wide)
 
 
-def _fmt(value: object) -> str:
+def _fmt(value: object, name: str = "") -> str:
+    """A cell for people: seconds (`*_s`, `seconds_*`) by fmt_s ("38 µs", "2.40 s"), shares as percentages."""
     if value is None:
         return ""
     if isinstance(value, float):
+        from netdiag.words import fmt_pct, fmt_s
+
+        if name.endswith("_s") or name.startswith("seconds_"):
+            return fmt_s(value)
+        if name.endswith("share"):
+            return fmt_pct(value)
         return f"{value:.3f}" if abs(value) < 1e6 else f"{value:.3g}"
     if isinstance(value, list):
         return " ".join(str(v) for v in value[:8]) + (" ..." if len(value) > 8 else "")
@@ -122,7 +129,7 @@ class _Col:
 def _column(name: str, dtype: pl.DataType, values: list[object]) -> _Col:
     from rich.cells import cell_len
 
-    cells = [_fmt(v) for v in values]
+    cells = [_fmt(v, name) for v in values]
     natural = max([cell_len(name), *(cell_len(c) for c in cells)])
     text = not dtype.is_numeric() and any((" " in c or cell_len(c) > TEXT_CUT) and not _ADDRESS_RE.match(c)
                                           for c in cells)

@@ -32,29 +32,51 @@ SHORT_LABELS: dict[str, str] = {
 }
 
 
-def fmt_s(x: float | None, *, unit: bool = True) -> str:
-    """Seconds for people: 2 decimals from 1 s, 3 from 1 ms, else 6 (never scientific)."""
+def fmt_s(x: float | None) -> str:
+    """A duration for people, in the unit that reads best: "38 µs", "2.45 ms", "12.4 ms", "2.40 s", "75.3 s".
+
+    Three significant digits (whole microseconds below a millisecond: capture clocks tick in µs),
+    never scientific, never "0.000 s" for a time that is not zero. Below half a microsecond it is
+    float residue (-1e-12 left by exact budget sums) and shows as "0 s". Negative values (a
+    difference) keep their sign.
+    """
     if x is None:
         return "n/a"
+    if x != x:                 # NaN: nothing measured
+        return "n/a"
     a = abs(x)
-    if a < 5e-7:              # float residue (e.g. -1e-12 left by exact budget sums) shows as 0
-        s = "0"
-    elif a >= 1:
-        s = f"{x:.2f}"
-    elif a >= 0.001:
-        s = f"{x:.3f}"
-    else:
-        s = f"{x:.6f}"
-    return s + " s" if unit else s
+    sign = "-" if x < 0 else ""
+    if a < 5e-7:
+        return "0 s"
+    r = float(f"{a:.3g}")      # round first, then choose the unit: 0.9996 s is "1.00 s", not "1000 ms"
+    if r < 1e-3:
+        return f"{sign}{round(a * 1e6):.0f} µs" if round(a * 1e6) < 1000 else f"{sign}1.00 ms"
+    if r < 1:
+        return f"{sign}{_sig3(r * 1e3)} ms"
+    if r < 1000:
+        return f"{sign}{_sig3(r)} s"
+    return f"{sign}{a:,.0f} s"
 
 
-def fmt_pct(share: float) -> str:
-    """A share as a percentage for people ('<1 %' for small non-zero shares)."""
+def _sig3(v: float) -> str:
+    """A value of 1 <= v < 1000 with three significant digits: 2.40, 12.4, 124."""
+    if v < 10:
+        return f"{v:.2f}"
+    if v < 100:
+        return f"{v:.1f}"
+    return f"{v:.0f}"
+
+
+def fmt_pct(share: float | None) -> str:
+    """A share (a fraction of 1) as a percentage for people: "33.5 %", "<0.1 %" for tiny non-zero shares."""
+    if share is None or share != share:
+        return "n/a"
     if share <= 0:
         return "0 %"
-    if share < 0.01:
-        return "<1 %"
-    return f"{share * 100:.0f} %"
+    if share < 0.001:
+        return "<0.1 %"
+    p = share * 100
+    return f"{p:.0f} %" if p >= 99.95 else f"{p:.1f} %"
 
 
 def fmt_value(x: float | None, unit: str, *, sign: bool = False) -> str:

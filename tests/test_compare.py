@@ -25,8 +25,8 @@ import pytest
 
 from netdiag.analyze import MARKER, analyze
 from netdiag.compare import MIN_SAMPLES, CompareError, compare
-from netdiag.report.compare import render_html, render_markdown
 from netdiag.errors import UsageError
+from netdiag.report.compare import render_html, render_markdown
 from netdiag.schema import BUDGET_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,8 @@ package computes no network figure of its own except simple order statistics ove
 (percentiles with numpy's linear rule, as netdiag.logons.population). Both renderers share the
 facts below so the HTML and the Markdown say the same thing in the same words.
 
-Numbers are shown in seconds (one unit throughout the report), times of day in UTC.
+Durations are shown by netdiag.words.fmt_s in the unit that reads best ("38 µs", "12.4 ms", "2.40 s"),
+shares as percentages ("33.5 %"), times of day in UTC.
 """
 
 from __future__ import annotations

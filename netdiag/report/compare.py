@@ -327,7 +327,7 @@ def render_html(c: Comparison) -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>netdiag compare</title><style>{asset('report.css')}</style></head><body>"
             '<header class="top"><h1>Did the change help? Before and after</h1>'
-            f"<p>netdiag {e(__version__)} comparison, made {e(made)}. All times in seconds; times of day in UTC.</p>"
+            f"<p>netdiag {e(__version__)} comparison, made {e(made)}. Times of day in UTC.</p>"
             f"</header><nav>{nav}</nav><main>{''.join(parts)}</main>"
             f"<script>{asset('report.js')}</script></body></html>\n")
 

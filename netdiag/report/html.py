@@ -62,7 +62,7 @@ Col = tuple[str, str | Callable[[dict], Any], str]
 def _cell(value: Any, kind: str) -> str:
     if kind == "s":
         v = "" if value is None else repr(float(value))
-        return f'<td class="num" data-v="{v}">{esc(fmt_s(value, unit=False) if value is not None else "")}</td>'
+        return f'<td class="num" data-v="{v}">{esc(fmt_s(value) if value is not None else "")}</td>'
     if kind == "pct":
         return f'<td class="num" data-v="{float(value or 0)!r}">{esc(fmt_pct(float(value or 0)))}</td>'
     if kind in ("n", "i"):   # "i": identifiers and ports, no thousands separator
@@ -82,8 +82,7 @@ def table(cols: Sequence[Col], rows: Sequence[dict], *, name: str, limit: int = 
 
     `total` is the full row count when the caller passed only the first rows.
     """
-    head = "".join(f'<th class="{"num" if k in ("s", "n", "i", "pct") else ""}">{esc(h)}'
-                   + (" (s)" if k == "s" else "") + "</th>" for h, _, k in cols)
+    head = "".join(f'<th class="{"num" if k in ("s", "n", "i", "pct") else ""}">{esc(h)}</th>' for h, _, k in cols)
     body = []
     for r in rows[:limit]:
         cells = [_cell(get(r) if callable(get) else r.get(get), kind) for _, get, kind in cols]
@@ -360,7 +359,7 @@ def render_html(a: Analysis) -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>netdiag report: {esc(files)}</title><style>{asset('report.css')}</style></head><body>"
             '<header class="top"><h1>Where the time goes when clinicians log on</h1>'
-            f"<p>netdiag {esc(__version__)} report on {esc(files)}, made {esc(made)}. All times in seconds; "
-            "times of day in UTC.</p></header>"
+            f"<p>netdiag {esc(__version__)} report on {esc(files)}, made {esc(made)}. Times of day in UTC."
+            "</p></header>"
             f"<nav>{nav}</nav><main>{''.join(parts)}</main>"
             f"<script>{asset('report.js')}</script></body></html>\n")

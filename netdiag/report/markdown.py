@@ -61,8 +61,8 @@ def render_markdown(a: Analysis) -> str:
               r["summary"], "", f"How it was measured: {r['detail']}", "",
               f"Next step: {r['action']}", ""]
         if r.get("operations"):   # a cause measured per operation (server time): its table
-            L += _table(["operation", "calls", "total (s)", "p95 of a call (s)", "share of logon time"],
-                        [(o["operation"], o["count"], fmt_s(o["total_s"], unit=False), fmt_s(o["p95_s"], unit=False),
+            L += _table(["operation", "calls", "total", "p95 of a call", "share of logon time"],
+                        [(o["operation"], o["count"], fmt_s(o["total_s"]), fmt_s(o["p95_s"]),
                           fmt_pct(o["share"])) for o in r["operations"]], right=(1, 2, 3, 4))
         L += [f"Wireshark filter: `{r['wireshark_filter']}`", ""]
 
@@ -70,25 +70,25 @@ def render_markdown(a: Analysis) -> str:
         L += ["## Where the time went", ""]
         bt = a.population["budget"]
         k = int(bt["slowest_logons"][0])
-        L += _table(["waiting for", "all logons (s)", "share", f"slowest {k} (s)", "share"],
-                    [(CATEGORY_LABELS[r["category"]], fmt_s(r["all_logons_s"], unit=False), fmt_pct(r["all_share"]),
-                      fmt_s(r["slowest_s"], unit=False), fmt_pct(r["slowest_share"])) for r in bt.to_dicts()],
+        L += _table(["waiting for", "all logons", "share", f"slowest {k}", "share"],
+                    [(CATEGORY_LABELS[r["category"]], fmt_s(r["all_logons_s"]), fmt_pct(r["all_share"]),
+                      fmt_s(r["slowest_s"]), fmt_pct(r["slowest_share"])) for r in bt.to_dicts()],
                     right=(1, 2, 3, 4))
         L += ["## Slowest logons", ""]
         slow = a.logons.sort("duration_s", descending=True).head(SLOWEST_ROWS)
         rows = []
         for r in slow.to_dicts():
             top = sorted(((c, r[c]) for c in BUDGET_COLUMNS), key=lambda t: -t[1])[:3]
-            rows.append((r["logon_id"], fmt_time(r["start_ts_ns"], date=True), r["client_ip"], fmt_s(r["duration_s"], unit=False),
+            rows.append((r["logon_id"], fmt_time(r["start_ts_ns"], date=True), r["client_ip"], fmt_s(r["duration_s"]),
                          r["outcome"], "; ".join(f"{CATEGORY_LABELS[c]} {fmt_s(v)}" for c, v in top if v > 0),
                          f"`{r['wireshark_filter']}`"))
-        L += _table(["logon", "start", "client", "duration (s)", "outcome", "largest waits", "Wireshark filter"], rows,
+        L += _table(["logon", "start", "client", "duration", "outcome", "largest waits", "Wireshark filter"], rows,
                     right=(0, 3))
 
-        pct_head = ["logons", "p50 (s)", "p90 (s)", "p95 (s)", "max (s)"]
+        pct_head = ["logons", "p50", "p90", "p95", "max"]
 
         def pct_row(r: dict) -> list:
-            return [r["logons"], *(fmt_s(r[k], unit=False) for k in ("p50_s", "p90_s", "p95_s", "max_s"))]
+            return [r["logons"], *(fmt_s(r[k]) for k in ("p50_s", "p90_s", "p95_s", "max_s"))]
 
         groups = a.population.get("per_client_group")
         if groups is not None and groups.height and (groups.height > 1 or groups["client_group"][0] != "(none)"):
@@ -105,17 +105,17 @@ def render_markdown(a: Analysis) -> str:
         if ov is not None and ov.height:
             period = period_words(a.bucket_s)
             L += [f"## Logon time over the day ({period} periods, UTC)", ""]
-            L += _table(["period start", "logons", "p50 (s)", "p95 (s)", "max (s)"],
-                        [(str(r["bucket_start"])[:16], r["logons"], fmt_s(r["p50_s"], unit=False),
-                          fmt_s(r["p95_s"], unit=False), fmt_s(r["max_s"], unit=False)) for r in ov.to_dicts()],
+            L += _table(["period start", "logons", "p50", "p95", "max"],
+                        [(str(r["bucket_start"])[:16], r["logons"], fmt_s(r["p50_s"]),
+                          fmt_s(r["p95_s"]), fmt_s(r["max_s"])) for r in ov.to_dicts()],
                         right=(1, 2, 3, 4))
 
         st = a.population.get("server_think_per_operation")
         if st is not None and st.height:
             L += ["## Server time per operation", ""]
-            L += _table(["protocol", "operation", "calls", "total (s)", "p50 (s)", "p95 (s)", "max (s)"],
-                        [(r["protocol"], r["operation"], r["calls"], fmt_s(r["total_s"], unit=False),
-                          fmt_s(r["p50_s"], unit=False), fmt_s(r["p95_s"], unit=False), fmt_s(r["max_s"], unit=False))
+            L += _table(["protocol", "operation", "calls", "total", "p50", "p95", "max"],
+                        [(r["protocol"], r["operation"], r["calls"], fmt_s(r["total_s"]),
+                          fmt_s(r["p50_s"]), fmt_s(r["p95_s"]), fmt_s(r["max_s"]))
                          for r in st.head(OPERATION_ROWS).to_dicts()], right=(2, 3, 4, 5, 6))
 
     L += ["## TCP health", ""]

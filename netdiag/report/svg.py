@@ -47,11 +47,18 @@ def nice_step(span: float, target: int) -> float:
     return 10 * mag
 
 
-def _tick_label(v: float, step: float) -> str:
-    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
-    if step < 1 and abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-9:
+def tick_label(v: float, step: float, top: float | None = None) -> str:
+    """An axis tick: in ms when the axis ends below 1 s (µs below 1 ms), else s; as many decimals as the step needs.
+
+    `top` is the axis's largest value (default: v); every tick of one axis shares its unit.
+    """
+    top = abs(v) if top is None else abs(top)
+    scale, unit = (1e6, "µs") if top < 1e-3 else (1e3, "ms") if top < 1 else (1.0, "s")
+    st = step * scale
+    decimals = max(0, -math.floor(math.log10(st))) if st < 1 else 0
+    if st < 1 and abs(st * 10 ** decimals - round(st * 10 ** decimals)) > 1e-9:
         decimals += 1
-    return f"{v:.{decimals}f} s"
+    return f"{v * scale:.{decimals}f} {unit}"
 
 
 def _svg(name: str, width: int, height: int, title: str, body: list[str], marks: int) -> str:
@@ -84,7 +91,7 @@ def _x_axis(x0: float, x1: float, y: float, lo: float, hi: float, step: float, *
         v = lo + i * step
         x = x0 + (v - lo) / (hi - lo) * (x1 - x0)
         out.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="{MUTED}"/>')
-        out.append(_text(x, y + 16, label(v) if label else _tick_label(v, step), anchor="middle", fill=MUTED))
+        out.append(_text(x, y + 16, label(v) if label else tick_label(v, step, hi), anchor="middle", fill=MUTED))
     return out
 
 
@@ -129,7 +136,8 @@ def duration_histogram(durations: np.ndarray, p50: float | None, p95: float | No
         return _svg("duration-histogram", W, H, "How long logons took: no durations to show",
                     [_text(W / 2, H / 2, "no logon with a measurable duration", anchor="middle", fill=MUTED)], 0)
     lo_v, hi_v = float(d.min()), float(d.max())
-    step = nice_step(max(hi_v - lo_v, 0.001), min(20, max(5, int(math.sqrt(d.size) * 2))))
+    # bins narrower than 1/20 of the longest logon's time tell nothing (and need 4-decimal labels)
+    step = nice_step(max(hi_v - lo_v, 0.05 * hi_v, 0.001), min(20, max(5, int(math.sqrt(d.size) * 2))))
     lo, hi, edges, counts = histogram_bins(d, step)
     cmax = max(int(counts.max()), 1)
     sx = (W - L - R) / (hi - lo)
@@ -142,7 +150,7 @@ def duration_histogram(durations: np.ndarray, p50: float | None, p95: float | No
         x = L + (edges[i] - lo) * sx
         h = c / cmax * ph * 0.8          # headroom for the count and the p50/p95 labels
         body.append(_rect(x + 1, T + ph - h, step * sx - 2, h, "#4C78A8",
-                          f"{_tick_label(edges[i], step)} to {_tick_label(edges[i + 1], step)}: {c} logon{'s' if c != 1 else ''}"))
+                          f"{tick_label(edges[i], step, hi)} to {tick_label(edges[i + 1], step, hi)}: {c} logon{'s' if c != 1 else ''}"))
         body.append(_text(x + step * sx / 2, T + ph - h - 4, str(int(c)), anchor="middle"))
         marks += 1
     body += _x_axis(L, W - R, T + ph, lo, hi, step)
@@ -202,7 +210,7 @@ def over_time(starts_ns: list[int], counts: list[int], p50: list[float], p95: li
     while k <= ymax + 1e-12:
         y = y_of(k)
         body.append(f'<line x1="{L}" y1="{y:.1f}" x2="{W - R}" y2="{y:.1f}" stroke="{GRID}"/>')
-        body.append(_text(L - 6, y + 4, _tick_label(k, ystep), anchor="end", fill=MUTED))
+        body.append(_text(L - 6, y + 4, tick_label(k, ystep, ymax), anchor="end", fill=MUTED))
         k += ystep
     xs = [L + (s / 1e9 + bucket_s / 2 - t0) * sx for s in starts_ns]
     label_y95 = -100.0

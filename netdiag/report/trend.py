@@ -59,7 +59,7 @@ def period_lines(labels: list[str], p50: list[float | None], p95: list[float | N
     while k <= ymax + 1e-12:
         y = y_of(k)
         body.append(f'<line x1="{L}" y1="{y:.1f}" x2="{W - R}" y2="{y:.1f}" stroke="{charts.GRID}"/>')
-        body.append(charts._text(L - 6, y + 4, charts._tick_label(k, ystep), anchor="end", fill=charts.MUTED))
+        body.append(charts._text(L - 6, y + 4, charts.tick_label(k, ystep, ymax), anchor="end", fill=charts.MUTED))
         k += ystep
     end_labels: list[float] = []
     for series, name, colour in ((p95, "p95", P95_COLOUR), (p50, "median (p50)", P50_COLOUR)):
@@ -224,8 +224,8 @@ def render_html(t: Trend) -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>netdiag trend</title><style>{asset('report.css')}</style></head><body>"
             '<header class="top"><h1>Logon time over days and periods</h1>'
-            f"<p>netdiag {_e(__version__)} trend over {len(t.periods)} periods, made {_e(made)}. All times in "
-            "seconds; times of day in UTC.</p></header>"
+            f"<p>netdiag {_e(__version__)} trend over {len(t.periods)} periods, made {_e(made)}. Times of day "
+            "in UTC.</p></header>"
             f"<nav>{nav}</nav><main>{''.join(parts)}</main>"
             f"<script>{asset('report.js')}</script></body></html>\n")
 

@@ -28,6 +28,7 @@ import polars as pl
 
 from netdiag.capture.tcp_flags import TH_SYN, TH_SYN_ACK
 from netdiag.profile import Profile, Thresholds
+from netdiag.words import fmt_s
 
 MAX_EVIDENCE_FRAMES = 40
 
@@ -73,8 +74,8 @@ class LabelInput:
 
 
 def secs_text(x: float) -> str:
-    """Seconds in a sentence: ms below 0.1 s (never "0.00 s"), else two decimals."""
-    return f"{1000 * x:.1f} ms" if x < 0.1 else f"{x:.2f} s"
+    """Seconds in a sentence, in the unit that reads best (netdiag.words.fmt_s: "38 µs", "12.4 ms", "2.40 s")."""
+    return fmt_s(x)
 
 
 def filter_for(frames: list[int]) -> str:

@@ -32,7 +32,7 @@ def _action(ctx: FindingContext, r: pl.DataFrame) -> str:
 def _find(ctx: FindingContext) -> None:
     ctx.simple(CAUSE, lambda s, w, r: "warning",
                lambda s, n, w, r: f"Looking up server names was slow or failed: {secs_text(s)} in {n} logon(s).",
-               lambda s, n, w, r: f"DNS questions answered after more than {ctx.thr.dns_s} s, unanswered or retried: "
+               lambda s, n, w, r: f"DNS questions answered after more than {secs_text(ctx.thr.dns_s)}, unanswered or retried: "
                f"{ops_of(ctx.tx, r['txn_row'].unique().to_list())}.",
                lambda r: _action(ctx, r))
 

@@ -57,7 +57,7 @@ def _find(ctx: FindingContext) -> None:
     ctx.simple(CAUSE, lambda s, w, r: "critical",
                lambda s, n, w, r: f"A connection left idle was silently cut by a firewall; {n} logon(s) lost "
                f"{secs_text(s)} before reconnecting.",
-               lambda s, n, w, r: f"Data sent after >= {ctx.thr.idle_before_reuse_s} s of silence was resent and "
+               lambda s, n, w, r: f"Data sent after >= {secs_text(ctx.thr.idle_before_reuse_s)} of silence was resent and "
                "never answered, then the client gave up and reconnected: a firewall/NAT idle timeout shorter than "
                "the ORB's keep-alive.",
                lambda r: ACTION.format(targets=targets_of(ctx.connections, r["conn_id"].unique().to_list())))
@@ -72,7 +72,7 @@ def _find_connections(ctx: ConnectionContext) -> None:
     ctx.add(CAUSE, "critical", secs,
             f"A connection left idle was silently cut by a firewall: {secs_text(secs)} on {len(conns)} "
             f"connection(s) to {to}, {ctx.where}.",
-            f"Data sent after >= {ctx.thr.idle_before_reuse_s} s of silence was resent and never answered.",
+            f"Data sent after >= {secs_text(ctx.thr.idle_before_reuse_s)} of silence was resent and never answered.",
             frames_of(r), conns, action=ACTION.format(targets=to))
 
 

@@ -39,7 +39,7 @@ def _find(ctx: FindingContext) -> None:
                lambda s, n, w, r: f"Small messages were held back by a TCP setting (Nagle with delayed ACK): "
                f"{secs_text(s)} in {n} logon(s).",
                lambda s, n, w, r: f"{r.height} stall(s): a data segment, the receiver's bare ACK "
-               f"{_med_ms(r):.0f} ms later (median), then the sender's held segment right after that ACK. Ask the "
+               f"{secs_text(_med_ms(r) / 1000)} later (median), then the sender's held segment right after that ACK. Ask the "
                "vendor for TCP_NODELAY on the ORB/HTTP sockets.",
                lambda r: _action(ctx.segments, ctx.connections, r))
 
@@ -53,7 +53,7 @@ def _find_connections(ctx: ConnectionContext) -> None:
     ctx.add(CAUSE, "warning" if worst >= ctx.thr.nagle_s else "info", secs,
             f"Small messages were held back by a TCP setting (Nagle with delayed ACK): {r.height} stall(s), "
             f"{secs_text(secs)} on {len(conns)} connection(s) to {to}, {ctx.where}.",
-            f"{r.height} stall(s) of {_med_ms(r):.0f} ms (median): a data segment, the receiver's bare ACK of it "
+            f"{r.height} stall(s) of {secs_text(_med_ms(r) / 1000)} (median): a data segment, the receiver's bare ACK of it "
             "after its delayed-ACK timer, then the sender's held small segment right after that ACK "
             "(connections.nagle_stalls). Ask the vendor for TCP_NODELAY on these sockets.", frames_of(r), conns,
             action=_action(ctx.segments, ctx.connections, r))

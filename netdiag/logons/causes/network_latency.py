@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from netdiag.logons.causes.base import Cause, FindingContext, frames_of, secs_text
+from netdiag.words import fmt_pct
 
 # docs/domain.md section 6 (the RTT split depends on where the mirror sits) and section 5 (loss/RTO
 # "shows network vs application"): fewer turns or a shorter path.
@@ -28,7 +29,7 @@ def _find(ctx: FindingContext) -> None:
     syn_frames = ctx.connections.filter(pl.col("conn_id").is_in(r["conn_id"].drop_nulls().unique().to_list())
                                         & pl.col("syn_ts_ns").is_not_null())["first_frame"].head(20).to_list()
     ctx.add(CAUSE, sev, float(net.sum()), [int(i) for i in np.flatnonzero(net > 0)],
-            f"Network round trips took {100 * share:.0f}% of logon time ({secs_text(float(net.sum()))}).",
+            f"Network round trips took {fmt_pct(share)} of logon time ({secs_text(float(net.sum()))}).",
             "Round-trip propagation paid per application turn: the capture-to-server and capture-to-client "
             "round trips measured on each connection's handshake, once per request/reply turn.",
             syn_frames or frames_of(r)[:10], r["conn_id"].drop_nulls().unique().to_list())

@@ -41,7 +41,7 @@ def _find(ctx: FindingContext) -> None:
     ctx.simple(CAUSE, lambda s, w, r: "critical" if w >= 30 else "warning",
                lambda s, n, w, r: f"{n} logon(s) waited {secs_text(s)} for a server answer that never came, then "
                "asked again.",
-               lambda s, n, w, r: f"Requests unanswered (or answered after {ctx.thr.request_timeout_s} s) and then "
+               lambda s, n, w, r: f"Requests unanswered (or answered after {secs_text(ctx.thr.request_timeout_s)}) and then "
                f"repeated: {ops_of(ctx.tx, r['txn_row'].unique().to_list())}. Ask for server thread dumps at those "
                "times.", action)
 

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from netdiag.logons.causes.base import Cause, FindingContext, frames_of, secs_text
+from netdiag.words import fmt_pct
 
 # docs/domain.md section 3.1 ("ORB thread pool (server): exhaustion queues requests; server think time
 # rises"), section 3.2 (server-side registry slowness shows as server time on the authentication
@@ -56,14 +57,14 @@ def _find(ctx: FindingContext) -> None:
     rest = per_op.height - shown.height
     in_named = pl.struct("protocol", "operation").is_in(named.select("protocol", "operation").to_struct().implode())
     ctx.add(CAUSE, sev, secs, lidx,
-            f"The server took {secs_text(secs / n)} per logon to answer ({100 * secs / total:.0f}% of logon time); "
+            f"The server took {secs_text(secs / n)} per logon to answer ({fmt_pct(secs / total)} of logon time); "
             f"most of it in '{top['operation']}' ({secs_text(float(top['total_s']) / n)} per logon, longest call "
             f"{secs_text(float(top['max_s']))}).",
             f"Server's own time (last request byte to first reply byte, less the capture-to-server round trip) over "
-            f"{int(per_op['count'].sum())} call(s) of {per_op.height} operation(s), {secs:.3f} s in all; per operation "
+            f"{int(per_op['count'].sum())} call(s) of {per_op.height} operation(s), {secs_text(secs)} in all; per operation "
             "(calls, total, p95 of one call, share of logon time): "
-            + "; ".join(f"{r['operation']} x{r['count']}, {r['total_s']:.3f} s, p95 {r['p95_s']:.3f} s, "
-                        f"{100 * r['share']:.1f}%" for r in table)
+            + "; ".join(f"{r['operation']} x{r['count']}, {secs_text(r['total_s'])}, p95 {secs_text(r['p95_s'])}, "
+                        f"{fmt_pct(r['share'])}" for r in table)
             + (f"; {rest} more operation(s) with less in all" if rest else "") + ".",
             # evidence: the calls of the operations named (those that made it a warning, else the top one)
             frames_of(srv, in_named),

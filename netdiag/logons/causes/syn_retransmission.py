@@ -35,9 +35,9 @@ def _label(inp: LabelInput, cc: pl.DataFrame) -> pl.DataFrame:
 def _find(ctx: FindingContext) -> None:
     def detail(secs: float, n: int, worst: float, r: pl.DataFrame) -> str:
         rto = _syn_rto(ctx.segments, r["conn_id"].unique().to_list())
-        rto_txt = f"; the client's first SYN retransmission came {rto:.2f} s after its first SYN (its RTO)" if rto else ""
+        rto_txt = f"; the client's first SYN retransmission came {secs_text(rto)} after its first SYN (its RTO)" if rto else ""
         return (f"{r['conn_id'].n_unique()} connection(s) needed SYN retransmissions before the server answered; "
-                f"{secs:.2f} s of connect time in {n} logon(s){rto_txt}.")
+                f"{secs_text(secs)} of connect time in {n} logon(s){rto_txt}.")
 
     ctx.simple(CAUSE, lambda s, w, r: "critical" if w >= ctx.thr.slow_logon_s else "warning",
                lambda s, n, w, r: f"{n} logon(s) waited {secs_text(s)} in total because the first connection "
@@ -57,7 +57,7 @@ def _find_connections(ctx: ConnectionContext) -> None:
             f"{len(conns)} connection(s) to {to} waited {secs_text(secs)} in total because the first connection "
             f"attempt went unanswered and the client had to try again; {ctx.where}.",
             "SYN retransmissions before the server answered; seconds from the first SYN to the SYN/ACK"
-            + (f"; the client's first SYN retransmission came {rto:.2f} s after its first SYN" if rto else "")
+            + (f"; the client's first SYN retransmission came {secs_text(rto)} after its first SYN" if rto else "")
             + ".", frames_of(r), conns, action=ACTION.format(targets=to))
 
 

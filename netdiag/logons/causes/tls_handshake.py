@@ -31,7 +31,7 @@ def _find(ctx: FindingContext) -> None:
 
     ctx.simple(CAUSE, lambda s, w, r: "warning",
                lambda s, n, w, r: f"Setting up encrypted connections took {secs_text(s)} in {n} logon(s).",
-               lambda s, n, w, r: f"TLS handshakes longer than {ctx.thr.tls_handshake_s} s or ending in an alert "
+               lambda s, n, w, r: f"TLS handshakes longer than {secs_text(ctx.thr.tls_handshake_s)} or ending in an alert "
                f"({r.height} handshake interval(s)).", action)
     _repeated(ctx)
 
