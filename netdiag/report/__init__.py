@@ -106,12 +106,27 @@ def redact_cpr(text: str) -> str:
     return _CPR_TEXT_RE.sub(lambda m: re.sub(r"[0-9]", "X", m.group(0)), text)
 
 
-def fmt_time(ts_ns: int | None, *, date: bool = False) -> str:
-    """A timestamp as UTC time of day (with the date when asked)."""
+def fmt_time(ts_ns: int | None, *, date: bool = False, ms: bool = False) -> str:
+    """A timestamp as UTC time of day (with the date when asked; to the millisecond with `ms`)."""
     if ts_ns is None:
         return "n/a"
-    t = _dt.datetime.fromtimestamp(ts_ns / 1e9, tz=_dt.UTC)
-    return t.strftime("%Y-%m-%d %H:%M:%S UTC" if date else "%H:%M:%S")
+    t = _dt.datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=_dt.UTC)
+    text = t.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
+    if ms:
+        text += f".{ts_ns // 1_000_000 % 1000:03d}"
+    return text + (" UTC" if date else "")
+
+
+def needs_ms(ts_ns: list[int | None]) -> bool:
+    """Whether times of day to the second would show two different instants alike (ten logons all "07:18:00")."""
+    known = [t for t in ts_ns if t is not None]
+    return len({t // 1_000_000_000 for t in known}) < len({t // 1_000_000 for t in known})
+
+
+def largest_waits(logon: dict, n: int = 3) -> str:
+    """A logon's `n` biggest wait-budget categories in words: "server 2.00 s; PC 310 ms; network 12.4 ms"."""
+    top = sorted(((c, logon.get(c) or 0.0) for c in BUDGET_COLUMNS), key=lambda t: -t[1])[:n]
+    return "; ".join(f"{SHORT_LABELS[c]} {fmt_s(v)}" for c, v in top if v > 5e-7)
 
 
 def period_words(bucket_s: int) -> str:
@@ -213,5 +228,5 @@ def _sentences(a: Analysis, s: Summary) -> list[str]:
     return out
 
 
-__all__ = ["Analysis", "CATEGORY_COLOURS", "CATEGORY_LABELS", "CAUSE_LABELS", "cause_label", "SHORT_LABELS", "Summary", "fmt_pct", "fmt_s", "fmt_time",
+__all__ = ["Analysis", "CATEGORY_COLOURS", "largest_waits", "needs_ms", "CATEGORY_LABELS", "CAUSE_LABELS", "cause_label", "SHORT_LABELS", "Summary", "fmt_pct", "fmt_s", "fmt_time",
            "period_words", "redact_cpr", "summarize"]

@@ -199,14 +199,16 @@ def _method_lines(c: Comparison) -> list[str]:
 
 def _ecdf_svg(before: np.ndarray, after: np.ndarray) -> str:
     """Overlaid empirical CDFs of logon duration (before dashed blue, after solid orange)."""
-    W, H, L, R, T, B = 860, 300, 56, 175, 16, 46
+    W, H, L, T, B = 860, 300, 56, 16, 46
+    R = 16 + max(charts.text_width(f"{n}: median {_fmt(float(np.median(v)) if v.size else None, 's')}", bold=True)
+                 for n, v in (("before", before), ("after", after)))
     hi_v = float(max(before.max(initial=0.0), after.max(initial=0.0))) or 1.0
     step = charts.nice_step(hi_v, 8)
     hi = math.ceil(hi_v / step) * step
     x_of = lambda v: L + v / hi * (W - L - R)  # noqa: E731
     y_of = lambda q: T + (1 - q) * (H - T - B)  # noqa: E731
     body = [f'<line x1="{L}" y1="{y_of(q):.1f}" x2="{W - R}" y2="{y_of(q):.1f}" stroke="{charts.GRID}"/>'
-            + charts._text(L - 6, y_of(q) + 4, f"{q:.0%}", anchor="end", fill=charts.MUTED)
+            + charts._text(L - 6, y_of(q) + (4 if q else -2), f"{q * 100:.0f} %", anchor="end", fill=charts.MUTED)
             for q in (0, 0.25, 0.5, 0.75, 1.0)]
     marks = 0
     for name, vals, colour, dash in (("before", before, "#0072B2", ' stroke-dasharray="6 4"'),
@@ -235,7 +237,11 @@ def _ecdf_svg(before: np.ndarray, after: np.ndarray) -> str:
 def _budget_svg(c: Comparison) -> str:
     """Paired bars per budget category: mean seconds per logon before (blue) and after (orange)."""
     rows = [b for b in c.budget if b["before_per_logon_s"] > 5e-7 or b["after_per_logon_s"] > 5e-7]
-    W, L, R, T, bar, pitch = 860, 230, 120, 8, 11, 34
+    L = 16 + max([charts.text_width(CATEGORY_LABELS[b["category"]]) for b in rows] + [100])
+    W, T, bar, pitch = 860, 8, 11, 34
+    # room right of the longest bar for its value label and the verdict after it
+    R = 24 + max([charts.text_width(f"before {_fmt(max(b['before_per_logon_s'], b['after_per_logon_s']), 's')}", 10)
+                  for b in c.budget] + [0]) + charts.text_width("regressed", bold=True)
     H = T + pitch * max(1, len(rows)) + 34
     vmax = max([max(b["before_per_logon_s"], b["after_per_logon_s"]) for b in rows] or [1.0]) or 1.0
     step = charts.nice_step(vmax, 6)

@@ -17,16 +17,18 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from netdiag.logons.population import complete_logons, percentile
 from netdiag.report import (
     CATEGORY_COLOURS,
     CATEGORY_LABELS,
     SEVERITY_ORDER,
-    SHORT_LABELS,
     Summary,
     cause_label,
     fmt_pct,
     fmt_s,
     fmt_time,
+    largest_waits,
+    needs_ms,
     period_words,
     redact_cpr,
     summarize,
@@ -42,6 +44,8 @@ WATERFALL_LOGONS = 3
 SLOWEST_BARS = 10
 OPERATION_BARS = 15
 MAX_TABLE_ROWS = 500
+MIN_BUCKETS = 4              # fewer time periods than this: "over the day" draws every logon instead
+SCATTER_MAX_LOGONS = 2000    # ... when there are at most this many (a point each stays readable)
 
 
 def esc(s: object) -> str:
@@ -178,12 +182,22 @@ def _over_time(a: Analysis) -> str:
     if b is None or b.height == 0:
         return out[0] + "<p>No logons.</p></section>"
     starts = [int(x) for x in b["bucket_start"].dt.epoch("ns").to_list()]
-    svg = charts.over_time(starts, [int(x) for x in b["logons"].to_list()], b["p50_s"].to_list(),
-                           b["p95_s"].to_list(), a.bucket_s)
     period = period_words(a.bucket_s)
-    out.append(figure(svg, f"Median and 95th-percentile logon time per {period} period (by logon "
-                            "start, UTC), with the number of logons in each period below. A rise in p95 with "
-                            "steady counts points at trouble, not load."))
+    whole = complete_logons(a.logons)
+    if b.height < MIN_BUCKETS and whole.height <= SCATTER_MAX_LOGONS:
+        # a short capture: one or two periods would be one or two dots, so every logon is drawn instead
+        d = whole["duration_s"]
+        svg = charts.logons_over_time(whole["start_ts_ns"].to_list(), d.to_list(), percentile(d, 50),
+                                      percentile(d, 95))
+        out.append(figure(svg, "Each logon at its start time (UTC) and how long it took; the dashed lines are "
+                               f"the median and the 95th percentile. The capture spans fewer than {MIN_BUCKETS} "
+                               f"{period} periods, so the table below has one row per period."))
+    else:
+        svg = charts.over_time(starts, [int(x) for x in b["logons"].to_list()], b["p50_s"].to_list(),
+                               b["p95_s"].to_list(), a.bucket_s)
+        out.append(figure(svg, f"Median and 95th-percentile logon time per {period} period (by logon "
+                                "start, UTC), with the number of logons in each period below. A rise in p95 with "
+                                "steady counts points at trouble, not load."))
     rows = [{"t": fmt_time(s_, date=True), **r} for s_, r in zip(starts, b.to_dicts(), strict=True)]
     out.append(table([("period start", "t", "t"), ("logons", "logons", "n"), ("p50", "p50_s", "s"),
                       ("p95", "p95_s", "s"), ("max", "max_s", "s")], rows, name="per-time-bucket"))
@@ -199,14 +213,15 @@ def _budget(a: Analysis, s: Summary) -> str:
     k = int(bt["slowest_logons"][0])
     all_secs = {r["category"]: r["all_logons_s"] for r in bt.to_dicts()}
     slow_secs = {r["category"]: r["slowest_s"] for r in bt.to_dicts()}
-    rows = [(f"All {s.logons} logons" if s.logons != 1 else "The one logon", all_secs)]
+    rows = [(f"All {s.logons:,} logons" if s.logons != 1 else "The one logon", all_secs)]
     if k < s.logons:
-        rows.append((f"Slowest {k} logon{'s' if k != 1 else ''}" + (" (5 %)" if s.logons >= 20 else ""), slow_secs))
+        rows.append((f"Slowest {k:,} logon{'s' if k != 1 else ''}" + (" (5 %)" if s.logons >= 20 else ""), slow_secs))
     out.append(figure(charts.budget_share_bars(rows),
                        "Share of logon time by what the PC was waiting for. Every second of every logon is "
                        "counted once, so each bar adds up to 100 %."))
     slowest = a.logons.sort("duration_s", descending=True).head(SLOWEST_BARS)
-    per = [(f"logon {r['logon_id']} at {fmt_time(r['start_ts_ns'])}", r["duration_s"],
+    ms = needs_ms(slowest["start_ts_ns"].to_list())
+    per = [(f"logon {r['logon_id']} at {fmt_time(r['start_ts_ns'], ms=ms)}", r["duration_s"],
             {c: r[c] for c in BUDGET_COLUMNS}) for r in slowest.to_dicts()]
     out.append(f"<h3>The {len(per)} slowest logons, second by second</h3>" if len(per) > 1
                else "<h3>The logon, second by second</h3>")
@@ -233,12 +248,13 @@ def _waterfalls(a: Analysis) -> str:
                "time (labelled with the operation), network round trips, receiving answers, waiting for resent "
                "packets. Hover over a bar for its exact time.</p>")
     worst = a.logons.sort("duration_s", descending=True).head(WATERFALL_LOGONS)
+    ms = needs_ms(worst["start_ts_ns"].to_list())
     for r in worst.to_dicts():
         rows, start, end = waterfall_rows(a, int(r["logon_id"]))
         if not rows:
             continue
         out.append(f"<h3>Logon {r['logon_id']}: {esc(fmt_s(r['duration_s']))}, started "
-                   f"{esc(fmt_time(r['start_ts_ns'], date=True))}, client {esc(r['client_ip'])}, "
+                   f"{esc(fmt_time(r['start_ts_ns'], date=True, ms=ms))}, client {esc(r['client_ip'])}, "
                    f"outcome {esc(r['outcome'])}, mostly {esc(cause_label(r['dominant_cause']))}</h3>")
         out.append(figure(charts.waterfall(f"waterfall-{r['logon_id']}", rows, start, end),
                            f"Seconds from the start of logon {r['logon_id']}."))
@@ -271,15 +287,17 @@ def _logons(a: Analysis) -> str:
     out = ['<section id="logons"><h2>All logons</h2>']
     if a.logons.height == 0:
         return out[0] + "<p>No logons.</p></section>"
-    cols: list[Col] = [("logon", "logon_id", "i"), ("start", lambda r: fmt_time(r["start_ts_ns"]), "t"),
+    ms = needs_ms(a.logons["start_ts_ns"].to_list())
+    cols: list[Col] = [("logon", "logon_id", "i"), ("start", lambda r: fmt_time(r["start_ts_ns"], ms=ms), "t"),
                        ("client", "client_ip", "t"), ("group", "client_group", "t"), ("duration", "duration_s", "s"),
-                       ("outcome", "outcome", "t"), ("mostly", lambda r: cause_label(r["dominant_cause"]), "t")]
-    cols += [(SHORT_LABELS[c], c, "s") for c in BUDGET_COLUMNS if float(a.logons[c].sum()) > 0]
-    cols += [("connections", "connections", "n"), ("requests", "requests", "n"),
-             ("resends", "retransmissions", "n"), ("split confidence", "separation_confidence", "t")]
-    out.append('<p class="note">Start times are UTC. The time columns are the wait budget (they add up to the '
-               "duration); categories that are zero in every logon are left out. tables/logons.parquet has every "
-               "column, including each logon's Wireshark filter.</p>")
+                       ("outcome", "outcome", "t"), ("mostly", lambda r: cause_label(r["dominant_cause"]), "t"),
+                       ("largest waits", largest_waits, "t"),
+                       ("connections", "connections", "n"), ("requests", "requests", "n"),
+                       ("resends", "retransmissions", "n"), ("split confidence", "separation_confidence", "t")]
+    out.append('<p class="note">Start times are UTC' + (", to the millisecond where logons share a second" if ms
+                                                         else "") + ". Largest waits: the three biggest categories of "
+               "the logon's wait budget (all of them add up to the duration). tables/logons.parquet has every "
+               "category as a column, and each logon's Wireshark filter.</p>")
     lg = a.logons
     if lg.height > MAX_TABLE_ROWS:
         out.append(f'<p class="note">The {MAX_TABLE_ROWS} slowest of {lg.height:,} logons.</p>')

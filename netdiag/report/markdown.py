@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from netdiag.report import CATEGORY_LABELS, fmt_pct, fmt_s, fmt_time, period_words, redact_cpr, summarize
+from netdiag.report import (
+    CATEGORY_LABELS,
+    fmt_pct,
+    fmt_s,
+    fmt_time,
+    needs_ms,
+    period_words,
+    redact_cpr,
+    summarize,
+)
 from netdiag.report.views import capture_stats, method_notes, tcp_totals
 from netdiag.schema import BUDGET_COLUMNS
 
@@ -76,10 +85,11 @@ def render_markdown(a: Analysis) -> str:
                     right=(1, 2, 3, 4))
         L += ["## Slowest logons", ""]
         slow = a.logons.sort("duration_s", descending=True).head(SLOWEST_ROWS)
+        ms = needs_ms(slow["start_ts_ns"].to_list())
         rows = []
         for r in slow.to_dicts():
             top = sorted(((c, r[c]) for c in BUDGET_COLUMNS), key=lambda t: -t[1])[:3]
-            rows.append((r["logon_id"], fmt_time(r["start_ts_ns"], date=True), r["client_ip"], fmt_s(r["duration_s"]),
+            rows.append((r["logon_id"], fmt_time(r["start_ts_ns"], date=True, ms=ms), r["client_ip"], fmt_s(r["duration_s"]),
                          r["outcome"], "; ".join(f"{CATEGORY_LABELS[c]} {fmt_s(v)}" for c, v in top if v > 0),
                          f"`{r['wireshark_filter']}`"))
         L += _table(["logon", "start", "client", "duration", "outcome", "largest waits", "Wireshark filter"], rows,
