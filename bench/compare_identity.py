@@ -6,7 +6,8 @@
 Each pair (the "used as" column of captures/compare/README.md) is compared in-process with the
 built-in profile, exactly as `netdiag compare BEFORE AFTER` does. Kept per pair: the JSON (without
 the version), the Markdown, the HTML (without the "made" time) and the terminal output at 160
-columns; and `netdiag trend` over three captures (JSON and HTML). Refactors of compare and its rendering are measured with it.
+columns; and `netdiag trend` over three captures (JSON and HTML). It runs on versions before and
+after compare's drawing moved to netdiag/report/compare.py (main vs a branch). Refactors of compare and its rendering are measured with it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,17 @@ def outputs(before: str, after: str) -> dict[str, str]:
     from rich.console import Console
 
     from netdiag.compare import compare
-    from netdiag.report.compare import print_terminal, render_html, render_markdown
+
+    try:
+        from netdiag.report.compare import print_terminal, render_html, render_markdown
+    except ImportError:       # a version before compare's drawing moved to netdiag/report/compare.py
+        from netdiag.compare import print_terminal  # type: ignore[attr-defined,no-redef]
+
+        def render_html(c):  # type: ignore[no-redef]  # noqa: ANN001, ANN202
+            return c.to_html()
+
+        def render_markdown(c):  # type: ignore[no-redef]  # noqa: ANN001, ANN202
+            return c.to_markdown()
 
     c = compare(str(CMP / f"{before}.pcap"), str(CMP / f"{after}.pcap"))
     d = json.loads(c.to_json())
@@ -39,15 +50,24 @@ def outputs(before: str, after: str) -> dict[str, str]:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         con = Console(file=buf, width=160, force_terminal=False, color_system=None)
-        print_terminal(c, console=con)
+        try:
+            print_terminal(c, console=con)
+        except TypeError:     # that older version printed on a 160-column console of its own
+            print_terminal(c)
     return {"json": json.dumps(d, indent=2, default=str) + "\n", "md": render_markdown(c),
             "html": MADE_RE.sub("made <time>", render_html(c)), "txt": buf.getvalue()}
 
 
 def trend_outputs() -> dict[str, str]:
     """`netdiag trend` over three of the captures (JSON without the version, HTML without the time)."""
-    from netdiag.report.trend import render_html
     from netdiag.trend import trend
+
+    try:
+        from netdiag.report.trend import render_html
+    except ImportError:
+
+        def render_html(t):  # type: ignore[no-redef]  # noqa: ANN001, ANN202
+            return t.to_html()
 
     t = trend([str(CMP / f"{n}.pcap") for n in ("cmp_auth800", "cmp_auth200", "cmp_auth200_rerun")])
     d = json.loads(t.to_json())
