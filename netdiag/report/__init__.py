@@ -15,42 +15,18 @@ import datetime as _dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from netdiag.logons.population import percentile
-from netdiag.profile import Profile
 from netdiag.schema import BUDGET_COLUMNS
 from netdiag.words import CATEGORY_LABELS, SHORT_LABELS, fmt_pct, fmt_s
 
+if TYPE_CHECKING:
+    from netdiag.pipeline import Analysis
 
-class Analysis(Protocol):
-    """What the report reads of an analysis (`netdiag.analyze.Analysis` has it): its tables and method facts.
 
-    Declared here, not imported, so the report depends only on what it draws: analyze writes the
-    report, the report never imports analyze.
-    """
-
-    paths: list[str]
-    profile: Profile
-    connections: pl.DataFrame
-    transactions: pl.DataFrame
-    logons: pl.DataFrame
-    findings: pl.DataFrame
-    population: dict[str, pl.DataFrame]
-    intervals: pl.DataFrame
-    capture_point: Any             # netdiag.analyze.CapturePoint: .where, .how
-    bucket_s: int
-    read_stats: Any
-    stream_stats: Any
-    no_logons_reason: str | None
-    notes: list[str]
-    warnings: list[str]
-    first_ts_ns: int | None
-    last_ts_ns: int | None
-    is_sample: bool
-    elapsed_s: float
 
 
 # One colour per category, the same in every chart (Okabe-Ito based, colour-blind safe-ish).
@@ -228,5 +204,5 @@ def _sentences(a: Analysis, s: Summary) -> list[str]:
     return out
 
 
-__all__ = ["Analysis", "CATEGORY_COLOURS", "largest_waits", "needs_ms", "CATEGORY_LABELS", "CAUSE_LABELS", "cause_label", "SHORT_LABELS", "Summary", "fmt_pct", "fmt_s", "fmt_time",
+__all__ = ["CATEGORY_COLOURS", "largest_waits", "needs_ms", "CATEGORY_LABELS", "CAUSE_LABELS", "cause_label", "SHORT_LABELS", "Summary", "fmt_pct", "fmt_s", "fmt_time",
            "period_words", "redact_cpr", "summarize"]

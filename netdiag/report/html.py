@@ -38,7 +38,7 @@ from netdiag.report.views import capture_stats, method_notes, tcp_health, tcp_to
 from netdiag.schema import BUDGET_COLUMNS
 
 if TYPE_CHECKING:
-    from netdiag.report import Analysis
+    from netdiag.pipeline import Analysis
 
 WATERFALL_LOGONS = 3
 SLOWEST_BARS = 10

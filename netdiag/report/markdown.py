@@ -27,7 +27,7 @@ from netdiag.report.views import capture_stats, method_notes, tcp_totals
 from netdiag.schema import BUDGET_COLUMNS
 
 if TYPE_CHECKING:
-    from netdiag.report import Analysis
+    from netdiag.pipeline import Analysis
 
 SLOWEST_ROWS = 10
 OPERATION_ROWS = 15

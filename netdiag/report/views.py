@@ -15,7 +15,7 @@ import polars as pl
 from netdiag.report import fmt_s, period_words
 
 if TYPE_CHECKING:
-    from netdiag.report import Analysis
+    from netdiag.pipeline import Analysis
 
 FAILED_CONNECT_STATES = ("S0", "REJ", "RSTOS0", "SH", "SHR")
 
