@@ -255,6 +255,7 @@ def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str
     sel = (pl.concat([pk.join(fwd, on=on, how="inner"), pk.join(rev, on=on, how="inner")])
            .filter((pl.col("ts_ns") >= lo) & (pl.col("ts_ns") <= t1))
            .unique("frame").sort("frame"))
+    sel = _within_logons(a, sel, logon_ids)
     frames = sel["frame"].to_list()
     comments = _comments(a, involved, sel, ev_frames, subject, finding_id)
     in_excerpt = set(frames)
@@ -271,6 +272,27 @@ def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str
     return Excerpt(title, frames, comments, involved["conn_id"].to_list(), lo, t1, wfilter,
                    {"logon_id": logon_id, "finding_id": finding_id, "logon_ids": logon_ids,
                     "evidence_frames": ev_frames}, finding_id or "", tagged)
+
+
+def _within_logons(a: Analysis, sel: pl.DataFrame, logon_ids: list[int]) -> pl.DataFrame:
+    """Frames of a connection the excerpt's logons share with other logons (a long-lived client
+    process logging on again and again: "switch user") only inside the excerpt's logons, from
+    start to end, and its handshake; so one logon's excerpt is not the whole day's connection."""
+    if not logon_ids or sel.height == 0 or "conn_id" not in sel.columns:
+        return sel
+    mine = a.logons.filter(pl.col("logon_id").is_in(logon_ids))
+    others = a.logons.filter(~pl.col("logon_id").is_in(logon_ids))
+    if others.height == 0:
+        return sel
+    own = {int(c) for lst in mine["conn_ids"].to_list() for c in lst or []}
+    shared = own & {int(c) for lst in others["conn_ids"].to_list() for c in lst or []}
+    if not shared:
+        return sel
+    inside = pl.lit(False)
+    for lo, hi in mine.select("start_ts_ns", "end_ts_ns").iter_rows():
+        inside |= (pl.col("ts_ns") >= lo) & (pl.col("ts_ns") <= hi)
+    handshake = (pl.col("tcp_flags") & TH_SYN) != 0
+    return sel.filter(~pl.col("conn_id").is_in(list(shared)) | inside | handshake)
 
 
 def _dns_of_logons(a: Analysis, logon_ids: list[int]) -> pl.DataFrame | None:
