@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import subprocess
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,21 @@ def test_every_filter_of_every_finding_selects_its_frames(cap: Path, config: Pat
                 ev.close()
     finally:
         orig.close()
+
+
+def test_the_reports_show_the_filters_next_to_each_finding(tmp_path: Path) -> None:
+    from netdiag.analyze import analyze
+
+    a = analyze([ROOT / "captures/lab/zero_window.pcap"], out=tmp_path / "r")
+    md = (tmp_path / "r/report.md").read_text()
+    html = (tmp_path / "r/report.html").read_text()
+    assert a.findings.height
+    for r in a.findings.iter_rows(named=True):
+        section = md[md.index(f"### {r['id']} "):]
+        section = section[:section.index("\n### ")] if "\n### " in section else section
+        block = html[html.index(f'id="filters-{r["id"]}"'):]
+        block = block[:block.index("</div>")]
+        for col in ("conversation_filter", "protocol_filter", "tcp_filter", "evidence_filter", "wireshark_filter"):
+            if r[col]:
+                assert f"`{r[col]}`" in section, (r["id"], col)
+                assert escape(r[col]) in block, (r["id"], col)
