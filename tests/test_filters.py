@@ -111,10 +111,10 @@ def _families(display: str) -> str:
     return f"({' || '.join(names)}) && !_ws.malformed"
 
 
-def _analysis(cap: Path):  # noqa: ANN202 - netdiag.evidence.Analysis
-    from netdiag.evidence import analyze
+def _analysis(cap: Path):  # noqa: ANN202 - netdiag.pipeline.Analysis
+    from netdiag.pipeline import run
 
-    return analyze([cap])
+    return run([cap])
 
 
 @pytest.mark.parametrize("cap", CAPTURES, ids=lambda p: p.name)
