@@ -41,6 +41,7 @@ from netdiag.output import StagedDir, check_out_dir, marker_record
 from netdiag.pipeline import Analysis, Stage, input_paths, require_packets, run
 from netdiag.profile import Profile, as_profile
 from netdiag.progress import NO_PROGRESS, Advance
+from netdiag.progress import stage as set_stage
 from netdiag.schema import CONNECTIONS, FINDINGS, LOGONS, TRANSACTIONS
 
 MARKER = ".netdiag-report"
@@ -80,6 +81,7 @@ def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[
         analysis.is_sample = is_sample
         analysis.elapsed_s = time.perf_counter() - t0
         if stage is not None:
+            set_stage(progress, "writing the report")
             write_outputs(analysis, stage)
     except BaseException:
         if stage is not None:

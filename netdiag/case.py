@@ -1,23 +1,31 @@
 """The vendor case bundle: what a hospital attaches to a case with IBM or the EPJ supplier.
 
-    CASE/README.md              for the vendor engineer: what was captured where, what each file
-                                shows, which Wireshark filter to apply
-    CASE/report.md              the analysis in words (netdiag.report.markdown), addresses mapped
-    CASE/findings.json          the findings table, addresses mapped
-    CASE/evidence/F001-<cause>.pcapng
-                                per top finding: the smallest capture that shows it, sanitised,
-                                with per-frame comments (netdiag.evidence, netdiag.sanitize)
-    CASE/.netdiag-case          marker (JSON: tool, version, kind, command, capture names, time,
-                                files): CASE is ours to replace; an empty or foreign one does not count
+    CASE/README.md          for the vendor engineer: what was captured where, how the bundle was
+                            made (netdiag version, command line), and per finding the evidence
+                            file, the Wireshark filters and where to read each number
+                            (netdiag.case_readme)
+    CASE/report.html        the analysis report (netdiag.report.html), addresses mapped
+    CASE/report.md          the same findings as text
+    CASE/findings.json      the findings table with its display filters, addresses mapped
+    CASE/profile.toml       the site profile used: the file as given, or the defaults written out
+    CASE/question.md        the hospital's question (`--note FILE`), when given
+    CASE/evidence/F002-<cause>.pcapng
+                            per finding of warning severity or above (and the `top` first-ranked
+                            others): the smallest capture that shows it, with the `logons` logons
+                            where it cost the most for a pattern across logons; sanitised, with
+                            per-frame comments (the finding's frames start with "[F002]")
+    CASE/.netdiag-case      marker (JSON: tool, version, kind, command, capture names, time,
+                            files): CASE is ours to replace; an empty or foreign one does not count
 
 The bundle is written whole into a private staging directory beside CASE and swapped in when
 complete (netdiag.output.StagedDir): never through a symlink, never half old and half new.
 
-Sanitised by default: every address in the text files is mapped with the same Crypto-PAn key as
-the capture excerpts (so "198.51.100.10" in report.md is the server the vendor sees in
-Wireshark), CPR numbers are redacted, and the excerpts carry no payload beyond protocol
-metadata. The key stays with the hospital; a later bundle made with the same key is comparable.
-`sanitize=False` (CLI `--no-sanitize`) exists for a hospital's own use and says so in README.md.
+Sanitised by default: every address in every text file is mapped with the same Crypto-PAn key
+as the capture excerpts (so "198.51.100.10" in report.html is the server the vendor sees in
+Wireshark, and the filters select the same frames), CPR numbers are redacted, and the excerpts
+carry no payload beyond protocol metadata. The key stays with the hospital; a later bundle made
+with the same key is comparable. `sanitize=False` (CLI `--no-sanitize`) exists for a hospital's
+own use and says so in README.md.
 
 `write_case(analysis, case_dir, key_file)` takes the `netdiag.pipeline.Analysis` of the
 capture(s); the excerpt comments come from its tables, segments included (the logons stage keeps
@@ -26,7 +34,6 @@ the segment columns), so the captures are read once more only for the excerpts' 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +46,10 @@ if TYPE_CHECKING:
     from netdiag.pipeline import Analysis
 
 MARKER = ".netdiag-case"
-CASE_FILES = ("README.md", "report.md", "findings.json", "evidence")
-DEFAULT_TOP = 3
+CASE_FILES = ("README.md", "report.html", "report.md", "findings.json", "profile.toml", "question.md", "evidence")
+DEFAULT_TOP = 0          # findings below warning with an evidence file, first-ranked first
+DEFAULT_LOGONS = 3       # logons per evidence file for a finding seen in several
+EVIDENCE_SEVERITIES = ("critical", "warning")
 # Findings that describe the client's own pace, not a delay a vendor can act on
 NOT_FOR_VENDOR = frozenset({"client_think"})
 
@@ -50,115 +59,95 @@ def prepare_case_dir(case_dir: Path, *, force: bool = False) -> None:
     check_out_dir(Path(case_dir), marker=MARKER, kind="case", force=force)
 
 
-def top_findings(findings: pl.DataFrame, top: int = DEFAULT_TOP) -> pl.DataFrame:
-    """The findings worth an excerpt: most seconds lost first, client think left out, capture loss kept."""
+def evidence_findings(findings: pl.DataFrame, top: int = DEFAULT_TOP) -> pl.DataFrame:
+    """The findings that get an evidence file, in the table's rank order: every finding of warning
+    severity or above, plus the `top` first-ranked others (client think left out of those)."""
     if findings.height == 0:
         return findings
-    f = findings.filter(~pl.col("cause").is_in(list(NOT_FOR_VENDOR)))
-    return f.sort("seconds_lost", descending=True).head(top)
+    must = pl.col("severity").is_in(list(EVIDENCE_SEVERITIES))
+    extra = findings.filter(~must & ~pl.col("cause").is_in(list(NOT_FOR_VENDOR))).head(max(0, top))["id"]
+    return findings.filter(must | pl.col("id").is_in(extra.implode()))
+
+
+def _profile_text(profile: Any) -> tuple[str, str]:
+    """(TOML, where it came from): the file as given, else the settings written out."""
+    from netdiag.profile import Profile, profile_toml
+
+    src = getattr(profile, "source", None)
+    if src and not str(src).startswith("<") and Path(src).is_file():
+        return Path(src).read_text(encoding="utf-8"), f"the file given, {Path(src).name}"
+    return profile_toml(profile if profile is not None else Profile()), "no profile given: the defaults written out"
 
 
 def write_case(analysis: Analysis, case_dir: str | Path, key_file: str | Path | None, *, top: int = DEFAULT_TOP,
-               sanitize: bool = True, force: bool = False) -> list[Path]:
+               logons: int = DEFAULT_LOGONS, sanitize: bool = True, force: bool = False,
+               note: str | Path | None = None, command: str = "netdiag case") -> list[Path]:
     """Write the case bundle for `analysis` (a netdiag.pipeline.Analysis with its segments) into `case_dir`.
 
-    Returns the files written. Raises UsageError before writing anything when the directory is
-    not ours or (sanitising) the key file is missing.
+    `note` is a text file with the hospital's question (copied in as question.md), `command` the
+    command line that made the bundle (README.md). Returns the files written. Raises UsageError
+    before writing anything when the directory is not ours, the note cannot be read or
+    (sanitising) the key file is missing.
     """
+    from netdiag import __version__
     from netdiag.analyze import findings_json
+    from netdiag.case_readme import render_readme
     from netdiag.evidence import map_text, select_evidence, write_excerpt
+    from netdiag.report.html import render_html
     from netdiag.report.markdown import render_markdown
     from netdiag.sanitize import AddressMapper, load_key
 
     case_dir = Path(case_dir)
     mapper = AddressMapper(load_key(key_file)) if sanitize else None
+    question = read_note(note) if note is not None else None
     stage = StagedDir(case_dir, marker=MARKER, kind="case", force=force, output_names=CASE_FILES)
 
     def text(s: str) -> str:
         return map_text(s, mapper) if mapper is not None else s
 
     with stage:
+        stage.write_text("report.html", text(render_html(analysis)))
         stage.write_text("report.md", text(render_markdown(analysis)))
         stage.write_text("findings.json", text(findings_json(analysis.findings)))
-        chosen = top_findings(analysis.findings, top)
+        profile_text, profile_note = _profile_text(getattr(analysis, "profile", None))
+        stage.write_text("profile.toml", text(profile_text))
+        if question is not None:
+            stage.write_text("question.md", text(question))
+        chosen = evidence_findings(analysis.findings, top)
         excerpts: list[dict[str, Any]] = []
         if chosen.height:
             for row in chosen.iter_rows(named=True):
                 try:
-                    ex = select_evidence(analysis, finding_id=row["id"])
+                    ex = select_evidence(analysis, finding_id=row["id"], logons=logons)
                 except UsageError as exc:  # a finding nothing in the capture shows (no connection)
                     excerpts.append({"row": row, "file": None, "why": str(exc)})
                     continue
                 name = f"evidence/{row['id']}-{row['cause']}.pcapng"
                 with stage.open(name) as fh:
                     n = write_excerpt(analysis.paths, ex, fh, mapper=mapper)
+                shown = ex.subject.get("logon_ids") or []
+                which = (f"logon{'s' if len(shown) != 1 else ''} {', '.join(str(x) for x in shown)} of "
+                         f"{row['logons_affected']}" if shown else "connections outside any logon")
                 excerpts.append({"row": row, "file": case_dir / name, "frames": n, "comments": len(ex.comments),
-                                 "start": ex.start_ts_ns, "end": ex.end_ts_ns})
-        stage.write_text("README.md", text(_readme(analysis, excerpts, sanitize)))
+                                 "start": ex.start_ts_ns, "end": ex.end_ts_ns, "logons": which})
+        stage.write_text("README.md", text(render_readme(
+            analysis, excerpts, sanitized=sanitize, version=__version__, command=command,
+            profile_note=profile_note, question=question is not None)))
         record = marker_record("case", "netdiag case", captures=[Path(p).name for p in analysis.paths],
                                sanitized=sanitize)
         return stage.commit(record)
 
 
-def _utc(ts_ns: int | None) -> str:
-    if ts_ns is None:
-        return "unknown"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ns / 1e9)) + f".{(ts_ns // 1_000_000) % 1000:03d} UTC"
+def read_note(note: str | Path) -> str:
+    """The hospital's question from a UTF-8 text file; UsageError when it cannot be read."""
+    p = Path(note)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{p}: no such file (--note names a text file with the hospital's question)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{p}: cannot read the note: {getattr(exc, 'strerror', None) or exc}") from None
 
 
-def _readme(a: Analysis, excerpts: list[dict[str, Any]], sanitized: bool) -> str:
-    cp = a.capture_point
-    lines = [
-        "# netdiag case bundle", "",
-        "Made by netdiag from packet captures of clinicians' logons to the electronic patient record "
-        "(IBM WebSphere, IIOP/GIOP, HTTP, TLS, DNS). Start with `report.md`; open the `evidence/` files "
-        "in Wireshark.", "",
-        "## What was captured where", "",
-        f"- capture file(s): {', '.join(Path(p).name for p in a.paths)}",
-        f"- time span: {_utc(a.first_ts_ns)} to {_utc(a.last_ts_ns)}",
-        f"- logons found: {a.logons.height}; findings: {a.findings.height}",
-    ]
-    if cp is not None:
-        lines.append(f"- capture point: {cp.where} ({cp.how})")
-    lines += ["", "## Files", "",
-              "| file | what it shows |", "|---|---|",
-              "| `report.md` | the analysis in words: how slow the logons were, where the time went, each finding "
-              "with the Wireshark filter that shows it (frame numbers refer to the original capture) |",
-              "| `findings.json` | the findings table (netdiag schema `findings`): cause, seconds lost, affected "
-              "logons, evidence frame numbers in the original capture |"]
-    for e in excerpts:
-        r = e["row"]
-        if e["file"] is None:
-            lines.append(f"| (no excerpt for {r['id']}) | {r['summary']} — {e['why']} |")
-            continue
-        lines.append(f"| `evidence/{e['file'].name}` | {r['id']} ({r['cause']}, {r['severity']}): {r['summary']} "
-                     f"{e['frames']} frames from {_utc(e['start'])}, {e['comments']} annotated |")
-    lines += ["", "## How to read the evidence files in Wireshark", "",
-              "- Apply the display filter `frame.comment` to list only the annotated frames; the comment "
-              "(Packet comments in the packet details, or add a `frame.comment` column) says what the "
-              "frame shows, e.g. \"server think 1.50 s for authenticate\" or \"SYN retransmitted after 3.0 s\", "
-              "and which frame of the original capture it was (`[frame N of the original capture]`).",
-              "- The first frame's comment names the finding. Timestamps are the original ones to the "
-              "nanosecond (View > Time Display Format > UTC Date and Time of Day).",
-              "- Useful filters: `giop` (CORBA requests and replies; `giop.request_op`, `giop.replystatus`), "
-              "`tcp.analysis.retransmission`, `tcp.analysis.zero_window`, `tcp.flags.syn == 1`, `dns`, "
-              "`tls.handshake`.", ""]
-    if sanitized:
-        lines += ["## What was removed (sanitised)", "",
-                  "- IPv4/IPv6 addresses are mapped with Crypto-PAn (prefix-preserving, keyed; the key stays "
-                  "with the hospital): addresses in the text files and in the captures match each other, "
-                  "and hosts in the same subnet still share a prefix. MAC addresses are keyed pseudonyms.",
-                  "- Ports, timestamps, TCP sequence numbers, windows and options, and all frame and payload "
-                  "lengths are exactly as captured; checksums are recomputed.",
-                  "- Payload is zero-filled except protocol metadata: GIOP headers, request ids, operation "
-                  "names, reply status and exception ids; HTTP request/status lines and non-sensitive "
-                  "headers; TLS handshake metadata (versions, cipher suites, SNI); DNS names and answers "
-                  "(mapped). CPR numbers are redacted wherever text is kept.", ""]
-    else:
-        lines += ["## NOT sanitised", "",
-                  "This bundle was written with --no-sanitize: it holds real addresses and payload. Do not send "
-                  "it outside the hospital.", ""]
-    return "\n".join(lines)
-
-
-__all__ = ["DEFAULT_TOP", "MARKER", "prepare_case_dir", "top_findings", "write_case"]
+__all__ = ["DEFAULT_LOGONS", "DEFAULT_TOP", "MARKER", "evidence_findings", "prepare_case_dir", "read_note",
+           "write_case"]

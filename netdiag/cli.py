@@ -46,6 +46,38 @@ app = typer.Typer(
 
 
 
+def _plain_help_types() -> None:
+    """`--help` without type labels that mean nothing to a user: a flag takes no value (typer
+    labels it `<bool>`), and a list argument is one or more of its kind (`<path>...`, not
+    `<list[Path]>`). An explicit metavar still wins. Typer's help renders these through
+    `display_type_rich`; wrapped here once, so every command (and every option added later) is
+    covered."""
+    import re
+
+    from typer.core import TyperArgument, TyperOption
+
+    option_type = TyperOption.display_type_rich
+    argument_type = TyperArgument.display_type_rich
+
+    def option(self: TyperOption, ctx: object) -> str | None:
+        if self.metavar is None and (self.is_flag or self.count):
+            return None
+        return _plain(option_type(self, ctx))  # type: ignore[arg-type]
+
+    def argument(self: TyperArgument, ctx: object) -> str | None:
+        return self.metavar if self.metavar is not None else _plain(argument_type(self, ctx))  # type: ignore[arg-type]
+
+    def _plain(label: str | None) -> str | None:
+        m = re.fullmatch(r"<list\[(\w+)\]>(\.\.\.)?", label or "")
+        return f"<{m.group(1).lower()}>..." if m else label
+
+    TyperOption.display_type_rich = option  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = argument  # type: ignore[method-assign]
+
+
+_plain_help_types()
+
+
 @app.callback()
 def _root() -> None:
     """Where does the time go when clinicians log on? Reads packet captures and answers with evidence."""

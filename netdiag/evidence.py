@@ -34,6 +34,7 @@ import polars as pl
 
 from netdiag.capture.tcp_flags import TH_ACK, TH_SYN
 from netdiag.errors import CaptureError, CaptureWarning, UsageError
+from netdiag.filters import evidence_filter
 
 if TYPE_CHECKING:
     from netdiag.pipeline import Analysis
@@ -120,6 +121,8 @@ class Excerpt:
     end_ts_ns: int
     wireshark_filter: str
     subject: dict[str, Any] = field(default_factory=dict)
+    tag: str = ""                       # the finding id; its comments start with "[tag]" (netdiag.filters)
+    tagged: frozenset[int] = frozenset()  # the frames whose comment carries the tag: the finding's own
 
 
 def _valid_ids(df: pl.DataFrame, col: str) -> str:
@@ -127,9 +130,13 @@ def _valid_ids(df: pl.DataFrame, col: str) -> str:
     return ", ".join(ids) if ids else "none (the capture holds no logon)"
 
 
-def _subject(a: Analysis, logon_id: int | None, finding_id: str | None, all_logons: bool = False) -> tuple[str, list[int], list[int],
-                                                                              list[int], dict[str, Any]]:
-    """(title, conn_ids, evidence frames, logon ids, subject row) for the logon or finding asked for."""
+def _subject(a: Analysis, logon_id: int | None, finding_id: str | None, all_logons: bool = False,
+             logons: int = 1) -> tuple[str, list[int], list[int], list[int], dict[str, Any]]:
+    """(title, conn_ids, evidence frames, logon ids, subject row) for the logon or finding asked for.
+
+    A finding seen in several logons keeps the `logons` where its cause cost the most (all
+    with `all_logons`): one logon is the smallest capture, more show the pattern across logons.
+    """
     if (logon_id is None) == (finding_id is None):
         raise UsageError("give exactly one of --logon ID and --finding ID")
     if logon_id is not None:
@@ -147,26 +154,29 @@ def _subject(a: Analysis, logon_id: int | None, finding_id: str | None, all_logo
     conns = list(r["conn_ids"] or [])
     logon_ids = list(r["logon_ids"] or [])
     title = f"finding {finding_id} ({r['cause']}, {r['severity']}): {r['summary']}"
-    worst = (_worst_logon(a, r["cause"], logon_ids, list(r["evidence_frames"] or []))
-             if len(logon_ids) > 1 and not all_logons else None)
-    if worst is not None:
-        # the smallest capture that shows it: the logon where this cause cost the most
-        logon_ids = [worst]
-        own = {int(c) for lst in a.logons.filter(pl.col("logon_id") == worst)["conn_ids"].to_list() for c in lst or []}
+    worst = (_worst_logons(a, r["cause"], logon_ids, list(r["evidence_frames"] or []))[:max(1, logons)]
+             if len(logon_ids) > max(1, logons) and not all_logons else [])
+    if worst:
+        # the smallest capture that shows it: the logon(s) where this cause cost the most
+        logon_ids = sorted(worst)
+        own = {int(c) for lst in a.logons.filter(pl.col("logon_id").is_in(worst))["conn_ids"].to_list()
+               for c in lst or []}
         conns = [c for c in conns if c in own] or sorted(own)
-        title += f" Excerpt: logon {worst}, where it cost the most (of {len(r['logon_ids'])} logons)."
+        which = (f"logon {worst[0]}, where it cost the most" if len(worst) == 1 else
+                 f"logons {', '.join(str(x) for x in logon_ids)}, the {len(worst)} where it cost the most")
+        title += f" Excerpt: {which} (of {len(r['logon_ids'])} logons)."
     if not conns:
         conns = sorted({int(c) for lst in a.logons.filter(pl.col("logon_id").is_in(logon_ids))
                         ["conn_ids"].to_list() for c in (lst or [])})
     return title, conns, list(r["evidence_frames"] or []), logon_ids, r
 
 
-def _worst_logon(a: Analysis, cause: str, logon_ids: list[int], frames: list[int]) -> int | None:
-    """The logon (id) in which `cause` won the most seconds on the timeline, from the intervals;
-    counting only the intervals the finding's evidence frames bound when there are such."""
+def _worst_logons(a: Analysis, cause: str, logon_ids: list[int], frames: list[int]) -> list[int]:
+    """The logon ids ranked by the seconds `cause` won in them on the timeline, from the
+    intervals; counting only the intervals the finding's evidence frames bound when there are such."""
     iv = a.intervals
     if iv.height == 0 or "won_ns" not in iv.columns:
-        return None
+        return []
     if frames and {"frame_a", "frame_b"} <= set(iv.columns):
         own = iv.filter(pl.col("frame_a").is_in(frames) | pl.col("frame_b").is_in(frames))
         if own.filter(pl.col("cause") == cause).height:
@@ -175,7 +185,7 @@ def _worst_logon(a: Analysis, cause: str, logon_ids: list[int], frames: list[int
     per = (iv.filter(pl.col("cause") == cause).group_by("logon_idx").agg(pl.col("won_ns").sum())
            .with_columns(pl.col("logon_idx").cast(pl.Int64)).join(ids, on="logon_idx")
            .filter(pl.col("logon_id").is_in(logon_ids)).sort(["won_ns", "logon_id"], descending=[True, False]))
-    return int(per["logon_id"][0]) if per.height else None
+    return [int(x) for x in per["logon_id"].to_list()]
 
 
 def _packets(paths: list[str], lo_ns: int | None = None, hi_ns: int | None = None) -> pl.DataFrame:
@@ -196,15 +206,16 @@ def _packets(paths: list[str], lo_ns: int | None = None, hi_ns: int | None = Non
 
 
 def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str | None = None,
-                    packets: pl.DataFrame | None = None, all_logons: bool = False) -> Excerpt:
+                    packets: pl.DataFrame | None = None, all_logons: bool = False, logons: int = 1) -> Excerpt:
     """The frames and comments of the excerpt for one logon or finding (see the module doc).
 
-    A finding seen in several logons is shown in the one where its cause cost the most seconds,
-    unless `all_logons`.
+    A finding seen in several logons is shown in the `logons` where its cause cost the most
+    seconds (all with `all_logons`). The finding's own frames get comments starting with
+    "[F003]" (the id), so `frame.comment contains "[F003]"` selects them in the excerpt.
     """
     from netdiag.protocols.dns.parser import PORTS as DNS_PORTS
 
-    title, conn_ids, ev_frames, logon_ids, subject = _subject(a, logon_id, finding_id, all_logons)
+    title, conn_ids, ev_frames, logon_ids, subject = _subject(a, logon_id, finding_id, all_logons, logons)
     conns = a.connections.filter(pl.col("conn_id").is_in(conn_ids))
     if conns.height == 0 and ev_frames:
         # a finding without connections: take the connections its evidence frames belong to
@@ -244,18 +255,44 @@ def select_evidence(a: Analysis, *, logon_id: int | None = None, finding_id: str
     sel = (pl.concat([pk.join(fwd, on=on, how="inner"), pk.join(rev, on=on, how="inner")])
            .filter((pl.col("ts_ns") >= lo) & (pl.col("ts_ns") <= t1))
            .unique("frame").sort("frame"))
+    sel = _within_logons(a, sel, logon_ids)
     frames = sel["frame"].to_list()
     comments = _comments(a, involved, sel, ev_frames, subject, finding_id)
-    comments = {f: c[:MAX_COMMENT_CHARS] for f, c in comments.items() if f in set(frames)}
+    in_excerpt = set(frames)
+    comments = {f: c[:MAX_COMMENT_CHARS] for f, c in comments.items() if f in in_excerpt}
+    tagged = frozenset(int(f) for f in ev_frames if int(f) in in_excerpt) if finding_id else frozenset()
+    for f in tagged:   # every frame of the finding says so, the filter's anchor
+        comments.setdefault(f, f"evidence for {subject.get('cause')}")
     if frames:
         first = frames[0]
         head = f"netdiag evidence: {title}"
         comments[first] = head + (f" | {comments[first]}" if first in comments else "")
         comments[first] = comments[first][:MAX_COMMENT_CHARS * 2]
-    wfilter = "frame.comment" if comments else ""
+    wfilter = (evidence_filter(finding_id) if tagged else "frame.comment") if comments else ""
     return Excerpt(title, frames, comments, involved["conn_id"].to_list(), lo, t1, wfilter,
                    {"logon_id": logon_id, "finding_id": finding_id, "logon_ids": logon_ids,
-                    "evidence_frames": ev_frames})
+                    "evidence_frames": ev_frames}, finding_id or "", tagged)
+
+
+def _within_logons(a: Analysis, sel: pl.DataFrame, logon_ids: list[int]) -> pl.DataFrame:
+    """Frames of a connection the excerpt's logons share with other logons (a long-lived client
+    process logging on again and again: "switch user") only inside the excerpt's logons, from
+    start to end, and its handshake; so one logon's excerpt is not the whole day's connection."""
+    if not logon_ids or sel.height == 0 or "conn_id" not in sel.columns:
+        return sel
+    mine = a.logons.filter(pl.col("logon_id").is_in(logon_ids))
+    others = a.logons.filter(~pl.col("logon_id").is_in(logon_ids))
+    if others.height == 0:
+        return sel
+    own = {int(c) for lst in mine["conn_ids"].to_list() for c in lst or []}
+    shared = own & {int(c) for lst in others["conn_ids"].to_list() for c in lst or []}
+    if not shared:
+        return sel
+    inside = pl.lit(False)
+    for lo, hi in mine.select("start_ts_ns", "end_ts_ns").iter_rows():
+        inside |= (pl.col("ts_ns") >= lo) & (pl.col("ts_ns") <= hi)
+    handshake = (pl.col("tcp_flags") & TH_SYN) != 0
+    return sel.filter(~pl.col("conn_id").is_in(list(shared)) | inside | handshake)
 
 
 def _dns_of_logons(a: Analysis, logon_ids: list[int]) -> pl.DataFrame | None:
@@ -327,7 +364,7 @@ def _comments(a: Analysis, involved: pl.DataFrame, sel: pl.DataFrame, ev_frames:
             _add(comments, rf if rf is not None else r["last_frame"], f"{op}: HTTP {status}")
         elif status == "unanswered":
             _add(comments, r["first_frame"], f"{op}: no answer seen")
-    label = f"{finding_id} {subject.get('cause')}" if finding_id else f"logon {subject.get('logon_id')} " \
+    label = f"{subject.get('cause')}" if finding_id else f"logon {subject.get('logon_id')} " \
         f"dominant cause {subject.get('dominant_cause')}"
     for k, f in enumerate(sorted(int(x) for x in ev_frames)):
         if k == 0 or (f not in comments and f not in covered):
@@ -374,7 +411,9 @@ def write_excerpt(paths: Sequence[str | Path], excerpt: Excerpt, out: str | Path
         datas = sanitize_frames(raw.link_type, datas, mapper)
         comments = {f: map_text(c, mapper) for f, c in comments.items()}
     frames = raw.frame.tolist()
-    note = {f: f"[frame {f} of the original capture] {comments[f]}" for f in frames if f in comments}
+    tag = f"[{excerpt.tag}] " if excerpt.tag else ""
+    note = {f: f"{tag if f in excerpt.tagged else ''}[frame {f} of the original capture] {comments[f]}"
+            for f in frames if f in comments}
     return write_pcapng(out, (OutFrame(int(lt), int(ts), d, int(ol), note.get(f)) for f, lt, ts, d, ol in
                               zip(frames, raw.link_type.tolist(), raw.ts_ns.tolist(), datas,
                                   raw.orig_len.tolist(), strict=True)),

@@ -45,6 +45,7 @@ from netdiag.errors import CaptureError, UsageError
 from netdiag.method import CapturePoint, bucket_seconds, capture_point
 from netdiag.profile import Profile, as_profile
 from netdiag.progress import NO_PROGRESS, Advance
+from netdiag.progress import stage as set_stage
 from netdiag.schema import CONNECTIONS, FINDINGS, LOGONS, MESSAGES, TRANSACTIONS
 from netdiag.tcp import TcpAnalyzer
 from netdiag.transactions import StreamsStage, StreamStats
@@ -58,6 +59,12 @@ class Stage(enum.IntEnum):
     CONNECTIONS = 1    # packets -> segments -> connections
     TRANSACTIONS = 2   # ... -> streams -> messages -> transactions
     LOGONS = 3         # ... -> logons, wait budgets, findings, population views
+
+
+# What a progress bar calls the work while the files are read, and after (netdiag.progress.stage)
+STAGE_NAMES = {Stage.CONNECTIONS: ("reading, TCP", "connections"),
+               Stage.TRANSACTIONS: ("reading, TCP, transactions", "pairing transactions"),
+               Stage.LOGONS: ("reading, TCP, transactions", "logons and findings")}
 
 
 @dataclass
@@ -266,7 +273,9 @@ def run(paths: PathsArg, profile: Profile | str | os.PathLike[str] | None = None
     read_stats = ReadStats()
     pipe = Pipeline(profile, stage=stage, segments=segments, paths=path_list, read_stats=read_stats,
                     server_ports=server_ports, tls_keylog=tls_keylog)
+    set_stage(progress, STAGE_NAMES[pipe.stage][0])
     _feed_files(pipe, path_list, read_stats, progress)
+    set_stage(progress, STAGE_NAMES[pipe.stage][1])
     return pipe.finish()
 
 

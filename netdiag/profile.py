@@ -414,6 +414,44 @@ def load_client_groups_csv(path: Path) -> list[ClientGroup]:
     return out
 
 
+def profile_toml(profile: Profile) -> str:
+    """The profile as TOML that parses back to it: every setting written out, defaults included.
+
+    Why: a case bundle says exactly which profile its analysis used, also when none was given.
+    The TLS key log is not written (its session keys decrypt the capture); a comment says one was used.
+    """
+    import json
+
+    def s(v: str) -> str:
+        return json.dumps(v, ensure_ascii=False)   # a TOML basic string
+
+    def num(v: float) -> str:
+        return repr(float(v))
+
+    lines = ["# netdiag site profile (TOML) as used by the analysis: every setting, defaults written out.", "",
+             "[capture]", f"point = {s(profile.capture_point)}", ""]
+    if not profile.servers:
+        roles = ", ".join(f"{p} {r}" for p, r in sorted(DEFAULT_PORT_ROLES.items()))
+        lines += ["# No [[servers]]: GIOP servers are found by the GIOP magic on any port; port roles are",
+                  f"# WebSphere's defaults ({roles}).", ""]
+    for sv in profile.servers:
+        ports = ", ".join(f"{p} = {s(r)}" for p, r in sorted(sv.ports.items()))
+        lines += ["[[servers]]", f"name = {s(sv.name)}",
+                  f"addresses = [{', '.join(s(str(n)) for n in sv.networks)}]", f"ports = {{ {ports} }}", ""]
+    pat = lambda r: s(r.pattern if r is not None else "")   # noqa: E731
+    lines += ["[logon]", f"start = {s(profile.start_rule)}", f"start_quiet_s = {num(profile.start_quiet_s)}",
+              f"lead_in_s = {num(profile.lead_in_s)}", f"start_operation = {pat(profile.start_operation)}",
+              f"end_operation = {pat(profile.end_operation)}", f"end_url = {pat(profile.end_url)}",
+              f"end_quiet_s = {num(profile.end_quiet_s)}", ""]
+    for g in profile.client_groups:
+        lines += ["[[client_groups]]", f"subnet = {s(str(g.network))}", f"group = {s(g.group)}", ""]
+    if profile.tls_keylog:
+        lines += ["# [tls] keylog: a TLS key log was used; it is not written here (its keys decrypt the capture)", ""]
+    lines += ["[thresholds]"] + [f"{f.name} = {num(getattr(profile.thresholds, f.name))}"
+                                 for f in fields(profile.thresholds)]
+    return "\n".join(lines) + "\n"
+
+
 STARTER_PROFILE = '''\
 # netdiag site profile (TOML). Every key is optional; delete what you do not need.
 # Without a profile netdiag finds GIOP servers by the "GIOP" magic and knows WebSphere's

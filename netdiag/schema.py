@@ -339,7 +339,8 @@ FINDINGS = _t(
     ("summary", pl.String, "one sentence a hospital manager understands"),
     ("detail", pl.String, "what was measured and how"),
     ("evidence_frames", pl.List(pl.Int64), "frame numbers that show it"),
-    ("wireshark_filter", pl.String, "display filter that shows the evidence"),
+    ("wireshark_filter", pl.String, "frame-number display filter of the evidence frames: valid in the original capture "
+     "only (an evidence file or a merged capture numbers its frames anew; use the filters below there)"),
     ("logon_ids", pl.List(pl.UInt32), "affected logons"),
     ("conn_ids", pl.List(pl.UInt32), "involved connections"),
     ("action", pl.String, "the next step for the engineer: what to check or change, and where (the cause's text in "
@@ -348,6 +349,14 @@ FINDINGS = _t(
                                       "total_s": pl.Float64, "p95_s": pl.Float64, "share": pl.Float64})),
      "for a cause measured per operation (server_think): one entry per operation, most seconds first (at most 10): "
      "calls, total seconds, p95 of one call's seconds, share of the complete logons' time; null for other causes"),
+    ("conversation_filter", pl.String, "display filter of the finding's connections as address/port pairs "
+     "(ip.addr/ipv6.addr with tcp.port/udp.port): works in the original, the evidence file and a merged capture"),
+    ("protocol_filter", pl.String, "display filter of the requests and answers the finding is about (GIOP request ids "
+     "and operations, HTTP paths, DNS ids and names, TLS handshakes); empty when it is about no request"),
+    ("tcp_filter", pl.String, "display filter of the cause's TCP events (tcp.analysis.retransmission, zero windows, "
+     "SYN retries ...) within the conversation; empty for a cause that is no TCP event"),
+    ("evidence_filter", pl.String, "display filter of the frames annotated for this finding in its evidence file "
+     "(frame.comment contains \"[F003]\")"),
 )
 
 ALL_TABLES: tuple[Table, ...] = (PACKETS, SEGMENTS, CONNECTIONS, MESSAGES, TRANSACTIONS, LOGONS, FINDINGS)

@@ -25,7 +25,7 @@ SAMPLE = ROOT / "captures/sample/epj-logon.pcap"
 TSHARK = shutil.which("tshark")
 
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
-ORIGINAL = re.compile(r"^\[frame (\d+) of the original capture\] (.*)$")
+ORIGINAL = re.compile(r"^(?:\[F\d{3}\] )?\[frame (\d+) of the original capture\] (.*)$")
 
 
 def _netdiag(*args: object) -> subprocess.CompletedProcess:

@@ -267,7 +267,9 @@ def test_logons_and_findings_on_the_sanitised_sample_equal_the_original(sanitize
     from netdiag.sanitize import AddressMapper
 
     mapper = AddressMapper(bytes.fromhex(KEY_HEX))
-    mapped = o.findings.with_columns(action=pl.Series([map_text(t, mapper) for t in o.findings["action"]]))
+    # ... and so do its display filters of the connections (the same frames in the sanitised file)
+    mapped = o.findings.with_columns(pl.Series(c, [map_text(t, mapper) for t in o.findings[c]], dtype=pl.String)
+                                     for c in ("action", "conversation_filter", "tcp_filter"))
     assert o.findings.height > 0 and mapped.equals(s.findings)
 
 
@@ -383,12 +385,13 @@ def test_lab_logons_and_findings_survive_sanitising(tmp_path: Path, key_file: Pa
     assert o.logons.height > 0
     addr = ("client_ip", "server_ip", "wireshark_filter")
     assert_frame_equal(o.logons.drop(*addr), s.logons.drop(*addr), check_exact=False, rel_tol=1e-9)
-    text = ("summary", "detail", "action")  # may name addresses
+    text = ("summary", "detail", "action", "conversation_filter", "tcp_filter")  # may name addresses
     assert_frame_equal(o.findings.drop(*text), s.findings.drop(*text), check_exact=False, rel_tol=1e-9)
     from netdiag.evidence import map_text
 
     mapper = AddressMapper(load_key(key_file))
-    assert [map_text(t, mapper) for t in o.findings["action"]] == s.findings["action"].to_list()
+    for c in ("action", "conversation_filter", "tcp_filter"):
+        assert [map_text(t, mapper) for t in o.findings[c]] == s.findings[c].to_list(), c
     ot, st = o.transactions, s.transactions
     assert_frame_equal(ot.select(TXN_COMPARED), st.select(TXN_COMPARED))
 

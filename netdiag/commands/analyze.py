@@ -92,9 +92,11 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
             print(redact_cpr(f"{r['id']} {r['severity']}: {r['summary']}"))
     print(f"Report: {(out / 'report.html').resolve()}")
     if case is not None:
+        import shlex
+
         from netdiag.case import write_case
 
-        write_case(a, case, key_file, force=force)
+        write_case(a, case, key_file, force=force, command="netdiag " + shlex.join(sys.argv[1:]))
         print(f"Case bundle (sanitised): {case.resolve()}")
 
 

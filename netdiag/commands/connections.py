@@ -56,6 +56,8 @@ def register(app: typer.Typer) -> None:
         parquet: Annotated[Path | None, typer.Option("--parquet", help="write the table to this Parquet file")] = None,
         server_port: Annotated[list[int] | None, typer.Option(
             "--server-port", help="a port that is a server (decides client/server when no SYN was seen); repeatable")] = None,
+        profile: Annotated[Path | None, typer.Option(
+            "--profile", "-p", help="site profile (TOML): server ports and their roles (a server_role column)")] = None,
         columns: ColumnsOpt = None,
         wide: WideOpt = False,
     ) -> None:
@@ -63,17 +65,21 @@ def register(app: typer.Typer) -> None:
         from netdiag.output import emit, parse_columns, preflight_file
         from netdiag.pipeline import Stage, input_bytes, input_paths, run
         from netdiag.progress import progress_bar
+        from netdiag.roles import load, server_ports, with_role
 
         input_paths(captures)
         for port in server_port or []:
             if not 0 < port < 65536:
                 raise UsageError(f"--server-port {port}: not a port number (1-65535)")
+        prof = load(profile)          # a bad profile: exit 2 before the work
         if parquet is not None:
             preflight_file(parquet)   # unwritable: a usage error before the work
         with progress_bar(input_bytes(captures), "connections") as advance:
             analysis = run(captures, stage=Stage.CONNECTIONS, progress=advance,
-                           server_ports=set(server_port or [])).require_packets()
+                           server_ports=set(server_port or []) | server_ports(prof)).require_packets()
         table, stats = analysis.connections, analysis.read_stats
+        if prof is not None:   # what each server port does, per the profile (bootstrap, orb, lsd, http ...)
+            table = with_role(table, prof, "server_ip", "server_port", "server_role")
         for w in analysis.warnings:
             print(f"netdiag: warning: {w}", file=sys.stderr)
         notes = [f"{stats.packets_kept} packets", f"{stats.duplicates_removed} SPAN duplicates removed"]
@@ -84,6 +90,7 @@ def register(app: typer.Typer) -> None:
         print(f"netdiag: {table.height} connections; " + ", ".join(notes), file=sys.stderr)
         # the terminal view only when a table is printed (it formats every row's endpoints)
         view = None if as_json or as_csv or parquet is not None else pretty(table)
-        emit(table, as_json=as_json, as_csv=as_csv, parquet=parquet, view=view, pretty_columns=DEFAULT,
+        emit(table, as_json=as_json, as_csv=as_csv, parquet=parquet, view=view,
+             pretty_columns=DEFAULT if prof is None else [*DEFAULT[:4], "server_role", *DEFAULT[4:]],
              columns=parse_columns(columns), wide=wide,
              title="connections (pkts/bytes: client-to-server/server-to-client)")

@@ -26,7 +26,9 @@ def register(app: typer.Typer) -> None:
         profile: Annotated[Path | None, typer.Option("--profile", "-p", help="site profile (TOML)")] = None,
         force: Annotated[bool, typer.Option("--force", help="overwrite --out when it exists")] = False,
         all_logons: Annotated[bool, typer.Option(
-            "--all-logons", help="a finding seen in several logons: all of them (default: the one it cost most)")] = False,
+            "--all-logons", help="a finding seen in several logons: all of them (default: see --logons)")] = False,
+        logons: Annotated[int, typer.Option(
+            "--logons", metavar="N", help="a finding seen in several logons: the N where it cost the most")] = 1,
         tls_keylog: Annotated[Path | None, typer.Option(
             "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) to decrypt IIOP/HTTP inside TLS")] = None,
     ) -> None:
@@ -39,6 +41,8 @@ def register(app: typer.Typer) -> None:
 
         if (logon is None) == (finding is None):
             raise UsageError("give exactly one of --logon ID and --finding ID")
+        if logons < 1:
+            raise UsageError("--logons must be 1 or more")
         if out.is_dir() and not out.is_symlink():
             raise UsageError(f"{out} is a directory; --out names the pcapng file to write")
         input_paths(captures)   # a missing capture is a usage error before anything is written
@@ -54,7 +58,7 @@ def register(app: typer.Typer) -> None:
         # beside it and renamed in (never through a symlink)
         with StagedFile(out, overwrite=force) as staged:
             a = run(captures, prof).require_packets()   # nothing read: exit 2
-            ex = select_evidence(a, logon_id=logon, finding_id=finding, all_logons=all_logons)
+            ex = select_evidence(a, logon_id=logon, finding_id=finding, all_logons=all_logons, logons=logons)
             with staged.open() as fh:
                 n = write_excerpt(a.paths, ex, fh, mapper=mapper)
             staged.commit()
@@ -65,5 +69,5 @@ def register(app: typer.Typer) -> None:
             title = map_text(title, mapper)
         print(f"netdiag: wrote {n} frames ({len(ex.comments)} with comments) to {out}"
               f"{' (sanitised)' if mapper is not None else ''}: {title}", file=sys.stderr)
-        print("netdiag: in Wireshark, apply the display filter `frame.comment` to see the annotated frames",
-              file=sys.stderr)
+        print(f"netdiag: in Wireshark, apply the display filter `{ex.wireshark_filter or 'frame.comment'}` to see the "
+              "annotated frames", file=sys.stderr)

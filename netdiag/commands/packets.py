@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
         summary: Annotated[bool, typer.Option("--summary", help="only read and print the summary")] = False,
         dedup_window_ms: Annotated[float, typer.Option(
             "--dedup-window-ms", help="SPAN duplicate window in ms (0 turns de-dup off)")] = 5.0,
+        profile: Annotated[Path | None, typer.Option(
+            "--profile", "-p", help="site profile (TOML): the role of each endpoint's port (src_role, dst_role columns)")] = None,
         columns: ColumnsOpt = None,
         wide: WideOpt = False,
     ) -> None:
@@ -53,10 +55,12 @@ def register(app: typer.Typer) -> None:
         from netdiag.errors import UsageError
         from netdiag.output import emit, parse_columns, preflight_file
         from netdiag.progress import progress_bar
+        from netdiag.roles import load, with_role
 
         for p in captures:
             if not p.exists():
                 raise UsageError(f"{p}: no such file or directory")
+        prof = load(profile)          # a bad profile: exit 2 before the work
         if parquet is not None:
             preflight_file(parquet)   # unwritable: a usage error before the work
         total = sum(f.stat().st_size for p in captures for f in ([p] if p.is_file() else p.iterdir())
@@ -85,5 +89,9 @@ def register(app: typer.Typer) -> None:
             pl.when(pl.col("ip_version") > 0).then(format_ip("src_ip_hi", "src_ip_lo")).alias("src_ip"),
             pl.when(pl.col("ip_version") > 0).then(format_ip("dst_ip_hi", "dst_ip_lo")).alias("dst_ip"),
         )
+        shown = DEFAULT
+        if prof is not None:   # what each endpoint's port does, per the profile
+            df = with_role(with_role(df, prof, "src_ip", "src_port", "src_role"), prof, "dst_ip", "dst_port", "dst_role")
+            shown = [*DEFAULT[:4], "src_role", "dst_role", *DEFAULT[4:]]
         emit(df, as_json=as_json, as_csv=as_csv, parquet=parquet, view=None if as_json or as_csv or parquet else
-             pretty(df), pretty_columns=DEFAULT, columns=parse_columns(columns), wide=wide, title="packets")
+             pretty(df), pretty_columns=shown, columns=parse_columns(columns), wide=wide, title="packets")

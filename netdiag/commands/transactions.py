@@ -49,6 +49,8 @@ def register(app: typer.Typer) -> None:
             "--summary", help="per operation: count, p50/p95/max server think, errors")] = False,
         tls_keylog: Annotated[Path | None, typer.Option(
             "--tls-keylog", help="TLS key log (NSS SSLKEYLOGFILE format) to decrypt IIOP/HTTP inside TLS")] = None,
+        profile: Annotated[Path | None, typer.Option(
+            "--profile", "-p", help="site profile (TOML): server port roles (a server_role column) and its [tls] keylog")] = None,
         columns: ColumnsOpt = None,
         wide: WideOpt = False,
     ) -> None:
@@ -57,6 +59,7 @@ def register(app: typer.Typer) -> None:
         from netdiag.pipeline import Stage, input_bytes, input_paths, run
         from netdiag.progress import progress_bar
         from netdiag.protocols.registry import transaction_protocols
+        from netdiag.roles import load, with_role
         from netdiag.transactions import filter_transactions, summarize
 
         names = transaction_protocols()
@@ -69,7 +72,10 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"--operation {operation!r} is not a valid regular expression: {exc}") from None
         if parquet is not None:
             preflight_file(parquet)   # unwritable: a usage error before the work
+        prof = load(profile)          # a bad profile: exit 2 before the work
         keylog = None
+        if tls_keylog is None and prof is not None and prof.tls_keylog:
+            tls_keylog = Path(prof.tls_keylog)   # --tls-keylog wins over the profile's [tls] keylog
         if tls_keylog is not None:
             from netdiag.tls_keylog import read_keylog
 
@@ -79,6 +85,8 @@ def register(app: typer.Typer) -> None:
             analysis = run(captures, stage=Stage.TRANSACTIONS, progress=advance, tls_keylog=keylog)
         analysis.require_packets()
         txns = filter_transactions(analysis.transactions, protocol=protocol, operation=operation, server=server)
+        if prof is not None:   # what each server port does, per the profile
+            txns = with_role(txns, prof, "server_ip", "server_port", "server_role")
         st = analysis.stream_stats
         for w in analysis.warnings:
             print(f"netdiag: warning: {w}", file=sys.stderr)
@@ -90,6 +98,7 @@ def register(app: typer.Typer) -> None:
             emit(summarize(txns), as_json=as_json, as_csv=as_csv, parquet=parquet,
                  title="transactions per operation", columns=parse_columns(columns), wide=wide)
             return
-        emit(txns, as_json=as_json, as_csv=as_csv, parquet=parquet, view=pretty(txns), pretty_columns=DEFAULT,
+        shown = DEFAULT if prof is None else [*DEFAULT[:5], "server_role", *DEFAULT[5:]]
+        emit(txns, as_json=as_json, as_csv=as_csv, parquet=parquet, view=pretty(txns), pretty_columns=shown,
              columns=parse_columns(columns), wide=wide, title="transactions")
 

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from netdiag.errors import NetdiagError
+from netdiag.filters import finding_filters
 from netdiag.logons.budget import budget_seconds, build_intervals, delivered_answers, sweep
 from netdiag.logons.causes.engine import (
     build_findings,
@@ -124,7 +125,8 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
         if not_logons.height:
             reason = (f"no logons: {not_logons.height} session(s) on the naming port, none of them a logon ("
                       + "; ".join(sorted(set(not_logons["reason"].to_list()))) + ")")
-        return LogonAnalysis(LOGONS.empty(), finish_findings(conn_rows, 0.0, prof), {}, pl.DataFrame(),
+        findings = finding_filters(finish_findings(conn_rows, 0.0, prof), connections, transactions, segments)
+        return LogonAnalysis(LOGONS.empty(), findings, {}, pl.DataFrame(),
                              no_logons_reason=reason, orphan_connections=grouping.orphans, notes=notes,
                              transactions=transactions, not_logons=not_logons,
                              unassigned_requests=grouping.unassigned_requests)
@@ -186,6 +188,7 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     conn_rows = connection_findings(connections, segments, prof, set(members["conn_id"].to_list()),
                                     logons_known=True)
     findings = build_findings(out, iv, cause_ns, connections, transactions, segments, members, prof, conn_rows)
+    findings = finding_filters(findings, connections, transactions, segments)
     pop = population(logons_table, in_window)
     maybe_lost = iv.filter((pl.col("category") == "unexplained_s") & (pl.col("won_ns") > 0))
     if maybe_lost.height:

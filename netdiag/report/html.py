@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from netdiag.filters import filters_of
 from netdiag.logons.population import complete_logons, percentile
 from netdiag.report import (
     CATEGORY_COLOURS,
@@ -137,14 +138,20 @@ def _findings(a: Analysis) -> str:
     if a.findings.height == 0:
         out.append("<p>No findings.</p></section>")
         return "".join(out)
-    out.append('<p class="note">Each finding names the seconds of logon time it accounts for and a Wireshark '
-               "display filter that shows its evidence (paste it into Wireshark's filter bar).</p>")
+    out.append('<p class="note">Each finding names the seconds of logon time it accounts for and Wireshark '
+               "display filters that show its evidence (paste one into Wireshark's filter bar): its connections, "
+               "its requests and TCP events work in the original capture, in the evidence file and in a merged "
+               "capture; the frame numbers only in the original.</p>")
     cols: list[Col] = [("id", "id", "t"), ("severity", "severity", "sev"), ("cause", "cause", "t"),
                        ("time lost", "seconds_lost", "s"), ("logons", "logons_affected", "n"),
                        ("what it means", "summary", "t"), ("next step", "action", "t"),
                        ("how it was measured", "detail", "t"),
                        ("Wireshark filter", "wireshark_filter", "code")]
     out.append(table(cols, a.findings.to_dicts(), name="findings"))
+    for r in a.findings.to_dicts():   # the filters that work beyond the original capture, next to the finding
+        items = "".join(f"<li>{esc(label)}: <code>{esc(f)}</code></li>" for label, f in filters_of(r))
+        out.append(f'<div class="filters" id="filters-{esc(r["id"])}"><p>{esc(r["id"])} ({esc(r["cause"])}) '
+                   f"Wireshark filters:</p><ul>{items}</ul></div>")
     for r in a.findings.filter(a.findings["operations"].is_not_null()).to_dicts():   # server time per operation
         out.append(f"<p>{esc(r['id'])} ({esc(r['cause'])}) per operation:</p>" + table(
             [("operation", "operation", "t"), ("calls", "count", "n"), ("total", "total_s", "s"),

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from netdiag.filters import filters_of
 from netdiag.report import (
     CATEGORY_LABELS,
     fmt_pct,
@@ -73,7 +74,7 @@ def render_markdown(a: Analysis) -> str:
             L += _table(["operation", "calls", "total", "p95 of a call", "share of logon time"],
                         [(o["operation"], o["count"], fmt_s(o["total_s"]), fmt_s(o["p95_s"]),
                           fmt_pct(o["share"])) for o in r["operations"]], right=(1, 2, 3, 4))
-        L += [f"Wireshark filter: `{r['wireshark_filter']}`", ""]
+        L += ["Wireshark filters:", ""] + [f"- {label}: `{f}`" for label, f in filters_of(r)] + [""]
 
     if s.logons:
         L += ["## Where the time went", ""]

@@ -212,6 +212,8 @@ def finish_findings(rows: list[dict], total_logon_s: float = 0.0, profile: Profi
         _sev=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int64),
     ).sort(["_first", "_sev", "seconds_lost"], descending=[False, False, True], maintain_order=True)
     df = df.with_columns(id=pl.format("F{}", pl.int_range(1, df.height + 1).cast(pl.String).str.zfill(3)))
+    # the display filters are filled afterwards from the tables (netdiag.filters.finding_filters)
+    df = df.with_columns([pl.lit(None, pl.String).alias(c) for c in FINDINGS.names if c not in df.columns])
     return FINDINGS.conform(df)
 
 
