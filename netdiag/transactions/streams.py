@@ -78,6 +78,13 @@ class StreamParser:
         self.conns: dict[int, _Conn] = {}
         self.skip = np.zeros(1024, np.bool_)      # indexed by conn_id: skipped connections
         self.done = np.zeros(1024, np.bool_)      # indexed by conn_id: parsed to their end, released
+        # A connection gets its _Conn (two StreamDirs) only when it carries payload, a FIN or a
+        # RST: until then (a SYN, a handshake, bare ACKs) these arrays, indexed by conn_id, hold
+        # all there is to know of it: seen at all, given a _Conn yet, and each direction's
+        # highest offset its peer acknowledged (-1 none). A SYN flood costs 18 B per connection.
+        self.seen = np.zeros(1024, np.bool_)
+        self.made = np.zeros(1024, np.bool_)
+        self.acked = np.full((1024, 2), -1, np.int64)
         self.sink = MessageSink()
         self.events: list[pl.DataFrame] = []      # resend intervals (conn, dir, offsets, times)
         self.dsacks: list[pl.DataFrame] = []      # D-SACK blocks: the receiver got those bytes twice
@@ -99,8 +106,13 @@ class StreamParser:
         cid = segs["conn_id"].to_numpy().astype(np.int64)
         if cid.size and int(cid.max()) >= self.skip.size:
             size = max(int(cid.max()) + 1, 2 * self.skip.size)
-            self.skip = np.concatenate([self.skip, np.zeros(size - self.skip.size, np.bool_)])
-            self.done = np.concatenate([self.done, np.zeros(size - self.done.size, np.bool_)])
+            grow = size - self.skip.size
+            self.skip = np.concatenate([self.skip, np.zeros(grow, np.bool_)])
+            self.done = np.concatenate([self.done, np.zeros(grow, np.bool_)])
+            self.seen = np.concatenate([self.seen, np.zeros(grow, np.bool_)])
+            self.made = np.concatenate([self.made, np.zeros(grow, np.bool_)])
+            self.acked = np.concatenate([self.acked, np.full((grow, 2), -1, np.int64)])
+        self.seen[cid] = True
         # only the columns used here: every filter below copies what it keeps
         live = segs.select([c for c in _SEG_COLUMNS if c in segs.columns]).filter(pl.Series(~self.skip[cid]))
         if live.height == 0:
@@ -118,7 +130,13 @@ class StreamParser:
                       .then(pl.col("seq_rel") + pl.col("payload_len").cast(pl.Int64) - 1).min(),
                       rst=((flags & TH_RST) > 0).any()))
         for conn_id, d, ack, fin, rst in marks.iter_rows():
-            conn = self._conn(conn_id)
+            conn = self.conns.get(conn_id)
+            if conn is None and fin is None and not rst:
+                # no _Conn yet, none needed for an ACK: its offset waits in self.acked
+                if ack is not None and ack - 1 > self.acked[conn_id, 1 - d]:
+                    self.acked[conn_id, 1 - d] = ack - 1
+                continue
+            conn = conn if conn is not None else self._conn(conn_id)
             if conn.state == "skip":
                 continue
             other = conn.dirs[1 - d]
@@ -215,6 +233,10 @@ class StreamParser:
         conn = self.conns.get(conn_id)
         if conn is None:
             conn = self.conns[conn_id] = _Conn(conn_id)
+            if conn_id < self.made.size:
+                self.made[conn_id] = True
+                for d in (0, 1):
+                    conn.dirs[d].acked = int(self.acked[conn_id, d])
         return conn
 
     def _place(self, conn: _Conn, d: int, offs: np.ndarray, lens: np.ndarray, poffs: np.ndarray,
@@ -520,6 +542,10 @@ class StreamParser:
                     sd.release()
             elif conn.state == "pending":
                 self.stats.connections_skipped += 1
+        # connections that never carried payload, a FIN or a RST got no _Conn: nothing to parse
+        self.stats.connections_skipped += int(np.count_nonzero(self.seen & ~self.made))
+        self.seen = self.made = np.zeros(0, np.bool_)
+        self.acked = np.zeros((0, 2), np.int64)
 
     def result(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         """(messages, resend events, gaps) as DataFrames."""
