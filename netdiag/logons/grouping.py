@@ -15,10 +15,12 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from netdiag.logons.chains import (
     CUT_AT_START_NS,
+    FAILED_CONNECT_STATES,
     JNLP_RE,
     LEAD_IN_ROLES,
     OPEN_STATES,
@@ -58,6 +60,7 @@ class Grouping:
 def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> Grouping:
     """Chain items per client process and cut logons out of the chains (see module docstring)."""
     conns = relevant_connections(connections, transactions, profile)
+    conns, lone, lone_orphans = _lone_failed_connects(conns, transactions, profile)
     all_items = build_items(conns, transactions)
     tcp_items = [it for it in all_items if it.kind == "tcp"]
     dns_items = [it for it in all_items if it.kind == "dns"]
@@ -165,12 +168,45 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
     attach_dns(dns_items, chains_by_ip, txs, lead_ns, item_chain)
     bounds = ((int(connections["first_ts_ns"].min()), int(connections["last_ts_ns"].max()))
               if connections.height and connections["first_ts_ns"].null_count() < connections.height else None)
-    return _cut_logons(chains, item_chain, conns, txs, profile, lead_ns, bounds)
+    grouping = _cut_logons(chains, item_chain, conns, txs, profile, lead_ns, bounds, lone)
+    grouping.orphans += lone_orphans
+    grouping.relevant_connections += lone_orphans + lone.height
+    return grouping
+
+
+def _lone_failed_connects(conns: pl.DataFrame, transactions: pl.DataFrame, profile: Profile
+                          ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Split off the failed connects that are alone on their client address: (the other
+    connections, the logon rows of the lone ones, how many lone ones join no logon).
+
+    A failed connect (FAILED_CONNECT_STATES or no SYN/ACK, nothing answered, no request) from an
+    address with no other connection to an EPJ server and no DNS question is a chain of its own:
+    a logon start (a bootstrap port, or any port with `start = "any"`) makes a one-connection
+    logon that ends, failed, at its last packet (quiet rule); any other one joins no logon. A SYN
+    flood of spoofed sources is made of nothing else, so these rows are computed as columns here,
+    with exactly what the chaining loop and _cut_logons give such a chain, and never become an
+    Item and a Chain each (a few hundred bytes of Python objects per connection).
+    """
+    start = pl.coalesce("syn_ts_ns", "first_ts_ns")
+    with_app = transactions.filter(pl.col("protocol") != "dns")["conn_id"].unique().cast(pl.Int64)
+    dns_ips = transactions.filter(pl.col("protocol") == "dns")["client_ip"]
+    ip_n = pl.concat([conns["client_ip"], dns_ips.cast(pl.String)]).value_counts(name="_n")
+    failed = ((pl.col("state").is_in(list(FAILED_CONNECT_STATES)).fill_null(False)
+               | (pl.col("syn_ts_ns").is_not_null() & pl.col("synack_ts_ns").is_null()))
+              & ~(pl.col("bytes_s2c").fill_null(0) > 0))
+    lone_mask = (failed & ~pl.col("conn_id").cast(pl.Int64).is_in(with_app.implode())
+                 & (pl.col("_n") == 1) & (start <= pl.col("last_ts_ns")))
+    marked = conns.join(ip_n, on="client_ip", how="left", maintain_order="left").with_columns(_lone=lone_mask)
+    rest = marked.filter(~pl.col("_lone")).drop("_n", "_lone")
+    lone = marked.filter(pl.col("_lone"))
+    starts = (pl.col("role") == "bootstrap") | pl.lit(profile.start_rule == "any")
+    orphans = int(lone.height - lone.select(starts.sum()).item())
+    return rest, lone.filter(starts), orphans
 
 
 def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]], conns: pl.DataFrame,
                 txs: dict[str, list], profile: Profile, lead_ns: int,
-                bounds: tuple[int, int] | None = None) -> Grouping:
+                bounds: tuple[int, int] | None = None, lone: pl.DataFrame | None = None) -> Grouping:
     """Cut each chain into its logons (logon_windows) and build the logon rows and members.
 
     A logon cut by the capture's start (its first connection's handshake is not in the capture,
@@ -178,9 +214,11 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
     chain's last packet, a connection of the chain still open, and neither the end reply of an
     end rule nor a failure closed the logon: see still_under_way) is `incomplete`. A chain that
     only talked to the naming service is not a logon (not_logons). Connections and requests that
-    end up in no logon are counted (orphans, unassigned_requests).
+    end up in no logon are counted (orphans, unassigned_requests). `lone`: the connections of
+    one-connection logons split off as columns (_lone_failed_connects), merged in here.
     """
     rows: list[dict] = []
+    row_keys: list[tuple[int, int]] = []   # per row: its chain's first connection (start, conn_id)
     members: list[tuple[int, int, str, int]] = []
     not_logons: list[dict] = []
     orphans = sum(1 for it, ch in item_chain if it.kind == "tcp" and (ch is None or ch.bootstrap_ns is None))
@@ -270,6 +308,7 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
                     how = "capture_end"
             logon_idx = len(rows)
             server_ip = (boot_item or items[0]).server_ip
+            row_keys.append(next((x.start_ns, x.conn_id) for x in ch.items if x.kind == "tcp"))
             rows.append({
                 "logon_idx": logon_idx,
                 "client_ip": ch.client_ip,
@@ -294,18 +333,16 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
                     if q0 is not None and q0 <= end_ts:
                         assigned.add(r)
             prev_end = int(end_ts)
-    # number logons by start time (stable ids for a given capture and profile)
-    order = sorted(range(len(rows)), key=lambda i: (rows[i]["start_ts_ns"], rows[i]["client_ip"]))
-    remap = {old: new for new, old in enumerate(order)}
-    rows = [dict(rows[i], logon_idx=remap[i]) for i in order]
-    members = [(remap[m[0]], *m[1:]) for m in members]
-    logons = pl.DataFrame(rows, schema={
-        "logon_idx": pl.Int64, "client_ip": pl.String, "server_ip": pl.String, "start_ts_ns": pl.Int64,
-        "end_ts_ns": pl.Int64, "first_seen_ts_ns": pl.Int64, "last_seen_ts_ns": pl.Int64,
-        "half_rtt_client_ns": pl.Int64, "outcome": pl.String, "end_rule": pl.String,
-        "separation_confidence": pl.String})
-    mem = pl.DataFrame(members, schema={"logon_idx": pl.Int64, "conn_id": pl.UInt32, "kind": pl.String,
-                                        "txn_row": pl.Int64}, orient="row")
+    if lone is not None and lone.height:
+        logons, mem = _merge_lone(rows, members, row_keys, lone, profile, bounds)
+    else:
+        # number logons by start time (stable ids for a given capture and profile)
+        order = sorted(range(len(rows)), key=lambda i: (rows[i]["start_ts_ns"], rows[i]["client_ip"]))
+        remap = {old: new for new, old in enumerate(order)}
+        rows = [dict(rows[i], logon_idx=remap[i]) for i in order]
+        members = [(remap[m[0]], *m[1:]) for m in members]
+        logons = pl.DataFrame(rows, schema=_LOGON_ROW)
+        mem = pl.DataFrame(members, schema=_MEMBER_ROW, orient="row")
     not_logons.sort(key=lambda d: d["start_ts_ns"])
     # a process that got a logon start but no logon (nothing answered after its bootstrap, long
     # before the capture's end): its connections are in no logon, like the orphans
@@ -316,3 +353,68 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
     unassigned_dns = sum(1 for it, ch in item_chain if it.kind == "dns" and ch is None)
     return Grouping(logons, mem, orphans, len(item_chain), not_logons=not_logons,
                     unassigned_requests=len(relevant - assigned), unassigned_dns=unassigned_dns)
+
+
+_LOGON_ROW = {"logon_idx": pl.Int64, "client_ip": pl.String, "server_ip": pl.String, "start_ts_ns": pl.Int64,
+              "end_ts_ns": pl.Int64, "first_seen_ts_ns": pl.Int64, "last_seen_ts_ns": pl.Int64,
+              "half_rtt_client_ns": pl.Int64, "outcome": pl.String, "end_rule": pl.String,
+              "separation_confidence": pl.String}
+_MEMBER_ROW = {"logon_idx": pl.Int64, "conn_id": pl.UInt32, "kind": pl.String, "txn_row": pl.Int64}
+
+
+def _merge_lone(rows: list[dict], members: list[tuple[int, int, str, int]], row_keys: list[tuple[int, int]],
+                lone: pl.DataFrame, profile: Profile, bounds: tuple[int, int] | None
+                ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The logons and members tables of the chained logons (`rows`, `members`) and the lone failed
+    connects' one-connection logons, in the order the chaining loop would have made them.
+
+    Each lone connection's logon is what _cut_logons makes of its chain: it starts at the SYN
+    (or first packet) and ends, failed, at its last packet (the quiet rule, the failed connect
+    being the chain's one event), both moved by half its client-side round trip; `incomplete`
+    (end rule capture_end) when the capture ended within end_quiet_s of it with the connection
+    still open, or when it began without a SYN within CUT_AT_START_NS of the capture's start.
+    Logons are numbered by (start, client address) as there; members come in chain order
+    (a chain's place is its first connection's (start, conn_id)).
+    """
+    quiet_ns = int(profile.end_quiet_s * 1e9)
+    cap_first, cap_last = bounds if bounds is not None else (None, None)
+    start = pl.coalesce("syn_ts_ns", "first_ts_ns")
+    last = pl.col("last_ts_ns")
+    rtt = pl.col("rtt_client_side_ms")
+    half = pl.when(rtt.is_not_null() & rtt.is_not_nan()).then((rtt / 2 * 1e6).cast(pl.Int64)).otherwise(0)
+    still_open = pl.col("state").is_in(list(OPEN_STATES)).fill_null(False)
+    # (at the capture's end: within end_quiet_s and still open, and no answer to say it ended)
+    cut_end = pl.lit(False) if cap_last is None else still_open & (cap_last - last < quiet_ns)
+    cut_start = (pl.lit(False) if cap_first is None else
+                 pl.col("syn_ts_ns").is_null() & (start - cap_first <= CUT_AT_START_NS))
+    n = len(rows)
+    fast = lone.select(
+        logon_idx=pl.int_range(n, n + lone.height, dtype=pl.Int64),
+        client_ip="client_ip", server_ip="server_ip",
+        start_ts_ns=start - half, end_ts_ns=last + half, first_seen_ts_ns=start, last_seen_ts_ns=last,
+        half_rtt_client_ns=half,
+        outcome=pl.when(cut_start | cut_end).then(pl.lit("incomplete")).otherwise(pl.lit("failed")),
+        end_rule=pl.when(cut_end).then(pl.lit("capture_end")).otherwise(pl.lit("quiet")),
+        separation_confidence=pl.lit("high"),
+        _ck_ns=start, _ck_cid=pl.col("conn_id").cast(pl.Int64),
+    ).cast({k: v for k, v in _LOGON_ROW.items()})
+    slow = pl.DataFrame(rows, schema=_LOGON_ROW).with_columns(
+        _ck_ns=pl.Series([k[0] for k in row_keys], dtype=pl.Int64),
+        _ck_cid=pl.Series([k[1] for k in row_keys], dtype=pl.Int64))
+    both = pl.concat([slow, fast], how="vertical")
+    # number logons by start time (stable ids for a given capture and profile)
+    ordered = both.sort("start_ts_ns", "client_ip", maintain_order=True)
+    new_of = np.empty(both.height, np.int64)
+    new_of[ordered["logon_idx"].to_numpy()] = np.arange(both.height, dtype=np.int64)
+    logons = ordered.drop("_ck_ns", "_ck_cid").with_columns(logon_idx=pl.int_range(both.height, dtype=pl.Int64))
+    ck_ns, ck_cid = both["_ck_ns"].to_numpy(), both["_ck_cid"].to_numpy()
+    mem = pl.concat([
+        pl.DataFrame(members, schema=_MEMBER_ROW, orient="row"),
+        pl.DataFrame({"logon_idx": fast["logon_idx"], "conn_id": lone["conn_id"].cast(pl.UInt32),
+                      "kind": pl.repeat("tcp", lone.height, dtype=pl.String, eager=True),
+                      "txn_row": pl.repeat(-1, lone.height, dtype=pl.Int64, eager=True)}),
+    ], how="vertical")
+    old_idx = mem["logon_idx"].to_numpy()
+    order = np.lexsort((ck_cid[old_idx], ck_ns[old_idx]))     # stable: a chain's members keep their order
+    mem = mem[order].with_columns(logon_idx=pl.Series(new_of[old_idx[order]], dtype=pl.Int64))
+    return logons, mem
