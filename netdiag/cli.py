@@ -19,7 +19,10 @@ import sys
 
 import typer
 
+from netdiag._heap import return_freed_table_memory_at_once
 from netdiag.errors import NetdiagError
+
+return_freed_table_memory_at_once()   # before any command module loads polars (see there)
 
 # One entry per command module under netdiag/commands/, in the order `--help` lists them.
 COMMAND_MODULES = [
