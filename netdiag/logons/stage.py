@@ -161,13 +161,17 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     per_udp = udp_m.group_by("logon_idx").agg(udp_ports=pl.col("client_port").unique().sort(),
                                               uf0=pl.col("first_frame").min())
 
-    group_of = {ip: prof.client_group(ip) for ip in lg["client_ip"].unique().to_list()}
+    if prof.client_groups:
+        group_of = {ip: prof.client_group(ip) for ip in lg["client_ip"].unique().to_list()}
+        client_group = pl.Series([group_of[ip] for ip in lg["client_ip"].to_list()], dtype=pl.String)
+    else:   # (no groups: every address's is None, asked of no address)
+        client_group = pl.lit(None, pl.String)
     out = lg.with_columns(
         logon_id=(pl.col("logon_idx") + 1).cast(pl.UInt32),
-        client_group=pl.Series([group_of[ip] for ip in lg["client_ip"].to_list()], dtype=pl.String),
+        client_group=client_group,
         duration_s=pl.Series(duration_s),
         dominant_cause=pl.Series(causes, dtype=pl.String),
-        evidence_frames=pl.Series(ev_frames, dtype=pl.List(pl.Int64)),
+        evidence_frames=ev_frames,
         **{c: pl.Series(secs[:, j]) for j, c in enumerate(BUDGET_COLUMNS)},
     ).join(counts, on="logon_idx", how="left").join(per_conn, on="logon_idx", how="left").join(
         per_udp, on="logon_idx", how="left").sort("logon_idx")

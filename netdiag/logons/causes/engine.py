@@ -80,8 +80,9 @@ def label_causes(connections: pl.DataFrame, transactions: pl.DataFrame, segments
 
 
 def dominant_causes(cause_ns: np.ndarray, intervals: pl.DataFrame, n_logons: int
-                    ) -> tuple[list[str | None], list[list[int]]]:
-    """Per logon: the candidate cause with the most seconds and the frames that show it."""
+                    ) -> tuple[list[str | None], pl.Series]:
+    """Per logon: the candidate cause with the most seconds and the frames that show it (a
+    List(Int64) Series, sorted frames, empty when none: no Python list per logon)."""
     ids = cause_ids()
     names = list(ids)
     cand = np.array([ids[c.id] for c in registry.REGISTRY if c.dominant and c.id not in registry.NEUTRAL_LABELS])
@@ -91,7 +92,7 @@ def dominant_causes(cause_ns: np.ndarray, intervals: pl.DataFrame, n_logons: int
     best = np.argmax(sub, axis=1) if n_logons else np.array([], dtype=np.int64)
     has = sub.max(axis=1) > 0 if n_logons else np.array([], dtype=bool)
     causes: list[str | None] = [names[int(cand[b])] if h else None for b, h in zip(best, has, strict=True)]
-    frames: list[list[int]] = [[] for _ in range(n_logons)]
+    frames = pl.Series("evidence_frames", [], dtype=pl.List(pl.Int64)).extend_constant([], n_logons)
     if intervals.height and n_logons:
         dom = pl.DataFrame({"logon_idx": np.arange(n_logons, dtype=np.int64),
                             "_dom": pl.Series(causes, dtype=pl.String)})
@@ -101,8 +102,11 @@ def dominant_causes(cause_ns: np.ndarray, intervals: pl.DataFrame, n_logons: int
               .select("logon_idx", f=pl.concat_list("frame_a", "frame_b")).explode("f").drop_nulls("f")
               .group_by("logon_idx", maintain_order=True)
               .agg(pl.col("f").unique(maintain_order=True).head(MAX_EVIDENCE_FRAMES)))
-        for i, f in ev.iter_rows():
-            frames[int(i)] = sorted(int(x) for x in f)
+        if ev.height:
+            frames = (pl.DataFrame({"logon_idx": np.arange(n_logons, dtype=np.int64)})
+                      .join(ev.select(pl.col("logon_idx").cast(pl.Int64), pl.col("f").cast(pl.List(pl.Int64))
+                                      .list.sort()), on="logon_idx", how="left", maintain_order="left")
+                      ["f"].fill_null(pl.lit([], pl.List(pl.Int64))).alias("evidence_frames"))
     return causes, frames
 
 
