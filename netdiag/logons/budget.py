@@ -285,8 +285,8 @@ def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections
         if flow.height:
             out.append(_iv(flow, pl.col("_t0"), pl.col("_t1"), "flow_control_s", "zero_window",
                            pl.col("rto_frame"), pl.col("frame")))
-    # zero window: until the same side advertises a window again
-    zw = seg.with_columns(
+    # zero window: until the same side advertises a window again (connections with one only)
+    zw = _with_any(seg, "zero_window").with_columns(
         _open=pl.when(pl.col("window_bytes") > 0).then(pl.col("ts_ns")).shift(-1).backward_fill()
         .over("conn_id", "direction"),
         _open_frame=pl.when(pl.col("window_bytes") > 0).then(pl.col("frame")).shift(-1).backward_fill()
@@ -296,8 +296,8 @@ def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections
         zw = zw.join(connections.select("conn_id", "last_ts_ns"), on="conn_id", how="left")
         out.append(_iv(zw, pl.col("ts_ns"), pl.coalesce("_open", "last_ts_ns"), "flow_control_s", "zero_window",
                        pl.col("frame"), pl.col("_open_frame")))
-    # window full: until the receiver's next segment
-    seg2 = seg.with_columns(
+    # window full: until the receiver's next segment (connections with one only)
+    seg2 = _with_any(seg, "window_full").with_columns(
         _t_d0=pl.when(pl.col("direction") == 0).then(pl.col("ts_ns")).shift(-1).backward_fill().over("conn_id"),
         _t_d1=pl.when(pl.col("direction") == 1).then(pl.col("ts_ns")).shift(-1).backward_fill().over("conn_id"),
     )
@@ -320,6 +320,12 @@ def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections
             out.append(_iv(cand, pl.col("a_ts_ns"), pl.col("b_ts_ns"), "nagle_delayed_ack_s", "nagle_delayed_ack",
                            pl.col("a_frame"), pl.col("b_frame")))
     return out
+
+
+def _with_any(seg: pl.DataFrame, flag: str) -> pl.DataFrame:
+    """The rows of the connections that have a row with `flag` set (order kept): the windows
+    over a connection's rows give the others nothing, and cost memory per connection."""
+    return seg.filter(pl.col("conn_id").is_in(seg.filter(pl.col(flag))["conn_id"].unique().implode()))
 
 
 def _nagle_stalls(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFrame:
@@ -479,6 +485,11 @@ def resend_waits(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFr
         return pl.DataFrame(schema=WAIT_SCHEMA)
     syn = (pl.col("tcp_flags").cast(pl.Int64) & TH_SYN) != 0
     data = (pl.col("payload_len") > 0) & ~syn
+    # every wait below is on a data segment: connections without one (a SYN flood, bare
+    # handshakes) cannot have any, and the per-direction windows below cost memory per group
+    segments = segments.filter(pl.col("conn_id").is_in(segments.filter(data)["conn_id"].unique().implode()))
+    if segments.height == 0:
+        return pl.DataFrame(schema=WAIT_SCHEMA)
     if not need <= set(segments.columns) or segments["resend"].null_count() == segments.height:
         # a segments table without netdiag's resend columns (older, or hand-made): tshark's
         # retransmissions only, from tshark's rto_frame

@@ -182,15 +182,10 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
         [pl.col(c).fill_null(0) for c in ("requests", "location_forwards", "exceptions", "connections",
                                            "retransmissions")],
         conn_ids=pl.col("conn_ids").fill_null(pl.lit([], pl.List(pl.UInt32))),
-        wireshark_filter=pl.Series([_logon_filter(*r[:6]) + (_time_range(r[6], r[5]) if r[7] in shared else "")
-                                    for r in out.select("client_ip", "tcp_ports", "udp_ports", "f0", "uf0",
-                                                        "last_seen_ts_ns", "first_seen_ts_ns", "logon_idx"
-                                                        ).iter_rows()], dtype=pl.String)
-        if out.height else pl.lit(None, pl.String),
+        wireshark_filter=_wireshark_filters(out, shared) if out.height else pl.lit(None, pl.String),
     )
     logons_table = LOGONS.conform(out)
-    conn_rows = connection_findings(connections, segments, prof, set(members["conn_id"].to_list()),
-                                    logons_known=True)
+    conn_rows = connection_findings(connections, segments, prof, members["conn_id"].unique(), logons_known=True)
     findings = build_findings(out, iv, cause_ns, connections, transactions, segments, members, prof, conn_rows)
     findings = finding_filters(findings, connections, transactions, segments)
     pop = population(logons_table, in_window)
@@ -228,6 +223,16 @@ def _grouping_notes(grouping: Any, lg: pl.DataFrame) -> list[str]:
             notes.append(f"{cut} logon(s) cut by the start or end of the capture are incomplete: listed, but kept "
                          "out of the duration percentiles and the budget totals")
     return notes
+
+
+def _wireshark_filters(out: pl.DataFrame, shared: set[int], block: int = 16384) -> pl.Series:
+    """Each logon's display filter, made a block of rows at a time (the Python strings of one
+    block at most: a flood's hundreds of thousands of logons need no list of all of them)."""
+    cols = ("client_ip", "tcp_ports", "udp_ports", "f0", "uf0", "last_seen_ts_ns", "first_seen_ts_ns", "logon_idx")
+    parts = [pl.Series([_logon_filter(*r[:6]) + (_time_range(r[6], r[5]) if r[7] in shared else "")
+                        for r in out.slice(lo, block).select(cols).iter_rows()], dtype=pl.String)
+             for lo in range(0, out.height, block)]
+    return pl.concat(parts, rechunk=True)
 
 
 def _logon_filter(client_ip: str, tcp_ports: list | None, udp_ports: list | None, f0: int | None, uf0: int | None,

@@ -122,7 +122,8 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
     complete = (logons["outcome"] != "incomplete").fill_null(True).to_numpy() if n and "outcome" in logons.columns \
         else np.ones(n, dtype=bool)
     keep = np.flatnonzero(complete).tolist()
-    cause_ns = np.where(complete[:, None], cause_ns, 0) if n else cause_ns
+    if n and not complete.all():   # (all incomplete: zeros that take no memory until written)
+        cause_ns = np.where(complete[:, None], cause_ns, 0) if complete.any() else np.zeros(cause_ns.shape, cause_ns.dtype)
     lg = logons.filter(pl.Series(complete)) if n else logons
     iv = intervals.filter(pl.col("logon_idx").is_in(keep)) if intervals.height else intervals
     mem = members.filter(pl.col("logon_idx").is_in(keep))
@@ -137,7 +138,7 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
 
 
 def connection_findings(connections: pl.DataFrame, segments: pl.DataFrame | None, profile: Profile,
-                        in_logons: set[int], logons_known: bool) -> list[dict]:
+                        in_logons: set[int] | pl.Series, logons_known: bool) -> list[dict]:
     """Finding rows (not yet numbered) for TCP connections that belong to no logon.
 
     Each such connection is its own timeline, from its first packet to its last: the logon
@@ -150,7 +151,10 @@ def connection_findings(connections: pl.DataFrame, segments: pl.DataFrame | None
     """
     if connections.height == 0:
         return []
-    tcp = connections.filter((pl.col("transport") == "tcp") & ~pl.col("conn_id").is_in(list(in_logons)))
+    # (in_logons as a Series: a flood's hundreds of thousands of conn_ids make no Python int each)
+    ids = in_logons if isinstance(in_logons, pl.Series) else pl.Series(list(in_logons), dtype=pl.Int64)
+    tcp = connections.filter((pl.col("transport") == "tcp")
+                             & ~pl.col("conn_id").is_in(ids.cast(connections["conn_id"].dtype).implode()))
     failed = pl.col("syn_ts_ns").is_not_null() & pl.col("synack_ts_ns").is_null()
     nagle = pl.col("nagle_stalls").fill_null(1) > 0 if "nagle_stalls" in tcp.columns else pl.lit(True)
     trouble = tcp.filter((pl.col("syn_retransmissions").fill_null(0) > 0) | failed
