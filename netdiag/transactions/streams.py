@@ -123,8 +123,9 @@ class StreamParser:
         if finished is not None:
             live = live.filter(pl.Series(~done))
         flags = pl.col("tcp_flags").cast(pl.Int64)
-        # end-of-stream and acknowledgement bookkeeping, one row per (conn, direction)
-        marks = (live.group_by("conn_id", "direction")
+        # end-of-stream and acknowledgement bookkeeping, one row per (conn, direction) that sent
+        # an ACK, FIN or RST (a direction without one has nothing to mark: a SYN flood, none)
+        marks = (live.filter((flags & (TH_ACK | TH_FIN | TH_RST)) > 0).group_by("conn_id", "direction")
                  .agg(ack=pl.when((flags & TH_ACK) > 0).then(pl.col("ack_rel")).max(),
                       fin=pl.when((flags & TH_FIN) > 0)
                       .then(pl.col("seq_rel") + pl.col("payload_len").cast(pl.Int64) - 1).min(),
@@ -180,7 +181,8 @@ class StreamParser:
                 end=pl.col("seq_rel") - 1 + pl.col("payload_len").cast(pl.Int64),
                 t0=pl.col("ts_ns") - (wait * 1e9).cast(pl.Int64),
                 t1=pl.col("ts_ns")))
-        touched: set[int] = set(marks["conn_id"].to_list())
+        # every connection of the chunk (none has a _Conn to step yet: no need to list them)
+        touched: set[int] = set(live["conn_id"].unique().to_list()) if self.conns or data.height else set()
         if data.height:
             data = data.with_row_index("_i").sort("conn_id", "direction", "_i")
             c = data["conn_id"].to_numpy().astype(np.int64)
