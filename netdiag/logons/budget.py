@@ -244,10 +244,16 @@ def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections
     """Loss recovery, flow control and Nagle x delayed-ACK intervals from the segments table."""
     out: list[pl.DataFrame] = []
     cm = conn_m.select("logon_idx", "conn_id", "loss_cause", "half_rtt_client_ns")
-    seg = segments.join(cm.drop("half_rtt_client_ns"), on="conn_id", how="inner")
-    if seg.height == 0:
+    in_cm = pl.col("conn_id").is_in(cm["conn_id"].unique().implode())
+    if not segments.select(in_cm.any()).item():
         return out
-    waits = resend_waits(segments.filter(pl.col("conn_id").is_in(cm["conn_id"].unique().implode())), connections)
+    # Only connections with a zero-window or window-full segment are read from `seg` below, and
+    # resend waits need a data segment: each copy of the segments holds just those connections.
+    flagged = pl.col("conn_id").is_in(
+        segments.filter(pl.col("zero_window") | pl.col("window_full"))["conn_id"].unique().implode())
+    seg = segments.filter(flagged).join(cm.drop("half_rtt_client_ns"), on="conn_id", how="inner")
+    with_data = pl.col("conn_id").is_in(segments.filter(_DATA)["conn_id"].unique().implode())
+    waits = resend_waits(segments.filter(in_cm & with_data), connections)
     rtx = (waits.join(cm, on="conn_id", how="inner")
            # a first copy whose original was lost before the capture point: the client sent both hc
            # before the capture point saw them (its side of the round trip)
@@ -320,6 +326,10 @@ def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections
             out.append(_iv(cand, pl.col("a_ts_ns"), pl.col("b_ts_ns"), "nagle_delayed_ack_s", "nagle_delayed_ack",
                            pl.col("a_frame"), pl.col("b_frame")))
     return out
+
+
+# a segment carrying data (a SYN's payload, TCP Fast Open, is not a resend candidate)
+_DATA = (pl.col("payload_len") > 0) & ((pl.col("tcp_flags").cast(pl.Int64) & TH_SYN) == 0)
 
 
 def _with_any(seg: pl.DataFrame, flag: str) -> pl.DataFrame:
@@ -483,8 +493,7 @@ def resend_waits(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFr
     need = {"resend", "bytes_seen_before", "resend_wait_s", "seq_rel", "next_seq_rel", "ack_rel", "ip_id", "ip_ttl"}
     if segments is None or segments.height == 0:
         return pl.DataFrame(schema=WAIT_SCHEMA)
-    syn = (pl.col("tcp_flags").cast(pl.Int64) & TH_SYN) != 0
-    data = (pl.col("payload_len") > 0) & ~syn
+    data = _DATA
     # every wait below is on a data segment: connections without one (a SYN flood, bare
     # handshakes) cannot have any, and the per-direction windows below cost memory per group
     segments = segments.filter(pl.col("conn_id").is_in(segments.filter(data)["conn_id"].unique().implode()))

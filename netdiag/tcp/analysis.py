@@ -335,9 +335,12 @@ class TcpAnalyzer:
                          "tcp_sack_blocks", "tcp_sack_left", "tcp_sack_right").with_columns(
             pl.Series("conn_id", out[O_CONN]).cast(pl.UInt32),
             pl.Series("direction", out[O_DIR]).cast(pl.UInt8),
+            # (polars wraps a numpy row without a copy, and keeps the whole of `out` alive with it:
+            # the rows the table keeps as they are are copied, so `out` goes with the chunk)
+            *(pl.Series(name, out[j].copy()) for name, j in (
+                ("seq_rel", O_SEQ_REL), ("next_seq_rel", O_NXT_REL), ("ack_rel", O_ACK_REL), ("window_bytes", O_WIN))),
             *(pl.Series(name, out[j]) for name, j in (
-                ("seq_rel", O_SEQ_REL), ("next_seq_rel", O_NXT_REL), ("ack_rel", O_ACK_REL),
-                ("window_bytes", O_WIN), ("_bif", O_BIF), ("_f", O_FLAGS), ("duplicate_ack_num", O_DUP_NUM),
+                ("_bif", O_BIF), ("_f", O_FLAGS), ("duplicate_ack_num", O_DUP_NUM),
                 ("_dupf", O_DUP_FRAME), ("_rto", O_RTO_NS), ("_rtof", O_RTO_FRAME), ("_rtt", O_RTT_NS),
                 ("_acksf", O_ACKS_FRAME), ("_rsf", O_RESEND_FRAME), ("_rsns", O_RESEND_NS))))
         all_tcp = bool(is_tcp.all())
@@ -351,6 +354,7 @@ class TcpAnalyzer:
                _ns_or_null("_rtt", "ack_rtt_s"), _int_or_null("_acksf", "acks_frame"),
                _int_or_null("_rsf", "resend_of_frame"), _ns_or_null("_rsns", "resend_wait_s"),
                *_dsack_columns()])
+        del res, tcp, out    # (the kernel's output goes before the Nagle tracker works)
         seg = self._conform(seg)
         self._nagle.feed(seg)
         return seg
