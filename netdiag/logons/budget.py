@@ -222,6 +222,7 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
 
     iv = pl.concat([p for p in parts if p.height], how="vertical_relaxed") if parts else pl.DataFrame(
         schema=INTERVAL_SCHEMA)
+    del parts   # (from here on one step's input and output at a time: a flood has 400 k intervals)
     if txn_causes is not None and "give_up_ts_ns" in txn_causes.columns:
         # a request asked again before its answer came: the client stopped waiting at the retry
         gu = (txn_causes.filter(pl.col("give_up_ts_ns").is_not_null()).select("txn_row", "give_up_ts_ns")
@@ -231,11 +232,11 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
             iv = (iv.join(gu.select("txn_row", "logon_idx", (pl.col("give_up_ts_ns") - hc).alias("_gu")),
                           on=["txn_row", "logon_idx"], how="left")
                   .with_columns(t1=pl.min_horizontal("t1", pl.col("_gu").fill_null(2**62))).drop("_gu"))
-    iv = (iv.filter(pl.col("t0").is_not_null() & pl.col("t1").is_not_null())   # e.g. a reply whose request was not captured
-          .join(lg.select("logon_idx", "start_ts_ns", "end_ts_ns"), on="logon_idx", how="inner")
-          .with_columns(t0=pl.max_horizontal("t0", "start_ts_ns"), t1=pl.min_horizontal("t1", "end_ts_ns"))
-          .filter(pl.col("t1") > pl.col("t0"))
-          .drop("start_ts_ns", "end_ts_ns"))
+    if iv["t0"].null_count() or iv["t1"].null_count():
+        iv = iv.filter(pl.col("t0").is_not_null() & pl.col("t1").is_not_null())   # e.g. a reply whose request was not captured
+    iv = iv.join(lg.select("logon_idx", "start_ts_ns", "end_ts_ns"), on="logon_idx", how="inner")
+    iv = iv.with_columns(t0=pl.max_horizontal("t0", "start_ts_ns"), t1=pl.min_horizontal("t1", "end_ts_ns"))
+    iv = iv.filter(pl.col("t1") > pl.col("t0")).drop("start_ts_ns", "end_ts_ns")
     return iv.select(list(INTERVAL_SCHEMA)).cast(INTERVAL_SCHEMA)
 
 

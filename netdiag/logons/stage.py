@@ -137,6 +137,7 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     iv = iv.with_columns(won_ns=pl.Series(won, dtype=pl.Int64))
     duration_ns = (lg["end_ts_ns"] - lg["start_ts_ns"]).to_numpy().astype(np.int64)
     secs, duration_s = budget_seconds(cat_ns, duration_ns)
+    del cat_ns   # (per-logon arrays and helper tables go as soon as read: a flood has 200 k logons)
     causes, ev_frames = dominant_causes(cause_ns, iv, lg.height)
 
     tx = transactions.with_row_index("txn_row").with_columns(pl.col("txn_row").cast(pl.Int64))
@@ -178,6 +179,7 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     # logons of one long-lived process share its connections: their filters also need the time
     shared = set(conn_m.filter(pl.col("conn_id").is_in(
         conn_m.group_by("conn_id").len().filter(pl.col("len") > 1)["conn_id"].implode()))["logon_idx"].to_list())
+    del tx, tm, counts, udp_m, per_conn, per_udp, conn_m
     out = out.with_columns(
         [pl.col(c).fill_null(0) for c in ("requests", "location_forwards", "exceptions", "connections",
                                            "retransmissions")],

@@ -134,6 +134,9 @@ FLAG_COLUMNS: dict[str, int] = {
 
 # feed(segments=False) runs the kernel over slices of this many rows (its output is 128 B a row)
 STATE_ONLY_SLICE_ROWS = 65536
+# feed() makes the segments rows over slices of this many rows (the kernel's output is 128 B a row,
+# the segments columns made from it ~250 B)
+SEGMENT_SLICE_ROWS = 65536
 
 UDP_COLUMNS = ["frame", "ts_ns", "conn_id", "direction", "src_port", "dst_port", "payload_offset",
                "payload_captured", "payload_len"]
@@ -329,14 +332,30 @@ class TcpAnalyzer:
                     else pl.Series(acksf)}))
                 del out
             return self._empty_segments()
-        out = self._run_kernel(list(rows))
+        # the segments too are made a slice of the chunk at a time (the kernel's output and the
+        # columns made from it cost a slice, not the chunk); the table is the slices' concatenation
+        segs: list[pl.DataFrame] = []
+        udps: list[pl.DataFrame] = []
+        for lo in range(0, n, SEGMENT_SLICE_ROWS):
+            hi = min(n, lo + SEGMENT_SLICE_ROWS)
+            seg, udp = self._segment_slice(sel.slice(lo, hi - lo), [x[lo:hi] for x in rows], is_tcp[lo:hi])
+            self._nagle.feed(seg)
+            segs.append(seg)
+            udps.append(udp)
+        self.last_udp = udps[0] if len(udps) == 1 else pl.concat(udps, how="vertical", rechunk=False)
+        return segs[0] if len(segs) == 1 else pl.concat(segs, how="vertical", rechunk=False)
+
+    def _segment_slice(self, sel: pl.DataFrame, rows: list[np.ndarray], is_tcp: np.ndarray
+                       ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The kernel over one slice of the chunk: its SEGMENTS rows and its UDP rows."""
+        out = self._run_kernel(rows)
         res = sel.select("frame", "ts_ns", "tcp_flags", "payload_len", "payload_offset",
                          "payload_captured", "src_port", "dst_port", "ip_id", "ip_ttl", "tcp_ack",
                          "tcp_sack_blocks", "tcp_sack_left", "tcp_sack_right").with_columns(
             pl.Series("conn_id", out[O_CONN]).cast(pl.UInt32),
             pl.Series("direction", out[O_DIR]).cast(pl.UInt8),
             # (polars wraps a numpy row without a copy, and keeps the whole of `out` alive with it:
-            # the rows the table keeps as they are are copied, so `out` goes with the chunk)
+            # the rows the table keeps as they are are copied, so `out` goes with the slice)
             *(pl.Series(name, out[j].copy()) for name, j in (
                 ("seq_rel", O_SEQ_REL), ("next_seq_rel", O_NXT_REL), ("ack_rel", O_ACK_REL), ("window_bytes", O_WIN))),
             *(pl.Series(name, out[j]) for name, j in (
@@ -345,7 +364,6 @@ class TcpAnalyzer:
                 ("_acksf", O_ACKS_FRAME), ("_rsf", O_RESEND_FRAME), ("_rsns", O_RESEND_NS))))
         all_tcp = bool(is_tcp.all())
         udp = res.clear() if all_tcp else res.filter(pl.Series(~is_tcp))
-        self.last_udp = udp.select(UDP_COLUMNS)
         tcp = res if all_tcp else res.filter(pl.Series(is_tcp))
         seg = tcp.with_columns(
             [((pl.col("_f") & bit) != 0).alias(name) for name, bit in FLAG_COLUMNS.items()]
@@ -354,10 +372,8 @@ class TcpAnalyzer:
                _ns_or_null("_rtt", "ack_rtt_s"), _int_or_null("_acksf", "acks_frame"),
                _int_or_null("_rsf", "resend_of_frame"), _ns_or_null("_rsns", "resend_wait_s"),
                *_dsack_columns()])
-        del res, tcp, out    # (the kernel's output goes before the Nagle tracker works)
-        seg = self._conform(seg)
-        self._nagle.feed(seg)
-        return seg
+        del res, tcp, out    # (the kernel's output goes with the slice)
+        return self._conform(seg), udp.select(UDP_COLUMNS)
 
     def _run_kernel(self, rows: list[np.ndarray]) -> np.ndarray:
         """The analysis kernel over `rows` (the per-row input arrays, in analyze_kernel's order),
