@@ -133,10 +133,10 @@ FLAG_COLUMNS: dict[str, int] = {
 }
 
 # feed(segments=False) runs the kernel over slices of this many rows (its output is 128 B a row)
-STATE_ONLY_SLICE_ROWS = 65536
+STATE_ONLY_SLICE_ROWS = 32768
 # feed() makes the segments rows over slices of this many rows (the kernel's output is 128 B a row,
 # the segments columns made from it ~250 B)
-SEGMENT_SLICE_ROWS = 65536
+SEGMENT_SLICE_ROWS = 32768
 
 UDP_COLUMNS = ["frame", "ts_ns", "conn_id", "direction", "src_port", "dst_port", "payload_offset",
                "payload_captured", "payload_len"]

@@ -114,7 +114,9 @@ class StreamParser:
             self.acked = np.concatenate([self.acked, np.full((grow, 2), -1, np.int64)])
         self.seen[cid] = True
         # only the columns used here: every filter below copies what it keeps
-        live = segs.select([c for c in _SEG_COLUMNS if c in segs.columns]).filter(pl.Series(~self.skip[cid]))
+        live = segs.select([c for c in _SEG_COLUMNS if c in segs.columns])
+        if self.skip[cid].any():   # (a filter copies even when it keeps every row)
+            live = live.filter(pl.Series(~self.skip[cid]))
         if live.height == 0:
             return
         done = self.done[live["conn_id"].to_numpy()]
