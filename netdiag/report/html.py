@@ -35,7 +35,14 @@ from netdiag.report import (
     summarize,
 )
 from netdiag.report import svg as charts
-from netdiag.report.views import capture_stats, method_notes, tcp_health, tcp_totals, waterfall_rows
+from netdiag.report.views import (
+    capture_stats,
+    method_notes,
+    slowest_logons,
+    tcp_health,
+    tcp_totals,
+    waterfall_rows,
+)
 from netdiag.schema import BUDGET_COLUMNS
 
 if TYPE_CHECKING:
@@ -226,7 +233,7 @@ def _budget(a: Analysis, s: Summary) -> str:
     out.append(figure(charts.budget_share_bars(rows),
                        "Share of logon time by what the PC was waiting for. Every second of every logon is "
                        "counted once, so each bar adds up to 100 %."))
-    slowest = a.logons.sort("duration_s", descending=True).head(SLOWEST_BARS)
+    slowest = slowest_logons(a.logons, SLOWEST_BARS)
     ms = needs_ms(slowest["start_ts_ns"].to_list())
     per = [(f"logon {r['logon_id']} at {fmt_time(r['start_ts_ns'], ms=ms)}", r["duration_s"],
             {c: r[c] for c in BUDGET_COLUMNS}) for r in slowest.to_dicts()]
@@ -254,7 +261,7 @@ def _waterfalls(a: Analysis) -> str:
                "own work between answers. Bars: connect and TLS handshakes, sending requests, the server's own "
                "time (labelled with the operation), network round trips, receiving answers, waiting for resent "
                "packets. Hover over a bar for its exact time.</p>")
-    worst = a.logons.sort("duration_s", descending=True).head(WATERFALL_LOGONS)
+    worst = slowest_logons(a.logons, WATERFALL_LOGONS)
     ms = needs_ms(worst["start_ts_ns"].to_list())
     for r in worst.to_dicts():
         rows, start, end = waterfall_rows(a, int(r["logon_id"]))
@@ -308,7 +315,7 @@ def _logons(a: Analysis) -> str:
     lg = a.logons
     if lg.height > MAX_TABLE_ROWS:
         out.append(f'<p class="note">The {MAX_TABLE_ROWS} slowest of {lg.height:,} logons.</p>')
-        lg = lg.sort("duration_s", descending=True).head(MAX_TABLE_ROWS)
+        lg = slowest_logons(lg, MAX_TABLE_ROWS)
     out.append(table(cols, lg.to_dicts(), name="logons", total=a.logons.height))
     out.append("</section>")
     return "".join(out)

@@ -24,7 +24,7 @@ from netdiag.report import (
     redact_cpr,
     summarize,
 )
-from netdiag.report.views import capture_stats, method_notes, tcp_totals
+from netdiag.report.views import capture_stats, method_notes, slowest_logons, tcp_totals
 from netdiag.schema import BUDGET_COLUMNS
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def render_markdown(a: Analysis) -> str:
                       fmt_s(r["slowest_s"]), fmt_pct(r["slowest_share"])) for r in bt.to_dicts()],
                     right=(1, 2, 3, 4))
         L += ["## Slowest logons", ""]
-        slow = a.logons.sort("duration_s", descending=True).head(SLOWEST_ROWS)
+        slow = slowest_logons(a.logons, SLOWEST_ROWS)
         ms = needs_ms(slow["start_ts_ns"].to_list())
         rows = []
         for r in slow.to_dicts():

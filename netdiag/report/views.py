@@ -24,9 +24,28 @@ def _handshake_rtt_s() -> pl.Expr:
     return ((pl.col("rtt_server_side_ms") + pl.col("rtt_client_side_ms")) / 1000.0).alias("handshake_rtt_s")
 
 
+# the connections columns the TCP health views read
+_HEALTH_COLUMNS = ("rtt_server_side_ms", "rtt_client_side_ms", "syn_retransmissions", "state", "retransmitted_segments",
+                   "retransmission_stall_s", "zero_window_events", "zero_window_s", "unseen_gaps", "unseen_bytes")
+
+
+def _tcp_rows(connections: pl.DataFrame, extra: tuple[str, ...] = ()) -> pl.DataFrame:
+    """The TCP connections' rows, only the columns the views read (a filter copies what it
+    keeps: the whole table is ~300 B a connection)."""
+    if connections.height == 0:
+        return connections
+    return connections.select(*extra, *_HEALTH_COLUMNS, "transport").filter(pl.col("transport") == "tcp")
+
+
+def slowest_logons(logons: pl.DataFrame, n: int) -> pl.DataFrame:
+    """The n slowest logons, in the order `logons.sort("duration_s", descending=True).head(n)`
+    gives, without sorting (copying) every column of every logon first."""
+    return logons[logons["duration_s"].arg_sort(descending=True)[:n]]
+
+
 def tcp_health(connections: pl.DataFrame) -> pl.DataFrame:
     """Per server endpoint (address, port): handshakes, SYN retries, resends, zero windows, capture loss."""
-    tcp = connections.filter(pl.col("transport") == "tcp") if connections.height else connections
+    tcp = _tcp_rows(connections, ("server_ip", "server_port"))
     if tcp.height == 0:
         return pl.DataFrame()
     t = tcp.with_columns(_handshake_rtt_s())
@@ -47,7 +66,7 @@ def tcp_health(connections: pl.DataFrame) -> pl.DataFrame:
 
 def tcp_totals(connections: pl.DataFrame) -> dict[str, float | int | None]:
     """Capture-wide TCP health numbers (all TCP connections)."""
-    tcp = connections.filter(pl.col("transport") == "tcp") if connections.height else connections
+    tcp = _tcp_rows(connections)
     if tcp.height == 0:
         return {"connections": 0}
     rtt = tcp.select(_handshake_rtt_s())["handshake_rtt_s"].drop_nulls()
