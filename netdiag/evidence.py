@@ -18,8 +18,8 @@ retransmissions (segments.rto_s), zero windows, capture loss, slow server answer
 finding's or logon's own evidence frames. Written with netdiag.pcapng_writer (pcapng
 opt_comment, shown by Wireshark/tshark 4.0 as `frame.comment`).
 
-Also here: `read_raw_frames`, the original frame bytes by Wireshark frame number, read with
-netdiag.capture's own file walkers (pcap, pcapng, gzip) so frame numbers agree with every table.
+The original frame bytes by Wireshark frame number come from netdiag.capture.raw (`read_raw_frames`,
+re-exported here), read with netdiag.capture's own file walkers so frame numbers agree with every table.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 import polars as pl
 
+from netdiag.capture.raw import RawFrames, read_raw_frames
 from netdiag.capture.tcp_flags import TH_ACK, TH_SYN
-from netdiag.errors import CaptureError, CaptureWarning, UsageError
+from netdiag.errors import CaptureError, UsageError
 from netdiag.filters import evidence_filter
 
 if TYPE_CHECKING:
@@ -44,66 +45,6 @@ SLOW_THINK_S = 0.5        # a server answer at least this slow gets a comment ev
 MIN_EVIDENCE_THINK_S = 0.01  # ... and so does one among the evidence frames from this
 SLOW_DNS_S = 0.2          # a DNS answer at least this slow gets a comment
 MAX_COMMENT_CHARS = 300
-
-
-# ------------------------------------------------------------------------------------------
-# Original frames
-# ------------------------------------------------------------------------------------------
-@dataclass
-class RawFrames:
-    """Original frames (Wireshark numbering across the files given), columnar."""
-
-    frame: np.ndarray       # int64
-    ts_ns: np.ndarray       # int64
-    link_type: np.ndarray   # uint16
-    orig_len: np.ndarray    # uint32
-    datas: list[bytes]
-    warnings: list[CaptureWarning] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.datas)
-
-
-def read_raw_frames(paths: Sequence[str | Path], frames: np.ndarray | None = None) -> RawFrames:
-    """The original bytes of the given frame numbers (all when None), in file order.
-
-    Raises CaptureError naming the file when a file yields no frame at all.
-    """
-    from netdiag.capture import expand_paths
-    from netdiag.capture.reader import FileReader
-
-    wanted = None if frames is None else np.unique(np.asarray(frames, dtype=np.int64))
-    out_f: list[np.ndarray] = []
-    out_ts: list[np.ndarray] = []
-    out_lt: list[np.ndarray] = []
-    out_len: list[np.ndarray] = []
-    datas: list[bytes] = []
-    warnings: list[CaptureWarning] = []
-    next_frame = 1
-    for path in expand_paths([str(p) for p in paths]):
-        reader = FileReader(path, warnings.append, frame_base=next_frame)
-        for b in reader.batches():
-            nums = b.frame0 + np.arange(b.n, dtype=np.int64)
-            idx = np.arange(b.n) if wanted is None else np.flatnonzero(np.isin(nums, wanted))
-            if not idx.size:
-                continue
-            off, cap = b.off[idx], b.cap[idx]
-            out_f.append(nums[idx])
-            out_ts.append(b.ts[idx].astype(np.int64))
-            out_lt.append(b.iface_link[b.iface[idx]].astype(np.uint16))
-            out_len.append(b.length[idx].astype(np.uint32))
-            buf = b.buf
-            datas.extend(buf[o:o + c].tobytes() for o, c in zip(off.tolist(), cap.tolist(), strict=True))
-        if not reader.ok and reader.frame_next == next_frame:
-            detail = "; ".join(w.message for w in warnings if w.path == path) or "no frames"
-            raise CaptureError(f"cannot read frames: {detail}", path=path)
-        next_frame = reader.frame_next
-
-    def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
-
-    return RawFrames(cat(out_f, np.int64), cat(out_ts, np.int64), cat(out_lt, np.uint16),
-                     cat(out_len, np.uint32), datas, warnings)
 
 
 # ------------------------------------------------------------------------------------------

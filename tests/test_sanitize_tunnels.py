@@ -4,7 +4,7 @@ Crypto-PAn, inner MACs pseudonymised, inner payload under the same policy, check
 encapsulation netdiag does not decode leaks nothing after its last understood header.
 
 Truth: tshark on the input and the output files, and `yacryptopan` called directly here for the
-expected address mapping (an implementation independent of sanitize.py's use of it).
+expected address mapping (an implementation independent of netdiag.sanitize's use of it).
 """
 
 from __future__ import annotations

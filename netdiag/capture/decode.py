@@ -101,7 +101,7 @@ def _be64u(b, p):
 @njit(cache=True)
 def _link_to_l3(b, off, end, link):
     """Return (l3 offset, kind, vlan) with kind 4, 6 or 0 (no IP): the link layer and any VLAN tags
-    and MPLS label stack, for callers that do not follow tunnels (sanitize.py)."""
+    and MPLS label stack, for callers that do not follow tunnels (netdiag.sanitize)."""
     p, kind, vlan, _why, _detail = _link_layer(b, off, end, link)
     return p, (kind if kind == 4 or kind == 6 else 0), vlan
 

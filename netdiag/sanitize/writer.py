@@ -1,0 +1,284 @@
+"""The streaming writer: `sanitize_file`, two passes over a capture in chunks, pcapng out.
+
+How: each file is read twice in chunks of raw records (netdiag.capture.raw.iter_raw_chunks), so
+memory does not grow with the capture. Frame headers of the common shapes are walked, mapped,
+zero-filled and checksummed by numba kernels over the whole chunk (netdiag.sanitize.kernels);
+rarer shapes (ARP, ICMP, options, fragments, extension headers, tunnels, cut headers) go through
+the Python walker (netdiag.sanitize.frames). Pass 1 feeds every TCP segment that can change
+anything to the stream sanitiser (netdiag.sanitize.streams), which keeps only the bytes the
+protocol keepers keep, and notes per payload frame where it sits in its stream (spooled to a
+temporary file); pass 2 lays the kept runs over the zero-filled payloads, sanitises DNS over UDP
+per datagram, recomputes checksums and appends the chunk to the pcapng output (written beside
+the target and renamed in when complete, netdiag.output). Memory holds one chunk, the unfinished
+message of each open TCP direction (up to 64 KiB while its protocol is not yet known), 24 bytes
+of index a kept run and a small record per 4-tuple (docs/sanitize.md, Limits).
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from netdiag.capture.raw import RawChunk, iter_raw_chunks
+from netdiag.capture.tcp_flags import TH_SYN, TH_SYN_ACK, TH_SYN_FIN_RST
+from netdiag.protocols.dns import parser as dns_parser
+from netdiag.sanitize.addresses import AddressMapper
+from netdiag.sanitize.frames import _L4, _pseudo_sum, _sanitize_frame, _warn_undecoded, internet_checksum
+from netdiag.sanitize.keepers.dns import dns_keep
+from netdiag.sanitize.kernels import (
+    CLS_SLOW,
+    CLS_TCP,
+    CLS_UDP,
+    F_CLS,
+    F_DPORT,
+    F_DST,
+    F_FLAGS,
+    F_PE,
+    F_PS,
+    F_SEQ,
+    F_SPORT,
+    F_SRC,
+    F_VER,
+    F_VERIF,
+    N_FIELDS,
+    _classify,
+    _fields_at,
+    _l4_checksums,
+    _map_fast_headers,
+    _zero_payloads,
+)
+from netdiag.sanitize.policy import IP_PROTO_GRE, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, SanitizeStats
+from netdiag.sanitize.redact import redact_text
+from netdiag.sanitize.streams import StreamSanitizer, _Conn, _RunIndex
+
+CHUNK_FRAMES = 65_536
+
+
+def sanitized_name(path: str | Path) -> str:
+    """Output file name for an input capture: <stem>.sanitized.pcapng (.gz dropped)."""
+    name = Path(path).name
+    for suffix in (".gz", ".pcapng", ".pcap", ".cap"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return f"{name}.sanitized.pcapng"
+
+
+def _classified(c: RawChunk) -> np.ndarray:
+    f = np.zeros((len(c.fo), N_FIELDS), np.int64)
+    _classify(c.buf, c.fo, c.cap, c.link, f)
+    return f
+
+
+def _tcp_segments(c: RawChunk, f: np.ndarray, slow_l4s: list[_L4]) -> list[tuple]:
+    """(row, src, sport, dst, dport, seq, flags, ps, pe) of the chunk's TCP segments, in frame
+    order; addresses as mapped bytes (the fast frames' are mapped in c.buf already)."""
+    out = []
+    rows = np.flatnonzero(f[:, F_CLS] == CLS_TCP)
+    if len(rows):
+        g = f[rows]
+        for ver, width in ((4, 4), (6, 16)):
+            sel = g[:, F_VER] == ver
+            if not sel.any():
+                continue
+            gs = g[sel]
+            src = _fields_at(c.buf, gs[:, F_SRC], width)
+            dst = _fields_at(c.buf, gs[:, F_DST], width)
+            srcb = [x.tobytes() for x in src]
+            dstb = [x.tobytes() for x in dst]
+            out.extend(zip(rows[sel].tolist(), srcb, gs[:, F_SPORT].tolist(), dstb, gs[:, F_DPORT].tolist(),
+                           gs[:, F_SEQ].tolist(), gs[:, F_FLAGS].tolist(), gs[:, F_PS].tolist(),
+                           gs[:, F_PE].tolist(), strict=True))
+    fo = c.fo
+    for x in slow_l4s:
+        if x.proto == IP_PROTO_TCP:
+            base = int(fo[x.row])
+            out.append((x.row, x.src, x.sport, x.dst, x.dport, x.seq, x.flags, base + x.pay_start, base + x.pay_end))
+    out.sort(key=lambda t: t[0])
+    return out
+
+
+def _pass1_chunk(c: RawChunk, f: np.ndarray, mapper: AddressMapper, streams: StreamSanitizer, frags: dict
+                 ) -> np.ndarray:
+    """Feed a chunk's TCP segments to the stream sanitiser; returns its overlay records
+    (row, direction id, stream offset, payload start within the frame, length)."""
+    scratch = SanitizeStats()
+    _map_fast_headers(c.buf, f, mapper, scratch)
+    slow_l4s: list[_L4] = []
+    for i in np.flatnonzero(f[:, F_CLS] == CLS_SLOW).tolist():
+        o = int(c.fo[i])
+        frame = bytearray(c.buf[o:o + int(c.cap[i])].tobytes())
+        _sanitize_frame(i, frame, int(c.link[i]), mapper, scratch, slow_l4s, [], frags, [])
+    segs = _tcp_segments(c, f, slow_l4s)
+    if not segs:
+        return np.empty((0, 5), np.int64)
+    # segments that cannot change anything are skipped without Python per segment: all of a
+    # connection whose bytes are dropped (no new SYN), and pure ACKs of connections already known
+    keep = _worth_feeding(segs, streams)
+    records = []
+    buf, ts = c.buf, c.ts_ns
+    streams.sweep()
+    for k in keep:
+        row, src, sport, dst, dport, seq, flags, ps, pe = segs[k]
+        a, b = (src, sport), (dst, dport)
+        key, side = ((a, b), 0) if a <= b else ((b, a), 1)
+        sid, off = streams.segment(key, side, (sport, dport), seq, flags, buf[ps:pe].tobytes() if pe > ps else b"",
+                                   int(ts[row]))
+        if sid >= 0:
+            records.append((row, sid, off, ps - int(c.fo[row]), pe - ps))
+    return np.array(records, np.int64).reshape(-1, 5)
+
+
+def _worth_feeding(segs: list[tuple], streams: StreamSanitizer) -> list[int]:
+    """Indexes of the segments `StreamSanitizer.segment` must see (the rest are no-ops there)."""
+    flags = np.fromiter((s[6] for s in segs), np.int64, len(segs))
+    has_data = np.fromiter((s[8] > s[7] for s in segs), np.bool_, len(segs))
+    busy = has_data | ((flags & TH_SYN_FIN_RST) != 0)
+    syn_only = (flags & TH_SYN_ACK) == TH_SYN
+    by_conn: dict[tuple, list[int]] = {}
+    for k, s in enumerate(segs):
+        a, b = (s[1], s[2]), (s[3], s[4])
+        by_conn.setdefault((a, b) if a <= b else (b, a), []).append(k)
+    keep = np.zeros(len(segs), np.bool_)
+    for key, idx in by_conn.items():
+        track = streams.tracks.get(key)
+        ix = np.array(idx)
+        if track is None:
+            keep[ix] = True
+        elif track[2].state == _Conn.NONE and not syn_only[ix].any():
+            continue
+        else:
+            keep[ix] = busy[ix]
+    return np.flatnonzero(keep).tolist()
+
+
+def _pass2_chunk(c: RawChunk, f: np.ndarray, records: np.ndarray, mapper: AddressMapper, stats: SanitizeStats,
+                 runs: dict[int, _RunIndex], all_runs: dict[int, array], read: Callable[[int, int], bytes],
+                 frags: dict) -> None:
+    """Sanitise a chunk in place: headers, payload overlay, DNS over UDP, checksums."""
+    stats.frame_base = stats.frames
+    buf, fo = c.buf, c.fo
+    dns_ports = dns_parser.PORTS
+    # DNS over UDP (per message, from the original bytes, before payloads are zeroed)
+    dns_fix: list[tuple[int, bytes]] = []
+    udp = np.flatnonzero((f[:, F_CLS] == CLS_UDP) & (f[:, F_PE] > f[:, F_PS]))
+    if len(udp):
+        ports = np.array(sorted(dns_ports), np.int64)
+        udp = udp[np.isin(f[udp, F_SPORT], ports) | np.isin(f[udp, F_DPORT], ports)]
+        for i in udp.tolist():
+            msg = buf[f[i, F_PS]:f[i, F_PE]].tobytes()
+            view = bytearray(len(msg))
+            dns_keep(msg, view, mapper)
+            stats.cpr_redacted += redact_text(view, mapper)
+            dns_fix.append((int(f[i, F_PS]), bytes(view)))
+    fast = f[:, F_CLS] != CLS_SLOW
+    stats.frames += int(fast.sum())
+    _map_fast_headers(buf, f, mapper, stats)
+    _zero_payloads(buf, fo, c.cap, f)
+    for at, view in dns_fix:
+        buf[at:at + len(view)] = np.frombuffer(view, np.uint8)
+    # the Python walker for every other frame shape (ARP, ICMP, options, fragments, VLAN oddities)
+    slow_l4s: list[_L4] = []
+    cks: list = []
+    frag_firsts: list = []
+    for i in np.flatnonzero(~fast).tolist():
+        o, n = int(fo[i]), int(c.cap[i])
+        original = buf[o:o + n].tobytes()
+        frame = bytearray(original)
+        before = len(slow_l4s)
+        _sanitize_frame(i, frame, int(c.link[i]), mapper, stats, slow_l4s, cks, {}, frag_firsts)
+        for x in slow_l4s[before:]:
+            if x.proto == IP_PROTO_UDP and (x.sport in dns_ports or x.dport in dns_ports) and x.pay_end > x.pay_start:
+                msg = original[x.pay_start:x.pay_end]
+                view = bytearray(len(msg))
+                dns_keep(msg, view, mapper)
+                stats.cpr_redacted += redact_text(view, mapper)
+                frame[x.pay_start:x.pay_end] = view
+        buf[o:o + n] = np.frombuffer(bytes(frame), np.uint8)
+    # kept bytes of the TCP streams
+    for row, sid, off, ps, n in records.tolist():
+        idx = runs.get(sid)
+        if idx is None:
+            got = all_runs.pop(sid, None)
+            if not got:
+                continue
+            idx = runs[sid] = _RunIndex(got, read)
+        idx.overlay(buf, int(fo[row]) + ps, off, n)
+    stats.checksums_fixed += int(_l4_checksums(buf, f))
+    stats.unverifiable += int((fast & (f[:, F_VERIF] == 0)).sum())
+    for row, l4, hl, proto, ck_off, src, dst, key, before_l4 in frag_firsts:
+        end, complete = frags.get(key, (0, False))
+        if not complete:
+            stats.unverifiable += 1
+            continue
+        o = int(fo[row])
+        frame = bytearray(buf[o:o + int(c.cap[row])].tobytes())
+        frame[ck_off:ck_off + 2] = b"\x00\x00"
+        ck = internet_checksum(frame[l4:l4 + hl], _pseudo_sum(src, dst, proto, end - before_l4))
+        if proto == IP_PROTO_UDP and ck == 0:
+            ck = 0xFFFF
+        buf[o + ck_off:o + ck_off + 2] = np.frombuffer(ck.to_bytes(2, "big"), np.uint8)
+        stats.checksums_fixed += 1
+    for row, l4, l4end, proto, ck_off, src, dst, wire_len in cks:
+        o = int(fo[row])
+        frame = bytearray(buf[o:o + int(c.cap[row])].tobytes())
+        frame[ck_off:ck_off + 2] = b"\x00\x00"
+        if proto in (IP_PROTO_ICMP, IP_PROTO_GRE):
+            ck = internet_checksum(frame[l4:l4end])
+        else:
+            ck = internet_checksum(frame[l4:l4end], _pseudo_sum(src, dst, proto, wire_len))
+            if proto == IP_PROTO_UDP and ck == 0:
+                ck = 0xFFFF
+        buf[o + ck_off:o + ck_off + 2] = np.frombuffer(ck.to_bytes(2, "big"), np.uint8)
+        stats.checksums_fixed += 1
+
+
+def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper, *,
+                  chunk_frames: int = CHUNK_FRAMES) -> SanitizeStats:
+    """Sanitise one capture into pcapng (ns timestamps, original lengths), chunk by chunk.
+
+    Two passes over the file (see the section comment above): memory holds one chunk, the
+    unfinished message of each open TCP direction and the kept metadata bytes, never the capture.
+    """
+    import tempfile
+
+    from netdiag.output import StagedFile
+    from netdiag.pcapng_writer import PcapngStream
+
+    path = str(path)
+    out_path = Path(out_path)
+    stats = SanitizeStats()
+    frags: dict = {}
+    # The output is written into a private staging directory beside out_path (O_EXCL|O_NOFOLLOW)
+    # and renamed in when complete: never through a symlink, never a half-written file.
+    staged = StagedFile(out_path)
+    with staged, tempfile.TemporaryFile(dir=staged.dir, prefix=".netdiag-sanitize-") as spool, \
+            tempfile.TemporaryFile(dir=staged.dir, prefix=".netdiag-sanitize-runs-") as kept:
+        streams = StreamSanitizer(mapper, stats, kept)
+        chunks = 0
+        for c in iter_raw_chunks(path, stats.warnings.append, chunk_frames):
+            f = _classified(c)
+            np.save(spool, _pass1_chunk(c, f, mapper, streams, frags))
+            chunks += 1
+        streams.finish_all()
+        spool.seek(0)
+        kept.flush()
+
+        def read(pos: int, n: int) -> bytes:
+            return os.pread(kept.fileno(), n, pos)
+
+        runs: dict[int, _RunIndex] = {}
+        with staged.open() as fh:
+            out = PcapngStream(fh, application="netdiag sanitize")
+            for c in iter_raw_chunks(path, lambda _w: None, chunk_frames):
+                records = np.load(spool) if chunks else np.empty((0, 5), np.int64)
+                chunks -= 1
+                f = _classified(c)
+                _pass2_chunk(c, f, records, mapper, stats, runs, streams.runs, read, frags)
+                out.write(c.buf, c.fo, c.cap, c.ts_ns, c.orig_len, c.link)
+    staged.commit()
+    _warn_undecoded(path, stats)
+    return stats
