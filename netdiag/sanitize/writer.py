@@ -73,31 +73,50 @@ def _classified(c: RawChunk) -> np.ndarray:
     return f
 
 
-def _tcp_segments(c: RawChunk, f: np.ndarray, slow_l4s: list[_L4]) -> list[tuple]:
-    """(row, src, sport, dst, dport, seq, flags, ps, pe) of the chunk's TCP segments, in frame
-    order; addresses as mapped bytes (the fast frames' are mapped in c.buf already)."""
-    out = []
+def _tcp_columns(c: RawChunk, f: np.ndarray, slow_l4s: list[_L4]) -> dict[str, np.ndarray]:
+    """The chunk's TCP segments as columns, in frame order: row, address width, mapped source and
+    destination address (n x 16 bytes, the fast frames' are mapped in c.buf already), ports,
+    sequence number, flags, payload start and end in c.buf. No Python object per segment."""
     rows = np.flatnonzero(f[:, F_CLS] == CLS_TCP)
-    if len(rows):
-        g = f[rows]
-        for ver, width in ((4, 4), (6, 16)):
-            sel = g[:, F_VER] == ver
-            if not sel.any():
-                continue
-            gs = g[sel]
-            src = _fields_at(c.buf, gs[:, F_SRC], width)
-            dst = _fields_at(c.buf, gs[:, F_DST], width)
-            srcb = [x.tobytes() for x in src]
-            dstb = [x.tobytes() for x in dst]
-            out.extend(zip(rows[sel].tolist(), srcb, gs[:, F_SPORT].tolist(), dstb, gs[:, F_DPORT].tolist(),
-                           gs[:, F_SEQ].tolist(), gs[:, F_FLAGS].tolist(), gs[:, F_PS].tolist(),
-                           gs[:, F_PE].tolist(), strict=True))
-    fo = c.fo
-    for x in slow_l4s:
-        if x.proto == IP_PROTO_TCP:
-            base = int(fo[x.row])
-            out.append((x.row, x.src, x.sport, x.dst, x.dport, x.seq, x.flags, base + x.pay_start, base + x.pay_end))
-    out.sort(key=lambda t: t[0])
+    g = f[rows]
+    width = np.where(g[:, F_VER] == 4, 4, 16)
+    src = np.zeros((len(rows), 16), np.uint8)
+    dst = np.zeros((len(rows), 16), np.uint8)
+    for w in (4, 16):
+        sel = width == w
+        if sel.any():
+            src[sel, :w] = _fields_at(c.buf, g[sel, F_SRC], w)
+            dst[sel, :w] = _fields_at(c.buf, g[sel, F_DST], w)
+    cols = {"row": rows, "width": width, "src": src, "dst": dst, "sport": g[:, F_SPORT], "dport": g[:, F_DPORT],
+            "seq": g[:, F_SEQ], "flags": g[:, F_FLAGS], "ps": g[:, F_PS], "pe": g[:, F_PE]}
+    slow = [x for x in slow_l4s if x.proto == IP_PROTO_TCP]
+    if slow:
+        n = len(slow)
+        extra = {"row": np.array([x.row for x in slow], np.int64),
+                 "width": np.array([len(x.src) for x in slow], np.int64),
+                 "src": np.zeros((n, 16), np.uint8), "dst": np.zeros((n, 16), np.uint8),
+                 "sport": np.array([x.sport for x in slow], np.int64),
+                 "dport": np.array([x.dport for x in slow], np.int64),
+                 "seq": np.array([x.seq for x in slow], np.int64),
+                 "flags": np.array([x.flags for x in slow], np.int64)}
+        base = c.fo[extra["row"]]
+        extra["ps"] = base + np.array([x.pay_start for x in slow], np.int64)
+        extra["pe"] = base + np.array([x.pay_end for x in slow], np.int64)
+        for k, x in enumerate(slow):
+            extra["src"][k, :len(x.src)] = np.frombuffer(x.src, np.uint8)
+            extra["dst"][k, :len(x.dst)] = np.frombuffer(x.dst, np.uint8)
+        order = np.argsort(np.concatenate([cols["row"], extra["row"]]), kind="stable")
+        cols = {k: np.concatenate([v, extra[k]])[order] for k, v in cols.items()}
+    return cols
+
+
+def _endpoint(addr: np.ndarray, port: np.ndarray) -> np.ndarray:
+    """(n x 18) address (zero-padded to 16) then port, big-endian: byte order sorts endpoints as
+    Python sorts (address bytes, port) tuples of one address width."""
+    out = np.empty((len(addr), 18), np.uint8)
+    out[:, :16] = addr
+    out[:, 16] = port >> 8
+    out[:, 17] = port & 0xFF
     return out
 
 
@@ -112,47 +131,61 @@ def _pass1_chunk(c: RawChunk, f: np.ndarray, mapper: AddressMapper, streams: Str
         o = int(c.fo[i])
         frame = bytearray(c.buf[o:o + int(c.cap[i])].tobytes())
         _sanitize_frame(i, frame, int(c.link[i]), mapper, scratch, slow_l4s, [], frags, [])
-    segs = _tcp_segments(c, f, slow_l4s)
-    if not segs:
+    t = _tcp_columns(c, f, slow_l4s)
+    if not len(t["row"]):
         return np.empty((0, 5), np.int64)
     # segments that cannot change anything are skipped without Python per segment: all of a
-    # connection whose bytes are dropped (no new SYN), and pure ACKs of connections already known
-    keep = _worth_feeding(segs, streams)
+    # connection whose bytes are dropped (no new SYN), and pure ACKs after a connection's first segment
+    keep, keys, conn, side = _worth_feeding(t, streams)
     records = []
-    buf, ts = c.buf, c.ts_ns
+    buf, ts, fo = c.buf, c.ts_ns, c.fo
     streams.sweep()
-    for k in keep:
-        row, src, sport, dst, dport, seq, flags, ps, pe = segs[k]
-        a, b = (src, sport), (dst, dport)
-        key, side = ((a, b), 0) if a <= b else ((b, a), 1)
-        sid, off = streams.segment(key, side, (sport, dport), seq, flags, buf[ps:pe].tobytes() if pe > ps else b"",
-                                   int(ts[row]))
+    rows, sport, dport, seq, flags, ps, pe = (t[k].tolist() for k in ("row", "sport", "dport", "seq", "flags", "ps", "pe"))
+    conn, side = conn.tolist(), side.tolist()
+    for k in keep.tolist():
+        row, a, e = rows[k], ps[k], pe[k]
+        sid, off = streams.segment(keys[conn[k]], side[k], (sport[k], dport[k]), seq[k], flags[k],
+                                   buf[a:e].tobytes() if e > a else b"", int(ts[row]))
         if sid >= 0:
-            records.append((row, sid, off, ps - int(c.fo[row]), pe - ps))
+            records.append((row, sid, off, a - int(fo[row]), e - a))
     return np.array(records, np.int64).reshape(-1, 5)
 
 
-def _worth_feeding(segs: list[tuple], streams: StreamSanitizer) -> list[int]:
-    """Indexes of the segments `StreamSanitizer.segment` must see (the rest are no-ops there)."""
-    flags = np.fromiter((s[6] for s in segs), np.int64, len(segs))
-    has_data = np.fromiter((s[8] > s[7] for s in segs), np.bool_, len(segs))
-    busy = has_data | ((flags & TH_SYN_FIN_RST) != 0)
+def _worth_feeding(t: dict[str, np.ndarray], streams: StreamSanitizer) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
+    """Indexes of the segments `StreamSanitizer.segment` must see (the rest are no-ops there),
+    each segment's connection (index into the returned 4-tuple keys, as `segment` takes them)
+    and side (0: it goes from the lower endpoint to the higher)."""
+    flags = t["flags"]
+    busy = (t["pe"] > t["ps"]) | ((flags & TH_SYN_FIN_RST) != 0)
     syn_only = (flags & TH_SYN_ACK) == TH_SYN
-    by_conn: dict[tuple, list[int]] = {}
-    for k, s in enumerate(segs):
-        a, b = (s[1], s[2]), (s[3], s[4])
-        by_conn.setdefault((a, b) if a <= b else (b, a), []).append(k)
-    keep = np.zeros(len(segs), np.bool_)
-    for key, idx in by_conn.items():
+    src, dst = _endpoint(t["src"], t["sport"]), _endpoint(t["dst"], t["dport"])
+    differ = src != dst
+    first = differ.argmax(axis=1)
+    at = np.arange(len(first))
+    side = (differ.any(axis=1) & (src[at, first] > dst[at, first])).astype(np.int64)
+    lo = np.where(side[:, None] == 0, src, dst)
+    hi = np.where(side[:, None] == 0, dst, src)
+    both = np.ascontiguousarray(np.concatenate([t["width"][:, None].astype(np.uint8), lo, hi], axis=1))
+    _, first_seg, conn = np.unique(both.view(np.dtype((np.void, both.shape[1]))).reshape(-1),
+                                   return_index=True, return_inverse=True)
+    conn = conn.reshape(-1)
+    keep = busy.copy()
+    keys = []
+    any_syn = np.zeros(len(first_seg), np.bool_)
+    any_syn[conn[syn_only]] = True
+    dropped = np.zeros(len(first_seg), np.bool_)
+    for u, k in enumerate(first_seg.tolist()):
+        w = int(t["width"][k])
+        a = (lo[k, :w].tobytes(), int(lo[k, 16]) << 8 | int(lo[k, 17]))
+        b = (hi[k, :w].tobytes(), int(hi[k, 16]) << 8 | int(hi[k, 17]))
+        key = (a, b)
+        keys.append(key)
         track = streams.tracks.get(key)
-        ix = np.array(idx)
         if track is None:
-            keep[ix] = True
-        elif track[2].state == _Conn.NONE and not syn_only[ix].any():
-            continue
-        else:
-            keep[ix] = busy[ix]
-    return np.flatnonzero(keep).tolist()
+            keep[k] = True  # the first segment of a connection makes its record (which side came first)
+        elif track[2].state == _Conn.NONE and not any_syn[u]:
+            dropped[u] = True
+    return np.flatnonzero(keep & ~dropped[conn]), keys, conn, side
 
 
 def _pass2_chunk(c: RawChunk, f: np.ndarray, records: np.ndarray, mapper: AddressMapper, stats: SanitizeStats,
