@@ -177,6 +177,15 @@ def _l4_checksums(b, f):  # pragma: no cover - numba
 
 
 
+@njit(cache=True)
+def _copy_runs(out, dst, src, at, length):  # pragma: no cover - numba
+    """out[dst[i]:dst[i]+length[i]] = src[at[i]:at[i]+length[i]] for every i."""
+    for i in range(len(dst)):
+        d, a = dst[i], at[i]
+        for k in range(length[i]):
+            out[d + k] = src[a + k]
+
+
 def _fields_at(b: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
     """Rows of `width` bytes at each position (a 2-D uint8 array)."""
     return b[pos[:, None] + np.arange(width)]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import re
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -26,6 +25,7 @@ import numpy as np
 from netdiag.capture.tcp_flags import TH_FIN, TH_RST, TH_SYN, TH_SYN_ACK, TH_SYN_FIN_RST
 from netdiag.sanitize.addresses import AddressMapper
 from netdiag.sanitize.keepers.giop import rewrite_iiop_profile
+from netdiag.sanitize.kernels import _copy_runs
 from netdiag.sanitize.policy import MAX_STREAM_BYTES, SanitizeStats
 from netdiag.sanitize.redact import redact_text
 from netdiag.sanitize.registry import Keeper, by_port, resyncing, sniffing
@@ -328,25 +328,35 @@ _TEXT_CANDIDATE_RE = re.compile(rb"[0-9]{2}|[0-9]\.[0-9]|:[0-9A-Fa-f:]")
 _RUN_RE = re.compile(rb"[^\x00]+(?:\x00{1,%d}[^\x00]+)*" % RUN_GAP)
 
 
-class _RunIndex:
-    """The kept runs of one direction, searchable by stream offset (pass 2)."""
+class RunTable:
+    """Every kept run of every direction, found by (direction id, stream offset) in pass 2.
 
-    __slots__ = ("starts", "ends", "where", "read")
+    One sorted key per run, (direction id << 40) | offset (stream offsets stay below
+    MAX_STREAM_BYTES < 2**40), so the runs a whole chunk of payload frames needs are found with
+    two searchsorted calls and copied from the spooled kept bytes by one numba kernel."""
 
-    def __init__(self, runs: array, read: Callable[[int, int], bytes]) -> None:
-        flat = np.frombuffer(runs, np.int64).reshape(-1, 3)
-        self.starts = flat[:, 0].copy()
-        self.ends = self.starts + flat[:, 2]
-        self.where = flat[:, 1].copy()
-        self.read = read
+    def __init__(self, runs: dict[int, array], kept: np.ndarray) -> None:
+        sids = sorted(runs)
+        parts = [np.frombuffer(runs[s], np.int64).reshape(-1, 3) for s in sids]
+        flat = np.concatenate(parts) if parts else np.empty((0, 3), np.int64)
+        sid = np.repeat(np.array(sids, np.int64), [len(p) for p in parts])
+        self.start, self.where, self.length = flat[:, 0].copy(), flat[:, 1].copy(), flat[:, 2].copy()
+        self.kstart = (sid << 40) | self.start
+        self.kend = (sid << 40) | (self.start + self.length)
+        self.kept = kept
 
-    def overlay(self, out: np.ndarray, at: int, off: int, n: int) -> None:
-        """Write the kept bytes of stream[off:off+n] to out[at:at+n]."""
-        lo = int(np.searchsorted(self.ends, off, "right"))
-        hi = int(np.searchsorted(self.starts, off + n, "left"))
-        for k in range(lo, hi):
-            s = int(self.starts[k])
-            a, e = max(s, off), min(int(self.ends[k]), off + n)
-            if e > a:
-                out[at + a - off:at + e - off] = np.frombuffer(self.read(int(self.where[k]) + a - s, e - a), np.uint8)
-
+    def overlay(self, out: np.ndarray, at: np.ndarray, sid: np.ndarray, off: np.ndarray, n: np.ndarray) -> None:
+        """For each payload frame i: write the kept bytes of stream sid[i] at [off[i], off[i]+n[i])
+        to out[at[i]:at[i]+n[i]]."""
+        if not len(sid) or not len(self.start):
+            return
+        lo = np.searchsorted(self.kend, (sid << 40) | off, "right")
+        hi = np.searchsorted(self.kstart, (sid << 40) | (off + n), "left")
+        cnt = np.maximum(hi - lo, 0)
+        rec = np.repeat(np.arange(len(sid)), cnt)
+        k = lo[rec] + np.arange(len(rec)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        s = self.start[k]
+        a = np.maximum(s, off[rec])
+        e = np.minimum(s + self.length[k], off[rec] + n[rec])
+        ok = e > a
+        _copy_runs(out, (at[rec] + a - off[rec])[ok], self.kept, (self.where[k] + a - s)[ok], (e - a)[ok])

@@ -17,8 +17,6 @@ of index a kept run and a small record per 4-tuple (docs/sanitize.md, Limits).
 from __future__ import annotations
 
 import os
-from array import array
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +51,7 @@ from netdiag.sanitize.kernels import (
 )
 from netdiag.sanitize.policy import IP_PROTO_GRE, IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP, SanitizeStats
 from netdiag.sanitize.redact import redact_text
-from netdiag.sanitize.streams import StreamSanitizer, _Conn, _RunIndex
+from netdiag.sanitize.streams import RunTable, StreamSanitizer, _Conn
 
 CHUNK_FRAMES = 65_536
 
@@ -189,8 +187,7 @@ def _worth_feeding(t: dict[str, np.ndarray], streams: StreamSanitizer) -> tuple[
 
 
 def _pass2_chunk(c: RawChunk, f: np.ndarray, records: np.ndarray, mapper: AddressMapper, stats: SanitizeStats,
-                 runs: dict[int, _RunIndex], all_runs: dict[int, array], read: Callable[[int, int], bytes],
-                 frags: dict) -> None:
+                 table: RunTable, frags: dict) -> None:
     """Sanitise a chunk in place: headers, payload overlay, DNS over UDP, checksums."""
     stats.frame_base = stats.frames
     buf, fo = c.buf, c.fo
@@ -232,14 +229,9 @@ def _pass2_chunk(c: RawChunk, f: np.ndarray, records: np.ndarray, mapper: Addres
                 frame[x.pay_start:x.pay_end] = view
         buf[o:o + n] = np.frombuffer(bytes(frame), np.uint8)
     # kept bytes of the TCP streams
-    for row, sid, off, ps, n in records.tolist():
-        idx = runs.get(sid)
-        if idx is None:
-            got = all_runs.pop(sid, None)
-            if not got:
-                continue
-            idx = runs[sid] = _RunIndex(got, read)
-        idx.overlay(buf, int(fo[row]) + ps, off, n)
+    if len(records):
+        row, sid, off, ps, n = records.T
+        table.overlay(buf, fo[row] + ps, sid, off, n)
     stats.checksums_fixed += int(_l4_checksums(buf, f))
     stats.unverifiable += int((fast & (f[:, F_VERIF] == 0)).sum())
     for row, l4, hl, proto, ck_off, src, dst, key, before_l4 in frag_firsts:
@@ -273,7 +265,7 @@ def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper,
                   chunk_frames: int = CHUNK_FRAMES) -> SanitizeStats:
     """Sanitise one capture into pcapng (ns timestamps, original lengths), chunk by chunk.
 
-    Two passes over the file (see the section comment above): memory holds one chunk, the
+    Two passes over the file (see the module docstring): memory holds one chunk, the
     unfinished message of each open TCP direction and the kept metadata bytes, never the capture.
     """
     import tempfile
@@ -300,18 +292,19 @@ def sanitize_file(path: str | Path, out_path: str | Path, mapper: AddressMapper,
         spool.seek(0)
         kept.flush()
 
-        def read(pos: int, n: int) -> bytes:
-            return os.pread(kept.fileno(), n, pos)
-
-        runs: dict[int, _RunIndex] = {}
+        size = kept.seek(0, os.SEEK_END)
+        spooled = np.memmap(kept, np.uint8, "r", shape=(size,)) if size else np.empty(0, np.uint8)
+        table = RunTable(streams.runs, np.asarray(spooled))
+        streams.runs = {}
         with staged.open() as fh:
             out = PcapngStream(fh, application="netdiag sanitize")
             for c in iter_raw_chunks(path, lambda _w: None, chunk_frames):
                 records = np.load(spool) if chunks else np.empty((0, 5), np.int64)
                 chunks -= 1
                 f = _classified(c)
-                _pass2_chunk(c, f, records, mapper, stats, runs, streams.runs, read, frags)
+                _pass2_chunk(c, f, records, mapper, stats, table, frags)
                 out.write(c.buf, c.fo, c.cap, c.ts_ns, c.orig_len, c.link)
+        del table, spooled  # the mapping of the kept bytes goes before their file
     staged.commit()
     _warn_undecoded(path, stats)
     return stats
