@@ -33,6 +33,7 @@ from netdiag.sanitize.registry import Keeper, by_port, resyncing, sniffing
 LINGER_NS = 120 * 10**9  # a closed connection is finished after this long without a segment
 PENDING_LIMIT = 8 * 1024 * 1024  # out-of-order bytes held behind a hole before the hole is given up (zeros)
 RUN_GAP = 32  # zero bytes that split the kept bytes of one message into separate runs
+REDACTED_MEMO = 16_384  # distinct kept texts whose redaction is remembered (then it starts afresh)
 
 
 @dataclass
@@ -125,6 +126,7 @@ class StreamSanitizer:
         self.runs: dict[int, array] = {}
         self.spool = spool if spool is not None else io.BytesIO()
         self.spool_pos = 0
+        self.redacted: dict[bytes, tuple[bytes, int]] = {}  # kept text -> (redacted, CPR numbers in it)
         self.next_sid = 0
         self.closed: list[_Conn] = []  # closed connections not finished yet
         self.latest_ts = 0
@@ -302,9 +304,17 @@ class StreamSanitizer:
             a = view.rfind(b"\x00", 0, m.start()) + 1
             e = view.find(b"\x00", m.end())
             e = len(view) if e < 0 else e
-            piece = view[a:e]
-            self.stats.cpr_redacted += redact_text(piece, self.mapper)
-            view[a:e] = piece
+            piece = bytes(view[a:e])
+            got = self.redacted.get(piece)
+            if got is None:  # redact_text is a function of the bytes (and the key): each text once
+                clean = bytearray(piece)
+                cprs = redact_text(clean, self.mapper)
+                got = (bytes(clean), cprs)
+                if len(self.redacted) >= REDACTED_MEMO:
+                    self.redacted.clear()
+                self.redacted[piece] = got
+            self.stats.cpr_redacted += got[1]
+            view[a:e] = got[0]
             done_to = e
         for a, n, _ in profiles:  # after the text pass: the mapped host must not be mapped twice
             body = rewrite_iiop_profile(msg[a:a + n], view[a:a + n], self.mapper)
