@@ -15,7 +15,7 @@ import pytest
 
 from netdiag.capture.raw import iter_raw_chunks, read_raw_frames
 from netdiag.protocols import Cut
-from netdiag.protocols import giop as giop_parser
+from netdiag.protocols.giop import parser as giop_parser
 from netdiag.sanitize import AddressMapper, registry, sanitize_file
 from netdiag.sanitize.keepers import giop as giop_keeper
 from netdiag.sanitize.memory import sanitize_stream_pair

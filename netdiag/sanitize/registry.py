@@ -2,9 +2,11 @@
 
 Why one registry: a new protocol (SMB, LDAP, Citrix ICA) gets its keeper module under
 netdiag/sanitize/keepers/ and one `register` line here; the stream sanitisers (the streaming
-writer's pass 1 and the whole-file reference) only ask the registry. The order of registration
-is the order in which a stream's first bytes are tried (`looks_like` of the protocol's parser),
-so it is part of the policy: GIOP, then TLS, then HTTP; DNS is chosen by its server port alone.
+writer's pass 1 and the whole-file reference) only ask the registry. Each keeper also fills its
+protocol's `sanitize` slot in netdiag.protocols.registry (the import goes sanitize -> protocols,
+never the reverse). The order of registration is the order in which a stream's first bytes are
+tried (`looks_like` of the protocol's parser), so it is part of the policy: GIOP, then TLS, then
+HTTP; DNS is chosen by its server port alone.
 
 A keeper gets each whole message the protocol's own cutter (`parser.cut`) cut from one direction,
 and writes what it keeps into `out` (a zeroed buffer of the message's length):
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from netdiag.protocols import registry as protocols
 from netdiag.protocols.dns import parser as dns_parser
 from netdiag.protocols.giop import parser as giop_parser
 from netdiag.protocols.http import parser as http_parser
@@ -54,8 +57,11 @@ _KEEPERS: dict[str, Keeper] = {}
 
 
 def register(keeper: Keeper) -> None:
-    """Add (or replace) the keeper of a protocol; sniffing order is registration order."""
+    """Add (or replace) the keeper of a protocol; sniffing order is registration order. The
+    protocol registry's `sanitize` slot of a protocol of that name points at it."""
     _KEEPERS[keeper.name] = keeper
+    if protocols.get(keeper.name) is not None:
+        protocols.set_sanitize(keeper.name, keeper)
 
 
 def keeper(name: str) -> Keeper:
