@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from netdiag.filters import filters_of
+from netdiag.words import fmt_s
 
 # How to see a cause's number in Wireshark, once the finding's filter is applied.
 CHECKS: dict[str, str] = {
@@ -137,7 +138,7 @@ def render_readme(a: Any, excerpts: list[dict[str, Any]], *, sanitized: bool, ve
         lines += ["No finding of warning severity or above, and none asked for with `--top`: no evidence files.", ""]
     for e in excerpts:
         r = e["row"]
-        lines += [f"### {r['id']} {r['cause']} ({r['severity']}): {r['seconds_lost']:.3f} s in "
+        lines += [f"### {r['id']} {r['cause']} ({r['severity']}): {fmt_s(r['seconds_lost'])} in "
                   f"{r['logons_affected']} logon(s)", "", r["summary"], ""]
         if e["file"] is not None:
             lines.append(f"- file: `evidence/{e['file'].name}` ({e['logons']})")

@@ -36,6 +36,7 @@ from netdiag.capture.raw import RawFrames, read_raw_frames
 from netdiag.capture.tcp_flags import TH_ACK, TH_SYN
 from netdiag.errors import CaptureError, UsageError
 from netdiag.filters import evidence_filter
+from netdiag.words import fmt_s
 
 if TYPE_CHECKING:
     from netdiag.pipeline import Analysis
@@ -85,7 +86,7 @@ def _subject(a: Analysis, logon_id: int | None, finding_id: str | None, all_logo
         if row.height == 0:
             raise UsageError(f"no logon {logon_id}; valid logon ids: {_valid_ids(a.logons, 'logon_id')}")
         r = row.row(0, named=True)
-        title = (f"logon {logon_id}: {r['duration_s']:.2f} s, {r['outcome']}, dominant cause "
+        title = (f"logon {logon_id}: {fmt_s(r['duration_s'])}, {r['outcome']}, dominant cause "
                  f"{r['dominant_cause']}")
         return title, list(r["conn_ids"] or []), list(r["evidence_frames"] or []), [logon_id], r
     row = a.findings.filter(pl.col("id") == finding_id)
@@ -265,10 +266,10 @@ def _comments(a: Analysis, involved: pl.DataFrame, sel: pl.DataFrame, ev_frames:
         for f, flags, rto in seg.filter(pl.col("retransmission") & syn).select(
                 "frame", "tcp_flags", "rto_s").iter_rows():
             what = "SYN/ACK" if flags & TH_ACK else "SYN"
-            after = f" after {rto:.1f} s" if rto is not None else ""
+            after = f" after {fmt_s(rto)}" if rto is not None else ""
             _add(comments, f, f"{what} retransmitted{after}: connect delayed")
         for f, rto, rf in seg.filter(pl.col("retransmission") & ~syn).select("frame", "rto_s", "rto_frame").iter_rows():
-            after = f" {rto:.3f} s after frame {rf}" if rto is not None and rf is not None else ""
+            after = f" {fmt_s(rto)} after frame {rf}" if rto is not None and rf is not None else ""
             _add(comments, f, f"retransmission{after}: data lost on the way, resent")
         for (f,) in seg.filter(pl.col("zero_window")).select("frame").iter_rows():
             _add(comments, f, "zero window: the receiver cannot take more data, the sender must wait")
@@ -289,12 +290,12 @@ def _comments(a: Analysis, involved: pl.DataFrame, sel: pl.DataFrame, ev_frames:
             elif r["rsp_first_ts_ns"] is not None and (
                     (r["rsp_first_ts_ns"] - r["req_first_ts_ns"]) / 1e9 >= SLOW_DNS_S or in_ev):
                 wait = (r["rsp_first_ts_ns"] - r["req_first_ts_ns"]) / 1e9
-                _add(comments, r["last_frame"], f"DNS answer for {op} after {wait:.3f} s ({r['status']})")
+                _add(comments, r["last_frame"], f"DNS answer for {op} after {fmt_s(wait)} ({r['status']})")
             continue
         if think is not None and r["rsp_first_ts_ns"] is not None and (
                 think >= SLOW_THINK_S or (in_ev and think >= MIN_EVIDENCE_THINK_S)):
             _add(comments, rf if rf is not None else r["last_frame"],
-                 f"server think {think:.2f} s for {op} (request frame {r['first_frame']})")
+                 f"server think {fmt_s(think)} for {op} (request frame {r['first_frame']})")
             covered.update(f for f in (r["first_frame"], r["last_frame"], rf) if f is not None)
         status = r["status"] or ""
         if r["protocol"] == "giop" and status not in ("", "NO_EXCEPTION", "OBJECT_HERE"):

@@ -36,6 +36,7 @@ from netdiag.profile import Profile, as_profile
 from netdiag.protocols.giop import EXCEPTION_STATUSES, FORWARD_STATUSES
 from netdiag.protocols.registry import request_protocols
 from netdiag.schema import BUDGET_COLUMNS, CONNECTIONS, LOGONS, TRANSACTIONS
+from netdiag.words import fmt_s
 
 # Columns of the segments table the budget and the findings read (kept from the one pass).
 SEGMENT_COLUMNS = ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "payload_len", "window_bytes",
@@ -193,7 +194,7 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
     pop = population(logons_table, in_window)
     maybe_lost = iv.filter((pl.col("category") == "unexplained_s") & (pl.col("won_ns") > 0))
     if maybe_lost.height:
-        notes.append(f"{maybe_lost['logon_idx'].n_unique()} logon(s): {maybe_lost['won_ns'].sum() / 1e9:.3f} s "
+        notes.append(f"{maybe_lost['logon_idx'].n_unique()} logon(s): {fmt_s(maybe_lost['won_ns'].sum() / 1e9)} "
                      "unexplained: possibly loss before the capture point (a first copy that came a resend timer "
                      "after its sender's previous packet; the IP IDs cannot tell)")
     return LogonAnalysis(logons_table, findings, pop, iv, orphan_connections=grouping.orphans, notes=notes,
