@@ -161,7 +161,10 @@ def _dsack_columns() -> list[pl.Expr]:
 
 
 def _ns_or_null(name: str, out: str) -> pl.Expr:
-    return pl.when(pl.col(name) >= 0).then(pl.col(name).cast(pl.Float64) / 1e9).otherwise(None).alias(out)
+    # times 1e-9, not divided by 1e9: polars divides a one-row column exactly but multiplies a longer
+    # one by the reciprocal, so a division would round differently in the last bit depending on how
+    # the packets fell into chunks; a product is the same whatever the chunking
+    return pl.when(pl.col(name) >= 0).then(pl.col(name).cast(pl.Float64) * 1e-9).otherwise(None).alias(out)
 
 
 def _int_or_null(name: str, out: str) -> pl.Expr:
@@ -327,7 +330,7 @@ class TcpAnalyzer:
                 self._nagle.feed(pl.DataFrame({
                     "frame": frame[lo:hi][tcp], "ts_ns": ts[lo:hi][tcp], "conn_id": out[O_CONN][tcp],
                     "direction": out[O_DIR][tcp], "tcp_flags": flags[lo:hi][tcp], "payload_len": seglen[lo:hi][tcp],
-                    "ack_rtt_s": pl.Series(np.where(rtt >= 0, rtt / 1e9, np.nan)).fill_nan(None),
+                    "ack_rtt_s": pl.Series(np.where(rtt >= 0, rtt * 1e-9, np.nan)).fill_nan(None),
                     "acks_frame": pl.Series(acksf).set(pl.Series(acksf < 0), None) if (acksf < 0).any()
                     else pl.Series(acksf)}))
                 del out

@@ -119,6 +119,14 @@ class StreamParser:
             live = live.filter(pl.Series(~self.skip[cid]))
         if live.height == 0:
             return
+        # the server's ACKs of client data (capture -> server -> capture), also those after the stream
+        # was parsed to its end: the quickest one is the same whichever chunk it arrives in
+        if "ack_rtt_s" in live.columns:
+            acks = (live.filter((pl.col("direction") == 1) & pl.col("ack_rtt_s").is_not_null())
+                    .group_by("conn_id").agg(pl.col("ack_rtt_s").min()))
+            for conn_id, rtt_s in acks.iter_rows():
+                old = self.min_ack_rtt_ms.get(conn_id)
+                self.min_ack_rtt_ms[conn_id] = rtt_s * 1e3 if old is None else min(old, rtt_s * 1e3)
         done = self.done[live["conn_id"].to_numpy()]
         # a connection parsed to its end and released: only its resends still count (below)
         finished = live.filter(pl.Series(done)) if done.any() else None
@@ -150,12 +158,6 @@ class StreamParser:
                 own.fin = fin
             if rst:
                 own.reset = other.reset = True
-        if "ack_rtt_s" in live.columns:  # the server's ACKs of client data: capture -> server -> capture
-            acks = (live.filter((pl.col("direction") == 1) & pl.col("ack_rtt_s").is_not_null())
-                    .group_by("conn_id").agg(pl.col("ack_rtt_s").min()))
-            for conn_id, rtt_s in acks.iter_rows():
-                old = self.min_ack_rtt_ms.get(conn_id)
-                self.min_ack_rtt_ms[conn_id] = rtt_s * 1e3 if old is None else min(old, rtt_s * 1e3)
         data = live.filter(pl.col("payload_captured") > 0)
         if packets is not None and data.height:
             self._learn_ports(data, packets)
