@@ -60,7 +60,7 @@ def sample_capture() -> Path:
 
 def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[str] | None = None,
             out: str | os.PathLike[str] | None = None, progress: Advance = NO_PROGRESS, *,
-            force: bool = False) -> Analysis:
+            force: bool = False, keep_segments: bool = True) -> Analysis:
     """Run the whole pipeline on capture file(s); write the report directory when `out` is given.
 
     `paths` None analyses the bundled sample capture. `profile` is a Profile, a TOML path or
@@ -68,6 +68,8 @@ def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[
     carries `no_logons_reason` and the report says why (TCP health is still reported). Raises
     UsageError for an `out` that may not or cannot be written (before any work) and
     CaptureError when not one packet could be read; then nothing is written.
+    `keep_segments=False` drops the segment columns once the logons stage has read them (the
+    report does not read them; a case bundle or an evidence excerpt does): less memory per packet.
     """
     t0 = time.perf_counter()
     is_sample = paths is None
@@ -77,7 +79,7 @@ def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[
     if out is not None:   # refuse a bad --out and make the staging directory before minutes of work
         stage = StagedDir(Path(out), marker=MARKER, kind="report", force=force, output_names=REPORT_FILES)
     try:
-        analysis = run(path_list, prof, stage=Stage.LOGONS, progress=progress).require_packets()
+        analysis = run(path_list, prof, stage=Stage.LOGONS, progress=progress, keep_segments=keep_segments).require_packets()
         analysis.is_sample = is_sample
         analysis.elapsed_s = time.perf_counter() - t0
         if stage is not None:

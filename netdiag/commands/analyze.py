@@ -65,7 +65,8 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
     prepare_out_dir(out, force=force)
     total = _size(paths or [sample_capture()])
     with progress_bar(total, "analyze") as advance:
-        a = analyze(paths, profile, out=out, progress=advance, force=force)
+        # the segment columns only for the case bundle (it writes evidence excerpts from them)
+        a = analyze(paths, profile, out=out, progress=advance, force=force, keep_segments=case is not None)
     for w in a.warnings[:20]:
         print(f"netdiag: warning: {w}", file=sys.stderr)
     if len(a.warnings) > 20:

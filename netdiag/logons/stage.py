@@ -107,6 +107,23 @@ def server_seconds_by_operation(intervals: pl.DataFrame, transactions: pl.DataFr
             .sort("logon_id", "server_s", descending=[False, True]))
 
 
+def _join_per_logon(lg: pl.DataFrame, parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """`lg` left-joined on logon_idx with each of `parts` (one row per logon_idx at most), sorted by logon_idx.
+
+    When logon_idx numbers lg's rows in order (as group_logons makes them), each part is laid out
+    by position and its columns are put beside lg's: lg's own columns are not copied once per join
+    and once more by the sort (a flood has 200 k logons with list columns).
+    """
+    idx = lg["logon_idx"]
+    if not np.array_equal(idx.to_numpy(), np.arange(lg.height)) or idx.null_count():
+        for p in parts:
+            lg = lg.join(p, on="logon_idx", how="left")
+        return lg.sort("logon_idx")
+    rows = pl.DataFrame({"logon_idx": idx})
+    return lg.hstack([c for p in parts for c in
+                      rows.join(p, on="logon_idx", how="left", maintain_order="left").drop("logon_idx")])
+
+
 def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segments: pl.DataFrame | None = None,
                    profile: Profile | str | Path | None = None) -> LogonAnalysis:
     """Logons, findings and population views from the connections/transactions/segments tables."""
@@ -162,6 +179,9 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
         f0=pl.col("first_frame").min(), f1=pl.col("last_frame").max())
     per_udp = udp_m.group_by("logon_idx").agg(udp_ports=pl.col("client_port").unique().sort(),
                                               uf0=pl.col("first_frame").min())
+    # logons of one long-lived process share its connections: their filters also need the time
+    shared = set(conn_m.filter(pl.col("conn_id").is_duplicated())["logon_idx"].to_list())
+    del tx, tm, udp_m, conn_m   # (read: the per-logon table below is built without them beside it)
 
     if prof.client_groups:
         group_of = {ip: prof.client_group(ip) for ip in lg["client_ip"].unique().to_list()}
@@ -175,12 +195,9 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
         dominant_cause=pl.Series(causes, dtype=pl.String),
         evidence_frames=ev_frames,
         **{c: pl.Series(secs[:, j]) for j, c in enumerate(BUDGET_COLUMNS)},
-    ).join(counts, on="logon_idx", how="left").join(per_conn, on="logon_idx", how="left").join(
-        per_udp, on="logon_idx", how="left").sort("logon_idx")
-    # logons of one long-lived process share its connections: their filters also need the time
-    shared = set(conn_m.filter(pl.col("conn_id").is_in(
-        conn_m.group_by("conn_id").len().filter(pl.col("len") > 1)["conn_id"].implode()))["logon_idx"].to_list())
-    del tx, tm, counts, udp_m, per_conn, per_udp, conn_m
+    )
+    out = _join_per_logon(out, [counts, per_conn, per_udp])
+    del counts, per_conn, per_udp
     out = out.with_columns(
         [pl.col(c).fill_null(0) for c in ("requests", "location_forwards", "exceptions", "connections",
                                            "retransmissions")],

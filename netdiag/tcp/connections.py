@@ -98,13 +98,14 @@ def build_connections(state: dict[str, np.ndarray], flows: pl.DataFrame,
     (netdiag.tcp.nagle.NagleTracker) gives the nagle_stalls / nagle_stall_s columns; None leaves
     them null."""
     C = state.pop("C")
+    CS = C.view(np.int32)   # C's int32 fields (netdiag.tcp.state: CS_*)
     n = C.shape[0]
     if n == 0:
         return CONNECTIONS.empty()
     # endpoints first, while only the analysis state is alive: gathered from the flow keys with
     # numpy (a join and when/then copies cost ~3x the table), the address text by polars
     fl = C[:, st.C_FLOW]
-    ca = C[:, st.C_CLIENT_IS_A] == 1
+    ca = CS[:, st.CS_CLIENT_IS_A] == 1
 
     def pick(mine: str, other: str) -> np.ndarray:
         return np.where(ca, flows[mine].to_numpy()[fl], flows[other].to_numpy()[fl])
@@ -144,7 +145,7 @@ def build_connections(state: dict[str, np.ndarray], flows: pl.DataFrame,
     H = state.pop("H")
     hist = pl.Series(np.ascontiguousarray(H).view(f"S{H.shape[1]}").ravel()).cast(pl.String)
     del H
-    proto = C[:, st.C_PROTO]
+    proto = CS[:, st.CS_PROTO]
     # state: few distinct combinations of the inputs, each decided once by _state (RSTOS0 needs the
     # history, but only where the originator reset and the responder stayed inactive)
     os_, rs = cl(st.D_Z_STATE), sv(st.D_Z_STATE)
@@ -178,30 +179,30 @@ def build_connections(state: dict[str, np.ndarray], flows: pl.DataFrame,
         "syn_ts_ns": pl.Series(nullable(syn_ts, syn_ts >= 0), dtype=pl.Int64),
         "synack_ts_ns": pl.Series(nullable(synack_ts, synack_ts >= 0), dtype=pl.Int64),
         "established_ts_ns": pl.Series(nullable(est_ts, est_ts >= 0), dtype=pl.Int64),
-        "syn_retransmissions": C[:, st.C_SYN_COUNT],
+        "syn_retransmissions": CS[:, st.CS_SYN_COUNT],
         "connect_s": _ms(syn_ts, est_ts) / 1e3,
         "rtt_server_side_ms": _ms(C[:, st.C_SYN_BEFORE_SYNACK], synack_ts),
         "rtt_client_side_ms": _ms(synack_ts, est_ts),
-        "mss_client": pl.Series(nullable(C[:, st.C_MSS_C], C[:, st.C_MSS_C] > 0), dtype=pl.Int64),
-        "mss_server": pl.Series(nullable(C[:, st.C_MSS_S], C[:, st.C_MSS_S] > 0), dtype=pl.Int64),
-        "wscale_client": pl.Series(nullable(C[:, st.C_WS_C], C[:, st.C_WS_C] >= 0), dtype=pl.Int64),
-        "wscale_server": pl.Series(nullable(C[:, st.C_WS_S], C[:, st.C_WS_S] >= 0), dtype=pl.Int64),
-        "sack_permitted": (C[:, st.C_SACKP_C] == 1) & (C[:, st.C_SACKP_S] == 1),
+        "mss_client": pl.Series(nullable(CS[:, st.CS_MSS_C], CS[:, st.CS_MSS_C] > 0), dtype=pl.Int64),
+        "mss_server": pl.Series(nullable(CS[:, st.CS_MSS_S], CS[:, st.CS_MSS_S] > 0), dtype=pl.Int64),
+        "wscale_client": pl.Series(nullable(CS[:, st.CS_WS_C], CS[:, st.CS_WS_C] >= 0), dtype=pl.Int64),
+        "wscale_server": pl.Series(nullable(CS[:, st.CS_WS_S], CS[:, st.CS_WS_S] >= 0), dtype=pl.Int64),
+        "sack_permitted": (CS[:, st.CS_SACKP_C] == 1) & (CS[:, st.CS_SACKP_S] == 1),
         "packets_c2s": cl(st.D_PACKETS), "packets_s2c": sv(st.D_PACKETS),
         "bytes_c2s": cl(st.D_BYTES), "bytes_s2c": sv(st.D_BYTES),
         "frame_bytes_c2s": cl(st.D_FRAME_BYTES), "frame_bytes_s2c": sv(st.D_FRAME_BYTES),
         "ip_bytes_c2s": cl(st.D_IP_BYTES), "ip_bytes_s2c": sv(st.D_IP_BYTES),
-        "retransmitted_segments": C[:, st.C_RETRANS_SEGS],
+        "retransmitted_segments": CS[:, st.CS_RETRANS_SEGS],
         "retransmitted_bytes": C[:, st.C_RETRANS_BYTES],
         "retransmission_stall_s": C[:, st.C_STALL_NS] / 1e9,
-        "fast_retransmissions": C[:, st.C_FAST],
-        "out_of_order_segments": C[:, st.C_OOO],
-        "duplicate_acks": C[:, st.C_DUPACK],
-        "lost_segments": C[:, st.C_LOST],
-        "zero_window_events": C[:, st.C_ZW_EVENTS],
+        "fast_retransmissions": CS[:, st.CS_FAST],
+        "out_of_order_segments": CS[:, st.CS_OOO],
+        "duplicate_acks": CS[:, st.CS_DUPACK],
+        "lost_segments": CS[:, st.CS_LOST],
+        "zero_window_events": CS[:, st.CS_ZW_EVENTS],
         "zero_window_s": zw / 1e9,
-        "window_full_events": C[:, st.C_WINFULL],
-        "keep_alives": C[:, st.C_KEEPALIVE],
+        "window_full_events": CS[:, st.CS_WINFULL],
+        "keep_alives": CS[:, st.CS_KEEPALIVE],
         "unseen_bytes": unseen,
         "unseen_gaps": unseen_gaps,
         "state": states,

@@ -32,39 +32,39 @@ from netdiag.tcp.state import (
     A_ZERO_WINDOW,
     A_ZERO_WINDOW_PROBE,
     A_ZERO_WINDOW_PROBE_ACK,
-    C_CLIENT_IS_A,
     C_DROW,
-    C_DUPACK,
     C_EST_TS,
-    C_FAST,
     C_FIRST_FRAME,
-    C_FIRST_RST_DIR,
     C_FIRST_RTT,
     C_FIRST_TS,
     C_FLOW,
-    C_KEEPALIVE,
     C_LAST_FRAME,
     C_LAST_SYN_TS,
     C_LAST_TS,
-    C_LOST,
-    C_MSS_C,
-    C_MSS_S,
-    C_OOO,
-    C_PROTO,
     C_RETRANS_BYTES,
-    C_RETRANS_SEGS,
-    C_SACKP_C,
-    C_SACKP_S,
     C_STALL_NS,
     C_SYN_BEFORE_SYNACK,
-    C_SYN_COUNT,
     C_SYN_TS,
     C_SYNACK_TS,
-    C_WINFULL,
-    C_WS_C,
-    C_WS_S,
-    C_ZW_EVENTS,
     C_ZW_NS,
+    CS_CLIENT_IS_A,
+    CS_DUPACK,
+    CS_FAST,
+    CS_FIRST_RST_DIR,
+    CS_KEEPALIVE,
+    CS_LOST,
+    CS_MSS_C,
+    CS_MSS_S,
+    CS_OOO,
+    CS_PROTO,
+    CS_RETRANS_SEGS,
+    CS_SACKP_C,
+    CS_SACKP_S,
+    CS_SYN_COUNT,
+    CS_WINFULL,
+    CS_WS_C,
+    CS_WS_S,
+    CS_ZW_EVENTS,
     D_BASE,
     D_BASE_SET,
     D_BIF_FIRST,
@@ -159,6 +159,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
     grows and calls again.
     """
     n = frame.shape[0]
+    CS = C.view(np.int32)   # C's int32 fields (netdiag.tcp.state: CS_*)
     for i in range(start, n):
         if meta[0] + 1 >= C.shape[0] or meta[2] < 2 or meta[3] >= HP.shape[0] or meta[4] + 2 > D.shape[0]:
             return i
@@ -173,7 +174,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         # ---- connection lookup; a SYN with a new ISN starts a new connection (tcp.stream) ----
         inherit = -1
         if c >= 0 and pr == 6 and syn_only:
-            d0 = 0 if sia == C[c, C_CLIENT_IS_A] else 1
+            d0 = 0 if sia == CS[c, CS_CLIENT_IS_A] else 1
             k0 = C[c, C_DROW + d0]
             if D[k0, D_BASE_SET] == 1 and sq != D[k0, D_BASE]:
                 c = -1
@@ -189,12 +190,13 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             meta[0] = c + 1
             C[c, :] = 0
             C[c, C_FLOW] = f
-            C[c, C_PROTO] = pr
+            CS[c, CS_PROTO] = pr
             C[c, C_FIRST_TS] = ts[i]
             C[c, C_FIRST_FRAME] = fr
-            for x in (C_SYN_TS, C_LAST_SYN_TS, C_SYNACK_TS, C_SYN_BEFORE_SYNACK, C_EST_TS,
-                      C_FIRST_RTT, C_FIRST_RST_DIR, C_WS_C, C_WS_S):
+            for x in (C_SYN_TS, C_LAST_SYN_TS, C_SYNACK_TS, C_SYN_BEFORE_SYNACK, C_EST_TS, C_FIRST_RTT):
                 C[c, x] = -1
+            for x in (CS_FIRST_RST_DIR, CS_WS_C, CS_WS_S):
+                CS[c, x] = -1
             # who is the client: the SYN sender; the SYN/ACK receiver; else by ports
             sp = np.int64(src_port[i])
             dp = np.int64(dst_port[i])
@@ -215,10 +217,10 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 src_client = True
             elif sp < 32768 and dp >= 32768:
                 src_client = False
-            C[c, C_CLIENT_IS_A] = sia if src_client else 1 - sia
+            CS[c, CS_CLIENT_IS_A] = sia if src_client else 1 - sia
             C[c, C_DROW] = D_TEMPLATE  # (C_DROW + 1 too: C[c, :] = 0 above) rows come when written
             if inherit >= 0:  # the Wireshark stream goes on; Zeek's connection starts afresh
-                C[c, C_CLIENT_IS_A] = C[inherit, C_CLIENT_IS_A]
+                CS[c, CS_CLIENT_IS_A] = CS[inherit, CS_CLIENT_IS_A]
                 C[c, C_FIRST_RTT] = C[inherit, C_FIRST_RTT]
                 C[c, C_LAST_SYN_TS] = C[inherit, C_LAST_SYN_TS]
                 for d in range(2):
@@ -244,7 +246,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             elif not src_client:
                 _hist(C, H, c, 0, 94)  # ^: the first packet came from the responder (Zeek's flip)
             flow_cur[f] = c
-        d = 0 if sia == C[c, C_CLIENT_IS_A] else 1
+        d = 0 if sia == CS[c, CS_CLIENT_IS_A] else 1
         k = C[c, C_DROW + d]
         if k < D_FIRST_ROW:
             k = _drow(C, D, meta, c, d)
@@ -287,19 +289,19 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             if C[c, C_SYN_TS] < 0:
                 C[c, C_SYN_TS] = t
             elif d == 0:
-                C[c, C_SYN_COUNT] += 1
+                CS[c, CS_SYN_COUNT] += 1
             C[c, C_LAST_SYN_TS] = t
-            if d == 0 and C[c, C_MSS_C] == 0:
-                C[c, C_MSS_C] = np.int64(mss[i])
-                C[c, C_WS_C] = np.int64(wscale[i])
-                C[c, C_SACKP_C] = np.int64(sackp[i])
+            if d == 0 and CS[c, CS_MSS_C] == 0:
+                CS[c, CS_MSS_C] = np.int64(mss[i])
+                CS[c, CS_WS_C] = np.int64(wscale[i])
+                CS[c, CS_SACKP_C] = np.int64(sackp[i])
         elif (fl & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK):
             if d == 1 and C[c, C_SYNACK_TS] < 0:
                 C[c, C_SYNACK_TS] = t
                 C[c, C_SYN_BEFORE_SYNACK] = C[c, C_LAST_SYN_TS]
-                C[c, C_MSS_S] = np.int64(mss[i])
-                C[c, C_WS_S] = np.int64(wscale[i])
-                C[c, C_SACKP_S] = np.int64(sackp[i])
+                CS[c, CS_MSS_S] = np.int64(mss[i])
+                CS[c, CS_WS_S] = np.int64(wscale[i])
+                CS[c, CS_SACKP_S] = np.int64(sackp[i])
         elif is_ack:
             if C[c, C_LAST_SYN_TS] >= 0 and C[c, C_FIRST_RTT] <= 0:
                 C[c, C_FIRST_RTT] = t - C[c, C_LAST_SYN_TS]
@@ -550,7 +552,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         # resends: tshark's labels, and any segment whose bytes the capture already saw (whatever
         # its label: tshark calls a quick resend "out-of-order")
         if byte_resend or (ta & (A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION)):
-            C[c, C_RETRANS_SEGS] += 1
+            CS[c, CS_RETRANS_SEGS] += 1
             C[c, C_RETRANS_BYTES] += ln
             gap = t - prev_ts
             if OUT[O_RTO_NS, i] >= 0 and OUT[O_RTO_NS, i] < gap:
@@ -559,19 +561,19 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 gap = OUT[O_RESEND_NS, i]
             C[c, C_STALL_NS] += gap
         if ta & A_FAST_RETRANSMISSION:
-            C[c, C_FAST] += 1
+            CS[c, CS_FAST] += 1
         if ta & A_OUT_OF_ORDER:
-            C[c, C_OOO] += 1
+            CS[c, CS_OOO] += 1
         if ta & A_DUPLICATE_ACK:
-            C[c, C_DUPACK] += 1
+            CS[c, CS_DUPACK] += 1
         if ta & A_LOST_PACKET:
-            C[c, C_LOST] += 1
+            CS[c, CS_LOST] += 1
         if ta & A_WINDOW_FULL:
-            C[c, C_WINFULL] += 1
+            CS[c, CS_WINFULL] += 1
         if ta & A_KEEP_ALIVE:
-            C[c, C_KEEPALIVE] += 1
+            CS[c, CS_KEEPALIVE] += 1
         if ta & A_ZERO_WINDOW:
-            C[c, C_ZW_EVENTS] += 1
+            CS[c, CS_ZW_EVENTS] += 1
             if D[k, D_ZW_START] < 0:
                 D[k, D_ZW_START] = t
         elif w != 0 and D[k, D_ZW_START] >= 0 and (fl & TH_RST) == 0:
@@ -587,7 +589,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             D[k, D_SAW_FIN] = 1
         if fl & TH_RST:
             D[k, D_SAW_RST] = 1
-            if C[c, C_FIRST_RST_DIR] < 0:
-                C[c, C_FIRST_RST_DIR] = d
+            if CS[c, CS_FIRST_RST_DIR] < 0:
+                CS[c, CS_FIRST_RST_DIR] = d
         _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w)
     return n

@@ -7,12 +7,13 @@ holds them to Zeek's own conn.log). `_zeek_tcp` runs once per TCP packet from th
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from netdiag.capture.tcp_flags import TH_ACK, TH_FIN, TH_RST, TH_SYN
 from netdiag.tcp.state import (
     C_DROW,
-    C_HIST_LEN,
+    CS_HIST_LEN,
     D_HISTBITS,
     D_RETRANS_N,
     D_SAW_SYN,
@@ -53,10 +54,11 @@ from netdiag.tcp.state import (
 
 @njit(cache=True)
 def _hist(C, H, c, d, letter):  # pragma: no cover - numba
-    n = C[c, C_HIST_LEN]
+    CS = C.view(np.int32)   # C's int32 fields
+    n = CS[c, CS_HIST_LEN]
     if n < HISTORY_LEN:
         H[c, n] = letter if d == 0 else letter + 32  # upper case = client, lower = server
-        C[c, C_HIST_LEN] = n + 1
+        CS[c, CS_HIST_LEN] = n + 1
 
 
 @njit(cache=True)

@@ -88,9 +88,18 @@ def dominant_causes(cause_ns: np.ndarray, intervals: pl.DataFrame, n_logons: int
     cand = np.array([ids[c.id] for c in registry.REGISTRY if c.dominant and c.id not in registry.NEUTRAL_LABELS])
     # ties go to the label registered first (as numpy's argmax over ascending ids)
     cand = np.sort(cand)
-    sub = cause_ns[:, cand] if n_logons else np.zeros((0, len(cand)), dtype=np.int64)
-    best = np.argmax(sub, axis=1) if n_logons else np.array([], dtype=np.int64)
-    has = sub.max(axis=1) > 0 if n_logons else np.array([], dtype=bool)
+    # numpy's argmax over cause_ns[:, cand], a column at a time: no copy of the candidate columns
+    # (cause_ns is column-major; the columns of causes no logon has are never touched)
+    best = np.zeros(n_logons, dtype=np.int64)
+    top = cause_ns[:, cand[0]].copy() if n_logons and cand.size else np.zeros(n_logons, dtype=np.int64)
+    for i in range(1, cand.size if n_logons else 0):
+        col = cause_ns[:, cand[i]]
+        if col.any():
+            more = col > top   # strictly more: a tie keeps the earlier column, as argmax does
+            best[more] = i
+            np.maximum(top, col, out=top)
+    has = top > 0
+    del top
     causes: list[str | None] = [names[int(cand[b])] if h else None for b, h in zip(best, has, strict=True)]
     frames = pl.Series("evidence_frames", [], dtype=pl.List(pl.Int64)).extend_constant([], n_logons)
     if intervals.height and n_logons:
