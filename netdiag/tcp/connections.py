@@ -91,7 +91,7 @@ def build_connections(state: dict[str, np.ndarray], flows: pl.DataFrame,
                       nagle_candidates: pl.DataFrame | None = None) -> pl.DataFrame:
     """The CONNECTIONS table from the analysis state arrays (layout in netdiag.tcp.state).
 
-    `state`: "C", "D", "H" and "holes" (the hole pool, rows of sequence holes that D's D_HOLE_ROW
+    `state`: "C", "D", "H" and "holes" (the hole pool, rows of sequence holes that D's DS_HOLE_ROW
     points into, for the unseen_bytes columns). They are taken out of the dict and let go as soon
     as read: the direction rows and the history are freed before the table's columns are made, so
     the peak is not the whole state plus the table. `nagle_candidates`
@@ -124,8 +124,11 @@ def build_connections(state: dict[str, np.ndarray], flows: pl.DataFrame,
         holes = np.zeros((1, st.HP_NCOLS), np.int64)
     unseen_bytes_kernel(C, D, holes, n, unseen, unseen_gaps)
     # the direction columns the table reads, gathered per side (a row of D, or a template row)
-    side_cols = (st.D_ZW_START, st.D_Z_STATE, st.D_BYTES, st.D_PACKETS, st.D_FRAME_BYTES, st.D_IP_BYTES)
+    side_cols = (st.D_ZW_START, st.D_BYTES, st.D_PACKETS, st.D_FRAME_BYTES, st.D_IP_BYTES)
     got = {(d, col): D[C[:, st.C_DROW + d], col] for d in (0, 1) for col in side_cols}
+    DS = D.view(np.int32)   # D's int32 fields (DS_*)
+    got.update({(d, st.DS_Z_STATE): DS[C[:, st.C_DROW + d], st.DS_Z_STATE] for d in (0, 1)})
+    del DS
     del D, holes
 
     def cl(col: int) -> np.ndarray:
@@ -148,7 +151,7 @@ def build_connections(state: dict[str, np.ndarray], flows: pl.DataFrame,
     proto = CS[:, st.CS_PROTO]
     # state: few distinct combinations of the inputs, each decided once by _state (RSTOS0 needs the
     # history, but only where the originator reset and the responder stayed inactive)
-    os_, rs = cl(st.D_Z_STATE), sv(st.D_Z_STATE)
+    os_, rs = cl(st.DS_Z_STATE), sv(st.DS_Z_STATE)
     needs_hist = (os_ == _RESET) & np.isin(rs, (_INACTIVE, _PARTIAL))
     # conn_state's RSTOS0 test on the history, vectorised (only read where the originator reset)
     rstos0 = (hist.str.contains(_RSTOS0_PREFIX).to_numpy() & needs_hist if needs_hist.any()

@@ -2,23 +2,24 @@
 
 What and why: the ACK-proven `unseen_bytes` of the connections table (capture loss, not network
 loss) comes from these. A direction gets a row of the hole pool HP on its first hole
-(D_HOLE_ROW), so the many directions without holes pay nothing for the list. Called from the
+(DS_HOLE_ROW), so the many directions without holes pay nothing for the list. Called from the
 analysis kernel (netdiag.tcp.kernel); `unseen_bytes_kernel` totals them for the table.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from netdiag.tcp.state import (
     C_DROW,
-    D_HOLE_ROW,
     D_MAXACKED,
-    D_MAXACKED_SET,
     D_NEXTSEQ,
-    D_NHOLES,
     D_UNSEEN_DONE,
-    D_UNSEEN_N_DONE,
+    DS_HOLE_ROW,
+    DS_MAXACKED_SET,
+    DS_NHOLES,
+    DS_UNSEEN_N_DONE,
     M32,
     N_HOLES,
     _gt,
@@ -29,8 +30,9 @@ from netdiag.tcp.state import (
 @njit(cache=True)
 def _fill_holes(D, HP, k, s, e):  # pragma: no cover - numba
     """Remove raw range [s, e) from direction k's list of sequence holes (its row of HP)."""
-    r = D[k, D_HOLE_ROW] - 1
-    n = D[k, D_NHOLES]
+    DS = D.view(np.int32)   # D's int32 fields (netdiag.tcp.state: DS_*)
+    r = DS[k, DS_HOLE_ROW] - 1
+    n = DS[k, DS_NHOLES]
     i = 0
     while i < n:
         hs = HP[r, 2 * i]
@@ -75,16 +77,17 @@ def _fill_holes(D, HP, k, s, e):  # pragma: no cover - numba
             else:
                 HP[r, 2 * i] = (hs + b) & M32
         i += 1
-    D[k, D_NHOLES] = n
+    DS[k, DS_NHOLES] = n
 
 
 @njit(cache=True)
 def _hole_overlap(D, HP, k, s, e):  # pragma: no cover - numba
     """Bytes of raw range [s, e) that lie in direction k's holes (never captured)."""
+    DS = D.view(np.int32)   # D's int32 fields (netdiag.tcp.state: DS_*)
     total = 0
     ln = (e - s) & M32
-    r = D[k, D_HOLE_ROW] - 1
-    for h in range(D[k, D_NHOLES]):
+    r = DS[k, DS_HOLE_ROW] - 1
+    for h in range(DS[k, DS_NHOLES]):
         a = (HP[r, 2 * h] - s) & M32
         b = (HP[r, 2 * h + 1] - s) & M32
         if a >= 0x80000000:
@@ -104,23 +107,24 @@ def _hole_overlap(D, HP, k, s, e):  # pragma: no cover - numba
 def _flush_acked_holes(D, HP, k):  # pragma: no cover - numba
     """Move holes the receiver acknowledged past off the list (they can no longer be filled by a
     first copy) into the per-direction unseen-bytes total, freeing slots for new holes."""
-    if D[k, D_MAXACKED_SET] == 0:
+    DS = D.view(np.int32)   # D's int32 fields (netdiag.tcp.state: DS_*)
+    if DS[k, DS_MAXACKED_SET] == 0:
         return
     ma = D[k, D_MAXACKED]
-    r = D[k, D_HOLE_ROW] - 1
-    n = D[k, D_NHOLES]
+    r = DS[k, DS_HOLE_ROW] - 1
+    n = DS[k, DS_NHOLES]
     j = 0
     for i in range(n):
         hs = HP[r, 2 * i]
         he = HP[r, 2 * i + 1]
         if _le(he, ma):
             D[k, D_UNSEEN_DONE] += (he - hs) & M32
-            D[k, D_UNSEEN_N_DONE] += 1
+            DS[k, DS_UNSEEN_N_DONE] += 1
         else:
             HP[r, 2 * j] = hs
             HP[r, 2 * j + 1] = he
             j += 1
-    D[k, D_NHOLES] = j
+    DS[k, DS_NHOLES] = j
 
 
 
@@ -128,18 +132,19 @@ def _flush_acked_holes(D, HP, k):  # pragma: no cover - numba
 def unseen_bytes_kernel(C, D, HP, n_conns, out, out_gaps):  # pragma: no cover - numba
     """Per connection: bytes the peer ACKed that were never captured (holes + unseen tail), and
     in how many gaps (holes the receiver acknowledged past, each counted once)."""
+    DS = D.view(np.int32)   # D's int32 fields (netdiag.tcp.state: DS_*)
     for c in range(n_conns):
         total = 0
         gaps = 0
         for d in range(2):
             k = C[c, C_DROW + d]
             total += D[k, D_UNSEEN_DONE]
-            gaps += D[k, D_UNSEEN_N_DONE]
-            if D[k, D_MAXACKED_SET] == 0 or D[k, D_NEXTSEQ] == 0:
+            gaps += DS[k, DS_UNSEEN_N_DONE]
+            if DS[k, DS_MAXACKED_SET] == 0 or D[k, D_NEXTSEQ] == 0:
                 continue
             ma = D[k, D_MAXACKED]
-            r = D[k, D_HOLE_ROW] - 1
-            for h in range(D[k, D_NHOLES]):
+            r = DS[k, DS_HOLE_ROW] - 1
+            for h in range(DS[k, DS_NHOLES]):
                 hs = HP[r, 2 * h]
                 he = HP[r, 2 * h + 1]
                 if _le(he, ma):

@@ -66,43 +66,45 @@ from netdiag.tcp.state import (
     CS_WS_S,
     CS_ZW_EVENTS,
     D_BASE,
-    D_BASE_SET,
     D_BIF_FIRST,
     D_BIF_LAST,
-    D_BIF_OK,
     D_BYTES,
-    D_DUPACKNUM,
     D_FIRST_ROW,
     D_FRAME_BYTES,
-    D_HISTBITS,
-    D_HOLE_ROW,
+    D_INHERIT_WIDE,
     D_IP_BYTES,
     D_LASTACK,
     D_LASTACK_TS,
     D_LASTNONDUPACK,
-    D_LASTSEGFLAGS,
-    D_LIST_COUNT,
-    D_LIST_HEAD,
     D_MAXACKED,
-    D_MAXACKED_SET,
     D_MAXSEQTOBEACKED,
     D_NEXTSEQ,
     D_NEXTSEQ_FRAME,
     D_NEXTSEQ_TS,
-    D_NHOLES,
     D_PACKETS,
-    D_SAW_FIN,
-    D_SAW_RST,
-    D_SAW_SYN,
     D_TEMPLATE,
     D_TEMPLATE_NOSCALE,
-    D_VALID_BIF,
-    D_WIN_FROM_SYN,
-    D_WIN_SCALE,
     D_WINDOW,
-    D_Z_CLOSED,
     D_ZW_START,
     DEFAULT_OOO_THRESHOLD_NS,
+    DS_BASE_SET,
+    DS_BIF_OK,
+    DS_DUPACKNUM,
+    DS_FIRST,
+    DS_HOLE_ROW,
+    DS_INHERIT_END,
+    DS_LASTSEGFLAGS,
+    DS_LIST_COUNT,
+    DS_LIST_HEAD,
+    DS_MAXACKED_SET,
+    DS_NHOLES,
+    DS_SAW_FIN,
+    DS_SAW_RST,
+    DS_SAW_SYN,
+    DS_VALID_BIF,
+    DS_WIN_FROM_SYN,
+    DS_WIN_SCALE,
+    DS_Z_CLOSED,
     FAST_RETRANS_WINDOW_NS,
     H_D,
     M32,
@@ -160,6 +162,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
     """
     n = frame.shape[0]
     CS = C.view(np.int32)   # C's int32 fields (netdiag.tcp.state: CS_*)
+    DS = D.view(np.int32)   # D's int32 fields (DS_*); a grown D comes with a new call, so a new view
     for i in range(start, n):
         if meta[0] + 1 >= C.shape[0] or meta[2] < 2 or meta[3] >= HP.shape[0] or meta[4] + 2 > D.shape[0]:
             return i
@@ -176,9 +179,9 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         if c >= 0 and pr == 6 and syn_only:
             d0 = 0 if sia == CS[c, CS_CLIENT_IS_A] else 1
             k0 = C[c, C_DROW + d0]
-            if D[k0, D_BASE_SET] == 1 and sq != D[k0, D_BASE]:
+            if DS[k0, DS_BASE_SET] == 1 and sq != D[k0, D_BASE]:
                 c = -1
-            elif D[C[c, C_DROW], D_Z_CLOSED] == 1 or D[C[c, C_DROW + 1], D_Z_CLOSED] == 1:
+            elif DS[C[c, C_DROW], DS_Z_CLOSED] == 1 or DS[C[c, C_DROW + 1], DS_Z_CLOSED] == 1:
                 # Zeek's IsReuse (TCPSessionAdapter.cc): a SYN on a connection already reported
                 # closed (a FIN or RST seen) opens a new one, even with the same ISN, where
                 # Wireshark's tcp.stream continues; the new row inherits the sequence analysis
@@ -229,20 +232,24 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                         C[c, C_DROW + d] = ko
                         continue
                     k = _drow(C, D, meta, c, d)
-                    for x in range(D_HISTBITS):
+                    for x in range(D_INHERIT_WIDE):
                         D[k, x] = D[ko, x]
-                    for x in (D_BIF_OK, D_BIF_FIRST, D_BIF_LAST):
-                        D[k, x] = D[ko, x]  # sequence holes and unseen bytes stay the old row's
+                    for x in range(DS_FIRST, DS_INHERIT_END):
+                        DS[k, x] = DS[ko, x]
+                    # (sequence holes and unseen bytes stay the old row's)
+                    DS[k, DS_BIF_OK] = DS[ko, DS_BIF_OK]
+                    D[k, D_BIF_FIRST] = D[ko, D_BIF_FIRST]
+                    D[k, D_BIF_LAST] = D[ko, D_BIF_LAST]
                     D[k, D_PACKETS] = 0
                     D[k, D_BYTES] = 0
                     D[k, D_FRAME_BYTES] = 0
                     D[k, D_IP_BYTES] = 0
                     D[k, D_ZW_START] = -1
-                    D[k, D_SAW_SYN] = 0
-                    D[k, D_SAW_FIN] = 0
-                    D[k, D_SAW_RST] = 0
-                    D[ko, D_LIST_HEAD] = -1  # the unacked list moves to the new row
-                    D[ko, D_LIST_COUNT] = 0
+                    DS[k, DS_SAW_SYN] = 0
+                    DS[k, DS_SAW_FIN] = 0
+                    DS[k, DS_SAW_RST] = 0
+                    DS[ko, DS_LIST_HEAD] = -1  # the unacked list moves to the new row
+                    DS[ko, DS_LIST_COUNT] = 0
             elif not src_client:
                 _hist(C, H, c, 0, 94)  # ^: the first packet came from the responder (Zeek's flip)
             flow_cur[f] = c
@@ -309,17 +316,17 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 C[c, C_EST_TS] = t
 
         # ---- relative sequence bases (Wireshark: SYN's seq, else seq-1; peer's from ack-1) ----
-        if D[k, D_BASE_SET] == 0:
+        if DS[k, DS_BASE_SET] == 0:
             D[k, D_BASE] = sq if (fl & TH_SYN) else (sq - 1) & M32
-            D[k, D_BASE_SET] = 1
-        if D[r, D_BASE_SET] == 0 and is_ack:
+            DS[k, DS_BASE_SET] = 1
+        if DS[r, DS_BASE_SET] == 0 and is_ack:
             D[r, D_BASE] = (ak - 1) & M32
-            D[r, D_BASE_SET] = 1
+            DS[r, DS_BASE_SET] = 1
 
         ta = 0
         nextseq = D[k, D_NEXTSEQ]
         if is_ack:
-            D[r, D_VALID_BIF] = 1
+            DS[r, DS_VALID_BIF] = 1
         # ZERO WINDOW PROBE
         if ln == 1 and sq == nextseq and D[r, D_WINDOW] == 0:
             ta |= A_ZERO_WINDOW_PROBE
@@ -330,7 +337,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             # LOST PACKET
             if nextseq != 0 and _gt(sq, nextseq) and (fl & TH_RST) == 0:
                 ta |= A_LOST_PACKET
-                D[k, D_VALID_BIF] = 0
+                DS[k, DS_VALID_BIF] = 0
             # KEEP ALIVE
             if (ln == 0 or ln == 1) and sq == ((nextseq - 1) & M32) and not sfr:
                 ta |= A_KEEP_ALIVE
@@ -339,29 +346,29 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                     and ak == D[k, D_LASTACK] and not sfr):
                 ta |= A_WINDOW_UPDATE
             # WINDOW FULL
-            if ln > 0 and D[r, D_WIN_SCALE] != -1 and not sfr:
+            if ln > 0 and DS[r, DS_WIN_SCALE] != -1 and not sfr:
                 sh = 0
-                if D[r, D_WIN_FROM_SYN] == 0 and D[r, D_WIN_SCALE] >= 0:
-                    sh = D[r, D_WIN_SCALE]
+                if DS[r, DS_WIN_FROM_SYN] == 0 and DS[r, DS_WIN_SCALE] >= 0:
+                    sh = DS[r, DS_WIN_SCALE]
                 if ((sq + ln) & M32) == ((D[r, D_LASTACK] + (D[r, D_WINDOW] << sh)) & M32):
                     ta |= A_WINDOW_FULL
             same = (ln == 0 and sq == nextseq and ak == D[k, D_LASTACK] and not sfr)
-            if same and w != 0 and w == D[k, D_WINDOW] and (D[r, D_LASTSEGFLAGS] & A_KEEP_ALIVE):
+            if same and w != 0 and w == D[k, D_WINDOW] and (DS[r, DS_LASTSEGFLAGS] & A_KEEP_ALIVE):
                 ta |= A_KEEP_ALIVE_ACK
-            elif same and w == 0 and w == D[k, D_WINDOW] and (D[r, D_LASTSEGFLAGS] & A_ZERO_WINDOW_PROBE):
+            elif same and w == 0 and w == D[k, D_WINDOW] and (DS[r, DS_LASTSEGFLAGS] & A_ZERO_WINDOW_PROBE):
                 ta |= A_ZERO_WINDOW_PROBE_ACK
             elif same and w != 0 and w == D[k, D_WINDOW]:
-                if D[k, D_DUPACKNUM] == -1:  # an ACKed-unseen mark (below) counts as the first
-                    D[k, D_DUPACKNUM] = 1
+                if DS[k, DS_DUPACKNUM] == -1:  # an ACKed-unseen mark (below) counts as the first
+                    DS[k, DS_DUPACKNUM] = 1
                 else:
-                    D[k, D_DUPACKNUM] += 1
+                    DS[k, DS_DUPACKNUM] += 1
                 ta |= A_DUPLICATE_ACK
-                OUT[O_DUP_NUM, i] = D[k, D_DUPACKNUM]
+                OUT[O_DUP_NUM, i] = DS[k, DS_DUPACKNUM]
                 OUT[O_DUP_FRAME, i] = D[k, D_LASTNONDUPACK]
         # finished_fwd: a new ack number restarts the duplicate-ACK count
         if ak != D[k, D_LASTACK]:
             D[k, D_LASTNONDUPACK] = fr
-            D[k, D_DUPACKNUM] = 0
+            DS[k, DS_DUPACKNUM] = 0
         # ACKED LOST PACKET: flagged once per ack number. 'max seq to be acked' restarts from
         # what the peer was seen sending, and this side's dup-ACK counter is marked -1 so that
         # its further segments repeating the same ack are not flagged again (this combination
@@ -370,9 +377,9 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             if D[r, D_MAXSEQTOBEACKED] > D[r, D_NEXTSEQ]:
                 ta |= A_ACK_LOST_PACKET
             else:
-                if D[k, D_DUPACKNUM] == 0:
+                if DS[k, DS_DUPACKNUM] == 0:
                     ta |= A_ACK_LOST_PACKET
-                D[k, D_DUPACKNUM] = -1
+                DS[k, DS_DUPACKNUM] = -1
             D[r, D_MAXSEQTOBEACKED] = D[r, D_NEXTSEQ]
         # RESEND OF CAPTURED BYTES (netdiag's count, beside tshark's labels below): some of the
         # segment's bytes lie below the highest sequence seen and outside the holes, so the
@@ -387,7 +394,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             if ((e2 - sq) & M32) - _hole_overlap(D, HP, k, sq, e2) > 0:
                 byte_resend = True
                 e1 = (sq + ln) & M32
-                u = D[k, D_LIST_HEAD]
+                u = DS[k, DS_LIST_HEAD]
                 while u >= 0:
                     if _lt(P[u, P_SEQ], e1) and _gt(P[u, P_NEXTSEQ], sq) and (
                             OUT[O_RESEND_FRAME, i] < 0 or P[u, P_TS] <= t - OUT[O_RESEND_NS, i]):
@@ -403,7 +410,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 ta |= A_SPURIOUS_RETRANSMISSION
             else:
                 dt = t - D[r, D_LASTACK_TS]
-                if (not_adv and D[r, D_DUPACKNUM] >= 2 and D[r, D_LASTACK] == sq
+                if (not_adv and DS[r, DS_DUPACKNUM] >= 2 and D[r, D_LASTACK] == sq
                         and dt < FAST_RETRANS_WINDOW_NS):
                     ta |= A_FAST_RETRANSMISSION
                 else:
@@ -416,7 +423,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                         ta |= A_RETRANSMISSION
                         OUT[O_RTO_NS, i] = t - D[k, D_NEXTSEQ_TS]
                         OUT[O_RTO_FRAME, i] = D[k, D_NEXTSEQ_FRAME]
-                        u = D[k, D_LIST_HEAD]
+                        u = DS[k, DS_LIST_HEAD]
                         while u >= 0:  # the oldest listed segment is the likely original
                             OUT[O_RTO_NS, i] = t - P[u, P_TS]
                             OUT[O_RTO_FRAME, i] = P[u, P_FRAME]
@@ -426,22 +433,22 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         # the capture never saw, e.g. a request cut from the file and the ACK that followed it)
         end = (sq + ln + (1 if (fl & (TH_SYN | TH_FIN)) else 0)) & M32
         if nextseq != 0 and _gt(sq, nextseq) and (ta & A_ZERO_WINDOW_PROBE) == 0 and (fl & TH_RST) == 0:
-            if D[k, D_HOLE_ROW] == 0:   # this direction's first hole: a row of the hole pool
-                D[k, D_HOLE_ROW] = meta[3] + 1
+            if DS[k, DS_HOLE_ROW] == 0:   # this direction's first hole: a row of the hole pool
+                DS[k, DS_HOLE_ROW] = meta[3] + 1
                 meta[3] += 1
-            if D[k, D_NHOLES] >= N_HOLES:
+            if DS[k, DS_NHOLES] >= N_HOLES:
                 _flush_acked_holes(D, HP, k)
-            nh = D[k, D_NHOLES]
-            hr = D[k, D_HOLE_ROW] - 1
+            nh = DS[k, DS_NHOLES]
+            hr = DS[k, DS_HOLE_ROW] - 1
             if nh < N_HOLES:
                 HP[hr, 2 * nh] = nextseq
                 HP[hr, 2 * nh + 1] = sq
-                D[k, D_NHOLES] = nh + 1
-        elif (ln > 0 or (fl & (TH_SYN | TH_FIN))) and nextseq != 0 and _lt(sq, nextseq) and D[k, D_NHOLES] > 0:
+                DS[k, DS_NHOLES] = nh + 1
+        elif (ln > 0 or (fl & (TH_SYN | TH_FIN))) and nextseq != 0 and _lt(sq, nextseq) and DS[k, DS_NHOLES] > 0:
             _fill_holes(D, HP, k, sq, end)
         # ---- remember this segment in the sender's unacked list ----
         nxt = (sq + ln) & M32
-        if (ln > 0 or (fl & (TH_SYN | TH_FIN))) and D[k, D_LIST_COUNT] < MAX_UNACKED_SEGMENTS:
+        if (ln > 0 or (fl & (TH_SYN | TH_FIN))) and DS[k, DS_LIST_COUNT] < MAX_UNACKED_SEGMENTS:
             u = meta[1]
             meta[1] = P[u, P_NEXT]
             meta[2] -= 1
@@ -451,17 +458,17 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
             P[u, P_NEXTSEQ] = nxt
             P[u, P_FRAME] = fr
             P[u, P_TS] = t
-            P[u, P_NEXT] = D[k, D_LIST_HEAD]
-            D[k, D_LIST_HEAD] = u
-            D[k, D_LIST_COUNT] += 1
-            if D[k, D_BIF_OK] == 1 or D[k, D_LIST_COUNT] == 1:  # extend the cached extent
+            P[u, P_NEXT] = DS[k, DS_LIST_HEAD]
+            DS[k, DS_LIST_HEAD] = u
+            DS[k, DS_LIST_COUNT] += 1
+            if DS[k, DS_BIF_OK] == 1 or DS[k, DS_LIST_COUNT] == 1:  # extend the cached extent
                 a = (sq - D[k, D_BASE]) & M32
                 b = (nxt - D[k, D_BASE]) & M32
-                if D[k, D_LIST_COUNT] == 1 or a < D[k, D_BIF_FIRST]:
+                if DS[k, DS_LIST_COUNT] == 1 or a < D[k, D_BIF_FIRST]:
                     D[k, D_BIF_FIRST] = a
-                if D[k, D_LIST_COUNT] == 1 or b > D[k, D_BIF_LAST]:
+                if DS[k, DS_LIST_COUNT] == 1 or b > D[k, D_BIF_LAST]:
                     D[k, D_BIF_LAST] = b
-                D[k, D_BIF_OK] = 1
+                DS[k, DS_BIF_OK] = 1
         if (_gt(nxt, nextseq) or nextseq == 0) and (ta & A_ZERO_WINDOW_PROBE) == 0:
             D[k, D_NEXTSEQ] = nxt
             D[k, D_NEXTSEQ_TS] = t
@@ -469,13 +476,13 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         if (sq == D[k, D_MAXSEQTOBEACKED] or D[k, D_MAXSEQTOBEACKED] == 0) and (ta & A_ZERO_WINDOW_PROBE) == 0:
             D[k, D_MAXSEQTOBEACKED] = D[k, D_NEXTSEQ]
         D[k, D_WINDOW] = w
-        D[k, D_WIN_FROM_SYN] = 1 if (fl & TH_SYN) else 0
+        DS[k, DS_WIN_FROM_SYN] = 1 if (fl & TH_SYN) else 0
         D[k, D_LASTACK] = ak
         D[k, D_LASTACK_TS] = t
-        D[k, D_LASTSEGFLAGS] = ta
+        DS[k, DS_LASTSEGFLAGS] = ta
         # ---- the ACK removes what it covers from the peer's list (acks_frame, ack_rtt) ----
         prev = -1
-        u = D[r, D_LIST_HEAD]
+        u = DS[r, DS_LIST_HEAD]
         while u >= 0:
             nx = P[u, P_NEXT]
             if ak == P[u, P_NEXTSEQ]:
@@ -483,7 +490,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 OUT[O_RTT_NS, i] = t - P[u, P_TS]
             elif _gt(ak, P[u, P_SEQ]) and _le(ak, P[u, P_NEXTSEQ]):
                 P[u, P_SEQ] = ak
-                D[r, D_BIF_OK] = 0
+                DS[r, DS_BIF_OK] = 0
                 prev = u
                 u = nx
                 continue
@@ -493,20 +500,20 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                 continue
             # old or exactly acknowledged: unlink and free
             if prev < 0:
-                D[r, D_LIST_HEAD] = nx
+                DS[r, DS_LIST_HEAD] = nx
             else:
                 P[prev, P_NEXT] = nx
             P[u, P_NEXT] = meta[1]
             meta[1] = u
             meta[2] += 1
-            D[r, D_LIST_COUNT] -= 1
-            D[r, D_BIF_OK] = 0
+            DS[r, DS_LIST_COUNT] -= 1
+            DS[r, DS_BIF_OK] = 0
             u = nx
         # ---- bytes in flight (payload method, SACK not subtracted) ----
-        if ln != 0 and D[k, D_LIST_HEAD] >= 0 and D[k, D_VALID_BIF] == 1:
-            if D[k, D_BIF_OK] == 0:  # the list shrank since last time: walk it once
+        if ln != 0 and DS[k, DS_LIST_HEAD] >= 0 and DS[k, DS_VALID_BIF] == 1:
+            if DS[k, DS_BIF_OK] == 0:  # the list shrank since last time: walk it once
                 base = D[k, D_BASE]
-                u = D[k, D_LIST_HEAD]
+                u = DS[k, DS_LIST_HEAD]
                 first = (P[u, P_SEQ] - base) & M32
                 last = (P[u, P_NEXTSEQ] - base) & M32
                 while u >= 0:
@@ -519,7 +526,7 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
                     u = P[u, P_NEXT]
                 D[k, D_BIF_FIRST] = first
                 D[k, D_BIF_LAST] = last
-                D[k, D_BIF_OK] = 1
+                DS[k, DS_BIF_OK] = 1
             first = D[k, D_BIF_FIRST]
             last = D[k, D_BIF_LAST]
             fl_bytes = (last - first) & M32
@@ -528,24 +535,24 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         # ---- window scaling (Wireshark's verify_tcp_window_scaling) ----
         if fl & TH_SYN:
             if np.int64(wscale[i]) >= 0:
-                D[k, D_WIN_SCALE] = np.int64(wscale[i])
-            if D[k, D_WIN_SCALE] == -1:
-                D[k, D_WIN_SCALE] = -2
+                DS[k, DS_WIN_SCALE] = np.int64(wscale[i])
+            if DS[k, DS_WIN_SCALE] == -1:
+                DS[k, DS_WIN_SCALE] = -2
                 if r < D_FIRST_ROW:  # the peer has no row yet: it will start from this template
                     r = D_TEMPLATE_NOSCALE
                     C[c, C_DROW + 1 - d] = r
                 else:
-                    D[r, D_WIN_SCALE] = -2
-            elif is_ack and D[r, D_WIN_SCALE] == -2:
-                D[k, D_WIN_SCALE] = -2
+                    DS[r, DS_WIN_SCALE] = -2
+            elif is_ack and DS[r, DS_WIN_SCALE] == -2:
+                DS[k, DS_WIN_SCALE] = -2
         # ---- the segment's own output columns ----
         OUT[O_FLAGS, i] = ta | (A_RESEND_BYTES if byte_resend else 0)
         base = D[k, D_BASE]
         OUT[O_SEQ_REL, i] = (sq - base) & M32
         OUT[O_NXT_REL, i] = (sq - base + ln + (1 if (fl & (TH_SYN | TH_FIN)) else 0)) & M32
         OUT[O_ACK_REL, i] = ((ak - D[r, D_BASE]) & M32) if is_ack else 0
-        if (fl & TH_SYN) == 0 and D[k, D_WIN_SCALE] >= 0:
-            OUT[O_WIN, i] = w << D[k, D_WIN_SCALE]
+        if (fl & TH_SYN) == 0 and DS[k, DS_WIN_SCALE] >= 0:
+            OUT[O_WIN, i] = w << DS[k, DS_WIN_SCALE]
         else:
             OUT[O_WIN, i] = w
         # ---- per-connection counters ----
@@ -579,16 +586,16 @@ def analyze_kernel(start, frame, ts, flow, src_is_a, proto, flags, seq, ack, win
         elif w != 0 and D[k, D_ZW_START] >= 0 and (fl & TH_RST) == 0:
             C[c, C_ZW_NS] += t - D[k, D_ZW_START]
             D[k, D_ZW_START] = -1
-        if is_ack and (D[r, D_MAXACKED_SET] == 0 or _gt(ak, D[r, D_MAXACKED])):
+        if is_ack and (DS[r, DS_MAXACKED_SET] == 0 or _gt(ak, D[r, D_MAXACKED])):
             D[r, D_MAXACKED] = ak  # the peer's data is acknowledged up to here
-            D[r, D_MAXACKED_SET] = 1
+            DS[r, DS_MAXACKED_SET] = 1
         # ---- Zeek history letters and endpoint states ----
         if (fl & TH_SYN) and (fl & (TH_FIN | TH_RST)) == 0:
-            D[k, D_SAW_SYN] = 1
+            DS[k, DS_SAW_SYN] = 1
         if fl & TH_FIN:
-            D[k, D_SAW_FIN] = 1
+            DS[k, DS_SAW_FIN] = 1
         if fl & TH_RST:
-            D[k, D_SAW_RST] = 1
+            DS[k, DS_SAW_RST] = 1
             if CS[c, CS_FIRST_RST_DIR] < 0:
                 CS[c, CS_FIRST_RST_DIR] = d
         _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w)

@@ -86,64 +86,74 @@ CS_SACKP_S = CS_PROTO + 18
 CS_END = CS_PROTO + 19
 C_NCOLS = (CS_END + 1) // 2     # 26 int64 slots: 208 bytes per connection
 
-# ---- per-direction state columns (D[conn * 2 + dir, D_*]) ------------------------------------
+# ---- per-direction state columns (D[row, D_*]) -----------------------------------------------
+# As C: D is int64, its small fields (flags, bit sets, counts, window scale, list and pool
+# indexes, Zeek endpoint states) int32 through DS = D.view(np.int32) with the DS_* column numbers
+# (88 bytes less per direction row). A direction that takes over an old connection's row
+# (a new SYN on the same ports, see the kernel) inherits the wide columns below D_INHERIT_WIDE and
+# the int32 ones from DS_FIRST below DS_INHERIT_END.
 D_BASE = 0
-D_BASE_SET = 1
-D_NEXTSEQ = 2
-D_NEXTSEQ_TS = 3
-D_NEXTSEQ_FRAME = 4
-D_MAXSEQTOBEACKED = 5
-D_LASTACK = 6
-D_LASTACK_TS = 7
-D_WINDOW = 8            # raw window field of the last segment (UINT32_MAX before any)
-D_WIN_SCALE = 9         # -1 unknown, -2 no scaling, >= 0 shift
-D_WIN_FROM_SYN = 10     # the stored window came from a SYN (never scaled)
-D_DUPACKNUM = 11
-D_LASTNONDUPACK = 12
-D_LASTSEGFLAGS = 13
-D_VALID_BIF = 14
-D_LIST_HEAD = 15        # pool index of the newest unacked segment, -1 empty
-D_LIST_COUNT = 16
-D_PACKETS = 17
-D_BYTES = 18
-D_FRAME_BYTES = 19
-D_ZW_START = 20         # ts a zero window started, -1 none
-D_MAXACKED = 21         # highest ACK the *peer* sent for this direction's data
-D_MAXACKED_SET = 22
-D_SAW_SYN = 23
-D_SAW_FIN = 24
-D_SAW_RST = 25
-D_HISTBITS = 26         # Zeek letters already recorded in this direction
-D_RETRANS_N = 27        # count for Zeek's logarithmic T letter
-D_ZW_N = 28             # count for Zeek's logarithmic W letter
-D_NHOLES = 29
-D_HOLE_ROW = 30         # 1 + row of this direction's holes in the hole pool HP, 0 none yet
+D_NEXTSEQ = 1
+D_NEXTSEQ_TS = 2
+D_NEXTSEQ_FRAME = 3
+D_MAXSEQTOBEACKED = 4
+D_LASTACK = 5
+D_LASTACK_TS = 6
+D_WINDOW = 7            # raw window field of the last segment (UINT32_MAX before any)
+D_LASTNONDUPACK = 8
+D_PACKETS = 9
+D_BYTES = 10
+D_FRAME_BYTES = 11
+D_ZW_START = 12         # ts a zero window started, -1 none
+D_MAXACKED = 13         # highest ACK the *peer* sent for this direction's data
+D_INHERIT_WIDE = 14
+D_BIF_FIRST = 14        # with DS_BIF_OK: the unacked list's extent (else walk it)
+D_BIF_LAST = 15
+D_UNSEEN_DONE = 16      # ACK-proven unseen bytes of holes moved off the full hole list
+# Zeek's TCP endpoint (src/analyzer/protocol/tcp/TCP_Endpoint.h), kept beside Wireshark's view:
+D_Z_START = 17          # start_seq (raw)
+D_Z_LAST = 18           # last_seq (raw): one past the highest sequence sent
+D_Z_LSYN = 19           # hist_last_SYN / hist_last_FIN / hist_last_RST (relative)
+D_Z_LFIN = 20
+D_Z_LRST = 21
+D_Z_FINSEQ = 22         # relative sequence one past the FIN (0 = no FIN yet)
+D_Z_REASM = 23          # relative sequence delivered (or given up as a gap) so far
+D_Z_BUFLO = 24          # lowest relative start of data buffered above a hole (0 none)
+D_Z_BUFHI = 25          # highest relative end of data seen
+D_IP_BYTES = 26         # sum of packets.ip_len (Zeek's orig_ip_bytes / resp_ip_bytes)
+D_WIDE = 27
+DS_FIRST = 2 * D_WIDE
+DS_BASE_SET = DS_FIRST
+DS_WIN_SCALE = DS_FIRST + 1      # -1 unknown, -2 no scaling, >= 0 shift
+DS_WIN_FROM_SYN = DS_FIRST + 2   # the stored window came from a SYN (never scaled)
+DS_DUPACKNUM = DS_FIRST + 3
+DS_LASTSEGFLAGS = DS_FIRST + 4
+DS_VALID_BIF = DS_FIRST + 5
+DS_LIST_HEAD = DS_FIRST + 6      # pool index of the newest unacked segment, -1 empty
+DS_LIST_COUNT = DS_FIRST + 7
+DS_MAXACKED_SET = DS_FIRST + 8
+DS_SAW_SYN = DS_FIRST + 9
+DS_SAW_FIN = DS_FIRST + 10
+DS_SAW_RST = DS_FIRST + 11
+DS_INHERIT_END = DS_FIRST + 12
+DS_HISTBITS = DS_FIRST + 12      # Zeek letters already recorded in this direction
+DS_RETRANS_N = DS_FIRST + 13     # count for Zeek's logarithmic T letter
+DS_ZW_N = DS_FIRST + 14          # count for Zeek's logarithmic W letter
+DS_NHOLES = DS_FIRST + 15
+DS_HOLE_ROW = DS_FIRST + 16      # 1 + row of this direction's holes in the hole pool HP, 0 none yet
+DS_BIF_OK = DS_FIRST + 17        # D_BIF_FIRST/LAST hold the unacked list's extent (else walk it)
+DS_UNSEEN_N_DONE = DS_FIRST + 18  # ... how many holes D_UNSEEN_DONE's bytes were
+DS_Z_STATE = DS_FIRST + 19       # ZS_* endpoint state
+DS_Z_PREV = DS_FIRST + 20        # previous endpoint state
+DS_Z_CLOSED = DS_FIRST + 21      # did_close: Zeek reported this endpoint closed (FIN or RST)
+DS_Z_GAP_N = DS_FIRST + 22       # content gaps (scaled G letter)
+DS_END = DS_FIRST + 23
+D_NCOLS = (DS_END + 1) // 2      # 39 int64 slots: 312 bytes per direction row
 N_HOLES = 16            # open (not yet acknowledged past) at once; acknowledged ones move to D_UNSEEN_DONE
 # HP rows: N_HOLES (start, end) raw sequence pairs. Few directions ever have a hole, so the list
 # lives in a pool given out on a direction's first hole instead of 32 columns on every row of D
 # (256 B per direction: memory per connection).
 HP_NCOLS = 2 * N_HOLES
-D_BIF_OK = 31           # D_BIF_FIRST/LAST hold the unacked list's extent (else walk it)
-D_BIF_FIRST = D_BIF_OK + 1
-D_BIF_LAST = D_BIF_OK + 2
-D_UNSEEN_DONE = D_BIF_OK + 3    # ACK-proven unseen bytes of holes moved off the full hole list
-D_UNSEEN_N_DONE = D_BIF_OK + 4  # ... and how many holes they were
-# Zeek's TCP endpoint (src/analyzer/protocol/tcp/TCP_Endpoint.h), kept beside Wireshark's view:
-D_Z_STATE = D_BIF_OK + 5   # ZS_* endpoint state
-D_Z_PREV = D_BIF_OK + 6    # previous endpoint state
-D_Z_CLOSED = D_BIF_OK + 7  # did_close: Zeek reported this endpoint closed (FIN or RST)
-D_Z_START = D_BIF_OK + 8   # start_seq (raw)
-D_Z_LAST = D_BIF_OK + 9    # last_seq (raw): one past the highest sequence sent
-D_Z_LSYN = D_BIF_OK + 10   # hist_last_SYN / hist_last_FIN / hist_last_RST (relative)
-D_Z_LFIN = D_BIF_OK + 11
-D_Z_LRST = D_BIF_OK + 12
-D_Z_FINSEQ = D_BIF_OK + 13  # relative sequence one past the FIN (0 = no FIN yet)
-D_Z_GAP_N = D_BIF_OK + 14   # content gaps (scaled G letter)
-D_Z_REASM = D_BIF_OK + 15   # relative sequence delivered (or given up as a gap) so far
-D_Z_BUFLO = D_BIF_OK + 16   # lowest relative start of data buffered above a hole (0 none)
-D_Z_BUFHI = D_BIF_OK + 17   # highest relative end of data seen
-D_IP_BYTES = D_BIF_OK + 18  # sum of packets.ip_len (Zeek's orig_ip_bytes / resp_ip_bytes)
-D_NCOLS = D_BIF_OK + 19
 # A direction gets its own row of D only when the analysis writes to it: when it sends, or when an
 # ACK of the peer numbers it. Until then C_DROW points at a shared, read-only template row with
 # the values a fresh direction starts with, so a SYN flood keeps one row per connection, not two
@@ -220,10 +230,11 @@ def template_rows() -> np.ndarray:
     """The D_FIRST_ROW template rows of D (see D_TEMPLATE): a fresh direction's state, and the same
     with window scaling known to be off."""
     t = np.zeros((D_FIRST_ROW, D_NCOLS), np.int64)
+    ts = t.view(np.int32)
     t[:, D_WINDOW] = M32
-    t[:, D_WIN_SCALE] = -1
-    t[:, D_LIST_HEAD] = -1
+    ts[:, DS_WIN_SCALE] = -1
+    ts[:, DS_LIST_HEAD] = -1
     t[:, D_ZW_START] = -1
-    t[:, D_VALID_BIF] = 1
-    t[D_TEMPLATE_NOSCALE, D_WIN_SCALE] = -2
+    ts[:, DS_VALID_BIF] = 1
+    ts[D_TEMPLATE_NOSCALE, DS_WIN_SCALE] = -2
     return t

@@ -14,23 +14,23 @@ from netdiag.capture.tcp_flags import TH_ACK, TH_FIN, TH_RST, TH_SYN
 from netdiag.tcp.state import (
     C_DROW,
     CS_HIST_LEN,
-    D_HISTBITS,
-    D_RETRANS_N,
-    D_SAW_SYN,
     D_Z_BUFHI,
     D_Z_BUFLO,
-    D_Z_CLOSED,
     D_Z_FINSEQ,
-    D_Z_GAP_N,
     D_Z_LAST,
     D_Z_LFIN,
     D_Z_LRST,
     D_Z_LSYN,
-    D_Z_PREV,
     D_Z_REASM,
     D_Z_START,
-    D_Z_STATE,
-    D_ZW_N,
+    DS_HISTBITS,
+    DS_RETRANS_N,
+    DS_SAW_SYN,
+    DS_Z_CLOSED,
+    DS_Z_GAP_N,
+    DS_Z_PREV,
+    DS_Z_STATE,
+    DS_ZW_N,
     H_ACK,
     H_DATA,
     H_FIN,
@@ -63,8 +63,9 @@ def _hist(C, H, c, d, letter):  # pragma: no cover - numba
 
 @njit(cache=True)
 def _hist_once(C, D, H, c, d, k, bit, letter):  # pragma: no cover - numba
-    if (D[k, D_HISTBITS] & bit) == 0:
-        D[k, D_HISTBITS] |= bit
+    DS = D.view(np.int32)   # D's int32 fields (netdiag.tcp.state: DS_*)
+    if (DS[k, DS_HISTBITS] & bit) == 0:
+        DS[k, DS_HISTBITS] |= bit
         _hist(C, H, c, d, letter)
 
 
@@ -83,16 +84,18 @@ def _hist_log(C, H, c, d, count, letter):  # pragma: no cover - numba
 @njit(cache=True)
 def _zset(D, k, state):  # pragma: no cover - numba
     """TCP_Endpoint::SetState: remember the previous state only on a change."""
-    if D[k, D_Z_STATE] != state:
-        D[k, D_Z_PREV] = D[k, D_Z_STATE]
-        D[k, D_Z_STATE] = state
+    DS = D.view(np.int32)   # D's int32 fields (netdiag.tcp.state: DS_*)
+    if DS[k, DS_Z_STATE] != state:
+        DS[k, DS_Z_PREV] = DS[k, DS_Z_STATE]
+        DS[k, DS_Z_STATE] = state
 
 
 @njit(cache=True, inline="always")
 def _zclean(D, k):  # pragma: no cover - numba
     """is_clean() of TCP_Reassembler.cc: established, or closed straight from established."""
-    st = D[k, D_Z_STATE]
-    return st == ZS_ESTABLISHED or (st == ZS_CLOSED and D[k, D_Z_PREV] == ZS_ESTABLISHED)
+    DS = D.view(np.int32)   # D's int32 fields (netdiag.tcp.state: DS_*)
+    st = DS[k, DS_Z_STATE]
+    return st == ZS_ESTABLISHED or (st == ZS_CLOSED and DS[k, DS_Z_PREV] == ZS_ESTABLISHED)
 
 
 @njit(cache=True)
@@ -105,6 +108,7 @@ def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - num
     Zeek's originator is netdiag's client (direction 0). k, r: the rows of D of this packet's
     direction and of the peer's (a template row while the peer has none: read only).
     """
+    DS = D.view(np.int32)   # D's int32 fields (netdiag.tcp.state: DS_*)
     syn = (fl & TH_SYN) != 0
     fin = (fl & TH_FIN) != 0
     rst = (fl & TH_RST) != 0
@@ -113,7 +117,7 @@ def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - num
     if rst:
         seg_len -= ln
     last = (sq + seg_len) & M32
-    st = D[k, D_Z_STATE]
+    st = DS[k, DS_Z_STATE]
     # ---- init_endpoint ----
     if st == ZS_INACTIVE:
         if syn:
@@ -124,7 +128,7 @@ def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - num
             D[k, D_Z_LAST] = sq
     elif syn and (((st == ZS_SYN_SENT or st == ZS_SYN_ACK_SENT) and sq != D[k, D_Z_START])
                   or st == ZS_ESTABLISHED or st == ZS_PARTIAL
-                  or (st == ZS_RESET and D[k, D_Z_PREV] == ZS_INACTIVE)):
+                  or (st == ZS_RESET and DS[k, DS_Z_PREV] == ZS_INACTIVE)):
         D[k, D_Z_START] = sq
         D[k, D_Z_LAST] = last
     rel_seq = (sq - D[k, D_Z_START]) & M32
@@ -137,19 +141,19 @@ def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - num
             _hist_once(C, D, H, c, d, k, H_MULTI, 81)  # Q
     elif bits == 1:
         if syn:  # S, or H for SYN+ACK; again only for a SYN at another sequence number
-            if (D[k, D_HISTBITS] & H_SYN) == 0 or rel_seq != D[k, D_Z_LSYN]:
-                D[k, D_HISTBITS] |= H_SYN
+            if (DS[k, DS_HISTBITS] & H_SYN) == 0 or rel_seq != D[k, D_Z_LSYN]:
+                DS[k, DS_HISTBITS] |= H_SYN
                 _hist(C, H, c, d, 72 if is_ack else 83)
             D[k, D_Z_LSYN] = rel_seq
         if fin:
             fe = (rel_seq + ln) & M32
-            if (D[k, D_HISTBITS] & H_FIN) == 0 or fe != D[k, D_Z_LFIN]:
-                D[k, D_HISTBITS] |= H_FIN
+            if (DS[k, DS_HISTBITS] & H_FIN) == 0 or fe != D[k, D_Z_LFIN]:
+                DS[k, DS_HISTBITS] |= H_FIN
                 _hist(C, H, c, d, 70)
             D[k, D_Z_LFIN] = fe
         if rst:
-            if (D[k, D_HISTBITS] & H_RST) == 0 or rel_seq != D[k, D_Z_LRST]:
-                D[k, D_HISTBITS] |= H_RST
+            if (DS[k, DS_HISTBITS] & H_RST) == 0 or rel_seq != D[k, D_Z_LRST]:
+                DS[k, DS_HISTBITS] |= H_RST
                 _hist(C, H, c, d, 82)
             D[k, D_Z_LRST] = rel_seq
     elif ln > 0:
@@ -157,13 +161,13 @@ def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - num
     elif is_ack:
         _hist_once(C, D, H, c, d, k, H_ACK, 65)  # A
     # ---- update_window: W, scaled (1st, 10th, 100th ...) ----
-    if w == 0 and not rst and D[r, D_Z_STATE] != ZS_CLOSED and st != ZS_RESET:
-        D[k, D_ZW_N] += 1
-        _hist_log(C, H, c, d, D[k, D_ZW_N], 87)
+    if w == 0 and not rst and DS[r, DS_Z_STATE] != ZS_CLOSED and st != ZS_RESET:
+        DS[k, DS_ZW_N] += 1
+        _hist_log(C, H, c, d, DS[k, DS_ZW_N], 87)
     if fin:
         D[k, D_Z_FINSEQ] = (rel_seq + seg_len) & M32
     # ---- init_peer: the first ACK numbers a peer not seen yet ----
-    if is_ack and D[r, D_Z_STATE] == ZS_INACTIVE:
+    if is_ack and DS[r, DS_Z_STATE] == ZS_INACTIVE:
         D[r, D_Z_START] = (ak - 1) & M32
         D[r, D_Z_LAST] = (ak - 1) & M32
     # ---- update_last_seq: T for payload that does not advance the sequence ----
@@ -177,10 +181,10 @@ def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - num
     elif delta > 0:
         D[k, D_Z_LAST] = last
     elif ln > 0:
-        D[k, D_RETRANS_N] += 1
-        _hist_log(C, H, c, d, D[k, D_RETRANS_N], 84)  # T
+        DS[k, DS_RETRANS_N] += 1
+        _hist_log(C, H, c, d, DS[k, DS_RETRANS_N], 84)  # T
     # ---- UpdateStateMachine ----
-    ps = D[r, D_Z_STATE]
+    ps = DS[r, DS_Z_STATE]
     close = False
     if st == ZS_INACTIVE:
         if syn:
@@ -196,8 +200,8 @@ def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - num
         if rst:
             _zset(D, k, ZS_RESET)
             close = True
-        if D[k, D_Z_STATE] == ZS_INACTIVE:
-            if d == 1 and ln == 0 and D[C[c, C_DROW], D_Z_STATE] == ZS_SYN_SENT:
+        if DS[k, DS_Z_STATE] == ZS_INACTIVE:
+            if d == 1 and ln == 0 and DS[C[c, C_DROW], DS_Z_STATE] == ZS_SYN_SENT:
                 pass  # an ACK of the SYN before the SYN/ACK: not a partial connection
             elif is_ack and ps == ZS_ESTABLISHED:
                 _zset(D, k, ZS_ESTABLISHED)  # the SYN was missed: establish
@@ -215,7 +219,7 @@ def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - num
             _zset(D, k, ZS_SYN_SENT)
         if fin and not rst:
             _zset(D, k, ZS_CLOSED)
-            if ps == ZS_RESET and D[r, D_Z_PREV] == ZS_CLOSED:
+            if ps == ZS_RESET and DS[r, DS_Z_PREV] == ZS_CLOSED:
                 _zset(D, r, ZS_CLOSED)  # the peer's FIN then RST was a normal close
             close = True
         if rst:
@@ -226,7 +230,7 @@ def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - num
             _zset(D, k, ZS_RESET)
             close = True
     if close:
-        D[k, D_Z_CLOSED] = 1
+        DS[k, DS_Z_CLOSED] = 1
     # ---- reassembly of this endpoint's payload (what a later ACK can find missing) ----
     if ln > 0 and not rst:
         s0 = (rel_seq + (1 if syn else 0)) & M32
@@ -244,14 +248,14 @@ def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - num
         if e0 > D[k, D_Z_BUFHI]:
             D[k, D_Z_BUFHI] = e0
     # ---- AckReceived on the peer's data: an ACK past data never seen is a content gap ----
-    if is_ack and D[r, D_Z_STATE] != ZS_INACTIVE:
+    if is_ack and DS[r, DS_Z_STATE] != ZS_INACTIVE:
         up = (ak - D[r, D_Z_START]) & M32
         if up < 0x80000000:
             if D[r, D_Z_FINSEQ] != 0 and up >= D[r, D_Z_FINSEQ]:
                 up = D[r, D_Z_FINSEQ] - 1
             if D[r, D_Z_REASM] == 0:
                 D[r, D_Z_REASM] = 1
-            partial = D[C[c, C_DROW], D_SAW_SYN] == 0
+            partial = DS[C[c, C_DROW], DS_SAW_SYN] == 0
             if up > D[r, D_Z_REASM] and not (up <= 2 and partial):
                 gaps = 0
                 if D[r, D_Z_BUFLO] != 0 and D[r, D_Z_BUFLO] < up:
@@ -263,5 +267,5 @@ def _zeek_tcp(C, D, H, c, d, k, r, fl, sq, ak, ln, w):  # pragma: no cover - num
                     D[r, D_Z_REASM] = up
                 if gaps and _zclean(D, r) and _zclean(D, k):
                     for _ in range(gaps):
-                        D[r, D_Z_GAP_N] += 1
-                        _hist_log(C, H, c, 1 - d, D[r, D_Z_GAP_N], 71)  # G
+                        DS[r, DS_Z_GAP_N] += 1
+                        _hist_log(C, H, c, 1 - d, DS[r, DS_Z_GAP_N], 71)  # G
