@@ -48,6 +48,20 @@ def test_each_stage_stops_where_asked() -> None:
     assert isinstance(full.capture_point.where, str) and full.bucket_s > 0
 
 
+def test_keep_segments_false_drops_them_after_the_logons_stage_with_the_same_results() -> None:
+    """`keep_segments=False` (what `analyze` without --case asks): the logons stage still reads the
+    segment columns (the sample's findings and budgets come out the same), the Analysis does not
+    carry them afterwards; a run that stops before the logons stage keeps what it was told to."""
+    kept = run([SAMPLE])
+    dropped = run([SAMPLE], keep_segments=False)
+    assert kept.segments is not None and kept.segments.height > 0 and dropped.segments is None
+    for name in ("connections", "transactions", "logons", "findings", "intervals"):
+        assert_frame_equal(getattr(kept, name), getattr(dropped, name))
+    assert kept.findings.height > 0 and kept.intervals.height > 0
+    assert run([SAMPLE], stage=Stage.TRANSACTIONS, segments=True, keep_segments=False).segments is None
+    assert run([SAMPLE], stage=Stage.TRANSACTIONS, segments=True).segments.height == kept.segments.height
+
+
 def test_a_missing_input_is_a_usage_error(tmp_path: Path) -> None:
     from netdiag.errors import UsageError
 

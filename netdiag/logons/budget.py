@@ -50,6 +50,7 @@ import polars as pl
 
 from netdiag.capture.tcp_flags import TH_SYN
 from netdiag.logons.causes.registry import label_names
+from netdiag.logons.positional import clip_to_logons
 from netdiag.protocols.registry import request_protocols
 from netdiag.schema import BUDGET_COLUMNS
 from netdiag.tcp.nagle import nagle_candidates, nagle_stalls
@@ -234,32 +235,7 @@ def build_intervals(logons: pl.DataFrame, members: pl.DataFrame, connections: pl
                   .with_columns(t1=pl.min_horizontal("t1", pl.col("_gu").fill_null(2**62))).drop("_gu"))
     if iv["t0"].null_count() or iv["t1"].null_count():
         iv = iv.filter(pl.col("t0").is_not_null() & pl.col("t1").is_not_null())   # e.g. a reply whose request was not captured
-    return _clip_to_logons(iv, lg).select(list(INTERVAL_SCHEMA)).cast(INTERVAL_SCHEMA)
-
-
-def _clip_to_logons(iv: pl.DataFrame, lg: pl.DataFrame) -> pl.DataFrame:
-    """The intervals of logons in `lg`, clipped to their logon's [start, end]; empty ones dropped.
-
-    When logon_idx numbers lg's rows (as group_logons makes them) each interval's logon bounds are
-    taken by position, and the table is copied only when an interval is dropped: a join would copy
-    every interval column once more beside the hash table (a flood has 400 k intervals).
-    """
-    n = lg.height
-    idx = lg["logon_idx"]
-    if n == 0 or not (idx.dtype.is_integer() and idx.null_count() == 0
-                      and np.array_equal(idx.to_numpy(), np.arange(n))):
-        iv = iv.join(lg.select("logon_idx", "start_ts_ns", "end_ts_ns"), on="logon_idx", how="inner")
-        iv = iv.with_columns(t0=pl.max_horizontal("t0", "start_ts_ns"), t1=pl.min_horizontal("t1", "end_ts_ns"))
-        return iv.filter(pl.col("t1") > pl.col("t0")).drop("start_ts_ns", "end_ts_ns")
-    pos = iv["logon_idx"]
-    known = pos.is_not_null() & (pos >= 0) & (pos < n)
-    if not known.all():
-        iv = iv.filter(known)
-        pos = iv["logon_idx"]
-    iv = iv.with_columns(t0=pl.max_horizontal(pl.col("t0"), lg["start_ts_ns"].gather(pos)),
-                         t1=pl.min_horizontal(pl.col("t1"), lg["end_ts_ns"].gather(pos)))
-    keep = iv["t1"] > iv["t0"]
-    return iv if keep.all() else iv.filter(keep)
+    return clip_to_logons(iv, lg).select(list(INTERVAL_SCHEMA)).cast(INTERVAL_SCHEMA)
 
 
 def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections: pl.DataFrame

@@ -32,6 +32,7 @@ from netdiag.logons.causes.engine import (
 )
 from netdiag.logons.grouping import group_logons, relevant_connections
 from netdiag.logons.population import population
+from netdiag.logons.positional import join_per_logon
 from netdiag.profile import Profile, as_profile
 from netdiag.protocols.giop import EXCEPTION_STATUSES, FORWARD_STATUSES
 from netdiag.protocols.registry import request_protocols
@@ -107,23 +108,6 @@ def server_seconds_by_operation(intervals: pl.DataFrame, transactions: pl.DataFr
             .sort("logon_id", "server_s", descending=[False, True]))
 
 
-def _join_per_logon(lg: pl.DataFrame, parts: list[pl.DataFrame]) -> pl.DataFrame:
-    """`lg` left-joined on logon_idx with each of `parts` (one row per logon_idx at most), sorted by logon_idx.
-
-    When logon_idx numbers lg's rows in order (as group_logons makes them), each part is laid out
-    by position and its columns are put beside lg's: lg's own columns are not copied once per join
-    and once more by the sort (a flood has 200 k logons with list columns).
-    """
-    idx = lg["logon_idx"]
-    if not np.array_equal(idx.to_numpy(), np.arange(lg.height)) or idx.null_count():
-        for p in parts:
-            lg = lg.join(p, on="logon_idx", how="left")
-        return lg.sort("logon_idx")
-    rows = pl.DataFrame({"logon_idx": idx})
-    return lg.hstack([c for p in parts for c in
-                      rows.join(p, on="logon_idx", how="left", maintain_order="left").drop("logon_idx")])
-
-
 def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segments: pl.DataFrame | None = None,
                    profile: Profile | str | Path | None = None) -> LogonAnalysis:
     """Logons, findings and population views from the connections/transactions/segments tables."""
@@ -196,7 +180,7 @@ def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segmen
         evidence_frames=ev_frames,
         **{c: pl.Series(secs[:, j]) for j, c in enumerate(BUDGET_COLUMNS)},
     )
-    out = _join_per_logon(out, [counts, per_conn, per_udp])
+    out = join_per_logon(out, [counts, per_conn, per_udp])
     del counts, per_conn, per_udp
     out = out.with_columns(
         [pl.col(c).fill_null(0) for c in ("requests", "location_forwards", "exceptions", "connections",
