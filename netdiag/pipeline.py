@@ -204,6 +204,16 @@ class Pipeline:
 
     def finish(self) -> Analysis:
         """Close the connections and streams, run the logons stage, and return the Analysis."""
+        a = complete(self.finish_streams(), self._t0)
+        if not self._keep_after:
+            a.segments = None   # read by the logons stage; nothing after it needs them
+        return a
+
+    def finish_streams(self) -> Analysis:
+        """Close the connections and streams: the Analysis up to the transactions, before the logons stage.
+
+        A partitioned run (netdiag.partitions) calls this per partition, merges the partitions'
+        tables, and completes the merged Analysis with `complete`."""
         if self._tcp is None:
             raise RuntimeError("Pipeline.finish() was called already")
         tcp, stage, self._tcp, self._streams = self._tcp, self._streams, None, None
@@ -216,8 +226,7 @@ class Pipeline:
         connections = connections if connections.height else CONNECTIONS.empty()
         segments = pl.concat(self._kept, how="vertical_relaxed") if self._kept else None
         self._kept = []
-        prof = self.profile
-        a = Analysis(paths=self.paths, profile=prof, stage=self.stage, read_stats=self.read_stats,
+        a = Analysis(paths=self.paths, profile=self.profile, stage=self.stage, read_stats=self.read_stats,
                      connections=connections, fragments_skipped=fragments_skipped,
                      truncated_headers=truncated_headers)
         if streams is not None:
@@ -229,26 +238,31 @@ class Pipeline:
             a.messages, a.gaps, a.stream_stats = streams.messages, streams.gaps, streams.stats
             a.transactions = streams.transactions if streams.transactions.height else TRANSACTIONS.empty()
         a.segments = segments
-        del segments
-        if self.stage >= Stage.LOGONS:
-            _logons_stage(a)
-        if not self._keep_after:
-            a.segments = None   # read by the logons stage; nothing after it needs them
-        a.capture_point = capture_point(a.connections, prof)
-        a.warnings = [str(w) for w in self.read_stats.warnings]
-        if a.connections.height:
-            a.first_ts_ns = int(a.connections["first_ts_ns"].min())
-            a.last_ts_ns = int(a.connections["last_ts_ns"].max())
-        a.elapsed_s = time.perf_counter() - self._t0
         return a
 
 
-def _logons_stage(a: Analysis) -> None:
+def complete(a: Analysis, t0: float, grouping: Any = None) -> Analysis:
+    """The logons stage (when `a.stage` includes it) and the method facts, on an Analysis up to its transactions.
+
+    `grouping` is a netdiag.logons.grouping.Grouping already made (a partitioned run groups each
+    partition's client addresses in its own process); None groups here. `t0` is when the run began."""
+    if a.stage >= Stage.LOGONS:
+        _logons_stage(a, grouping)
+    a.capture_point = capture_point(a.connections, a.profile)
+    a.warnings = [str(w) for w in a.read_stats.warnings]
+    if a.connections.height:
+        a.first_ts_ns = int(a.connections["first_ts_ns"].min())
+        a.last_ts_ns = int(a.connections["last_ts_ns"].max())
+    a.elapsed_s = time.perf_counter() - t0
+    return a
+
+
+def _logons_stage(a: Analysis, grouping: Any = None) -> None:
     """Logons, findings and population views into `a`, from its connections, transactions and segments."""
     from netdiag.logons.population import per_time_bucket
     from netdiag.logons.stage import analyze_tables
 
-    la = analyze_tables(a.connections, a.transactions, a.segments, a.profile)
+    la = analyze_tables(a.connections, a.transactions, a.segments, a.profile, grouping=grouping)
     a.logons, a.findings, a.intervals, a.not_logons = la.logons, la.findings, la.intervals, la.not_logons
     a.no_logons_reason, a.notes = la.no_logons_reason, list(la.notes)
     a.orphan_connections, a.unassigned_requests = la.orphan_connections, la.unassigned_requests
@@ -311,5 +325,5 @@ def input_bytes(paths: Sequence[Path]) -> int:
     return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
 
 
-__all__ = ["Analysis", "Pipeline", "Stage", "input_bytes", "input_paths",
+__all__ = ["Analysis", "Pipeline", "Stage", "complete", "input_bytes", "input_paths",
            "messages", "no_cyclic_gc", "require_packets", "run", "transactions"]

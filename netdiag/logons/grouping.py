@@ -57,9 +57,15 @@ class Grouping:
     unassigned_dns: int = 0          # DNS questions no logon process used
 
 
-def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> Grouping:
-    """Chain items per client process and cut logons out of the chains (see module docstring)."""
-    conns = relevant_connections(connections, transactions, profile)
+def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile, *,
+                 relevant: pl.DataFrame | None = None, bounds: tuple[int, int] | None = None) -> Grouping:
+    """Chain items per client process and cut logons out of the chains (see module docstring).
+
+    Everything here is per client address except which servers are EPJ servers and the
+    capture's first and last packet: a caller that groups some client addresses at a time
+    (netdiag.partitions) passes `relevant` (relevant_connections of all the connections,
+    restricted to those addresses) and `bounds` (of all the connections)."""
+    conns = relevant_connections(connections, transactions, profile) if relevant is None else relevant
     conns, lone, lone_orphans = _lone_failed_connects(conns, transactions, profile)
     all_items = build_items(conns, transactions)
     tcp_items = [it for it in all_items if it.kind == "tcp"]
@@ -166,8 +172,8 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
         item_chain.append((it, chosen))
 
     attach_dns(dns_items, chains_by_ip, txs, lead_ns, item_chain)
-    bounds = ((int(connections["first_ts_ns"].min()), int(connections["last_ts_ns"].max()))
-              if connections.height and connections["first_ts_ns"].null_count() < connections.height else None)
+    if bounds is None:
+        bounds = capture_bounds(connections)
     grouping = _cut_logons(chains, item_chain, conns, txs, profile, lead_ns, bounds, lone)
     grouping.orphans += lone_orphans
     grouping.relevant_connections += lone_orphans + lone.height
@@ -202,6 +208,13 @@ def _lone_failed_connects(conns: pl.DataFrame, transactions: pl.DataFrame, profi
     starts = (pl.col("role") == "bootstrap") | pl.lit(profile.start_rule == "any")
     orphans = int(lone.height - lone.select(starts.sum()).item())
     return rest, lone.filter(starts), orphans
+
+
+def capture_bounds(connections: pl.DataFrame) -> tuple[int, int] | None:
+    """First and last packet time of the connections (None without any): the capture's start and end."""
+    if connections.height and connections["first_ts_ns"].null_count() < connections.height:
+        return int(connections["first_ts_ns"].min()), int(connections["last_ts_ns"].max())
+    return None
 
 
 def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]], conns: pl.DataFrame,
@@ -343,6 +356,9 @@ def _cut_logons(chains: list[Chain], item_chain: list[tuple[Item, Chain | None]]
         members = [(remap[m[0]], *m[1:]) for m in members]
         logons = pl.DataFrame(rows, schema=_LOGON_ROW)
         mem = pl.DataFrame(members, schema=_MEMBER_ROW, orient="row")
+    # members in logon order (each logon's own in the order they were taken): the same order
+    # whichever client addresses were grouped together
+    mem = mem.sort("logon_idx", maintain_order=True)
     not_logons.sort(key=lambda d: d["start_ts_ns"])
     # a process that got a logon start but no logon (nothing answered after its bootstrap, long
     # before the capture's end): its connections are in no logon, like the orphans

@@ -30,7 +30,7 @@ from netdiag.logons.causes.engine import (
     finish_findings,
     label_causes,
 )
-from netdiag.logons.grouping import group_logons, relevant_connections
+from netdiag.logons.grouping import Grouping, group_logons, relevant_connections
 from netdiag.logons.population import population
 from netdiag.logons.positional import join_per_logon
 from netdiag.profile import Profile, as_profile
@@ -109,14 +109,19 @@ def server_seconds_by_operation(intervals: pl.DataFrame, transactions: pl.DataFr
 
 
 def analyze_tables(connections: pl.DataFrame, transactions: pl.DataFrame, segments: pl.DataFrame | None = None,
-                   profile: Profile | str | Path | None = None) -> LogonAnalysis:
-    """Logons, findings and population views from the connections/transactions/segments tables."""
+                   profile: Profile | str | Path | None = None, *, grouping: Grouping | None = None) -> LogonAnalysis:
+    """Logons, findings and population views from the connections/transactions/segments tables.
+
+    `grouping`: the result of group_logons on these tables (with the answers as delivered, see
+    delivered_answers), when it was made elsewhere (a partitioned run groups per client address
+    in parallel); None groups here."""
     prof = as_profile(profile)
     connections = connections if connections.height else CONNECTIONS.empty()
     transactions = transactions if transactions.height else TRANSACTIONS.empty()
     # answers as the client got them: a first copy lost after the capture point arrives with its resend
     transactions = delivered_answers(transactions, segments)
-    grouping = group_logons(connections, transactions, prof)
+    if grouping is None:
+        grouping = group_logons(connections, transactions, prof)
     lg = grouping.logons
     not_logons = pl.DataFrame(grouping.not_logons, schema=NOT_LOGON_SCHEMA)
     notes = _grouping_notes(grouping, lg)
