@@ -38,7 +38,8 @@ import polars as pl
 from netdiag.logons.population import percentile  # noqa: F401  (kept importable from here)
 from netdiag.method import CapturePoint, bucket_seconds, capture_point
 from netdiag.output import StagedDir, check_out_dir, marker_record
-from netdiag.pipeline import Analysis, Stage, input_paths, require_packets, run
+from netdiag.parallel import RunOptions, run
+from netdiag.pipeline import Analysis, Stage, input_paths, require_packets
 from netdiag.profile import Profile, as_profile
 from netdiag.progress import NO_PROGRESS, Advance
 from netdiag.progress import stage as set_stage
@@ -60,7 +61,7 @@ def sample_capture() -> Path:
 
 def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[str] | None = None,
             out: str | os.PathLike[str] | None = None, progress: Advance = NO_PROGRESS, *,
-            force: bool = False, keep_segments: bool = True) -> Analysis:
+            force: bool = False, keep_segments: bool = True, options: RunOptions | None = None) -> Analysis:
     """Run the whole pipeline on capture file(s); write the report directory when `out` is given.
 
     `paths` None analyses the bundled sample capture. `profile` is a Profile, a TOML path or
@@ -70,6 +71,7 @@ def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[
     CaptureError when not one packet could be read; then nothing is written.
     `keep_segments=False` drops the segment columns once the logons stage has read them (the
     report does not read them; a case bundle or an evidence excerpt does): less memory per packet.
+    `options` (netdiag.parallel.RunOptions): partitions or a cluster; None is one pass.
     """
     t0 = time.perf_counter()
     is_sample = paths is None
@@ -79,7 +81,8 @@ def analyze(paths: PathsArg | None = None, profile: Profile | str | os.PathLike[
     if out is not None:   # refuse a bad --out and make the staging directory before minutes of work
         stage = StagedDir(Path(out), marker=MARKER, kind="report", force=force, output_names=REPORT_FILES)
     try:
-        analysis = run(path_list, prof, stage=Stage.LOGONS, progress=progress, keep_segments=keep_segments).require_packets()
+        analysis = run(path_list, prof, stage=Stage.LOGONS, progress=progress, keep_segments=keep_segments,
+                       options=options).require_packets()
         analysis.is_sample = is_sample
         analysis.elapsed_s = time.perf_counter() - t0
         if stage is not None:

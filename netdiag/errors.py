@@ -67,3 +67,16 @@ class CaptureWarning:
 
     def __repr__(self) -> str:
         return f"CaptureWarning({str(self)!r})"
+
+
+class PartitionError(NetdiagError):
+    """A partition of a parallel run failed (its worker raised or died): the run has no tables.
+
+    Exit 3 (an internal error): the capture was readable, the analysis of a part of it was not
+    completed, so nothing is presented as the capture's tables."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, partition: int | None = None) -> None:
+        self.partition = partition
+        super().__init__(message)

@@ -105,6 +105,7 @@ class Analysis:
     last_ts_ns: int | None = None
     is_sample: bool = False                    # the bundled sample capture (no capture given)
     elapsed_s: float = 0.0
+    costs: dict[str, Any] = field(default_factory=dict)   # a partitioned run's seconds per step (netdiag.partitions)
 
     def require_packets(self) -> Analysis:
         """Raise CaptureError (exit 2) when not one packet could be read from any input; else self."""

@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from netdiag.commands import EngineOpt, JobsOpt, SchedulerOpt, run_options
+
 CapturesArg = Annotated[list[Path] | None, typer.Argument(
     help="capture files (pcap, pcapng, .gz) or directories; none: the bundled sample capture", show_default=False)]
 ProfileOpt = Annotated[Path | None, typer.Option("--profile", "-p", help="site profile (TOML); see `netdiag profile init`")]
@@ -33,9 +35,12 @@ KeyOpt = Annotated[Path | None, typer.Option("--key-file", help="sanitising key 
 
 def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
                     out: OutOpt = Path("netdiag-report"), force: ForceOpt = False,
-                    case: CaseOpt = None, key_file: KeyOpt = None, tls_keylog: TlsKeylogOpt = None) -> None:
+                    case: CaseOpt = None, key_file: KeyOpt = None, tls_keylog: TlsKeylogOpt = None,
+                    jobs: JobsOpt = None, engine: EngineOpt = "processes", scheduler: SchedulerOpt = None) -> None:
     """Analyse capture(s) end to end and write an HTML/Markdown report with tables and findings."""
     from netdiag.analyze import analyze, prepare_out_dir, sample_capture
+
+    options = run_options(jobs, engine, scheduler)
 
     if case is not None:  # vendor case bundle (netdiag/case.py): refuse a bad key or dir before the work
         from netdiag.case import MARKER, prepare_case_dir
@@ -66,7 +71,8 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
     total = _size(paths or [sample_capture()])
     with progress_bar(total, "analyze") as advance:
         # the segment columns only for the case bundle (it writes evidence excerpts from them)
-        a = analyze(paths, profile, out=out, progress=advance, force=force, keep_segments=case is not None)
+        a = analyze(paths, profile, out=out, progress=advance, force=force, keep_segments=case is not None,
+                    options=options)
     for w in a.warnings[:20]:
         print(f"netdiag: warning: {w}", file=sys.stderr)
     if len(a.warnings) > 20:

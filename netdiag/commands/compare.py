@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from netdiag.commands import EngineOpt, JobsOpt, SchedulerOpt, run_options
 from netdiag.errors import NetdiagError
 from netdiag.output import ColumnsOpt, WideOpt
 
@@ -49,19 +50,22 @@ def _paths(arg: str) -> list[str]:
 def compare_command(before: SideArg, after: SideArg, profile: ProfileOpt = None, as_json: JsonOpt = False,
                     html: HtmlOpt = None, md: MdOpt = None, fail_on_regression: FailOpt = None,
                     all_rows: AllOpt = False, allow_different_profiles: AllowOpt = False,
-                    tls_keylog: TlsKeylogOpt = None, columns: ColumnsOpt = None, wide: WideOpt = False) -> None:
+                    tls_keylog: TlsKeylogOpt = None, columns: ColumnsOpt = None, wide: WideOpt = False,
+                    jobs: JobsOpt = None, engine: EngineOpt = "processes", scheduler: SchedulerOpt = None) -> None:
     """Compare logon times before and after a change: statistics, verdicts, comparability checks."""
     from netdiag.compare import compare
     from netdiag.report.compare import print_terminal, render_html, render_markdown
     from netdiag.tls_keylog import profile_with_keylog
 
     profile = profile_with_keylog(profile, tls_keylog)
+    options = run_options(jobs, engine, scheduler)
     from netdiag.output import parse_columns, preflight_file, write_file
 
     for p in (html, md):
         if p is not None:
             preflight_file(p)   # unwritable: a usage error before the work
-    c = compare(_paths(before), _paths(after), profile, allow_different_profiles=allow_different_profiles)
+    c = compare(_paths(before), _paths(after), profile, allow_different_profiles=allow_different_profiles,
+                options=options)
     gates = [c.resolve(m) for m in (fail_on_regression or [])]   # unknown metric: error before any output
     if html is not None:
         write_file(html, lambda fh: fh.write(render_html(c).encode("utf-8")))

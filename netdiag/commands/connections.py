@@ -15,6 +15,7 @@ from typing import Annotated
 import polars as pl
 import typer
 
+from netdiag.commands import EngineOpt, JobsOpt, SchedulerOpt, run_options
 from netdiag.errors import UsageError
 from netdiag.output import ColumnsOpt, WideOpt, endpoint
 
@@ -60,14 +61,19 @@ def register(app: typer.Typer) -> None:
             "--profile", "-p", help="site profile (TOML): server ports and their roles (a server_role column)")] = None,
         columns: ColumnsOpt = None,
         wide: WideOpt = False,
+        jobs: JobsOpt = None,
+        engine: EngineOpt = "processes",
+        scheduler: SchedulerOpt = None,
     ) -> None:
         """TCP connections and UDP flows: handshake times, resends, zero windows, Zeek state and history."""
         from netdiag.output import emit, parse_columns, preflight_file
-        from netdiag.pipeline import Stage, input_bytes, input_paths, run
+        from netdiag.parallel import run
+        from netdiag.pipeline import Stage, input_bytes, input_paths
         from netdiag.progress import progress_bar
         from netdiag.roles import load, server_ports, with_role
 
         input_paths(captures)
+        options = run_options(jobs, engine, scheduler)
         for port in server_port or []:
             if not 0 < port < 65536:
                 raise UsageError(f"--server-port {port}: not a port number (1-65535)")
@@ -76,7 +82,8 @@ def register(app: typer.Typer) -> None:
             preflight_file(parquet)   # unwritable: a usage error before the work
         with progress_bar(input_bytes(captures), "connections") as advance:
             analysis = run(captures, stage=Stage.CONNECTIONS, progress=advance,
-                           server_ports=set(server_port or []) | server_ports(prof)).require_packets()
+                           server_ports=set(server_port or []) | server_ports(prof),
+                           options=options).require_packets()
         table, stats = analysis.connections, analysis.read_stats
         if prof is not None:   # what each server port does, per the profile (bootstrap, orb, lsd, http ...)
             table = with_role(table, prof, "server_ip", "server_port", "server_role")

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from netdiag.commands import EngineOpt, JobsOpt, SchedulerOpt, run_options
 from netdiag.errors import UsageError
 from netdiag.output import ColumnsOpt, WideOpt
 
 if TYPE_CHECKING:
     import polars as pl
 
+    from netdiag.parallel import RunOptions
     from netdiag.pipeline import Analysis
 
 # The terminal's default columns, most needed first; the last ones are left out when the
@@ -51,9 +53,10 @@ TlsKeylogOpt = Annotated[Path | None, typer.Option(
 
 
 def _run(captures: list[Path], profile: Path | None, parquet: Path | None = None, views: bool = False,
-         tls_keylog: Path | None = None) -> Analysis:
+         tls_keylog: Path | None = None, options: RunOptions | None = None) -> Analysis:
     from netdiag.output import preflight_dir, preflight_file
-    from netdiag.pipeline import input_bytes, input_paths, run
+    from netdiag.parallel import run
+    from netdiag.pipeline import input_bytes, input_paths
     from netdiag.profile import Profile, load_profile
     from netdiag.progress import progress_bar
     from netdiag.tls_keylog import profile_with_keylog
@@ -66,7 +69,7 @@ def _run(captures: list[Path], profile: Path | None, parquet: Path | None = None
             preflight_file(parquet)
     prof = profile_with_keylog(load_profile(profile) if profile is not None else Profile(), tls_keylog)
     with progress_bar(input_bytes(captures), "logons") as advance:
-        analysis = run(captures, prof, progress=advance)
+        analysis = run(captures, prof, progress=advance, options=options)
     analysis.require_packets()
     for w in analysis.warnings:
         print(f"netdiag: warning: {w}", file=sys.stderr)
@@ -94,12 +97,16 @@ def register(app: typer.Typer) -> None:
         tls_keylog: TlsKeylogOpt = None,
         columns: ColumnsOpt = None,
         wide: WideOpt = False,
+        jobs: JobsOpt = None,
+        engine: EngineOpt = "processes",
+        scheduler: SchedulerOpt = None,
     ) -> None:
         """One row per logon with its wait budget (columns sum to duration_s) and dominant cause."""
         from netdiag.output import emit, parse_columns
 
         chosen = parse_columns(columns)
-        analysis = _run(captures, profile, parquet, views=summary, tls_keylog=tls_keylog)
+        analysis = _run(captures, profile, parquet, views=summary, tls_keylog=tls_keylog,
+                        options=run_options(jobs, engine, scheduler))
         machine = as_json or as_csv or parquet is not None
         if analysis.logons.height == 0 and not machine:
             return                      # the one line on stderr said why
@@ -124,13 +131,17 @@ def register(app: typer.Typer) -> None:
         tls_keylog: TlsKeylogOpt = None,
         columns: ColumnsOpt = None,
         wide: WideOpt = False,
+        jobs: JobsOpt = None,
+        engine: EngineOpt = "processes",
+        scheduler: SchedulerOpt = None,
     ) -> None:
         """Labelled causes of lost time (logons and every TCP connection), with evidence and a Wireshark filter."""
         from netdiag.output import emit, parse_columns
 
         chosen = parse_columns(columns)
         # without logons the connections' own causes are still findings: exit 0, the reason on stderr
-        analysis = _run(captures, profile, parquet, tls_keylog=tls_keylog)
+        analysis = _run(captures, profile, parquet, tls_keylog=tls_keylog,
+                        options=run_options(jobs, engine, scheduler))
         if analysis.findings.height == 0 and not (as_json or as_csv or parquet):
             if analysis.logons.height:
                 print(f"netdiag: {analysis.logons.height} logon(s), no findings", file=sys.stderr)

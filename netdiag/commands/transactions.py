@@ -15,6 +15,7 @@ from typing import Annotated
 import polars as pl
 import typer
 
+from netdiag.commands import EngineOpt, JobsOpt, SchedulerOpt, run_options
 from netdiag.errors import UsageError
 from netdiag.output import ColumnsOpt, WideOpt
 
@@ -53,10 +54,14 @@ def register(app: typer.Typer) -> None:
             "--profile", "-p", help="site profile (TOML): server port roles (a server_role column) and its [tls] keylog")] = None,
         columns: ColumnsOpt = None,
         wide: WideOpt = False,
+        jobs: JobsOpt = None,
+        engine: EngineOpt = "processes",
+        scheduler: SchedulerOpt = None,
     ) -> None:
         """Pair requests with responses (GIOP, HTTP, DNS, TLS handshakes, TLS turns) and time them."""
         from netdiag.output import emit, parse_columns, preflight_file
-        from netdiag.pipeline import Stage, input_bytes, input_paths, run
+        from netdiag.parallel import run
+        from netdiag.pipeline import Stage, input_bytes, input_paths
         from netdiag.progress import progress_bar
         from netdiag.protocols.registry import transaction_protocols
         from netdiag.roles import load, with_role
@@ -81,8 +86,9 @@ def register(app: typer.Typer) -> None:
 
             keylog = read_keylog(tls_keylog)
         input_paths(captures)
+        options = run_options(jobs, engine, scheduler)
         with progress_bar(input_bytes(captures), "transactions") as advance:
-            analysis = run(captures, stage=Stage.TRANSACTIONS, progress=advance, tls_keylog=keylog)
+            analysis = run(captures, stage=Stage.TRANSACTIONS, progress=advance, tls_keylog=keylog, options=options)
         analysis.require_packets()
         txns = filter_transactions(analysis.transactions, protocol=protocol, operation=operation, server=server)
         if prof is not None:   # what each server port does, per the profile

@@ -253,15 +253,16 @@ def _require_same_profile(before: Side, after: Side) -> None:
 
 
 def compare(before: Any, after: Any, profile: Profile | str | os.PathLike[str] | None = None, *,
-            allow_different_profiles: bool = False, seed: int = SEED) -> Comparison:
+            allow_different_profiles: bool = False, seed: int = SEED, options: Any = None) -> Comparison:
     """Compare two sides (captures, directories of captures, analysis directories or Analysis objects).
 
     `profile` is used for the sides given as captures; analysis directories carry their own.
     Raises CompareError when a side has no logons or the profiles differ (unless allowed).
+    `options` (netdiag.parallel.RunOptions): partitions for sides given as captures.
     """
     prof = profile if isinstance(profile, Profile) else (load_profile(profile) if profile is not None else Profile())
-    b = load_side(before, "before", prof)
-    a = load_side(after, "after", prof)
+    b = load_side(before, "before", prof, options)
+    a = load_side(after, "after", prof, options)
     _require_logons(b, a)
     if not allow_different_profiles:
         _require_same_profile(b, a)

@@ -139,8 +139,10 @@ def side_from_directory(d: Path, label: str) -> Side:
                 frames["logons"], frames["transactions"], frames["connections"], cp.where, cp.how, reason)
 
 
-def load_side(arg: Any, label: str, profile: Profile | None) -> Side:
-    """BEFORE/AFTER argument -> Side: a Side, an Analysis, an analysis directory, capture files or directories."""
+def load_side(arg: Any, label: str, profile: Profile | None, options: Any = None) -> Side:
+    """BEFORE/AFTER argument -> Side: a Side, an Analysis, an analysis directory, capture files or directories.
+
+    `options`: how captures are analysed (netdiag.parallel.RunOptions; None: one pass)."""
     from netdiag.analyze import Analysis, analyze
 
     if isinstance(arg, Side):            # already loaded (netdiag.trend compares each period with the next)
@@ -162,7 +164,7 @@ def load_side(arg: Any, label: str, profile: Profile | None) -> Side:
         if p.is_dir() and not any(f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES) for f in p.iterdir()):
             raise UsageError(f"{label}: {p}: holds neither capture files ({', '.join(CAPTURE_SUFFIXES)}) nor a "
                              "netdiag analysis (no .netdiag-report marker)")
-    return side_from_analysis(analyze([str(p) for p in paths], profile), label)
+    return side_from_analysis(analyze([str(p) for p in paths], profile, options=options), label)
 
 
 # --------------------------------------------------------------------------------------------

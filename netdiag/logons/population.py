@@ -87,7 +87,8 @@ def server_think_per_operation(transactions_in_logons: pl.DataFrame) -> pl.DataF
                  pl.col("server_think_s").quantile(0.5, "linear").alias("p50_s"),
                  pl.col("server_think_s").quantile(0.95, "linear").alias("p95_s"),
                  pl.col("server_think_s").max().alias("max_s"))
-            .sort("total_s", descending=True))
+            # (operations with equal totals by name: group_by's order differs from run to run)
+            .sort("total_s", "protocol", "operation", descending=[True, False, False], nulls_last=True))
 
 
 def population(logons: pl.DataFrame, transactions_in_logons: pl.DataFrame, *, bucket_s: float = 300.0

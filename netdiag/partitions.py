@@ -1,0 +1,468 @@
+"""Partitions: the pipeline on all cores, with the same tables as one pass.
+
+A logon never spans client addresses, so the work splits by client address:
+
+1. Scatter. The capture files are read once, in order (`netdiag.capture.iter_chunks`); each
+   packet goes to partition `hash(client address) % N` (`partition_of`: the client is the side
+   that is not on a server port, so both directions of a flow and all flows of one client land
+   in one partition), with its payload bytes and its position in the single pass's order.
+2. Connections and transactions per partition: one `Pipeline` per partition, in its own worker
+   process, run to its transactions stage (`Pipeline.finish_streams`).
+3. Merge (`merge_partitions`): connections renumbered in order of their first packet, as one
+   pass numbers them, and every conn_id in the other tables mapped alike; rows put in the single
+   pass's order (segments by packet order, transactions by request start and frame). Frame
+   numbers are Wireshark's across the files: they travel with the packets.
+4. Logons: grouping connections into logons is per client address, so the workers group the
+   client addresses of their partition (`group_partition`, with the EPJ servers and the
+   capture's bounds decided over all connections), and the driver merges the groupings (logon
+   ids by start time, as one pass numbers them) and runs the rest of the logons stage once
+   (wait budgets, findings over all logons, population views).
+
+`run_processes` runs the partitions in worker processes on this machine; netdiag.cluster runs
+them on dask.distributed, and netdiag.parallel.run chooses. A worker that raises or dies fails
+the run with `PartitionError` (exit 3), naming its partition.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+from numba import njit
+
+from netdiag.capture import PacketChunk, ReadStats, iter_chunks
+from netdiag.errors import PartitionError
+from netdiag.logons.budget import delivered_answers
+from netdiag.logons.grouping import Grouping, capture_bounds, group_logons, relevant_connections
+from netdiag.pipeline import Analysis, Pipeline, Stage, complete, no_cyclic_gc
+from netdiag.profile import DEFAULT_PORT_ROLES, Profile
+from netdiag.progress import Advance
+from netdiag.schema import CONNECTIONS, TRANSACTIONS
+from netdiag.transactions import StreamStats
+from netdiag.transactions.analysis import _tls_warnings
+
+# chunks queued per worker: bounds the driver's memory when a worker is slower than the reader
+QUEUE_CHUNKS = 3
+# how often a waiting driver looks whether its workers are still alive
+POLL_S = 0.5
+
+
+def default_jobs() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:   # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------------------------ scatter
+def server_port_table(profile: Profile, server_ports: set[int] | None = None) -> np.ndarray:
+    """A 65536-entry table: True for the ports servers listen on (the profile's, WebSphere's, DNS)."""
+    lut = np.zeros(65536, np.bool_)
+    ports = set(DEFAULT_PORT_ROLES) | set(server_ports or ())
+    for s in profile.servers:
+        ports.update(s.ports)
+    for p in ports:
+        if 0 <= int(p) < 65536:
+            lut[int(p)] = True
+    return lut
+
+
+def partition_of(packets: pl.DataFrame, n: int, server_ports: np.ndarray) -> np.ndarray:
+    """Partition (0..n-1) of every packet row: a hash of its client address.
+
+    The client is the side whose port is not a server port; when both or neither are, the side
+    with the higher port (the ephemeral one), and on equal ports the higher address. The rule
+    only looks at the two endpoints, never at which one sent the packet, so both directions of
+    a flow get the same partition; rows without ports (fragments, other protocols) go by the
+    same rule on port 0.
+    """
+    if n == 1:
+        return np.zeros(packets.height, np.int64)
+    sh, sl = packets["src_ip_hi"].to_numpy().astype(np.uint64), packets["src_ip_lo"].to_numpy().astype(np.uint64)
+    dh, dl = packets["dst_ip_hi"].to_numpy().astype(np.uint64), packets["dst_ip_lo"].to_numpy().astype(np.uint64)
+    sp, dp = packets["src_port"].to_numpy().astype(np.int64), packets["dst_port"].to_numpy().astype(np.int64)
+    s_srv, d_srv = server_ports[sp], server_ports[dp]
+    higher_src = (sp > dp) | ((sp == dp) & ((sh > dh) | ((sh == dh) & (sl >= dl))))
+    src_client = (d_srv & ~s_srv) | ((d_srv == s_srv) & higher_src)
+    hi, lo = np.where(src_client, sh, dh), np.where(src_client, sl, dl)
+    with np.errstate(over="ignore"):
+        h = hi * np.uint64(0x9E3779B97F4A7C15) ^ lo * np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(31)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(29)
+    return (h % np.uint64(n)).astype(np.int64)
+
+
+@njit(cache=True)
+def _gather_payload(payload, offsets, captured, rows):  # pragma: no cover - numba
+    """The payload bytes of `rows` packed into a new buffer, and each row's offset in it (-1: none)."""
+    total = 0
+    for r in rows:
+        if offsets[r] >= 0:
+            total += captured[r]
+    out = np.empty(total, np.uint8)
+    new_off = np.full(rows.size, -1, np.int64)
+    pos = 0
+    for i in range(rows.size):
+        r = rows[i]
+        o = offsets[r]
+        if o >= 0:
+            c = captured[r]
+            out[pos:pos + c] = payload[o:o + c]
+            new_off[i] = pos
+            pos += c
+    return out, new_off
+
+
+def split_chunk(chunk: PacketChunk, part: np.ndarray, n: int) -> list[tuple[int, PacketChunk, np.ndarray]]:
+    """(partition, its rows of the chunk with their own payload buffer, their row numbers in the chunk)."""
+    order = np.argsort(part, kind="stable")
+    edges = np.searchsorted(part[order], np.arange(n + 1))
+    offsets = chunk.packets["payload_offset"].to_numpy()
+    captured = chunk.packets["payload_captured"].to_numpy().astype(np.int64)
+    out = []
+    for k in range(n):
+        rows = order[edges[k]:edges[k + 1]]
+        if rows.size == 0:
+            continue
+        payload, new_off = _gather_payload(chunk.payload, offsets, captured, rows)
+        packets = chunk.packets[rows].with_columns(payload_offset=pl.Series(new_off, dtype=pl.Int64))
+        out.append((k, PacketChunk(packets, payload), rows))
+    return out
+
+
+# ------------------------------------------------------------------------------------ one partition
+@dataclass
+class PartitionTables:
+    """What one partition's pipeline made, up to its transactions; `seq` columns give the single pass's order."""
+
+    index: int
+    connections: pl.DataFrame           # + `_seq`: position of the connection's first packet in the single pass
+    transactions: pl.DataFrame
+    segments: pl.DataFrame | None       # + `_seq`: position of the segment's packet
+    messages: pl.DataFrame
+    gaps: pl.DataFrame
+    stream_stats: StreamStats
+    fragments_skipped: int = 0
+    truncated_headers: int = 0
+    packets: int = 0
+    costs: dict[str, float] = field(default_factory=dict)   # seconds: feed, finish
+
+
+class PartitionRunner:
+    """One partition's pipeline: `feed(chunk, seq)` its packets, then `finish()` its tables.
+
+    `seq` holds each row's position in the single pass's packet order, so the merge can put
+    connections and segments back in that order."""
+
+    def __init__(self, index: int, profile: Profile, stage: Stage, *, segments: bool = False,
+                 server_ports: set[int] | None = None, tls_keylog: Any = None) -> None:
+        self.index = index
+        self.stage = Stage(stage)
+        keep = segments or self.stage >= Stage.LOGONS
+        self.pipe = Pipeline(profile, stage=min(self.stage, Stage.TRANSACTIONS), segments=keep,
+                             server_ports=server_ports, tls_keylog=tls_keylog)
+        self._frames: list[np.ndarray] = []
+        self._seqs: list[np.ndarray] = []
+        self.costs = {"feed": 0.0, "finish": 0.0}
+        self.packets = 0
+
+    def feed(self, chunk: PacketChunk, seq: np.ndarray) -> None:
+        """Run one chunk of this partition's packets (rows in the single pass's order)."""
+        t = time.perf_counter()
+        self._frames.append(chunk.packets["frame"].to_numpy().astype(np.int64))
+        self._seqs.append(np.asarray(seq, np.int64))
+        self.packets += chunk.packets.height
+        with no_cyclic_gc():
+            self.pipe.feed(chunk)
+        self.costs["feed"] += time.perf_counter() - t
+
+    def finish(self) -> PartitionTables:
+        """Close the partition's connections and streams; its tables with their single-pass order."""
+        t = time.perf_counter()
+        a = self.pipe.finish_streams()
+        frames = np.concatenate(self._frames) if self._frames else np.zeros(0, np.int64)
+        seqs = np.concatenate(self._seqs) if self._seqs else np.zeros(0, np.int64)
+        by_frame = np.argsort(frames, kind="stable")
+        frames, seqs = frames[by_frame], seqs[by_frame]
+
+        def seq_of(f: pl.Series) -> pl.Series:
+            return pl.Series("_seq", seqs[np.searchsorted(frames, f.to_numpy().astype(np.int64))], dtype=pl.Int64)
+
+        conns = a.connections.with_columns(seq_of(a.connections["first_frame"])) if a.connections.height else \
+            a.connections.with_columns(_seq=pl.lit(None, pl.Int64))
+        segs = a.segments
+        if segs is not None:
+            segs = segs.with_columns(seq_of(segs["frame"]))
+        self.costs["finish"] = time.perf_counter() - t
+        return PartitionTables(self.index, conns, a.transactions, segs, a.messages, a.gaps, a.stream_stats,
+                               a.fragments_skipped, a.truncated_headers, self.packets, dict(self.costs))
+
+
+def group_partition(connections: pl.DataFrame, transactions: pl.DataFrame, relevant: pl.DataFrame,
+                    bounds: tuple[int, int] | None, profile: Profile) -> Grouping:
+    """group_logons over some client addresses' share of the merged tables.
+
+    `transactions` carries `_row`, each row's number in the merged (delivered) transactions;
+    the grouping's txn_row is mapped back to it."""
+    rows = transactions["_row"].to_numpy()
+    g = group_logons(connections, transactions.drop("_row"), profile, relevant=relevant, bounds=bounds)
+    if g.members.height:
+        local = g.members["txn_row"].to_numpy()
+        glob = np.where(local >= 0, rows[np.maximum(local, 0)] if rows.size else local, -1)
+        g.members = g.members.with_columns(txn_row=pl.Series(glob, dtype=pl.Int64))
+    return g
+
+
+# ------------------------------------------------------------------------------------ merge
+def merge_partitions(parts: Sequence[PartitionTables], *, paths: Sequence[Any], profile: Profile, stage: Stage,
+                     read_stats: ReadStats) -> Analysis:
+    """The partitions' tables as one pass makes them: ids, order and stats (see module docstring)."""
+    parts = sorted(parts, key=lambda p: p.index)
+    conns = [p.connections.with_columns(_part=pl.lit(p.index, pl.Int64)) for p in parts if p.connections.height]
+    remap: dict[int, np.ndarray] = {}
+    if conns:
+        allc = pl.concat(conns, how="vertical_relaxed").sort("_seq", maintain_order=True)
+        new_id = np.arange(allc.height, dtype=np.int64)
+        for p in parts:
+            sel = (allc["_part"] == p.index).to_numpy()
+            old = allc["conn_id"].to_numpy()[sel].astype(np.int64)
+            table = np.zeros(int(old.max()) + 1 if old.size else 0, np.int64)
+            table[old] = new_id[sel]
+            remap[p.index] = table
+        connections = CONNECTIONS.conform(allc.with_columns(conn_id=pl.Series(new_id, dtype=pl.UInt32))
+                                          .drop("_seq", "_part"))
+    else:
+        connections = CONNECTIONS.empty()
+
+    def mapped(df: pl.DataFrame, index: int) -> pl.DataFrame:
+        if df.height == 0 or "conn_id" not in df.columns:
+            return df
+        dtype = df.schema["conn_id"]
+        ids = remap[index][df["conn_id"].to_numpy().astype(np.int64)]
+        return df.with_columns(conn_id=pl.Series(ids).cast(dtype))
+
+    txns = [mapped(p.transactions, p.index) for p in parts if p.transactions.height]
+    transactions = (TRANSACTIONS.conform(pl.concat(txns, how="vertical_relaxed").sort(
+        "req_first_ts_ns", "first_frame", nulls_last=True, maintain_order=True)) if txns else TRANSACTIONS.empty())
+    segs = [mapped(p.segments, p.index) for p in parts if p.segments is not None and p.segments.height]
+    segments = None
+    if segs:
+        quiet = any("tls_quiet" in s.columns for s in segs)
+        if quiet:
+            segs = [s if "tls_quiet" in s.columns else s.with_columns(tls_quiet=pl.lit(False)) for s in segs]
+        segments = pl.concat(segs, how="vertical_relaxed").sort("_seq", maintain_order=True).drop("_seq")
+    msgs = [mapped(p.messages, p.index) for p in parts if p.messages.height]
+    messages = (pl.concat(msgs, how="vertical_relaxed").sort("first_ts_ns", "first_frame", maintain_order=True)
+                if msgs else parts[0].messages if parts else pl.DataFrame())
+    gap_frames = [mapped(p.gaps, p.index) for p in parts if p.gaps.height]
+    gaps = pl.concat(gap_frames, how="vertical_relaxed") if gap_frames else (parts[0].gaps if parts else pl.DataFrame())
+
+    stats = StreamStats()
+    for p in parts:
+        s = p.stream_stats
+        for name in ("connections_parsed", "connections_skipped", "messages", "malformed_messages", "gaps",
+                     "gap_bytes", "duplicate_bytes", "unmatched_responses", "tls_decrypted_connections"):
+            setattr(stats, name, getattr(stats, name) + getattr(s, name))
+        for proto, n in s.by_protocol.items():
+            stats.by_protocol[proto] = stats.by_protocol.get(proto, 0) + n
+        stats.tls_not_decrypted.extend((int(remap[p.index][cid]), why) for cid, why in s.tls_not_decrypted)
+    stats.by_protocol = dict(sorted(stats.by_protocol.items()))
+    stats.tls_not_decrypted.sort()
+    stats.tls_warnings = _tls_warnings(stats.tls_not_decrypted, connections)
+    read_stats.warnings.extend(stats.tls_warnings)
+    a = Analysis(paths=[str(p) for p in paths], profile=profile, stage=stage, read_stats=read_stats,
+                 connections=connections, segments=segments, messages=messages, gaps=gaps, stream_stats=stats,
+                 fragments_skipped=sum(p.fragments_skipped for p in parts),
+                 truncated_headers=sum(p.truncated_headers for p in parts))
+    if stage >= Stage.TRANSACTIONS:
+        a.transactions = transactions
+    return a
+
+
+def grouping_work(a: Analysis, n: int) -> tuple[list[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]],
+                                                 tuple[int, int] | None]:
+    """The merged tables cut by client address into n shares for group_partition, and the capture bounds."""
+    tx = delivered_answers(a.transactions, a.segments).with_row_index("_row").with_columns(
+        pl.col("_row").cast(pl.Int64))
+    rel = relevant_connections(a.connections, tx.drop("_row"), a.profile)
+    ips = sorted(set(a.connections["client_ip"].drop_nulls().to_list()))
+    share = {ip: i % n for i, ip in enumerate(ips)}
+    work = []
+    for k in range(n):
+        mine = pl.Series([ip for ip in ips if share[ip] == k], dtype=pl.String).implode()
+        work.append((a.connections.filter(pl.col("client_ip").is_in(mine)),
+                     tx.filter(pl.col("client_ip").is_in(mine)), rel.filter(pl.col("client_ip").is_in(mine))))
+    return work, capture_bounds(a.connections)
+
+
+def merge_groupings(groupings: Sequence[Grouping]) -> Grouping:
+    """The groupings of disjoint client addresses as one group_logons over all of them makes it."""
+    lgs = [g.logons.with_columns(_part=pl.lit(k, pl.Int64)) for k, g in enumerate(groupings) if g.logons.height]
+    members = []
+    if lgs:
+        lg = pl.concat(lgs, how="vertical_relaxed").sort("start_ts_ns", "client_ip", maintain_order=True)
+        lg = lg.with_columns(_new=pl.int_range(pl.len(), dtype=pl.Int64))
+        for k, g in enumerate(groupings):
+            if g.members.height:
+                m = lg.filter(pl.col("_part") == k).select(pl.col("logon_idx").alias("_old"), "_new")
+                members.append(g.members.join(m, left_on="logon_idx", right_on="_old", how="left")
+                               .with_columns(logon_idx=pl.col("_new")).drop("_new"))
+        logons = lg.with_columns(logon_idx=pl.col("_new")).drop("_new", "_part")
+    else:
+        logons = groupings[0].logons if groupings else pl.DataFrame()
+    mem = (pl.concat(members, how="vertical_relaxed").sort("logon_idx", maintain_order=True) if members
+           else groupings[0].members)
+    not_logons = sorted((d for g in groupings for d in g.not_logons), key=lambda d: d["start_ts_ns"])
+    return Grouping(logons, mem, sum(g.orphans for g in groupings),
+                    sum(g.relevant_connections for g in groupings), not_logons=not_logons,
+                    unassigned_requests=sum(g.unassigned_requests for g in groupings),
+                    unassigned_dns=sum(g.unassigned_dns for g in groupings))
+
+
+# ------------------------------------------------------------------------------------ worker processes
+def _worker(index: int, inbox: Any, outbox: Any, profile: Profile, stage: Stage, segments: bool,
+            server_ports: set[int] | None, tls_keylog: Any) -> None:
+    """A worker process: feed its partition's chunks, send its tables, then group what it is given."""
+    try:
+        runner = PartitionRunner(index, profile, stage, segments=segments, server_ports=server_ports,
+                                 tls_keylog=tls_keylog)
+        while True:
+            msg = inbox.get()
+            if msg[0] == "chunk":
+                runner.feed(PacketChunk(msg[1], msg[2]), msg[3])
+            elif msg[0] == "finish":
+                outbox.put(("tables", index, runner.finish()))
+                runner = None
+            elif msg[0] == "group":
+                t = time.perf_counter()
+                with no_cyclic_gc():
+                    g = group_partition(*msg[1], profile)
+                outbox.put(("grouping", index, (g, time.perf_counter() - t)))
+            else:
+                return
+    except BaseException:  # noqa: BLE001 - everything goes back to the driver, which fails the run
+        outbox.put(("error", index, traceback.format_exc()))
+
+
+class _Workers:
+    """N worker processes, each with its inbox, and one outbox; every wait checks they are alive."""
+
+    def __init__(self, n: int, args: tuple, context: str) -> None:
+        ctx = mp.get_context(context)
+        self.n = n
+        self.outbox = ctx.Queue()
+        self.inboxes = [ctx.Queue(maxsize=QUEUE_CHUNKS) for _ in range(n)]
+        self.procs = [ctx.Process(target=_worker, args=(k, self.inboxes[k], self.outbox, *args), daemon=True,
+                                  name=f"netdiag-partition-{k}") for k in range(n)]
+        for p in self.procs:
+            p.start()
+
+    def _check(self, k: int) -> None:
+        p = self.procs[k]
+        if not p.is_alive():
+            self._fail(k, f"its worker process (pid {p.pid}) died with exit code {p.exitcode}")
+
+    def _fail(self, k: int, why: str) -> None:
+        raise PartitionError(f"partition {k + 1} of {self.n} failed: {why}; the run has no tables", partition=k)
+
+    def put(self, k: int, msg: tuple) -> None:
+        while True:
+            self._check(k)
+            try:
+                self.inboxes[k].put(msg, timeout=POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def gather(self, kind: str, waiting: set[int]) -> dict[int, Any]:
+        got: dict[int, Any] = {}
+        while waiting - set(got):
+            try:
+                what, k, value = self.outbox.get(timeout=POLL_S)
+            except queue.Empty:
+                for k in sorted(waiting - set(got)):
+                    self._check(k)
+                continue
+            if what == "error":
+                self._fail(k, value.strip().splitlines()[-1])
+            got[k] = value
+        return got
+
+    def close(self, ok: bool) -> None:
+        for k, p in enumerate(self.procs):
+            if ok and p.is_alive():
+                try:
+                    self.inboxes[k].put(("stop",), timeout=POLL_S)
+                except queue.Full:
+                    pass
+        for p in self.procs:
+            p.join(timeout=2 if ok else 0.1)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=2)
+        for q in [*self.inboxes, self.outbox]:
+            q.cancel_join_thread()
+            q.close()
+
+
+def run_processes(path_list: list[Any], prof: Profile, stage: Stage, jobs: int, *, segments: bool,
+                   progress: Advance, server_ports: set[int] | None, tls_keylog: Any,
+                   context: str = "spawn") -> Analysis:
+    """The partitions in `jobs` worker processes (multiprocessing start method `context`), merged."""
+    t0 = time.perf_counter()
+    lut = server_port_table(prof, server_ports)
+    workers = _Workers(jobs, (prof, stage, segments, server_ports, tls_keylog), context)
+    ok = False
+    costs: dict[str, Any] = {"jobs": jobs}
+    try:
+        read_stats = ReadStats()
+        seq0 = 0
+        t = time.perf_counter()
+        with no_cyclic_gc():
+            for chunk in iter_chunks([str(p) for p in path_list], stats=read_stats, progress=progress):
+                part = partition_of(chunk.packets, jobs, lut)
+                for k, sub, rows in split_chunk(chunk, part, jobs):
+                    workers.put(k, ("chunk", sub.packets, sub.payload, rows + seq0))
+                seq0 += chunk.packets.height
+        costs["read_scatter"] = time.perf_counter() - t
+        for k in range(jobs):
+            workers.put(k, ("finish",))
+        parts = workers.gather("tables", set(range(jobs)))
+        costs["partitions_done"] = time.perf_counter() - t0
+        costs["partitions"] = [dict(parts[k].costs, packets=parts[k].packets) for k in range(jobs)]
+        t = time.perf_counter()
+        a = merge_partitions(list(parts.values()), paths=path_list, profile=prof, stage=stage, read_stats=read_stats)
+        costs["merge"] = time.perf_counter() - t
+        grouping = None
+        if stage >= Stage.LOGONS:
+            t = time.perf_counter()
+            work, bounds = grouping_work(a, jobs)
+            for k in range(jobs):
+                workers.put(k, ("group", (*work[k], bounds)))
+            got = workers.gather("grouping", set(range(jobs)))
+            grouping = merge_groupings([got[k][0] for k in range(jobs)])
+            costs["grouping"] = time.perf_counter() - t
+            costs["grouping_per_partition"] = [got[k][1] for k in range(jobs)]
+        ok = True
+    finally:
+        workers.close(ok)
+    t = time.perf_counter()
+    a = complete(a, t0, grouping)
+    costs["logons_rest"] = time.perf_counter() - t
+    a.costs = costs
+    return a
+
+
+__all__ = ["PartitionRunner", "PartitionTables", "default_jobs", "group_partition", "grouping_work",
+           "run_processes",
+           "merge_groupings", "merge_partitions", "partition_of", "server_port_table", "split_chunk"]
