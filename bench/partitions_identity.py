@@ -41,7 +41,10 @@ def differences(path: Path, jobs: int) -> list[str]:
 
     one, many = attempt(single), attempt(run, jobs=jobs)
     if isinstance(one, str) or isinstance(many, str):
-        return [] if one == many else [f"single pass {one!r}, partitions {many!r}"]
+        if isinstance(one, str) and isinstance(many, str):
+            return [] if one == many else [f"single pass {one!r}, partitions {many!r}"]
+        return [f"single pass: {one if isinstance(one, str) else 'tables'}; "
+                f"partitions: {many if isinstance(many, str) else 'tables'}"]
     out = []
     for name in TABLES:
         a, b = getattr(one, name), getattr(many, name)

@@ -173,22 +173,23 @@ class PartitionRunner:
                              server_ports=server_ports, tls_keylog=tls_keylog)
         self._frames: list[np.ndarray] = []
         self._seqs: list[np.ndarray] = []
-        self.costs = {"feed": 0.0, "finish": 0.0}
+        self.costs = {"feed": 0.0, "finish": 0.0, "feed_cpu": 0.0, "finish_cpu": 0.0}
         self.packets = 0
 
     def feed(self, chunk: PacketChunk, seq: np.ndarray) -> None:
         """Run one chunk of this partition's packets (rows in the single pass's order)."""
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         self._frames.append(chunk.packets["frame"].to_numpy().astype(np.int64))
         self._seqs.append(np.asarray(seq, np.int64))
         self.packets += chunk.packets.height
         with no_cyclic_gc():
             self.pipe.feed(chunk)
         self.costs["feed"] += time.perf_counter() - t
+        self.costs["feed_cpu"] += time.process_time() - c
 
     def finish(self) -> PartitionTables:
         """Close the partition's connections and streams; its tables with their single-pass order."""
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         a = self.pipe.finish_streams()
         frames = np.concatenate(self._frames) if self._frames else np.zeros(0, np.int64)
         seqs = np.concatenate(self._seqs) if self._seqs else np.zeros(0, np.int64)
@@ -204,6 +205,7 @@ class PartitionRunner:
         if segs is not None:
             segs = segs.with_columns(seq_of(segs["frame"]))
         self.costs["finish"] = time.perf_counter() - t
+        self.costs["finish_cpu"] = time.process_time() - c
         return PartitionTables(self.index, conns, a.transactions, segs, a.messages, a.gaps, a.stream_stats,
                                a.fragments_skipped, a.truncated_headers, self.packets, dict(self.costs))
 
@@ -344,10 +346,10 @@ def _worker(index: int, inbox: Any, outbox: Any, profile: Profile, stage: Stage,
                 outbox.put(("tables", index, runner.finish()))
                 runner = None
             elif msg[0] == "group":
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 with no_cyclic_gc():
                     g = group_partition(*msg[1], profile)
-                outbox.put(("grouping", index, (g, time.perf_counter() - t)))
+                outbox.put(("grouping", index, (g, time.perf_counter() - t, time.process_time() - c)))
             else:
                 return
     except BaseException:  # noqa: BLE001 - everything goes back to the driver, which fails the run
@@ -427,38 +429,40 @@ def run_processes(path_list: list[Any], prof: Profile, stage: Stage, jobs: int, 
     try:
         read_stats = ReadStats()
         seq0 = 0
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         with no_cyclic_gc():
             for chunk in iter_chunks([str(p) for p in path_list], stats=read_stats, progress=progress):
                 part = partition_of(chunk.packets, jobs, lut)
                 for k, sub, rows in split_chunk(chunk, part, jobs):
                     workers.put(k, ("chunk", sub.packets, sub.payload, rows + seq0))
                 seq0 += chunk.packets.height
-        costs["read_scatter"] = time.perf_counter() - t
+        costs["read_scatter"], costs["read_scatter_cpu"] = time.perf_counter() - t, time.process_time() - c
         for k in range(jobs):
             workers.put(k, ("finish",))
         parts = workers.gather("tables", set(range(jobs)))
         costs["partitions_done"] = time.perf_counter() - t0
         costs["partitions"] = [dict(parts[k].costs, packets=parts[k].packets) for k in range(jobs)]
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         a = merge_partitions(list(parts.values()), paths=path_list, profile=prof, stage=stage, read_stats=read_stats)
-        costs["merge"] = time.perf_counter() - t
+        costs["merge"], costs["merge_cpu"] = time.perf_counter() - t, time.process_time() - c
         grouping = None
         if stage >= Stage.LOGONS:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             work, bounds = grouping_work(a, jobs)
+            costs["grouping_split_cpu"] = time.process_time() - c
             for k in range(jobs):
                 workers.put(k, ("group", (*work[k], bounds)))
             got = workers.gather("grouping", set(range(jobs)))
             grouping = merge_groupings([got[k][0] for k in range(jobs)])
             costs["grouping"] = time.perf_counter() - t
             costs["grouping_per_partition"] = [got[k][1] for k in range(jobs)]
+            costs["grouping_per_partition_cpu"] = [got[k][2] for k in range(jobs)]
         ok = True
     finally:
         workers.close(ok)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     a = complete(a, t0, grouping)
-    costs["logons_rest"] = time.perf_counter() - t
+    costs["logons_rest"], costs["logons_rest_cpu"] = time.perf_counter() - t, time.process_time() - c
     a.costs = costs
     return a
 
