@@ -338,8 +338,14 @@ def _worker(index: int, inbox: Any, outbox: Any, profile: Profile, stage: Stage,
     try:
         runner = PartitionRunner(index, profile, stage, segments=segments, server_ports=server_ports,
                                  tls_keylog=tls_keylog)
+        parent = mp.parent_process()
         while True:
-            msg = inbox.get()
+            try:
+                msg = inbox.get(timeout=POLL_S)
+            except queue.Empty:
+                if parent is not None and not parent.is_alive():
+                    return   # the driver is gone (killed): nobody will read what this worker makes
+                continue
             if msg[0] == "chunk":
                 runner.feed(PacketChunk(msg[1], msg[2]), msg[3])
             elif msg[0] == "finish":

@@ -220,3 +220,34 @@ def test_dask_missing_capture_fails_cleanly(storm_copies: Path, tmp_path: Path) 
         run_dask([gone], Profile(), Stage.LOGONS, 2, local_cluster={"processes": False})
     assert "partition 1 of 2" in str(err.value)
     assert np.isscalar(err.value.partition)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_exit_when_the_driver_is_killed(storm_copies: Path) -> None:
+    """A killed netdiag leaves no worker processes behind waiting for packets."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "netdiag.cli", "connections", str(storm_copies), "--jobs", "2",
+                             "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    workers: list[int] = []
+    for _ in range(1200):
+        r = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        workers = [int(x) for x in r.stdout.split()]
+        if len(workers) >= 2:
+            break
+        time.sleep(0.05)
+    assert len(workers) >= 2
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in workers if _running(p)]
+        time.sleep(0.2)
+    assert not alive, f"workers {alive} still running after the driver was killed"
