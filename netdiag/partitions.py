@@ -42,9 +42,10 @@ from netdiag.capture import PacketChunk, ReadStats, iter_chunks
 from netdiag.errors import PartitionError
 from netdiag.logons.budget import delivered_answers
 from netdiag.logons.grouping import Grouping, capture_bounds, group_logons, relevant_connections
-from netdiag.pipeline import Analysis, Pipeline, Stage, complete, no_cyclic_gc
+from netdiag.pipeline import STAGE_NAMES, Analysis, Pipeline, Stage, complete, no_cyclic_gc
 from netdiag.profile import DEFAULT_PORT_ROLES, Profile
 from netdiag.progress import Advance
+from netdiag.progress import stage as set_stage
 from netdiag.schema import CONNECTIONS, TRANSACTIONS
 from netdiag.transactions import StreamStats
 from netdiag.transactions.analysis import _tls_warnings
@@ -435,6 +436,7 @@ def run_processes(path_list: list[Any], prof: Profile, stage: Stage, jobs: int, 
     try:
         read_stats = ReadStats()
         seq0 = 0
+        set_stage(progress, STAGE_NAMES[stage][0])
         t, c = time.perf_counter(), time.process_time()
         with no_cyclic_gc():
             for chunk in iter_chunks([str(p) for p in path_list], stats=read_stats, progress=progress):
@@ -443,6 +445,7 @@ def run_processes(path_list: list[Any], prof: Profile, stage: Stage, jobs: int, 
                     workers.put(k, ("chunk", sub.packets, sub.payload, rows + seq0))
                 seq0 += chunk.packets.height
         costs["read_scatter"], costs["read_scatter_cpu"] = time.perf_counter() - t, time.process_time() - c
+        set_stage(progress, STAGE_NAMES[stage][1])
         for k in range(jobs):
             workers.put(k, ("finish",))
         parts = workers.gather("tables", set(range(jobs)))
