@@ -46,15 +46,17 @@ def _find(ctx: FindingContext) -> None:
     j = (fw.with_columns(pl.col("forward_port").cast(pl.UInt16))
          .join(answers, on=["logon_idx", "forward_host", "forward_port"], how="left")
          .filter(pl.col("_ans_ts").is_null() | (pl.col("_ans_ts") > pl.col("rsp_last_ts_ns")))
-         .group_by("txn_row").agg(pl.all().sort_by("_ans_ts").first()))
-    j = j.with_columns(detour_s=((pl.col("_ans_ts").fill_null(pl.col("end_ts_ns")) - pl.col("rsp_last_ts_ns"))
-                                 .clip(lower_bound=0) / 1e9))
+         .group_by("txn_row").agg(pl.all().sort_by("_ans_ts").first())
+         .sort("txn_row"))     # group_by's order differs from run to run
+    # integer nanoseconds summed, divided once: the seconds do not depend on the order of the rows
+    j = j.with_columns(_detour_ns=(pl.col("_ans_ts").fill_null(pl.col("end_ts_ns")) - pl.col("rsp_last_ts_ns"))
+                       .clip(lower_bound=0))
     failed = _failures(ctx.tx, ctx.connections)
     per_logon = j.group_by("logon_idx").len()
     many = int(per_logon["len"].max()) > 2 if per_logon.height else False
     targets = ", ".join(sorted({f"{h}:{p}" for h, p in j.select("forward_host", "forward_port").iter_rows()
                                 if h is not None}))
-    secs = float(j["detour_s"].sum())
+    secs = int(j["_detour_ns"].sum()) / 1e9
     ops = ", ".join(sorted(set(j["operation"].drop_nulls().to_list())))
     ctx.add(CAUSE, "warning" if failed or many else "info", secs, j["logon_idx"].to_list(),
             f"The server redirected {j['logon_idx'].n_unique()} logon(s) to another address"

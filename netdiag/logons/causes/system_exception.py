@@ -34,13 +34,15 @@ def _find(ctx: FindingContext) -> None:
         "logon_idx", "operation", pl.col("rsp_last_ts_ns").alias("_ok_ts"), pl.col("last_frame").alias("_ok_f"))
     j = (exc.join(ok, on=["logon_idx", "operation"], how="left")
          .filter(pl.col("_ok_ts").is_null() | (pl.col("_ok_ts") > pl.col("rsp_last_ts_ns")))
-         .group_by("txn_row").agg(pl.all().sort_by("_ok_ts").first()))
-    j = j.with_columns(detour_s=((pl.col("_ok_ts").fill_null(pl.col("end_ts_ns")) - pl.col("rsp_last_ts_ns"))
-                                 .clip(lower_bound=0) / 1e9))
+         .group_by("txn_row").agg(pl.all().sort_by("_ok_ts").first())
+         .sort("txn_row"))     # group_by's order differs from run to run
+    # integer nanoseconds summed, divided once: the seconds do not depend on the order of the rows
+    j = j.with_columns(_detour_ns=(pl.col("_ok_ts").fill_null(pl.col("end_ts_ns")) - pl.col("rsp_last_ts_ns"))
+                       .clip(lower_bound=0))
     ids = ", ".join(f"{op}: {ex or 'unknown'}" for op, ex in
                     j.select("operation", "exception_id").unique().sort("operation").iter_rows())
     retried = int(j["_ok_ts"].is_not_null().sum())
-    secs = float(j["detour_s"].sum())
+    secs = int(j["_detour_ns"].sum()) / 1e9
     ctx.add(CAUSE, "warning", secs, j["logon_idx"].to_list(),
             f"The server answered with an error in {j['logon_idx'].n_unique()} logon(s); getting past it took "
             f"{secs_text(secs)}.",
