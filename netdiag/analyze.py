@@ -120,12 +120,14 @@ def schema_markdown() -> str:
     return head + "\n".join(t.markdown() for t in TABLES.values())
 
 
-def write_outputs(analysis: Analysis, out: Path | StagedDir, *, force: bool = False) -> list[Path]:
+def write_outputs(analysis: Analysis, out: Path | StagedDir, *, force: bool = False,
+                  command: str = "netdiag analyze") -> list[Path]:
     """Write report.html, report.md, findings.json, tables/ and the marker, then put the directory in place.
 
     `out` is the target directory (checked and staged here) or a StagedDir made earlier. The
     files go into the staging directory; the whole directory replaces the target only when
     every file is written, so a failure anywhere leaves the previous report untouched.
+    `command` names the writer in the marker (`netdiag watch` refreshes the same directory layout).
     """
     from netdiag.profile import profile_record
     from netdiag.report.html import render_html
@@ -143,7 +145,7 @@ def write_outputs(analysis: Analysis, out: Path | StagedDir, *, force: bool = Fa
         stage.write_text("findings.json", findings_json(analysis.findings))
         stage.write_text("report.md", render_markdown(analysis))
         stage.write_text("report.html", render_html(analysis))
-        record = marker_record("report", "netdiag analyze", captures=[Path(p).name for p in analysis.paths],
+        record = marker_record("report", command, captures=[Path(p).name for p in analysis.paths],
                                sample=analysis.is_sample,
                                profile=profile_record(analysis.profile))  # compare checks both sides used the same
         return stage.commit(record)

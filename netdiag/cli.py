@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "case",
     "compare",
     "trend",
+    "watch",
 ]
 
 app = typer.Typer(

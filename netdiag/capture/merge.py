@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from netdiag.capture import ReadStats
 
 
-def _ensure_file(stats: ReadStats, n: int) -> None:
+def ensure_file(stats: ReadStats, n: int) -> None:
+    """Per-file counters for `n` files (a watcher adds files one at a time)."""
     while len(stats.packets_per_file) < n:
         stats.packets_per_file.append(0)
         stats.duplicates_per_file.append(0)
@@ -179,7 +180,7 @@ def read_all(files: list[str], stats: ReadStats, *, chunk_packets: int, window_n
              progress: Advance) -> Iterator[Chunk]:
     """All files' chunks in time order (one file: its chunks as they come)."""
     stats.files = list(files)
-    _ensure_file(stats, len(files))
+    ensure_file(stats, len(files))
     if len(files) == 1:
         yield from file_chunks(files[0], 0, 1, stats, chunk_packets=chunk_packets, window_ns=window_ns,
                                progress=progress)
