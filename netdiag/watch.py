@@ -121,15 +121,32 @@ class PollResult:
                                      # of order ...) and problems in the files read (corrupt record ...)
     alert: str | None = None         # the alert line of this poll's refresh, if any
     refreshed: bool = False          # OUT was rewritten
+    read_s: float = 0.0              # seconds reading the files into the pipeline
+    refresh_s: float = 0.0           # seconds finishing a copy of it and writing OUT
 
 
 class _StatePickler(pickle.Pickler):
-    """Modules (a protocol spec names its parser module) pickle as their import name."""
+    """Protocol specs pickle as their registered name (the one registry's object comes back, with
+    whatever a sanitizer hooked into it), modules as their import name."""
 
     def reducer_override(self, obj: Any) -> Any:
+        from netdiag.protocols.spec import ProtocolSpec
+
+        if isinstance(obj, ProtocolSpec):
+            return registered_spec, (obj.name,)
         if isinstance(obj, types.ModuleType):
             return importlib.import_module, (obj.__name__,)
         return NotImplemented
+
+
+def registered_spec(name: str) -> Any:
+    """The registered protocol spec of this name (a state names the protocols of its connections)."""
+    from netdiag.protocols.registry import get
+
+    spec = get(name)
+    if spec is None:
+        raise pickle.UnpicklingError(f"protocol {name!r} is not registered in this netdiag")
+    return spec
 
 
 class _StateUnpickler(pickle.Unpickler):
@@ -347,13 +364,16 @@ class Watcher:
         new, waiting, events = self._scan()
         fresh = self._report(events)
         packets = 0
+        t0 = time.perf_counter()
         for f in new:
             packets += self._read(f)
+        t1 = time.perf_counter()
         result = PollResult([f.name for f in new], packets, [f.name for f in waiting],
-                            [str(w) for w in warnings[seen:]])
+                            [str(w) for w in warnings[seen:]], read_s=t1 - t0)
         if new or fresh:
             result.alert = self._refresh()
             result.refreshed = True
+            result.refresh_s = time.perf_counter() - t1
         return result
 
     def _refresh(self) -> str | None:
