@@ -17,6 +17,8 @@ directory of files such as a ring buffer, or a list of them):
 through `netdiag.pipeline` (the one driver: connections -> transactions -> logons) as far as they
 need; `netdiag.pipeline.run(paths)` returns every table at
 once, and `netdiag.pipeline.Pipeline` can be fed packet chunks as they come.
+`netdiag.Watcher(ring_dir, out_dir).poll()` follows a ring-buffer directory file by file, keeping
+a report directory current (netdiag.watch; the CLI's `netdiag watch`).
 Every table's columns are declared once in `netdiag.schema`.
 Names are imported lazily so `import netdiag` stays fast for the CLI.
 
@@ -50,6 +52,7 @@ _LAZY = {
     "trend": ("netdiag.trend", "trend"),
     "load_profile": ("netdiag.profile", "load_profile"),
     "pipeline": ("netdiag.pipeline", None),
+    "Watcher": ("netdiag.watch", "Watcher"),
 }
 
 

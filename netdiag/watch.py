@@ -11,7 +11,8 @@ streams and logons across files (the same `netdiag.pipeline.Pipeline` a one-pass
 feeds, one file after the other), and after each batch of files writes OUT as `netdiag analyze`
 would (report.html, report.md, findings.json, tables/) plus its own state in OUT/watch/:
 
-    OUT/watch/state.pkl    the pipeline's state and the files read (what a restart continues from)
+    OUT/watch/state.pkl    the files read and the alert's facts (what a restart continues from)
+    OUT/watch/pipeline.pkl the pipeline's state: open connections, streams, the tables so far
     OUT/watch/files.json   the files read: name, bytes, packets, first frame, when
     OUT/watch/alerts.log   every alert line printed so far
 
@@ -53,7 +54,7 @@ import re
 import time
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ from netdiag.profile import Profile, as_profile, profile_record
 
 STATE_DIR = "watch"
 STATE_FILE = f"{STATE_DIR}/state.pkl"
+PIPELINE_FILE = f"{STATE_DIR}/pipeline.pkl"
 FILES_FILE = f"{STATE_DIR}/files.json"
 ALERTS_FILE = f"{STATE_DIR}/alerts.log"
 STATE_FORMAT = 1
@@ -94,11 +96,11 @@ class FileRecord:
 
 @dataclass
 class WatchState:
-    """What a restart continues from (pickled into OUT/watch/state.pkl with the pipeline)."""
+    """What a restart continues from (OUT/watch/state.pkl; its pipeline in OUT/watch/pipeline.pkl)."""
 
     directory: str
     profile: dict[str, Any]
-    pipeline: Pipeline
+    pipeline: Pipeline | None
     files: list[FileRecord] = field(default_factory=list)
     next_frame: int = 1
     watermark_ns: int | None = None               # end of the newest complete logon at the last refresh
@@ -169,19 +171,21 @@ def _import_netdiag_module(name: str) -> types.ModuleType:
     return importlib.import_module(name)
 
 
-def dump_state(state: WatchState) -> bytes:
-    """The state as bytes (the pipeline included)."""
+def dump_state(obj: WatchState | Pipeline) -> bytes:
+    """A watch state (without its pipeline) or a pipeline as bytes."""
+    if isinstance(obj, WatchState):
+        obj = replace(obj, pipeline=None)      # the pipeline has its own file (a refresh pickles it once)
     buf = io.BytesIO()
-    _StatePickler(buf, protocol=5).dump(state)
+    _StatePickler(buf, protocol=5).dump(obj)
     return buf.getvalue()
 
 
-def load_state(data: bytes) -> WatchState:
-    """A state written by `dump_state`."""
-    state = _StateUnpickler(io.BytesIO(data)).load()
-    if not isinstance(state, WatchState):
-        raise pickle.UnpicklingError("not a netdiag watch state")
-    return state
+def load_state(data: bytes, kind: type = WatchState) -> Any:
+    """A WatchState or a Pipeline written by `dump_state` (only netdiag's objects: see _StateUnpickler)."""
+    obj = _StateUnpickler(io.BytesIO(data)).load()
+    if not isinstance(obj, kind):
+        raise pickle.UnpicklingError(f"not a netdiag watch {kind.__name__}")
+    return obj
 
 
 def _utc() -> str:
@@ -232,6 +236,13 @@ class Watcher:
 
     # -- state ---------------------------------------------------------------------------------
 
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline the files are fed to (carried across files and restarts)."""
+        if self.state.pipeline is None:
+            raise RuntimeError("watch state without its pipeline")
+        return self.state.pipeline
+
     def _new_state(self) -> WatchState:
         pipe = Pipeline(self.profile, stage=Stage.LOGONS, paths=[str(self.directory)], read_stats=ReadStats(),
                         keep_segments=False)
@@ -244,6 +255,7 @@ class Watcher:
             return None
         try:
             state = load_state(path.read_bytes())
+            state.pipeline = load_state((self.out / PIPELINE_FILE).read_bytes(), Pipeline)
         except Exception as exc:   # noqa: BLE001 - any unreadable state gets the same advice
             raise UsageError(f"{path}: the watch state cannot be read ({type(exc).__name__}: {exc}); it may come "
                              "from another netdiag version: give a new --out to start over") from None
@@ -318,7 +330,7 @@ class Watcher:
         fresh = [e for e in events if e not in self.state.reported]
         self.state.reported += fresh
         for e in fresh:
-            self.state.pipeline.read_stats.warnings.append(CaptureWarning(e, path=str(self.directory)))
+            self.pipeline.read_stats.warnings.append(CaptureWarning(e, path=str(self.directory)))
         return bool(fresh)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -328,7 +340,7 @@ class Watcher:
         from netdiag.capture.merge import ensure_file, file_chunks
 
         st = self.state
-        pipe = st.pipeline
+        pipe = self.pipeline
         stats = pipe.read_stats
         s = path.stat()
         file_id = len(stats.files)
@@ -359,7 +371,7 @@ class Watcher:
 
     def poll(self) -> PollResult:
         """Read every complete file not read yet, then (when one was read) rewrite OUT with report and state."""
-        warnings = self.state.pipeline.read_stats.warnings
+        warnings = self.pipeline.read_stats.warnings
         seen = len(warnings)
         new, waiting, events = self._scan()
         fresh = self._report(events)
@@ -385,12 +397,14 @@ class Watcher:
         stage = StagedDir(self.out, marker=MARKER, kind="report", force=self.force,
                           output_names=(*REPORT_FILES, STATE_DIR))
         try:
-            copy = load_state(dump_state(st)).pipeline      # the state goes on; its copy is finished
+            pipe = dump_state(self.pipeline)
+            copy = load_state(pipe, Pipeline)      # the state goes on; its copy is finished
             a = copy.finish()
             del copy
             alert = self._alert(a)
-            data = dump_state(st)            # with the alert's facts (watermark, warned causes)
-            stage.write_bytes(STATE_FILE, data)
+            stage.write_bytes(PIPELINE_FILE, pipe)
+            del pipe
+            stage.write_bytes(STATE_FILE, dump_state(st))     # with the alert's facts (watermark, warned causes)
             stage.write_text(FILES_FILE, json.dumps([r.as_json() for r in st.files], indent=1) + "\n")
             stage.write_text(ALERTS_FILE, "".join(line + "\n" for line in st.alerts))
             if a.read_stats.packets_kept:
