@@ -79,7 +79,12 @@ def _poll(w: object, out: Path, *, quiet: bool) -> None:
             print(f"{stamp} nothing new in {w.directory}: {len(w.state.files)} file(s) read before{growing}.")
         return
     a = w.analysis
-    if a is not None and a.logons.height:
+    n = len(w.state.files)
+    so_far = f"({n} file{'s' if n != 1 else ''} in all)"
+    if a is None or not a.read_stats.packets_kept:
+        print(f"{stamp} read {len(r.files)} file(s), no packets yet {so_far}: no report until there are.")
+        return
+    if a.logons.height:
         s = summarize(a)
         figures = (f"p95 {fmt_s(s.p95_s)}, slowest {fmt_s(s.max_s)}" if s.p95_s is not None
                    else "none complete yet")
@@ -87,7 +92,7 @@ def _poll(w: object, out: Path, *, quiet: bool) -> None:
     else:
         logons = "no logons yet"
     print(redact_cpr(f"{stamp} read {len(r.files)} file(s), {r.packets:,} packets "
-                     f"({len(w.state.files)} files in all): {logons}. Report: {(out / 'report.html').resolve()}"))
+                     f"{so_far}: {logons}. Report: {(out / 'report.html').resolve()}"))
     if r.alert:
         print(r.alert, flush=True)
     sys.stdout.flush()
