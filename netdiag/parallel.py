@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from netdiag.errors import UsageError
-from netdiag.partitions import default_jobs, run_processes
 from netdiag.pipeline import Analysis, PathsArg, Stage, input_bytes, input_paths
 from netdiag.pipeline import run as single_pass
 from netdiag.profile import Profile, as_profile
@@ -43,6 +42,13 @@ class RunOptions:
         if self.engine == "processes" and input_bytes(list(paths)) < AUTO_MIN_BYTES:
             return 1
         return default_jobs()
+
+
+def default_jobs() -> int:
+    """The cores this process may run on (netdiag.partitions, imported only when partitions run)."""
+    from netdiag.partitions import default_jobs as cores
+
+    return cores()
 
 
 def run(paths: PathsArg, profile: Profile | str | os.PathLike[str] | None = None, *, stage: Stage = Stage.LOGONS,
@@ -75,6 +81,8 @@ def run(paths: PathsArg, profile: Profile | str | os.PathLike[str] | None = None
         return single_pass(path_list, prof, stage=stage, segments=segments, progress=progress,
                            server_ports=server_ports, tls_keylog=tls_keylog, keep_segments=keep_segments)
     else:
+        from netdiag.partitions import run_processes  # (numba kernels of the scatter, logons grouping)
+
         a = run_processes(path_list, prof, Stage(stage), n, segments=segments, progress=progress,
                           server_ports=server_ports, tls_keylog=tls_keylog, context=context)
     if not keep_segments:

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -46,9 +46,11 @@ from netdiag.method import CapturePoint, bucket_seconds, capture_point
 from netdiag.profile import Profile, as_profile
 from netdiag.progress import NO_PROGRESS, Advance
 from netdiag.progress import stage as set_stage
-from netdiag.schema import CONNECTIONS, FINDINGS, LOGONS, MESSAGES, TRANSACTIONS
+from netdiag.schema import CONNECTIONS, FINDINGS, LOGONS, MESSAGES, NOT_LOGON_SCHEMA, TRANSACTIONS
 from netdiag.tcp import TcpAnalyzer
-from netdiag.transactions import StreamsStage, StreamStats
+
+if TYPE_CHECKING:   # the transactions and logons stages are imported when a run goes that far
+    from netdiag.transactions import StreamsStage, StreamStats
 
 PathsArg = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
@@ -85,7 +87,7 @@ class Analysis:
     messages: pl.DataFrame = field(default_factory=MESSAGES.empty)
     transactions: pl.DataFrame = field(default_factory=TRANSACTIONS.empty)
     gaps: pl.DataFrame = field(default_factory=pl.DataFrame)   # stream holes the parsers skipped
-    stream_stats: StreamStats = field(default_factory=StreamStats)   # messages parsed, malformed, gaps...
+    stream_stats: StreamStats = field(default_factory=lambda: _stream_stats())   # messages parsed, malformed, gaps...
     logons: pl.DataFrame = field(default_factory=LOGONS.empty)
     findings: pl.DataFrame = field(default_factory=FINDINGS.empty)
     population: dict[str, pl.DataFrame] = field(default_factory=dict)   # percentiles, budget views, per bucket
@@ -127,9 +129,13 @@ class Analysis:
         return server_seconds_by_operation(self.intervals, self.transactions)
 
 
-def _no_sessions() -> pl.DataFrame:
-    from netdiag.logons.stage import NOT_LOGON_SCHEMA
+def _stream_stats() -> StreamStats:
+    from netdiag.transactions import StreamStats
 
+    return StreamStats()
+
+
+def _no_sessions() -> pl.DataFrame:
     return pl.DataFrame(schema=NOT_LOGON_SCHEMA)
 
 
@@ -177,19 +183,23 @@ class Pipeline:
                  segments: bool = False, paths: Sequence[str | os.PathLike[str]] = (),
                  read_stats: ReadStats | None = None, server_ports: set[int] | None = None,
                  tls_keylog: Any = None, keep_segments: bool = True) -> None:
-        from netdiag.logons.stage import SEGMENT_COLUMNS
-
         self.profile = as_profile(profile)
         self.stage = Stage(stage)
         self.paths = [str(p) for p in paths]
         self.read_stats = read_stats if read_stats is not None else ReadStats()
         self._keep = segments or self.stage >= Stage.LOGONS
         self._keep_after = keep_segments and (segments or self.stage >= Stage.LOGONS)
-        self._segment_columns = SEGMENT_COLUMNS
+        self._segment_columns: tuple[str, ...] = ()
+        if self._keep:
+            from netdiag.logons.stage import SEGMENT_COLUMNS
+
+            self._segment_columns = SEGMENT_COLUMNS
         self._kept: list[pl.DataFrame] = []
         self._tcp: TcpAnalyzer | None = TcpAnalyzer(server_ports)
         self._streams: StreamsStage | None = None
         if self.stage >= Stage.TRANSACTIONS:
+            from netdiag.transactions import StreamsStage
+
             self._streams = StreamsStage(tls_keylog if tls_keylog is not None else self.profile.tls_keylog)
         self._t0 = time.perf_counter()
 

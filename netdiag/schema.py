@@ -289,6 +289,11 @@ TRANSACTIONS = _with_protocol_columns(_t(
 # --------------------------------------------------------------------------------------------
 # logons and findings (netdiag.logons); the budget columns sum exactly to duration_s.
 # --------------------------------------------------------------------------------------------
+# Sessions that are not logons (netdiag.logons.stage: Analysis.not_logons), a plain schema; here so that
+# a run that stops before the logons stage makes its empty table without importing that stage.
+NOT_LOGON_SCHEMA = {"client_ip": pl.String, "server_ip": pl.String, "start_ts_ns": pl.Int64, "end_ts_ns": pl.Int64,
+                    "conn_ids": pl.List(pl.UInt32), "requests": pl.Int64, "reason": pl.String}
+
 BUDGET_COLUMNS = (
     "dns_s", "connect_s", "tls_s", "network_rtt_s", "request_transfer_s", "server_s",
     "response_transfer_s", "loss_recovery_s", "flow_control_s", "nagle_delayed_ack_s",

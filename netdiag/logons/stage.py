@@ -36,7 +36,7 @@ from netdiag.logons.positional import join_per_logon
 from netdiag.profile import Profile, as_profile
 from netdiag.protocols.giop import EXCEPTION_STATUSES, FORWARD_STATUSES
 from netdiag.protocols.registry import request_protocols
-from netdiag.schema import BUDGET_COLUMNS, CONNECTIONS, LOGONS, TRANSACTIONS
+from netdiag.schema import BUDGET_COLUMNS, CONNECTIONS, LOGONS, NOT_LOGON_SCHEMA, TRANSACTIONS
 from netdiag.words import fmt_s
 
 # Columns of the segments table the budget and the findings read (kept from the one pass).
@@ -49,8 +49,6 @@ SEGMENT_COLUMNS = ("frame", "ts_ns", "conn_id", "direction", "tcp_flags", "paylo
 
 
 
-NOT_LOGON_SCHEMA = {"client_ip": pl.String, "server_ip": pl.String, "start_ts_ns": pl.Int64, "end_ts_ns": pl.Int64,
-                    "conn_ids": pl.List(pl.UInt32), "requests": pl.Int64, "reason": pl.String}
 
 
 class NoLogonsError(NetdiagError):
