@@ -26,7 +26,7 @@ from netdiag.capture.dedup import new_table
 from netdiag.capture.linktypes import undecoded_kind
 from netdiag.capture.reader import Chunk, ChunkBuilder, FileReader
 from netdiag.errors import CaptureWarning
-from netdiag.progress import Advance
+from netdiag.progress import Advance, packets
 
 if TYPE_CHECKING:
     from netdiag.capture import ReadStats
@@ -46,6 +46,7 @@ def file_chunks(path: str, file_id: int, frame_base: int, stats: ReadStats, *, c
     `pool` holds chunk builders shared between files, so ring-buffer files reuse buffers too."""
     reader = FileReader(path, stats.warnings.append, frame_base=frame_base, capacity=chunk_packets)
     pool = [] if pool is None else pool
+    count_packets = packets(progress)   # the progress line's packets and packets/s
 
     def new_builder() -> ChunkBuilder:
         # double buffering: reuse the arrays of a chunk the consumer has let go of
@@ -90,6 +91,7 @@ def file_chunks(path: str, file_id: int, frame_base: int, stats: ReadStats, *, c
             builder.add(batch, dedup, window_ns)
             stats.packets_read += batch.n
             stats.packets_per_file[file_id] += batch.n
+            count_packets(batch.n)
             if reader.bytes_read > done_bytes:
                 progress(reader.bytes_read - done_bytes)
                 done_bytes = reader.bytes_read

@@ -69,7 +69,9 @@ def analyze_command(captures: CapturesArg = None, profile: ProfileOpt = None,
     profile = profile_with_keylog(profile, tls_keylog)
     prepare_out_dir(out, force=force)
     total = _size(paths or [sample_capture()])
-    with progress_bar(total, "analyze") as advance:
+    from netdiag.pipeline import STAGE_NAMES, Stage
+
+    with progress_bar(total, "analyze", then=(*STAGE_NAMES[Stage.LOGONS][1:], "writing the report")) as advance:
         # the segment columns only for the case bundle (it writes evidence excerpts from them)
         a = analyze(paths, profile, out=out, progress=advance, force=force, keep_segments=case is not None,
                     options=options)

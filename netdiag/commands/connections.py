@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         """TCP connections and UDP flows: handshake times, resends, zero windows, Zeek state and history."""
         from netdiag.output import emit, parse_columns, preflight_file
         from netdiag.parallel import run
-        from netdiag.pipeline import Stage, input_bytes, input_paths
+        from netdiag.pipeline import STAGE_NAMES, Stage, input_bytes, input_paths
         from netdiag.progress import progress_bar
         from netdiag.roles import load, server_ports, with_role
 
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         prof = load(profile)          # a bad profile: exit 2 before the work
         if parquet is not None:
             preflight_file(parquet)   # unwritable: a usage error before the work
-        with progress_bar(input_bytes(captures), "connections") as advance:
+        with progress_bar(input_bytes(captures), "connections", then=STAGE_NAMES[Stage.CONNECTIONS][1:]) as advance:
             analysis = run(captures, stage=Stage.CONNECTIONS, progress=advance,
                            server_ports=set(server_port or []) | server_ports(prof),
                            options=options).require_packets()

@@ -56,7 +56,7 @@ def _run(captures: list[Path], profile: Path | None, parquet: Path | None = None
          tls_keylog: Path | None = None, options: RunOptions | None = None) -> Analysis:
     from netdiag.output import preflight_dir, preflight_file
     from netdiag.parallel import run
-    from netdiag.pipeline import input_bytes, input_paths
+    from netdiag.pipeline import STAGE_NAMES, Stage, input_bytes, input_paths
     from netdiag.profile import Profile, load_profile
     from netdiag.progress import progress_bar
     from netdiag.tls_keylog import profile_with_keylog
@@ -68,7 +68,7 @@ def _run(captures: list[Path], profile: Path | None, parquet: Path | None = None
         else:
             preflight_file(parquet)
     prof = profile_with_keylog(load_profile(profile) if profile is not None else Profile(), tls_keylog)
-    with progress_bar(input_bytes(captures), "logons") as advance:
+    with progress_bar(input_bytes(captures), "logons", then=STAGE_NAMES[Stage.LOGONS][1:]) as advance:
         analysis = run(captures, prof, progress=advance, options=options)
     analysis.require_packets()
     for w in analysis.warnings:

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         """Pair requests with responses (GIOP, HTTP, DNS, TLS handshakes, TLS turns) and time them."""
         from netdiag.output import emit, parse_columns, preflight_file
         from netdiag.parallel import run
-        from netdiag.pipeline import Stage, input_bytes, input_paths
+        from netdiag.pipeline import STAGE_NAMES, Stage, input_bytes, input_paths
         from netdiag.progress import progress_bar
         from netdiag.protocols.registry import transaction_protocols
         from netdiag.roles import load, with_role
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
             keylog = read_keylog(tls_keylog)
         input_paths(captures)
         options = run_options(jobs, engine, scheduler)
-        with progress_bar(input_bytes(captures), "transactions") as advance:
+        with progress_bar(input_bytes(captures), "transactions", then=STAGE_NAMES[Stage.TRANSACTIONS][1:]) as advance:
             analysis = run(captures, stage=Stage.TRANSACTIONS, progress=advance, tls_keylog=keylog, options=options)
         analysis.require_packets()
         txns = filter_transactions(analysis.transactions, protocol=protocol, operation=operation, server=server)
