@@ -13,9 +13,12 @@ Exit codes, the same for every command (README "Exit codes"):
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import sys
+import threading
+from types import FrameType
 
 import typer
 
@@ -82,6 +85,42 @@ def _plain_help_types() -> None:
 _plain_help_types()
 
 
+def _no_adapter_for_absent_options() -> None:
+    """Typer (0.29) builds a pydantic TypeAdapter for every parameter of the command that runs,
+    also for an option not given (value None), whose coercion never consults it: None becomes
+    () for a list, else None. Here the adapter is built on the first value that needs it, so
+    `connections FILE --parquet P` builds 3 instead of 10 (~5 ms CPU each). Same values, same
+    errors; a typer without this machinery (before 0.29) is left as it is."""
+    try:
+        from typer._coercion import build_runtime_param
+        from typer.core import _TyperParameter
+    except ImportError:
+        return
+    if not hasattr(_TyperParameter, "get_runtime_param"):
+        return
+
+    class OnFirstValue:
+        def __init__(self, descriptor: object) -> None:
+            self.descriptor, self.real = descriptor, None
+
+        def coerce(self, value: object, param: object, ctx: object) -> object:
+            if value is None:   # what typer's RuntimeParam.coerce returns for None
+                return () if getattr(param, "multiple", False) or getattr(param, "nargs", 1) == -1 else None
+            if self.real is None:
+                self.real = build_runtime_param(self.descriptor)
+            return self.real.coerce(value, param=param, ctx=ctx)
+
+    def get_runtime_param(self: _TyperParameter) -> OnFirstValue:
+        if self._runtime_param is None:
+            self._runtime_param = OnFirstValue(self.type_descriptor)  # type: ignore[assignment]
+        return self._runtime_param  # type: ignore[return-value]
+
+    _TyperParameter.get_runtime_param = get_runtime_param  # type: ignore[assignment]
+
+
+_no_adapter_for_absent_options()
+
+
 @app.callback()
 def _root() -> None:
     """Where does the time go when clinicians log on? Reads packet captures and answers with evidence."""
@@ -92,7 +131,48 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (and `python -m netdiag.cli`): run the command, then exit at once."""
+    caller = sys._getframe(1)
+    try:
+        _main()
+    except SystemExit as exc:
+        _exit_at_once(exc.code, caller)
+        raise
+    _exit_at_once(0, caller)
+
+
+def _exit_at_once(code: object, caller: FrameType) -> None:
+    """End the process now, as the interpreter would minus its teardown (the command's work is done).
+
+    Why: after a command, the interpreter's finalization frees the objects of ~900 modules one by
+    one (numba's type registries above all) only for the OS to reclaim the memory anyway: 0.15-0.25 s
+    CPU of every `netdiag` run, measured with bench/startup_cost.py (bench/README.md "Start-up cost").
+    What exit still has to do is done here: flush stdout and stderr, run the atexit handlers
+    (multiprocessing, weakref finalizers, logging). Only when main() is the program (called from the
+    __main__ module: the console script, `python -m netdiag.cli`), never in a caller that goes on
+    (tests calling main()), not with another Python thread still running (the interpreter would wait
+    for it), and not when a flush fails (the normal exit reports that as it always did).
+    """
+    if caller.f_globals.get("__name__") != "__main__" or threading.active_count() > 1:
+        return
+    if code is not None and not isinstance(code, int):
+        return   # sys.exit("text"): the interpreter prints it
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - e.g. a closed pipe: left to the normal exit
+        return
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        return
+    os._exit(code or 0)
+
+
+def _main() -> None:
+    """Run the command of sys.argv; a NetdiagError or any other failure becomes one line and an exit code."""
     from netdiag._heap import keep_large_blocks_out_of_the_heap
 
     keep_large_blocks_out_of_the_heap()   # peak memory of big captures (see there)

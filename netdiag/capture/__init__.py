@@ -39,13 +39,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from netdiag.capture._startup import load_numba_without_scipy_linalg
+from netdiag.capture._startup import load_numba_without_optional_imports
 from netdiag.capture.dedup import DEFAULT_WINDOW_NS
 from netdiag.errors import CaptureError, CaptureWarning
 from netdiag.progress import NO_PROGRESS, Advance
 from netdiag.schema import PACKETS
 
-load_numba_without_scipy_linalg()  # before any kernel runs: saves ~0.2-0.5 s CPU per netdiag run
+load_numba_without_optional_imports()  # before any kernel runs: saves ~0.2-0.5 s CPU per netdiag run
 
 PathsLike = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
