@@ -232,6 +232,8 @@ class Watcher:
             self.profile = profile_with_keylog(self.profile, tls_keylog)
         check_out_dir(self.out, marker=MARKER, kind="report", force=force)
         self.analysis: Analysis | None = None
+        self._dirty = False                 # read or reported since the last refresh
+        self._next_refresh = 0.0            # perf_counter time when a "due" refresh may run
         self.state = self._load() or self._new_state()
 
     # -- state ---------------------------------------------------------------------------------
@@ -369,8 +371,16 @@ class Watcher:
 
     # -- the refresh -----------------------------------------------------------------------------
 
-    def poll(self) -> PollResult:
-        """Read every complete file not read yet, then (when one was read) rewrite OUT with report and state."""
+    def poll(self, *, refresh: str = "always") -> PollResult:
+        """Read every complete file not read yet, then rewrite OUT with report and state.
+
+        `refresh="always"` rewrites OUT whenever something was read or reported (`--once`);
+        `"due"` (a follower) only once the last refresh is far enough behind: at least
+        `interval` seconds and three times what that refresh took, so refreshing never takes more
+        than a quarter of the time and the reading keeps up; what was read meanwhile is written
+        by the next refresh that is due (a stop before it reads those files again on restart)."""
+        if refresh not in ("always", "due"):
+            raise ValueError(f"refresh={refresh!r}: 'always' or 'due'")
         warnings = self.pipeline.read_stats.warnings
         seen = len(warnings)
         new, waiting, events = self._scan()
@@ -382,10 +392,13 @@ class Watcher:
         t1 = time.perf_counter()
         result = PollResult([f.name for f in new], packets, [f.name for f in waiting],
                             [str(w) for w in warnings[seen:]], read_s=t1 - t0)
-        if new or fresh:
+        self._dirty = self._dirty or bool(new or fresh)
+        if self._dirty and (refresh == "always" or t1 >= self._next_refresh):
             result.alert = self._refresh()
             result.refreshed = True
             result.refresh_s = time.perf_counter() - t1
+            self._dirty = False
+            self._next_refresh = time.perf_counter() + max(self.interval, 3 * result.refresh_s)
         return result
 
     def _refresh(self) -> str | None:

@@ -69,7 +69,7 @@ def _poll(w: object, out: Path, *, quiet: bool) -> None:
     from netdiag.words import fmt_s
 
     assert isinstance(w, Watcher)
-    r = w.poll()
+    r = w.poll(refresh="due" if quiet else "always")
     for line in r.warnings:
         print(f"netdiag: warning: {line}", file=sys.stderr)
     stamp = time.strftime("%H:%M:%S")
