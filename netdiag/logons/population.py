@@ -31,8 +31,14 @@ def percentile(values: pl.Series | np.ndarray, q: float) -> float | None:
     return float(np.percentile(arr, q)) if arr.size else None
 
 
-def complete_logons(logons: pl.DataFrame) -> pl.DataFrame:
-    """The logons the capture saw whole (outcome not `incomplete`): the ones statistics may use."""
+def complete_logons(logons: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
+    """The logons the capture saw whole (outcome not `incomplete`): the ones statistics may use.
+
+    `columns`: only these (the filter then copies them alone, not every column of the table)."""
+    if columns is not None:
+        keep = list(dict.fromkeys(columns + (["outcome"] if "outcome" in logons.columns else [])))
+        done = complete_logons(logons.select(keep))
+        return done.select(columns)
     if "outcome" not in logons.columns:
         return logons
     return logons.filter(pl.col("outcome").fill_null("") != "incomplete")
@@ -46,7 +52,7 @@ def _pct_aggs(col: str = "duration_s") -> list[pl.Expr]:
 
 def duration_percentiles(logons: pl.DataFrame, by: str | None = None) -> pl.DataFrame:
     """Duration percentiles overall (by=None) or per value of a column (complete logons only)."""
-    logons = complete_logons(logons)
+    logons = complete_logons(logons, ["duration_s"] + ([by] if by is not None else []))
     if by is None:
         return logons.select(_pct_aggs())
     return logons.group_by(by).agg(_pct_aggs()).sort(by, nulls_last=True)
@@ -55,13 +61,13 @@ def duration_percentiles(logons: pl.DataFrame, by: str | None = None) -> pl.Data
 def per_time_bucket(logons: pl.DataFrame, bucket_s: float = 300.0) -> pl.DataFrame:
     """Percentiles per time bucket of logon start (UTC), to see when trouble starts."""
     b = int(bucket_s * 1e9)
-    df = complete_logons(logons).with_columns(bucket_start=pl.from_epoch((pl.col("start_ts_ns") // b) * b, time_unit="ns"))
+    df = complete_logons(logons, ["start_ts_ns", "duration_s"]).with_columns(bucket_start=pl.from_epoch((pl.col("start_ts_ns") // b) * b, time_unit="ns"))
     return df.group_by("bucket_start").agg(_pct_aggs()).sort("bucket_start")
 
 
 def budget_totals(logons: pl.DataFrame, slowest_share: float = 0.05) -> pl.DataFrame:
     """Budget per category summed over all logons and over the slowest share (default 5 %)."""
-    logons = complete_logons(logons)
+    logons = complete_logons(logons, ["duration_s", *BUDGET_COLUMNS])
     n = logons.height
     k = max(1, math.ceil(n * slowest_share)) if n else 0
     slow = logons.sort("duration_s", descending=True).head(k)
@@ -95,14 +101,15 @@ def population(logons: pl.DataFrame, transactions_in_logons: pl.DataFrame, *, bu
                ) -> dict[str, pl.DataFrame]:
     """All population views, by name (incomplete logons and their transactions left out)."""
     if "logon_idx" in transactions_in_logons.columns and "logon_id" in logons.columns and "outcome" in logons.columns:
-        keep = (complete_logons(logons)["logon_id"].cast(pl.Int64) - 1).to_list()
-        transactions_in_logons = transactions_in_logons.filter(pl.col("logon_idx").is_in(keep))
+        keep = complete_logons(logons, ["logon_id"])["logon_id"].cast(pl.Int64) - 1
+        transactions_in_logons = transactions_in_logons.filter(pl.col("logon_idx").is_in(keep.implode()))
     return {
         "overall": duration_percentiles(logons),
         "per_time_bucket": per_time_bucket(logons, bucket_s),
         "per_server": duration_percentiles(logons, "server_ip"),
-        "per_client_group": duration_percentiles(logons.with_columns(pl.col("client_group").fill_null("(none)")),
-                                                 "client_group"),
+        "per_client_group": duration_percentiles(
+            logons.select([c for c in ("duration_s", "outcome", "client_group") if c in logons.columns])
+            .with_columns(pl.col("client_group").fill_null("(none)")), "client_group"),
         "budget": budget_totals(logons),
         "server_think_per_operation": server_think_per_operation(transactions_in_logons),
     }

@@ -142,9 +142,13 @@ UDP_COLUMNS = ["frame", "ts_ns", "conn_id", "direction", "src_port", "dst_port",
                "payload_captured", "payload_len"]
 
 
-def _grow_rows(a: np.ndarray, rows: int) -> np.ndarray:
+def _grow_rows(a: np.ndarray, rows: int, used: int | None = None) -> np.ndarray:
+    """`a` with `rows` rows, zeros after the old ones. `used`: only the first `used` rows were ever
+    written (the rest are np.zeros' untouched pages); copying just those keeps the spare rows of the
+    old array from becoming resident pages of the new one (a 2 M-connection flood: -0.6 GB)."""
     out = np.zeros((rows,) + a.shape[1:], a.dtype)
-    out[: a.shape[0]] = a
+    k = a.shape[0] if used is None else min(int(used), a.shape[0])
+    out[:k] = a[:k]
     return out
 
 
@@ -226,12 +230,13 @@ class TcpAnalyzer:
         so spare rows cost no memory until used; what costs is the copy of the old rows, so the
         driver grows once per chunk to a bound on what the chunk can add (see feed)."""
         rows = max(rows, self._C.shape[0] * 2)
-        self._C = _grow_rows(self._C, rows)
-        self._H = _grow_rows(self._H, rows)
+        used = int(self._meta[0])   # rows past the connection count were never written (see _drow, kernel)
+        self._C = _grow_rows(self._C, rows, used)
+        self._H = _grow_rows(self._H, rows, used)
 
     def _grow_directions(self, rows: int = 0) -> None:
         """Grow D to `rows` (default: double), as _grow_conns."""
-        self._D = _grow_rows(self._D, max(rows, self._D.shape[0] * 2))
+        self._D = _grow_rows(self._D, max(rows, self._D.shape[0] * 2), int(self._meta[4]))
 
     # ------------------------------------------------------------------ flows
     def _flow_ids(self, sel: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -39,9 +39,14 @@ def _frames(segments: pl.DataFrame | None, conn_ids: list[int]) -> list[int]:
 
 
 def _find(ctx: FindingContext) -> None:
-    logon_conns = ctx.members.select("logon_idx", "conn_id").unique()
-    lc = ctx.connections.join(logon_conns, on="conn_id", how="inner") if logon_conns.height else ctx.connections.clear()
-    lossy = lc.filter(pl.col("unseen_bytes").fill_null(0) > 0)
+    # the lossy connections first (few), then their logons: no join of the whole connections table
+    cols = [c for c in ("conn_id", "unseen_bytes", "unseen_gaps") if c in ctx.connections.columns]
+    lossy_conns = ctx.connections.select(cols).filter(pl.col("unseen_bytes").fill_null(0) > 0)
+    if lossy_conns.height == 0:
+        return
+    logon_conns = ctx.members.select("logon_idx", "conn_id").filter(
+        pl.col("conn_id").is_in(lossy_conns["conn_id"].implode())).unique()
+    lossy = lossy_conns.join(logon_conns, on="conn_id", how="inner")
     if lossy.height == 0:
         return
     frames = _frames(ctx.segments, lossy["conn_id"].to_list())

@@ -130,20 +130,28 @@ def build_findings(logons: pl.DataFrame, intervals: pl.DataFrame, cause_ns: np.n
     ids = logons["logon_id"].to_numpy() if n else np.array([], dtype=np.int64)
     complete = (logons["outcome"] != "incomplete").fill_null(True).to_numpy() if n and "outcome" in logons.columns \
         else np.ones(n, dtype=bool)
-    keep = np.flatnonzero(complete).tolist()
-    if n and not complete.all():   # (all incomplete: zeros that take no memory until written)
-        cause_ns = np.where(complete[:, None], cause_ns, 0) if complete.any() else np.zeros(cause_ns.shape, cause_ns.dtype)
     lg = logons.filter(pl.Series(complete)) if n else logons
-    iv = intervals.filter(pl.col("logon_idx").is_in(keep)) if intervals.height else intervals
-    mem = members.filter(pl.col("logon_idx").is_in(keep))
+    iv = intervals.filter(_of_rows(intervals["logon_idx"], complete)) if intervals.height else intervals
+    mem = members.filter(_of_rows(members["logon_idx"], complete)) if members.height else members
     total_logon_s = float(lg["duration_s"].sum()) if lg.height else 0.0
     tx = transactions.with_row_index("txn_row").with_columns(pl.col("txn_row").cast(pl.Int64))
-    ctx = FindingContext(lg, iv, cause_ns, cause_ids(), connections, tx, segments, mem, profile, ids, total_logon_s)
+    ctx = FindingContext(lg, iv, cause_ns, cause_ids(), connections, tx, segments, mem, profile, ids, total_logon_s,
+                         complete=None if complete.all() else complete)
     if lg.height:
         for c in registry.REGISTRY:
             if c.find is not None:
                 c.find(ctx)
     return finish_findings(list(extra_rows or []) + ctx.rows, total_logon_s, profile)
+
+
+def _of_rows(logon_idx: pl.Series, rows: np.ndarray) -> pl.Series:
+    """Whether each `logon_idx` names a logon row that `rows` (bool, by row position) keeps; an index outside
+    the table is not kept. A gather, not an is_in over a list of the kept rows (a Python int each)."""
+    idx = logon_idx.fill_null(-1).cast(pl.Int64).to_numpy()
+    ok = (idx >= 0) & (idx < rows.size)
+    out = np.zeros(idx.size, dtype=bool)
+    out[ok] = rows[idx[ok]]
+    return pl.Series(out)
 
 
 def connection_findings(connections: pl.DataFrame, segments: pl.DataFrame | None, profile: Profile,
