@@ -45,6 +45,7 @@ standard containers are accepted when it is loaded.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import io
 import json
@@ -129,7 +130,9 @@ class PollResult:
 
 class _StatePickler(pickle.Pickler):
     """Protocol specs pickle as their registered name (the one registry's object comes back, with
-    whatever a sanitizer hooked into it), modules as their import name."""
+    whatever a sanitizer hooked into it), modules as their import name, enum members as their class
+    called with their value (Debian's Python 3.11.2 pickles an IntEnum member as getattr(class,
+    name), which the loader refuses; 3.11.7 already pickles it by value)."""
 
     def reducer_override(self, obj: Any) -> Any:
         from netdiag.protocols.spec import ProtocolSpec
@@ -138,6 +141,8 @@ class _StatePickler(pickle.Pickler):
             return registered_spec, (obj.name,)
         if isinstance(obj, types.ModuleType):
             return importlib.import_module, (obj.__name__,)
+        if isinstance(obj, enum.Enum):
+            return type(obj), (obj.value,)
         return NotImplemented
 
 

@@ -25,7 +25,8 @@ from polars.testing import assert_frame_equal
 
 from netdiag.analyze import analyze
 from netdiag.errors import UsageError
-from netdiag.watch import STATE_FILE, Watcher
+from netdiag.pipeline import Pipeline, Stage
+from netdiag.watch import STATE_FILE, Watcher, dump_state, load_state
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "captures" / "lab"
@@ -269,6 +270,20 @@ def test_state_loads_only_netdiag_objects(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot be read"):
         Watcher(tmp_path / "ring", out, interval=60)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_state_with_enum_pickled_by_name_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian's Python 3.11.2 pickles an IntEnum member as getattr(class, name), which the loader
+    refuses (CI failed there, not under 3.11.7): the state pickles enum members by value itself."""
+    monkeypatch.setattr(Stage, "__reduce_ex__", lambda self, proto: (getattr, (type(self), self.name)))
+    assert b"getattr" in pickle.dumps(Stage.LOGONS, protocol=5)       # the 3.11.2 behaviour, imitated
+    ring = _ring(LAB / "storm.pcap", 150, tmp_path / "ring")
+    _age(ring)
+    out = tmp_path / "out"
+    r = Watcher(tmp_path / "ring", out, interval=60).poll()
+    assert r.refreshed
+    pipe = load_state(dump_state(Watcher(tmp_path / "ring", out, interval=60).pipeline), Pipeline)
+    assert pipe.stage is Stage.LOGONS
 
 
 def test_follow_until_stopped(tmp_path: Path) -> None:
