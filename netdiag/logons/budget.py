@@ -252,7 +252,7 @@ def _segment_intervals(segments: pl.DataFrame, conn_m: pl.DataFrame, connections
         segments.filter(pl.col("zero_window") | pl.col("window_full"))["conn_id"].unique().implode())
     seg = segments.filter(flagged).join(cm.drop("half_rtt_client_ns"), on="conn_id", how="inner")
     with_data = pl.col("conn_id").is_in(segments.filter(_DATA)["conn_id"].unique().implode())
-    waits = resend_waits(segments.filter(in_cm & with_data), connections)
+    waits = resend_waits(segments.select(_resend_columns(segments)).filter(in_cm & with_data), connections)
     rtx = (waits.join(cm, on="conn_id", how="inner")
            # a first copy whose original was lost before the capture point: the client sent both hc
            # before the capture point saw them (its side of the round trip)
@@ -466,6 +466,17 @@ def _timer_delay(window: pl.Expr) -> pl.Expr:
     return pl.min_horizontal(window.fill_null(rto + late.fill_null(0)), rto + late.fill_null(0))
 
 
+# the segment columns resend_waits and its helpers read: its sorts and joins copy only these, not ~50
+RESEND_COLUMNS = ("conn_id", "direction", "frame", "ts_ns", "payload_len", "tcp_flags", "resend", "bytes_seen_before",
+                  "spurious_retransmission", "retransmission", "resend_wait_s", "rto_s", "resend_of_frame",
+                  "rto_frame", "out_of_order", "lost_segment", "fast_retransmission", "seq_rel", "next_seq_rel",
+                  "ack_rel", "ip_id", "ip_ttl", "dsack_left_rel", "dsack_right_rel", "ack_rtt_s")
+
+
+def _resend_columns(segments: pl.DataFrame) -> list[str]:
+    return [c for c in RESEND_COLUMNS if c in segments.columns]
+
+
 def resend_waits(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFrame:
     """Waits on resends, one row per segment that cost the receiver time (WAIT_SCHEMA).
 
@@ -493,6 +504,7 @@ def resend_waits(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFr
     if segments is None or segments.height == 0:
         return pl.DataFrame(schema=WAIT_SCHEMA)
     data = _DATA
+    segments = segments.select(_resend_columns(segments))
     # every wait below is on a data segment: connections without one (a SYN flood, bare
     # handshakes) cannot have any, and the per-direction windows below cost memory per group
     segments = segments.filter(pl.col("conn_id").is_in(segments.filter(data)["conn_id"].unique().implode()))
@@ -507,6 +519,8 @@ def resend_waits(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFr
                           t0=pl.col("ts_ns") - (pl.col("rto_s") * 1e9).cast(pl.Int64), frame_a=pl.col("rto_frame"),
                           kind=pl.lit("resend")).cast(WAIT_SCHEMA)
     seg = segments.sort("conn_id", "ts_ns", "frame")
+    has_lost = "lost_segment" in segments.columns
+    del segments   # (only the sorted copy is read below)
     dsacked = dsack_spurious(seg)
     spurious = pl.col("spurious_retransmission").fill_null(False) | pl.col("frame").is_in(dsacked.implode())
     parts: list[pl.DataFrame] = []
@@ -525,7 +539,9 @@ def resend_waits(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFr
     # (a packet larger than the sender's MSS was cut by the NIC into MSS-sized packets with one ID
     # each, or coalesced by the receiving host: a capture on that host sees one packet for several IDs)
     mss = connections.select("conn_id", _mss0=pl.col("mss_server").cast(pl.Int64), _mss1=pl.col("mss_client").cast(pl.Int64))
-    side = seg.join(mss, on="conn_id", how="left").with_columns(
+    # (the MSS column joined alone, then added: a join of `seg` itself would copy all its columns)
+    side = seg.with_columns(seg.select("conn_id").join(mss, on="conn_id", how="left", maintain_order="left")
+                            .select("_mss0", "_mss1")).with_columns(
         _mss=pl.when(pl.col("direction") == 0).then("_mss0").otherwise("_mss1").fill_null(1460).clip(lower_bound=1)
     ).with_columns(
         _pts=pl.col("ts_ns").shift(1).over("conn_id", "direction"),
@@ -538,7 +554,7 @@ def resend_waits(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFr
     ).with_columns(_miss=pl.col("_dids") - pl.col("_pids"))
     # (in order only: a first copy after a sequence jump follows bytes the capture missed, which a
     # resend fills later (a hole, above) or nobody does (the capture dropped them))
-    in_order = ~pl.col("lost_segment") if "lost_segment" in segments.columns else pl.lit(True)
+    in_order = ~pl.col("lost_segment") if has_lost else pl.lit(True)
     late = side.filter(data & ~pl.col("resend") & ~pl.col("out_of_order") & in_order & pl.col("_pts").is_not_null()
                        & ((pl.col("_miss") > 0) | (pl.col("ts_ns") - pl.col("_pts") >= int(MIN_RTO_S_UNIX * 0.95e9))))
     if fill.height + late.height == 0:
