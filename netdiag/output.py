@@ -574,8 +574,17 @@ class StagedFile:
         self.target = Path(os.path.abspath(target))
         if self.target.is_dir() and not self.target.is_symlink():
             raise UsageError(f"{self.target}: is a directory; give a file name")
-        if not overwrite and os.path.lexists(self.target):
+        # A character device or a FIFO (`--parquet /dev/null`, a named pipe to another program) is
+        # written straight into: renaming a file over it would replace the device itself (run as
+        # root, `--parquet /dev/null` left /dev/null a regular file for every process on the machine).
+        # A symlink is never followed, whatever it points at.
+        self.special = _is_special(self.target)
+        if not overwrite and os.path.lexists(self.target) and not self.special:
             raise UsageError(f"{self.target} exists; use --force to overwrite it")
+        if self.special:   # (a private directory elsewhere for a writer's scratch files: see sanitize)
+            self.dir = Path(tempfile.mkdtemp(prefix=".netdiag-"))
+            self.path = self.target
+            return
         self.dir = _make_staging(self.target, frozenset([self.target.name]))
         self.path = self.dir / self.target.name
 
@@ -587,11 +596,20 @@ class StagedFile:
             self.abort()
 
     def open(self) -> BinaryIO:
-        """The new file, opened O_EXCL|O_NOFOLLOW for writing."""
+        """The new file, opened O_EXCL|O_NOFOLLOW for writing (a device or FIFO target: itself)."""
+        if self.special:
+            try:
+                fd = os.open(self.target, os.O_WRONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            except OSError as exc:
+                raise _unwritable(self.target, exc) from None
+            return os.fdopen(fd, "wb")
         return open_new(self.path)
 
     def commit(self) -> Path:
         """Rename the written file into place and remove the staging directory."""
+        if self.special:
+            self.abort()
+            return self.target
         try:
             os.rename(self.path, self.target)
         except OSError as exc:
@@ -603,6 +621,15 @@ class StagedFile:
     def abort(self) -> None:
         """Remove the staging directory (and the unfinished file in it)."""
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _is_special(path: Path) -> bool:
+    """`path` is (not a link to) a character device or a FIFO."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 def write_file(target: str | os.PathLike[str], write: Callable[[BinaryIO], object], *,

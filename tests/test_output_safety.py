@@ -8,11 +8,14 @@ mounts a real read-only bind mount, then runs netdiag on the bundled sample capt
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -360,3 +363,34 @@ def test_the_current_directory_as_out_is_refused_not_swapped_away(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 2 and "current directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+
+
+def test_a_fifo_output_is_written_into_not_replaced(tmp_path):
+    """`--parquet` naming a FIFO (a pipe to another program) streams into it: the FIFO stays, and
+    what came through is the same table a regular file gets."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = _netdiag("connections", SAMPLE, "--parquet", fifo)
+    reader.join(timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    plain = tmp_path / "plain.parquet"
+    assert _netdiag("connections", SAMPLE, "--parquet", plain).returncode == 0
+    assert pl.read_parquet(io.BytesIO(got[0])).equals(pl.read_parquet(plain))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".netdiag")] == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_a_character_device_output_stays_a_device(tmp_path):
+    """`--parquet /dev/null` once replaced /dev/null with a regular file (a rename over it, as root):
+    every later `2>/dev/null` on the machine wrote into that file. A null device made here stands in."""
+    dev = tmp_path / "null"
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    for args in (("connections", SAMPLE, "--parquet", dev), ("logons", SAMPLE, "--parquet", dev)):
+        r = _netdiag(*args)
+        assert r.returncode == 0, r.stderr
+        assert stat.S_ISCHR(os.lstat(dev).st_mode), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
