@@ -347,6 +347,8 @@ def _worker(index: int, inbox: Any, outbox: Any, profile: Profile, stage: Stage,
                 if parent is not None and not parent.is_alive():
                     return   # the driver is gone (killed): nobody will read what this worker makes
                 continue
+            if parent is not None and not parent.is_alive():
+                return   # (also with chunks still queued: each costs seconds, a full inbox minutes)
             if msg[0] == "chunk":
                 runner.feed(PacketChunk(msg[1], msg[2]), msg[3])
             elif msg[0] == "finish":
