@@ -340,15 +340,22 @@ def _worker(index: int, inbox: Any, outbox: Any, profile: Profile, stage: Stage,
         runner = PartitionRunner(index, profile, stage, segments=segments, server_ports=server_ports,
                                  tls_keylog=tls_keylog)
         parent = mp.parent_process()
+        # The inbox arrives with both ends of its pipe. This worker only reads: were its copy of the
+        # write end left open, a driver killed halfway through writing a chunk (megabytes, through a
+        # 64 KB pipe) would leave this worker blocked for ever in the read of the rest, as the pipe
+        # never reports end-of-file while a writer lives. Closed, that read ends in EOFError.
+        inbox._writer.close()
         while True:
             try:
                 msg = inbox.get(timeout=POLL_S)
             except queue.Empty:
                 if parent is not None and not parent.is_alive():
-                    return   # the driver is gone (killed): nobody will read what this worker makes
+                    return _orphaned(outbox)   # the driver is gone (killed): nobody reads what this makes
                 continue
+            except (EOFError, OSError):
+                return _orphaned(outbox)       # the driver died while writing a message
             if parent is not None and not parent.is_alive():
-                return   # (also with chunks still queued: each costs seconds, a full inbox minutes)
+                return _orphaned(outbox)   # (also with chunks still queued: each costs seconds)
             if msg[0] == "chunk":
                 runner.feed(PacketChunk(msg[1], msg[2]), msg[3])
             elif msg[0] == "finish":
@@ -362,7 +369,14 @@ def _worker(index: int, inbox: Any, outbox: Any, profile: Profile, stage: Stage,
             else:
                 return
     except BaseException:  # noqa: BLE001 - everything goes back to the driver, which fails the run
+        if mp.parent_process() is not None and not mp.parent_process().is_alive():
+            _orphaned(outbox)
         outbox.put(("error", index, traceback.format_exc()))
+
+
+def _orphaned(outbox: Any) -> None:
+    """Leave a worker whose driver is dead without waiting to flush the outbox nobody reads."""
+    outbox.cancel_join_thread()
 
 
 class _Workers:

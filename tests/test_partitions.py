@@ -251,3 +251,46 @@ def test_workers_exit_when_the_driver_is_killed(storm_copies: Path) -> None:
         alive = [p for p in workers if _running(p)]
         time.sleep(0.2)
     assert not alive, f"workers {alive} still running after the driver was killed"
+
+
+_HALF_WRITTEN = """
+import os, signal, struct, sys
+from netdiag.partitions import _Workers
+from netdiag.pipeline import Stage
+from netdiag.profile import Profile
+
+if __name__ == "__main__":
+    w = _Workers(1, (Profile(), Stage.CONNECTIONS, False, None, None), "spawn")
+    # what a driver killed while its queue's feeder thread writes a chunk leaves in the pipe: the
+    # length of a 1 MB message and its first kilobyte
+    os.write(w.inboxes[0]._writer.fileno(), struct.pack("!i", 1 << 20) + bytes(1024))
+    print(w.procs[0].pid, flush=True)
+    sys.stdin.readline()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_worker_exits_when_the_driver_dies_halfway_through_a_chunk(tmp_path: Path) -> None:
+    """The driver killed mid-message: the worker's read of the rest ends, and so does the worker.
+
+    (The kill test above meets this only when the kill falls inside a write; in CI it did once, and
+    both workers waited for ever in the read of the rest of a chunk.)
+    """
+    script = tmp_path / "driver.py"
+    script.write_text(_HALF_WRITTEN)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env=env)
+    worker = int(proc.stdout.readline())
+    time.sleep(1.0)   # (the worker is importing or already in the read; both must end)
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 20
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = _running(worker)
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, "the worker still waits for the rest of a message its dead driver never wrote"
