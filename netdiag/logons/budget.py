@@ -45,6 +45,8 @@ Method (docs/logons.md has a worked example):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import polars as pl
 
@@ -433,9 +435,12 @@ def _per_socket_ip_ids(seg: pl.DataFrame, connections: pl.DataFrame) -> pl.DataF
     steps = s.group_by("conn_id", "direction", "host").agg(_share=(pl.col("_miss") == 0).mean(),
                                                             _odd=(pl.col("_miss") != 0).sum(),
                                                             _n=pl.col("_miss").count())
+    # (sorted by host, each host's rows are contiguous: its previous row is the previous row when
+    # that is the same host, which is shift(1).over("host") without the per-group window)
+    same_host = pl.col("host").eq_missing(pl.col("host").shift(1))
     cross = (s.sort("host", "ts_ns", "frame")
-             .with_columns(_pc=pl.col("conn_id").shift(1).over("host"),
-                           _d=(pl.col("ip_id") - pl.col("ip_id").shift(1).over("host")) % 65536)
+             .with_columns(_pc=pl.when(same_host).then(pl.col("conn_id").shift(1)),
+                           _d=(pl.col("ip_id") - pl.when(same_host).then(pl.col("ip_id").shift(1))) % 65536)
              .filter(pl.col("_pc").is_not_null() & (pl.col("_pc") != pl.col("conn_id")))
              .group_by("host").agg(_g=pl.col("_d").is_between(1, 3).mean(), _gn=pl.len()))
     return (steps.join(cross, on="host", how="left")
@@ -443,6 +448,21 @@ def _per_socket_ip_ids(seg: pl.DataFrame, connections: pl.DataFrame) -> pl.DataF
                     per_socket=((pl.col("_share").fill_null(0.0) >= IPID_STEP_SHARE) | (pl.col("_odd") <= 1))
                     & (pl.col("_n") >= 2)
                     & ~((pl.col("_gn").fill_null(0) >= 2) & (pl.col("_g").fill_null(0.0) >= IPID_GLOBAL_SHARE))))
+
+
+def _previous_of_side(seg: pl.DataFrame) -> Callable[[pl.Expr], pl.Expr]:
+    """`prev(expr)`: expr at the previous row of the same (conn_id, direction), in `seg`'s row
+    order (null for a side's first row): what `expr.shift(1).over("conn_id", "direction")` gives,
+    as one gather by row index instead of a window per group (a flood's hundreds of thousands of
+    sides made the windows the slowest step of resend_waits)."""
+    key = seg["conn_id"].to_numpy().astype(np.int64) * 2 + seg["direction"].to_numpy().astype(np.int64)
+    order = np.argsort(key, kind="stable")   # each side's rows together, in row order
+    same = np.flatnonzero(key[order][1:] == key[order][:-1]) + 1
+    prev = np.full(key.size, -1, np.int64)
+    prev[order[same]] = order[same - 1]
+    has = pl.lit(pl.Series(prev >= 0))
+    idx = pl.Series(np.maximum(prev, 0))
+    return lambda expr: pl.when(has).then(expr.gather(idx))
 
 
 def _after_answer(df: pl.DataFrame, seg: pl.DataFrame) -> pl.DataFrame:
@@ -543,14 +563,14 @@ def resend_waits(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFr
     side = seg.with_columns(seg.select("conn_id").join(mss, on="conn_id", how="left", maintain_order="left")
                             .select("_mss0", "_mss1")).with_columns(
         _mss=pl.when(pl.col("direction") == 0).then("_mss0").otherwise("_mss1").fill_null(1460).clip(lower_bound=1)
-    ).with_columns(
-        _pts=pl.col("ts_ns").shift(1).over("conn_id", "direction"),
-        _pframe=pl.col("frame").shift(1).over("conn_id", "direction"),
-        _pack=pl.col("ack_rel").shift(1).over("conn_id", "direction"),
-        _pids=((pl.col("payload_len").cast(pl.Int64) + pl.col("_mss") - 1) // pl.col("_mss")).clip(lower_bound=1)
-        .shift(1).over("conn_id", "direction"),
-        _dids=(pl.col("ip_id").cast(pl.Int64) - pl.col("ip_id").cast(pl.Int64).shift(1).over("conn_id", "direction"))
-        % 65536,
+    )
+    prev = _previous_of_side(side)   # (the values of the side's previous packet: shift(1).over(conn, dir))
+    side = side.with_columns(
+        _pts=prev(pl.col("ts_ns")),
+        _pframe=prev(pl.col("frame")),
+        _pack=prev(pl.col("ack_rel")),
+        _pids=prev(((pl.col("payload_len").cast(pl.Int64) + pl.col("_mss") - 1) // pl.col("_mss")).clip(lower_bound=1)),
+        _dids=(pl.col("ip_id").cast(pl.Int64) - prev(pl.col("ip_id").cast(pl.Int64))) % 65536,
     ).with_columns(_miss=pl.col("_dids") - pl.col("_pids"))
     # (in order only: a first copy after a sequence jump follows bytes the capture missed, which a
     # resend fills later (a hole, above) or nobody does (the capture dropped them))
@@ -691,30 +711,31 @@ def sweep(intervals: pl.DataFrame, logons: pl.DataFrame) -> tuple[np.ndarray, np
     nseg = bounds.size - 1
     unexplained = _CAT_RANK["unexplained_s"] * _NCAUSE + cause_id_of["unexplained"]
     winner = np.full(nseg, unexplained, dtype=np.int64)
+
+    def active(m: np.ndarray) -> np.ndarray:
+        """How many of the intervals `m` cover each elementary segment (a difference array summed)."""
+        diff = np.bincount(si[m], minlength=nseg + 1) - np.bincount(ei[m], minlength=nseg + 1)
+        return np.cumsum(diff)[:-1]
+
     for r in ranks_present:   # ascending: higher ranks paint over lower ones
-        m = rank == r
-        diff = np.zeros(nseg + 1, dtype=np.int64)
-        np.add.at(diff, si[m], 1)
-        np.add.at(diff, ei[m], -1)
-        cov = np.cumsum(diff)[:-1] > 0
-        winner[cov] = r
+        winner[active(rank == r) > 0] = r
     # per-interval won time: the time its rank won, shared equally among that rank's intervals
     # active at the same instant (so summing won time over intervals never counts an instant twice)
     wonf = np.zeros(intervals.height, dtype=np.float64)
     for r in ranks_present:
         m = rank == r
-        diff = np.zeros(nseg + 1, dtype=np.int64)
-        np.add.at(diff, si[m], 1)
-        np.add.at(diff, ei[m], -1)
-        cnt = np.cumsum(diff)[:-1]
+        cnt = active(m)
         share = np.where((winner == r) & (cnt > 0), seg_dur / np.maximum(cnt, 1), 0.0)
         csum = np.concatenate([[0.0], np.cumsum(share)])
         wonf[m] = csum[ei[m]] - csum[si[m]]
     won = np.rint(wonf).astype(np.int64)
     seg_cat = winner // _NCAUSE
     seg_cause = winner % _NCAUSE
-    col_of_rank = {_CAT_RANK[c]: BUDGET_COLUMNS.index(c) for c in BUDGET_COLUMNS}
-    seg_col = np.vectorize(col_of_rank.__getitem__, otypes=[np.int64])(seg_cat) if nseg else seg_cat
+    col_of_rank = np.full(max(_CAT_RANK.values()) + 1, -1, dtype=np.int64)   # (a rank with no column: -1)
+    for c in BUDGET_COLUMNS:
+        col_of_rank[_CAT_RANK[c]] = BUDGET_COLUMNS.index(c)
+    seg_col = col_of_rank[seg_cat]
+    assert (seg_col >= 0).all(), "every category rank has a budget column"
     np.add.at(cat_ns, (seg_lo[valid], seg_col[valid]), seg_dur[valid])
     np.add.at(cause_ns, (seg_lo[valid], seg_cause[valid]), seg_dur[valid])
     assert np.array_equal(cat_ns.sum(axis=1), ldur), "budget nanoseconds must cover each logon exactly"

@@ -29,9 +29,19 @@ ACTION = ("Ask the firewall/NAT team for the idle (state) timeout on the path to
 
 def _dropped(segments: pl.DataFrame, idle_s: float) -> set[int]:
     """Connections whose data after a long silence was resent and never answered by the server."""
-    s = segments.sort("conn_id", "ts_ns", "frame").with_columns(
-        _gap=(pl.col("ts_ns") - pl.col("ts_ns").shift(1).over("conn_id")))
-    first_rtx = (s.filter(pl.col("retransmission") & (pl.col("direction") == 0) & (pl.col("payload_len") > 0))
+    client_rtx = pl.col("retransmission") & (pl.col("direction") == 0) & (pl.col("payload_len") > 0)
+    # only the connections with a client retransmission can qualify, and only these columns are read:
+    # the sort below then copies little (it copied every row and column of the segments table)
+    with_rtx = segments.filter(client_rtx)["conn_id"].unique()
+    if with_rtx.len() == 0:
+        return set()
+    s = (segments.select("conn_id", "ts_ns", "frame", "direction", "payload_len", "retransmission", "rto_frame")
+         .filter(pl.col("conn_id").is_in(with_rtx.implode())).sort("conn_id", "ts_ns", "frame"))
+    # (sorted by connection: the previous row is the connection's previous packet when it has the
+    # same conn_id, i.e. shift(1).over("conn_id") without a window per connection)
+    s = s.with_columns(_gap=pl.col("ts_ns") - pl.when(pl.col("conn_id") == pl.col("conn_id").shift(1))
+                       .then(pl.col("ts_ns").shift(1)))
+    first_rtx = (s.filter(client_rtx)
                  .group_by("conn_id").agg(pl.col("rto_frame").first(), pl.col("ts_ns").first().alias("rtx_ts")))
     if first_rtx.height == 0:
         return set()
