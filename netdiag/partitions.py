@@ -18,7 +18,9 @@ A logon never spans client addresses, so the work splits by client address:
    ids by start time, as one pass numbers them) and runs the rest of the logons stage once
    (wait budgets, findings over all logons, population views).
 
-`run_processes` runs the partitions in worker processes on this machine; netdiag.cluster runs
+`run_processes` runs the partitions in worker processes on this machine (chunks of packets go to
+a worker through its pipe; tables come back, and grouping work goes out, as Arrow IPC files in a
+scratch directory of the system's temporary directory, removed at the end); netdiag.cluster runs
 them on dask.distributed, and netdiag.parallel.run chooses. A worker that raises or dies fails
 the run with `PartitionError` (exit 3), naming its partition.
 """
@@ -28,10 +30,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import shutil
+import tempfile
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -333,7 +338,7 @@ def merge_groupings(groupings: Sequence[Grouping]) -> Grouping:
 
 
 # ------------------------------------------------------------------------------------ worker processes
-def _worker(index: int, inbox: Any, outbox: Any, profile: Profile, stage: Stage, segments: bool,
+def _worker(index: int, inbox: Any, outbox: Any, scratch: str, profile: Profile, stage: Stage, segments: bool,
             server_ports: set[int] | None, tls_keylog: Any) -> None:
     """A worker process: feed its partition's chunks, send its tables, then group what it is given."""
     try:
@@ -359,12 +364,14 @@ def _worker(index: int, inbox: Any, outbox: Any, profile: Profile, stage: Stage,
             if msg[0] == "chunk":
                 runner.feed(PacketChunk(msg[1], msg[2]), msg[3])
             elif msg[0] == "finish":
-                outbox.put(("tables", index, runner.finish()))
+                outbox.put(("tables", index, _to_files(runner.finish(), _TABLES, Path(scratch), f"part-{index}")))
                 runner = None
             elif msg[0] == "group":
                 t, c = time.perf_counter(), time.process_time()
+                w = _from_files(msg[1], _WORK_TABLES)
                 with no_cyclic_gc():
-                    g = group_partition(*msg[1], profile)
+                    g = group_partition(w.connections, w.transactions, w.relevant, w.bounds, profile)
+                g = _to_files(g, _GROUPING_TABLES, Path(scratch), f"grouping-{index}")
                 outbox.put(("grouping", index, (g, time.perf_counter() - t, time.process_time() - c)))
             else:
                 return
@@ -372,6 +379,49 @@ def _worker(index: int, inbox: Any, outbox: Any, profile: Profile, stage: Stage,
         if mp.parent_process() is not None and not mp.parent_process().is_alive():
             _orphaned(outbox)
         outbox.put(("error", index, traceback.format_exc()))
+
+
+_TABLES = ("connections", "transactions", "segments", "messages", "gaps")
+
+
+def _to_files(obj: Any, names: Sequence[str], scratch: Path, tag: str) -> Any:
+    """A copy of dataclass `obj` whose DataFrame fields `names` are written to Arrow IPC files in
+    `scratch` and replaced by their paths: what crosses a process boundary then is a few paths.
+    (Pickled through the pipe, a 2 M-packet capture's tables took seconds to serialise, copy and
+    read back; uncompressed IPC files cost a fraction of that.)"""
+    files = {}
+    for name in names:
+        df = getattr(obj, name)
+        if isinstance(df, pl.DataFrame):
+            path = scratch / f"{tag}-{name}.arrow"
+            df.write_ipc(path, compression="uncompressed")
+            files[name] = str(path)
+    return replace(obj, **files)
+
+
+def _from_files(obj: Any, names: Sequence[str]) -> Any:
+    """`_to_files` undone: the tables read back, each file deleted once read."""
+    frames = {}
+    for name in names:
+        path = getattr(obj, name)
+        if isinstance(path, str):
+            frames[name] = pl.read_ipc(path)
+            os.unlink(path)
+    return replace(obj, **frames)
+
+
+@dataclass
+class _GroupWork:
+    """One worker's share of the logon grouping (group_partition's arguments but the profile)."""
+
+    connections: Any      # a DataFrame, or the path of its IPC file while in transit
+    transactions: Any
+    relevant: Any
+    bounds: tuple[int, int] | None
+
+
+_WORK_TABLES = ("connections", "transactions", "relevant")
+_GROUPING_TABLES = ("logons", "members")
 
 
 def _orphaned(outbox: Any) -> None:
@@ -387,7 +437,10 @@ class _Workers:
         self.n = n
         self.outbox = ctx.Queue()
         self.inboxes = [ctx.Queue(maxsize=QUEUE_CHUNKS) for _ in range(n)]
-        self.procs = [ctx.Process(target=_worker, args=(k, self.inboxes[k], self.outbox, *args), daemon=True,
+        # where the workers leave their tables for the driver (removed by close)
+        self.scratch = tempfile.mkdtemp(prefix="netdiag-partitions-")
+        self.procs = [ctx.Process(target=_worker, args=(k, self.inboxes[k], self.outbox, self.scratch, *args),
+                                  daemon=True,
                                   name=f"netdiag-partition-{k}") for k in range(n)]
         for p in self.procs:
             p.start()
@@ -438,6 +491,7 @@ class _Workers:
         for q in [*self.inboxes, self.outbox]:
             q.cancel_join_thread()
             q.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def run_processes(path_list: list[Any], prof: Profile, stage: Stage, jobs: int, *, segments: bool,
@@ -464,7 +518,8 @@ def run_processes(path_list: list[Any], prof: Profile, stage: Stage, jobs: int, 
         set_stage(progress, STAGE_NAMES[stage][1])
         for k in range(jobs):
             workers.put(k, ("finish",))
-        parts = workers.gather("tables", set(range(jobs)))
+        got = workers.gather("tables", set(range(jobs)))
+        parts = {k: _from_files(t, _TABLES) for k, t in got.items()}
         costs["partitions_done"] = time.perf_counter() - t0
         costs["partitions"] = [dict(parts[k].costs, packets=parts[k].packets) for k in range(jobs)]
         t, c = time.perf_counter(), time.process_time()
@@ -476,9 +531,10 @@ def run_processes(path_list: list[Any], prof: Profile, stage: Stage, jobs: int, 
             work, bounds = grouping_work(a, jobs)
             costs["grouping_split_cpu"] = time.process_time() - c
             for k in range(jobs):
-                workers.put(k, ("group", (*work[k], bounds)))
+                share = _GroupWork(*work[k], bounds)
+                workers.put(k, ("group", _to_files(share, _WORK_TABLES, Path(workers.scratch), f"work-{k}")))
             got = workers.gather("grouping", set(range(jobs)))
-            grouping = merge_groupings([got[k][0] for k in range(jobs)])
+            grouping = merge_groupings([_from_files(got[k][0], _GROUPING_TABLES) for k in range(jobs)])
             costs["grouping"] = time.perf_counter() - t
             costs["grouping_per_partition"] = [got[k][1] for k in range(jobs)]
             costs["grouping_per_partition_cpu"] = [got[k][2] for k in range(jobs)]

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -148,6 +149,16 @@ def test_cli_bad_options() -> None:
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
+def test_tables_cross_through_files_that_are_removed(storm_copies: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers hand their tables and groupings over as files in a scratch directory of the
+    system's temporary directory: a run leaves none of them behind."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    many = run([storm_copies], jobs=2)
+    assert many.logons.height >= 24 * 20
+    assert list(tmp_path.iterdir()) == []
+
+
 def _kill_a_worker(found: list[int]) -> None:
     """Kill this process's second partition worker with SIGKILL as soon as it runs."""
     for _ in range(600):
@@ -160,7 +171,8 @@ def _kill_a_worker(found: list[int]) -> None:
         time.sleep(0.05)
 
 
-def test_killed_worker_fails_the_run(storm_copies: Path) -> None:
+def test_killed_worker_fails_the_run(storm_copies: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     found: list[int] = []
     killer = threading.Thread(target=_kill_a_worker, args=(found,))
     killer.start()
@@ -172,6 +184,7 @@ def test_killed_worker_fails_the_run(storm_copies: Path) -> None:
     assert "partition 2 of 2" in str(err.value) and f"pid {found[0]}" in str(err.value)
     assert err.value.exit_code == 3
     assert not mp.active_children()   # the other worker was stopped too
+    assert list(tmp_path.iterdir()) == []   # and the scratch directory is gone
 
 
 def test_killed_worker_cli_exit_3_and_no_table(storm_copies: Path, tmp_path: Path) -> None:
