@@ -20,6 +20,7 @@ answer that much after, so start and end mean the client's own clock wherever th
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -161,6 +162,35 @@ def end_of(ch: Chain, txs: dict[str, list], profile: Profile, *, until: int | No
             return None  # still going at `until`
         end = (run_end, "quiet", None)
     return end
+
+
+def end_horizon(ch: Chain, txs: dict[str, list], profile: Profile, until: int) -> float:
+    """The earliest instant >= `until` that end_of(ch, txs, profile, until=·) compares with:
+    asked again at any time in (until, horizon), with the same items and bootstrap, end_of gives
+    the same answer, and the logon's "ended before t" test (end < t) the same outcome.
+
+    end_of reads `until` only in comparisons with its rows' request starts, their answers' ends
+    (each a request start, request end, response end or connection end), those ends plus
+    `end_quiet_s` (the quiet rule) and failed connects' starts; its answer's end is one of those
+    ends. Between two such instants every comparison stays as it was. (The grouping loop asks
+    each live chain of an address at every new connection of that address; most asks fall in
+    the same interval as the one before.)"""
+    quiet = int(profile.end_quiet_s * 1e9)
+    q0s, q1s, r1s = txs["req_first_ts_ns"], txs["req_last_ts_ns"], txs["rsp_last_ts_ns"]
+    h = math.inf
+    for it in ch.items:
+        vals = [it.last_ns]
+        if it.kind == "tcp" and it.failed_connect:
+            vals.append(it.start_ns)
+        for r in it.txn_rows:
+            vals += (q0s[r], q1s[r], r1s[r])
+        for v in vals:
+            if v is not None:
+                if until <= v < h:
+                    h = v
+                if until <= v + quiet < h:
+                    h = v + quiet
+    return h
 
 
 @dataclass

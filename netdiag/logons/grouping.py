@@ -33,6 +33,7 @@ from netdiag.logons.chains import (
 )
 from netdiag.logons.ends import (
     chain_requests,
+    end_horizon,
     end_of,
     end_of_connects,
     last_step_failed,
@@ -82,12 +83,27 @@ def group_logons(connections: pl.DataFrame, transactions: pl.DataFrame, profile:
     followed = referral_matching(tcp_items, quiet_ns)
     chain_of_conn: dict[int, Chain] = {}
 
+    # chain_id -> (items, bootstrap, asked at, horizon) of its last "not ended" answer (end_horizon)
+    end_memo: dict[int, tuple[int, int, int, float]] = {}
+
     def logon_ended(ch: Chain, t: int) -> bool:
         if ch.bootstrap_ns is None:
             return False
         if not ch.ended:   # once ended (end rule met before t), ended for every later t
-            end = end_of(ch, txs, profile, until=t) if ch._n_txn else end_of_connects(ch, profile, t)
+            if not ch._n_txn:
+                end = end_of_connects(ch, profile, t)
+                ch.ended = end is not None and end[0] < t
+                return ch.ended
+            memo = end_memo.get(ch.chain_id)
+            if memo is not None and memo[0] == len(ch.items) and memo[1] == ch.bootstrap_ns and (
+                    memo[2] <= t < memo[3]):
+                return False   # nothing end_of compares with lies between the last ask and t
+            end = end_of(ch, txs, profile, until=t)
             ch.ended = end is not None and end[0] < t
+            if ch.ended:
+                end_memo.pop(ch.chain_id, None)
+            else:
+                end_memo[ch.chain_id] = (len(ch.items), ch.bootstrap_ns, t, end_horizon(ch, txs, profile, t))
         return ch.ended
 
     def has_open_connection(ch: Chain, t: int) -> bool:
