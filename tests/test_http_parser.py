@@ -332,3 +332,22 @@ def test_status_code_outside_100_599_is_malformed_with_a_reason() -> None:
     assert c.status == "malformed" and "status code 000 outside 100..599" in c.reason
     (rec,) = http.parse(msg[:c.length])
     assert rec.malformed and "000" in rec.reason
+
+
+def test_parse_after_cut_reuses_the_header_block_without_changing_a_record() -> None:
+    """cut() leaves the header block it decoded in the context and parse() of the same message
+    reuses it: the records must equal a context-free parse of the same bytes, on the real
+    capture's streams and on seeded mutations of them (where a block left from an earlier cut is reused only for the very same bytes)."""
+    streams = [c.data(d) for c in tcp_connections(PCAP) for d in (0, 1)]
+    streams += [m for i, s in enumerate(streams[:6]) for m in _mutations(100 + i, s[:6000], 20)]
+    compared = 0
+    for data in streams:
+        ctx, pos = http.new_context(), 0
+        while pos < len(data):
+            c = http.cut(data, pos, at_end=True, context=ctx)
+            msg = data[pos:pos + c.length]
+            if c.status == "message":   # (malformed bytes go to parse without context: a block stays)
+                assert http.parse(msg, context=ctx) == http.parse(msg, context=None)
+                compared += 1
+            pos += c.length
+    assert compared > 100

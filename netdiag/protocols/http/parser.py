@@ -96,6 +96,9 @@ class HttpContext:
     upgraded: bool = False  # a 101 Switching Protocols (or CONNECT 2xx) ended HTTP here
     # where the walk of an unfinished chunked body stopped: ((start, head bytes), offset, body)
     chunk_resume: tuple[tuple[int, bytes], int, int] | None = None
+    # the header block cut() decoded last and its decoding: parse() of the same message, given the
+    # same context, reuses it when its message starts with exactly these bytes (no second decode)
+    head_cache: tuple[bytes, _Head] | None = None
 
 
 def new_context() -> HttpContext:
@@ -347,6 +350,7 @@ def cut(data: bytes, start: int = 0, *, at_end: bool = False, context: HttpConte
     assert head is not None
     if head.error and not head.method and not head.status:
         return _malformed(data, start, pos + 1, head.error)
+    context.head_cache = (data[pos:head_end], head)
 
     body_start = head_end
     kind = _body_kind(head, context, data, body_start)
@@ -457,8 +461,11 @@ def parse(message: bytes, *, context: HttpContext | None = None, direction: int 
     """Decode one cut message into one Record (never raises; never keeps the body)."""
     if context is not None and context.upgraded and not _START_RE.match(message):
         return [Record(PROTOCOL, "tunnel", detail={"data_bytes": len(message)})]
+    cached = None
+    if context is not None:
+        cached, context.head_cache = context.head_cache, None
     try:
-        return [_parse(message)]
+        return [_parse(message, cached)]
     except Exception as exc:  # a parser bug must not stop a run; report it as malformed
         start = message[_LEADING_BLANK_RE.match(message).end():]
         kind = "response" if start.startswith(b"HTTP/") else "request" if _START_RE.match(start) else "unknown"
@@ -466,14 +473,19 @@ def parse(message: bytes, *, context: HttpContext | None = None, direction: int 
                        detail={"message_bytes": len(message)})]
 
 
-def _parse(message: bytes) -> Record:
+def _parse(message: bytes, cached: tuple[bytes, _Head] | None = None) -> Record:
     pos = _LEADING_BLANK_RE.match(message).end()
-    head_end = _find_head_end(message, pos)
-    if head_end < 0:
-        kind = "request" if not message.startswith(b"HTTP/", pos) else "response"
-        return Record(PROTOCOL, kind, malformed=True, reason="no complete header block",
-                      detail={"message_bytes": len(message)})
-    head = _read_head(message, pos, head_end)
+    if cached is not None and message.startswith(cached[0], pos):
+        # the very header block cut() decoded: its first blank line ends it here too (the search
+        # for it reads no byte past that line), and decoding is a function of these bytes alone
+        head_end, head = pos + len(cached[0]), cached[1]
+    else:
+        head_end = _find_head_end(message, pos)
+        if head_end < 0:
+            kind = "request" if not message.startswith(b"HTTP/", pos) else "response"
+            return Record(PROTOCOL, kind, malformed=True, reason="no complete header block",
+                          detail={"message_bytes": len(message)})
+        head = _read_head(message, pos, head_end)
     assert head is not None
     if not head.method and not head.status:
         return Record(PROTOCOL, "unknown", malformed=True, reason=head.error,
