@@ -579,6 +579,16 @@ def resend_waits(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFr
                        & ((pl.col("_miss") > 0) | (pl.col("ts_ns") - pl.col("_pts") >= int(MIN_RTO_S_UNIX * 0.95e9))))
     if fill.height + late.height == 0:
         return pl.concat(parts).cast(WAIT_SCHEMA)
+    if late.height:
+        # a side whose IP IDs count its own packets and skip none before the packet lost nothing
+        # there: such a row gets no kind below, so it goes before the RTO estimates and the joins
+        # (on a logon storm nearly all of the pauses this long are of that kind)
+        ids = _per_socket_ip_ids(side, connections)
+        late = (late.join(ids, on=["conn_id", "direction"], how="left")
+                .with_columns(per_socket=pl.col("per_socket").fill_null(False))
+                .filter((~(pl.col("per_socket") & (pl.col("_miss") == 0))).fill_null(True)))
+        if fill.height + late.height == 0:
+            return pl.concat([p.cast(WAIT_SCHEMA) for p in parts]).sort("conn_id", "ts_ns")
     at = pl.concat([fill.select("conn_id", "direction", "frame", "ts_ns", "ip_ttl"),
                     late.select("conn_id", "direction", "frame", "ts_ns", "ip_ttl")]).unique("frame")
     rto = _rto_estimates(seg, connections, at).select("frame", "rto_est_ns")
@@ -598,11 +608,8 @@ def resend_waits(segments: pl.DataFrame, connections: pl.DataFrame) -> pl.DataFr
         parts.append(fill.select("conn_id", "direction", "frame", "ts_ns", t0=t0,
                                  frame_a=pl.coalesce("_hframe", "rto_frame"), kind=pl.lit("before_capture")))
     if late.height:
-        ids = _per_socket_ip_ids(side, connections)
-        late = _after_answer(late.join(ids, on=["conn_id", "direction"], how="left").join(rto, on="frame", how="left"),
-                             seg)
-        late = late.with_columns(per_socket=pl.col("per_socket").fill_null(False),
-                                 _lower=pl.max_horizontal("_lower", "_pts"),
+        late = _after_answer(late.join(rto, on="frame", how="left"), seg)
+        late = late.with_columns(_lower=pl.max_horizontal("_lower", "_pts"),
                                  _gap=pl.col("ts_ns") - pl.col("_pts"))
         proven = pl.col("per_socket") & (pl.col("_miss") > 0) & (pl.col("ack_rel") == pl.col("_pack"))
         no_loss = pl.col("per_socket") & (pl.col("_miss") == 0)
