@@ -22,8 +22,9 @@ from netdiag.progress import NO_PROGRESS, Advance
 
 ENGINES = ("processes", "dask")
 # with --jobs not given, inputs smaller than this run as one pass: starting the worker processes
-# (~1-2 s: each imports netdiag and loads its compiled kernels) costs more than it saves
-AUTO_MIN_BYTES = 32 * 1024 * 1024
+# (~1-2 s: each imports netdiag and loads its compiled kernels) costs what they save. Measured on
+# 2 cores (bench/README.md, partitions): 33 MB 5.4 s either way, 100 MB 12.6 -> 9.9 s, 664 MB 60 -> 41 s
+AUTO_MIN_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -307,3 +307,20 @@ def test_worker_exits_when_the_driver_dies_halfway_through_a_chunk(tmp_path: Pat
     if alive:
         os.kill(worker, signal.SIGKILL)
     assert not alive, "the worker still waits for the rest of a message its dead driver never wrote"
+
+
+def test_default_jobs_are_the_cores_for_a_large_input_and_one_pass_for_a_small_one(tmp_path: Path) -> None:
+    """Without --jobs: one pass below AUTO_MIN_BYTES of input (the workers' start-up costs what they
+    save, bench/README.md), the cores this process may use above it; the CLI passes None."""
+    from netdiag.commands import run_options
+    from netdiag.parallel import AUTO_MIN_BYTES, RunOptions
+
+    small = ROOT / "captures" / "sample" / "epj-logon.pcap"
+    large = tmp_path / "large.pcap"
+    with large.open("wb") as f:   # (sparse: only its size is read)
+        f.truncate(AUTO_MIN_BYTES + 1)
+    opts = run_options(None, "processes", None)
+    assert opts == RunOptions(None, "processes", None)
+    assert opts.jobs_for([small]) == 1
+    assert opts.jobs_for([large]) == len(os.sched_getaffinity(0))
+    assert run_options(3, "processes", None).jobs_for([small]) == 3

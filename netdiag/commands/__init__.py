@@ -10,9 +10,9 @@ if TYPE_CHECKING:
     from netdiag.parallel import RunOptions
 
 JobsOpt = Annotated[int | None, typer.Option(
-    "--jobs", "-j", help="partitions run in parallel, split by client address (default 1, one pass: on 2 cores "
-                         "the partitions are not yet faster, bench/README.md; with --engine dask the default is "
-                         "the cores). The tables are the same either way")]
+    "--jobs", "-j", help="partitions run in parallel, split by client address (default: the cores, and one pass "
+                         "for inputs under 64 MB, where starting the workers costs what they save; "
+                         "bench/README.md). The tables are the same either way")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="where the partitions run: processes (this machine) or dask (a dask.distributed cluster; "
                      "see docs/cluster.md)")]
@@ -31,6 +31,4 @@ def run_options(jobs: int | None, engine: str, scheduler: str | None) -> RunOpti
         raise UsageError(f"--jobs {jobs}: must be at least 1")
     if scheduler is not None and engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
-    if jobs is None and engine == "processes":
-        jobs = 1     # one pass until partitions measure faster than it (bench/README.md, partitions)
-    return RunOptions(jobs, engine, scheduler)
+    return RunOptions(jobs, engine, scheduler)   # (jobs None: the cores, one pass for a small input)
