@@ -344,7 +344,6 @@ def _worker(index: int, inbox: Any, outbox: Any, scratch: str, profile: Profile,
     try:
         runner = PartitionRunner(index, profile, stage, segments=segments, server_ports=server_ports,
                                  tls_keylog=tls_keylog)
-        parent = mp.parent_process()
         # The inbox arrives with both ends of its pipe. This worker only reads: were its copy of the
         # write end left open, a driver killed halfway through writing a chunk (megabytes, through a
         # 64 KB pipe) would leave this worker blocked for ever in the read of the rest, as the pipe
@@ -354,13 +353,13 @@ def _worker(index: int, inbox: Any, outbox: Any, scratch: str, profile: Profile,
             try:
                 msg = inbox.get(timeout=POLL_S)
             except queue.Empty:
-                if parent is not None and not parent.is_alive():
-                    return _orphaned(outbox)   # the driver is gone (killed): nobody reads what this makes
+                if _driver_gone():
+                    return _orphaned(outbox, scratch)   # killed: nobody reads what this makes
                 continue
             except (EOFError, OSError):
-                return _orphaned(outbox)       # the driver died while writing a message
-            if parent is not None and not parent.is_alive():
-                return _orphaned(outbox)   # (also with chunks still queued: each costs seconds)
+                return _orphaned(outbox, scratch)       # the driver died while writing a message
+            if _driver_gone():
+                return _orphaned(outbox, scratch)   # (also with chunks still queued: each costs seconds)
             if msg[0] == "chunk":
                 runner.feed(PacketChunk(msg[1], msg[2]), msg[3])
             elif msg[0] == "finish":
@@ -376,8 +375,8 @@ def _worker(index: int, inbox: Any, outbox: Any, scratch: str, profile: Profile,
             else:
                 return
     except BaseException:  # noqa: BLE001 - everything goes back to the driver, which fails the run
-        if mp.parent_process() is not None and not mp.parent_process().is_alive():
-            _orphaned(outbox)
+        if _driver_gone():
+            _orphaned(outbox, scratch)
         outbox.put(("error", index, traceback.format_exc()))
 
 
@@ -424,9 +423,17 @@ _WORK_TABLES = ("connections", "transactions", "relevant")
 _GROUPING_TABLES = ("logons", "members")
 
 
-def _orphaned(outbox: Any) -> None:
-    """Leave a worker whose driver is dead without waiting to flush the outbox nobody reads."""
+def _driver_gone() -> bool:
+    """Is the process that started this worker dead (killed: it can no longer stop the worker)?"""
+    parent = mp.parent_process()
+    return parent is not None and not parent.is_alive()
+
+
+def _orphaned(outbox: Any, scratch: str) -> None:
+    """Leave a worker whose driver is dead without waiting to flush the outbox nobody reads, and
+    remove the scratch directory the dead driver can no longer remove."""
     outbox.cancel_join_thread()
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 class _Workers:

@@ -242,9 +242,9 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_workers_exit_when_the_driver_is_killed(storm_copies: Path) -> None:
-    """A killed netdiag leaves no worker processes behind waiting for packets."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def test_workers_exit_when_the_driver_is_killed(storm_copies: Path, tmp_path: Path) -> None:
+    """A killed netdiag leaves no worker processes behind waiting for packets, nor their scratch files."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "netdiag.cli", "connections", str(storm_copies), "--jobs", "2",
                              "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     workers: list[int] = []
@@ -264,6 +264,7 @@ def test_workers_exit_when_the_driver_is_killed(storm_copies: Path) -> None:
         alive = [p for p in workers if _running(p)]
         time.sleep(0.2)
     assert not alive, f"workers {alive} still running after the driver was killed"
+    assert list(tmp_path.iterdir()) == []
 
 
 _HALF_WRITTEN = """
