@@ -26,8 +26,8 @@ from pathlib import Path
 def single_pass_costs(path: Path) -> tuple[dict[str, float], object]:
     """CPU seconds of each step of the single pass, and its Analysis."""
     from netdiag.capture import ReadStats, iter_chunks
-    from netdiag.logons.budget import delivered_answers
     from netdiag.logons.grouping import group_logons
+    from netdiag.logons.resends import delivered_answers
     from netdiag.pipeline import Pipeline, Stage, complete, no_cyclic_gc
 
     c = {"read": 0.0, "feed": 0.0}

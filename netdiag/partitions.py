@@ -45,8 +45,8 @@ from numba import njit
 
 from netdiag.capture import PacketChunk, ReadStats, iter_chunks
 from netdiag.errors import PartitionError
-from netdiag.logons.budget import delivered_answers
 from netdiag.logons.grouping import Grouping, capture_bounds, group_logons, relevant_connections
+from netdiag.logons.resends import delivered_answers
 from netdiag.pipeline import STAGE_NAMES, Analysis, Pipeline, Stage, complete, no_cyclic_gc
 from netdiag.profile import DEFAULT_PORT_ROLES, Profile
 from netdiag.progress import Advance

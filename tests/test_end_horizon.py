@@ -22,7 +22,7 @@ from logon_tables import connection, tables, transaction
 from polars.testing import assert_frame_equal
 
 from netdiag.logons import analyze_tables
-from netdiag.logons.budget import delivered_answers
+from netdiag.logons.resends import delivered_answers
 from netdiag.pipeline import run
 
 ROOT = Path(__file__).resolve().parent.parent

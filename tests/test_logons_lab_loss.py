@@ -105,7 +105,7 @@ def test_lost_ack_server_resend_that_the_client_dsacks_costs_the_logon_nothing()
     log = truth["logons"][0]
     assert abs(row["start_ts_ns"] - log["start_ts_ns"]) < 5_000_000
     # TCP health still counts the resend (it was sent), and says which one the receiver had
-    from netdiag.logons.budget import dsack_spurious
+    from netdiag.logons.resends import dsack_spurious
 
     streams, segs = _streams_and_segments("lost_ack_dsack")
     assert dsack_spurious(segs).to_list() == [int(rtx[0][0])]
@@ -122,7 +122,7 @@ def test_server_loss_probe_answered_by_dsack_is_spurious_at_a_server_side_captur
     srv = truth["kernel_tcp_counters"]["server"]
     assert srv["TcpExtTCPDSACKRecv"] == 1
     s2c_rtx = _tshark(pcap, "tcp.analysis.retransmission && tcp.srcport == 9100", "frame.number")
-    from netdiag.logons.budget import dsack_spurious, resend_waits
+    from netdiag.logons.resends import dsack_spurious, resend_waits
 
     streams, segs = _streams_and_segments("loss_c2s_before_capture")
     assert dsack_spurious(segs).to_list() == [int(n) for (n,) in s2c_rtx]
@@ -139,7 +139,7 @@ def test_loss_before_a_server_side_capture_is_the_clients_resend_delay_not_clien
     cli = truth["kernel_tcp_counters"]["client"]
     assert cli["TcpRetransSegs"] == len(drops)                # each dropped request resent once by the client
     resends = _resends_of_drops(pcap, truth)
-    from netdiag.logons.budget import resend_waits
+    from netdiag.logons.resends import resend_waits
 
     streams, segs = _streams_and_segments(name)
     waits = resend_waits(segs, streams.connections)
@@ -203,7 +203,7 @@ def test_sender_side_resends_count_whatever_tshark_calls_them(name):
     kernels = sum(truth["kernel_tcp_counters"][h]["TcpRetransSegs"] for h in ("client", "server"))
     assert int(streams.connections["retransmitted_segments"].sum()) == kernels
     # each resend's wait runs from the frame that first carried its bytes
-    from netdiag.logons.budget import resend_waits
+    from netdiag.logons.resends import resend_waits
 
     waits = resend_waits(segs, streams.connections)
     for frame, delay_ns in resends:

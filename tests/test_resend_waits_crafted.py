@@ -43,7 +43,7 @@ def _capture(path, next_id: int) -> None:
 
 @pytest.mark.parametrize("next_id,kind", [(105, None), (106, "before_capture")])
 def test_ip_id_gap_beyond_a_tso_packet_is_loss_before_the_capture_point(tmp_path, next_id, kind):
-    from netdiag.logons.budget import resend_waits
+    from netdiag.logons.resends import resend_waits
     from netdiag.pipeline import Stage, run
 
     pcap = tmp_path / "c.pcap"

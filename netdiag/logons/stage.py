@@ -22,7 +22,7 @@ import polars as pl
 
 from netdiag.errors import NetdiagError
 from netdiag.filters import finding_filters
-from netdiag.logons.budget import budget_seconds, build_intervals, delivered_answers, sweep
+from netdiag.logons.budget import budget_seconds, build_intervals, sweep
 from netdiag.logons.causes.engine import (
     build_findings,
     connection_findings,
@@ -33,6 +33,7 @@ from netdiag.logons.causes.engine import (
 from netdiag.logons.grouping import Grouping, group_logons, relevant_connections
 from netdiag.logons.population import population
 from netdiag.logons.positional import join_per_logon
+from netdiag.logons.resends import delivered_answers
 from netdiag.profile import Profile, as_profile
 from netdiag.protocols.giop import EXCEPTION_STATUSES, FORWARD_STATUSES
 from netdiag.protocols.registry import request_protocols
