@@ -2,7 +2,7 @@
 
 Same partitions and merge as netdiag.partitions, different transport. Each partition is one
 task: its worker reads the capture files itself from a path every machine sees (a shared
-mount), keeps its partition's packets (`partition_of`), runs the pipeline to its transactions
+mount), keeps its partition's packets (`Partitioner`), runs the pipeline to its transactions
 and writes the tables as Parquet into a scratch directory on the same shared path; only the
 file names, the read and stream counts and the seconds go back through the scheduler. The
 driver reads the Parquet files, merges them (`merge_partitions`), has the cluster group each
@@ -29,13 +29,13 @@ import polars as pl
 from netdiag.capture import ReadStats, iter_chunks
 from netdiag.errors import PartitionError
 from netdiag.partitions import (
+    Partitioner,
     PartitionRunner,
     PartitionTables,
     group_partition,
     grouping_work,
     merge_groupings,
     merge_partitions,
-    partition_of,
     server_port_table,
     split_chunk,
 )
@@ -57,9 +57,10 @@ def partition_task(paths: list[str], index: int, n: int, profile: Profile, stage
                              tls_keylog=tls_keylog)
     read_stats = ReadStats()
     seq0 = 0
+    partitioner = Partitioner(n, lut)   # (every worker reads every packet: they agree on the partitions)
     with no_cyclic_gc():
         for chunk in iter_chunks(paths, stats=read_stats):
-            part = partition_of(chunk.packets, n, lut)
+            part = partitioner(chunk.packets)
             for k, sub, rows in split_chunk(chunk, part, n):
                 if k == index:
                     runner.feed(sub, rows + seq0)
