@@ -137,6 +137,34 @@ def _column(name: str, dtype: pl.DataType, values: list[object]) -> _Col:
     return _Col(name, cells, dtype.is_numeric(), natural, minimum)
 
 
+def column_of(name: str, values: pl.Series) -> _Col:
+    """`_column(name, values.dtype, values.to_list())`, the cells made column-wise: integers and
+    strings by polars, other values formatted once per distinct value (a piped table of 350 k
+    transactions has millions of cells; _fmt and cell_len per cell took seconds)."""
+    from rich.cells import cell_len
+
+    dtype = values.dtype
+    if dtype.is_integer():
+        text_cells = values.cast(pl.String).fill_null("")
+    elif dtype == pl.String:
+        text_cells = values.str.replace_all("\n", " ", literal=True).fill_null("")
+    else:
+        return _column(name, dtype, values.to_list())
+    cells = text_cells.to_list()
+    if text_cells.str.contains(r"[^\x00-\x7f]").any():
+        natural = max([cell_len(name), *(cell_len(c) for c in cells)])
+    else:
+        natural = max(cell_len(name), int(text_cells.str.len_bytes().max() or 0))
+    text = False
+    if not dtype.is_numeric():
+        # the cells that could be free text: with a space, or maybe wider than TEXT_CUT cells
+        maybe = text_cells.filter(text_cells.str.contains(" ", literal=True)
+                                  | (text_cells.str.len_chars() * 2 > TEXT_CUT)).to_list()
+        text = any((" " in c or cell_len(c) > TEXT_CUT) and not _ADDRESS_RE.match(c) for c in maybe)
+    minimum = max(cell_len(name), min(natural, TEXT_MIN)) if text else natural
+    return _Col(name, cells, dtype.is_numeric(), natural, minimum)
+
+
 _ADDRESS_IN_TEXT_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,}")
 
 
@@ -189,10 +217,10 @@ def _fit(cols: list[_Col], width: int, *, may_drop: bool) -> tuple[list[_Col], l
 
 def _plain_table(title: str | None, cols: list[_Col], widths: list[int], right: Sequence[str]) -> str | None:
     """The text rich prints for print_table's table when every cell is shown whole and uncoloured,
-    made by joining strings: rich builds objects per cell, which took 35 s for the 23,520 logons
-    of 2 M packets piped to a file (the analysis took 40). None when rich must do it: a cell with
-    a control or non-printable character or with a space at either end, a title wider than the
-    table, no columns."""
+    made by joining strings column-wise: rich builds objects per cell, which took 35 s for the
+    23,520 logons of 2 M packets piped to a file (the analysis took 40). None when rich must do
+    it: a cell with a control or non-printable character or with a space at either end, a title
+    wider than the table, no columns."""
     if not cols or any(w < c.natural for c, w in zip(cols, widths, strict=True)):
         return None
     from rich.cells import cell_len
@@ -205,26 +233,47 @@ def _plain_table(title: str | None, cols: list[_Col], widths: list[int], right: 
     pads = [(0 if i == 0 else 1, 0 if i == n - 1 else 1) for i in range(n)]
     spans = [w + a + b for w, (a, b) in zip(widths, pads, strict=True)]
     rule = lambda left, fill, mid, end: left + mid.join(fill * k for k in spans) + end + "\n"  # noqa: E731
-    columns = []
+    header: list[str] = []
+    body: list[pl.Series] = []
     for c, w, (a, b) in zip(cols, widths, pads, strict=True):
         righted = c.numeric or c.name in right
-        cells = [c.name, *c.cells]
-        out = []
-        for v in cells:
-            if not v.isprintable() or v[:1] == " " or v[-1:] == " ":   # (rich justifies these its own way)
-                return None
-            gap = w - (len(v) if v.isascii() else cell_len(v))
-            out.append(" " * a + (" " * gap + v if righted else v + " " * gap) + " " * b)
-        columns.append(out)
+        head = _padded([c.name], w, righted)
+        column = pl.Series(c.cells, dtype=pl.String)
+        # printable ASCII without a space at either end: polars pads it as rich does
+        if column.str.contains(r"^(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?$").all():
+            cells: pl.Series | None = column.str.pad_start(w) if righted else column.str.pad_end(w)
+        else:
+            padded = _padded(c.cells, w, righted)
+            cells = None if padded is None else pl.Series(padded, dtype=pl.String)
+        if head is None or cells is None:
+            return None
+        header.append(" " * a + head[0] + " " * b)
+        body.append(((" " * a + cells + " " * b) if a or b else cells).alias(f"c{len(body)}"))
     lines = []
     if title is not None:
         lines.append(title + " " * (tw - cell_len(title)) + "\n")
     lines.append(rule("┏", "━", "┳", "┓"))
-    lines.append("┃" + "┃".join(col[0] for col in columns) + "┃\n")
+    lines.append("┃" + "┃".join(header) + "┃\n")
     lines.append(rule("┡", "━", "╇", "┩"))
-    lines.extend("│" + "│".join(cells) + "│\n" for cells in zip(*(col[1:] for col in columns), strict=True))
+    if cols[0].cells:
+        rows = pl.DataFrame(body).select(pl.concat_str(pl.all(), separator="│")).to_series().to_list()
+        lines.append("│" + "│\n│".join(rows) + "│\n")
     lines.append(rule("└", "─", "┴", "┘"))
     return "".join(lines)
+
+
+def _padded(cells: list[str], width: int, righted: bool) -> list[str] | None:
+    """Cells padded to `width` terminal cells, as rich justifies them; None when a cell is one
+    rich treats its own way (a control or non-printable character, a space at either end)."""
+    from rich.cells import cell_len
+
+    out = []
+    for v in cells:
+        if not v.isprintable() or v[:1] == " " or v[-1:] == " ":
+            return None
+        gap = " " * (width - (len(v) if v.isascii() else cell_len(v)))
+        out.append(gap + v if righted else v + gap)
+    return out
 
 
 def _rich_table(con: Console, title: str | None, cols: list[_Col], widths: list[int], right: Sequence[str],
@@ -279,7 +328,7 @@ def print_table(df: pl.DataFrame, *, columns: list[str] | None = None, title: st
     full = wide or not tty                      # every column whole, every row when piped
     shown = df if not tty else df.head(max_rows)
     rows = shown.select(names)
-    cols = [_column(n, df.schema[n], rows[n].to_list()) for n in names]
+    cols = [column_of(n, rows[n]) for n in names]
     for c in cols:
         if c.name in right or c.name in whole:     # a cut number or verdict would mislead
             c.minimum = c.natural
