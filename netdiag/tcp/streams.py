@@ -100,6 +100,38 @@ def _advance_kernel(filled, i, end):  # pragma: no cover - numba
 
 
 @njit(cache=True)
+def _place_merge(buf, filled, base, offs, lens, poffs, payload, ts, frames, p_start, p_end, p_ts, p_frame, high,
+                 frontier):  # pragma: no cover - numba
+    """_place_kernel, then the bookkeeping of one placement in the same compiled call: new and
+    duplicate byte counts, the highest byte, the pieces merged in start order (stable) and the
+    advanced frontier. (As a dozen numpy calls on arrays of a few elements, this bookkeeping cost
+    more than the placement; a connection is placed once per chunk it sends in.)"""
+    ps, pe, pt, pf = _place_kernel(buf, filled, base, offs, lens, poffs, payload, ts, frames)
+    new_bytes = 0
+    for i in range(ps.shape[0]):
+        new_bytes += pe[i] - ps[i]
+    seen = 0
+    for i in range(offs.shape[0]):
+        lo = offs[i] if offs[i] > base else base
+        d = offs[i] + lens[i] - lo
+        if d > 0:
+            seen += d
+    if ps.shape[0]:
+        top = pe.max()
+        if top > high:
+            high = top
+        starts = np.concatenate((p_start, ps))
+        order = np.argsort(starts, kind="mergesort")
+        p_start = starts[order]
+        p_end = np.concatenate((p_end, pe))[order]
+        p_ts = np.concatenate((p_ts, pt))[order]
+        p_frame = np.concatenate((p_frame, pf))[order]
+    if frontier < high:
+        frontier = base + _advance_kernel(filled, frontier - base, high - base)
+    return new_bytes, seen - new_bytes, high, frontier, p_start, p_end, p_ts, p_frame
+
+
+@njit(cache=True)
 def _timing_kernel(p_start, p_end, p_ts, p_frame, starts, ends):  # pragma: no cover - numba
     """Per message k: min/max first-seen time over the pieces overlapping [starts[k], ends[k]),
     the frame of its first piece and the frame that completed it (latest piece; ties: later frame).
@@ -187,20 +219,12 @@ class StreamDir:
             buf[: self.buf.size] = self.buf
             filled[: self.filled.size] = self.filled
             self.buf, self.filled = buf, filled
-        ps, pe, pt, pf = _place_kernel(self.buf, self.filled, self.base, offs, lens, poffs, payload,
-                                       ts, frames)
-        new_bytes = int((pe - ps).sum())
-        self.bytes_placed += new_bytes
-        self.bytes_duplicate += int(np.clip(offs + lens - np.maximum(offs, self.base), 0, None).sum()) - new_bytes
-        if ps.size:
-            self.high = max(self.high, int(pe.max()))
-            starts = np.concatenate([self.p_start, ps])
-            order = np.argsort(starts, kind="stable")
-            self.p_start = starts[order]
-            self.p_end = np.concatenate([self.p_end, pe])[order]
-            self.p_ts = np.concatenate([self.p_ts, pt])[order]
-            self.p_frame = np.concatenate([self.p_frame, pf])[order]
-        self._advance()
+        new_bytes, dup, high, frontier, self.p_start, self.p_end, self.p_ts, self.p_frame = _place_merge(
+            self.buf, self.filled, self.base, offs, lens, poffs, payload, ts, frames, self.p_start, self.p_end,
+            self.p_ts, self.p_frame, self.high, self.frontier)
+        self.bytes_placed += int(new_bytes)
+        self.bytes_duplicate += int(dup)
+        self.high, self.frontier = int(high), int(frontier)
 
     def _advance(self) -> None:
         if self.frontier < self.high:

@@ -123,7 +123,7 @@ def _assemble_tables(sp: StreamParser, connections: pl.DataFrame, read_stats: An
     else:
         stats.gaps = gaps.height
         stats.gap_bytes = int(gaps["bytes"].sum()) if gaps.height else 0
-    stats.by_protocol = dict(msgs.group_by("protocol").len().iter_rows()) if msgs.height else {}
+    stats.by_protocol = dict(msgs.group_by("protocol").len().sort("protocol").iter_rows()) if msgs.height else {}
     stats.tls_warnings = _tls_warnings(stats.tls_not_decrypted, connections)
     if read_stats is not None and hasattr(read_stats, "warnings"):
         read_stats.warnings.extend(stats.tls_warnings)   # every command prints these lines
