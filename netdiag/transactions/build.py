@@ -15,7 +15,7 @@ from netdiag.protocols.registry import specs, txn_kinds
 from netdiag.protocols.spec import TxnKind
 from netdiag.schema import TRANSACTIONS
 from netdiag.transactions.resend import event_message_pairs, union_seconds
-from netdiag.transactions.sink import JSON, StreamStats
+from netdiag.transactions.sink import StreamStats, encode_json
 
 # the order the pairing functions read messages in unless their spec says otherwise
 _SORT = ("conn_id", "first_ts_ns", "direction", "stream_offset", "row")
@@ -142,7 +142,7 @@ def build_transactions(msgs: pl.DataFrame, details: dict[int, dict], connections
             detail["response_malformed"] = True
         if t.answered_row is not None:  # DNS: which of the retried queries was answered
             detail["answered_query_frame"] = int(lfr_all[t.answered_row])
-        details_json.append(JSON.encode(detail) if detail else None)
+        details_json.append(encode_json(detail) if detail else None)
     cols = pl.DataFrame({
         "conn_id": [t.conn_id for t in txns],
         "protocol": [t.protocol for t in txns],

@@ -459,9 +459,7 @@ class StreamParser:
             return
         arr = np.asarray(spans, np.int64)
         fts, lts, ffr, lfr = conn.dirs[d].timing(arr[:, 0], arr[:, 1])
-        for row, a, b, c, d2 in zip(arr[:, 2].tolist(), fts.tolist(), lts.tolist(), ffr.tolist(), lfr.tolist(),
-                                    strict=True):
-            self.sink.set_timing(row, a, b, c, d2)
+        self.sink.set_timings(arr[:, 2], fts, lts, ffr, lfr)
         spans.clear()
 
     def _gap(self, conn: _Conn, d: int, *, to: int | None = None, spans: list | None = None,
