@@ -186,3 +186,59 @@ def test_consumed_bytes_are_dropped_so_memory_follows_unparsed_bytes() -> None:
         assert sd.buffered_bytes <= 256 * 1024
         assert sd.p_start.size <= 1
     assert sd.frontier == 4096 * 1024
+
+
+def test_first_copy_wins_against_a_byte_by_byte_reference() -> None:
+    """Seeded overlapping, out-of-order, duplicated and conflicting segments placed in batches
+    (as chunks bring them, also across a compact): the bytes, the pieces, the frontier and the
+    byte counts equal a byte-by-byte first-copy-wins reference. Covers the placement's fast path
+    for bytes above everything placed so far and its byte scan below it."""
+    import random
+
+    rng = random.Random(61226)
+    for _ in range(300):
+        length = rng.randint(1, 6000)
+        segs = []
+        for _ in range(rng.randint(1, 25)):
+            off = rng.randint(0, length - 1)
+            n = rng.randint(1, min(1500, length - off))
+            segs.append((off, bytes(rng.randrange(256) for _ in range(n))))
+        sd = StreamDir()
+        ref: dict[int, int] = {}
+        pieces: list[list[int]] = []   # [start, end, frame] of every run of bytes that became known
+        frame = i = 0
+        while i < len(segs):
+            batch = segs[i: i + rng.randint(1, 5)]
+            i += len(batch)
+            base = sd.base                     # (bytes before it are ignored: consumed)
+            sizes = [len(d) for _, d in batch]
+            frames = np.arange(frame + 1, frame + 1 + len(batch), dtype=np.int64)
+            frame += len(batch)
+            sd.place(np.array([o for o, _ in batch], np.int64), np.array(sizes, np.int64),
+                     np.cumsum([0, *sizes[:-1]]).astype(np.int64), np.frombuffer(b"".join(d for _, d in batch), np.uint8),
+                     frames * 10, frames)
+            for (o, d), f in zip(batch, frames.tolist(), strict=True):
+                run = None
+                for j, byte in enumerate(d):
+                    at = o + j
+                    if at < base or at in ref:
+                        run = None
+                        continue
+                    ref[at] = byte
+                    if run is not None and run[1] == at:
+                        run[1] = at + 1
+                    else:
+                        run = [at, at + 1, f]
+                        pieces.append(run)
+            if rng.random() < 0.3 and sd.frontier > sd.pos:   # the parser consumed what is contiguous
+                sd.pos = sd.frontier
+                sd.compact()
+        assert sd.bytes_placed == len(ref)
+        assert sd.high == max(ref) + 1
+        frontier = sd.pos
+        while frontier in ref:
+            frontier += 1
+        assert sd.frontier == frontier
+        assert sd.bytes_at(sd.pos, sd.frontier) == bytes(ref[k] for k in range(sd.pos, sd.frontier))
+        got = sorted(zip(sd.p_start.tolist(), sd.p_end.tolist(), sd.p_frame.tolist(), strict=True))
+        assert got == sorted(tuple(p) for p in pieces if p[1] > sd.pos)

@@ -42,12 +42,14 @@ _I64 = np.int64
 
 
 @njit(cache=True)
-def _place_kernel(buf, filled, base, offs, lens, poffs, payload, ts, frames):  # pragma: no cover - numba
+def _place_kernel(buf, filled, base, offs, lens, poffs, payload, ts, frames, high):  # pragma: no cover - numba
     """Copy segment bytes into `buf` where not yet filled (first copy wins); return new pieces.
 
     offs/lens are stream offsets and captured lengths, poffs offsets into `payload`. Bytes before
-    `base` (already consumed) are ignored. Returns (start, end, ts, frame) arrays of the byte runs
-    that became known, in segment order.
+    `base` (already consumed) are ignored. `high`: the end of the highest byte placed before;
+    nothing at or above it is filled, so a segment there (the usual in-order case) is copied
+    whole without looking at `filled` byte by byte. Returns (start, end, ts, frame) arrays of
+    the byte runs that became known, in segment order.
     """
     n = offs.shape[0]
     cap = n + 16
@@ -63,15 +65,23 @@ def _place_kernel(buf, filled, base, offs, lens, poffs, payload, ts, frames):  #
             continue
         j = s if s > base else base
         while j < e:
-            while j < e and filled[j - base] != 0:
-                j += 1
-            if j >= e:
-                break
-            r0 = j
-            while j < e and filled[j - base] == 0:
-                buf[j - base] = payload[poffs[i] + (j - s)]
-                filled[j - base] = 1
-                j += 1
+            if j >= high:          # nothing placed here yet: the rest of the segment is one run
+                r0 = j
+                j = e
+            else:
+                while j < e and filled[j - base] != 0:
+                    j += 1
+                if j >= e:
+                    break
+                r0 = j
+                while j < e and filled[j - base] == 0 and j < high:
+                    j += 1
+                if j == high:      # the run goes on past the old high: all of it is new
+                    j = e
+            buf[r0 - base: j - base] = payload[poffs[i] + (r0 - s): poffs[i] + (j - s)]
+            filled[r0 - base: j - base] = 1
+            if j > high:
+                high = j
             if k == cap:
                 cap *= 2
                 ps2 = np.empty(cap, np.int64)
@@ -106,7 +116,7 @@ def _place_merge(buf, filled, base, offs, lens, poffs, payload, ts, frames, p_st
     duplicate byte counts, the highest byte, the pieces merged in start order (stable) and the
     advanced frontier. (As a dozen numpy calls on arrays of a few elements, this bookkeeping cost
     more than the placement; a connection is placed once per chunk it sends in.)"""
-    ps, pe, pt, pf = _place_kernel(buf, filled, base, offs, lens, poffs, payload, ts, frames)
+    ps, pe, pt, pf = _place_kernel(buf, filled, base, offs, lens, poffs, payload, ts, frames, high)
     new_bytes = 0
     for i in range(ps.shape[0]):
         new_bytes += pe[i] - ps[i]
