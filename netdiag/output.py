@@ -151,7 +151,7 @@ def column_of(name: str, values: pl.Series) -> _Col:
     else:
         return _column(name, dtype, values.to_list())
     cells = text_cells.to_list()
-    if text_cells.str.contains(r"[^\x00-\x7f]").any():
+    if text_cells.str.contains(r"[^\x20-\x7e]").any():   # (not printable ASCII: rich's cell widths)
         natural = max([cell_len(name), *(cell_len(c) for c in cells)])
     else:
         natural = max(cell_len(name), int(text_cells.str.len_bytes().max() or 0))

@@ -105,7 +105,8 @@ def test_cells_made_column_wise_equal_the_per_cell_reference() -> None:
     wide characters, addresses and long text."""
     frames = [df for cap in CAPTURES for df in _tables(cap).values()]
     rng = random.Random(6122026)
-    words = ["10.1.2.3:51142", "[2001:db8::1]:443", "get_worklist", "a b", "x" * 30, "東京", "line\nbreak", "", "é"]
+    words = ["10.1.2.3:51142", "[2001:db8::1]:443", "get_worklist", "a b", "x" * 30, "東京", "line\nbreak", "", "é",
+             "tab\there", "bell\x07", "del\x7f"]
     for _ in range(40):
         h = rng.randint(0, 30)
         frames.append(pl.DataFrame({
@@ -115,6 +116,8 @@ def test_cells_made_column_wise_equal_the_per_cell_reference() -> None:
             "wait_s": pl.Series([rng.choice([None, rng.random() * 10 ** rng.randint(-6, 3)]) for _ in range(h)]),
             "ok": pl.Series([rng.choice([None, True, False]) for _ in range(h)], dtype=pl.Boolean),
         }))
+    # cells whose width is not their length: control characters (rich counts them as no cell)
+    frames.append(pl.DataFrame({"s": ["tab\there", "ab"], "t": ["bell\x07\x07", None]}))
     for df in frames:
         for name in df.columns:
             assert column_of(name, df[name]) == _column(name, df.schema[name], df[name].to_list()), name
