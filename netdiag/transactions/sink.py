@@ -23,6 +23,8 @@ _C_JSON = (c_make_encoder(None, str, encode_basestring_ascii, None, ":", ",", Fa
 def encode_json(obj: dict[str, Any]) -> str:
     """`JSON.encode(obj)`: compact JSON, ASCII only, str() of what JSON cannot hold."""
     return "".join(_C_JSON(obj, 0)) if _C_JSON is not None else JSON.encode(obj)
+
+
 # Record.detail fields the pairing reads (everything else lives only in the JSON column).
 PAIR_KEYS = frozenset({
     "more_fragments", "response_expected", "exception_id", "forward_host", "forward_port", "forward_type_id",
@@ -36,10 +38,10 @@ class MessageSink:
 
     Rows get a global index (0-based, in emission order). Timing of rows emitted in a step is
     filled in at the end of that step (`set_timings`, arrays kept beside the tuples and applied
-    when the batch is flushed), so flushing between steps is safe. `details` keeps, sparsely by row, only the decoded fields
-    the pairing reads (PAIR_KEYS), their strings shared (one User-Agent object, not one per
-    request); everything else lives in the JSON `detail` column. Memory per message is then
-    Arrow's, not Python objects'.
+    when the batch is flushed), so flushing between steps is safe. `details` keeps, sparsely by
+    row, only the decoded fields the pairing reads (PAIR_KEYS), their strings shared (one
+    User-Agent object, not one per request); everything else lives in the JSON `detail` column.
+    Memory per message is then Arrow's, not Python objects'.
     """
 
     FLUSH_ROWS = 50_000
