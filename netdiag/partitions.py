@@ -13,14 +13,18 @@ A logon never spans client addresses, so the work splits by client address:
    pass numbers them, and every conn_id in the other tables mapped alike; rows put in the single
    pass's order (segments by packet order, transactions by request start and frame). Frame
    numbers are Wireshark's across the files: they travel with the packets.
-4. Logons: grouping connections into logons is per client address, so the workers group the
-   client addresses of their partition (`group_partition`, with the EPJ servers and the
-   capture's bounds decided over all connections), and the driver merges the groupings (logon
-   ids by start time, as one pass numbers them) and runs the rest of the logons stage once
-   (wait budgets, findings over all logons, population views).
+4. Logons: grouping connections into logons is per client address, so each worker groups the
+   client addresses of its partition on its own tables as soon as they are made (`group_own`:
+   the EPJ servers and the capture's bounds are decided over all partitions' `OwnFacts`, the
+   driver merges the tables meanwhile, and `globalise` maps the grouping to the merged ids).
+   Should a client address be in two partitions (the partitioner's client is the side off the
+   server ports, the tables' is the side that sent the SYN), the merged tables are cut by client
+   address instead and each share grouped by a worker (`grouping_work`, `group_partition`).
+   The driver merges the groupings (logon ids by start time, as one pass numbers them) and runs
+   the rest of the logons stage once (wait budgets, findings over all logons, population views).
 
 `run_processes` runs the partitions in worker processes on this machine (chunks of packets go to
-a worker through its pipe; tables come back, and grouping work goes out, as Arrow IPC files in a
+a worker through its pipe; tables and groupings come back as Arrow IPC files in a
 scratch directory of the system's temporary directory, removed at the end); netdiag.cluster runs
 them on dask.distributed, and netdiag.parallel.run chooses. A worker that raises or dies fails
 the run with `PartitionError` (exit 3), naming its partition.
@@ -46,6 +50,7 @@ from numba import njit
 
 from netdiag.capture import PacketChunk, ReadStats, iter_chunks
 from netdiag.errors import PartitionError
+from netdiag.logons.chains import epj_server_ips
 from netdiag.logons.grouping import Grouping, capture_bounds, group_logons, relevant_connections
 from netdiag.logons.resends import delivered_answers
 from netdiag.pipeline import STAGE_NAMES, Analysis, Pipeline, Stage, complete, no_cyclic_gc
@@ -265,10 +270,71 @@ def group_partition(connections: pl.DataFrame, transactions: pl.DataFrame, relev
     return g
 
 
+@dataclass(frozen=True)
+class OwnFacts:
+    """What a partition tells the driver so that it can group its own client addresses: the
+    addresses (the grouping is per address only if no address is in two partitions), the
+    addresses that serve EPJ traffic and its first and last packet (decided over all partitions)."""
+
+    client_ips: frozenset[str]
+    epj_ips: frozenset[str]
+    bounds: tuple[int, int] | None
+
+
+def own_facts(tables: PartitionTables, profile: Profile) -> OwnFacts:
+    """The OwnFacts of a partition's tables (its own ids)."""
+    conns = tables.connections
+    return OwnFacts(frozenset(conns["client_ip"].drop_nulls().unique().to_list()) if conns.height else frozenset(),
+                    frozenset(epj_server_ips(conns, tables.transactions, profile)), capture_bounds(conns))
+
+
+def own_groups(facts: Sequence[OwnFacts]) -> tuple[frozenset[str], tuple[int, int] | None] | None:
+    """The EPJ servers and the capture bounds over all partitions, or None when some client
+    address is in two partitions (its connections must be grouped together: `grouping_work`)."""
+    seen: set[str] = set()
+    for f in facts:
+        if not seen.isdisjoint(f.client_ips):
+            return None
+        seen |= f.client_ips
+    bounds = [f.bounds for f in facts if f.bounds is not None]
+    joined = (min(b[0] for b in bounds), max(b[1] for b in bounds)) if bounds else None
+    return frozenset().union(*(f.epj_ips for f in facts)), joined
+
+
+def group_own(tables: PartitionTables, epj_ips: frozenset[str], bounds: tuple[int, int] | None,
+              profile: Profile) -> Grouping:
+    """group_logons over a partition's own tables (its own conn ids; txn_row numbers its
+    transactions in the merged order, `merge_partitions` puts them in), with the EPJ servers and
+    bounds of all partitions: the grouping of its client addresses that one pass makes, once
+    `globalise`d."""
+    conns = tables.connections.drop("_seq") if "_seq" in tables.connections.columns else tables.connections
+    tx = tables.transactions.sort("req_first_ts_ns", "first_frame", nulls_last=True, maintain_order=True)
+    tx = delivered_answers(tx, tables.segments)
+    rel = relevant_connections(conns, tx, profile, epj_ips=set(epj_ips))
+    return group_logons(conns, tx, profile, relevant=rel, bounds=bounds)
+
+
+def globalise(g: Grouping, conn_ids: np.ndarray, txn_rows: np.ndarray) -> Grouping:
+    """A partition's own grouping in the merged tables' ids: conn_id through `conn_ids` (the
+    partition's id -> merged id), txn_row through `txn_rows` (its row in merged order -> merged row)."""
+    if g.members.height:
+        local = g.members["txn_row"].to_numpy()
+        rows = np.where(local >= 0, txn_rows[np.maximum(local, 0)] if txn_rows.size else local, -1)
+        g.members = g.members.with_columns(
+            conn_id=pl.Series(conn_ids[g.members["conn_id"].to_numpy().astype(np.int64)]).cast(pl.UInt32),
+            txn_row=pl.Series(rows, dtype=pl.Int64))
+    g.not_logons = [{**d, "conn_ids": sorted(int(conn_ids[c]) for c in d["conn_ids"])} for d in g.not_logons]
+    return g
+
+
 # ------------------------------------------------------------------------------------ merge
 def merge_partitions(parts: Sequence[PartitionTables], *, paths: Sequence[Any], profile: Profile, stage: Stage,
-                     read_stats: ReadStats) -> Analysis:
-    """The partitions' tables as one pass makes them: ids, order and stats (see module docstring)."""
+                     read_stats: ReadStats, ids: dict[str, dict[int, np.ndarray]] | None = None) -> Analysis:
+    """The partitions' tables as one pass makes them: ids, order and stats (see module docstring).
+
+    `ids`, when given, receives per partition index how its ids became the merged ones:
+    ids["conn"][k][its conn_id] = merged conn_id, ids["txn"][k][i] = the merged row of its i-th
+    transaction in merged order (what `globalise` needs)."""
     parts = sorted(parts, key=lambda p: p.index)
     conns = [p.connections.with_columns(_part=pl.lit(p.index, pl.Int64)) for p in parts if p.connections.height]
     remap: dict[int, np.ndarray] = {}
@@ -293,9 +359,16 @@ def merge_partitions(parts: Sequence[PartitionTables], *, paths: Sequence[Any], 
         ids = remap[index][df["conn_id"].to_numpy().astype(np.int64)]
         return df.with_columns(conn_id=pl.Series(ids).cast(dtype))
 
-    txns = [mapped(p.transactions, p.index) for p in parts if p.transactions.height]
-    transactions = (TRANSACTIONS.conform(pl.concat(txns, how="vertical_relaxed").sort(
-        "req_first_ts_ns", "first_frame", nulls_last=True, maintain_order=True)) if txns else TRANSACTIONS.empty())
+    txns = [mapped(p.transactions, p.index).with_columns(_part=pl.lit(p.index, pl.Int64))
+            for p in parts if p.transactions.height]
+    transactions = (pl.concat(txns, how="vertical_relaxed").sort(
+        "req_first_ts_ns", "first_frame", nulls_last=True, maintain_order=True) if txns else TRANSACTIONS.empty())
+    if ids is not None:
+        ids["conn"] = remap
+        of_part = transactions["_part"].to_numpy() if txns else np.zeros(0, np.int64)
+        ids["txn"] = {p.index: np.flatnonzero(of_part == p.index) for p in parts}
+    if txns:
+        transactions = TRANSACTIONS.conform(transactions.drop("_part"))
     segs = [mapped(p.segments, p.index) for p in parts if p.segments is not None and p.segments.height]
     segments = None
     if segs:
@@ -375,6 +448,7 @@ def merge_groupings(groupings: Sequence[Grouping]) -> Grouping:
 def _worker(index: int, inbox: Any, outbox: Any, scratch: str, profile: Profile, stage: Stage, segments: bool,
             server_ports: set[int] | None, tls_keylog: Any) -> None:
     """A worker process: feed its partition's chunks, send its tables, then group what it is given."""
+    kept: PartitionTables | None = None
     try:
         runner = PartitionRunner(index, profile, stage, segments=segments, server_ports=server_ports,
                                  tls_keylog=tls_keylog)
@@ -397,13 +471,21 @@ def _worker(index: int, inbox: Any, outbox: Any, scratch: str, profile: Profile,
             if msg[0] == "chunk":
                 runner.feed(PacketChunk(msg[1], msg[2]), msg[3])
             elif msg[0] == "finish":
-                outbox.put(("tables", index, _to_files(runner.finish(), _TABLES, Path(scratch), f"part-{index}")))
-                runner = None
-            elif msg[0] == "group":
+                tables, runner = runner.finish(), None
+                facts = own_facts(tables, profile) if stage >= Stage.LOGONS else None
+                outbox.put(("tables", index, (_to_files(tables, _TABLES, Path(scratch), f"part-{index}"), facts)))
+                # kept for grouping its own client addresses (the driver says whether it may)
+                kept = tables if facts is not None else None
+            elif msg[0] in ("group", "group_own"):
                 t, c = time.perf_counter(), time.process_time()
-                w = _from_files(msg[1], _WORK_TABLES)
                 with no_cyclic_gc():
-                    g = group_partition(w.connections, w.transactions, w.relevant, w.bounds, profile)
+                    if msg[0] == "group_own":
+                        g = group_own(kept, msg[1], msg[2], profile)
+                    else:
+                        kept = None
+                        w = _from_files(msg[1], _WORK_TABLES)
+                        g = group_partition(w.connections, w.transactions, w.relevant, w.bounds, profile)
+                kept = None
                 g = _to_files(g, _GROUPING_TABLES, Path(scratch), f"grouping-{index}")
                 outbox.put(("grouping", index, (g, time.perf_counter() - t, time.process_time() - c)))
             else:
@@ -561,17 +643,36 @@ def run_processes(path_list: list[Any], prof: Profile, stage: Stage, jobs: int, 
         for k in range(jobs):
             workers.put(k, ("finish",))
         got = workers.gather("tables", set(range(jobs)))
-        parts = {k: _from_files(t, _TABLES) for k, t in got.items()}
+        # each worker groups its own client addresses while the driver merges, unless an address
+        # is in two partitions (then the merged tables are cut by address and sent back)
+        own = own_groups([got[k][1] for k in range(jobs)]) if stage >= Stage.LOGONS else None
+        t_group = time.perf_counter()
+        if own is not None:
+            for k in range(jobs):
+                workers.put(k, ("group_own", *own))
+        parts = {k: _from_files(got[k][0], _TABLES) for k in range(jobs)}
         costs["partitions_done"] = time.perf_counter() - t0
         costs["partitions"] = [dict(parts[k].costs, packets=parts[k].packets) for k in range(jobs)]
         t, c = time.perf_counter(), time.process_time()
-        a = merge_partitions(list(parts.values()), paths=path_list, profile=prof, stage=stage, read_stats=read_stats)
+        ids: dict[str, Any] = {}
+        a = merge_partitions(list(parts.values()), paths=path_list, profile=prof, stage=stage, read_stats=read_stats,
+                             ids=ids)
+        del parts
         costs["merge"], costs["merge_cpu"] = time.perf_counter() - t, time.process_time() - c
         grouping = None
-        if stage >= Stage.LOGONS:
+        if own is not None:
+            got = workers.gather("grouping", set(range(jobs)))
+            none = np.zeros(0, np.int64)
+            grouping = merge_groupings([globalise(_from_files(got[k][0], _GROUPING_TABLES),
+                                                  ids["conn"].get(k, none), ids["txn"].get(k, none))
+                                        for k in range(jobs)])
+            costs["grouping"], costs["grouping_mode"] = time.perf_counter() - t_group, "own"
+            costs["grouping_per_partition"] = [got[k][1] for k in range(jobs)]
+            costs["grouping_per_partition_cpu"] = [got[k][2] for k in range(jobs)]
+        elif stage >= Stage.LOGONS:
             t, c = time.perf_counter(), time.process_time()
             work, bounds = grouping_work(a, jobs)
-            costs["grouping_split_cpu"] = time.process_time() - c
+            costs["grouping_split_cpu"], costs["grouping_mode"] = time.process_time() - c, "shares"
             for k in range(jobs):
                 share = _GroupWork(*work[k], bounds)
                 workers.put(k, ("group", _to_files(share, _WORK_TABLES, Path(workers.scratch), f"work-{k}")))
@@ -590,6 +691,6 @@ def run_processes(path_list: list[Any], prof: Profile, stage: Stage, jobs: int, 
     return a
 
 
-__all__ = ["PartitionRunner", "PartitionTables", "Partitioner", "client_keys", "default_jobs", "group_partition",
-           "grouping_work", "merge_groupings", "merge_partitions", "run_processes", "server_port_table",
-           "split_chunk"]
+__all__ = ["OwnFacts", "PartitionRunner", "PartitionTables", "Partitioner", "client_keys", "default_jobs", "globalise",
+           "group_own", "group_partition", "grouping_work", "merge_groupings", "merge_partitions", "own_facts",
+           "own_groups", "run_processes", "server_port_table", "split_chunk"]

@@ -123,7 +123,22 @@ def test_storm_copies_tables_identical(storm_copies: Path, jobs: int) -> None:
     many = run([storm_copies], jobs=jobs)
     assert len(many.costs["partitions"]) == jobs
     assert all(p["packets"] > 0 for p in many.costs["partitions"])
+    # every client address in one partition: the workers grouped their own tables
+    assert many.costs["grouping_mode"] == "own"
     _same(one, many)
+
+
+@pytest.mark.parametrize(("capture", "jobs"), [("zeek/ftp_ipv4.pcap", 2), ("crafted/ipv6_ext.pcap", 2),
+                                               ("crafted/eth_vlan_qinq.pcap", 3)])
+def test_an_address_in_two_partitions_is_grouped_whole(capture: str, jobs: int) -> None:
+    """An address that is a client on a server port's far side in one connection and the SYN's
+    sender in another (FTP's active data connections; crafted traffic) lands in two partitions:
+    the merged tables are cut by client address for the grouping, and the tables stay the one
+    pass's."""
+    path = CAPTURES / capture
+    many = run([path], jobs=jobs)
+    assert many.costs["grouping_mode"] == "shares"
+    _same(single_pass([path]), many)
 
 
 def test_split_files_tables_identical(storm_split: list[Path]) -> None:

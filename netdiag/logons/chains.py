@@ -219,13 +219,46 @@ class Chain:
             self.confidence = level
 
 
-def relevant_connections(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> pl.DataFrame:
+def relevant_connections(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile, *,
+                         epj_ips: set[str] | None = None) -> pl.DataFrame:
     """The TCP connections to EPJ servers, with their port role.
 
     With server addresses in the profile: connections to them. Without: connections carrying
     GIOP (recognised by the magic), connections to WebSphere's known ports, and any connection
     to an address that serves GIOP or a bootstrap port (its JNLP/jar HTTP, its TLS ports).
+    `epj_ips`: those addresses when they were found over more connections than these (a
+    partition of the capture: `epj_server_ips` of every partition, joined).
     """
+    tcp = _with_roles(connections, transactions, profile)
+    if tcp.height == 0:
+        return tcp
+    if profile.servers:
+        keep = [bool(profile.is_server(ip)) for ip in tcp["server_ip"].to_list()]
+        tcp = tcp.filter(pl.Series(keep))
+        return tcp.with_columns(pl.col("role").fill_null("other"))
+    if epj_ips is None:
+        epj_ips = _serving(tcp)
+    was_ports = {p for p, r in _was_roles().items() if r != "dns"}
+    keep = [(ip in epj_ips) or (int(port) in was_ports) or carried == "giop"
+            for ip, port, carried in tcp.select("server_ip", "server_port", "carried").iter_rows()]
+    return tcp.filter(pl.Series(keep, dtype=pl.Boolean)).with_columns(pl.col("role").fill_null("other"))
+
+
+def epj_server_ips(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> set[str]:
+    """The addresses relevant_connections counts as EPJ servers by their traffic (they serve GIOP
+    or a bootstrap port); a profile that names its servers makes this set unused."""
+    return _serving(_with_roles(connections, transactions, profile))
+
+
+def _serving(tcp: pl.DataFrame) -> set[str]:
+    if tcp.height == 0:
+        return set()
+    return set(tcp.filter((pl.col("carried") == "giop") | (pl.col("role") == "bootstrap"))["server_ip"].to_list())
+
+
+def _with_roles(connections: pl.DataFrame, transactions: pl.DataFrame, profile: Profile) -> pl.DataFrame:
+    """The TCP connections with `carried` (the first protocol parsed on them) and `role` (the
+    profile's port role; GIOP carried on a port without one: orb)."""
     tcp = connections.filter(pl.col("transport") == "tcp")
     if tcp.height == 0:
         return tcp.with_columns(role=pl.lit(None, pl.String))
@@ -243,16 +276,7 @@ def relevant_connections(connections: pl.DataFrame, transactions: pl.DataFrame, 
         if role is None and carried == "giop":
             role = "orb"
         roles.append(role)
-    tcp = tcp.with_columns(role=pl.Series(roles, dtype=pl.String))
-    if profile.servers:
-        keep = [bool(profile.is_server(ip)) for ip in tcp["server_ip"].to_list()]
-        tcp = tcp.filter(pl.Series(keep))
-        return tcp.with_columns(pl.col("role").fill_null("other"))
-    epj_ips = set(tcp.filter((pl.col("carried") == "giop") | (pl.col("role") == "bootstrap"))["server_ip"].to_list())
-    was_ports = {p for p, r in _was_roles().items() if r != "dns"}
-    keep = [(ip in epj_ips) or (int(port) in was_ports) or carried == "giop"
-            for ip, port, carried in tcp.select("server_ip", "server_port", "carried").iter_rows()]
-    return tcp.filter(pl.Series(keep, dtype=pl.Boolean)).with_columns(pl.col("role").fill_null("other"))
+    return tcp.with_columns(role=pl.Series(roles, dtype=pl.String))
 
 
 def _was_roles() -> dict[int, str]:
